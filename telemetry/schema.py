@@ -1,0 +1,359 @@
+"""One vocabulary for every vendor: measurements, tags, fields and their units.
+
+A *frame* of a measurement is a polars DataFrame in wide form: one row per (time, tag set), a ``time``
+column (``Datetime("ns", "UTC")``), one String column per tag and one column per field. A value the
+hardware cannot give is null (absent), never 0. Units are the last part of every field name
+(``power_w``, ``temp_c``, ``pcie_rx_bytes_per_s``) and are listed in ``FieldSpec.unit``.
+
+``docs/schema.md`` is the human-readable copy of this module; ``tests/telemetry/test_schema.py`` checks
+that the two agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import polars as pl
+
+from telemetry.errors import SchemaError
+
+Kind = Literal["float", "int", "bool", "str"]
+
+TIME = "time"
+TIME_DTYPE = pl.Datetime("ns", "UTC")
+
+_DTYPES: dict[str, pl.DataType] = {
+    "float": pl.Float64(),
+    "int": pl.Int64(),
+    "bool": pl.Boolean(),
+    "str": pl.String(),
+}
+
+VENDORS = ("nvidia", "amd", "tenstorrent", "furiosa", "other")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field: its name (unit last), unit, kind and meaning."""
+
+    name: str
+    unit: str
+    kind: Kind = "float"
+    description: str = ""
+
+    @property
+    def dtype(self) -> pl.DataType:
+        return _DTYPES[self.kind]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measurement: tags identify a series, fields carry values."""
+
+    name: str
+    tags: tuple[str, ...]
+    fields: tuple[FieldSpec, ...]
+    description: str = ""
+    field_index: dict[str, FieldSpec] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.fields]
+        dup = {n for n in names if names.count(n) > 1} | (set(names) & set(self.tags))
+        if dup:
+            raise ValueError(f"measurement {self.name}: duplicate names {sorted(dup)}")
+        object.__setattr__(self, "field_index", {f.name: f for f in self.fields})
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (TIME, *self.tags, *self.field_names)
+
+    def polars_schema(self) -> dict[str, pl.DataType]:
+        schema: dict[str, pl.DataType] = {TIME: TIME_DTYPE}
+        schema.update({t: pl.String() for t in self.tags})
+        schema.update({f.name: f.dtype for f in self.fields})
+        return schema
+
+
+def F(name: str, unit: str, kind: Kind = "float", description: str = "") -> FieldSpec:  # noqa: N802
+    return FieldSpec(name, unit, kind, description)
+
+
+ACCEL = Measurement(
+    "accel",
+    tags=("node", "device", "vendor", "model", "group", "pci_bus"),
+    description="One row per accelerator per sample.",
+    fields=(
+        F("temp_c", "degC", description="die / edge temperature (the vendor's main sensor)"),
+        F("temp_hotspot_c", "degC", description="hottest on-die sensor (junction / hotspot)"),
+        F("temp_mem_c", "degC", description="HBM / memory temperature"),
+        F("power_w", "W", description="board power, instantaneous where the device gives it"),
+        F("power_avg_w", "W", description="board power averaged by the device (e.g. 1 s window)"),
+        F("power_limit_w", "W", description="enforced power cap"),
+        F("energy_j", "J", description="cumulative energy counter since driver load"),
+        F("voltage_v", "V", description="core voltage"),
+        F("current_a", "A", description="core current"),
+        F("pcie_tx_bytes_per_s", "B/s", description="PCIe bytes sent by the device per second"),
+        F("pcie_rx_bytes_per_s", "B/s", description="PCIe bytes received by the device per second"),
+        F("pcie_link_gen", "1", "int", "current PCIe link generation"),
+        F("pcie_link_width", "lanes", "int", "current PCIe link width"),
+        F("pcie_replay_count", "1", "int", "cumulative PCIe replay counter"),
+        F("util_pct", "%", description="compute utilisation (busy time share)"),
+        F("mem_util_pct", "%", description="memory controller / bandwidth utilisation"),
+        F("mem_used_bytes", "B", description="device memory in use"),
+        F("mem_total_bytes", "B", description="device memory size"),
+        F("sm_clock_mhz", "MHz", description="core (SM / GFX / AI core) clock"),
+        F("mem_clock_mhz", "MHz", description="memory clock"),
+        F("fan_pct", "%", description="fan speed, where the device has a fan"),
+        F("throttle_thermal", "bool", "bool", "clocks held down for temperature (HW or SW)"),
+        F("throttle_power", "bool", "bool", "clocks held down for power (cap or brake)"),
+        F("throttle_other", "bool", "bool", "clocks held down for any other reason (sync boost, ...)"),
+        F("throttle_reasons", "bitmask", "int", "vendor's raw throttle / clock-event bitmask"),
+        F("ecc_corrected_count", "1", "int", "cumulative corrected ECC errors"),
+        F("ecc_uncorrected_count", "1", "int", "cumulative uncorrected ECC errors"),
+    ),
+)
+
+ACCEL_EVENT = Measurement(
+    "accel_event",
+    tags=("node", "device", "vendor", "kind"),
+    description="Discrete device events (NVIDIA XID, AMD RAS, device lost / back).",
+    fields=(
+        F("code", "1", "int", "event code (e.g. XID number)"),
+        F("message", "text", "str", "human-readable description"),
+    ),
+)
+
+HOST = Measurement(
+    "host",
+    tags=("node",),
+    description="Host CPU, memory and scheduler activity; one row per node per sample.",
+    fields=(
+        F("cpu_util_pct", "%", description="all cores, 100 - idle - iowait - steal"),
+        F("cpu_user_pct", "%"),
+        F("cpu_system_pct", "%"),
+        F("cpu_iowait_pct", "%"),
+        F("cpu_steal_pct", "%"),
+        F("cpu_count", "1", "int", "logical CPUs"),
+        F("load1", "1", description="1-minute load average (runnable + uninterruptible tasks)"),
+        F("load5", "1"),
+        F("load15", "1"),
+        F("mem_total_bytes", "B"),
+        F("mem_used_bytes", "B"),
+        F("mem_available_bytes", "B"),
+        F("swap_used_bytes", "B"),
+        F("ctx_switches_per_s", "1/s"),
+        F("interrupts_per_s", "1/s"),
+        F("procs_running", "1", "int", "runnable tasks (run-queue length)"),
+    ),
+)
+
+HOST_CORE = Measurement(
+    "host_core",
+    tags=("node", "core", "socket"),
+    description=(
+        "Per-core CPU utilisation, a separate measurement so `host` keeps one series per node; "
+        "`core` is the logical CPU number, `socket` its physical package."
+    ),
+    fields=(
+        F("util_pct", "%"),
+        F("user_pct", "%"),
+        F("system_pct", "%"),
+        F("iowait_pct", "%"),
+        F("freq_mhz", "MHz"),
+    ),
+)
+
+TENANT = Measurement(
+    "tenant",
+    tags=("node", "group"),
+    description="Activity of one co-tenant (process group / cgroup / container mapped to a group).",
+    fields=(
+        F("cpu_pct", "%", description="CPU use summed over the group's processes (100 = one core)"),
+        F("rss_bytes", "B"),
+        F("accel_mem_bytes", "B", description="accelerator memory held by the group's processes"),
+        F("process_count", "1", "int"),
+        F("threads_count", "1", "int"),
+        F("pids", "text", "str", "space-separated PIDs (a field, never a tag: cardinality)"),
+    ),
+)
+
+AGENT = Measurement(
+    "agent",
+    tags=("node", "sampler"),
+    description="The agent's own health, per sampler per tick: stale data is visible, not silent.",
+    fields=(
+        F("latency_ms", "ms", description="time the sampler's read took"),
+        F("staleness_s", "s", description="age of the value reported this tick (slow samplers)"),
+        F("errors_total", "1", "int", "cumulative read errors"),
+        F("skipped_total", "1", "int", "cumulative ticks skipped because the last read was still running"),
+        F("ok", "bool", "bool", "last read succeeded"),
+        F("spool_bytes", "B", description="bytes waiting in the disk spool"),
+        F("spool_dropped_total", "1", "int", "batches dropped because the spool was full"),
+    ),
+)
+
+BENCH_REQUEST = Measurement(
+    "bench_request",
+    tags=("node", "run_id", "group", "phase", "tool"),
+    description=(
+        "One row per benchmark request; `time` is the request's start on the wall clock. "
+        "Token-level arrays live in Parquet artifacts beside the store."
+    ),
+    fields=(
+        F("request_index", "1", "int", "position of the request in the run"),
+        F("ttft_ms", "ms", description="time to first token"),
+        F("tpot_ms", "ms", description="(e2e - ttft) / (output_tokens - 1)"),
+        F("e2e_ms", "ms", description="request latency"),
+        F("itl_ms_mean", "ms", description="mean inter-token latency of this request"),
+        F("itl_ms_max", "ms", description="largest inter-token latency of this request"),
+        F("input_tokens", "1", "int"),
+        F("output_tokens", "1", "int"),
+        F("success", "bool", "bool"),
+        F("error", "text", "str"),
+        F("timing", "text", "str", "wall_clock | reconstructed | summary_only"),
+    ),
+)
+
+RUN_EVENT = Measurement(
+    "run_event",
+    tags=("node", "run_id", "group", "phase", "event"),
+    description=(
+        "Benchmark runs and phases: `event` is start | end | switch_on | switch_off | summary. "
+        "A summary row carries the run's metadata and summary metrics as JSON."
+    ),
+    fields=(
+        F("monotonic_s", "s", description="time.monotonic() of the recording host at the event"),
+        F("tool", "text", "str"),
+        F("command", "text", "str"),
+        F("exit_code", "1", "int"),
+        F("tenant", "text", "str", "co-tenant switched on/off (stress designs)"),
+        F("metadata_json", "text", "str", "run metadata and summary metrics in canonical names"),
+    ),
+)
+
+MEASUREMENTS: dict[str, Measurement] = {
+    m.name: m
+    for m in (ACCEL, ACCEL_EVENT, HOST, HOST_CORE, TENANT, AGENT, BENCH_REQUEST, RUN_EVENT)
+}
+
+
+def measurement(name: str) -> Measurement:
+    try:
+        return MEASUREMENTS[name]
+    except KeyError:
+        raise SchemaError(f"unknown measurement {name!r}; known: {', '.join(MEASUREMENTS)}") from None
+
+
+def empty_frame(name: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=measurement(name).polars_schema())
+
+
+def _bad_row(before: pl.Series, after: pl.Series) -> int | None:
+    bad = before.is_not_null() & after.is_null()
+    idx = bad.arg_true()
+    return int(idx[0]) if len(idx) else None
+
+
+def conform(frame: pl.DataFrame, name: str, where: str = "") -> pl.DataFrame:
+    """Return ``frame`` in the declared form of measurement ``name``.
+
+    Casts every column to its declared dtype (numbers to float, epoch-ns ints to time), adds the
+    missing tag / field columns as nulls and orders the columns. Raises `SchemaError` naming the
+    column and row for an unknown column, a missing ``time``, or a value that does not fit its type.
+    Float NaN is kept as null (absent), never 0.
+    """
+    m = measurement(name)
+    prefix = f"{where}." if where else ""
+    unknown = [c for c in frame.columns if c not in m.polars_schema()]
+    if unknown:
+        raise SchemaError(
+            f"unknown column(s) {unknown} for measurement {name!r} "
+            f"(tags: {list(m.tags)}; fields: {list(m.field_names)})",
+            where or name,
+        )
+    if TIME not in frame.columns:
+        raise SchemaError("missing the 'time' column", where or name)
+    if frame.height and frame[TIME].null_count():
+        row = int(frame[TIME].is_null().arg_true()[0])
+        raise SchemaError("time is missing", f"{prefix}{TIME}[{row}]")
+    out: list[pl.Series] = []
+    for col, dtype in m.polars_schema().items():
+        if col not in frame.columns:
+            out.append(pl.Series(col, [None] * frame.height, dtype=dtype))
+            continue
+        s = frame[col]
+        if s.dtype == dtype:
+            out.append(s)
+            continue
+        out.append(_cast(s, dtype, f"{prefix}{col}"))
+    result = pl.DataFrame(out)
+    for spec in m.fields:
+        if spec.kind == "float":
+            s = result[spec.name]
+            if s.is_nan().any():
+                result = result.with_columns(pl.col(spec.name).fill_nan(None))
+    return result
+
+
+def _cast(s: pl.Series, dtype: pl.DataType, where: str) -> pl.Series:
+    if dtype == TIME_DTYPE:
+        if s.dtype.is_integer():
+            return s.cast(pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
+        if s.dtype.is_float():
+            return (s * 1e9).round().cast(pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
+        if isinstance(s.dtype, pl.Datetime):
+            if s.dtype.time_zone is None:
+                return s.dt.replace_time_zone("UTC").dt.cast_time_unit("ns")
+            return s.dt.convert_time_zone("UTC").dt.cast_time_unit("ns")
+        if s.dtype == pl.String:
+            parsed = s.str.to_datetime(time_zone="UTC", strict=False, time_unit="ns")
+            row = _bad_row(s, parsed)
+            if row is not None:
+                raise SchemaError(f"not a timestamp: {s[row]!r}", f"{where}[{row}]")
+            return parsed
+        raise SchemaError(f"time must be epoch-ns integers or datetimes, got {s.dtype}", where)
+    if dtype == pl.String:
+        if s.dtype == pl.Null or s.dtype.is_numeric() or s.dtype == pl.Boolean:
+            return s.cast(pl.String)
+        raise SchemaError(f"expected text, got {s.dtype}", where)
+    if dtype == pl.Boolean:
+        if s.dtype == pl.Null:
+            return s.cast(pl.Boolean)
+        if s.dtype.is_numeric():
+            bad = s.is_not_null() & ~s.is_in([0, 1])
+            if bad.any():
+                row = int(bad.arg_true()[0])
+                raise SchemaError(f"expected a boolean, got {s[row]!r}", f"{where}[{row}]")
+            return s.cast(pl.Boolean)
+        raise SchemaError(f"expected a boolean, got {s.dtype}", where)
+    # numeric targets
+    if s.dtype == pl.Null:
+        return s.cast(dtype)
+    if s.dtype == pl.Boolean:
+        return s.cast(dtype)
+    if s.dtype == pl.String or not s.dtype.is_numeric():
+        cast = s.cast(dtype, strict=False)
+        row = _bad_row(s, cast)
+        if row is not None:
+            raise SchemaError(f"expected a number, got {s[row]!r}", f"{where}[{row}]")
+        return cast
+    if dtype == pl.Int64 and s.dtype.is_float():
+        frac = s.is_not_null() & ~s.is_nan() & (s != s.round())
+        if frac.any():
+            row = int(frac.arg_true()[0])
+            raise SchemaError(f"expected an integer, got {s[row]!r}", f"{where}[{row}]")
+        return s.fill_nan(None).cast(dtype)
+    cast = s.cast(dtype, strict=False)
+    row = _bad_row(s, cast)
+    if row is not None:
+        raise SchemaError(f"value out of range: {s[row]!r}", f"{where}[{row}]")
+    return cast
+
+
+def field_unit(measurement_name: str, field_name: str) -> str:
+    return measurement(measurement_name).field_index[field_name].unit
