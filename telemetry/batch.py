@@ -70,7 +70,9 @@ def frame_to_columns(frame: pl.DataFrame) -> dict[str, list[Any]]:
     return cols
 
 
-def make_batch(node: str, boot_id: str, seq: int, frames: Mapping[str, pl.DataFrame], sent_at_ns: int | None = None) -> dict:
+def make_batch(
+    node: str, boot_id: str, seq: int, frames: Mapping[str, pl.DataFrame], sent_at_ns: int | None = None
+) -> dict:
     """Build the JSON document of a batch from schema frames (used by agents and the demo)."""
     return {
         "node": node,
@@ -127,7 +129,7 @@ class ForeignNodeError(SchemaError):
     """A batch carries rows of another node than the one it was sent as."""
 
 
-def measurement_or_error(name: str, where: str):  # noqa: ANN201 - returns schema.Measurement
+def measurement_or_error(name: str, where: str):
     try:
         return measurement(name)
     except SchemaError as exc:

@@ -53,7 +53,7 @@ def mount(target: typer.Typer) -> None:
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
         try:
             obj = ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the whole CLI down
+        except Exception as exc:
             target.command(ep.name)(_broken(ep.name, exc))
             continue
         if isinstance(obj, typer.Typer):

@@ -237,8 +237,7 @@ RUN_EVENT = Measurement(
 )
 
 MEASUREMENTS: dict[str, Measurement] = {
-    m.name: m
-    for m in (ACCEL, ACCEL_EVENT, HOST, HOST_CORE, TENANT, AGENT, BENCH_REQUEST, RUN_EVENT)
+    m.name: m for m in (ACCEL, ACCEL_EVENT, HOST, HOST_CORE, TENANT, AGENT, BENCH_REQUEST, RUN_EVENT)
 }
 
 
@@ -353,6 +352,11 @@ def _cast(s: pl.Series, dtype: pl.DataType, where: str) -> pl.Series:
     if row is not None:
         raise SchemaError(f"value out of range: {s[row]!r}", f"{where}[{row}]")
     return cast
+
+
+def as_time(s: pl.Series, where: str = TIME) -> pl.Series:
+    """A time column as ``Datetime("ns", "UTC")`` (from epoch ns, epoch s floats, datetimes or ISO text)."""
+    return s if s.dtype == TIME_DTYPE else _cast(s, TIME_DTYPE, where)
 
 
 def field_unit(measurement_name: str, field_name: str) -> str:

@@ -5,6 +5,7 @@ Frames follow `telemetry.schema`: a ``time`` column (UTC, ns), tag columns, fiel
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -113,7 +114,5 @@ def _load_builtin(scheme: str) -> None:
     import importlib
 
     module = {"file": "telemetry.store.parquet"}.get(scheme, "telemetry.store.influx")
-    try:
+    with contextlib.suppress(ModuleNotFoundError):
         importlib.import_module(module)
-    except ModuleNotFoundError:
-        pass

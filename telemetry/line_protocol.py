@@ -1,0 +1,171 @@
+"""Frames <-> InfluxDB line protocol. Pure functions, no I/O.
+
+Encoding is vectorised over polars expressions (no per-point Python loop). Escaping follows the
+line-protocol reference: measurement names escape ``,`` and space; tag keys, tag values and field keys
+escape ``,``, ``=`` and space; string field values are double-quoted with ``"`` and ``\\`` escaped.
+Line protocol has no way to carry a newline in a tag or field value, so newlines (and carriage returns)
+become spaces. Null tags are left out of the line (InfluxDB has no empty tag values); null, NaN and
+infinite fields are left out (absent, never 0); a row with no field left is dropped, since a line needs
+at least one field. Floats are written as decimals, integers with the ``i`` suffix, booleans as
+``true``/``false``, timestamps in nanoseconds.
+
+Decoding uses the maintained `line-protocol-parser` package, one line at a time, and reports the line
+number and text of a bad line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import line_protocol_parser
+import polars as pl
+
+from telemetry.errors import LineProtocolError, SchemaError
+from telemetry.schema import MEASUREMENTS, TIME, conform
+
+
+def _escape(expr: pl.Expr, chars: str) -> pl.Expr:
+    expr = expr.str.replace_all("\n", " ", literal=True).str.replace_all("\r", " ", literal=True)
+    for ch in chars:
+        expr = expr.str.replace_all(ch, "\\" + ch, literal=True)
+    return expr
+
+
+def _escape_text(text: str, chars: str) -> str:
+    text = text.replace("\n", " ").replace("\r", " ")
+    for ch in chars:
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def _field_expr(name: str, dtype: pl.DataType) -> pl.Expr:
+    key = _escape_text(name, ",= ") + "="
+    col = pl.col(name)
+    if dtype == pl.Boolean:
+        value = pl.when(col).then(pl.lit("true")).when(~col).then(pl.lit("false"))
+    elif dtype.is_integer():
+        value = col.cast(pl.String) + pl.lit("i")
+    elif dtype.is_float():
+        value = pl.when(col.is_finite()).then(col.cast(pl.Float64).cast(pl.String))
+    elif dtype == pl.String:
+        inner = col.str.replace_all("\n", " ", literal=True).str.replace_all("\r", " ", literal=True)
+        inner = inner.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+        value = pl.lit('"') + inner + pl.lit('"')
+    else:
+        raise SchemaError(f"field {name!r} has dtype {dtype}, which line protocol cannot carry")
+    return pl.lit(key) + value
+
+
+def encode_lines(frame: pl.DataFrame, measurement: str, tags: Iterable[str] | None = None) -> pl.Series:
+    """One line-protocol line per row of ``frame`` (a String series; rows without any field are dropped).
+
+    ``tags`` names the tag columns; for a schema measurement it defaults to the schema's tags, else to
+    every String column.
+    """
+    if TIME not in frame.columns:
+        raise SchemaError("missing the 'time' column", measurement)
+    if tags is None:
+        tags = (
+            MEASUREMENTS[measurement].tags
+            if measurement in MEASUREMENTS
+            else [c for c, t in frame.schema.items() if t == pl.String and c != TIME]
+        )
+    tag_cols = sorted(t for t in tags if t in frame.columns)
+    field_cols = [c for c in frame.columns if c != TIME and c not in tag_cols]
+    if frame.height == 0 or not field_cols:
+        return pl.Series("line", [], dtype=pl.String)
+    schema = frame.schema
+    head: list[pl.Expr] = [pl.lit(_escape_text(measurement, ", "))]
+    for t in tag_cols:
+        v = pl.col(t).cast(pl.String)
+        head.append(
+            pl.when(v.is_not_null() & (v != "")).then(pl.lit("," + _escape_text(t, ",= ") + "=") + _escape(v, ",= "))
+        )
+    fields = pl.concat_str([_field_expr(c, schema[c]) for c in field_cols], separator=",", ignore_nulls=True)
+    time = frame[TIME]
+    ts = pl.col(TIME).dt.epoch("ns") if isinstance(time.dtype, pl.Datetime) else pl.col(TIME).cast(pl.Int64)
+    out = frame.select(
+        pl.concat_str(head, ignore_nulls=True).alias("_head"),
+        fields.alias("_fields"),
+        ts.cast(pl.String).alias("_ts"),
+    ).filter(pl.col("_fields") != "")
+    return out.select(pl.concat_str(["_head", "_fields", "_ts"], separator=" ").alias("line"))["line"]
+
+
+def encode(frame: pl.DataFrame, measurement: str, tags: Iterable[str] | None = None) -> bytes:
+    """Line protocol for a whole frame, newline-terminated lines, UTF-8."""
+    lines = encode_lines(frame, measurement, tags)
+    if lines.len() == 0:
+        return b""
+    return ("\n".join(lines.to_list()) + "\n").encode("utf-8")
+
+
+def encode_frames(frames: Mapping[str, pl.DataFrame]) -> bytes:
+    return b"".join(encode(f, m) for m, f in frames.items())
+
+
+def decode(
+    text: str | bytes, default_time_ns: int | None = None, strict_schema: bool = True
+) -> dict[str, pl.DataFrame]:
+    """Parse line protocol into one frame per measurement.
+
+    Schema measurements are conformed to the schema (an unknown field raises `SchemaError` naming the
+    line); other measurements keep the tags and fields they carry. Lines without a timestamp get
+    ``default_time_ns`` (the receive time), or raise when it is None. Timestamps are nanoseconds.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise LineProtocolError(f"not UTF-8 at byte {exc.start}", 0) from None
+    rows: dict[str, list[tuple[int, dict, dict, int]]] = {}
+    for no, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            p = line_protocol_parser.parse_line(line)
+        except line_protocol_parser.LineFormatError as exc:
+            raise LineProtocolError(str(exc).rstrip("."), no, line) from None
+        ts = p["time"]
+        if ts is None:
+            if default_time_ns is None:
+                raise LineProtocolError("no timestamp", no, line)
+            ts = default_time_ns
+        rows.setdefault(p["measurement"], []).append((no, p["tags"], p["fields"], ts))
+    return {m: _rows_to_frame(m, r, strict_schema) for m, r in rows.items()}
+
+
+def _rows_to_frame(measurement: str, rows: list[tuple[int, dict, dict, int]], strict_schema: bool) -> pl.DataFrame:
+    known = MEASUREMENTS.get(measurement)
+    cols: dict[str, list] = {TIME: [r[3] for r in rows]}
+    n = len(rows)
+    for i, (no, tags, fields, _ts) in enumerate(rows):
+        for kind, mapping in (("tag", tags), ("field", fields)):
+            for k, v in mapping.items():
+                if known is not None and strict_schema:
+                    ok = k in known.tags if kind == "tag" else k in known.field_index
+                    if not ok:
+                        raise LineProtocolError(f"unknown {kind} {k!r} for measurement {measurement!r}", no)
+                col = cols.get(k)
+                if col is None:
+                    col = cols[k] = [None] * n
+                col[i] = v
+    series = []
+    for k, values in cols.items():
+        try:
+            series.append(pl.Series(k, values, strict=False))
+        except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+            raise LineProtocolError(f"field {k!r} mixes types: {exc}", rows[0][0]) from None
+    frame = pl.DataFrame(series)
+    frame = frame.with_columns(pl.col(TIME).cast(pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"))
+    if known is not None:
+        try:
+            return conform(frame, measurement, where=measurement)
+        except SchemaError as exc:
+            # map the row index back to its line number
+            if exc.where.endswith("]") and "[" in exc.where:
+                idx = int(exc.where.rsplit("[", 1)[1][:-1])
+                raise LineProtocolError(str(exc), rows[idx][0]) from None
+            raise
+    return frame

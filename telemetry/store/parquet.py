@@ -1,0 +1,387 @@
+"""The embedded store: time-partitioned Parquet files, no server needed.
+
+Layout under the root directory::
+
+    <measurement>/<YYYY-MM-DD>/b-<node>.<boot_id>.<seq>.parquet   one agent batch (name = batch key)
+    <measurement>/<YYYY-MM-DD>/w-<uuid>.parquet                   one plain write
+    <measurement>/<YYYY-MM-DD>/c-<uuid>.parquet                   compacted; its Parquet metadata lists
+                                                                  the files it replaces ("covers")
+    artifacts/<key>.parquet                                       large frames (per-token arrays)
+
+Every file is written to a hidden temp file in the same directory, fsynced and renamed into place, so
+a reader in another process never sees half a file, and an acknowledged write survives a kill -9.
+A batch is idempotent because its file name is its key: a replay finds the file (or a compacted file
+covering it) and writes nothing. Compaction (a background thread of the writing process) merges the
+small files of a day into one time-sorted file, renames it in, and deletes the covered files after a
+grace period; readers skip files that a compacted file covers, and re-list when a file vanished under
+them. Queries use ``pl.scan_parquet`` with the time range and tag filters pushed down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import polars as pl
+
+from telemetry.errors import SchemaError, StoreError
+from telemetry.schema import MEASUREMENTS, TIME, as_time, conform
+from telemetry.store.base import BatchKey, TagFilter, register_scheme
+
+COVERS_KEY = "neighborscope.covers"
+_META_CACHE: dict[tuple[str, float], frozenset[str]] = {}
+_META_LOCK = threading.Lock()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(frame: pl.DataFrame, target: Path, metadata: dict[str, str] | None = None) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{uuid.uuid4().hex}.parquet"
+    try:
+        frame.write_parquet(tmp, compression="zstd", statistics=True, metadata=metadata)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def _covers(path: Path) -> frozenset[str]:
+    """Names of the files a compacted file replaces (cached by path and mtime)."""
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return frozenset()
+    key = (str(path), mtime)
+    with _META_LOCK:
+        hit = _META_CACHE.get(key)
+    if hit is not None:
+        return hit
+    try:
+        meta = pl.read_parquet_metadata(path)
+    except FileNotFoundError:
+        return frozenset()
+    names = frozenset(json.loads(meta.get(COVERS_KEY, "[]")))
+    with _META_LOCK:
+        _META_CACHE[key] = names
+    return names
+
+
+def _day_of(value: datetime) -> date:
+    return value.astimezone(UTC).date() if value.tzinfo else value.date()
+
+
+class ParquetStore:
+    """The embedded `TelemetryStore`. Safe for one writing process and any number of readers."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        compact_min_files: int = 32,
+        compact_interval_s: float = 5.0,
+        delete_grace_s: float = 30.0,
+    ) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.compact_min_files = compact_min_files
+        self.compact_interval_s = compact_interval_s
+        self.delete_grace_s = delete_grace_s
+        self._write_lock = threading.Lock()
+        self._pending_delete: list[tuple[float, Path]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"ParquetStore({str(self.root)!r})"
+
+    # ---- writing -------------------------------------------------------------------------------
+
+    def _prepare(self, measurement: str, frame: pl.DataFrame) -> pl.DataFrame:
+        if measurement in MEASUREMENTS:
+            return conform(frame, measurement)
+        if not measurement or "/" in measurement or measurement.startswith((".", "_")) or measurement == "artifacts":
+            raise SchemaError(f"invalid measurement name {measurement!r}")
+        if TIME not in frame.columns:
+            raise SchemaError("missing the 'time' column", measurement)
+        return frame.with_columns(as_time(frame[TIME], f"{measurement}.time"))
+
+    def _split_days(self, frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+        days = frame.select(pl.col(TIME).dt.date().alias("_d"))["_d"]
+        if days.n_unique() == 1:
+            return [(str(days[0]), frame)]
+        parts = frame.with_columns(days).partition_by("_d", as_dict=True, include_key=False)
+        return [(str(k[0]), v) for k, v in parts.items()]
+
+    def write(self, measurement: str, frame: pl.DataFrame) -> int:
+        frame = self._prepare(measurement, frame)
+        if frame.height == 0:
+            return 0
+        with self._write_lock:
+            for day, part in self._split_days(frame):
+                _atomic_write(part.sort(TIME), self.root / measurement / day / f"w-{uuid.uuid4().hex}.parquet")
+        return frame.height
+
+    def write_batch(self, key: BatchKey, frames: Mapping[str, pl.DataFrame]) -> bool:
+        prepared = {m: self._prepare(m, f) for m, f in frames.items()}
+        name = f"b-{key.slug()}.parquet"
+        new = False
+        with self._write_lock:
+            for measurement, frame in prepared.items():
+                if frame.height == 0:
+                    continue
+                for day, part in self._split_days(frame):
+                    target = self.root / measurement / day / name
+                    if target.exists() or self._covered(target):
+                        continue
+                    _atomic_write(part.sort(TIME), target)
+                    new = True
+            if not new and not any(f.height for f in prepared.values()):
+                # an empty batch: remember it so a replay is still recognised
+                marker = self.root / "_empty_batches" / name
+                new = not marker.exists()
+                if new:
+                    _atomic_write(pl.DataFrame({TIME: [0]}), marker)
+        return new
+
+    def _covered(self, path: Path) -> bool:
+        return any(path.name in _covers(c) for c in path.parent.glob("c-*.parquet"))
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    def measurements(self) -> list[str]:
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "artifacts"
+        )
+
+    def _day_dirs(self, measurement: str, start: datetime | None, end: datetime | None) -> list[Path]:
+        base = self.root / measurement
+        if not base.is_dir():
+            return []
+        lo = _day_of(start) if start else None
+        hi = _day_of(end) if end else None
+        dirs = []
+        for d in sorted(base.iterdir()):
+            try:
+                day = date.fromisoformat(d.name)
+            except ValueError:
+                continue
+            if (lo and day < lo) or (hi and day > hi):
+                continue
+            dirs.append(d)
+        return dirs
+
+    def files(self, measurement: str, start: datetime | None = None, end: datetime | None = None) -> list[Path]:
+        """The live files of a measurement for a time range (covered files excluded)."""
+        out: list[Path] = []
+        for d in self._day_dirs(measurement, start, end):
+            names = [p for p in d.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".")]
+            covered: set[str] = set()
+            for p in names:
+                if p.name.startswith("c-"):
+                    covered |= _covers(p)
+            out.extend(sorted(p for p in names if p.name not in covered))
+        return out
+
+    def scan(
+        self,
+        measurement: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        tags: TagFilter | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> pl.LazyFrame:
+        """A lazy scan of one measurement with the filters applied (for analysis on large ranges)."""
+        files = self.files(measurement, start, end)
+        if not files:
+            if measurement in MEASUREMENTS:
+                return pl.LazyFrame(schema=MEASUREMENTS[measurement].polars_schema())
+            return pl.LazyFrame(schema={TIME: pl.Datetime("ns", "UTC")})
+        if measurement in MEASUREMENTS:
+            lf = pl.scan_parquet(files)
+        else:
+            lf = pl.concat([pl.scan_parquet(f) for f in files], how="diagonal_relaxed")
+        schema = lf.collect_schema()
+        names = schema.names()
+        if start is not None:
+            lf = lf.filter(pl.col(TIME) >= _utc(start))
+        if end is not None:
+            lf = lf.filter(pl.col(TIME) < _utc(end))
+        for tag, value in (tags or {}).items():
+            if tag not in names:
+                raise SchemaError(f"unknown tag {tag!r} for measurement {measurement!r}")
+            values = [value] if isinstance(value, str) else list(value)
+            lf = lf.filter(pl.col(tag).is_in(values))
+        if fields is not None:
+            unknown = [f for f in fields if f not in names]
+            if unknown:
+                raise SchemaError(f"unknown field(s) {unknown} for measurement {measurement!r}")
+            keep = (
+                [TIME] + [c for c in names if c in _tag_names(measurement, schema)] + [f for f in fields if f != TIME]
+            )
+            lf = lf.select(list(dict.fromkeys(keep)))
+        return lf
+
+    def query(
+        self,
+        measurement: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        tags: TagFilter | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        for attempt in range(8):
+            try:
+                return self.scan(measurement, start, end, tags, fields).collect().sort(TIME, maintain_order=True)
+            except (FileNotFoundError, pl.exceptions.ComputeError) as exc:
+                # a file vanished between listing and reading (compaction): list again
+                if isinstance(exc, pl.exceptions.ComputeError) and "No such file" not in str(exc):
+                    raise
+                time.sleep(0.02 * (attempt + 1))
+        raise StoreError(f"{measurement}: files kept changing while reading; try again")
+
+    def series(self, measurement: str | None = None) -> pl.DataFrame:
+        frames = []
+        for m in [measurement] if measurement else self.measurements():
+            lf = self.scan(m)
+            tags = _tag_names(m, lf.collect_schema())
+            if not tags:
+                continue
+            frames.append(lf.select(tags).unique().collect().with_columns(pl.lit(m).alias("measurement")))
+        if not frames:
+            return pl.DataFrame(schema={"measurement": pl.String})
+        return pl.concat(frames, how="diagonal_relaxed").select("measurement", pl.exclude("measurement"))
+
+    # ---- artifacts -----------------------------------------------------------------------------
+
+    def _artifact_path(self, key: str) -> Path:
+        parts = [p for p in key.split("/") if p]
+        if not parts or any(p in (".", "..") or p.startswith(".") for p in parts):
+            raise StoreError(f"invalid artifact key {key!r}")
+        return self.root.joinpath("artifacts", *parts).with_suffix(".parquet")
+
+    def write_artifact(self, key: str, frame: pl.DataFrame) -> Path:
+        path = self._artifact_path(key)
+        _atomic_write(frame, path)
+        return path
+
+    def read_artifact(self, key: str) -> pl.DataFrame | None:
+        path = self._artifact_path(key)
+        return pl.read_parquet(path) if path.exists() else None
+
+    def list_artifacts(self, prefix: str = "") -> list[str]:
+        base = self.root / "artifacts"
+        if not base.is_dir():
+            return []
+        keys = [str(p.relative_to(base).with_suffix("")) for p in base.rglob("*.parquet") if not p.name.startswith(".")]
+        return sorted(k for k in keys if k.startswith(prefix))
+
+    # ---- compaction ----------------------------------------------------------------------------
+
+    def compact(self, min_files: int | None = None, max_bytes: int = 256 * 2**20) -> int:
+        """Merge the small files of each measurement/day into one; returns the number of files merged."""
+        min_files = self.compact_min_files if min_files is None else min_files
+        merged = 0
+        for m in self.measurements():
+            for d in self._day_dirs(m, None, None):
+                live = [p for p in self.files_in_dir(d) if p.stat().st_size < max_bytes]
+                if len(live) < max(min_files, 2):
+                    continue
+                frames = [pl.read_parquet(p) for p in live]
+                how = "vertical" if m in MEASUREMENTS else "diagonal_relaxed"
+                frame = pl.concat(frames, how=how).sort(TIME)
+                covers = set()
+                for p in live:
+                    covers.add(p.name)
+                    if p.name.startswith("c-"):
+                        covers |= _covers(p)
+                with self._write_lock:
+                    _atomic_write(
+                        frame, d / f"c-{uuid.uuid4().hex}.parquet", metadata={COVERS_KEY: json.dumps(sorted(covers))}
+                    )
+                due = time.monotonic() + self.delete_grace_s
+                self._pending_delete.extend((due, p) for p in live)
+                merged += len(live)
+        self._delete_due()
+        return merged
+
+    def files_in_dir(self, d: Path) -> list[Path]:
+        names = [p for p in d.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".")]
+        covered: set[str] = set()
+        for p in names:
+            if p.name.startswith("c-"):
+                covered |= _covers(p)
+        return sorted(p for p in names if p.name not in covered)
+
+    def _delete_due(self, force: bool = False) -> None:
+        now = time.monotonic()
+        keep = []
+        for due, p in self._pending_delete:
+            if force or due <= now:
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+            else:
+                keep.append((due, p))
+        self._pending_delete = keep
+
+    def start_compactor(self) -> None:
+        """Compact in a background thread until `close()`."""
+        if self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(self.compact_interval_s):
+                try:
+                    self.compact()
+                except Exception as exc:
+                    print(f"neighborscope: compaction failed: {exc}", flush=True)
+
+        self._thread = threading.Thread(target=loop, name="parquet-compactor", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+def _tag_names(measurement: str, schema: Mapping[str, pl.DataType]) -> list[str]:
+    """Tag columns: the schema's for a known measurement, else every String column."""
+    if measurement in MEASUREMENTS:
+        return [t for t in MEASUREMENTS[measurement].tags if t in schema]
+    return [n for n, t in schema.items() if t == pl.String]
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+@register_scheme("file")
+def _open(url: str) -> ParquetStore:
+    path = url[len("file://") :] if url.startswith("file://") else url
+    return ParquetStore(path)
