@@ -105,13 +105,14 @@ def encode_frames(frames: Mapping[str, pl.DataFrame]) -> bytes:
 
 
 def decode(
-    text: str | bytes, default_time_ns: int | None = None, strict_schema: bool = True
+    text: str | bytes, default_time_ns: int | None = None, strict_schema: bool = True, precision_factor: int = 1
 ) -> dict[str, pl.DataFrame]:
     """Parse line protocol into one frame per measurement.
 
     Schema measurements are conformed to the schema (an unknown field raises `SchemaError` naming the
     line); other measurements keep the tags and fields they carry. Lines without a timestamp get
-    ``default_time_ns`` (the receive time), or raise when it is None. Timestamps are nanoseconds.
+    ``default_time_ns`` (the receive time), or raise when it is None. Timestamps are multiplied by
+    ``precision_factor`` (1 for ns, 1000 for us, ...) to give nanoseconds.
     """
     if isinstance(text, bytes):
         try:
@@ -132,7 +133,7 @@ def decode(
             if default_time_ns is None:
                 raise LineProtocolError("no timestamp", no, line)
             ts = default_time_ns
-        rows.setdefault(p["measurement"], []).append((no, p["tags"], p["fields"], ts))
+        rows.setdefault(p["measurement"], []).append((no, p["tags"], p["fields"], ts * precision_factor))
     return {m: _rows_to_frame(m, r, strict_schema) for m, r in rows.items()}
 
 

@@ -264,7 +264,7 @@ def conform(frame: pl.DataFrame, name: str, where: str = "") -> pl.DataFrame:
     Casts every column to its declared dtype (numbers to float, epoch-ns ints to time), adds the
     missing tag / field columns as nulls and orders the columns. Raises `SchemaError` naming the
     column and row for an unknown column, a missing ``time``, or a value that does not fit its type.
-    Float NaN is kept as null (absent), never 0.
+    Float NaN and infinities become null (absent), never 0.
     """
     m = measurement(name)
     prefix = f"{where}." if where else ""
@@ -294,8 +294,10 @@ def conform(frame: pl.DataFrame, name: str, where: str = "") -> pl.DataFrame:
     for spec in m.fields:
         if spec.kind == "float":
             s = result[spec.name]
-            if s.is_nan().any():
-                result = result.with_columns(pl.col(spec.name).fill_nan(None))
+            if (~s.is_finite()).any():
+                result = result.with_columns(
+                    pl.when(pl.col(spec.name).is_finite()).then(pl.col(spec.name)).alias(spec.name)
+                )
     return result
 
 

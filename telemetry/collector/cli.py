@@ -1,0 +1,102 @@
+"""`neighborscope collector`: serve the collector with uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+
+import typer
+
+from telemetry.errors import ConfigError
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_tokens(values: list[str]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        node, sep, token = v.partition("=")
+        if not sep or not node or not token:
+            raise ConfigError(f"--node-token wants NODE=TOKEN, got {v!r}")
+        out[node] = token
+    return out
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0 picks a free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def collector(
+    store: str = typer.Option(
+        "neighborscope-data/store",
+        "--store",
+        envvar="NEIGHBORSCOPE_STORE",
+        help="Store: a directory or influx://... URL.",
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Collector TOML (node tokens, limits)."),
+    node_token: list[str] = typer.Option([], "--node-token", help="NODE=TOKEN, repeatable (adds to --config)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; non-loopback needs tokens."),
+    port: int = typer.Option(8428, "--port", help="Port to bind (0 = any free port)."),
+    port_file: Path | None = typer.Option(None, "--port-file", help="Write the bound port here once listening."),
+    hash_token: str | None = typer.Option(
+        None, "--hash-token", help="Print the sha256 of a token for the config and exit."
+    ),
+    log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+) -> None:
+    """Run the collector: agents POST batches to /v1/batches; Telegraf / influx clients write line
+    protocol to /api/v2/write or /write; /healthz and /metrics for operations.
+
+    Example: neighborscope collector --store ./data --config collector.toml --port 8428
+    """
+    from telemetry.collector.settings import hash_token as _hash
+    from telemetry.collector.settings import load_settings
+
+    if hash_token is not None:
+        typer.echo(_hash(hash_token))
+        return
+    settings = load_settings(config, _parse_tokens(node_token))
+    if not settings.nodes:
+        if not _is_loopback(host):
+            raise ConfigError(f"refusing to listen on {host} without node tokens (--config or --node-token)")
+        typer.echo("warning: no node tokens configured: every write will be refused with 401", err=True)
+
+    import uvicorn
+
+    from telemetry.collector.app import create_app
+    from telemetry.store.base import open_store
+
+    db = open_store(store)
+    if hasattr(db, "start_compactor"):
+        db.start_compactor()
+    app = create_app(db, settings)
+    sock = bind(host, port)
+    bound = sock.getsockname()[1]
+    if port_file is not None:
+        tmp = port_file.with_suffix(".tmp")
+        tmp.write_text(str(bound))
+        tmp.replace(port_file)
+    typer.echo(f"neighborscope collector listening on http://{host}:{bound} (store: {db!r})", err=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=10))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        db.close()

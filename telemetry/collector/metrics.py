@@ -1,0 +1,27 @@
+"""The collector's own counters, exposed at /metrics in Prometheus text format (its own registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class CollectorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.batches = Counter(
+            "neighborscope_collector_batches", "Agent batches received, by outcome", ["status"], registry=self.registry
+        )
+        self.rows = Counter(
+            "neighborscope_collector_rows", "Rows (samples) stored", ["measurement"], registry=self.registry
+        )
+        self.values = Counter("neighborscope_collector_field_values", "Field values stored", registry=self.registry)
+        self.rejects = Counter(
+            "neighborscope_collector_rejects", "Requests rejected, by reason", ["reason"], registry=self.registry
+        )
+        self.lines = Counter("neighborscope_collector_lp_lines", "Line-protocol lines stored", registry=self.registry)
+        self.store_seconds = Histogram(
+            "neighborscope_collector_store_write_seconds",
+            "Time to make a write durable in the store",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )

@@ -1,0 +1,95 @@
+"""Collector configuration (TOML), validated with pydantic.
+
+```toml
+[collector]
+max_body_bytes = 16777216        # 413 above this (compressed or not)
+
+[nodes.node1]
+token = "s3cret"                 # or, better, the hash:
+# token_sha256 = "2bb80d53..."   # sha256 hex of the token (`neighborscope collector --hash-token`)
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from telemetry.batch import NODE_PATTERN
+from telemetry.errors import ConfigError
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class NodeAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str | None = Field(default=None, min_length=8, repr=False)
+    token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", repr=False)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> NodeAuth:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("give exactly one of token or token_sha256")
+        return self
+
+    def digest(self) -> str:
+        return self.token_sha256 or hash_token(self.token or "")
+
+
+class CollectorOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_body_bytes: int = Field(default=16 * 2**20, ge=1024, le=2**31)
+
+
+class CollectorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    collector: CollectorOptions = Field(default_factory=CollectorOptions)
+    nodes: dict[str, NodeAuth] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names(self) -> CollectorSettings:
+        import re
+
+        for name in self.nodes:
+            if not re.match(NODE_PATTERN, name):
+                raise ValueError(f"invalid node name {name!r}")
+        return self
+
+    def node_for_token(self, token: str) -> str | None:
+        """The node a bearer token belongs to (constant-time comparison of sha256 digests)."""
+        digest = hash_token(token)
+        found = None
+        for name, auth in self.nodes.items():
+            if hmac.compare_digest(digest, auth.digest()):
+                found = name
+        return found
+
+
+def load_settings(path: str | Path | None, extra_tokens: dict[str, str] | None = None) -> CollectorSettings:
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    nodes = data.setdefault("nodes", {})
+    for node, token in (extra_tokens or {}).items():
+        nodes[node] = {"token": token}
+    try:
+        return CollectorSettings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"{path or 'options'}: {where}: {err['msg']}") from None
