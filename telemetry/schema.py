@@ -363,3 +363,14 @@ def as_time(s: pl.Series, where: str = TIME) -> pl.Series:
 
 def field_unit(measurement_name: str, field_name: str) -> str:
     return measurement(measurement_name).field_index[field_name].unit
+
+
+def schema_markdown() -> str:
+    """The measurement tables of docs/schema.md (kept in sync by a test)."""
+    out: list[str] = []
+    for m in MEASUREMENTS.values():
+        out.append(f"### `{m.name}`\n\n{m.description}\n\nTags: {', '.join(f'`{t}`' for t in m.tags)}\n")
+        out.append("| field | unit | type | meaning |\n|---|---|---|---|")
+        out.extend(f"| `{f.name}` | {f.unit} | {f.kind} | {f.description} |" for f in m.fields)
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,115 @@
+"""The embedded Parquet store: atomic files, compaction, readers in other processes."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from telemetry.errors import StoreError
+from telemetry.schema import conform
+from telemetry.store.base import BatchKey
+from telemetry.store.parquet import ParquetStore
+
+T0 = datetime(2026, 11, 21, 12, tzinfo=UTC)
+ROWS_PER_BATCH = 50
+
+
+def batch_frame(seq: int) -> pl.DataFrame:
+    n = ROWS_PER_BATCH
+    return conform(
+        pl.DataFrame(
+            {
+                "time": [T0 + timedelta(seconds=seq * n + i) for i in range(n)],
+                "node": ["node1"] * n,
+                "device": ["gpu0"] * n,
+                "temp_c": [float(seq)] * n,
+            }
+        ),
+        "accel",
+    )
+
+
+def test_files_land_in_measurement_and_day_partitions(tmp_path):
+    s = ParquetStore(tmp_path)
+    s.write_batch(BatchKey("node1", "b", 3), {"accel": batch_frame(0)})
+    files = [p.relative_to(tmp_path).as_posix() for p in s.files("accel")]
+    assert files == ["accel/2026-11-21/b-node1.b.000000000003.parquet"]
+
+
+def test_compaction_merges_files_and_keeps_every_row_once(tmp_path):
+    s = ParquetStore(tmp_path, delete_grace_s=0)
+    for seq in range(40):
+        s.write_batch(BatchKey("node1", "b", seq), {"accel": batch_frame(seq)})
+    before = s.query("accel")
+    assert s.compact(min_files=8) == 40
+    assert len(s.files("accel")) == 1
+    assert s.query("accel").equals(before)
+    # a replay of a compacted batch is still recognised
+    assert s.write_batch(BatchKey("node1", "b", 7), {"accel": batch_frame(7)}) is False
+    assert s.query("accel").height == 40 * ROWS_PER_BATCH
+
+
+def test_a_compacted_file_hides_covered_files_before_they_are_deleted(tmp_path):
+    s = ParquetStore(tmp_path, delete_grace_s=3600)
+    for seq in range(10):
+        s.write_batch(BatchKey("node1", "b", seq), {"accel": batch_frame(seq)})
+    s.compact(min_files=2)
+    # covered files still on disk, but read once
+    assert len(list((tmp_path / "accel").rglob("b-*.parquet"))) == 10
+    assert s.query("accel").height == 10 * ROWS_PER_BATCH
+
+
+def test_half_written_temp_files_are_never_read(tmp_path):
+    s = ParquetStore(tmp_path)
+    s.write("accel", batch_frame(0))
+    day = next((tmp_path / "accel").iterdir())
+    (day / ".tmp-deadbeef.parquet").write_bytes(b"PAR1 torn")
+    assert s.query("accel").height == ROWS_PER_BATCH
+
+
+def test_invalid_artifact_key_is_refused(tmp_path):
+    with pytest.raises(StoreError, match="invalid artifact key"):
+        ParquetStore(tmp_path).write_artifact("../escape", pl.DataFrame({"a": [1]}))
+
+
+def _writer(root: str, batches: int) -> None:
+    s = ParquetStore(root, compact_min_files=5, compact_interval_s=0.05, delete_grace_s=0.2)
+    s.start_compactor()
+    for seq in range(batches):
+        s.write_batch(BatchKey("node1", "b", seq), {"accel": batch_frame(seq)})
+        time.sleep(0.005)
+    s.close()
+
+
+def test_concurrent_writer_and_reader_processes_see_no_torn_reads(tmp_path):
+    """A writer process (with its compactor) and a reader process: each read is a whole number of
+    batches, every row at most once, and counts never go backwards."""
+    root = str(tmp_path / "store")
+    Path(root).mkdir()
+    ctx = mp.get_context("spawn")
+    batches = 120
+    w = ctx.Process(target=_writer, args=(root, batches))
+    w.start()
+    reader = ParquetStore(root)
+    seen = []
+    while w.is_alive() or not seen or seen[-1] < batches * ROWS_PER_BATCH:
+        got = reader.query("accel")
+        n = got.height
+        assert n % ROWS_PER_BATCH == 0, "a torn read: part of a batch"
+        assert got["time"].n_unique() == n, "a row read twice"
+        if n:
+            per_batch = got.group_by("temp_c").len()["len"]
+            assert (per_batch == ROWS_PER_BATCH).all()
+        assert not seen or n >= seen[-1], "rows disappeared"
+        seen.append(n)
+        if not w.is_alive() and n < batches * ROWS_PER_BATCH and len(seen) > 10_000:
+            break
+    w.join()
+    assert w.exitcode == 0
+    assert seen[-1] == batches * ROWS_PER_BATCH
+    assert len(seen) > 5

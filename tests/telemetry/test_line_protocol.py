@@ -1,0 +1,103 @@
+"""Frames <-> InfluxDB line protocol."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from telemetry.errors import LineProtocolError
+from telemetry.line_protocol import decode, encode
+from telemetry.schema import conform
+
+GOLDEN = Path(__file__).parent.parent / "fixtures" / "line_protocol" / "accel.lp"
+
+
+def golden_frame() -> pl.DataFrame:
+    return conform(
+        pl.DataFrame(
+            {
+                "time": [1_700_000_000_000_000_000, 1_700_000_001_000_000_000, 1_700_000_002_000_000_000],
+                "node": ["node 1", "node,1", "n=1"],
+                "device": ["gpu0", "gpu1", "gpu2"],
+                "vendor": ["amd", None, ""],
+                "temp_c": [41.5, float("nan"), None],
+                "power_w": [300.25, 1e-5, None],
+                "pcie_link_gen": [5, None, None],
+                "throttle_thermal": [True, False, None],
+            }
+        ),
+        "accel",
+    )
+
+
+def test_encoding_matches_the_golden_file_byte_for_byte():
+    assert encode(golden_frame(), "accel") == GOLDEN.read_bytes()
+
+
+def test_absent_fields_are_left_out_and_rows_without_fields_dropped():
+    lines = encode(golden_frame(), "accel").decode().splitlines()
+    assert len(lines) == 2  # the third row has no field at all
+    assert "temp_c" not in lines[1]  # NaN is absent, not 0
+
+
+def test_string_fields_escape_quotes_and_backslashes():
+    f = conform(pl.DataFrame({"time": [1], "run_id": ["r 1"], "error": ['said "no" \\ twice']}), "bench_request")
+    assert encode(f, "bench_request") == b'bench_request,run_id=r\\ 1 error="said \\"no\\" \\\\ twice" 1\n'
+
+
+def test_decode_round_trips_the_encoder():
+    f = golden_frame()
+    back = decode(encode(f, "accel"))["accel"]
+    assert back.equals(f.head(2).with_columns(pl.col("vendor").replace("", None)))
+
+
+def test_decode_names_the_bad_line():
+    with pytest.raises(LineProtocolError, match="line 2"):
+        decode("accel,device=a temp_c=1 1\naccel,device=a temp_c 2\n")
+
+
+def test_decode_rejects_unknown_fields_of_schema_measurements_with_the_line():
+    with pytest.raises(LineProtocolError, match=r"line 1: unknown field 'temp_f'"):
+        decode("accel,device=a temp_f=1 1\n")
+
+
+def test_decode_keeps_other_measurements_as_they_come():
+    got = decode("cpu,host=a usage=1.5,n=3i 10\n")["cpu"]
+    assert got.select("host", "usage", "n").rows() == [("a", 1.5, 3)]
+
+
+def test_missing_timestamp_takes_the_receive_time_or_fails():
+    assert decode("cpu v=1", default_time_ns=5)["cpu"]["time"].dt.epoch("ns").to_list() == [5]
+    with pytest.raises(LineProtocolError, match="no timestamp"):
+        decode("cpu v=1")
+
+
+tag_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12).filter(
+    lambda s: s.strip() == s and not s.endswith("\\")
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    node=tag_text,
+    device=tag_text,
+    temp=st.floats(allow_nan=True, allow_infinity=False, width=64),
+    gen=st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    ts=st.integers(min_value=0, max_value=2**62),
+)
+def test_round_trip_property(node, device, temp, gen, ts):
+    f = conform(
+        pl.DataFrame({"time": [ts], "node": [node], "device": [device], "temp_c": [temp], "pcie_link_gen": [gen]}),
+        "accel",
+    )
+    back = decode(encode(f, "accel"))["accel"]
+    assert back["node"][0] == node and back["device"][0] == device
+    assert back["pcie_link_gen"][0] == gen
+    assert back["time"].dt.epoch("ns")[0] == ts
+    got = back["temp_c"][0]
+    assert (got is None and math.isnan(temp)) or got == temp
