@@ -1,0 +1,179 @@
+"""The parser contract, the registry and content-based detection.
+
+A parser is one module per tool (``analysis/ingest/<tool>.py``) holding one class registered under the module's
+name. It recognises its files by content (``sniff``), never by file name, and turns a file's text into
+`ParsedRun` values (``parse``), raising `BenchFormatError` with the file, the line and what was expected.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+
+from analysis.ingest.errors import BenchFormatError
+from analysis.ingest.model import ParsedRun
+
+# Detection order: the more specific formats first (InferenceX results are vLLM JSON with extra keys).
+BUILTIN = ("aiperf", "llama_benchy", "inferencex", "sglang", "vllm")
+
+SNIFF_CHARS = 65536
+
+
+@runtime_checkable
+class BenchParser(Protocol):
+    """One tool's outputs, in all the variants it wrote over its versions."""
+
+    name: ClassVar[str]
+
+    def sniff(self, head: str) -> bool:
+        """True when ``head`` (the first ~64 kB of a file) looks like this tool's output."""
+        ...
+
+    def parse(self, text: str, source: str) -> list[ParsedRun]:
+        """Every run in ``text``; raises `BenchFormatError` (source, line, what was expected) on bad input."""
+        ...
+
+
+P = TypeVar("P")
+PARSERS: dict[str, BenchParser] = {}
+
+
+def register(name: str) -> Callable[[type[P]], type[P]]:
+    """Register a parser class under ``name`` (its module's file name). Refuses duplicates."""
+
+    def deco(cls: type[P]) -> type[P]:
+        if name in PARSERS and type(PARSERS[name]) is not cls:
+            raise ValueError(f"bench parser {name!r} registered twice")
+        cls.name = name  # type: ignore[attr-defined]
+        PARSERS[name] = cls()  # type: ignore[assignment]
+        return cls
+
+    return deco
+
+
+def load_builtin() -> dict[str, BenchParser]:
+    for module in BUILTIN:
+        importlib.import_module(f"analysis.ingest.{module}")
+    return {name: PARSERS[name] for name in BUILTIN} | PARSERS
+
+
+def detect(text: str, source: str = "") -> BenchParser:
+    """The parser whose format ``text`` is in; `BenchFormatError` naming the formats tried when none fits."""
+    parsers = load_builtin()
+    head = text[:SNIFF_CHARS]
+    for parser in parsers.values():
+        if parser.sniff(head):
+            return parser
+    first = next((i + 1 for i, line in enumerate(text.splitlines()) if line.strip()), 0)
+    shown = text.strip().splitlines()[0][:80] if text.strip() else "(empty file)"
+    raise BenchFormatError(
+        f"matches no known benchmark format (tried {', '.join(parsers)}); it starts with {shown!r}. Expected SGLang "
+        "bench_serving output, vLLM benchmark JSON / printed summary, llama-benchy results or progress JSONL, "
+        "AIPerf profile_export.jsonl, genai-perf profile_export.json or an InferenceX result",
+        source,
+        first,
+    )
+
+
+def parser_named(name: str) -> BenchParser:
+    parsers = load_builtin()
+    try:
+        return parsers[name.replace("-", "_")]
+    except KeyError:
+        raise BenchFormatError(f"unknown benchmark format {name!r}; known: {', '.join(parsers)}") from None
+
+
+def parse_text(text: str, source: str = "<text>", fmt: str | None = None) -> list[ParsedRun]:
+    """Parse ``text`` with the named format, else the detected one."""
+    parser = parser_named(fmt) if fmt else detect(text, source)
+    runs = parser.parse(text, source)
+    if not runs:
+        raise BenchFormatError(f"no benchmark run found in this {parser.name} file", source)
+    return runs
+
+
+def read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BenchFormatError(f"cannot read: {exc.strerror or exc}", str(path)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise BenchFormatError(
+            f"not UTF-8 text (byte {exc.start}): expected a text benchmark file", str(path), line
+        ) from None
+
+
+def parse_file(path: str | Path, fmt: str | None = None) -> list[ParsedRun]:
+    path = Path(path)
+    return parse_text(read_text(path), str(path), fmt)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# JSON helpers shared by the JSON-writing tools
+
+
+def json_documents(text: str, source: str) -> Iterator[tuple[int, Any]]:
+    """Yield (line, value) for a JSON document, JSON Lines, or concatenated JSON values (``--append-result``).
+
+    Accepts the ``Infinity`` / ``NaN`` literals Python's json module writes. A truncated or corrupt value raises
+    `BenchFormatError` at its line.
+    """
+    decoder = json.JSONDecoder()
+    idx, n = 0, len(text)
+    line = 1
+    while True:
+        start = idx
+        while idx < n and text[idx] in " \t\r\n":
+            idx += 1
+        line += text.count("\n", start, idx)
+        if idx >= n:
+            return
+        try:
+            value, end = decoder.raw_decode(text, idx)
+        except json.JSONDecodeError as exc:
+            raise BenchFormatError(
+                f"invalid or truncated JSON ({exc.msg}, column {exc.colno})", source, exc.lineno
+            ) from None
+        except RecursionError:
+            raise BenchFormatError("JSON nested too deeply", source, line) from None
+        yield line, value
+        line += text.count("\n", idx, end)
+        idx = end
+
+
+def looks_like_json(head: str) -> bool:
+    stripped = head.lstrip()
+    return stripped.startswith("{") or stripped.startswith("[")
+
+
+def number(value: Any, what: str, source: str, line: int, *, allow_none: bool = True) -> float | None:
+    """``value`` as a float (``"inf"`` strings too); `BenchFormatError` naming ``what`` otherwise."""
+    if value is None:
+        if allow_none:
+            return None
+        raise BenchFormatError(f"{what}: expected a number, got null", source, line)
+    if isinstance(value, bool):
+        raise BenchFormatError(f"{what}: expected a number, got {value!r}", source, line)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise BenchFormatError(f"{what}: expected a number, got {value!r}", source, line)
+
+
+def integer(value: Any, what: str, source: str, line: int) -> int | None:
+    f = number(value, what, source, line)
+    if f is None:
+        return None
+    if f != f or f in (float("inf"), float("-inf")) or f != int(f):
+        raise BenchFormatError(f"{what}: expected an integer, got {value!r}", source, line)
+    return int(f)
