@@ -16,3 +16,7 @@ class BenchFormatError(NeighborscopeError, ValueError):
         self.line = line
         where = f"{source}:{line}" if line else source
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class TelemetryFormatError(BenchFormatError):
+    """A telemetry file (line protocol, long CSV / Parquet, nvidia-smi / amd-smi CSV) is unknown or corrupt."""

@@ -1,0 +1,193 @@
+"""Contract, registry and detection of telemetry file formats, and what they share (units, times, wide frames).
+
+A format parses a file into ``{measurement: frame}`` in the schema's wide form (`telemetry.schema.conform`), units
+converted to the field's unit; the importer writes them through the store protocol like the collector does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar, Protocol, TypeVar
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from analysis.ingest.errors import TelemetryFormatError
+
+BUILTIN = ("line_protocol", "nvidia_smi", "amd_smi", "long_format")
+
+Frames = dict[str, pl.DataFrame]
+
+
+class TelemetryFormat(Protocol):
+    name: ClassVar[str]
+
+    def sniff(self, head: bytes) -> bool: ...
+
+    def parse(self, data: bytes, source: str, node: str | None, tz: str | None) -> Frames: ...
+
+
+P = TypeVar("P")
+FORMATS: dict[str, TelemetryFormat] = {}
+
+
+def register(name: str) -> Callable[[type[P]], type[P]]:
+    def deco(cls: type[P]) -> type[P]:
+        if name in FORMATS and type(FORMATS[name]) is not cls:
+            raise ValueError(f"telemetry format {name!r} registered twice")
+        cls.name = name  # type: ignore[attr-defined]
+        FORMATS[name] = cls()  # type: ignore[assignment]
+        return cls
+
+    return deco
+
+
+def load_builtin() -> dict[str, TelemetryFormat]:
+    for module in BUILTIN:
+        importlib.import_module(f"analysis.ingest.telemetry_import.{module}")
+    return {name: FORMATS[name] for name in BUILTIN} | FORMATS
+
+
+def detect(data: bytes, source: str) -> TelemetryFormat:
+    formats = load_builtin()
+    head = data[:65536]
+    for fmt in formats.values():
+        if fmt.sniff(head):
+            return fmt
+    first = head.split(b"\n", 1)[0][:80].decode("utf-8", "replace")
+    raise TelemetryFormatError(
+        f"matches no telemetry format (tried {', '.join(formats)}); it starts with {first!r}. Expected InfluxDB line "
+        "protocol, a long CSV / Parquet with columns time,node,device,metric,value, nvidia-smi --query-gpu "
+        "--format=csv output or amd-smi metric --csv output",
+        source,
+        1,
+    )
+
+
+def format_named(name: str) -> TelemetryFormat:
+    formats = load_builtin()
+    try:
+        return formats[name.replace("-", "_")]
+    except KeyError:
+        raise TelemetryFormatError(f"unknown telemetry format {name!r}; known: {', '.join(formats)}") from None
+
+
+def parse_file(path: str | Path, *, node: str | None = None, tz: str | None = None, fmt: str | None = None) -> Frames:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TelemetryFormatError(f"cannot read: {exc.strerror or exc}", str(path)) from None
+    parser = format_named(fmt) if fmt else detect(data, str(path))
+    return parser.parse(data, str(path), node, tz)
+
+
+def text_of(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise TelemetryFormatError(f"not UTF-8 text (byte {exc.start})", source, line) from None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Units: factor to the schema unit
+
+UNIT_FACTORS: dict[tuple[str, str], float] = {
+    ("mW", "W"): 1e-3,
+    ("kW", "W"): 1e3,
+    ("mJ", "J"): 1e-3,
+    ("uJ", "J"): 1e-6,
+    ("µJ", "J"): 1e-6,
+    ("kJ", "J"): 1e3,
+    ("KiB", "B"): 1024.0,
+    ("MiB", "B"): 1024.0**2,
+    ("GiB", "B"): 1024.0**3,
+    ("KB", "B"): 1e3,
+    ("kB", "B"): 1e3,
+    ("MB", "B"): 1e6,
+    ("GB", "B"): 1e9,
+    ("mV", "V"): 1e-3,
+    ("mA", "A"): 1e-3,
+    ("GHz", "MHz"): 1e3,
+    ("kHz", "MHz"): 1e-3,
+    ("Hz", "MHz"): 1e-6,
+    ("C", "degC"): 1.0,
+    ("°C", "degC"): 1.0,
+    ("celsius", "degC"): 1.0,
+    ("ms", "s"): 1e-3,
+    ("s", "ms"): 1e3,
+    ("ratio", "%"): 100.0,
+}
+
+
+def unit_factor(unit: str | None, target: str, what: str, source: str, line: int = 0) -> float:
+    if unit is None or unit == "" or unit == target:
+        return 1.0
+    factor = UNIT_FACTORS.get((unit, target))
+    if factor is None:
+        raise TelemetryFormatError(f"{what}: cannot convert unit {unit!r} to {target!r}", source, line)
+    return factor
+
+
+NA = {"", "n/a", "[n/a]", "na", "[not supported]", "not supported", "[unknown error]", "unknown", "none", "null"}
+_NUM_UNIT = re.compile(r"^\s*(?P<num>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>[A-Za-z°µ%/]*)\s*$")
+
+
+def value_and_unit(text: str) -> tuple[float | None, str | None] | None:
+    """'250.12 W' -> (250.12, 'W'); 'N/A' -> (None, None); not a number -> None."""
+    s = text.strip()
+    if s.lower() in NA:
+        return None, None
+    m = _NUM_UNIT.match(s)
+    if not m:
+        return None
+    return float(m.group("num")), (m.group("unit") or None)
+
+
+def local_epoch_ns(t: datetime, tz: str | None) -> int:
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=ZoneInfo(tz)) if tz else t.astimezone()
+    return round(t.timestamp() * 1e6) * 1000
+
+
+_TIME_FORMATS = ("%Y/%m/%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S")
+
+
+def parse_time_ns(text: str, tz: str | None, what: str, source: str, line: int) -> int:
+    """nvidia-smi ``YYYY/MM/DD HH:MM:SS.fff`` (local), ISO 8601, or epoch s / ms / us / ns by magnitude."""
+    s = text.strip()
+    try:
+        v = float(s)
+    except ValueError:
+        v = math.nan
+    if math.isfinite(v):
+        for scale, limit in ((1e9, 1e11), (1e6, 1e14), (1e3, 1e17), (1.0, math.inf)):
+            if abs(v) < limit:
+                return round(v * scale)
+    for fmt in _TIME_FORMATS:
+        try:
+            return local_epoch_ns(datetime.strptime(s, fmt), tz)
+        except ValueError:
+            pass
+    try:
+        return local_epoch_ns(datetime.fromisoformat(s.replace("Z", "+00:00")), tz)
+    except ValueError:
+        raise TelemetryFormatError(f"{what}: expected a timestamp, got {s!r}", source, line) from None
+
+
+def wide_frame(columns: Mapping[str, list], measurement: str, source: str) -> pl.DataFrame:
+    """Columns (time as epoch ns) -> a conformed frame of ``measurement``."""
+    from telemetry.errors import SchemaError
+    from telemetry.schema import conform
+
+    frame = pl.DataFrame({k: pl.Series(k, v, strict=False) for k, v in columns.items()})
+    try:
+        return conform(frame, measurement)
+    except SchemaError as exc:
+        raise TelemetryFormatError(str(exc), source) from None

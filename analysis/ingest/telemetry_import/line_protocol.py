@@ -1,0 +1,127 @@
+"""InfluxDB line protocol files (Telegraf's ``file`` output, ``influx`` exports, our own exports).
+
+Our schema's measurements are decoded by `telemetry.line_protocol.decode` (conformed, errors with line numbers).
+Telegraf's own inputs are mapped onto the schema: ``nvidia_smi`` -> ``accel`` (index -> device ``gpu<index>``,
+``memory_used`` MiB -> bytes, ...), ``cpu`` (cpu=cpu-total) / ``mem`` / ``system`` -> ``host``; the ``host`` tag
+becomes ``node``. Other measurements are skipped and counted in the ``skipped`` attribute of the result.
+Lines without a timestamp are refused (a file has no receive time).
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+from analysis.ingest.errors import TelemetryFormatError
+from analysis.ingest.telemetry_import.base import Frames, register, text_of
+from telemetry.errors import NeighborscopeError
+from telemetry.line_protocol import decode
+from telemetry.schema import MEASUREMENTS, conform
+
+_LINE = re.compile(rb"^[A-Za-z_][^\s,]*(?:,[^\s]+)?\s+[^\s=]+=[^\s]+.*?(?:\s+-?\d+)?\s*$")
+
+TELEGRAF_NVIDIA = {
+    "power_draw": ("power_w", 1.0),
+    "power_limit": ("power_limit_w", 1.0),
+    "enforced_power_limit": ("power_limit_w", 1.0),
+    "temperature_gpu": ("temp_c", 1.0),
+    "temperature_memory": ("temp_mem_c", 1.0),
+    "utilization_gpu": ("util_pct", 1.0),
+    "utilization_memory": ("mem_util_pct", 1.0),
+    "memory_used": ("mem_used_bytes", 1024.0**2),
+    "memory_total": ("mem_total_bytes", 1024.0**2),
+    "fan_speed": ("fan_pct", 1.0),
+    "clocks_current_sm": ("sm_clock_mhz", 1.0),
+    "clocks_current_memory": ("mem_clock_mhz", 1.0),
+    "pcie_link_gen_current": ("pcie_link_gen", 1.0),
+    "pcie_link_width_current": ("pcie_link_width", 1.0),
+}
+TELEGRAF_HOST = {
+    "cpu": {"usage_user": "cpu_user_pct", "usage_system": "cpu_system_pct", "usage_iowait": "cpu_iowait_pct",
+            "usage_steal": "cpu_steal_pct", "usage_idle": "_idle"},
+    "mem": {"total": "mem_total_bytes", "used": "mem_used_bytes", "available": "mem_available_bytes"},
+    "system": {"load1": "load1", "load5": "load5", "load15": "load15", "n_cpus": "cpu_count"},
+}  # fmt: skip
+
+
+@register("line_protocol")
+class LineProtocolFormat:
+    name = "line_protocol"
+
+    def sniff(self, head: bytes) -> bool:
+        for raw in head.split(b"\n")[:20]:
+            line = raw.strip()
+            if not line or line.startswith(b"#"):
+                continue
+            return bool(_LINE.match(line)) and b"," not in line.split(b" ", 1)[0][:0] and line.count(b" ") >= 1
+        return False
+
+    def parse(self, data: bytes, source: str, node: str | None, tz: str | None) -> Frames:
+        text = text_of(data, source)
+        try:
+            decoded = decode(text, strict_schema=True)
+        except NeighborscopeError as exc:
+            line = getattr(exc, "line_no", 0)
+            raise TelemetryFormatError(f"line protocol: {exc}", source, line) from None
+        out: dict[str, list[pl.DataFrame]] = {}
+        skipped: list[str] = []
+        for m, frame in decoded.items():
+            if m in MEASUREMENTS:
+                mapped = frame
+                target = m
+            elif m == "nvidia_smi":
+                mapped, target = _telegraf_nvidia(frame), "accel"
+            elif m in TELEGRAF_HOST:
+                mapped, target = _telegraf_host(m, frame), "host"
+            else:
+                skipped.append(m)
+                continue
+            if node is not None and "node" in mapped.columns:
+                mapped = mapped.with_columns(pl.col("node").fill_null(node))
+            out.setdefault(target, []).append(conform(mapped, target))
+        if not out:
+            raise TelemetryFormatError(
+                f"no measurement of the schema or of Telegraf's nvidia_smi / cpu / mem / system inputs (found: "
+                f"{', '.join(skipped) or 'none'})",
+                source,
+            )
+        frames = {m: pl.concat(fs, how="diagonal_relaxed") if len(fs) > 1 else fs[0] for m, fs in out.items()}
+        if "host" in frames and len(out["host"]) > 1:
+            frames["host"] = _merge_host(frames["host"])
+        return frames
+
+
+def _node(frame: pl.DataFrame) -> pl.Expr:
+    return pl.col("host").cast(pl.String) if "host" in frame.columns else pl.lit(None, dtype=pl.String)
+
+
+def _telegraf_nvidia(frame: pl.DataFrame) -> pl.DataFrame:
+    cols = [pl.col("time"), _node(frame).alias("node"), pl.lit("nvidia").alias("vendor")]
+    if "index" in frame.columns:
+        cols.append(pl.format("gpu{}", pl.col("index")).alias("device"))
+    if "name" in frame.columns:
+        cols.append(pl.col("name").cast(pl.String).alias("model"))
+    for src, (dst, factor) in TELEGRAF_NVIDIA.items():
+        if src in frame.columns:
+            cols.append((pl.col(src).cast(pl.Float64) * factor).alias(dst))
+    return frame.select(cols)
+
+
+def _telegraf_host(m: str, frame: pl.DataFrame) -> pl.DataFrame:
+    if m == "cpu" and "cpu" in frame.columns:
+        frame = frame.filter(pl.col("cpu") == "cpu-total")
+    cols = [pl.col("time"), _node(frame).alias("node")]
+    for src, dst in TELEGRAF_HOST[m].items():
+        if src in frame.columns:
+            if dst == "_idle":
+                cols.append((100.0 - pl.col(src).cast(pl.Float64)).alias("cpu_util_pct"))
+            else:
+                cols.append(pl.col(src).alias(dst))
+    return frame.select(cols)
+
+
+def _merge_host(frame: pl.DataFrame) -> pl.DataFrame:
+    """Telegraf writes cpu, mem and system as separate lines of one time: one host row per (time, node)."""
+    fields = [c for c in frame.columns if c not in ("time", "node")]
+    return frame.group_by(["time", "node"], maintain_order=True).agg([pl.col(f).drop_nulls().first() for f in fields])
