@@ -1,0 +1,504 @@
+"""A durable local queue in front of a remote store (InfluxDB): nothing acknowledged is lost.
+
+``write_batch`` / ``write`` encode the frames to line protocol, gzip them and write one queue file
+(temp file, fsync, rename, fsync the directory), then return: that is when the collector acknowledges
+the agent. A drainer thread sends the queue to the remote store in order, several files per request
+(concatenated gzip members are one valid gzip body), up to ``batch_bytes`` of line protocol:
+
+- the remote is down, slow, or answers 429 / 503: wait (``Retry-After`` when given, else exponential
+  backoff up to 30 s) and send the same request again; never drop, never reorder;
+- the remote refuses some lines (HTTP 400: a field type conflict, ...): the offending lines are logged
+  and appended to ``rejected.lp`` with the reason, every other line is stored, the queue moves on;
+- a configuration error (401, unknown database): logged, retried with backoff until fixed.
+
+Idempotency: a batch key (node, boot_id, seq) is recorded when it is queued; a replay of a key the queue
+holds or has sent is answered False and not queued again. Sent keys are kept as compact seq ranges per
+(node, boot_id) in ``sent.json`` + ``sent.log``, so they survive restarts. InfluxDB's own overwrite of
+identical points (same series, same timestamp) is the second line of defence (e.g. a crash between a
+successful send and the ``sent.log`` append re-sends a batch, which stores nothing twice).
+
+Layout of the queue directory::
+
+    q-<n:020d>.lpz   one queued write: a JSON header line (key, lines, bytes), then gzip line protocol
+    sent.json        sent keys: {"node\\tboot_id": [[lo, hi], ...]} (rewritten at start)
+    sent.log         sent keys appended since (one JSON [node, boot_id, seq] per line)
+    rejected.lp      lines the remote refused, each after a "# reason" comment
+    lock             flock: one process drains a queue
+
+Reads (``query``, ``series``, ...) go to the remote store: what is still queued is not visible yet
+(``flush(timeout)`` waits for the queue to empty).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import fcntl
+import gzip
+import json
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from telemetry.errors import StoreError, StoreUnavailableError
+from telemetry.store.base import BatchKey, TagFilter
+
+log = logging.getLogger("neighborscope.queue")
+
+MAX_BACKOFF_S = 30.0
+
+
+class SeqSet:
+    """A set of non-negative integers kept as sorted disjoint ranges (sequence numbers of a boot)."""
+
+    def __init__(self, ranges: Sequence[Sequence[int]] = ()) -> None:
+        self.lo: list[int] = []
+        self.hi: list[int] = []
+        for lo, hi in ranges:
+            self._add_range(int(lo), int(hi))
+
+    def _add_range(self, lo: int, hi: int) -> None:
+        i = bisect.bisect_left(self.hi, lo - 1)
+        j = bisect.bisect_right(self.lo, hi + 1)
+        if i < j:
+            lo = min(lo, self.lo[i])
+            hi = max(hi, self.hi[j - 1])
+        self.lo[i:j] = [lo]
+        self.hi[i:j] = [hi]
+
+    def __contains__(self, seq: int) -> bool:
+        i = bisect.bisect_right(self.lo, seq) - 1
+        return i >= 0 and self.hi[i] >= seq
+
+    def add(self, seq: int) -> None:
+        self._add_range(seq, seq)
+
+    def ranges(self) -> list[list[int]]:
+        return [[lo, hi] for lo, hi in zip(self.lo, self.hi, strict=True)]
+
+
+@dataclass
+class _Entry:
+    n: int
+    path: Path
+    key: BatchKey | None
+    lines: int
+    raw_bytes: int
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class QueuedStore:
+    """A `TelemetryStore` that queues writes durably on local disk and drains them to ``remote``.
+
+    ``remote`` is an `InfluxStore` (anything with ``encode``, ``write_lines(body, gzipped=True)``,
+    ``config.batch_bytes`` and the read methods). The queue directory is created on the first write;
+    a process that only reads never touches it.
+    """
+
+    def __init__(
+        self,
+        remote: Any,
+        queue_dir: str | Path,
+        *,
+        max_queue_bytes: int = 8 * 2**30,
+        compresslevel: int = 1,
+    ) -> None:
+        self.remote = remote
+        self.queue_dir = Path(queue_dir)
+        self.max_queue_bytes = max_queue_bytes
+        self.compresslevel = compresslevel
+        self.batch_bytes: int = remote.config.batch_bytes
+        self._lock = threading.Condition()
+        self._entries: deque[_Entry] = deque()
+        self._inflight: set[int] = set()
+        self._next_n = 0
+        self._queued_bytes = 0
+        self._keys: dict[tuple[str, str], SeqSet] = {}
+        self._sent_log: Any = None
+        self._lock_fd: int | None = None
+        self._opened = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sending = False
+        # status
+        self.sent_lines = 0
+        self.sent_requests = 0
+        self.rejected_lines = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"QueuedStore({self.remote!r}, queue={str(self.queue_dir)!r})"
+
+    # ---- opening the queue ---------------------------------------------------------------------
+
+    def open(self) -> QueuedStore:
+        """Take the queue (flock), load what it holds and start draining. Called by the first write."""
+        with self._lock:
+            if self._opened:
+                return self
+            self.queue_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.queue_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise StoreError(
+                    f"queue {self.queue_dir} is in use by another process; give each writer its own ?queue=DIR"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            self._lock_fd = fd
+            self._load()
+            self._opened = True
+            self._thread = threading.Thread(target=self._drain_loop, name="influx-drainer", daemon=True)
+            self._thread.start()
+        return self
+
+    def _load(self) -> None:
+        for tmp in self.queue_dir.glob(".tmp-*"):
+            tmp.unlink(missing_ok=True)
+        state = self.queue_dir / "sent.json"
+        if state.exists():
+            for k, ranges in json.loads(state.read_text()).items():
+                node, boot = k.split("\t", 1)
+                self._keys[(node, boot)] = SeqSet(ranges)
+        sent_log = self.queue_dir / "sent.log"
+        if sent_log.exists():
+            for line in sent_log.read_text().splitlines():
+                with contextlib.suppress(ValueError):  # a torn last line after a crash
+                    node, boot, seq = json.loads(line)
+                    self._keys.setdefault((node, boot), SeqSet()).add(int(seq))
+        entries = []
+        for path in sorted(self.queue_dir.glob("q-*.lpz")):
+            try:
+                header = _read_header(path)
+            except (OSError, ValueError) as exc:
+                # a file is renamed in only after fsync, so this is disk damage: keep it aside, say so
+                log.error("queue file %s is unreadable (%s); moved to %s.bad", path, exc, path.name)
+                path.rename(path.with_suffix(".bad"))
+                continue
+            key = BatchKey(*header["key"]) if header.get("key") else None
+            if key is not None:
+                self._keys.setdefault((key.node, key.boot_id), SeqSet()).add(key.seq)
+            entries.append(_Entry(int(path.stem[2:]), path, key, header["lines"], header["bytes"]))
+            self._queued_bytes += path.stat().st_size
+        self._entries.extend(entries)
+        self._next_n = entries[-1].n + 1 if entries else 0
+        self._write_sent_state()
+        self._sent_log = open(sent_log, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        if entries:
+            log.info("queue %s: %d batch(es) left from before, draining", self.queue_dir, len(entries))
+
+    def _write_sent_state(self) -> None:
+        state = {f"{n}\t{b}": s.ranges() for (n, b), s in self._keys.items()}
+        tmp = self.queue_dir / f".tmp-{uuid.uuid4().hex}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.queue_dir / "sent.json")
+        with open(self.queue_dir / "sent.log", "w", encoding="utf-8") as fh:
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_dir(self.queue_dir)
+
+    # ---- writing -------------------------------------------------------------------------------
+
+    def write(self, measurement: str, frame: pl.DataFrame) -> int:
+        body = self.remote.encode(measurement, frame)
+        self._enqueue(None, body)
+        return frame.height
+
+    def write_batch(self, key: BatchKey, frames: Mapping[str, pl.DataFrame]) -> bool:
+        self.open()
+        with self._lock:
+            if self._known(key):
+                return False
+        body = b"".join(self.remote.encode(m, f) for m, f in frames.items())
+        return self._enqueue(key, body)
+
+    def _known(self, key: BatchKey) -> bool:
+        seqs = self._keys.get((key.node, key.boot_id))
+        return seqs is not None and key.seq in seqs
+
+    def _enqueue(self, key: BatchKey | None, body: bytes) -> bool:
+        self.open()
+        payload = gzip.compress(body, compresslevel=self.compresslevel) if body else b""
+        header = {
+            "key": [key.node, key.boot_id, key.seq] if key else None,
+            "lines": body.count(b"\n"),
+            "bytes": len(body),
+        }
+        head = json.dumps(header).encode() + b"\n"
+        with self._lock:
+            if key is not None:
+                if self._known(key):
+                    return False
+                self._keys.setdefault((key.node, key.boot_id), SeqSet()).add(key.seq)
+            if self._queued_bytes + len(head) + len(payload) > self.max_queue_bytes:
+                if key is not None:
+                    self._forget(key)
+                raise StoreUnavailableError(
+                    f"queue {self.queue_dir} is full ({self._queued_bytes} bytes waiting for "
+                    f"{self.remote!r}; last error: {self.last_error}); retry later"
+                )
+            n = self._next_n
+            self._next_n += 1
+            self._inflight.add(n)
+        path = self.queue_dir / f"q-{n:020d}.lpz"
+        try:
+            tmp = self.queue_dir / f".tmp-{n}-{uuid.uuid4().hex}"
+            with open(tmp, "wb") as fh:
+                fh.write(head + payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(self.queue_dir)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            with self._lock:
+                self._inflight.discard(n)
+                if key is not None:
+                    self._forget(key)
+                self._lock.notify_all()
+            raise
+        entry = _Entry(n, path, key, header["lines"], len(body))
+        with self._lock:
+            # keep the deque ordered by n (writers may finish out of order)
+            if not self._entries or self._entries[-1].n < n:
+                self._entries.append(entry)
+            else:
+                items = list(self._entries)
+                bisect.insort(items, entry, key=lambda e: e.n)
+                self._entries = deque(items)
+            self._inflight.discard(n)
+            self._queued_bytes += len(head) + len(payload)
+            self._lock.notify_all()
+        return True
+
+    def _forget(self, key: BatchKey) -> None:
+        # only used right after adding the key, before anyone saw it acknowledged: rebuild without it
+        seqs = self._keys.get((key.node, key.boot_id))
+        if seqs is None:
+            return
+        rebuilt = SeqSet()
+        for lo, hi in seqs.ranges():
+            for lo2, hi2 in ((lo, key.seq - 1), (key.seq + 1, hi)) if lo <= key.seq <= hi else ((lo, hi),):
+                if lo2 <= hi2:
+                    rebuilt._add_range(lo2, hi2)
+        self._keys[(key.node, key.boot_id)] = rebuilt
+
+    # ---- draining ------------------------------------------------------------------------------
+
+    def _take(self) -> list[_Entry]:
+        """The next run of entries in order, up to batch_bytes (at least one), none past a write in flight."""
+        limit = min(self._inflight) if self._inflight else None
+        out: list[_Entry] = []
+        size = 0
+        for e in self._entries:
+            if limit is not None and e.n > limit:
+                break
+            if out and size + e.raw_bytes > self.batch_bytes:
+                break
+            out.append(e)
+            size += e.raw_bytes
+        return out
+
+    def _drain_loop(self) -> None:
+        backoff = 0.5
+        while True:
+            with self._lock:
+                while not self._stop.is_set() and not self._take():
+                    self._lock.wait(1.0)
+                if self._stop.is_set():
+                    return
+                batch = self._take()
+                self._sending = True
+            try:
+                self._send(batch)
+            except StoreUnavailableError as exc:
+                self._note_error(str(exc))
+                wait = getattr(exc, "retry_after_s", None)
+                if wait is None:
+                    wait = backoff * (0.75 + random.random() / 2)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                self._idle(wait)
+                continue
+            except StoreError as exc:  # auth, missing database: someone has to fix it; keep everything
+                self._note_error(str(exc))
+                log.error("cannot write to %r: %s (queued data kept, retrying)", self.remote, exc)
+                self._idle(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            except Exception as exc:  # a bug must not kill the drainer silently
+                self._note_error(f"{type(exc).__name__}: {exc}")
+                log.exception("drainer failed on %s", [e.path.name for e in batch])
+                self._idle(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            finally:
+                with self._lock:
+                    self._sending = False
+                    self._lock.notify_all()
+            backoff = 0.5
+            self._done(batch)
+
+    def _idle(self, seconds: float) -> None:
+        self._stop.wait(min(seconds, 300.0))
+
+    def _note_error(self, message: str) -> None:
+        if self.last_error != message:
+            log.warning("remote store: %s (queued data kept, retrying)", message)
+        self.last_error = message
+        self.last_error_at = time.time()
+
+    def _send(self, batch: list[_Entry]) -> None:
+        from telemetry.store.influx import InfluxWriteRejectedError
+
+        body = b"".join(_read_payload(e.path) for e in batch)
+        if not body:
+            return
+        try:
+            self.remote.write_lines(body, gzipped=True)
+        except InfluxWriteRejectedError as exc:
+            self._reject(exc)
+        self.sent_requests += 1
+        self.sent_lines += sum(e.lines for e in batch)
+
+    def _reject(self, exc: Any) -> None:
+        self.rejected_lines += len(exc.rejected)
+        with open(self.queue_dir / "rejected.lp", "a", encoding="utf-8") as fh:
+            for r in exc.rejected:
+                reason = r.reason.replace("\n", " ")
+                fh.write(f"# {datetime.now().astimezone().isoformat()} {reason}\n{r.line}\n")
+                log.error(
+                    "InfluxDB rejected a line (kept in %s/rejected.lp): %s: %r", self.queue_dir, reason, r.line[:300]
+                )
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _done(self, batch: list[_Entry]) -> None:
+        keys = [e.key for e in batch if e.key is not None]
+        if keys:
+            self._sent_log.write("".join(json.dumps([k.node, k.boot_id, k.seq]) + "\n" for k in keys))
+            self._sent_log.flush()
+            os.fsync(self._sent_log.fileno())
+        freed = 0
+        for e in batch:
+            with contextlib.suppress(FileNotFoundError):
+                freed += e.path.stat().st_size
+                e.path.unlink()
+        with self._lock:
+            for _ in batch:
+                self._entries.popleft()
+            self._queued_bytes = max(0, self._queued_bytes - freed)
+            self.last_error = None
+            self._lock.notify_all()
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until everything queued so far is in the remote store; False when ``timeout`` ran out."""
+        if not self._opened:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            target = self._next_n
+            while (self._entries and self._entries[0].n < target) or any(n < target for n in self._inflight):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._lock.wait(0.5 if left is None else min(left, 0.5))
+        return True
+
+    def status(self) -> dict[str, Any]:
+        """Queue depth and the drainer's last error (for /metrics and `neighborscope influx status`)."""
+        with self._lock:
+            return {
+                "queued_batches": len(self._entries),
+                "queued_bytes": self._queued_bytes,
+                "sent_requests": self.sent_requests,
+                "sent_lines": self.sent_lines,
+                "rejected_lines": self.rejected_lines,
+                "last_error": self.last_error,
+            }
+
+    def close(self, drain_timeout: float = 5.0) -> None:
+        """Try to drain for ``drain_timeout`` s, then stop; whatever is left stays queued for the next start."""
+        if self._opened:
+            if not self.flush(drain_timeout):
+                log.warning("closing with %d batch(es) still queued in %s", len(self._entries), self.queue_dir)
+            self._stop.set()
+            with self._lock:
+                self._lock.notify_all()
+            if self._thread is not None:
+                self._thread.join(timeout=self.remote.config.timeout_s + 5)
+            if self._sent_log is not None:
+                self._sent_log.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+            self._opened = False
+        self.remote.close()
+
+    # ---- reads go to the remote store ----------------------------------------------------------
+
+    def query(
+        self,
+        measurement: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        tags: TagFilter | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        return self.remote.query(measurement, start, end, tags, fields)
+
+    def downsample(self, measurement: str, every: str | float, **kwargs: Any) -> pl.DataFrame:
+        return self.remote.downsample(measurement, every, **kwargs)
+
+    def series(self, measurement: str | None = None) -> pl.DataFrame:
+        return self.remote.series(measurement)
+
+    def measurements(self) -> list[str]:
+        return self.remote.measurements()
+
+    def write_artifact(self, key: str, frame: pl.DataFrame) -> Path:
+        return self.remote.write_artifact(key, frame)
+
+    def read_artifact(self, key: str) -> pl.DataFrame | None:
+        return self.remote.read_artifact(key)
+
+    def list_artifacts(self, prefix: str = "") -> list[str]:
+        return self.remote.list_artifacts(prefix)
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        header = json.loads(fh.readline())
+    if not isinstance(header, dict) or "lines" not in header:
+        raise ValueError("no header")
+    return header
+
+
+def _read_payload(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        fh.readline()
+        return fh.read()
