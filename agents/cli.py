@@ -1,0 +1,98 @@
+"""`neighborscope agent` and `neighborscope run`: thin shells over `agents.agent` and `agents.runner`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import typer
+
+from agents.agent import Agent, build_samplers, summary_line
+from agents.config import effective_toml, load_config
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def agent(
+    config: Path | None = typer.Option(None, "--config", "-c", envvar="NEIGHBORSCOPE_AGENT_CONFIG",
+                                       help="Node config (TOML)."),
+    print_config: bool = typer.Option(False, "--print-config",
+                                      help="Print the effective config (defaults, detected devices) and exit."),
+    collector: str | None = typer.Option(None, "--collector", help="Collector URL (overrides [collector] url)."),
+    token: str | None = typer.Option(None, "--token", envvar="NEIGHBORSCOPE_TOKEN",
+                                     help="Node token (overrides [collector] token)."),
+    spool_dir: Path | None = typer.Option(None, "--spool-dir", help="Spool directory (overrides [agent] spool_dir)."),
+    log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error"),
+) -> None:
+    """Run the per-node agent: sample accelerators, host and co-tenants on one clock and stream them to
+    the collector (spooling to disk while it is unreachable). SIGTERM flushes and exits.
+
+    Example: neighborscope agent --config /etc/neighborscope/agent.toml
+    """
+    _logging(log_level)
+    cfg = load_config(config)
+    if collector:
+        cfg.collector_url = collector
+    if token:
+        cfg.token = token
+    if spool_dir is not None:
+        cfg.spool_dir = spool_dir
+    built = build_samplers(cfg)
+    if print_config:
+        detected = {b.sampler.name: b.sampler.devices() for b in built}
+        for b in built:
+            b.sampler.close()
+        typer.echo(effective_toml(cfg, detected).rstrip("\n"))
+        return
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        logging.getLogger("agents").info("signal %d: flushing and stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    summary = Agent(cfg, built).run(stop)
+    typer.echo(summary_line(summary), err=True)
+
+
+def run(
+    command: list[str] = typer.Argument(..., help="The benchmark command, after --."),
+    group: str = typer.Option(..., "--group", "-g", help="The group the benchmark runs on (e.g. hive0)."),
+    phase: str = typer.Option(..., "--phase", "-p", help="Phase name (baseline, contended, ...)."),
+    run_id: str | None = typer.Option(None, "--run-id", help="Run id (default: <group>-<phase>-<UTC time>)."),
+    tool: str | None = typer.Option(None, "--tool", help="Benchmark tool name (sglang, vllm, ...)."),
+    result: Path | None = typer.Option(None, "--result", help="Result file the benchmark writes (imported after)."),
+    store: str | None = typer.Option(None, "--store", envvar="NEIGHBORSCOPE_STORE",
+                                     help="Store the importer writes the result into."),
+    config: Path | None = typer.Option(None, "--config", "-c", envvar="NEIGHBORSCOPE_AGENT_CONFIG",
+                                       help="Node config (collector, token, spool)."),
+    collector: str | None = typer.Option(None, "--collector", help="Collector URL (overrides the config)."),
+    token: str | None = typer.Option(None, "--token", envvar="NEIGHBORSCOPE_TOKEN", help="Node token."),
+) -> None:
+    """Run a benchmark between two run_events (start, end: wall clock and monotonic), streaming its
+    output through, then hand its result file to `neighborscope import bench`. Exits with the
+    benchmark's exit code.
+
+    Example: neighborscope run --group hive0 --phase baseline --result out.jsonl -- python bench.py
+    """
+    from agents.runner import run_benchmark
+
+    _logging("warning")
+    cfg = load_config(config)
+    if collector:
+        cfg.collector_url = collector
+    if token:
+        cfg.token = token
+    code = run_benchmark(cfg, command, group=group, phase=phase, run_id=run_id, tool=tool, result=result,
+                         store=store)
+    raise typer.Exit(code)

@@ -1,0 +1,160 @@
+"""Host CPU, memory and scheduler activity (measurements `host` and `host_core`).
+
+CPU times, context switches, interrupts and the run-queue length come from one read of
+``<proc_root>/stat`` per tick (the file psutil parses for `cpu_times`, `cpu_stats`); utilisation is
+the share of non-idle time between two reads, so the first tick has no percentages (absent, not 0).
+Memory, swap, CPU count and per-core frequency come from psutil.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import psutil
+
+from agents.samplers.base import Rows, SamplerBase, SamplerContext, read_int, register
+from telemetry.errors import ConfigError
+
+# /proc/stat cpu columns: user nice system idle iowait irq softirq steal guest guest_nice (USER_HZ ticks).
+_USER, _NICE, _SYSTEM, _IDLE, _IOWAIT, _IRQ, _SOFTIRQ, _STEAL = range(8)
+
+
+def parse_proc_stat(text: str) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """``/proc/stat`` -> ({"cpu": [...], "cpu0": [...]}, {"ctxt": n, "intr": n, "procs_running": n})."""
+    cpus: dict[str, list[int]] = {}
+    counters: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        key = parts[0]
+        if key.startswith("cpu"):
+            cpus[key] = [int(v) for v in parts[1:9]] + [0] * max(0, 8 - len(parts[1:9]))
+        elif key in ("ctxt", "intr", "procs_running", "procs_blocked"):
+            counters[key] = int(parts[1])
+    return cpus, counters
+
+
+def cpu_shares(prev: list[int], cur: list[int]) -> dict[str, float] | None:
+    """Percent of time per state between two /proc/stat cpu lines; None if no time passed."""
+    d = [max(0, c - p) for p, c in zip(prev, cur, strict=False)]
+    total = sum(d[:8])  # guest time is already counted in user/nice
+    if total <= 0:
+        return None
+    idle = d[_IDLE] + d[_IOWAIT] + d[_STEAL]
+    return {
+        "util_pct": 100.0 * (total - idle) / total,
+        "user_pct": 100.0 * (d[_USER] + d[_NICE]) / total,
+        "system_pct": 100.0 * (d[_SYSTEM] + d[_IRQ] + d[_SOFTIRQ]) / total,
+        "iowait_pct": 100.0 * d[_IOWAIT] / total,
+        "steal_pct": 100.0 * d[_STEAL] / total,
+    }
+
+
+@register("host")
+class HostSampler(SamplerBase):
+    """CPU utilisation per core and total, load, memory, context switches, interrupts."""
+
+    fields: ClassVar = {
+        "host": (
+            "cpu_util_pct", "cpu_user_pct", "cpu_system_pct", "cpu_iowait_pct", "cpu_steal_pct", "cpu_count",
+            "load1", "load5", "load15", "mem_total_bytes", "mem_used_bytes", "mem_available_bytes",
+            "swap_used_bytes", "ctx_switches_per_s", "interrupts_per_s", "procs_running",
+        ),
+        "host_core": ("util_pct", "user_pct", "system_pct", "iowait_pct", "freq_mhz"),
+    }
+
+    def __init__(
+        self,
+        proc_root: Path = Path("/proc"),
+        sysfs_root: Path = Path("/sys"),
+        per_core: bool = True,
+        freq_every_s: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.proc_root = Path(proc_root)
+        self.sysfs_root = Path(sysfs_root)
+        self.per_core = per_core
+        self.freq_every_s = freq_every_s
+        self._prev: tuple[float, dict[str, list[int]], dict[str, int]] | None = None
+        self._sockets: dict[str, str] = {}
+        self._freq: list[float | None] = []
+        self._freq_at = -1e18
+
+    @classmethod
+    def from_context(cls, ctx: SamplerContext) -> HostSampler:
+        opts = dict(ctx.options)
+        per_core = bool(opts.pop("per_core", True))
+        freq_every_s = float(opts.pop("freq_every_s", 5.0))
+        if opts:
+            raise ConfigError(f"unknown option(s) {sorted(opts)} (known: per_core, freq_every_s)", "samplers.host")
+        return cls(ctx.proc_root, ctx.sysfs_root, per_core, freq_every_s)
+
+    def _socket(self, core: str) -> str | None:
+        if core not in self._sockets:
+            pkg = read_int(self.sysfs_root / "devices/system/cpu" / f"cpu{core}" / "topology/physical_package_id")
+            self._sockets[core] = "" if pkg is None else str(pkg)
+        return self._sockets[core] or None
+
+    def _core_freqs(self, now: float) -> list[float | None]:
+        if now - self._freq_at >= self.freq_every_s:
+            self._freq_at = now
+            try:
+                self._freq = [f.current or None for f in psutil.cpu_freq(percpu=True)]
+            except (OSError, NotImplementedError, AttributeError):
+                self._freq = []
+        return self._freq
+
+    def read(self, ts: float) -> Rows:
+        mono = time.monotonic()
+        cpus, counters = parse_proc_stat((self.proc_root / "stat").read_text())
+        prev, self._prev = self._prev, (mono, cpus, counters)
+        vm = psutil.virtual_memory()
+        swap = psutil.swap_memory()
+        load1, load5, load15 = os.getloadavg()
+        row: dict[str, Any] = {
+            "cpu_count": len(cpus) - 1 if "cpu" in cpus else psutil.cpu_count(),
+            "load1": load1,
+            "load5": load5,
+            "load15": load15,
+            "mem_total_bytes": float(vm.total),
+            "mem_used_bytes": float(vm.total - vm.available),
+            "mem_available_bytes": float(vm.available),
+            "swap_used_bytes": float(swap.used),
+            "procs_running": counters.get("procs_running"),
+        }
+        cores: list[dict[str, Any]] = []
+        if prev is not None:
+            dt = mono - prev[0]
+            shares = cpu_shares(prev[1]["cpu"], cpus["cpu"]) if "cpu" in cpus and "cpu" in prev[1] else None
+            if shares:
+                row.update({f"cpu_{k}": v for k, v in shares.items()})
+            for key, name in (("ctxt", "ctx_switches_per_s"), ("intr", "interrupts_per_s")):
+                if dt > 0 and key in counters and key in prev[2] and counters[key] >= prev[2][key]:
+                    row[name] = (counters[key] - prev[2][key]) / dt
+            if self.per_core:
+                freqs = self._core_freqs(mono)
+                for key, times in cpus.items():
+                    if key == "cpu" or key not in prev[1]:
+                        continue
+                    core = key[3:]
+                    share = cpu_shares(prev[1][key], times)
+                    idx = int(core)
+                    cores.append({
+                        "core": core,
+                        "socket": self._socket(core),
+                        "util_pct": share and share["util_pct"],
+                        "user_pct": share and share["user_pct"],
+                        "system_pct": share and share["system_pct"],
+                        "iowait_pct": share and share["iowait_pct"],
+                        "freq_mhz": freqs[idx] if idx < len(freqs) else None,
+                    })
+        for name in self.fields["host"]:
+            self.mark("", name, row.get(name))
+        for name in self.fields["host_core"]:
+            if cores:
+                self.mark("", f"host_core.{name}", cores[0].get(name))
+        return {"host": [row], "host_core": cores}

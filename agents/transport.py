@@ -1,0 +1,218 @@
+"""Batches to the collector: encode, spool, send with retries and backoff.
+
+`encode_batch` turns rows into the gzip JSON body of ``POST /v1/batches`` (pure). `Transport.post`
+sends one body and classifies the answer:
+
+- 200 -> ``ok`` (stored, or a duplicate the collector already had: replays are safe);
+- 5xx, 408, 429, connection errors, timeouts -> ``retry`` (the batch stays first in the spool);
+- 401, 403, 404 -> ``retry`` a few times (``auth_attempts``; a token fixed in time loses nothing), then
+  ``rejected``;
+- any other 4xx -> ``rejected`` at once: logged with the collector's message and moved out of the way.
+
+`Sender` owns the spool: every batch is appended before it is sent and removed when acked, so batches
+are replayed in order after an outage; sequence numbers let the collector drop duplicates.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import polars as pl
+
+from agents.samplers.base import Row
+from agents.spool import Spool
+from telemetry.batch import make_batch
+from telemetry.schema import TIME, measurement
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["ok", "retry", "rejected"]
+BATCH_PATH = "/v1/batches"
+
+
+def rows_frame(name: str, rows: list[Row]) -> pl.DataFrame:
+    """Rows of one measurement -> a schema frame (columns the rows lack are absent/null)."""
+    m = measurement(name)
+    schema = m.polars_schema()
+    columns: dict[str, list[Any]] = {c: [] for c in schema}
+    for r in rows:
+        for c, values in columns.items():
+            values.append(r.get(c))
+    series = []
+    for c, dtype in schema.items():
+        values = columns[c]
+        if c == TIME:
+            series.append(pl.Series(c, values, dtype=pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"))
+        elif all(v is None for v in values):
+            continue
+        else:
+            series.append(pl.Series(c, values, dtype=dtype, strict=False))
+    return pl.DataFrame(series)
+
+
+def encode_batch(node: str, boot_id: str, seq: int, rows: Mapping[str, list[Row]]) -> bytes:
+    """Rows by measurement -> the gzip-compressed JSON body of one batch."""
+    frames = {name: rows_frame(name, items) for name, items in rows.items() if items}
+    doc = make_batch(node, boot_id, seq, frames, sent_at_ns=time.time_ns())
+    return gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), compresslevel=5)
+
+
+@dataclass
+class PostResult:
+    outcome: Outcome
+    status: int | None
+    message: str
+
+
+class Transport:
+    """One HTTP client to the collector."""
+
+    def __init__(self, url: str, token: str | None, timeout_s: float = 10.0, client: httpx.Client | None = None) -> None:
+        self.url = url.rstrip("/") + BATCH_PATH
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.client = client or httpx.Client(timeout=timeout_s)
+        self.headers = headers
+
+    def post(self, body: bytes) -> PostResult:
+        try:
+            resp = self.client.post(self.url, content=body, headers=self.headers)
+        except httpx.HTTPError as exc:
+            return PostResult("retry", None, f"{type(exc).__name__}: {exc}")
+        if resp.status_code == 200:
+            return PostResult("ok", 200, "")
+        message = _error_message(resp)
+        if resp.status_code >= 500 or resp.status_code in (408, 429):
+            return PostResult("retry", resp.status_code, message)
+        if resp.status_code in (401, 403, 404):
+            return PostResult("retry", resp.status_code, message)
+        return PostResult("rejected", resp.status_code, message)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _error_message(resp: httpx.Response) -> str:
+    try:
+        err = resp.json()["error"]
+        where = f" (at {err['where']})" if err.get("where") else ""
+        return f"{err.get('code', '')}: {err.get('message', '')}{where}"
+    except (ValueError, KeyError, TypeError):
+        return resp.text[:300]
+
+
+class Sender:
+    """Encodes batches into the spool and delivers the spool, oldest first, on its own thread."""
+
+    def __init__(
+        self,
+        node: str,
+        spool: Spool,
+        transport: Transport | None,
+        boot_id: str | None = None,
+        backoff_min_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        auth_attempts: int = 5,
+    ) -> None:
+        self.node = node
+        self.spool = spool
+        self.transport = transport
+        self.boot_id = boot_id or uuid.uuid4().hex
+        self.seq = 0
+        self.backoff_min_s = backoff_min_s
+        self.backoff_max_s = backoff_max_s
+        self.auth_attempts = auth_attempts
+        self.sent_total = 0
+        self.rejected_total = 0
+        self.rows_total: dict[str, int] = {}
+        self.last_error = ""
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, rows: Mapping[str, list[Row]]) -> int | None:
+        """Encode rows as the next batch and spool it; returns its seq (None if there was nothing)."""
+        rows = {k: v for k, v in rows.items() if v}
+        if not rows:
+            return None
+        with self._lock:
+            seq = self.seq
+            self.seq += 1
+            body = encode_batch(self.node, self.boot_id, seq, rows)
+            self.spool.append(body)
+            for name, items in rows.items():
+                self.rows_total[name] = self.rows_total.get(name, 0) + len(items)
+        self._wake.set()
+        return seq
+
+    def start(self) -> None:
+        if self.transport is None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="sender", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        delay = self.backoff_min_s
+        auth_failures = 0
+        while not self._stop.is_set():
+            entry = self.spool.peek()
+            if entry is None:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            key, body = entry
+            result = self.transport.post(body)  # type: ignore[union-attr]
+            if result.outcome == "ok":
+                self.spool.remove(key)
+                self.sent_total += 1
+                if self.last_error:
+                    log.info("collector reachable again; %d batch(es) waiting in the spool", len(self.spool))
+                self.last_error = ""
+                delay = self.backoff_min_s
+                auth_failures = 0
+                continue
+            if result.outcome == "retry" and result.status in (401, 403, 404):
+                auth_failures += 1
+                if auth_failures >= self.auth_attempts:
+                    result = PostResult("rejected", result.status, result.message)
+            if result.outcome == "rejected":
+                self.spool.remove(key)
+                self.rejected_total += 1
+                auth_failures = 0
+                log.error("collector rejected batch %s (HTTP %s): %s", key, result.status, result.message)
+                continue
+            if result.message != self.last_error:
+                log.warning("collector unavailable (%s); spooling and retrying", result.message or result.status)
+                self.last_error = result.message
+            self._stop.wait(delay * random.uniform(0.8, 1.2))
+            delay = min(self.backoff_max_s, delay * 2)
+
+    def drain(self, timeout_s: float) -> bool:
+        """Try to deliver the spool for up to ``timeout_s`` (shutdown); True when it is empty."""
+        if self.transport is None:
+            return len(self.spool) == 0
+        deadline = time.monotonic() + timeout_s
+        self._wake.set()
+        while len(self.spool) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return len(self.spool) == 0
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self.transport is not None:
+            self.transport.close()
