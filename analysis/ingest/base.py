@@ -171,6 +171,8 @@ def number(value: Any, what: str, source: str, line: int, *, allow_none: bool = 
 
 
 def integer(value: Any, what: str, source: str, line: int) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value  # exact (epoch ns do not fit a float)
     f = number(value, what, source, line)
     if f is None:
         return None

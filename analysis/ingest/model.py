@@ -118,7 +118,7 @@ LATENCY_METRICS = ("ttft", "tpot", "itl", "e2e")
 
 def raw_requests(columns: Mapping[str, Any]) -> pl.DataFrame:
     """Build a raw requests frame (parser output) from columns; missing columns become nulls."""
-    n = max((len(v) for v in columns.values()), default=0)
+    n = max((len(v) for v in columns.values() if v is not None), default=0)
     data = {}
     for name, dtype in RAW_REQUESTS_SCHEMA.items():
         values = columns.get(name)
@@ -355,7 +355,9 @@ def tokens_frame(run: Run | pl.DataFrame) -> pl.DataFrame:
         "run_id",
         "request_index",
         pl.col("token_index").cast(pl.Int64),
-        (pl.col("time") + pl.duration(nanoseconds=(pl.col("_off") * 1e6).round().cast(pl.Int64))).alias("time"),
+        (pl.col("time") + pl.duration(nanoseconds=(pl.col("_off") * 1e6).round().cast(pl.Int64), time_unit="ns")).alias(
+            "time"
+        ),
         pl.col("itl_ms").cast(pl.Float64),
         pl.when(total == n).then(pl.lit(1, dtype=pl.Int64)).otherwise(spread).alias("tokens"),
     )
