@@ -110,17 +110,19 @@ def batch_frames(batch: BatchIn) -> dict[str, pl.DataFrame]:
             if len(values) != n:
                 raise SchemaError(f"{len(values)} values but 'time' has {n}", col_where)
             series.append(_series(name, values, schema[name], col_where))
-        frame = pl.DataFrame(series) if series else pl.DataFrame()
-        if "node" not in frame.columns:
-            frame = frame.with_columns(pl.lit(batch.node, dtype=pl.String).alias("node"))
+        nodes = fr.columns.get("node")
+        if nodes is None:
+            series.append(pl.Series("node", [batch.node] * n, dtype=pl.String))
         else:
-            frame = frame.with_columns(pl.col("node").fill_null(batch.node))
-            other = frame.filter(pl.col("node") != batch.node)
-            if other.height:
-                raise ForeignNodeError(
-                    f"row tagged node={other['node'][0]!r} in a batch from node {batch.node!r}",
-                    f"{where}.columns.node",
-                )
+            for j, v in enumerate(nodes):
+                if v is not None and v != batch.node:
+                    raise ForeignNodeError(
+                        f"row tagged node={v!r} in a batch from node {batch.node!r}", f"{where}.columns.node[{j}]"
+                    )
+            if None in nodes:
+                series = [s for s in series if s.name != "node"]
+                series.append(pl.Series("node", [batch.node] * n, dtype=pl.String))
+        frame = pl.DataFrame(series)
         out.setdefault(m.name, []).append(conform(frame, m.name, where=f"{where}.columns"))
     return {name: pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0] for name, parts in out.items()}
 

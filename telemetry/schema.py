@@ -72,10 +72,14 @@ class Measurement:
     def columns(self) -> tuple[str, ...]:
         return (TIME, *self.tags, *self.field_names)
 
-    def polars_schema(self) -> dict[str, pl.DataType]:
-        schema: dict[str, pl.DataType] = {TIME: TIME_DTYPE}
-        schema.update({t: pl.String() for t in self.tags})
-        schema.update({f.name: f.dtype for f in self.fields})
+    def polars_schema(self) -> pl.Schema:
+        schema = self.__dict__.get("_schema")
+        if schema is None:
+            cols: dict[str, pl.DataType] = {TIME: TIME_DTYPE}
+            cols.update({t: pl.String() for t in self.tags})
+            cols.update({f.name: f.dtype for f in self.fields})
+            schema = pl.Schema(cols)
+            object.__setattr__(self, "_schema", schema)
         return schema
 
 
@@ -268,7 +272,8 @@ def conform(frame: pl.DataFrame, name: str, where: str = "") -> pl.DataFrame:
     """
     m = measurement(name)
     prefix = f"{where}." if where else ""
-    unknown = [c for c in frame.columns if c not in m.polars_schema()]
+    schema = m.polars_schema()
+    unknown = [c for c in frame.columns if c not in schema]
     if unknown:
         raise SchemaError(
             f"unknown column(s) {unknown} for measurement {name!r} "
@@ -280,25 +285,24 @@ def conform(frame: pl.DataFrame, name: str, where: str = "") -> pl.DataFrame:
     if frame.height and frame[TIME].null_count():
         row = int(frame[TIME].is_null().arg_true()[0])
         raise SchemaError("time is missing", f"{prefix}{TIME}[{row}]")
-    out: list[pl.Series] = []
-    for col, dtype in m.polars_schema().items():
-        if col not in frame.columns:
-            out.append(pl.Series(col, [None] * frame.height, dtype=dtype))
-            continue
-        s = frame[col]
-        if s.dtype == dtype:
-            out.append(s)
-            continue
-        out.append(_cast(s, dtype, f"{prefix}{col}"))
-    result = pl.DataFrame(out)
-    for spec in m.fields:
-        if spec.kind == "float":
-            s = result[spec.name]
-            if (~s.is_finite()).any():
-                result = result.with_columns(
-                    pl.when(pl.col(spec.name).is_finite()).then(pl.col(spec.name)).alias(spec.name)
-                )
-    return result
+    if frame.schema == schema:
+        result = frame
+    else:
+        out: list[pl.Series] = []
+        for col, dtype in schema.items():
+            if col not in frame.columns:
+                out.append(pl.Series(col, [None] * frame.height, dtype=dtype))
+                continue
+            s = frame[col]
+            out.append(s if s.dtype == dtype else _cast(s, dtype, f"{prefix}{col}"))
+        result = pl.DataFrame(out)
+    # NaN / +-inf -> null, only for the columns that have any (eager Series checks are cheap)
+    floats = [f.name for f in m.fields if f.kind == "float"]
+    flags = result.select(pl.col(c).is_finite().not_().any() for c in floats).row(0) if result.height else ()
+    bad = [c for c, flag in zip(floats, flags, strict=False) if flag]
+    if not bad:
+        return result
+    return result.with_columns(pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) for c in bad)
 
 
 def _cast(s: pl.Series, dtype: pl.DataType, where: str) -> pl.Series:

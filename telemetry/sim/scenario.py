@@ -282,16 +282,16 @@ def _tenants(extra: tuple[Tenant, ...] = ()) -> tuple[Tenant, ...]:
 # Seed 000 couplings, calibrated so hive0 loses ~1 % throughput with hive1 on and ~2 % throughput /
 # ~+6 % p99 ITL with everything on (tests/telemetry/test_simulator.py checks this).
 SEED000_COUPLINGS = (
-    Coupling("hive1", "hive0", "cpu", 0.012),
-    Coupling("hive0", "hive1", "cpu", 0.014),
-    Coupling("tt", "hive0", "pcie", 0.030),
-    Coupling("tt", "hive0", "thermal", 0.018),
-    Coupling("tt", "hive0", "cpu", 0.008),
-    Coupling("furiosa", "hive0", "cpu", 0.004),
-    Coupling("tt", "hive1", "pcie", 0.034),
-    Coupling("tt", "hive1", "thermal", 0.022),
-    Coupling("tt", "hive1", "cpu", 0.010),
-    Coupling("furiosa", "hive1", "cpu", 0.006),
+    Coupling("hive1", "hive0", "cpu", 0.0055),
+    Coupling("tt", "hive0", "pcie", 0.0155),
+    Coupling("tt", "hive0", "thermal", 0.003),
+    Coupling("tt", "hive0", "cpu", 0.003),
+    Coupling("furiosa", "hive0", "cpu", 0.0015),
+    Coupling("hive0", "hive1", "cpu", 0.008),
+    Coupling("tt", "hive1", "pcie", 0.030),
+    Coupling("tt", "hive1", "thermal", 0.004),
+    Coupling("tt", "hive1", "cpu", 0.004),
+    Coupling("furiosa", "hive1", "cpu", 0.002),
 )
 
 SEED000_PHASE_S = 780

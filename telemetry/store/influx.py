@@ -11,7 +11,8 @@ URLs (``open_store`` hands every non-file scheme to this module)::
 Query parameters common to both: ``queue=DIR`` (the local durable queue, see `telemetry.store.queued`),
 ``batch_bytes=N`` (largest write body before gzip, default 4 MiB), ``timeout=SECONDS``, ``gzip=0|1``,
 ``artifacts=DIR`` (large frames are kept on local disk: InfluxDB is no place for per-token arrays),
-``api=v1|v2`` to override the scheme, ``chunk_size=N`` for query streaming.
+``api=v1|v2`` to override the scheme, ``chunk_size=N`` for query streaming, ``retry_max_s=S`` (longest
+wait between retries of the queue, default 30).
 
 ``open_store`` returns a `QueuedStore` in front of an `InfluxStore`: writes are made durable on local
 disk and acknowledged, a background thread drains them to InfluxDB in order. `InfluxStore` itself is
@@ -116,6 +117,7 @@ class InfluxConfig:
     timeout_s: float = 10.0
     gzip: bool = True
     chunk_size: int = 20_000
+    retry_max_s: float = 30.0
     queue_dir: Path | None = None
     artifacts_dir: Path | None = None
 
@@ -138,7 +140,7 @@ class InfluxConfig:
             raise ConfigError(f"{url!r}: not an InfluxDB URL (influx://, influxs://, influx2://, influx2s://)")
         params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         known = {"rp", "token", "org", "bucket", "queue", "batch_bytes", "timeout", "gzip", "artifacts", "api"}
-        known |= {"chunk_size", "db", "u", "p"}
+        known |= {"chunk_size", "db", "u", "p", "retry_max_s"}
         unknown = sorted(set(params) - known)
         if unknown:
             raise ConfigError(f"{_redact(url)}: unknown parameter(s) {unknown}; known: {sorted(known)}")
@@ -164,6 +166,7 @@ class InfluxConfig:
             batch_bytes = int(params.get("batch_bytes", DEFAULT_BATCH_BYTES))
             timeout_s = float(params.get("timeout", 10.0))
             chunk_size = int(params.get("chunk_size", 20_000))
+            retry_max_s = float(params.get("retry_max_s", 30.0))
         except ValueError as exc:
             raise ConfigError(f"{_redact(url)}: {exc}") from None
         if batch_bytes < 1024:
@@ -181,6 +184,7 @@ class InfluxConfig:
             timeout_s=timeout_s,
             gzip=params.get("gzip", "1").lower() not in ("0", "false", "no", "off"),
             chunk_size=chunk_size,
+            retry_max_s=retry_max_s,
             queue_dir=Path(params["queue"]).expanduser() if params.get("queue") else None,
             artifacts_dir=Path(params["artifacts"]).expanduser() if params.get("artifacts") else None,
         )

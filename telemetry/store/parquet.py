@@ -127,8 +127,8 @@ class ParquetStore:
         return frame.with_columns(as_time(frame[TIME], f"{measurement}.time"))
 
     def _split_days(self, frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
-        days = frame.select(pl.col(TIME).dt.date().alias("_d"))["_d"]
-        if days.n_unique() == 1:
+        days = frame[TIME].dt.date().alias("_d")
+        if days.min() == days.max():
             return [(str(days[0]), frame)]
         parts = frame.with_columns(days).partition_by("_d", as_dict=True, include_key=False)
         return [(str(k[0]), v) for k, v in parts.items()]
@@ -139,7 +139,7 @@ class ParquetStore:
             return 0
         with self._write_lock:
             for day, part in self._split_days(frame):
-                _atomic_write(part.sort(TIME), self.root / measurement / day / f"w-{uuid.uuid4().hex}.parquet")
+                _atomic_write(part, self.root / measurement / day / f"w-{uuid.uuid4().hex}.parquet")
         return frame.height
 
     def write_batch(self, key: BatchKey, frames: Mapping[str, pl.DataFrame]) -> bool:
@@ -154,7 +154,7 @@ class ParquetStore:
                     target = self.root / measurement / day / name
                     if target.exists() or self._covered(target):
                         continue
-                    _atomic_write(part.sort(TIME), target)
+                    _atomic_write(part, target)
                     new = True
             if not new and not any(f.height for f in prepared.values()):
                 # an empty batch: remember it so a replay is still recognised

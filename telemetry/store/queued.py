@@ -6,7 +6,7 @@ the agent. A drainer thread sends the queue to the remote store in order, severa
 (concatenated gzip members are one valid gzip body), up to ``batch_bytes`` of line protocol:
 
 - the remote is down, slow, or answers 429 / 503: wait (``Retry-After`` when given, else exponential
-  backoff up to 30 s) and send the same request again; never drop, never reorder;
+  backoff up to ``retry_max_s``, 30 s by default) and send the same request again; never drop, never reorder;
 - the remote refuses some lines (HTTP 400: a field type conflict, ...): the offending lines are logged
   and appended to ``rejected.lp`` with the reason, every other line is stored, the queue moves on;
 - a configuration error (401, unknown database): logged, retried with backoff until fixed.
@@ -126,6 +126,7 @@ class QueuedStore:
         self.max_queue_bytes = max_queue_bytes
         self.compresslevel = compresslevel
         self.batch_bytes: int = remote.config.batch_bytes
+        self.retry_max_s: float = getattr(remote.config, "retry_max_s", MAX_BACKOFF_S)
         self._lock = threading.Condition()
         self._entries: deque[_Entry] = deque()
         self._inflight: set[int] = set()
@@ -341,20 +342,20 @@ class QueuedStore:
                 wait = getattr(exc, "retry_after_s", None)
                 if wait is None:
                     wait = backoff * (0.75 + random.random() / 2)
-                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                    backoff = min(backoff * 2, self.retry_max_s)
                 self._idle(wait)
                 continue
             except StoreError as exc:  # auth, missing database: someone has to fix it; keep everything
                 self._note_error(str(exc))
                 log.error("cannot write to %r: %s (queued data kept, retrying)", self.remote, exc)
                 self._idle(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                backoff = min(backoff * 2, self.retry_max_s)
                 continue
             except Exception as exc:  # a bug must not kill the drainer silently
                 self._note_error(f"{type(exc).__name__}: {exc}")
                 log.exception("drainer failed on %s", [e.path.name for e in batch])
                 self._idle(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                backoff = min(backoff * 2, self.retry_max_s)
                 continue
             finally:
                 with self._lock:

@@ -86,7 +86,7 @@ tag_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1,
 @given(
     node=tag_text,
     device=tag_text,
-    temp=st.floats(allow_nan=True, allow_infinity=False, width=64),
+    temp=st.floats(allow_nan=True, allow_infinity=False, allow_subnormal=False, width=64),
     gen=st.integers(min_value=-(2**63), max_value=2**63 - 1),
     ts=st.integers(min_value=0, max_value=2**62),
 )
