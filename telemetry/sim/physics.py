@@ -40,6 +40,8 @@ from telemetry.schema import conform
 from telemetry.sim.scenario import Scenario
 from telemetry.sim.serving import ServingResult
 
+# ruff: noqa: N806 - T (seconds), D (devices), G (groups), S (sockets) as in the physics notation
+
 
 @dataclass(frozen=True)
 class DeviceSpec:
@@ -241,6 +243,11 @@ def node_state(scenario: Scenario, seed: int, press: dict[str, dict[str, np.ndar
     )
 
 
+def _tag(values: list[str], reps: int) -> pl.Series:
+    """``values`` repeated ``reps`` times (row-major: v0, v1, ..., v0, v1, ...), built by gather (fast)."""
+    return pl.Series(list(values), dtype=pl.String).gather(np.tile(np.arange(len(values)), reps))
+
+
 def _nulls(mask: np.ndarray, values: np.ndarray) -> pl.Series | np.ndarray:
     """values where mask, else NaN (conform turns NaN into null)."""
     return np.where(mask, values, np.nan)
@@ -278,11 +285,11 @@ def frames(state: NodeState, scenario: Scenario, start_ns: int, t0: int, t1: int
     accel = {
         "time": np.repeat(times, D),
         "node": node,
-        "device": np.tile(np.array([d.id for d in devs]), T),
-        "vendor": np.tile(vend, T),
-        "model": np.tile(np.array([d.model for d in devs]), T),
-        "group": np.tile(np.array([d.group for d in devs]), T),
-        "pci_bus": np.tile(np.array([d.pci_bus for d in devs]), T),
+        "device": _tag([d.id for d in devs], T),
+        "vendor": _tag([d.vendor for d in devs], T),
+        "model": _tag([d.model for d in devs], T),
+        "group": _tag([d.group for d in devs], T),
+        "pci_bus": _tag([d.pci_bus for d in devs], T),
         "temp_c": temp,
         "temp_hotspot_c": _nulls(amd, temp + 2.0 + 0.004 * power),
         "temp_mem_c": _nulls(amd, temp - 9.0 + 0.01 * power),
@@ -352,8 +359,8 @@ def frames(state: NodeState, scenario: Scenario, start_ns: int, t0: int, t1: int
     host_core = pl.DataFrame({
         "time": np.repeat(times, ncores),
         "node": node,
-        "core": np.tile(np.arange(ncores).astype(str), T),
-        "socket": np.tile(sock_of_core.astype(str), T),
+        "core": _tag([str(c) for c in range(ncores)], T),
+        "socket": _tag([str(x) for x in sock_of_core], T),
         "util_pct": core_util.reshape(-1),
         "user_pct": (core_util * 0.85).reshape(-1),
         "system_pct": (core_util * 0.14).reshape(-1),
@@ -378,14 +385,15 @@ def frames(state: NodeState, scenario: Scenario, start_ns: int, t0: int, t1: int
     tenant = pl.DataFrame({
         "time": np.repeat(times, G),
         "node": node,
-        "group": np.tile(np.array(groups), T),
+        "group": _tag(groups, T),
         "cpu_pct": (100.0 * cores).reshape(-1),
         "rss_bytes": np.where(on, rss * (1 + 0.002 * nz[:, :G]), 0.0).reshape(-1),
         "accel_mem_bytes": accel_mem.reshape(-1),
         "process_count": np.where(on, 4, 0).reshape(-1).astype(np.int64),
         "threads_count": np.where(on, threads, 0).reshape(-1).astype(np.int64),
-        "pids": np.where(on, pids[None, :], "").reshape(-1),
-    }).with_columns(pl.when(pl.col("pids") == "").then(None).otherwise(pl.col("pids")).alias("pids"))
+        "pids": pl.Series([*pids.tolist(), None], dtype=pl.String).gather(
+            np.where(on, np.arange(G)[None, :], G).reshape(-1)),
+    })
 
     return {
         "accel": conform(accel_df, "accel", where="simulator.accel"),
