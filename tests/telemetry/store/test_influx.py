@@ -43,12 +43,12 @@ HOSTILE = [
 ]
 
 
-def accel_frame(seed: int = 0, n: int = 20) -> pl.DataFrame:
+def accel_frame(seed: int = 0, n: int = 20, node: str = "node-1", t0: int = T0) -> pl.DataFrame:
     """Every accel field, with absent values (null and NaN) and hostile tag values."""
     rng = np.random.default_rng(seed)
     cols: dict[str, list] = {
-        "time": [T0 + i * 1_000_000_007 + (i % 3) for i in range(n)],
-        "node": ["node-1"] * n,
+        "time": [t0 + i * 1_000_000_007 + (i % 3) for i in range(n)],
+        "node": [node] * n,
         "device": [HOSTILE[i % len(HOSTILE)] for i in range(n)],
         "vendor": ["nvidia"] * n,
         "model": ["H100 80GB HBM3"] * n,

@@ -1,0 +1,224 @@
+"""InfluxDB write throughput, in one run against one real influxd (Debian's 1.x, started in a temp dir):
+
+1. collector: agents' gzip JSON batches over HTTP into `neighborscope collector --store influx://...` (auth,
+   validation, durable local queue with fsync, in-order drain), timed until InfluxDB holds every point;
+2. direct: `influx -import`-style POSTs of the same data as pre-encoded line protocol, 5000 lines a request;
+3. influxdb-client's DataFrame path: its pandas serializer (``DataframeSerializer``) on the same frames, then
+   POSTs of the lines it produced to /write (its WriteApi speaks only /api/v2/write, which 1.x before 1.8
+   does not serve: 404).
+
+    python benchmarks/influx_write.py [--batches 300] [--ticks 10] [--clients 4]
+
+Points = lines of line protocol (one per row per measurement). Target (issue 4): the collector within 20 %
+of the direct rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from telemetry.batch import make_batch  # noqa: E402
+from telemetry.line_protocol import encode_lines  # noqa: E402
+from telemetry.schema import MEASUREMENTS, conform  # noqa: E402
+from tests.telemetry.store.conftest import InfluxServer, find_binary  # noqa: E402
+
+ACCEL_FIELDS = [
+    "temp_c", "temp_mem_c", "power_w", "energy_j", "pcie_tx_bytes_per_s", "pcie_rx_bytes_per_s", "pcie_link_gen",
+    "pcie_link_width", "util_pct", "mem_used_bytes", "mem_total_bytes", "sm_clock_mhz", "mem_clock_mhz",
+    "throttle_thermal", "throttle_power", "throttle_other",
+]  # fmt: skip
+DEVICES = 34
+LINES_PER_POST = 5000
+
+
+def node_frames(node: str, t0_ns: int, ticks: int, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
+    n = ticks * DEVICES
+    cols: dict[str, object] = {
+        "time": np.repeat(t0_ns + np.arange(ticks, dtype=np.int64) * 10**9, DEVICES),
+        "device": [f"gpu{i}" for i in range(DEVICES)] * ticks,
+        "node": [node] * n,
+        "vendor": ["amd"] * n,
+    }
+    for f in ACCEL_FIELDS:
+        kind = MEASUREMENTS["accel"].field_index[f].kind
+        cols[f] = rng.random(n) < 0.05 if kind == "bool" else rng.integers(1, 16, n) if kind == "int" else rng.random(n) * 100
+    host = {
+        "time": t0_ns + np.arange(ticks, dtype=np.int64) * 10**9,
+        "node": [node] * ticks,
+        "cpu_util_pct": rng.random(ticks) * 100,
+        "load1": rng.random(ticks) * 8,
+        "mem_used_bytes": rng.random(ticks) * 1e11,
+    }
+    return {"accel": conform(pl.DataFrame(cols), "accel"), "host": conform(pl.DataFrame(host), "host")}
+
+
+def count_points(server: InfluxServer, db: str) -> int:
+    total = 0
+    for m, field in (("accel", "temp_c"), ("host", "load1")):
+        rows = server.select(db, f'SELECT count("{field}") FROM "{m}"')
+        total += rows[0]["count"] if rows else 0
+    return total
+
+
+def post_lines(base_url: str, db: str, bodies: list[bytes]) -> None:
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        for body in bodies:
+            r = client.post("/write", params={"db": db, "precision": "ns"}, content=body)
+            if r.status_code != 204:
+                raise RuntimeError(f"/write answered {r.status_code}: {r.text}")
+
+
+def chunks(lines: list[str], size: int) -> list[bytes]:
+    return [("\n".join(lines[i : i + size]) + "\n").encode() for i in range(0, len(lines), size)]
+
+
+def run_collector(server: InfluxServer, db: str, work: Path, batches, nodes, clients: int, points: int) -> float:
+    bodies = [
+        (node, gzip.compress(json.dumps(make_batch(node, "bench", b, frames)).encode(), 1))
+        for node, b, frames in batches
+    ]
+    url = f"influx://127.0.0.1:{server.http_port}/{db}?queue={work / 'queue'}&retry_max_s=1"
+    port_file = work / "port"
+    args = [sys.executable, "-m", "telemetry.cli", "collector", "--store", url, "--port", "0"]
+    args += ["--port-file", str(port_file)] + [x for n in nodes for x in ("--node-token", f"{n}=token-{n}-xxxx")]
+    proc = subprocess.Popen(args, stderr=open(work / "collector.log", "wb"))  # noqa: SIM115
+    try:
+        while not port_file.exists():
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port_file.read_text()}"
+        while True:
+            try:
+                httpx.get(f"{base}/healthz")
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        pool_clients = [httpx.Client(timeout=60) for _ in range(clients)]
+
+        def send(i: int) -> None:
+            node, body = bodies[i]
+            r = pool_clients[i % clients].post(
+                f"{base}/v1/batches",
+                content=body,
+                headers={
+                    "Authorization": f"Bearer token-{node}-xxxx",
+                    "Content-Encoding": "gzip",
+                    "Content-Type": "application/json",
+                },
+            )
+            r.raise_for_status()
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(send, range(len(bodies))))
+        acked_s = time.perf_counter() - start
+        while count_points(server, db) < points:
+            time.sleep(0.05)
+        total_s = time.perf_counter() - start
+        print(f"  collector: all acknowledged after {acked_s:.2f} s, all in InfluxDB after {total_s:.2f} s")
+        return total_s
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def run_client_dataframe(server: InfluxServer, db: str, batches) -> float | None:
+    try:
+        from influxdb_client.client.write.dataframe_serializer import DataframeSerializer
+        from influxdb_client.client.write_api import PointSettings
+    except ImportError:
+        return None
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        return None
+    start = time.perf_counter()
+    bodies: list[bytes] = []
+    for _node, _b, frames in batches:
+        for m, frame in frames.items():
+            tags = [t for t in MEASUREMENTS[m].tags if frame[t].null_count() < frame.height]
+            keep = ["time", *tags, *[c for c in MEASUREMENTS[m].field_names if frame[c].null_count() < frame.height]]
+            pdf = frame.select(keep).to_pandas().set_index("time")
+            ser = DataframeSerializer(
+                pdf, PointSettings(), precision="ns", data_frame_measurement_name=m, data_frame_tag_columns=tags
+            )
+            lines = ser.serialize()
+            bodies += chunks(lines, LINES_PER_POST)
+    post_lines(server.base_url, db, bodies)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batches", type=int, default=300)
+    ap.add_argument("--ticks", type=int, default=10, help="one-second ticks per batch (34 accelerators each)")
+    ap.add_argument("--clients", type=int, default=4, help="concurrent agents posting to the collector")
+    args = ap.parse_args()
+    binary = find_binary("influxd", "NEIGHBORSCOPE_INFLUXD")
+    if binary is None:
+        sys.exit("influxd not found: apt-get install influxdb (or set $NEIGHBORSCOPE_INFLUXD)")
+    console = Console()
+    rng = np.random.default_rng(0)
+    t0 = 1_763_000_000 * 10**9
+    nodes = [f"node{i}" for i in range(10)]
+    batches = []
+    for b in range(args.batches):
+        node = nodes[b % len(nodes)]
+        batches.append((node, b, node_frames(node, t0 + (b // len(nodes)) * args.ticks * 10**9, args.ticks, rng)))
+    points = sum(f.height for _, _, fr in batches for f in fr.values())
+    lines = [ln for _, _, fr in batches for m, f in fr.items() for ln in encode_lines(f, m).to_list()]
+    direct_bodies = chunks(lines, LINES_PER_POST)
+
+    work = Path(tempfile.mkdtemp(prefix="ns-influx-bench-"))
+    server = InfluxServer(binary, work / "influxd").start()
+    results: list[tuple[str, float]] = []
+    try:
+        db = server.create_database("direct")
+        start = time.perf_counter()
+        post_lines(server.base_url, db, direct_bodies)
+        results.append(("direct line-protocol POSTs (influx -import style)", time.perf_counter() - start))
+        assert count_points(server, db) == points
+
+        db = server.create_database("collector")
+        results.append(
+            ("collector (HTTP, queue, drain)", run_collector(server, db, work, batches, nodes, args.clients, points))
+        )
+
+        db = server.create_database("client")
+        secs = run_client_dataframe(server, db, batches)
+        if secs is not None:
+            assert count_points(server, db) == points
+            results.append(("influxdb-client DataFrame serializer + POST", secs))
+    finally:
+        server.stop()
+
+    direct_s = results[0][1]
+    table = Table(title=f"InfluxDB {subprocess.run([binary, 'version'], capture_output=True, text=True).stdout.strip()}: "
+                  f"{points:,} points ({args.batches} batches x {args.ticks} ticks x {DEVICES} accelerators + host)")
+    for col in ("path", "seconds", "points/s", "vs direct"):
+        table.add_column(col, justify="right")
+    for name, secs in results:
+        table.add_row(name, f"{secs:.2f}", f"{points / secs:,.0f}", f"{direct_s / secs:.0%}")
+    console.print(table)
+    collector_s = results[1][1]
+    ratio = direct_s / collector_s
+    console.print(f"collector at {ratio:.0%} of the direct rate (target >= 80 %): {'OK' if ratio >= 0.8 else 'BELOW TARGET'}")
+
+
+if __name__ == "__main__":
+    main()

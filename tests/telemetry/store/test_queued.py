@@ -1,0 +1,250 @@
+"""The durable queue in front of a remote store, against a FakeRemote (no server: fast)."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from telemetry.errors import StoreError, StoreUnavailableError
+from telemetry.schema import conform
+from telemetry.store.base import BatchKey
+from telemetry.store.influx import InfluxConfig, InfluxStore, InfluxUnavailableError, InfluxWriteRejectedError
+from telemetry.store.influx import RejectedLine as Rejected
+from telemetry.store.queued import QueuedStore, SeqSet
+
+T0 = 1_763_600_000_000_000_000
+
+
+class FakeRemote:
+    """FakeRemote: records the line protocol it is sent; `fail` makes the next sends raise."""
+
+    def __init__(self, batch_bytes: int = 4 * 2**20) -> None:
+        self.config = InfluxConfig(url="http://fake:1", batch_bytes=batch_bytes)
+        self._encoder = InfluxStore(self.config)
+        self.received: list[bytes] = []
+        self.requests = 0
+        self.fail: list[Exception] = []
+        self.down = threading.Event()
+        self.closed = False
+
+    def encode(self, measurement: str, frame: pl.DataFrame) -> bytes:
+        return self._encoder.encode(measurement, frame)
+
+    def write_lines(self, body: bytes, *, gzipped: bool = False) -> int:
+        self.requests += 1
+        if self.down.is_set():
+            raise InfluxUnavailableError("FakeRemote is down", retry_after_s=0.01)
+        if self.fail:
+            raise self.fail.pop(0)
+        raw = gzip.decompress(body) if gzipped else body
+        self.received += [ln for ln in raw.split(b"\n") if ln]
+        return raw.count(b"\n")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class RecordingQueue(QueuedStore):
+    """A QueuedStore whose waits are recorded instead of slept (the clock is a parameter of the test)."""
+
+    waits: list[float]
+
+    def _idle(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self._stop.wait(0.001)
+
+
+def frame(i: int, n: int = 3) -> pl.DataFrame:
+    return conform(
+        pl.DataFrame(
+            {
+                "time": [T0 + i * 10**9 + j for j in range(n)],
+                "node": ["n1"] * n,
+                "device": [f"gpu{j}" for j in range(n)],
+                "temp_c": [float(i)] * n,
+            }
+        ),
+        "accel",
+    )
+
+
+def make(tmp_path: Path, remote: FakeRemote | None = None, cls=QueuedStore, **kw) -> QueuedStore:
+    q = cls(remote or FakeRemote(), tmp_path / "queue", **kw)
+    if cls is RecordingQueue:
+        q.waits = []
+    return q
+
+
+def temps(remote: FakeRemote) -> list[float]:
+    return [float(ln.split(b"temp_c=")[1].split(b" ")[0]) for ln in remote.received]
+
+
+def test_batches_reach_the_remote_in_order(tmp_path):
+    remote = FakeRemote(batch_bytes=1024)  # several requests
+    q = make(tmp_path, remote)
+    for i in range(40):
+        assert q.write_batch(BatchKey("n1", "b", i), {"accel": frame(i)}) is True
+    assert q.flush(10)
+    assert temps(remote) == [float(i) for i in range(40) for _ in range(3)]
+    assert remote.requests > 1
+    q.close()
+    assert not list((tmp_path / "queue").glob("q-*"))
+
+
+def test_replayed_batch_is_not_queued_twice(tmp_path):
+    remote = FakeRemote()
+    q = make(tmp_path, remote)
+    key = BatchKey("n1", "b", 7)
+    assert q.write_batch(key, {"accel": frame(7)}) is True
+    assert q.write_batch(key, {"accel": frame(7)}) is False
+    assert q.flush(10)
+    assert q.write_batch(key, {"accel": frame(7)}) is False  # already sent
+    q.close()
+    assert len(remote.received) == 3
+
+
+def test_sent_and_queued_keys_survive_a_restart(tmp_path):
+    remote = FakeRemote()
+    q = make(tmp_path, remote)
+    q.write_batch(BatchKey("n1", "b", 1), {"accel": frame(1)})
+    assert q.flush(10)
+    remote.down.set()
+    q.write_batch(BatchKey("n1", "b", 2), {"accel": frame(2)})
+    q.close(drain_timeout=0.1)
+
+    remote2 = FakeRemote()
+    q2 = make(tmp_path, remote2)
+    assert q2.write_batch(BatchKey("n1", "b", 1), {"accel": frame(1)}) is False  # sent before
+    assert q2.write_batch(BatchKey("n1", "b", 2), {"accel": frame(2)}) is False  # still queued
+    assert q2.write_batch(BatchKey("n1", "b", 3), {"accel": frame(3)}) is True
+    assert q2.flush(10)
+    assert temps(remote2) == [2.0] * 3 + [3.0] * 3  # the leftover first, then the new one
+    q2.close()
+
+
+def test_nothing_is_lost_while_the_remote_is_down(tmp_path):
+    remote = FakeRemote()
+    remote.down.set()
+    q = make(tmp_path, remote, cls=RecordingQueue)
+    for i in range(10):
+        q.write_batch(BatchKey("n1", "b", i), {"accel": frame(i)})
+    assert not q.flush(0.3)
+    assert q.status()["queued_batches"] == 10 and "down" in q.status()["last_error"]
+    remote.down.clear()
+    assert q.flush(10)
+    assert temps(remote) == [float(i) for i in range(10) for _ in range(3)]
+    q.close()
+
+
+def test_retry_after_from_the_server_sets_the_wait(tmp_path):
+    remote = FakeRemote()
+    remote.fail = [InfluxUnavailableError("429 busy", retry_after_s=7.0)]
+    q = make(tmp_path, remote, cls=RecordingQueue)
+    q.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)})
+    assert q.flush(10)
+    assert q.waits == [7.0]
+    assert len(remote.received) == 3
+
+
+def test_without_retry_after_the_backoff_grows(tmp_path):
+    remote = FakeRemote()
+    remote.fail = [InfluxUnavailableError("503") for _ in range(4)]
+    q = make(tmp_path, remote, cls=RecordingQueue)
+    q.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)})
+    assert q.flush(10)
+    assert len(q.waits) == 4 and q.waits[0] < q.waits[-1]
+    q.close()
+
+
+def test_config_error_keeps_the_data_and_retries(tmp_path):
+    remote = FakeRemote()
+    remote.fail = [StoreError("database not found"), StoreError("database not found")]
+    q = make(tmp_path, remote, cls=RecordingQueue)
+    q.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)})
+    assert q.flush(10)
+    assert len(remote.received) == 3
+    q.close()
+
+
+def test_rejected_lines_are_kept_aside_and_the_queue_moves_on(tmp_path):
+    remote = FakeRemote()
+    remote.fail = [InfluxWriteRejectedError([Rejected("accel,node=n1 temp_c=1i 5", "field type conflict")], 2)]
+    q = make(tmp_path, remote)
+    q.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)})
+    q.write_batch(BatchKey("n1", "b", 1), {"accel": frame(1)})
+    assert q.flush(10)
+    assert q.status()["rejected_lines"] == 1
+    kept = (tmp_path / "queue" / "rejected.lp").read_text()
+    assert "field type conflict" in kept and "accel,node=n1 temp_c=1i 5" in kept
+    q.close()
+
+
+def test_a_full_queue_refuses_the_write_and_forgets_the_key(tmp_path):
+    remote = FakeRemote()
+    remote.down.set()
+    q = make(tmp_path, remote, cls=RecordingQueue, max_queue_bytes=600)
+    q.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)})
+    with pytest.raises(StoreUnavailableError, match="full"):
+        for i in range(1, 20):
+            q.write_batch(BatchKey("n1", "b", i), {"accel": frame(i)})
+    refused = i
+    remote.down.clear()
+    assert q.flush(10)
+    assert q.write_batch(BatchKey("n1", "b", refused), {"accel": frame(refused)}) is True  # not remembered
+    q.close()
+
+
+def test_one_process_drains_a_queue(tmp_path):
+    a, b = make(tmp_path), make(tmp_path)
+    a.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)})
+    with pytest.raises(StoreError, match="in use"):
+        b.write_batch(BatchKey("n1", "b", 1), {"accel": frame(1)})
+    a.close()
+
+
+def test_reader_never_touches_the_queue(tmp_path):
+    q = make(tmp_path)
+    q.close()
+    assert not (tmp_path / "queue").exists()
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    remote = FakeRemote(batch_bytes=2048)
+    q = make(tmp_path, remote)
+
+    def writer(node: str) -> None:
+        for i in range(25):
+            q.write_batch(BatchKey(node, "b", i), {"accel": frame(i)})
+
+    threads = [threading.Thread(target=writer, args=(f"n{k}",)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert q.flush(10)
+    assert len(remote.received) == 4 * 25 * 3
+    q.close()
+
+
+def test_plain_writes_are_queued_too(tmp_path):
+    remote = FakeRemote()
+    q = make(tmp_path, remote)
+    assert q.write("accel", frame(1)) == 3
+    assert q.flush(10)
+    assert temps(remote) == [1.0] * 3
+    q.close()
+
+
+def test_seq_set_merges_ranges():
+    s = SeqSet()
+    for seq in [1, 2, 3, 7, 5, 6, 10]:
+        s.add(seq)
+    assert s.ranges() == [[1, 3], [5, 7], [10, 10]]
+    s.add(4)
+    assert s.ranges() == [[1, 7], [10, 10]]
+    assert 4 in s and 8 not in s and 0 not in s
+    assert SeqSet([[1, 7], [10, 10]]).ranges() == [[1, 7], [10, 10]]
