@@ -38,7 +38,7 @@ from telemetry.schema import ACCEL
 log = logging.getLogger(__name__)
 
 AMD_VENDOR = 0x1002
-ENERGY_UNIT_J = 15.259e-6  # gpu_metrics v1.4+: energy accumulator in 15.259 µJ (2^-16 J) units
+ENERGY_UNIT_J = 2.0**-16  # gpu_metrics v1.4+: energy accumulator in 15.259 µJ (2^-16 J) units
 GT_S_TO_GEN = {2.5: 1, 5.0: 2, 8.0: 3, 16.0: 4, 32.0: 5, 64.0: 6}
 # ASIC-independent throttle bits (gpu_metrics v1.3 indep_throttle_status, amdgpu_smu.h SMU_THROTTLER_*):
 # 0-15 power (PPT, SPL, ...), 16-31 current (TDC), 32-55 temperature, 56-63 other (PPM, FIT, APCC).

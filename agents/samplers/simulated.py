@@ -25,22 +25,26 @@ SourceFactory = Callable[[], Iterator[Chunk]]
 _DROP = {"node", "time"}
 
 
-def simulator_source(scenario: str, seed: int | None = None, node: str | None = None) -> SourceFactory:
-    """A factory of the foundation simulator's chunks for a preset scenario (e.g. ``seed000``)."""
+def simulator_source(scenario: str, seed: int | None = None, chunk_s: int = 60) -> SourceFactory:
+    """A factory of the foundation simulator's telemetry chunks for a preset scenario (e.g. ``seed000``).
+
+    The scenario is simulated once (without the benchmark runs), on the first call."""
     try:
-        from telemetry.simulator import stream  # type: ignore[import-not-found]
+        from telemetry.simulator import iter_telemetry, preset, simulate  # noqa: PLC0415
     except ImportError as exc:
         raise ConfigError(
             f"the simulator (telemetry.simulator) is not available: {exc}", "samplers.simulated.scenario"
         ) from None
+    try:
+        sc = preset(scenario)
+    except Exception as exc:
+        raise ConfigError(f"unknown scenario {scenario!r}: {exc}", "samplers.simulated.scenario") from None
+    cache: list[Any] = []
 
     def factory() -> Iterator[Chunk]:
-        kwargs: dict[str, Any] = {}
-        if seed is not None:
-            kwargs["seed"] = seed
-        if node is not None:
-            kwargs["node"] = node
-        return iter(stream(scenario, **kwargs))
+        if not cache:
+            cache.append(simulate(sc, seed=seed or 0, bench=False))
+        return (frames for _, frames in iter_telemetry(cache[0], chunk_s=chunk_s))
 
     return factory
 
