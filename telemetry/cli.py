@@ -67,7 +67,7 @@ mount(app)
 
 def main() -> None:
     try:
-        app(standalone_mode=True)
+        app(prog_name="neighborscope", standalone_mode=True)
     except NeighborscopeError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -1,0 +1,235 @@
+"""`neighborscope demo`: the whole path on a simulated seed-000 node, with no hardware and no server.
+
+1. simulate the node of seed 000 (16 MI300X in two hives, 16 Tenstorrent, 2 Furiosa, host CPUs) through
+   its three phases, writing the benchmark results in a real tool format (AIPerf ``profile_export.jsonl``);
+2. start a real collector on loopback with the embedded store in ``DIR/store``;
+3. push the telemetry through the real HTTP ingest path, batch by batch, as an agent does (gzip JSON,
+   bearer token, sequence numbers, retries);
+4. import the benchmark files with ``neighborscope import bench`` (the path a user's files take);
+5. run ``neighborscope analyze`` (phase table, ranked antagonists) and ``neighborscope report``;
+6. print what was stored: series, points, time range, phases.
+
+Stages talk over HTTP and the command line, never by import (STYLE.md): each is a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from telemetry.errors import NeighborscopeError
+
+CLI = [sys.executable, "-m", "telemetry.cli"]
+
+
+class DemoError(NeighborscopeError):
+    """A demo step failed."""
+
+
+def _run(console: Console, title: str, args: list[str], cwd: Path, show: bool = True) -> str:
+    console.print(f"[bold cyan]$ neighborscope {' '.join(args)}[/]")
+    started = time.perf_counter()
+    proc = subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise DemoError(f"{title} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    if show and proc.stdout.strip():
+        console.print(proc.stdout.rstrip(), markup=False, highlight=False)
+    console.print(f"[dim]{title}: {time.perf_counter() - started:.1f} s[/]")
+    return proc.stdout
+
+
+def _start_collector(workdir: Path, store: Path, node: str, token: str) -> tuple[subprocess.Popen, str]:
+    port_file = workdir / "collector.port"
+    port_file.unlink(missing_ok=True)
+    log = open(workdir / "collector.log", "wb")  # noqa: SIM115 - lives as long as the process
+    args = [*CLI, "collector", "--store", str(store), "--port", "0", "--port-file", str(port_file)]
+    args += ["--node-token", f"{node}={token}"]
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    deadline = time.monotonic() + 60
+    import httpx
+
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DemoError(f"the collector exited: {(workdir / 'collector.log').read_text()[-2000:]}")
+        if port_file.exists():
+            url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    return proc, url
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.1)
+    proc.kill()
+    raise DemoError("the collector did not start within 60 s")
+
+
+def _push_telemetry(console: Console, result, node: str, url: str, token: str, chunk_s: int) -> tuple[int, int]:
+    """Stream the simulated node's telemetry to the collector as an agent would."""
+    import gzip
+
+    from agents.transport import Transport
+    from telemetry.batch import make_batch
+
+    transport = Transport(url, token)
+    boot_id = uuid.uuid4().hex
+    batches = rows = 0
+    total = -(-result.duration_s // chunk_s)
+    with Progress(
+        TextColumn("pushing telemetry"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("push", total=total)
+        for seq, (_t0, frames) in enumerate(result.iter_telemetry(chunk_s)):
+            frames = {m: f for m, f in frames.items() if m != "run_event" and f.height}
+            body = gzip.compress(json.dumps(make_batch(node, boot_id, seq, frames)).encode(), 5)
+            for attempt in range(20):
+                res = transport.post(body)
+                if res.outcome == "ok":
+                    break
+                if res.outcome == "rejected" or res.status in (401, 403):
+                    raise DemoError(f"the collector rejected batch {seq}: {res.status} {res.message}")
+                time.sleep(min(0.1 * 2**attempt, 2.0))
+            else:
+                raise DemoError(f"batch {seq} was not acknowledged: {res.status} {res.message}")
+            batches += 1
+            rows += sum(f.height for f in frames.values())
+            progress.advance(task)
+    transport.close()
+    return batches, rows
+
+
+def _summary_table(store_dir: Path) -> Table:
+    from telemetry.store.parquet import ParquetStore
+
+    store = ParquetStore(store_dir)
+    table = Table(title=f"stored in {store_dir}")
+    for col in ("measurement", "series", "points", "from", "to"):
+        table.add_column(col, justify="right" if col in ("series", "points") else "left")
+    for m in store.measurements():
+        lf = store.scan(m)
+        stats = lf.select(pl.len().alias("n"), pl.col("time").min().alias("lo"), pl.col("time").max().alias("hi"))
+        n, lo, hi = stats.collect().row(0)
+        series = store.series(m).height
+        table.add_row(
+            m, f"{series:,}", f"{n:,}", f"{lo:%Y-%m-%d %H:%M:%S}" if lo else "", f"{hi:%H:%M:%S}" if hi else ""
+        )
+    return table
+
+
+def _phase_table(store_dir: Path) -> Table:
+    from telemetry.store.parquet import ParquetStore
+
+    events = ParquetStore(store_dir).query("run_event")
+    table = Table(title="benchmark runs (phases)")
+    for col in ("run", "group", "phase", "start (UTC)", "end (UTC)", "requests"):
+        table.add_column(col)
+    if events.height == 0:
+        return table
+    reqs = ParquetStore(store_dir).query("bench_request").group_by("run_id").len()
+    counts = dict(reqs.iter_rows())
+    starts = events.filter(pl.col("event") == "start")
+    ends = {r["run_id"]: r["time"] for r in events.filter(pl.col("event") == "end").iter_rows(named=True)}
+    for r in starts.sort("time").iter_rows(named=True):
+        end = ends.get(r["run_id"])
+        table.add_row(
+            r["run_id"], r["group"] or "", r["phase"] or "", f"{r['time']:%H:%M:%S}",
+            f"{end:%H:%M:%S}" if end else "", f"{counts.get(r['run_id'], 0):,}",
+        )  # fmt: skip
+    return table
+
+
+def demo(
+    directory: Path = typer.Option(
+        Path("neighborscope-demo"), "--dir", help="Where the demo keeps its store and files."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Simulator seed (same seed, same data)."),
+    scenario: str = typer.Option(
+        "seed000", "--scenario", help="Simulator preset (see `neighborscope simulate --help`)."
+    ),
+    phase_s: int | None = typer.Option(None, "--phase-s", help="Seconds per phase (default: the preset's, ~13 min)."),
+    keep: bool = typer.Option(False, "--keep", help="Keep an existing store instead of starting afresh."),
+    chunk_s: int = typer.Option(10, "--chunk-s", help="Seconds of telemetry per batch (an agent's flush interval)."),
+) -> None:
+    """Run the whole pipeline on a simulated seed-000 node: collector, telemetry over HTTP, benchmark
+    import, analysis, report. Needs no hardware and no server; takes about a minute on 2 cores.
+
+    Example: neighborscope demo --dir ./neighborscope-demo --seed 0
+    """
+    console = Console()
+    started = time.perf_counter()
+    workdir = directory.resolve()
+    store_dir = workdir / "store"
+    sim_dir = workdir / "sim"
+    if not keep:
+        for p in (store_dir, sim_dir, workdir / "report"):
+            shutil.rmtree(p, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    from telemetry.simulator import BENCH_FORMATS, preset, simulate, write_output
+
+    console.rule("[bold]1. simulate the seed-000 node")
+    t = time.perf_counter()
+    result = simulate(preset(scenario, phase_s=phase_s), seed=seed)
+    write_output(result, sim_dir, formats=("aiperf",))
+    shutil.copy(sim_dir / "topology.json", workdir / "topology.json")
+    node = result.scenario.topology.node
+    console.print(
+        f"{len(result.scenario.topology.devices)} accelerators, {result.duration_s:,} s of 1 Hz telemetry, "
+        f"{len(result.runs)} benchmark runs ({time.perf_counter() - t:.1f} s); ground truth in {sim_dir / 'ground_truth.json'}"
+    )
+
+    console.rule("[bold]2. start a collector on loopback (embedded store)")
+    token = secrets.token_urlsafe(24)
+    proc, url = _start_collector(workdir, store_dir, node, token)
+    console.print(f"collector at {url}, store {store_dir}")
+    try:
+        console.rule("[bold]3. push telemetry through the HTTP ingest path")
+        t = time.perf_counter()
+        batches, rows = _push_telemetry(console, result, node, url, token, chunk_s)
+        console.print(f"{batches} batches, {rows:,} rows acknowledged ({time.perf_counter() - t:.1f} s)")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    console.rule("[bold]4. import the benchmark results (AIPerf profile_export.jsonl)")
+    env_store = ["--store", str(store_dir)]
+    for run in result.runs:
+        path = sim_dir / "bench" / run.run_id / BENCH_FORMATS["aiperf"]
+        _run(
+            console,
+            f"import {run.run_id}",
+            ["import", "bench", str(path), "--run", run.run_id, "--phase", run.phase, "--group", run.group,
+             "--node", node, *env_store],
+            workdir,
+            show=False,
+        )  # fmt: skip
+    console.print(_phase_table(store_dir))
+    console.print(_summary_table(store_dir))
+
+    console.rule("[bold]5. noisy-neighbour analysis (victim hive0)")
+    _run(
+        console,
+        "analyze",
+        ["analyze", *env_store, "--victim", "hive0", "--json", str(workdir / "analysis.json")],
+        workdir,
+    )
+
+    console.rule("[bold]6. nightly report")
+    _run(console, "report", ["report", *env_store, "--out", str(workdir / "report")], workdir)
+    console.print(f"report: {workdir / 'report' / 'index.html'}")
+    console.print(f"dashboard: neighborscope dashboard --store {store_dir}")
+    console.rule(f"[bold green]demo done in {time.perf_counter() - started:.0f} s")
