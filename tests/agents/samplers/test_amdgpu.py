@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from typing import ClassVar
 
 import pytest
 
@@ -105,7 +106,7 @@ class FakePyamdgpuinfo:
 
     class GPU:
         pci_slot = "0000:0d:00.0"
-        memory_info = {"vram_size": 16 * 2**30}
+        memory_info: ClassVar[dict[str, int]] = {"vram_size": 16 * 2**30}
 
         def query_vram_usage(self) -> int:
             return 3 * 2**30

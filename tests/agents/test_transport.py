@@ -1,0 +1,124 @@
+"""Transport and sender against a fake collector (httpx.MockTransport): gzip, auth, retries, 4xx."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+
+import httpx
+import pytest
+
+from agents.spool import MemorySpool
+from agents.transport import Sender, Transport, encode_batch
+from telemetry.batch import BatchIn, batch_frames
+
+
+class FakeCollector:
+    """Answers each POST with the next status of a script (then 200)."""
+
+    def __init__(self, script: list[int] | None = None) -> None:
+        self.script = list(script or [])
+        self.received: list[dict] = []
+        self.headers: list[httpx.Headers] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.headers.append(request.headers)
+        status = self.script.pop(0) if self.script else 200
+        if status == 200:
+            self.received.append(json.loads(gzip.decompress(request.content)))
+            return httpx.Response(200, json={"status": "stored"})
+        return httpx.Response(status, json={"error": {"code": "bad", "message": f"status {status}", "where": "x"}})
+
+
+def transport(fake: FakeCollector) -> Transport:
+    return Transport("http://collector", "tok", client=httpx.Client(transport=httpx.MockTransport(fake)))
+
+
+def rows(n: int = 1) -> dict:
+    return {"host": [{"time": 1_700_000_000_000_000_000 + i, "load1": float(i)} for i in range(n)]}
+
+
+def test_encoded_batch_is_gzip_json_the_collector_accepts():
+    body = encode_batch("node1", "boot", 7, {"host": rows(3)["host"],
+                                              "accel": [{"time": 1, "device": "gpu0", "power_w": None, "temp_c": 40}]})
+    doc = json.loads(gzip.decompress(body))
+    frames = batch_frames(BatchIn.model_validate(doc))
+    assert frames["host"].height == 3 and doc["seq"] == 7
+    assert frames["accel"]["power_w"].to_list() == [None]  # absent stays absent
+    assert "power_w" not in doc["frames"][1]["columns"]  # an all-absent column is not sent at all
+
+
+def test_post_sends_gzip_with_the_bearer_token():
+    fake = FakeCollector()
+    assert transport(fake).post(encode_batch("n", "b", 0, rows())).outcome == "ok"
+    assert fake.headers[0]["authorization"] == "Bearer tok"
+    assert fake.headers[0]["content-encoding"] == "gzip"
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(503, "retry"), (500, "retry"), (429, "retry"), (401, "retry"),
+                                                   (422, "rejected"), (400, "rejected"), (413, "rejected")])
+def test_answers_are_classified(status, outcome):
+    result = transport(FakeCollector([status])).post(b"x")
+    assert result.outcome == outcome
+    assert result.message == f"bad: status {status} (at x)"
+
+
+def test_connection_errors_are_retried():
+    def refuse(request):
+        raise httpx.ConnectError("refused")
+
+    t = Transport("http://collector", None, client=httpx.Client(transport=httpx.MockTransport(refuse)))
+    assert t.post(b"x").outcome == "retry"
+
+
+def wait_for(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_sender_replays_in_order_after_5xx_with_increasing_seq():
+    fake = FakeCollector([503, 503, 500])
+    s = Sender("node1", MemorySpool(), transport(fake), backoff_min_s=0.01, backoff_max_s=0.02)
+    for i in range(3):
+        s.submit(rows(i + 1))
+    s.start()
+    try:
+        wait_for(lambda: len(fake.received) == 3)
+    finally:
+        s.stop()
+    assert [d["seq"] for d in fake.received] == [0, 1, 2]
+    assert len(s.spool) == 0 and s.sent_total == 3
+
+
+def test_a_4xx_is_logged_with_the_collector_message_and_not_retried_forever(caplog):
+    fake = FakeCollector([422])
+    s = Sender("node1", MemorySpool(), transport(fake), backoff_min_s=0.01)
+    s.submit(rows())
+    s.submit(rows())
+    s.start()
+    try:
+        wait_for(lambda: len(fake.received) == 1)
+    finally:
+        s.stop()
+    assert s.rejected_total == 1 and fake.received[0]["seq"] == 1
+    assert "bad: status 422 (at x)" in caplog.text
+
+
+def test_a_wrong_token_is_retried_a_few_times_then_given_up():
+    fake = FakeCollector([401] * 3)
+    s = Sender("node1", MemorySpool(), transport(fake), backoff_min_s=0.01, backoff_max_s=0.01, auth_attempts=3)
+    s.submit(rows())
+    s.start()
+    try:
+        wait_for(lambda: s.rejected_total == 1)
+    finally:
+        s.stop()
+    assert len(fake.headers) == 3 and len(s.spool) == 0
+
+
+def test_empty_rows_make_no_batch():
+    s = Sender("node1", MemorySpool(), None)
+    assert s.submit({"host": []}) is None and len(s.spool) == 0
