@@ -98,7 +98,7 @@ def iter_telemetry(result: SimResult, chunk_s: int = 60) -> Iterator[tuple[int, 
 
 
 def write_output(result: SimResult, out: Path | str, formats: Iterable[str] = ("vllm", "aiperf", "sglang"),
-                 tokens: bool = False) -> dict[str, list[Path]]:
+                 tokens: bool = False, groups: Iterable[str] | None = None) -> dict[str, list[Path]]:
     """Write a simulation to directory ``out`` and return the paths written, by kind.
 
     Layout::
@@ -109,6 +109,9 @@ def write_output(result: SimResult, out: Path | str, formats: Iterable[str] = ("
         out/tokens.parquet                        (tokens=True) run_id, request_index, token_index, time, itl_ms
         out/bench/<run_id>/vllm_detailed.json     per run, one file per format in ``formats``
                           /profile_export.jsonl  /sglang_summary.txt  /sglang_output.jsonl
+
+    ``groups``: write benchmark files only for these groups' runs (default: every run); telemetry,
+    ``bench_request.parquet`` and ground truth always cover everything.
     """
     fmts = list(formats)
     unknown = [f for f in fmts if f not in BENCH_FORMATS]
@@ -137,7 +140,10 @@ def write_output(result: SimResult, out: Path | str, formats: Iterable[str] = ("
         written["bench"].append(p)
     writers = {"vllm": write_vllm_detailed, "aiperf": write_aiperf_jsonl, "sglang": write_sglang_summary,
                "sglang_jsonl": write_sglang_jsonl}
+    wanted = None if groups is None else set(groups)
     for run in result.runs:
+        if wanted is not None and run.group not in wanted:
+            continue
         d = root / "bench" / run.run_id
         d.mkdir(parents=True, exist_ok=True)
         for f in fmts:

@@ -21,6 +21,8 @@ def simulate(
     formats: str = typer.Option("vllm,aiperf,sglang", "--formats",
                                 help="Benchmark files per run: vllm, aiperf, sglang, sglang_jsonl (comma-separated)."),
     tokens: bool = typer.Option(False, "--tokens/--no-tokens", help="Also write tokens.parquet (one row per token)."),
+    bench_groups: str = typer.Option("", "--bench-groups",
+                                     help="Write benchmark files only for these groups' runs (comma-separated)."),
     no_bench: bool = typer.Option(False, "--no-bench", help="Telemetry only: skip the serving engine (fast, long runs)."),
 ) -> None:
     """Simulate the 34-accelerator node of seed 000 (or another preset) and write its data.
@@ -43,7 +45,9 @@ def simulate(
     sc = preset(scenario, phase_s=phase_s or None, num_prompts=None if num_prompts < 0 else num_prompts, seed=seed)
     t = time.perf_counter()
     res = run_sim(sc, seed, bench=not no_bench)
-    written = write_output(res, out, formats=[f.strip() for f in formats.split(",") if f.strip()], tokens=tokens)
+    groups = [g.strip() for g in bench_groups.split(",") if g.strip()] or None
+    written = write_output(res, out, formats=[f.strip() for f in formats.split(",") if f.strip()], tokens=tokens,
+                           groups=groups)
     elapsed = time.perf_counter() - t
     con = Console()
     con.print(f"[bold]{sc.name}[/] seed {seed}: {len(sc.phases)} phase(s), {res.duration_s} s of "

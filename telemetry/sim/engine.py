@@ -59,6 +59,7 @@ class BenchRun:
     range_ratio: float
     monotonic_start_s: float
     node: str
+    request_phase: np.ndarray | None = None  # per request, for continuous runs: the phase it started in
 
     @property
     def end(self) -> datetime:
@@ -86,7 +87,7 @@ class BenchRun:
                 "node": self.node,
                 "run_id": self.run_id,
                 "group": self.group,
-                "phase": self.phase,
+                "phase": self.request_phase if self.request_phase is not None else self.phase,
                 "tool": self.tool,
                 "request_index": np.arange(r.n, dtype=np.int64),
                 "ttft_ms": ttft_ms,
@@ -346,6 +347,12 @@ def simulate(scenario: Scenario, seed: int = 0, *, bench: bool = True) -> SimRes
             range_ratio=scenario.bench.range_ratio, monotonic_start_s=UPTIME_AT_START_S + plan.start_s,
             node=scenario.topology.node,
         ))
+        if scenario.bench_mode == "continuous":
+            names = np.array([p.name for p in scenario.phases])
+            ends = np.cumsum([p.duration_s for p in scenario.phases])
+            idx = np.searchsorted(ends, plan.start_s + res.start_s, side="right")
+            runs[-1].phase = scenario.name
+            runs[-1].request_phase = names[np.minimum(idx, len(names) - 1)]
     truth = _ground_truth(scenario, seed, plans, results, press)
     state = physics.node_state(scenario, seed, press, [(p.group, p.start_s, r) for p, r in zip(plans, results, strict=True)])
     return SimResult(scenario=scenario, seed=seed, runs=runs, ground_truth=truth, state=state)

@@ -36,7 +36,7 @@ import numpy as np
 import polars as pl
 from scipy.signal import lfilter
 
-from telemetry.schema import conform
+from telemetry.schema import conform, measurement
 from telemetry.sim.scenario import Scenario
 from telemetry.sim.serving import ServingResult
 
@@ -396,8 +396,18 @@ def frames(state: NodeState, scenario: Scenario, start_ns: int, t0: int, t1: int
     })
 
     return {
-        "accel": conform(accel_df, "accel", where="simulator.accel"),
-        "host": conform(host, "host", where="simulator.host"),
-        "host_core": conform(host_core, "host_core", where="simulator.host_core"),
-        "tenant": conform(tenant, "tenant", where="simulator.tenant"),
+        "accel": _rounded(conform(accel_df, "accel", where="simulator.accel"), "accel"),
+        "host": _rounded(conform(host, "host", where="simulator.host"), "host"),
+        "host_core": _rounded(conform(host_core, "host_core", where="simulator.host_core"), "host_core"),
+        "tenant": _rounded(conform(tenant, "tenant", where="simulator.tenant"), "tenant"),
     }
+
+
+# decimals a real reader reports per unit (sensors and /proc give limited precision)
+_DECIMALS = {"degC": 1, "W": 1, "MHz": 0, "B/s": 0, "%": 2, "V": 3, "A": 2, "J": 0, "B": 0, "1/s": 0, "1": 2}
+
+
+def _rounded(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+    m = measurement(name)
+    cols = [pl.col(f.name).round(_DECIMALS[f.unit]) for f in m.fields if f.kind == "float" and f.unit in _DECIMALS]
+    return frame.with_columns(cols)
