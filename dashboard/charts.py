@@ -1,0 +1,213 @@
+"""Plotly figures of the dashboard (frames in, figures out; no Streamlit, no store).
+
+Dense traces are ``Scattergl``; callers hand in frames already reduced to a few thousand points per trace
+(`dashboard.downsample`). Every axis has a title with its unit. Colours come from the active template, so the
+Streamlit light and dark themes both stay readable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import plotly.graph_objects as go
+import polars as pl
+from plotly.subplots import make_subplots
+
+from telemetry.schema import TIME
+
+BAND_COLOURS = ("rgba(99,110,250,0.10)", "rgba(239,85,59,0.10)", "rgba(0,204,150,0.10)", "rgba(171,99,250,0.10)",
+                "rgba(255,161,90,0.10)", "rgba(25,211,243,0.10)")
+SCALES = {"temp_c": "Inferno", "power_w": "Viridis", "pcie_bytes_per_s": "Cividis", "util_pct": "Blues",
+          "throttled": "Reds"}
+
+
+def heatmap_figure(
+    frame: pl.DataFrame,
+    field: str,
+    title: str,
+    unit: str,
+    device_groups: Mapping[str, str],
+    flags: Mapping[str, str] | None = None,
+    scale: float = 1.0,
+) -> go.Figure:
+    """Devices (rows, grouped) × time bins (columns) of ``field``; groups outlined, flagged devices marked.
+
+    ``device_groups`` orders the rows (device -> group, in display order); ``flags`` adds a marker to a
+    device's label (e.g. "🔥 throttling", "⏸ stale"). ``scale`` divides values (e.g. 1e9 for GB/s).
+    """
+    flags = flags or {}
+    devices = list(device_groups)
+    times = frame[TIME].unique().sort() if frame.height else pl.Series(TIME, [], pl.Datetime("ns", "UTC"))
+    wide = (
+        frame.select(TIME, "device", pl.col(field) / scale)
+        .pivot(on=TIME, index="device", values=field, aggregate_function="mean")
+        if frame.height
+        else pl.DataFrame({"device": []}, schema={"device": pl.String})
+    )
+    lookup = {row[0]: row[1:] for row in wide.iter_rows()}
+    z = [list(lookup.get(d, [None] * len(times))) for d in devices]
+    labels = [f"{d} {flags[d]}" if d in flags else d for d in devices]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=times.to_list(), y=list(range(len(devices))), colorscale=SCALES.get(field, "Viridis"),
+            colorbar={"title": {"text": unit}}, hoverongaps=False,
+            customdata=[[d] * len(times) for d in devices],
+            hovertemplate="%{customdata}<br>%{x}<br>%{z:.3g} " + unit + "<extra></extra>",
+        )
+    )
+    # outline each group (hive, tenant) and label it on the right
+    order: list[tuple[str, int, int]] = []
+    for i, d in enumerate(devices):
+        g = device_groups[d] or "—"
+        if order and order[-1][0] == g:
+            order[-1] = (g, order[-1][1], i)
+        else:
+            order.append((g, i, i))
+    for g, lo, hi in order:
+        fig.add_shape(type="rect", xref="paper", x0=0, x1=1, y0=lo - 0.5, y1=hi + 0.5,
+                      line={"width": 2, "color": "#888"}, fillcolor="rgba(0,0,0,0)")
+        fig.add_annotation(xref="paper", x=1.0, xanchor="left", y=(lo + hi) / 2, text=f" {g}", showarrow=False,
+                           font={"size": 11})
+    fig.update_layout(
+        title=title, height=max(320, 16 * len(devices) + 120), margin={"l": 10, "r": 80, "t": 40, "b": 40},
+        xaxis_title="time (UTC)",
+        yaxis={"title": "device", "tickmode": "array", "tickvals": list(range(len(devices))), "ticktext": labels,
+               "autorange": "reversed"},
+    )
+    return fig
+
+
+def bands(events: pl.DataFrame, group: str | None = None) -> list[dict]:
+    """Shaded bands from run_event rows: one per benchmark run (start → end), labelled run · phase."""
+    if events.height == 0:
+        return []
+    ev = events if group is None else events.filter(pl.col("group") == group)
+    starts = ev.filter(pl.col("event") == "start").group_by("run_id").agg(pl.col(TIME).min(), pl.col("phase").first())
+    ends = ev.filter(pl.col("event") == "end").group_by("run_id").agg(pl.col(TIME).max().alias("end"))
+    both = starts.join(ends, on="run_id", how="inner").sort(TIME)
+    return [
+        {"x0": r[TIME], "x1": r["end"], "label": f"{r['phase'] or ''} · {r['run_id']}", "phase": r["phase"] or ""}
+        for r in both.iter_rows(named=True)
+    ]
+
+
+def phase_bands(events: pl.DataFrame) -> list[dict]:
+    """Bands per phase (between consecutive phase changes of the run_event stream), when runs have phases."""
+    if events.height == 0:
+        return []
+    runs = bands(events)
+    by_phase: dict[str, dict] = {}
+    for b in runs:
+        p = by_phase.setdefault(b["phase"], {"x0": b["x0"], "x1": b["x1"], "label": b["phase"], "phase": b["phase"]})
+        p["x0"], p["x1"] = min(p["x0"], b["x0"]), max(p["x1"], b["x1"])
+    return sorted(by_phase.values(), key=lambda b: b["x0"])
+
+
+def add_bands(fig: go.Figure, spans: Sequence[dict], rows: int = 1) -> None:
+    colours: dict[str, str] = {}
+    for b in spans:
+        colour = colours.setdefault(b["phase"], BAND_COLOURS[len(colours) % len(BAND_COLOURS)])
+        for r in range(1, rows + 1):
+            kw = {"row": r, "col": 1} if rows > 1 else {}
+            fig.add_vrect(x0=b["x0"], x1=b["x1"], fillcolor=colour, line_width=0, layer="below", **kw)
+        fig.add_annotation(x=b["x0"], y=1.0, yref="paper", xanchor="left", yanchor="bottom", text=b["label"],
+                           showarrow=False, font={"size": 10})
+
+
+def timeseries_panels(panels: Sequence[dict], spans: Sequence[dict] = (), height_per_panel: int = 260) -> go.Figure:
+    """Stacked panels on one shared time axis.
+
+    Each panel: ``{"frame", "y", "by" (trace column or None), "title", "unit"}``; frames are already reduced.
+    """
+    n = max(len(panels), 1)
+    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=[p["title"] for p in panels])
+    for i, p in enumerate(panels, start=1):
+        frame: pl.DataFrame = p["frame"]
+        by = p.get("by")
+        parts = frame.partition_by(by, as_dict=True, maintain_order=True) if by and frame.height else {(None,): frame}
+        for key, part in parts.items():
+            name = str(key[0]) if key[0] is not None else p["y"]
+            fig.add_trace(
+                go.Scattergl(x=part[TIME].to_list(), y=part[p["y"]].to_list(), mode="lines", name=name,
+                             legendgroup=f"p{i}", legendgrouptitle_text=p["title"] if by else None,
+                             hovertemplate=f"{name}<br>%{{x}}<br>%{{y:.4g}} {p['unit']}<extra></extra>"),
+                row=i, col=1,
+            )
+        fig.update_yaxes(title_text=p["unit"], row=i, col=1)
+    fig.update_xaxes(title_text="time (UTC)", row=n, col=1)
+    add_bands(fig, spans, rows=n)
+    fig.update_layout(height=height_per_panel * n + 80, margin={"l": 10, "r": 10, "t": 50, "b": 40},
+                      legend={"groupclick": "toggleitem"}, hovermode="x unified")
+    return fig
+
+
+def victim_vs_antagonists(victim: pl.DataFrame, activity: pl.DataFrame, victim_name: str,
+                          spans: Sequence[dict] = ()) -> go.Figure:
+    """Victim windowed p99 ITL and throughput over time, above the antagonists' activity, on one time axis.
+
+    ``victim``: time, itl_ms_p99, output_tok_s; ``activity``: time, antagonist, activity (0..1 or a unit value).
+    """
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+                        subplot_titles=[f"{victim_name}: windowed p99 inter-token latency",
+                                        f"{victim_name}: output throughput", "antagonist activity"])
+    if victim.height:
+        fig.add_trace(go.Scattergl(x=victim[TIME].to_list(), y=victim["itl_ms_p99"].to_list(), mode="lines+markers",
+                                   name="p99 ITL", marker={"size": 4}), row=1, col=1)
+        fig.add_trace(go.Scattergl(x=victim[TIME].to_list(), y=victim["output_tok_s"].to_list(),
+                                   mode="lines+markers", name="tokens/s", marker={"size": 4}), row=2, col=1)
+    if activity.height:
+        for (name,), part in activity.partition_by("antagonist", as_dict=True, maintain_order=True).items():
+            fig.add_trace(go.Scattergl(x=part[TIME].to_list(), y=part["activity"].to_list(), mode="lines",
+                                       name=str(name)), row=3, col=1)
+    fig.update_yaxes(title_text="ms", row=1, col=1)
+    fig.update_yaxes(title_text="tokens/s", row=2, col=1)
+    fig.update_yaxes(title_text="CPU % (100 = 1 core)", row=3, col=1)
+    fig.update_xaxes(title_text="time (UTC)", row=3, col=1)
+    add_bands(fig, spans, rows=3)
+    fig.update_layout(height=760, margin={"l": 10, "r": 10, "t": 50, "b": 40}, hovermode="x unified")
+    return fig
+
+
+def index_scatter(frame: pl.DataFrame, x_title: str, y_title: str) -> go.Figure:
+    """Interference index (y) against each antagonist's activity (x), one colour per antagonist."""
+    fig = go.Figure()
+    if frame.height:
+        for (name,), part in frame.partition_by("antagonist", as_dict=True, maintain_order=True).items():
+            fig.add_trace(go.Scattergl(x=part["activity"].to_list(), y=part["index"].to_list(), mode="markers",
+                                       name=str(name), marker={"size": 6, "opacity": 0.7}))
+    fig.update_layout(title="Interference index vs antagonist activity", xaxis_title=x_title, yaxis_title=y_title,
+                      height=420, margin={"l": 10, "r": 10, "t": 50, "b": 40})
+    return fig
+
+
+def runs_side_by_side(frame: pl.DataFrame, metrics: Mapping[str, str]) -> go.Figure:
+    """One bar group per metric, one bar per run (label column ``label``); ``metrics``: name -> axis title."""
+    names = list(metrics)
+    fig = make_subplots(rows=1, cols=max(len(names), 1), subplot_titles=[metrics[m] for m in names])
+    for j, m in enumerate(names, start=1):
+        if m not in frame.columns:
+            continue
+        fig.add_trace(go.Bar(x=frame["label"].to_list(), y=frame[m].to_list(), name=metrics[m], showlegend=False,
+                             text=[f"{v:.4g}" if v is not None else "" for v in frame[m].to_list()],
+                             textposition="auto"), row=1, col=j)
+        fig.update_yaxes(title_text=metrics[m], row=1, col=j)
+        fig.update_xaxes(tickangle=-30, row=1, col=j)
+    fig.update_layout(height=440, margin={"l": 10, "r": 10, "t": 50, "b": 120})
+    return fig
+
+
+def history_figure(frame: pl.DataFrame, y: str, unit: str, by: str | None = None,
+                   change_points: Sequence[datetime] = (), title: str = "") -> go.Figure:
+    """A metric per run / night over time, with change points as dashed vertical lines."""
+    fig = go.Figure()
+    parts = frame.partition_by(by, as_dict=True, maintain_order=True) if by and frame.height else {(y,): frame}
+    for (name,), part in parts.items():
+        part = part.sort(TIME)
+        fig.add_trace(go.Scatter(x=part[TIME].to_list(), y=part[y].to_list(), mode="lines+markers", name=str(name)))
+    for cp in change_points:
+        fig.add_vline(x=cp, line_dash="dash", line_color="#d62728")
+    fig.update_layout(title=title, xaxis_title="time (UTC)", yaxis_title=unit, height=380,
+                      margin={"l": 10, "r": 10, "t": 50, "b": 40})
+    return fig

@@ -1,0 +1,405 @@
+"""Data access for the dashboard: one store handle per process, reduced query results cached with a TTL.
+
+Every page reads through the cached functions at the bottom (`st.cache_data`, keyed by store URL, measurement,
+range, bin width), which call `Reader`: a thin layer over any `TelemetryStore` that reduces on the server side:
+
+- embedded Parquet: a lazy ``scan()`` with the time range and tags pushed down, then polars
+  ``group_by_dynamic`` (heatmap bins) or MinMaxLTTB (`dashboard.downsample.reduce_series`) per trace;
+- InfluxDB: ``downsample()`` = InfluxQL ``GROUP BY time(...)`` (min and max per interval, interleaved), so
+  only a few thousand rows per trace cross the network.
+
+Settings come from the environment, set by ``neighborscope dashboard`` (`dashboard.cli`):
+``NEIGHBORSCOPE_STORE``, ``NEIGHBORSCOPE_TOPOLOGY``, ``NEIGHBORSCOPE_REPORTS``, ``NEIGHBORSCOPE_ALERT_STATE``,
+``NEIGHBORSCOPE_REFRESH_S``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from dashboard.downsample import MAX_POINTS_PER_TRACE, interleave_min_max, reduce_series, time_buckets
+from telemetry.errors import StoreError
+from telemetry.schema import MEASUREMENTS, TIME
+from telemetry.store.base import TagFilter, TelemetryStore, open_store
+
+DEFAULT_STORE = "neighborscope-data/store"
+CACHE_TTL_S = 15
+HEATMAP_FIELDS = {
+    "temp_c": ("Temperature", "°C"),
+    "power_w": ("Power", "W"),
+    "pcie_bytes_per_s": ("PCIe rx+tx", "B/s"),
+    "util_pct": ("Utilisation", "%"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the dashboard reads from (see the module docstring for the environment variables)."""
+
+    store_url: str
+    topology_path: str | None
+    reports_dir: str | None
+    alert_state: str | None
+    refresh_s: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            store_url=os.environ.get("NEIGHBORSCOPE_STORE") or DEFAULT_STORE,
+            topology_path=os.environ.get("NEIGHBORSCOPE_TOPOLOGY") or None,
+            reports_dir=os.environ.get("NEIGHBORSCOPE_REPORTS") or None,
+            alert_state=os.environ.get("NEIGHBORSCOPE_ALERT_STATE") or None,
+            refresh_s=int(os.environ.get("NEIGHBORSCOPE_REFRESH_S") or 30),
+        )
+
+    def local_root(self) -> Path | None:
+        """The embedded store's directory (None for InfluxDB URLs)."""
+        url = self.store_url
+        if "://" in url and not url.startswith("file://"):
+            return None
+        return Path(url.removeprefix("file://"))
+
+    def beside_store(self, name: str) -> list[Path]:
+        """Where a file named ``name`` may sit: in the store directory, then beside it."""
+        root = self.local_root()
+        return [] if root is None else [root / name, root.parent / name]
+
+
+def utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Reader:
+    """Reduced reads from a `TelemetryStore` (Parquet: lazy scans; InfluxDB: server-side ``GROUP BY time``)."""
+
+    def __init__(self, store: TelemetryStore) -> None:
+        self.store = store
+        self.lazy_capable = hasattr(store, "scan")
+        self.server_downsample = not self.lazy_capable and hasattr(store, "downsample")
+
+    # ---- raw -------------------------------------------------------------------------------
+
+    def lazy(
+        self,
+        measurement: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        tags: TagFilter | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> pl.LazyFrame:
+        if measurement not in self.measurements():
+            schema = MEASUREMENTS[measurement].polars_schema() if measurement in MEASUREMENTS else {TIME: pl.Datetime}
+            return pl.LazyFrame(schema=schema)
+        if self.lazy_capable:
+            return self.store.scan(measurement, start, end, tags, fields)  # type: ignore[attr-defined]
+        return self.store.query(measurement, start, end, tags, fields).lazy()
+
+    def measurements(self) -> list[str]:
+        return self.store.measurements()
+
+    def extent(self, measurement: str) -> tuple[datetime, datetime] | None:
+        """(first, last) sample time of a measurement, or None when it holds nothing."""
+        if measurement not in self.measurements():
+            return None
+        if self.lazy_capable and hasattr(self.store, "files"):
+            files = self.store.files(measurement)  # type: ignore[attr-defined]
+            if not files:
+                return None
+            first_day = [f for f in files if f.parent == files[0].parent]
+            last_day = [f for f in files if f.parent == files[-1].parent]
+            lo = pl.scan_parquet(first_day).select(pl.col(TIME).min()).collect().item()
+            hi = pl.scan_parquet(last_day).select(pl.col(TIME).max()).collect().item()
+            return (lo, hi) if lo is not None and hi is not None else None
+        remote = getattr(self.store, "remote", self.store)
+        if hasattr(remote, "influxql") and measurement in MEASUREMENTS:
+            field = next(f.name for f in MEASUREMENTS[measurement].fields if f.kind in ("float", "int"))
+            out = []
+            for fn in ("first", "last"):
+                rows = list(remote._rows(f'SELECT {fn}("{field}") FROM "{measurement}"'))  # noqa: S608
+                if not rows or not rows[0][2]:
+                    return None
+                out.append(datetime.fromtimestamp(rows[0][2][0][0] / 1e9, tz=UTC))
+            return out[0], out[1]
+        frame = self.store.query(measurement, fields=[])
+        if frame.height == 0:
+            return None
+        return frame[TIME].min(), frame[TIME].max()  # type: ignore[return-value]
+
+    # ---- reduced ---------------------------------------------------------------------------
+
+    def buckets(
+        self,
+        measurement: str,
+        fields: Sequence[str],
+        every_s: int,
+        start: datetime,
+        end: datetime,
+        tags: TagFilter | None = None,
+        by: Sequence[str] = (),
+        agg: str = "mean",
+    ) -> pl.DataFrame:
+        """``agg`` of each field per ``every_s`` bin and ``by`` tags (time = bin start)."""
+        if self.server_downsample:
+            if measurement not in self.measurements():
+                return pl.DataFrame(schema={TIME: pl.Datetime("ns", "UTC"), **dict.fromkeys(by, pl.String)})
+            frame = self.store.downsample(  # type: ignore[attr-defined]
+                measurement, every_s, start=start, end=end, tags=tags, fields=list(fields), agg=agg, group_by=list(by)
+            )
+            return frame.sort([*by, TIME])
+        lf = self.lazy(measurement, start, end, tags, list(fields))
+        return time_buckets(lf.select([TIME, *by, *fields]), fields, every_s, by, agg)
+
+    def series(
+        self,
+        measurement: str,
+        field: str,
+        start: datetime,
+        end: datetime,
+        tags: TagFilter | None = None,
+        by: Sequence[str] = (),
+        n_out: int = MAX_POINTS_PER_TRACE,
+        sample_interval_s: float = 1.0,
+    ) -> pl.DataFrame:
+        """``field`` over time, one trace per ``by`` value, at most ``n_out`` points per trace (min/max kept)."""
+        if self.server_downsample:
+            expected = (end - start).total_seconds() / sample_interval_s
+            if expected > n_out and measurement in self.measurements():
+                every_s = max(1.0, 2 * (end - start).total_seconds() / n_out)
+                kw: dict[str, Any] = {"start": start, "end": end, "tags": tags, "fields": [field], "group_by": list(by)}
+                low = self.store.downsample(measurement, every_s, agg="min", **kw)  # type: ignore[attr-defined]
+                high = self.store.downsample(measurement, every_s, agg="max", **kw)  # type: ignore[attr-defined]
+                return interleave_min_max(low, high, field, by)
+        frame = self.lazy(measurement, start, end, tags, [field]).select([TIME, *by, field]).collect()
+        return reduce_series(frame, field, by, n_out)
+
+
+# ---- topology, reports, alert state (files beside the store) -----------------------------------
+
+
+def topology_frame(doc: dict[str, Any]) -> pl.DataFrame:
+    """The devices of a ``topology.json`` (as `neighborscope simulate` writes it) as a frame."""
+    node = doc.get("node", "")
+    rows = [{"node": d.get("node", node), **d} for d in doc.get("devices", [])]
+    schema = {
+        "node": pl.String, "id": pl.String, "vendor": pl.String, "model": pl.String, "group": pl.String,
+        "pci_bus": pl.String, "pcie_switch": pl.String, "socket": pl.Int64, "cooling_zone": pl.String,
+    }
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(rows, infer_schema_length=None).select(
+        [pl.col(c).cast(t) if c in rows[0] else pl.lit(None, t).alias(c) for c, t in schema.items()]
+    )
+
+
+def find_topology(settings: Settings) -> Path | None:
+    candidates = [Path(settings.topology_path)] if settings.topology_path else settings.beside_store("topology.json")
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def find_reports_dir(settings: Settings) -> Path | None:
+    candidates = [Path(settings.reports_dir)] if settings.reports_dir else settings.beside_store("reports")
+    return next((p for p in candidates if p.is_dir()), None)
+
+
+# ---- cached entry points (what pages call) --------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def reader(store_url: str) -> Reader:
+    """One store handle per dashboard process (shared by every session)."""
+    return Reader(open_store(store_url))
+
+
+def store_error(store_url: str) -> str | None:
+    """A one-line reason the store cannot be read, or None when it can."""
+    try:
+        reader(store_url).measurements()
+    except (StoreError, OSError) as exc:
+        return f"cannot read the store {store_url}: {exc}"
+    return None
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def extent(store_url: str, measurement: str) -> tuple[datetime, datetime] | None:
+    return reader(store_url).extent(measurement)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def freshest(store_url: str, measurements: tuple[str, ...] = ("accel", "host", "tenant")) -> datetime | None:
+    """The newest sample time over ``measurements`` (None for an empty store)."""
+    ends = [e[1] for m in measurements if (e := extent(store_url, m))]
+    return max(ends) if ends else None
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def devices(store_url: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """node, device, group, vendor, model of every accelerator seen in [start, end)."""
+    cols = ["node", "device", "group", "vendor", "model"]
+    r = reader(store_url)
+    if r.server_downsample:
+        frame = r.store.series("accel")
+        frame = frame.select([c for c in cols if c in frame.columns]) if frame.height else pl.DataFrame(
+            schema=dict.fromkeys(cols, pl.String)
+        )
+    else:
+        frame = r.lazy("accel", start, end).select(cols).unique().collect()
+    return frame.sort(["node", "group", "device"], nulls_last=True)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def accel_heatmap(store_url: str, node: str, start: datetime, end: datetime, every_s: int) -> pl.DataFrame:
+    """Per device and bin: mean temp_c, power_w, util_pct, pcie_bytes_per_s (rx+tx) and the throttled share."""
+    r = reader(store_url)
+    fields = ["temp_c", "power_w", "util_pct", "pcie_rx_bytes_per_s", "pcie_tx_bytes_per_s"]
+    tags = {"node": node}
+    if r.server_downsample:
+        frame = r.buckets("accel", fields, every_s, start, end, tags, by=["device"])
+        throttle = r.buckets(
+            "accel", ["throttle_thermal", "throttle_power"], every_s, start, end, tags, by=["device"], agg="max"
+        )
+        frame = frame.join(throttle, on=[TIME, "device"], how="left")
+    else:
+        lf = r.lazy("accel", start, end, tags).select(
+            TIME, "device", *fields,
+            (pl.col("throttle_thermal").fill_null(False) | pl.col("throttle_power").fill_null(False))
+            .cast(pl.Float64)
+            .alias("throttled"),
+        )
+        frame = time_buckets(lf, [*fields, "throttled"], every_s, ["device"])
+    if "throttled" not in frame.columns:
+        cols = [c for c in ("throttle_thermal", "throttle_power") if c in frame.columns]
+        frame = frame.with_columns(
+            pl.max_horizontal([pl.col(c).cast(pl.Float64) for c in cols]).alias("throttled") if cols
+            else pl.lit(None, pl.Float64).alias("throttled")
+        )
+    rx, tx = pl.col("pcie_rx_bytes_per_s"), pl.col("pcie_tx_bytes_per_s")
+    return frame.with_columns(  # absent stays absent: rx+tx only where the device reports either
+        pl.when(rx.is_null() & tx.is_null()).then(None).otherwise(rx.fill_null(0) + tx.fill_null(0))
+        .alias("pcie_bytes_per_s")
+    )
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def device_status(store_url: str, node: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """Per device over [start, end): last_seen, last temp_c / power_w / util_pct, throttled share (0..1)."""
+    r = reader(store_url)
+    schema = {"device": pl.String, "last_seen": pl.Datetime("ns", "UTC"), "temp_c": pl.Float64,
+              "power_w": pl.Float64, "util_pct": pl.Float64, "throttled_share": pl.Float64}
+    if r.server_downsample:
+        # the newest minute of each device, and the throttled share per device from 1-minute maxima
+        every = max(60, int((end - start).total_seconds() // 200))
+        frame = r.buckets("accel", ["temp_c", "power_w", "util_pct"], every, start, end, {"node": node},
+                          by=["device"], agg="last")
+        thr = r.buckets("accel", ["throttle_thermal", "throttle_power"], every, start, end, {"node": node},
+                        by=["device"], agg="mean")
+        if frame.height == 0:
+            return pl.DataFrame(schema=schema)
+        last = frame.group_by("device").agg(pl.col(TIME).max().alias("last_seen"),
+                                            *[pl.col(c).last() for c in ("temp_c", "power_w", "util_pct")])
+        share = thr.group_by("device").agg(
+            pl.max_horizontal(pl.col("throttle_thermal").mean(), pl.col("throttle_power").mean()).alias(
+                "throttled_share"))
+        return last.join(share, on="device", how="left").select(list(schema)).sort("device")
+    lf = r.lazy("accel", start, end, {"node": node})
+    frame = (
+        lf.sort(TIME)
+        .group_by("device")
+        .agg(
+            pl.col(TIME).max().alias("last_seen"),
+            pl.col("temp_c").drop_nulls().last(),
+            pl.col("power_w").drop_nulls().last(),
+            pl.col("util_pct").drop_nulls().last(),
+            (pl.col("throttle_thermal").fill_null(False) | pl.col("throttle_power").fill_null(False))
+            .mean()
+            .alias("throttled_share"),
+        )
+        .collect()
+    )
+    return frame.select(list(schema)).sort("device") if frame.height else pl.DataFrame(schema=schema)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def series(
+    store_url: str,
+    measurement: str,
+    field: str,
+    start: datetime,
+    end: datetime,
+    tags: tuple[tuple[str, tuple[str, ...]], ...] = (),
+    by: tuple[str, ...] = (),
+    n_out: int = MAX_POINTS_PER_TRACE,
+) -> pl.DataFrame:
+    """``field`` of ``measurement`` over time, per ``by`` trace, at most ``n_out`` points each."""
+    return reader(store_url).series(measurement, field, start, end, dict(tags) or None, by, n_out)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def run_events(store_url: str, start: datetime | None = None, end: datetime | None = None) -> pl.DataFrame:
+    """run_event rows in range (start / end / switch_on / switch_off / summary)."""
+    return reader(store_url).lazy("run_event", start, end).collect().sort(TIME)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def runs(store_url: str) -> pl.DataFrame:
+    """One row per stored benchmark run: metadata plus its summary metrics (canonical names)."""
+    frame = run_events(store_url)
+    rows = []
+    for text in frame.filter(pl.col("event") == "summary")["metadata_json"].to_list() if frame.height else []:
+        if not text:
+            continue
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(doc, dict) or "run_id" not in doc:
+            continue
+        meta = {k: doc.get(k) for k in ("run_id", "tool", "node", "group", "phase", "start", "end", "model",
+                                        "concurrency", "isl", "osl", "num_prompts", "timing", "source")}
+        summary = {k: v for k, v in (doc.get("summary") or {}).items() if isinstance(v, int | float)}
+        rows.append({**meta, **summary})
+    if not rows:
+        return pl.DataFrame(schema={"run_id": pl.String, "start": pl.Datetime("ns", "UTC")})
+    out = pl.DataFrame(rows, infer_schema_length=None)
+    for c in ("start", "end"):
+        if c in out.columns:
+            out = out.with_columns(pl.col(c).cast(pl.String).str.to_datetime(time_zone="UTC", strict=False))
+    return out.unique("run_id", keep="last").sort("start", nulls_last=True)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def tokens(store_url: str, run_id: str) -> pl.DataFrame | None:
+    """The per-token artifact of a run (time, itl_ms, tokens), or None when the run has none."""
+    return reader(store_url).store.read_artifact(f"bench/{run_id}/tokens")
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def topology(settings: Settings) -> tuple[pl.DataFrame, str | None]:
+    """The devices of topology.json (empty frame when absent) and where it was read from."""
+    path = find_topology(settings)
+    if path is None:
+        return topology_frame({}), None
+    try:
+        return topology_frame(json.loads(path.read_text())), str(path)
+    except (OSError, json.JSONDecodeError, pl.exceptions.PolarsError) as exc:
+        st.warning(f"could not read the topology {path}: {exc}")
+        return topology_frame({}), None
+
+
+def window_end(latest: datetime | None, now: datetime | None = None, grid_s: int = 10) -> datetime:
+    """The end of the shown range: now, or the newest sample when the data stopped more than a minute ago.
+
+    Rounded up to ``grid_s`` so that reruns within the same few seconds hit the cache.
+    """
+    now = utc(now or datetime.now(UTC))
+    end = now if latest is None or now - utc(latest) < timedelta(minutes=1) else utc(latest) + timedelta(seconds=1)
+    epoch = end.timestamp()
+    return datetime.fromtimestamp((epoch // grid_s + 1) * grid_s, tz=UTC)

@@ -1,0 +1,66 @@
+"""Nightly history for the Runs & history page: one point per night and series, and the change points.
+
+Computed by `analysis.regression` (history of run summaries, Otava-style change points) from the runs the store
+holds; None while that module is not installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import streamlit as st
+
+from dashboard import data
+
+
+@dataclass(frozen=True)
+class History:
+    points: pl.DataFrame  # series, time, value, unit, n_runs
+    change_points: pl.DataFrame  # series, time, effect_pct, ci_low_pct, ci_high_pct, p, direction, acknowledged
+
+
+UNITS = {"tok_s": "tokens/s", "per_s": "per s", "_ms_": "ms"}
+
+
+def _unit(metric: str) -> str:
+    return next((u for k, u in UNITS.items() if k in metric or metric.endswith(k.strip("_"))), "")
+
+
+def _series_name(frame: pl.DataFrame) -> pl.Expr:
+    return pl.concat_str([pl.col("metric"), pl.lit(" · "), pl.col("group"), pl.lit(" · "), pl.col("node"),
+                          pl.lit(" · "), pl.col("test")])
+
+
+def history_frames(history: pl.DataFrame, change_points: pl.DataFrame) -> History:
+    """The regression module's history / change-point frames, keyed by one ``series`` label for plotting."""
+    night_time = pl.col("night").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
+    pts = history.with_columns(_series_name(history).alias("series"), night_time.alias("time")).with_columns(
+        pl.col("metric").map_elements(_unit, return_dtype=pl.String).alias("unit")
+    ).select("series", "time", "value", "unit", "n_runs")
+    if change_points.height:
+        cps = change_points.with_columns(_series_name(change_points).alias("series"), night_time.alias("time"))
+        cps = cps.select("series", "time", "effect_pct", "ci_low_pct", "ci_high_pct", "p", "direction",
+                         "acknowledged")
+    else:
+        cps = pl.DataFrame(schema={"series": pl.String, "time": pl.Datetime("ns", "UTC")})
+    return History(pts.sort("series", "time"), cps)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def load(settings: data.Settings, days: int = 90) -> History | None:
+    """The nightly history of the last ``days`` days of stored runs (up to the newest run), or None."""
+    try:
+        from analysis import regression
+    except ImportError:
+        return None
+    runs = data.runs(settings.store_url)
+    if runs.height == 0:
+        return History(pl.DataFrame(schema={"series": pl.String}), pl.DataFrame(schema={"series": pl.String}))
+    newest = runs["start"].max() if "start" in runs.columns else None
+    now = data.utc(newest) + timedelta(minutes=1) if isinstance(newest, datetime) else datetime.now(UTC)
+    store = data.reader(settings.store_url).store
+    hist = regression.store_history(store, days=days, now=now)
+    cps = regression.change_point_frame(hist)
+    return history_frames(hist, cps)

@@ -1,0 +1,118 @@
+"""What every page shares: the time-range picker, the "range and freshness" line, empty states, units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import streamlit as st
+
+from dashboard import data
+
+RANGES: dict[str, timedelta | None] = {
+    "Last 15 minutes": timedelta(minutes=15),
+    "Last hour": timedelta(hours=1),
+    "Last 6 hours": timedelta(hours=6),
+    "Last 24 hours": timedelta(hours=24),
+    "Last 7 days": timedelta(days=7),
+    "All data": None,
+}
+DEFAULT_RANGE = "Last 24 hours"
+
+UNIT_LABELS = {"degC": "°C", "%": "%", "W": "W", "B/s": "B/s", "B": "bytes", "MHz": "MHz", "1": "count",
+               "bool": "0/1", "V": "V", "A": "A", "J": "J", "lanes": "lanes", "1/s": "per s", "s": "s", "ms": "ms",
+               "bitmask": "bitmask"}
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start: datetime
+    end: datetime
+    label: str
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+def settings() -> data.Settings:
+    return data.Settings.from_env()
+
+
+def range_choice(key: str = "range") -> str:
+    """The sidebar's range preset (shared by every page through session state)."""
+    choice = st.sidebar.selectbox(
+        "Time range", list(RANGES), index=list(RANGES).index(DEFAULT_RANGE), key=key,
+        help="Ranges end now, or at the newest sample when the data stopped arriving.",
+    )
+    return choice or DEFAULT_RANGE
+
+
+def resolve_range(choice: str, store_url: str) -> TimeRange:
+    """The concrete [start, end) of a preset, anchored at now or at the newest sample."""
+    latest = data.freshest(store_url)
+    end = data.window_end(latest)
+    span = RANGES.get(choice)
+    if span is None:
+        ext = [e for m in ("accel", "host", "tenant", "run_event") if (e := data.extent(store_url, m))]
+        start = min(e[0] for e in ext) if ext else end - timedelta(hours=1)
+    else:
+        start = end - span
+    return TimeRange(data.utc(start), end, choice)
+
+
+def fmt_time(value: datetime | None) -> str:
+    return "—" if value is None else data.utc(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def fmt_age(value: datetime | None, now: datetime | None = None) -> str:
+    if value is None:
+        return "never"
+    secs = ((now or datetime.now(UTC)) - data.utc(value)).total_seconds()
+    if secs < 90:
+        return f"{max(secs, 0):.0f} s ago"
+    if secs < 5400:
+        return f"{secs / 60:.0f} min ago"
+    if secs < 172800:
+        return f"{secs / 3600:.1f} h ago"
+    return f"{secs / 86400:.1f} days ago"
+
+
+def range_caption(tr: TimeRange, store_url: str) -> None:
+    """The line every page shows: the time range and how fresh the data is."""
+    latest = data.freshest(store_url)
+    st.caption(
+        f"🕒 **Time range:** {fmt_time(tr.start)} → {fmt_time(tr.end)} ({tr.label.lower()}) · "
+        f"**Data freshness:** newest sample {fmt_time(latest)} ({fmt_age(latest)}) · store `{store_url}`"
+    )
+
+
+def store_problem(store_url: str) -> bool:
+    """Show why the store cannot be read; True when the page should stop."""
+    problem = data.store_error(store_url)
+    if problem:
+        st.error(problem + ". Start the dashboard with `--store` pointing at the collector's store.")
+        return True
+    return False
+
+
+def no_telemetry(store_url: str, what: str = "telemetry") -> None:
+    """The empty state for a store with no samples at all."""
+    st.info(
+        f"No {what} in the store `{store_url}` yet. Start a collector and an agent "
+        "(`neighborscope collector --store …`, `neighborscope agent …`) or run `neighborscope demo`; "
+        "this page fills in as samples arrive."
+    )
+
+
+def axis_unit(unit: str) -> str:
+    return UNIT_LABELS.get(unit, unit)
+
+
+def human_bytes_per_s(value: float | None) -> str:
+    if value is None:
+        return "—"
+    for unit, scale in (("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{value:.0f} B/s"

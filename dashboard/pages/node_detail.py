@@ -1,0 +1,97 @@
+"""Node detail: any accelerator metric for chosen devices, host CPU and tenant activity on one time axis,
+benchmark runs as shaded bands, and the node's topology (PCIe switches, sockets, cooling zones)."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from dashboard import charts, data, layout
+from telemetry.schema import ACCEL, HOST, TENANT
+
+s = layout.settings()
+st.title("Node detail")
+st.write("Pick a metric and devices: the accelerators, the host CPU and the co-tenants share one time axis; "
+         "benchmark runs are shaded.")
+if layout.store_problem(s.store_url):
+    st.stop()
+choice = layout.range_choice()
+tr = layout.resolve_range(choice, s.store_url)
+layout.range_caption(tr, s.store_url)
+if data.freshest(s.store_url) is None:
+    layout.no_telemetry(s.store_url)
+    st.stop()
+
+devices = data.devices(s.store_url, tr.start, tr.end)
+if devices.height == 0:
+    st.warning(f"No accelerator telemetry between {layout.fmt_time(tr.start)} and {layout.fmt_time(tr.end)}; the "
+               f"newest sample is from {layout.fmt_time(data.freshest(s.store_url))}. Pick a longer range.")
+    st.stop()
+
+nodes = devices["node"].unique(maintain_order=True).to_list()
+c1, c2, c3 = st.columns([1, 1, 2])
+node = c1.selectbox("Node", nodes, key="node") or nodes[0]
+metrics = {f.name: f for f in ACCEL.fields if f.kind in ("float", "int", "bool")}
+metric = c2.selectbox(
+    "Accelerator metric", list(metrics), index=list(metrics).index("util_pct"), key="node_metric",
+    format_func=lambda m: f"{m} ({layout.axis_unit(metrics[m].unit)})",
+    help="Fields of the accel measurement; the unit is the last part of the name.",
+) or "util_pct"
+node_devs = devices.filter(pl.col("node") == node)
+groups = node_devs["group"].unique(maintain_order=True).drop_nulls().to_list()
+default_group = groups[:1]
+chosen_groups = c3.multiselect("Devices of group(s)", groups, default=default_group, key="node_groups")
+extra = st.multiselect("…and these devices", node_devs["device"].to_list(), key="node_devices")
+chosen = sorted(set(node_devs.filter(pl.col("group").is_in(chosen_groups))["device"].to_list()) | set(extra))
+if not chosen:
+    st.info("Choose at least one group or device above to plot it.")
+    st.stop()
+
+newest = devices.filter(pl.col("node") == node)
+host_ext = data.extent(s.store_url, "host")
+unit = layout.axis_unit(metrics[metric].unit)
+panels = [{
+    "frame": data.series(s.store_url, "accel", metric, tr.start, tr.end,
+                         (("node", (node,)), ("device", tuple(chosen))), ("device",)),
+    "y": metric, "by": "device", "title": f"{metric} of {len(chosen)} device(s)", "unit": unit,
+}]
+host_frame = data.series(s.store_url, "host", "cpu_util_pct", tr.start, tr.end, (("node", (node,)),))
+panels.append({"frame": host_frame, "y": "cpu_util_pct", "by": None, "title": "host CPU utilisation",
+               "unit": layout.axis_unit(HOST.field_index["cpu_util_pct"].unit)})
+tenant_frame = data.series(s.store_url, "tenant", "cpu_pct", tr.start, tr.end, (("node", (node,)),), ("group",))
+panels.append({"frame": tenant_frame, "y": "cpu_pct", "by": "group", "title": "tenant CPU (100 % = one core)",
+               "unit": layout.axis_unit(TENANT.field_index["cpu_pct"].unit)})
+events = data.run_events(s.store_url, tr.start, tr.end)
+events = events.filter(pl.col("node") == node) if events.height else events
+show_bands = st.toggle("Shade benchmark runs", value=True, key="node_bands")
+spans = charts.bands(events) if show_bands else []
+if panels[0]["frame"].height == 0:
+    st.info(f"No {metric} samples from the chosen devices of {node} in this range (the device may not report it: "
+            "absent values are never drawn as 0).")
+if host_frame.height == 0:
+    st.caption(f"No host telemetry from {node} in this range.")
+fig = charts.timeseries_panels(panels, spans)
+st.plotly_chart(fig, key="node-series", config={"displaylogo": False})
+points = sum(p["frame"].height for p in panels)
+st.caption(f"{points:,} points drawn (at most 2,000 per trace, min/max preserved).")
+
+st.subheader("Topology")
+topo, source = data.topology(s)
+topo = topo.filter(pl.col("node") == node) if topo.height and node in topo["node"].to_list() else topo
+if topo.height == 0:
+    st.info("No topology.json found (the simulator and the demo write one beside the store; pass "
+            "`--topology PATH` to `neighborscope dashboard`). Devices seen: "
+            + ", ".join(node_devs["device"].to_list()))
+else:
+    st.caption(f"From `{source}`. Devices on one PCIe switch share its uplink; devices on one socket share its "
+               "root complex and CPU cores; a cooling zone shares an air path.")
+    by_switch = (
+        topo.group_by("socket", "pcie_switch", "cooling_zone")
+        .agg(pl.col("id").sort().str.join(", ").alias("devices"), pl.col("group").unique().sort().str.join(", ")
+             .alias("groups"))
+        .sort("socket", "pcie_switch")
+    )
+    st.dataframe(by_switch, hide_index=True, column_config={
+        "socket": "CPU socket", "pcie_switch": "PCIe switch", "cooling_zone": "cooling zone",
+        "devices": "devices", "groups": "groups (tenants)",
+    })

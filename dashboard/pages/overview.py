@@ -1,0 +1,100 @@
+"""Fleet overview: every node and accelerator at a glance, refreshed in place."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+import streamlit as st
+
+from dashboard import charts, data, layout
+from dashboard.alerts_view import firing_banner
+from dashboard.downsample import bucket_seconds
+
+HEATMAP_BINS = 240
+
+s = layout.settings()
+st.title("Fleet overview")
+st.write("Temperature, power, PCIe traffic and utilisation of every accelerator, grouped by hive / tenant.")
+if layout.store_problem(s.store_url):
+    st.stop()
+choice = layout.range_choice()
+labels = {k: f"{v[0]} ({v[1]})" for k, v in data.HEATMAP_FIELDS.items()}
+field = st.radio("Heatmap", list(labels), format_func=labels.get, horizontal=True, key="overview_field") or "temp_c"
+
+
+@st.fragment(run_every=timedelta(seconds=s.refresh_s))
+def live() -> None:
+    tr = layout.resolve_range(choice, s.store_url)
+    layout.range_caption(tr, s.store_url)
+    firing_banner(s)
+    if data.freshest(s.store_url) is None:
+        layout.no_telemetry(s.store_url, "accelerator telemetry")
+        return
+    devices = data.devices(s.store_url, tr.start, tr.end)
+    if devices.height == 0:
+        latest = data.freshest(s.store_url)
+        st.warning(f"No accelerator telemetry between {layout.fmt_time(tr.start)} and {layout.fmt_time(tr.end)}; "
+                   f"the newest sample is from {layout.fmt_time(latest)}. Pick a longer range in the sidebar.")
+        return
+    topo, _ = data.topology(s)
+    every_s = bucket_seconds(tr.start, tr.end, HEATMAP_BINS)
+    stale_after = timedelta(seconds=max(60, 3 * s.refresh_s))
+    for (node,), devs in devices.partition_by("node", as_dict=True, maintain_order=True).items():
+        node_devices(str(node), devs, topo, tr, every_s, stale_after, field)
+
+
+def node_devices(node: str, devs: pl.DataFrame, topo: pl.DataFrame, tr: layout.TimeRange, every_s: int,
+                 stale_after: timedelta, field: str) -> None:
+    status = data.device_status(s.store_url, node, tr.start, tr.end)
+    node_last = status["last_seen"].max() if status.height else None
+    st.subheader(f"Node {node}")
+    if node_last is not None and tr.end - data.utc(node_last) > stale_after:  # type: ignore[operator]
+        st.warning(f"No telemetry from node {node} since {layout.fmt_time(node_last)} "  # type: ignore[arg-type]
+                   f"({layout.fmt_age(node_last)}).")  # type: ignore[arg-type]
+    ref = data.utc(node_last) if node_last is not None else tr.end  # type: ignore[arg-type]
+    stale = status.filter(pl.col("last_seen") < ref - stale_after)["device"].to_list()
+    throttling = status.filter(pl.col("throttled_share") > 0)["device"].to_list()
+    flags = {d: "⏸ stale" for d in stale}
+    for d in throttling:
+        flags[d] = (flags.get(d, "") + " 🔥 throttling").strip()
+    order = devs.select("device", "group")
+    if topo.height:  # group the rows as the topology does (hive, tenant), then by device name
+        order = order.join(topo.select(pl.col("id").alias("device"), pl.col("group").alias("tgroup")),
+                           on="device", how="left").with_columns(pl.coalesce("group", "tgroup").alias("group"))
+    order = order.sort(["group", "device"], nulls_last=True)
+    device_groups = dict(zip(order["device"].to_list(), order["group"].to_list(), strict=True))
+    hottest = status.sort("temp_c", descending=True, nulls_last=True).head(1)
+    c = st.columns(5)
+    c[0].metric("Accelerators", len(device_groups))
+    c[1].metric("Throttling in range", len(throttling))
+    c[2].metric("Stale", len(stale), help=f"no sample for more than {stale_after.total_seconds():.0f} s")
+    c[3].metric("Hottest now", f"{hottest['temp_c'][0]:.0f} °C ({hottest['device'][0]})"
+                if hottest.height and hottest["temp_c"][0] is not None else "—")
+    total_w = status["power_w"].sum() if status.height else None
+    c[4].metric("Board power now", f"{total_w / 1000:.2f} kW" if total_w else "—")
+    frame = data.accel_heatmap(s.store_url, node, tr.start, tr.end, every_s)
+    title, unit = data.HEATMAP_FIELDS[field]
+    scale = 1e9 if field == "pcie_bytes_per_s" else 1.0
+    unit = "GB/s" if field == "pcie_bytes_per_s" else unit
+    fig = charts.heatmap_figure(frame, field, f"{title} per device, {every_s} s bins (mean)", unit,
+                                device_groups, flags, scale)
+    st.plotly_chart(fig, key=f"heatmap-{node}", config={"displaylogo": False})
+    if flags:
+        st.markdown("**Devices needing attention**")
+        show = status.filter(pl.col("device").is_in(list(flags))).with_columns(
+            pl.col("device").replace_strict(flags, default="").alias("flag"),
+            (pl.col("throttled_share") * 100).round(1).alias("throttled_pct"),
+        ).select("device", "flag", "last_seen", "temp_c", "power_w", "util_pct", "throttled_pct")
+        st.dataframe(show, hide_index=True, column_config={
+            "temp_c": st.column_config.NumberColumn("temp (°C)", format="%.1f"),
+            "power_w": st.column_config.NumberColumn("power (W)", format="%.0f"),
+            "util_pct": st.column_config.NumberColumn("util (%)", format="%.0f"),
+            "throttled_pct": st.column_config.NumberColumn("throttled (% of range)", format="%.1f"),
+            "last_seen": st.column_config.DatetimeColumn("last sample (UTC)"),
+        })
+    else:
+        st.success(f"All {len(device_groups)} accelerators of {node} reported and none throttled in this range.")
+
+
+live()
