@@ -293,7 +293,7 @@ def requests_from_arrays(arrays: Mapping[str, Any], source: str, line: int) -> p
     lengths = {k: len(v) for k, v in arrays.items() if isinstance(v, list)}
     not_lists = [k for k, v in arrays.items() if not isinstance(v, list)]
     if not_lists:
-        raise BenchFormatError(f"per-request {not_lists[0]!r} is not a list", source, line)
+        raise BenchFormatError(f"per-request {not_lists[0]!r}: expected a list", source, line)
     n = lengths["ttfts"]
     optional = ("latencies", "queue_times", "generated_texts", "start_times")
     wrong = {k: v for k, v in lengths.items() if v != n and not (k in optional and v == 0)}
@@ -304,24 +304,37 @@ def requests_from_arrays(arrays: Mapping[str, Any], source: str, line: int) -> p
             line,
         )
     ttft = _float_array(arrays["ttfts"], "ttfts", source, line)
-    errors_raw = arrays.get("errors") or [""] * n
-    errors = [None if not e else str(e) for e in errors_raw]
+    input_tokens = _int_list(arrays.get("input_lens"), n, "input_lens", source, line)
+    output_tokens = _int_list(arrays.get("output_lens"), n, "output_lens", source, line)
+    if "errors" in arrays:
+        errors = [None if not e else str(e) for e in arrays["errors"]]
+    else:  # no error strings: a failed request is the one that produced nothing
+        errors = ["failed (output_len 0)" if o == 0 else None for o in output_tokens]
+    for i, (e, o) in enumerate(zip(errors, output_tokens, strict=True)):
+        if e is not None and o:
+            raise BenchFormatError(
+                f"request {i} has an error but output_lens[{i}] = {o}: expected 0 for a failed request", source, line
+            )
     failed = np.array([e is not None for e in errors], dtype=bool)
     ttft_ms = np.where(failed, np.nan, ttft * 1000.0)
-    itls = arrays.get("itls") or [[] for _ in range(n)]
-    try:
-        itl_s = pl.Series("itl_ms", itls, dtype=pl.List(pl.Float64), strict=True)
-    except (TypeError, pl.exceptions.PolarsError):
-        bad = next((i for i, v in enumerate(itls) if not isinstance(v, list)), 0)
-        raise BenchFormatError(f"itls[{bad}]: expected a list of seconds", source, line) from None
-    if itl_s.list.eval(pl.element().is_null() | pl.element().is_nan()).list.any().any():
-        raise BenchFormatError("itls: expected numbers, found null / NaN", source, line)
-    itl_ms = itl_s.list.eval(pl.element() * 1000.0)
+    if "itls" in arrays:
+        try:
+            itl_s = pl.Series("itl_ms", arrays["itls"], dtype=pl.List(pl.Float64), strict=True)
+        except (TypeError, pl.exceptions.PolarsError):
+            bad = next((i for i, v in enumerate(arrays["itls"]) if not isinstance(v, list)), 0)
+            raise BenchFormatError(f"itls[{bad}]: expected a list of seconds", source, line) from None
+        if itl_s.list.eval(pl.element().is_null() | pl.element().is_nan()).list.any().any():
+            raise BenchFormatError("itls: expected numbers, found null / NaN", source, line)
+        itl_ms = itl_s.list.eval(pl.element() * 1000.0)
+    else:
+        itl_ms = pl.Series("itl_ms", [None] * n, dtype=pl.List(pl.Float64))
     if len(arrays.get("latencies") or []) == n:
         e2e_ms = _float_array(arrays["latencies"], "latencies", source, line) * 1000.0
         e2e_ms = np.where(failed, np.nan, e2e_ms)
-    else:
+    elif "itls" in arrays:
         e2e_ms = np.where(failed, np.nan, ttft_ms + itl_ms.list.sum().fill_null(0.0).to_numpy())
+    else:
+        e2e_ms = np.full(n, np.nan)
     start = _float_array(arrays["start_times"], "start_times", source, line) if arrays.get("start_times") else None
     return raw_requests(
         {
@@ -330,8 +343,8 @@ def requests_from_arrays(arrays: Mapping[str, Any], source: str, line: int) -> p
             "ttft_ms": ttft_ms,
             "e2e_ms": e2e_ms,
             "itl_ms": itl_ms,
-            "input_tokens": _int_list(arrays.get("input_lens"), n, "input_lens", source, line),
-            "output_tokens": _int_list(arrays.get("output_lens"), n, "output_lens", source, line),
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
             "error": errors,
         }
     ).with_columns(pl.col("ttft_ms").fill_nan(None), pl.col("e2e_ms").fill_nan(None))

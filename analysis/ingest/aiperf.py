@@ -29,6 +29,7 @@ _AGGREGATE = re.compile(r'"aiperf_version"\s*:')
 _GENAI = re.compile(r'"(response_timestamps|service_kind)"\s*:')
 _TO_MS = {"ms": 1.0, "ns": 1e-6, "us": 1e-3, "µs": 1e-3, "s": 1000.0, "sec": 1000.0, "seconds": 1000.0}
 EPOCH_NS = 1e17
+PHASES = {"warmup", "profiling"}
 
 _AGG_METRICS = {
     "time_to_first_token": "ttft",
@@ -66,7 +67,7 @@ def _ms(metrics: Mapping[str, Any], name: str, source: str, line: int) -> float 
     m = metrics.get(name)
     if m is None:
         return None
-    if not isinstance(m, Mapping) or "value" not in m:
+    if not isinstance(m, Mapping) or m.get("value") is None:
         raise BenchFormatError(f"metrics.{name}: expected {{'value': ..., 'unit': ...}}", source, line)
     unit = str(m.get("unit", "ms"))
     if unit not in _TO_MS:
@@ -79,9 +80,9 @@ def _count(metrics: Mapping[str, Any], name: str, source: str, line: int) -> int
     m = metrics.get(name)
     if m is None:
         return None
-    if not isinstance(m, Mapping):
+    if not isinstance(m, Mapping) or m.get("value") is None:
         raise BenchFormatError(f"metrics.{name}: expected {{'value': ..., 'unit': ...}}", source, line)
-    return integer(m.get("value"), f"metrics.{name}", source, line)
+    return integer(m["value"], f"metrics.{name}", source, line)
 
 
 def records_runs(text: str, source: str) -> list[ParsedRun]:
@@ -93,7 +94,11 @@ def records_runs(text: str, source: str) -> list[ParsedRun]:
         if not isinstance(rec, Mapping) or not isinstance(rec.get("metadata"), Mapping):
             raise BenchFormatError("expected an AIPerf record {'metadata': {...}, 'metrics': {...}}", source, line)
         meta = rec["metadata"]
-        phase = str(meta.get("benchmark_phase", "profiling"))
+        phase = meta.get("benchmark_phase")
+        if phase not in PHASES:
+            raise BenchFormatError(
+                f"metadata.benchmark_phase: expected one of {sorted(PHASES)}, got {phase!r}", source, line
+            )
         phases[phase] = phases.get(phase, 0) + 1
         if phase != "profiling":
             continue
@@ -104,6 +109,8 @@ def records_runs(text: str, source: str) -> list[ParsedRun]:
         if start_ns is None:
             raise BenchFormatError("metadata.request_start_ns: expected the request's start (ns)", source, line)
         end_ns = integer(meta.get("request_end_ns"), "metadata.request_end_ns", source, line)
+        if end_ns is None:
+            raise BenchFormatError("metadata.request_end_ns: expected the request's end (ns)", source, line)
         error = rec.get("error")
         err_text = None
         if error:
@@ -124,17 +131,32 @@ def records_runs(text: str, source: str) -> list[ParsedRun]:
                 itl = (np.asarray(icl["value"], dtype=np.float64) * scale).tolist()
             except (TypeError, ValueError):
                 raise BenchFormatError("metrics.inter_chunk_latency: expected numbers", source, line) from None
+        out = _count(metrics, "output_sequence_length", source, line)
+        if out is None:
+            out = _count(metrics, "output_token_count", source, line)
+        if not err_text:
+            missing = [
+                m for m in ("time_to_first_token", "request_latency", "input_sequence_length") if m not in metrics
+            ]
+            if out is None:
+                missing.append("output_sequence_length")
+            elif out > 1 and icl is None:
+                missing.append("inter_chunk_latency")
+            if missing:
+                raise BenchFormatError(f"record without an error: expected metrics {missing}", source, line)
         cols["start_s"].append(start_ns / 1e9)
         cols["end_s"].append(None if end_ns is None else end_ns / 1e9)
         cols["ttft_ms"].append(None if err_text else _ms(metrics, "time_to_first_token", source, line))
         cols["e2e_ms"].append(None if err_text else _ms(metrics, "request_latency", source, line))
         cols["itl_ms"].append(itl)
         cols["in"].append(_count(metrics, "input_sequence_length", source, line))
-        out = _count(metrics, "output_sequence_length", source, line)
-        cols["out"].append(out if out is not None else _count(metrics, "output_token_count", source, line))
+        cols["out"].append(out)
         cols["err"].append(err_text)
     if not cols["start_s"]:
-        raise BenchFormatError(f"no profiling records (phases seen: {phases or 'none'})", source)
+        raise BenchFormatError(
+            f"no profiling records (phases seen: {phases or 'none'}): expected AIPerf records of the profiling phase",
+            source,
+        )
     order = np.argsort(np.asarray(cols["start_s"]), kind="stable")
     req = raw_requests(
         {

@@ -91,7 +91,7 @@ def parse_text(text: str, source: str = "<text>", fmt: str | None = None) -> lis
     parser = parser_named(fmt) if fmt else detect(text, source)
     runs = parser.parse(text, source)
     if not runs:
-        raise BenchFormatError(f"no benchmark run found in this {parser.name} file", source)
+        raise BenchFormatError(f"no benchmark run found: expected at least one {parser.name} result", source)
     return runs
 
 

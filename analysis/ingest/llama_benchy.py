@@ -25,6 +25,7 @@ from analysis.ingest.errors import BenchFormatError
 from analysis.ingest.model import ParsedRun, raw_requests, summary_from_requests
 
 PROGRESS_SCHEMA = "llama-benchy-progress.v1"
+START_KEYS = ("model", "prompt_size", "response_size", "context_size", "concurrency")
 _MD_HEADER = re.compile(r"^\|\s*model\s*\|\s*test\s*\|", re.IGNORECASE | re.MULTILINE)
 _CSV_HEADER = re.compile(r"^\s*model,test_name,", re.IGNORECASE)
 _JSON_MARK = re.compile(r'"(latency_mode|tg_throughput|pp_throughput)"\s*:')
@@ -274,14 +275,18 @@ def progress_runs(text: str, source: str) -> list[ParsedRun]:
             continue
         rid = ev.get("request_id")
         if kind == "request_start":
+            absent = [k for k in START_KEYS if k not in ev]
+            if absent or rid is None:
+                raise BenchFormatError(f"request_start: expected keys {absent or ['request_id']}", source, line)
             if rid in reqs:
-                raise BenchFormatError(f"request_id {rid!r} started twice", source, line)
+                raise BenchFormatError(
+                    f"request_id {rid!r} started twice: expected one request_start per request", source, line
+                )
             reqs[rid] = {
                 "line": line,
                 "start": ts,
-                "key": tuple(
-                    ev.get(k) for k in ("model", "prompt_size", "response_size", "context_size", "concurrency")
-                ),
+                "key": tuple(ev[k] for k in START_KEYS[1:]),
+                "model": ev["model"],
                 "ttft": None,
                 "token_ts": [],
                 "token_counts": [],
@@ -289,7 +294,7 @@ def progress_runs(text: str, source: str) -> list[ParsedRun]:
             continue
         r = reqs.get(rid)
         if r is None:
-            raise BenchFormatError(f"{kind} for request_id {rid!r} before its request_start", source, line)
+            raise BenchFormatError(f"{kind} for request_id {rid!r}: expected its request_start first", source, line)
         if kind == "request_first_token":
             r["ttft"] = number(ev.get("ttft_s"), "ttft_s", source, line)
         elif kind == "tokens":
@@ -301,7 +306,7 @@ def progress_runs(text: str, source: str) -> list[ParsedRun]:
             r["prompt_tokens"] = integer(ev.get("prompt_tokens"), "prompt_tokens", source, line)
             r["error"] = ev.get("error") or None
     if not reqs:
-        raise BenchFormatError("no request_start events in the progress stream", source)
+        raise BenchFormatError("no request_start events: expected a llama-benchy progress stream with requests", source)
     unfinished = [r for r in reqs.values() if "end" not in r]
     if unfinished:
         raise BenchFormatError(
@@ -309,13 +314,26 @@ def progress_runs(text: str, source: str) -> list[ParsedRun]:
             source,
             unfinished[0]["line"],
         )
+    for r in reqs.values():
+        if r["error"]:
+            continue
+        if r["ttft"] is None:
+            raise BenchFormatError("request without an error: expected a request_first_token event", source, r["line"])
+        if r["total_tokens"] is None or sum(r["token_counts"]) != r["total_tokens"]:
+            raise BenchFormatError(
+                f"tokens events of this request sum to {sum(r['token_counts'])} but its request_end says "
+                f"{r['total_tokens']}: expected them to agree (missing or corrupt events?)",
+                source,
+                r["line"],
+            )
     groups: dict[tuple[Any, ...], list[Any]] = {}
     for rid, r in reqs.items():
         groups.setdefault(r["key"], []).append(rid)
     runs = []
     for key, rids in groups.items():
-        model, prompt, response, depth, conc = key
+        prompt, response, depth, conc = key
         rows = [reqs[i] for i in rids]
+        model = rows[0]["model"]
         itl, ttft, e2e, tg = [], [], [], []
         for r in rows:
             ts = np.asarray(r["token_ts"], dtype=np.float64)

@@ -135,8 +135,6 @@ def _resolve_one(p: ParsedRun, o: ImportOptions, run_id: str, next_start: float 
     summary = dict(p.summary)
     if req is not None and starts is not None:
         requests = _requests(req, starts, run_id, timing)
-        if duration is None and end_s is not None and start_s is not None:
-            summary["duration_s"] = end_s - start_s
 
     meta = {k: p.meta.get(k) for k in META_KEYS}
     rate = meta.get("request_rate")
