@@ -89,22 +89,23 @@ def run_benchmark(cfg: AgentConfig, command: list[str], *, group: str, phase: st
     _deliver(sender, "end")
     sender.stop(1.0)
     if result is not None:
-        _import(result, run_id, phase, group, store, wall_start_ns / 1e9, mono_start)
+        _import(result, run_id, phase, group, cfg.node, store, wall_start_ns / 1e9, mono_start)
     return code
 
 
-def import_command(result: Path, run_id: str, phase: str, group: str, store: str | None, wall_start: float,
-                   mono_start: float) -> list[str]:
+def import_command(result: Path, run_id: str, phase: str, group: str, node: str, store: str | None,
+                   wall_start: float, mono_start: float) -> list[str]:
+    """The importer's command line (``neighborscope import bench ...``) for a result file."""
     cmd = [sys.executable, "-m", "telemetry.cli", "import", "bench", str(result), "--run", run_id, "--phase", phase,
-           "--group", group, "--wall-start", repr(wall_start), "--monotonic-start", repr(mono_start)]
+           "--group", group, "--node", node, "--wall-start", repr(wall_start), "--monotonic-start", repr(mono_start)]
     if store:
         cmd += ["--store", store]
     return cmd
 
 
-def _import(result: Path, run_id: str, phase: str, group: str, store: str | None, wall_start: float,
+def _import(result: Path, run_id: str, phase: str, group: str, node: str, store: str | None, wall_start: float,
             mono_start: float) -> None:
-    cmd = import_command(result, run_id, phase, group, store, wall_start, mono_start)
+    cmd = import_command(result, run_id, phase, group, node, store, wall_start, mono_start)
     shown = " ".join(["neighborscope", *cmd[3:]])
     if not result.exists():
         _say(f"no result file {result}: nothing to import (the run_events are recorded)")
