@@ -103,6 +103,13 @@ def _lag(x: np.ndarray, tau_s: float) -> np.ndarray:
     return y
 
 
+def _noise(rng: np.random.Generator, sigma: float, shape: tuple[int, int]) -> np.ndarray:
+    """float32 normal noise (half the memory traffic of float64)."""
+    out = rng.standard_normal(shape, dtype=np.float32)
+    out *= np.float32(sigma)
+    return out
+
+
 def node_state(scenario: Scenario, seed: int, press: dict[str, dict[str, np.ndarray]],
                runs: list[tuple[str, int, ServingResult]]) -> NodeState:
     """Compute the per-second state of the node (see module docstring)."""
@@ -115,8 +122,8 @@ def node_state(scenario: Scenario, seed: int, press: dict[str, dict[str, np.ndar
     tenants = {t.group: t for t in scenario.tenants}
     serving_run = {g for g, _, _ in runs}
 
-    util = np.zeros((T, D))
-    prefill_share = np.zeros((T, D))
+    util = np.zeros((T, D), dtype=np.float32)
+    prefill_share = np.zeros((T, D), dtype=np.float32)
     # group activity per second (0..1), from runs for serving groups that ran the benchmark
     group_act: dict[str, np.ndarray] = {}
     group_pre: dict[str, np.ndarray] = {}
@@ -141,11 +148,11 @@ def node_state(scenario: Scenario, seed: int, press: dict[str, dict[str, np.ndar
             prefill_share[:, j] = group_pre[d.group]
         else:
             util[:, j] = act * t.util
-    util = np.clip(util + (util > 0) * rng.normal(0, 0.02, (T, D)), 0, 1)
+    util = np.clip(util + (util > 0) * _noise(rng, 0.02, (T, D)), 0, 1)
 
-    thermal_p = np.zeros((T, D))
-    power_p = np.zeros((T, D))
-    pcie_p = np.zeros((T, D))
+    thermal_p = np.zeros((T, D), dtype=np.float32)
+    power_p = np.zeros((T, D), dtype=np.float32)
+    pcie_p = np.zeros((T, D), dtype=np.float32)
     for j, d in enumerate(devs):
         res = press.get(d.group, {})
         if "thermal" in res:
@@ -156,11 +163,11 @@ def node_state(scenario: Scenario, seed: int, press: dict[str, dict[str, np.ndar
             pcie_p[:, j] = res["pcie"]
 
     spec = [SPECS[d.model] for d in devs]
-    idle = np.array([s.idle_w for s in spec])
-    mx = np.array([s.max_w for s in spec])
-    lim = np.array([s.limit_w for s in spec])
+    idle = np.array([s.idle_w for s in spec], dtype=np.float32)
+    mx = np.array([s.max_w for s in spec], dtype=np.float32)
+    lim = np.array([s.limit_w for s in spec], dtype=np.float32)
     power = idle + (mx - idle) * util**0.9 / (1 + 0.5 * (thermal_p + power_p))
-    power = np.minimum(power * (1 + rng.normal(0, 0.012, (T, D))), lim)
+    power = np.minimum(power * (1 + _noise(rng, 0.012, (T, D))), lim)
 
     zones = sorted({d.cooling_zone for d in devs})
     zidx = np.array([zones.index(d.cooling_zone) for d in devs])
@@ -168,16 +175,16 @@ def node_state(scenario: Scenario, seed: int, press: dict[str, dict[str, np.ndar
     for z in range(len(zones)):
         zone_power[:, z] = power[:, zidx == z].sum(axis=1)
     others_kw = (zone_power[:, zidx] - power) / 1000.0
-    r = np.array([s.r_c_per_w for s in spec])
-    target = INLET_C + r * power + ZONE_K_C_PER_KW * others_kw + 40.0 * thermal_p
-    temp = _lag(target, TEMP_TAU_S) + rng.normal(0, 0.25, (T, D))
+    r = np.array([s.r_c_per_w for s in spec], dtype=np.float32)
+    target = np.float32(INLET_C) + r * power + ZONE_K_C_PER_KW * others_kw + 40.0 * thermal_p
+    temp = _lag(target, TEMP_TAU_S) + _noise(rng, 0.25, (T, D))
 
-    f_busy = np.array([s.clock_busy_mhz for s in spec])
-    f_idle = np.array([s.clock_idle_mhz for s in spec])
+    f_busy = np.array([s.clock_busy_mhz for s in spec], dtype=np.float32)
+    f_idle = np.array([s.clock_idle_mhz for s in spec], dtype=np.float32)
     clock = (f_idle + (f_busy - f_idle) * np.minimum(1.0, util * 4)) / (1 + thermal_p + power_p)
-    clock = clock * (1 + rng.normal(0, 0.004, (T, D)))
+    clock = clock * (1 + _noise(rng, 0.004, (T, D)))
 
-    pcie_rx = np.zeros((T, D))
+    pcie_rx = np.zeros((T, D), dtype=np.float32)
     for j, d in enumerate(devs):
         t = tenants.get(d.group)
         if t is None:
@@ -187,10 +194,10 @@ def node_state(scenario: Scenario, seed: int, press: dict[str, dict[str, np.ndar
             pcie_rx[:, j] = demand / (1 + 10.0 * pcie_p[:, j])
         else:
             pcie_rx[:, j] = group_act[d.group] * t.pcie_bytes_per_s
-    pcie_rx = np.maximum(pcie_rx * (1 + rng.normal(0, 0.05, (T, D))), 0) + 2e5
+    pcie_rx = np.maximum(pcie_rx * (1 + _noise(rng, 0.05, (T, D))), 0) + 2e5
     pcie_tx = pcie_rx * np.where([d.vendor == "amd" for d in devs], 0.35, 0.6) + 1e5
 
-    mem_used = np.zeros((T, D))
+    mem_used = np.zeros((T, D), dtype=np.float32)
     for j, d in enumerate(devs):
         s = SPECS[d.model]
         t = tenants.get(d.group)
@@ -315,13 +322,22 @@ def frames(state: NodeState, scenario: Scenario, start_ns: int, t0: int, t1: int
         "ecc_corrected_count": _nulls(amd, np.zeros((T, D))),
         "ecc_uncorrected_count": _nulls(amd, np.zeros((T, D))),
     }
-    accel = {k: (np.ascontiguousarray(v).reshape(-1) if isinstance(v, np.ndarray) and v.ndim == 2 else v)
-             for k, v in accel.items()}
-    for k in ("pcie_link_gen", "pcie_link_width"):
-        accel[k] = accel[k].astype(np.int64)
-    accel_df = pl.DataFrame(accel)
-    for k in ("pcie_replay_count", "ecc_corrected_count", "ecc_uncorrected_count"):
-        accel_df = accel_df.with_columns(pl.col(k).fill_nan(None).cast(pl.Int64))
+    ints = ("pcie_link_gen", "pcie_link_width", "pcie_replay_count", "ecc_corrected_count",
+            "ecc_uncorrected_count")
+    cols: list[pl.Series] = []
+    for k, v in accel.items():
+        if isinstance(v, np.ndarray) and v.ndim == 2:
+            v = np.ascontiguousarray(v).reshape(-1)
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+            ser = pl.Series(k, v, dtype=pl.Float64, nan_to_null=True)  # NaN = unsupported -> null
+            cols.append(ser.cast(pl.Int64) if k in ints else ser)
+        elif isinstance(v, np.ndarray) and k in ints:
+            cols.append(pl.Series(k, v.astype(np.int64)))
+        elif isinstance(v, str):
+            cols.append(pl.repeat(v, T * D, dtype=pl.String, eager=True).alias(k))
+        else:
+            cols.append(pl.Series(k, v) if not isinstance(v, pl.Series) else v.alias(k))
+    accel_df = pl.DataFrame(cols)
 
     # ----- host
     ncores = topo.cpu_count
