@@ -28,10 +28,13 @@ class CollectorProcess:
     extra_args: list[str] = field(default_factory=list)
     port: int = 0
     proc: subprocess.Popen | None = None
+    scheme: str = "http"
+    verify: str | bool = True
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = "localhost" if self.scheme == "https" else "127.0.0.1"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def start(self, timeout_s: float = 30.0) -> CollectorProcess:
         port_file = self.workdir / f"collector-{time.monotonic_ns()}.port"
@@ -48,7 +51,7 @@ class CollectorProcess:
             if port_file.exists():
                 self.port = int(port_file.read_text())
                 try:
-                    if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    if httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code == 200:
                         return self
                 except httpx.HTTPError:
                     pass
@@ -78,12 +81,20 @@ def collector_factory(tmp_path: Path) -> Iterator:
     """Start collectors: `collector_factory(store=..., tokens={...})`; all are stopped at teardown."""
     started: list[CollectorProcess] = []
 
-    def make(store: str | None = None, tokens: dict[str, str] | None = None, extra_args: list[str] | None = None):
+    def make(
+        store: str | None = None,
+        tokens: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+        scheme: str = "http",
+        verify: str | bool = True,
+    ):
         cp = CollectorProcess(
             store=store or str(tmp_path / "store"),
             workdir=tmp_path,
-            tokens=tokens or {"node1": "token-node1", "node2": "token-node2"},
+            tokens={"node1": "token-node1", "node2": "token-node2"} if tokens is None else tokens,
             extra_args=extra_args or [],
+            scheme=scheme,
+            verify=verify,
         )
         started.append(cp)
         return cp.start()

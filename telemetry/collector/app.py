@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from telemetry import __version__
 from telemetry.batch import BatchAck, BatchIn, ForeignNodeError, batch_frames
 from telemetry.collector.metrics import CollectorMetrics
+from telemetry.collector.ratelimit import TokenBuckets, retry_after_header
 from telemetry.collector.settings import CollectorSettings
 from telemetry.errors import LineProtocolError, SchemaError, StoreError, StoreUnavailableError
 from telemetry.line_protocol import decode
@@ -66,7 +67,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         400: "Malformed body (bad JSON, bad line protocol, unknown field)",
         401: "Missing or wrong token",
         403: "The token belongs to another node",
-        413: "Body larger than max_body_bytes",
+        413: "Body larger than max_body_bytes, or more rows than max_batch_rows",
+        429: "The node is over its rate budget; retry after Retry-After seconds",
         415: "Unsupported Content-Encoding",
         422: "A value does not fit the schema (the field and sample index are named)",
         503: "The store is unavailable; retry later",
@@ -155,6 +157,8 @@ def _bearer(request: Request) -> str | None:
 
 
 def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
+    """The collector app. ``app.state.settings`` may be replaced at run time (SIGHUP reload): tokens,
+    limits and rate budgets are read from it on every request."""
     metrics = CollectorMetrics()
     app = FastAPI(
         title="neighborscope collector",
@@ -163,6 +167,30 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
     )
     app.state.store = store
     app.state.metrics = metrics
+    app.state.settings = settings
+    buckets: dict[tuple[float, float], TokenBuckets] = {}
+
+    def _limit(node: str, rows: int) -> None:
+        opts = app.state.settings.collector
+        if rows > opts.max_batch_rows:
+            metrics.rejects.labels("too_large").inc()
+            raise ApiError(413, "too_large", f"{rows} rows in one batch; the limit is {opts.max_batch_rows}")
+        if opts.rate_limit_rows_per_s <= 0:
+            return
+        burst = opts.rate_limit_burst_rows or 10 * opts.rate_limit_rows_per_s
+        bucket = buckets.setdefault(
+            (opts.rate_limit_rows_per_s, burst), TokenBuckets(opts.rate_limit_rows_per_s, burst)
+        )
+        wait = bucket.take(node, rows)
+        if wait > 0:
+            metrics.rejects.labels("rate_limited").inc()
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"node {node!r} is over its budget of {opts.rate_limit_rows_per_s:g} rows/s; retry later",
+                headers={"Retry-After": retry_after_header(wait)},
+            )
+
     app.add_middleware(BodyLimit, max_bytes=settings.collector.max_body_bytes)
 
     async def authenticate(request: Request) -> str:
@@ -170,7 +198,7 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
         if token is None:
             metrics.rejects.labels("unauthenticated").inc()
             raise ApiError(401, "unauthenticated", "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        node = settings.node_for_token(token)
+        node = app.state.settings.node_for_token(token)
         if node is None:
             metrics.rejects.labels("unauthenticated").inc()
             raise ApiError(401, "unauthenticated", "unknown token", headers={"WWW-Authenticate": "Bearer"})
@@ -227,8 +255,9 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
         except SchemaError as exc:
             metrics.rejects.labels("invalid").inc()
             raise ApiError(422, "invalid", str(exc), exc.where) from None
-        new = await _store(store.write_batch, BatchKey(batch.node, batch.boot_id, batch.seq), frames)
         rows = sum(f.height for f in frames.values())
+        _limit(node, rows)
+        new = await _store(store.write_batch, BatchKey(batch.node, batch.boot_id, batch.seq), frames)
         metrics.batches.labels("stored" if new else "duplicate").inc()
         if new:
             for m, f in frames.items():
@@ -260,6 +289,7 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
                 frames[m] = f.with_columns(pl.col("node").fill_null(node))
             else:
                 frames[m] = f.with_columns(pl.lit(node).alias("node"))
+        _limit(node, sum(f.height for f in frames.values()))
         lines = 0
         for m, f in frames.items():
             await _store(store.write, m, f)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 from pathlib import Path
 
@@ -61,9 +62,14 @@ def collector(
         None, "--hash-token", help="Print the sha256 of a token for the config and exit."
     ),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate (chain): serve HTTPS."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert."),
 ) -> None:
     """Run the collector: agents POST batches to /v1/batches; Telegraf / influx clients write line
     protocol to /api/v2/write or /write; /healthz and /metrics for operations.
+
+    Send SIGHUP to reload --config (tokens, limits) without a restart. With --tls-cert/--tls-key the
+    collector speaks HTTPS only.
 
     Example: neighborscope collector --store ./data --config collector.toml --port 8428
     """
@@ -73,7 +79,13 @@ def collector(
     if hash_token is not None:
         typer.echo(_hash(hash_token))
         return
-    settings = load_settings(config, _parse_tokens(node_token))
+    extra = _parse_tokens(node_token)
+    settings = load_settings(config, extra)
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    for p in (tls_cert, tls_key):
+        if p is not None and not p.is_file():
+            raise ConfigError(f"{p}: no such file")
     if not settings.nodes:
         if not _is_loopback(host):
             raise ConfigError(f"refusing to listen on {host} without node tokens (--config or --node-token)")
@@ -94,8 +106,27 @@ def collector(
         tmp = port_file.with_suffix(".tmp")
         tmp.write_text(str(bound))
         tmp.replace(port_file)
-    typer.echo(f"neighborscope collector listening on http://{host}:{bound} (store: {db!r})", err=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=10))
+
+    def reload(_signum: int, _frame: object) -> None:
+        try:
+            app.state.settings = load_settings(config, extra)
+            typer.echo(f"reloaded {config}: {len(app.state.settings.nodes)} node(s)", err=True)
+        except ConfigError as exc:
+            typer.echo(f"reload failed, keeping the old settings: {exc}", err=True)
+
+    signal.signal(signal.SIGHUP, reload)
+    scheme = "https" if tls_cert else "http"
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level=log_level,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            ssl_certfile=str(tls_cert) if tls_cert else None,
+            ssl_keyfile=str(tls_key) if tls_key else None,
+        )
+    )
+    typer.echo(f"neighborscope collector listening on {scheme}://{host}:{bound} (store: {db!r})", err=True)
     try:
         server.run(sockets=[sock])
     finally:

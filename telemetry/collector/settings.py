@@ -3,6 +3,8 @@
 ```toml
 [collector]
 max_body_bytes = 16777216        # 413 above this (compressed or not)
+max_batch_rows = 1000000         # 413 for a batch with more rows
+rate_limit_rows_per_s = 50000    # per node; 429 + Retry-After above (0 = unlimited)
 
 [nodes.node1]
 token = "s3cret"                 # or, better, the hash:
@@ -47,6 +49,11 @@ class CollectorOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_body_bytes: int = Field(default=16 * 2**20, ge=1024, le=2**31)
+    max_batch_rows: int = Field(default=1_000_000, ge=1, description="413 for a batch with more rows")
+    rate_limit_rows_per_s: float = Field(
+        default=0.0, ge=0, description="per-node budget of rows per second (0 = unlimited); 429 + Retry-After above"
+    )
+    rate_limit_burst_rows: float = Field(default=0.0, ge=0, description="bucket size; default 10 s of the rate")
 
 
 class CollectorSettings(BaseModel):
