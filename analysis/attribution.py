@@ -1,0 +1,593 @@
+"""Attribution: who hurts the victim, through which shared resource, with what confidence.
+
+Public API (pure, frames in, frames out)::
+
+    topo = topology_frame(json.load(open("topology.json")))         # optional
+    sus = suspects("hive0", grid, topo)                               # who could interfere, and via what
+    idx = interference_index(grid.victim, baseline_phase="baseline")  # load-adjusted victim slowdown
+    act = suspect_activity(grid, sus, schedule=switch_schedule(run_events, grid.window_s))
+    med = mediators(grid, "hive0", topo)                              # victim-side resource signals
+    ranked = rank_antagonists(idx, act, med, sus, victim="hive0")     # ANTAGONIST_COLUMNS
+
+Method (analysis-methods.md §6b):
+
+1. **Interference index** (`interference_index`): per window, the victim's log output tok/s and log p99 ITL
+   are regressed on its own load (mean running requests, prefill tokens) with OLS fitted on baseline windows;
+   the residuals are robustly standardised (median / 1.4826 MAD of the baseline residuals) and combined as
+   ``index = (z_itl_p99 - z_tput) / 2`` (positive = slower than the victim's own load explains).
+2. **Suspects** (`suspects`): co-tenants sharing a PCIe switch, CPU socket or cooling / power zone with the
+   victim's devices per the declared topology; without a topology every co-tenant, through every resource.
+3. **Activity** (`suspect_activity`): 0..1 per window: the group's summed accelerator power scaled to its
+   observed range (every vendor reports power), or its tenant CPU for host-only groups; for a co-tenant switched
+   on / off by a randomised schedule (run_event switch_on / switch_off, >= 3 on and >= 3 off blocks) the
+   schedule itself (design ``interventional``). Co-tenants whose activity moves together (|r| > 0.95) are merged
+   (``tt+furiosa``): the data cannot tell them apart.
+4. **Primary score** (`rank_antagonists`): one joint OLS of the index on every suspect's activity at lags
+   0..3 windows plus a 60 s exponential smoothing (thermal is slow). Per suspect: the drop in residual sum of
+   squares when its columns join (partial R², reported as ``share_explained``), p by circular-shift permutation
+   (999 shifts; keeps autocorrelation), q by Benjamini–Hochberg across suspects. The effect = the sum of its
+   coefficients (sustained idle -> fully active) in the same regression on the log-throughput residual
+   (``effect_pct``) and on the log p99 ITL residual (``itl_p99_effect_pct``), CIs from Newey–West standard
+   errors. The CPI2 correlation (Zhang et al. 2013, threshold 0.35) is reported beside it (``cpi2_corr``).
+5. **Resource** (`resource_evidence`): per suspect and shared resource, victim-side mediators regressed on the
+   suspect's activity (Newey–West t): PCIe = drop in the victim's load-adjusted PCIe rate; CPU = saturated
+   cores on the victim's socket; thermal = victim clock drop, temperature; power = at-cap share. Throttle flags
+   (thermal / power) rising with the suspect are hard evidence. The strongest wins; ``evidence`` lists all.
+
+Output (`ANTAGONIST_COLUMNS`), best-first: victim, antagonist, resource, effect_pct, ci_low, ci_high,
+itl_p99_effect_pct, itl_ci_low, itl_ci_high, p_value, q_value, share_explained, cpi2_corr, significant, design
+(interventional | correlational), confidence (high | medium | low), evidence (list of str), shares (list of str).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from analysis import stats
+from analysis.align import Grid, window_expr
+
+RESOURCES = ("pcie", "cpu", "thermal", "power")
+LAGS = (0, 1, 2, 3)
+SMOOTH_S = 60.0
+N_SHIFTS = 999
+CPI2_THRESHOLD = 0.35
+MERGE_CORR = 0.95
+MIN_WINDOWS = 20
+
+ANTAGONIST_COLUMNS: dict[str, pl.DataType] = {
+    "victim": pl.String(),
+    "antagonist": pl.String(),
+    "resource": pl.String(),
+    "effect_pct": pl.Float64(),
+    "ci_low": pl.Float64(),
+    "ci_high": pl.Float64(),
+    "itl_p99_effect_pct": pl.Float64(),
+    "itl_ci_low": pl.Float64(),
+    "itl_ci_high": pl.Float64(),
+    "p_value": pl.Float64(),
+    "q_value": pl.Float64(),
+    "share_explained": pl.Float64(),
+    "cpi2_corr": pl.Float64(),
+    "significant": pl.Boolean(),
+    "design": pl.String(),
+    "confidence": pl.String(),
+    "evidence": pl.List(pl.String()),
+    "shares": pl.List(pl.String()),
+}
+
+SUSPECT_COLUMNS: dict[str, pl.DataType] = {
+    "suspect": pl.String(),
+    "shares": pl.List(pl.String()),
+    "resources": pl.List(pl.String()),
+    "reason": pl.String(),
+}
+
+_SHARE_TO_RESOURCE = {"pcie_switch": "pcie", "socket": "cpu", "cooling_zone": "thermal", "power_zone": "power"}
+
+
+# ------------------------------------------------------------------------------------------------ topology
+
+
+def topology_frame(doc: Mapping[str, Any] | pl.DataFrame) -> pl.DataFrame:
+    """Devices and the places they share: device, group, pcie_switch, socket, cooling_zone, power_zone.
+
+    Accepts the simulator's ``topology.json`` (``{"devices": [{"id", "group", "pcie_switch", "socket",
+    "cooling_zone", ...}]}``) or a frame with those columns (``id`` or ``device``). Host-only groups (a CPU job)
+    can be declared as ``{"groups": {"cpuhog": {"socket": 0}}}``: they share their socket.
+    """
+    if isinstance(doc, pl.DataFrame):
+        df = doc
+    else:
+        df = pl.DataFrame(list(doc.get("devices", [])), infer_schema_length=None) if doc.get("devices") else \
+            pl.DataFrame(schema={"device": pl.String})
+        extra = doc.get("groups") or {}
+        if extra:
+            host = pl.DataFrame([{"device": None, "group": g, **{k: v for k, v in spec.items()}}
+                                 for g, spec in extra.items()], infer_schema_length=None)
+            df = pl.concat([df.rename({"id": "device"}) if "id" in df.columns else df, host], how="diagonal_relaxed")
+    if "id" in df.columns and "device" not in df.columns:
+        df = df.rename({"id": "device"})
+    cols = []
+    for c in ("device", "group", "pcie_switch", "socket", "cooling_zone", "power_zone"):
+        cols.append(pl.col(c).cast(pl.String) if c in df.columns else pl.lit(None, dtype=pl.String).alias(c))
+    return df.select(cols)
+
+
+def suspects(victim: str, grid: Grid, topology: pl.DataFrame | None = None,
+             exclude: Sequence[str] = ()) -> pl.DataFrame:
+    """Co-tenants that could interfere with ``victim`` (`SUSPECT_COLUMNS`).
+
+    Candidates are the groups seen in the grid (accelerator groups and tenants) other than the victim. With a
+    topology, a candidate is a suspect through each place it shares with the victim's devices (same PCIe switch
+    -> pcie, same socket -> cpu, same cooling zone -> thermal, same power zone -> power); candidates that share
+    nothing are not suspects (still listed by `rank_antagonists` as not suspected). Without a topology every
+    candidate is a suspect through every resource.
+    """
+    seen: list[str] = []
+    for frame in (grid.groups, grid.tenants):
+        if frame.height and "group" in frame.columns:
+            seen.extend(g for g in frame["group"].unique().to_list() if g)
+    cands = [g for g in dict.fromkeys(sorted(seen)) if g != victim and g not in exclude]
+    rows = []
+    if topology is None or topology.height == 0:
+        for g in cands:
+            rows.append({"suspect": g, "shares": [], "resources": list(RESOURCES),
+                         "reason": "no topology declared: every co-tenant is a suspect"})
+        return pl.DataFrame(rows, schema=SUSPECT_COLUMNS)
+    vict = topology.filter(pl.col("group") == victim)
+    for g in cands:
+        mine = topology.filter(pl.col("group") == g)
+        shares, res = [], []
+        for col, r in _SHARE_TO_RESOURCE.items():
+            common = sorted(set(vict[col].drop_nulls().to_list()) & set(mine[col].drop_nulls().to_list()))
+            if common:
+                shares.append(f"{col}={','.join(common)}")
+                res.append(r)
+        if mine.height == 0:
+            rows.append({"suspect": g, "shares": [], "resources": list(RESOURCES),
+                         "reason": "not in the declared topology: suspect through every resource"})
+        elif res:
+            rows.append({"suspect": g, "shares": shares, "resources": res, "reason": "shares " + "; ".join(shares)})
+    return pl.DataFrame(rows, schema=SUSPECT_COLUMNS)
+
+
+# ------------------------------------------------------------------------------------------------ index
+
+
+def _design(frame: pl.DataFrame, cols: Sequence[str]) -> np.ndarray:
+    x = [np.ones(frame.height)]
+    for c in cols:
+        v = frame[c].cast(pl.Float64).fill_null(0.0).to_numpy()
+        x.append(v)
+    return np.column_stack(x)
+
+
+def interference_index(victim: pl.DataFrame, baseline_phase: str | None = None,
+                       baseline_mask: np.ndarray | None = None,
+                       load_cols: Sequence[str] = ("running_requests", "prefill_tokens")) -> pl.DataFrame:
+    """The victim's windows plus ``resid_log_tput``, ``resid_log_itl_p99``, ``z_tput``, ``z_itl_p99``,
+    ``index`` and ``in_baseline`` (see the module docstring). Windows without output tokens are dropped.
+
+    Baseline windows: ``baseline_mask`` if given, else ``phase == baseline_phase``, else all windows.
+    """
+    v = victim.filter(pl.col("output_tok_s") > 0).sort("window_start")
+    if v.height == 0:
+        return v.with_columns([pl.lit(None, dtype=pl.Float64).alias(c) for c in
+                               ("resid_log_tput", "resid_log_itl_p99", "z_tput", "z_itl_p99", "index")]
+                              + [pl.lit(None, dtype=pl.Boolean).alias("in_baseline")])
+    if baseline_mask is not None:
+        base = np.asarray(baseline_mask, dtype=bool)
+    elif baseline_phase is not None:
+        base = (v["phase"] == baseline_phase).to_numpy()
+    else:
+        base = np.ones(v.height, dtype=bool)
+    if base.sum() < max(MIN_WINDOWS // 2, len(load_cols) + 2):
+        base = np.ones(v.height, dtype=bool)
+    x = _design(v, load_cols)
+    # scale load columns for conditioning
+    sd = x[base].std(axis=0)
+    sd[sd == 0] = 1.0
+    sd[0] = 1.0
+    xs = x / sd
+    out = {}
+    for name, col in (("tput", "output_tok_s"), ("itl_p99", "itl_ms_p99")):
+        y = np.log(v[col].cast(pl.Float64).to_numpy())
+        ok = np.isfinite(y)
+        fit = ok & base
+        resid = np.full(v.height, np.nan)
+        if fit.sum() > xs.shape[1]:
+            beta, _ = stats.ols(y[fit], xs[fit])
+            resid[ok] = y[ok] - xs[ok] @ beta
+        out[f"resid_log_{name}"] = resid
+        ref = resid[fit & np.isfinite(resid)]
+        out[f"z_{name}"] = stats.robust_z(resid, ref) if len(ref) else resid
+    zt, zi = out["z_tput"], out["z_itl_p99"]
+    index = np.where(np.isfinite(zi), (zi - zt) / 2, -zt)
+    return v.with_columns(
+        *[pl.Series(k, val) for k, val in out.items()],
+        pl.Series("index", index),
+        pl.Series("in_baseline", base),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ activity
+
+
+def switch_schedule(run_events: pl.DataFrame, window_s: float) -> pl.DataFrame:
+    """On/off schedule of co-tenants from run_event switch_on / switch_off rows: window_start, group, on (0/1),
+    one row per window where the state is known (from the first event to the last).
+    Uses the ``tenant`` field (else the ``group`` tag) to name the co-tenant."""
+    if run_events.height == 0 or "event" not in run_events.columns:
+        return pl.DataFrame(schema={"window_start": pl.Datetime("ns", "UTC"), "group": pl.String, "on": pl.Float64})
+    ev = run_events.filter(pl.col("event").is_in(["switch_on", "switch_off"]))
+    if ev.height == 0:
+        return pl.DataFrame(schema={"window_start": pl.Datetime("ns", "UTC"), "group": pl.String, "on": pl.Float64})
+    name = pl.coalesce(pl.col("tenant"), pl.col("group")) if "tenant" in ev.columns else pl.col("group")
+    ev = ev.select(pl.col("time").cast(pl.Datetime("ns", "UTC")), name.alias("group"),
+                   (pl.col("event") == "switch_on").cast(pl.Float64).alias("on")).sort("time")
+    w_ns = round(window_s * 1e9)
+    t0 = int(ev["time"].cast(pl.Int64).min() // w_ns * w_ns)
+    t1 = int(ev["time"].cast(pl.Int64).max())
+    out = []
+    for (g,), part in ev.group_by("group"):
+        grid = pl.DataFrame({"window_start": pl.Series(np.arange(t0, t1 + w_ns * 3600, w_ns), dtype=pl.Int64)})
+        grid = grid.with_columns(pl.col("window_start").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"))
+        # state at the window's midpoint
+        mid = grid.with_columns((pl.col("window_start") + pl.duration(nanoseconds=w_ns // 2)).alias("time"))
+        j = mid.join_asof(part.select("time", "on"), on="time", strategy="backward")
+        out.append(j.select("window_start", pl.lit(g).alias("group"), "on").drop_nulls("on"))
+    return pl.concat(out)
+
+
+def _blocks(on: np.ndarray) -> tuple[int, int]:
+    """Number of on-blocks and off-blocks in a 0/1 series."""
+    if len(on) == 0:
+        return 0, 0
+    b = on > 0.5
+    starts = np.flatnonzero(np.diff(np.concatenate([[not b[0]], b])) != 0)
+    vals = b[starts]
+    return int(vals.sum()), int((~vals).sum())
+
+
+def suspect_activity(grid: Grid, suspect_frame: pl.DataFrame, schedule: pl.DataFrame | None = None,
+                     min_blocks: int = 3) -> pl.DataFrame:
+    """Activity 0..1 of each suspect on the victim's windows: window_start, suspect, activity, design.
+
+    ``design`` is ``interventional`` where ``schedule`` (`switch_schedule`) switched the suspect on and off at
+    least ``min_blocks`` times each during the victim's windows, else ``correlational`` (measured activity).
+    """
+    wins = grid.victim.select("window_start").unique().sort("window_start")
+    frames = []
+    for g in suspect_frame["suspect"].to_list():
+        series = None
+        design = "correlational"
+        if schedule is not None and schedule.height:
+            s = wins.join(schedule.filter(pl.col("group") == g).select("window_start", "on"), on="window_start",
+                          how="left")
+            on = s["on"].to_numpy().astype(float)
+            if np.isfinite(on).all():
+                n_on, n_off = _blocks(on)
+                if n_on >= min_blocks and n_off >= min_blocks:
+                    series, design = on, "interventional"
+        if series is None and grid.groups.height:
+            p = wins.join(grid.groups.filter(pl.col("group") == g).group_by("window_start").agg(
+                pl.col("power_w").sum()), on="window_start", how="left")["power_w"].to_numpy().astype(float)
+            if np.isfinite(p).any():
+                series = _scale01(p)
+        if series is None and grid.tenants.height:
+            c = wins.join(grid.tenants.filter(pl.col("group") == g).select("window_start", "cpu_pct"),
+                          on="window_start", how="left")["cpu_pct"].to_numpy().astype(float)
+            if np.isfinite(c).any():
+                series = _scale01(c)
+        if series is None:
+            continue
+        frames.append(wins.with_columns(pl.lit(g).alias("suspect"), pl.Series("activity", series),
+                                        pl.lit(design).alias("design")))
+    if not frames:
+        return pl.DataFrame(schema={"window_start": pl.Datetime("ns", "UTC"), "suspect": pl.String,
+                                    "activity": pl.Float64, "design": pl.String})
+    return pl.concat(frames)
+
+
+def _scale01(x: np.ndarray) -> np.ndarray:
+    x = np.where(np.isfinite(x), x, np.nan)
+    lo, hi = np.nanpercentile(x, 1), np.nanpercentile(x, 99)
+    if not np.isfinite(lo) or hi - lo <= 1e-9 * max(1.0, abs(hi)):
+        return np.zeros_like(x)
+    return np.nan_to_num(np.clip((x - lo) / (hi - lo), 0, 1), nan=0.0)
+
+
+# ------------------------------------------------------------------------------------------------ mediators
+
+
+def mediators(grid: Grid, victim: str, topology: pl.DataFrame | None = None,
+              baseline_mask: np.ndarray | None = None) -> pl.DataFrame:
+    """Victim-side resource signals per victim window (window_start first):
+
+    ``pcie_drop`` (minus the load-adjusted log PCIe rate of the victim's devices), ``cpu_saturation``
+    (saturated core share of the victim's socket(s); all sockets' max without topology), ``clock_drop``
+    (minus log mean SM clock), ``temp_c``, ``throttle_thermal_share``, ``throttle_power_share``,
+    ``at_power_cap_share``. Higher = more evidence. Missing telemetry gives nulls.
+    """
+    v = grid.victim.sort("window_start")
+    out = v.select("window_start", "running_requests", "prefill_tokens")
+    if grid.groups.height:
+        g = grid.groups.filter(pl.col("group") == victim).group_by("window_start").agg(
+            pl.col("pcie_bytes_per_s").sum(), pl.col("sm_clock_mhz").mean(), pl.col("temp_c").mean(),
+            pl.col("throttle_thermal_share").mean(), pl.col("throttle_power_share").mean(),
+            pl.col("at_power_cap_share").mean())
+        out = out.join(g, on="window_start", how="left")
+    else:
+        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in (
+            "pcie_bytes_per_s", "sm_clock_mhz", "temp_c", "throttle_thermal_share", "throttle_power_share",
+            "at_power_cap_share"))
+    if grid.sockets.height:
+        socks = None
+        if topology is not None and topology.height:
+            socks = topology.filter(pl.col("group") == victim)["socket"].drop_nulls().unique().to_list()
+        s = grid.sockets if not socks else grid.sockets.filter(pl.col("socket").is_in(socks))
+        s = s.group_by("window_start").agg(pl.col("saturated_core_share").max().alias("cpu_saturation"))
+        out = out.join(s, on="window_start", how="left")
+    else:
+        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("cpu_saturation"))
+    # load-adjusted PCIe: residual of log rate on the victim's own load, fitted on baseline windows
+    pc = np.log(np.maximum(out["pcie_bytes_per_s"].cast(pl.Float64).fill_null(np.nan).to_numpy(), 1.0))
+    ok = np.isfinite(pc) & (out["pcie_bytes_per_s"].is_not_null().to_numpy())
+    drop = np.full(out.height, np.nan)
+    if ok.sum() > 5:
+        x = _design(out, ("running_requests", "prefill_tokens"))
+        base = ok if baseline_mask is None or len(baseline_mask) != out.height else ok & baseline_mask
+        if base.sum() <= x.shape[1]:
+            base = ok
+        sd = x[base].std(axis=0)
+        sd[sd == 0] = 1.0
+        sd[0] = 1.0
+        beta, _ = stats.ols(pc[base], x[base] / sd)
+        drop[ok] = -(pc[ok] - (x[ok] / sd) @ beta)
+    clock = out["sm_clock_mhz"].cast(pl.Float64).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        clock_drop = -np.log(clock)
+    return out.select(
+        "window_start",
+        pl.Series("pcie_drop", drop),
+        pl.col("cpu_saturation").cast(pl.Float64),
+        pl.Series("clock_drop", clock_drop),
+        pl.col("temp_c").cast(pl.Float64),
+        pl.col("throttle_thermal_share").cast(pl.Float64),
+        pl.col("throttle_power_share").cast(pl.Float64),
+        pl.col("at_power_cap_share").cast(pl.Float64),
+    )
+
+
+# resource -> (mediator, kind): primary = victim-side performance signal; hard = throttle flag; context = weak
+_MEDIATORS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "pcie": (("pcie_drop", "primary", "victim's load-adjusted PCIe rate"),),
+    "cpu": (("cpu_saturation", "primary", "saturated cores on the victim's socket"),),
+    "thermal": (("clock_drop", "primary", "victim clock"), ("throttle_thermal_share", "hard", "thermal throttle flags"),
+                ("temp_c", "context", "victim temperature")),
+    "power": (("throttle_power_share", "hard", "power throttle flags"),
+              ("at_power_cap_share", "primary", "victim at its power cap")),
+}
+_T_EVIDENCE = 4.0  # |t| a mediator needs to count as evidence (Newey–West t; windows are autocorrelated)
+_HARD_SHARE = 0.05  # throttle flags: share of samples more while the suspect is active
+
+
+def _slope_t(y: np.ndarray, a: np.ndarray) -> tuple[float, float]:
+    ok = np.isfinite(y) & np.isfinite(a)
+    if ok.sum() < MIN_WINDOWS or np.std(a[ok]) < 1e-9 or np.std(y[ok]) < 1e-12:
+        return math.nan, math.nan
+    x = np.column_stack([np.ones(ok.sum()), a[ok]])
+    beta, resid = stats.ols(y[ok], x)
+    cov = stats.hac_cov(x, resid)
+    se = math.sqrt(max(cov[1, 1], 1e-300))
+    return float(beta[1]), float(beta[1] / se)
+
+
+def resource_evidence(suspect: str, activity: np.ndarray, med: pl.DataFrame, resources: Sequence[str],
+                      suspect_info: str = "") -> tuple[str, list[str], bool]:
+    """(resource, evidence lines, hard) for one suspect: the resource whose victim-side mediators move most
+    with the suspect's activity (throttle flags are hard evidence and win). ``unknown`` without evidence."""
+    best, best_score, hard_any = "unknown", 0.0, False
+    lines: list[str] = []
+    for r in resources:
+        score = 0.0
+        for col, kind, label in _MEDIATORS.get(r, ()):
+            if col not in med.columns:
+                continue
+            y = med[col].cast(pl.Float64).to_numpy()
+            slope, t = _slope_t(y, activity)
+            if not math.isfinite(t):
+                continue
+            if kind == "hard":
+                on, off = activity > 0.5, activity <= 0.5
+                if on.any() and off.any():
+                    d = float(np.nanmean(y[on]) - np.nanmean(y[off]))
+                    if d >= _HARD_SHARE and t >= _T_EVIDENCE:
+                        lines.append(f"{r}: {label} on {100 * np.nanmean(y[on]):.0f}% of samples while {suspect} "
+                                     f"is active vs {100 * np.nanmean(y[off]):.0f}% otherwise (hard evidence)")
+                        score = max(score, t) + 10.0
+                        hard_any = True
+                continue
+            if t >= _T_EVIDENCE:
+                if col in ("pcie_drop", "clock_drop"):
+                    what = f"{label} {-100 * (math.exp(slope) - 1):+.1f}% with {suspect} fully active"
+                elif col == "temp_c":
+                    what = f"{label} {slope:+.1f} degC with {suspect} fully active"
+                else:
+                    what = f"{label} {100 * slope:+.1f} points with {suspect} fully active"
+                lines.append(f"{r}: {what} (t={t:.1f})")
+                if kind == "primary":
+                    score = max(score, t)
+        if score > best_score:
+            best, best_score = r, score
+    if suspect_info:
+        lines.append(suspect_info)
+    return best, lines, hard_any
+
+
+# ------------------------------------------------------------------------------------------------ ranking
+
+
+def _lagged(a: np.ndarray, window_s: float) -> np.ndarray:
+    cols = []
+    for lag in LAGS:
+        cols.append(np.concatenate([np.full(lag, a[0]), a[: len(a) - lag]]) if lag else a)
+    alpha = 1 - math.exp(-window_s / SMOOTH_S)
+    sm = np.empty_like(a)
+    acc = a[0]
+    for i, x in enumerate(a):
+        acc = acc + alpha * (x - acc)
+        sm[i] = acc
+    cols.append(sm)
+    return np.column_stack(cols)
+
+
+def _cpi2(activity: np.ndarray, resid_itl: np.ndarray, base: np.ndarray) -> float:
+    """CPI2's antagonist correlation with c = exp(load-adjusted log p99 ITL), c_thr = 2 sigma of baseline."""
+    ok = np.isfinite(resid_itl)
+    ref = resid_itl[ok & base]
+    if len(ref) < 5 or activity[ok].sum() <= 0:
+        return math.nan
+    med = np.median(ref)
+    sd = 1.4826 * np.median(np.abs(ref - med)) or np.std(ref) or 1.0
+    c, c_thr = np.exp(resid_itl[ok]), math.exp(med + 2 * sd)
+    u = activity[ok]
+    terms = np.where(c > c_thr, u * (1 - c_thr / c), u * (c / c_thr - 1))
+    return float(np.clip(terms.sum() / u.sum(), -1, 1))
+
+
+def _merge_collinear(names: list[str], acts: list[np.ndarray], designs: list[str]):
+    groups: list[list[int]] = []
+    for i, a in enumerate(acts):
+        for grp in groups:
+            b = acts[grp[0]]
+            if np.std(a) > 0 and np.std(b) > 0 and abs(np.corrcoef(a, b)[0, 1]) > MERGE_CORR:
+                grp.append(i)
+                break
+        else:
+            groups.append([i])
+    out_names = ["+".join(names[i] for i in grp) for grp in groups]
+    out_acts = [np.mean([acts[i] for i in grp], axis=0) for grp in groups]
+    out_designs = ["interventional" if all(designs[i] == "interventional" for i in grp) else "correlational"
+                   for grp in groups]
+    return out_names, out_acts, out_designs, groups
+
+
+def rank_antagonists(
+    index: pl.DataFrame,
+    activity: pl.DataFrame,
+    mediator_frame: pl.DataFrame,
+    suspect_frame: pl.DataFrame,
+    *,
+    victim: str,
+    window_s: float,
+    q: float = 0.05,
+    n_shifts: int = N_SHIFTS,
+    seed: int = 0,
+) -> tuple[pl.DataFrame, list[str]]:
+    """The ranked antagonists of ``victim`` (`ANTAGONIST_COLUMNS`) and notes.
+
+    ``index``: `interference_index`; ``activity``: `suspect_activity`; ``mediator_frame``: `mediators`;
+    ``suspect_frame``: `suspects`. Ranking: significant (q < ``q`` and harmful) first, by effect on the index,
+    then the rest by p-value.
+    """
+    notes: list[str] = []
+    idx = index.filter(pl.col("index").is_finite()).sort("window_start")
+    if idx.height < MIN_WINDOWS or activity.height == 0:
+        notes.append(f"attribution skipped: {idx.height} usable victim windows, "
+                     f"{activity['suspect'].n_unique() if activity.height else 0} suspects with telemetry")
+        return pl.DataFrame(schema=ANTAGONIST_COLUMNS), notes
+    wins = idx.select("window_start")
+    names, acts, designs = [], [], []
+    for (name,), part in activity.group_by("suspect", maintain_order=True):
+        a = wins.join(part.select("window_start", "activity"), on="window_start", how="left")["activity"]
+        arr = a.fill_null(0.0).to_numpy().astype(float)
+        if np.std(arr) < 1e-6:
+            notes.append(f"{name}: activity never changed while {victim} ran, so it cannot be tested")
+            continue
+        names.append(name)
+        acts.append(arr)
+        designs.append(part["design"][0])
+    if not names:
+        return pl.DataFrame(schema=ANTAGONIST_COLUMNS), notes
+    names, acts, designs, _ = _merge_collinear(names, acts, designs)
+    for n in names:
+        if "+" in n:
+            notes.append(f"{n.replace('+', ' and ')} switched together: their effects cannot be separated")
+    y = idx["index"].to_numpy()
+    blocks = [_lagged(a, window_s) for a in acts]
+    controls = np.ones((len(y), 1))
+    rng = np.random.default_rng(seed)
+    min_shift = max(1, math.ceil(SMOOTH_S / window_s))
+    stat, p = stats.circular_shift_pvalues(y, blocks, controls, n_shifts, rng, min_shift=min(min_shift, len(y) // 4))
+    x = np.column_stack([controls, *blocks])
+    beta_i, resid_i = stats.ols(y, x)
+    rss_full = float(resid_i @ resid_i)
+    tss = float(((y - y.mean()) ** 2).sum()) or 1.0
+    qv = stats.bh(p)
+    base = idx["in_baseline"].fill_null(False).to_numpy()
+    out_rows = []
+    k = blocks[0].shape[1]
+    effects: dict[str, tuple[float, float, float]] = {}
+    for col in ("resid_log_tput", "resid_log_itl_p99"):
+        yy = idx[col].cast(pl.Float64).to_numpy()
+        ok = np.isfinite(yy)
+        if ok.sum() < MIN_WINDOWS:
+            continue
+        beta, resid = stats.ols(yy[ok], x[ok])
+        cov = stats.hac_cov(x[ok], resid)
+        for j, n in enumerate(names):
+            sl = slice(1 + j * k, 1 + (j + 1) * k)
+            b = float(beta[sl].sum())
+            se = math.sqrt(max(float(cov[sl, sl].sum()), 0.0))
+            effects[f"{col}:{n}"] = (b, b - 1.96 * se, b + 1.96 * se)
+    for j, n in enumerate(names):
+        sl = slice(1 + j * k, 1 + (j + 1) * k)
+        harm = float(beta_i[sl].sum())
+        members = [s for s in n.split("+")]
+        info = suspect_frame.filter(pl.col("suspect").is_in(members))
+        res = sorted({r for lst in info["resources"].to_list() for r in lst}) or list(RESOURCES)
+        shares = sorted({s for lst in info["shares"].to_list() for s in lst})
+        resource, lines, hard = resource_evidence(n, acts[j], mediator_frame, res)
+        tp = effects.get(f"resid_log_tput:{n}", (math.nan,) * 3)
+        it = effects.get(f"resid_log_itl_p99:{n}", (math.nan,) * 3)
+        sig = bool(math.isfinite(qv[j]) and qv[j] < q and harm > 0)
+        if designs[j] == "interventional" and sig:
+            conf = "high"
+        elif sig and (hard or resource != "unknown"):
+            conf = "medium"
+        else:
+            conf = "low"
+        if designs[j] == "interventional":
+            lines.insert(0, f"estimated from the randomised on/off schedule of {n} (interventional)")
+        out_rows.append({
+            "victim": victim, "antagonist": n, "resource": resource,
+            "effect_pct": _pct(tp[0]), "ci_low": _pct(tp[1]), "ci_high": _pct(tp[2]),
+            "itl_p99_effect_pct": _pct(it[0]), "itl_ci_low": _pct(it[1]), "itl_ci_high": _pct(it[2]),
+            "p_value": float(p[j]), "q_value": float(qv[j]),
+            "share_explained": float(stat[j] / tss) if math.isfinite(stat[j]) else None,
+            "cpi2_corr": _cpi2(acts[j], idx["resid_log_itl_p99"].cast(pl.Float64).to_numpy(), base),
+            "significant": sig, "design": designs[j], "confidence": conf, "evidence": lines, "shares": shares,
+            "_harm": harm,
+        })
+    notes.append(f"joint regression of the interference index on {len(names)} suspect(s) x lags {list(LAGS)} windows "
+                 f"+ {SMOOTH_S:g} s smoothing: R^2 = {1 - rss_full / tss:.2f}; p by {n_shifts} circular shifts, "
+                 f"q by Benjamini-Hochberg across suspects")
+    out_rows.sort(key=lambda r: (not r["significant"], -r["_harm"] if r["significant"] else r["p_value"]))
+    for r in out_rows:
+        r.pop("_harm")
+    return pl.DataFrame(out_rows, schema=ANTAGONIST_COLUMNS), notes
+
+
+def _pct(log_effect: float) -> float | None:
+    return 100.0 * (math.exp(log_effect) - 1.0) if math.isfinite(log_effect) else None
+
+
+def window_of(frame: pl.DataFrame, window_s: float, col: str = "time") -> pl.DataFrame:
+    """``frame`` with its ``col`` floored to the grid as ``window_start`` (helper for callers)."""
+    return frame.with_columns(window_expr(window_s, col).alias("window_start"))

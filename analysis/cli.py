@@ -1,0 +1,126 @@
+"""`neighborscope analyze`: a thin command over `analysis.analyze` (I/O and rendering only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from telemetry.errors import NeighborscopeError
+
+
+def _fmt(v: float | None, spec: str = "+.2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def render(result, console=None) -> None:
+    """Print the phase table and the ranked antagonists as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    con = console or Console()
+    ph = result.phases
+    if ph.height:
+        tab = Table(title=f"Phase degradation{f' of {result.victim}' if result.victim else ''} (change vs baseline)")
+        for col in ("group", "phase", "metric", "side", "baseline", "value", "change %", "95% CI %", "q", "method",
+                    "verdict"):
+            tab.add_column(col, justify="right" if col in ("baseline", "value", "change %", "q") else "left")
+        for r in ph.iter_rows(named=True):
+            ci = "-" if r["ci_low_pct"] is None else f"[{r['ci_low_pct']:+.2f}, {r['ci_high_pct']:+.2f}]"
+            style = {"degraded": "red", "improved": "green", "equivalent": "cyan"}.get(r["verdict"], "")
+            tab.add_row(r["group"], f"{r['phase']} vs {r['baseline_phase']}", r["metric"], r["side"],
+                        _fmt(r["baseline_value"], ".2f"), _fmt(r["value"], ".2f"), _fmt(r["change_pct"]), ci,
+                        _fmt(r["q_value"], ".3f"), r["method"], f"[{style}]{r['verdict']}[/]" if style else r["verdict"])
+        con.print(tab)
+    ant = result.antagonists
+    if ant.height:
+        tab = Table(title=f"Who slows {result.victim} (ranked)")
+        for col in ("#", "antagonist", "resource", "tok/s effect %", "95% CI %", "p99 ITL effect %", "q", "design",
+                    "confidence", "evidence"):
+            tab.add_column(col)
+        for i, r in enumerate(ant.iter_rows(named=True), 1):
+            ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+            name = f"[bold red]{r['antagonist']}[/]" if r["significant"] else r["antagonist"]
+            tab.add_row(str(i), name, r["resource"], _fmt(r["effect_pct"]), ci, _fmt(r["itl_p99_effect_pct"]),
+                        _fmt(r["q_value"], ".3f"), r["design"], r["confidence"], "\n".join(r["evidence"][:3]))
+        con.print(tab)
+    for n in result.notes:
+        con.print(f"[dim]note: {n}[/]")
+
+
+def analyze(
+    victim: str | None = typer.Option(None, "--victim", "-v", help="Group to analyse, e.g. hive0."),
+    store: str = typer.Option("neighborscope-data/store", "--store", envvar="NEIGHBORSCOPE_STORE",
+                              help="Store path or URL (file://, influx://)."),
+    run: list[str] = typer.Option([], "--run", help="Run id(s) to include (repeatable); default: all."),
+    phase: list[str] = typer.Option([], "--phase", help="Phase(s) to include (repeatable); default: all."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Baseline phase (default: each group's first)."),
+    phase_order: str | None = typer.Option(None, "--phase-order", help="Phases in order, comma-separated."),
+    node: str | None = typer.Option(None, "--node", help="Only runs / telemetry of this node."),
+    start: str | None = typer.Option(None, "--start", help="Runs starting at or after (ISO time)."),
+    end: str | None = typer.Option(None, "--end", help="Runs starting before (ISO time)."),
+    topology: Path | None = typer.Option(None, "--topology", help="Topology JSON (e.g. the simulator's)."),
+    bench: list[Path] = typer.Option([], "--bench", help="Benchmark file(s) to analyse directly, without a store."),
+    blocks: str | None = typer.Option(
+        None, "--blocks", help="With --bench: PHASE/GROUP of each run in file order, e.g. "
+        "baseline/hive0,dual/hive0,dual/hive1,stress/hive0,stress/hive1."),
+    fmt: str | None = typer.Option(None, "--format", help="With --bench: force the benchmark format."),
+    tput_pct: float = typer.Option(3.0, "--throughput-threshold", help="Practical threshold for throughput, %."),
+    p99_pct: float = typer.Option(5.0, "--p99-threshold", help="Practical threshold for p99 latencies, %."),
+    p50_pct: float = typer.Option(3.0, "--p50-threshold", help="Practical threshold for p50 latencies, %."),
+    slo_ttft: float | None = typer.Option(None, "--slo-ttft-ms", help="Goodput SLO on TTFT (default: baseline p90)."),
+    slo_tpot: float | None = typer.Option(None, "--slo-tpot-ms", help="Goodput SLO on TPOT (default: baseline p90)."),
+    q: float = typer.Option(0.05, "--q", help="False discovery rate (Benjamini-Hochberg)."),
+    window: float | None = typer.Option(None, "--window-s", help="Grid window in s (default: adaptive)."),
+    shifts: int = typer.Option(999, "--shifts", help="Circular shifts of the permutation test."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutations."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON to this file ('-': stdout)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table on the terminal."),
+) -> None:
+    """Do co-tenants slow the victim down, by how much, and who is to blame?
+
+    Prints the phase table (each metric of each phase vs the baseline, with an honest interval or none) and
+    the ranked antagonists (effect, interval, q-value, resource, evidence). Schema of --json: docs/analysis.md.
+
+    Examples:
+      neighborscope analyze --store neighborscope-data/store --victim hive0 --json result.json
+      neighborscope analyze --bench seed000.txt --blocks baseline/hive0,dual/hive0,dual/hive1,stress/hive0,stress/hive1
+    """
+    from datetime import datetime
+
+    from analysis.analyze import analyze as run_analysis
+    from analysis.analyze import analyze_bench_files, load_topology, parse_blocks
+    from analysis.degradation import Thresholds
+
+    th = Thresholds(throughput_pct=tput_pct, p99_pct=p99_pct, p50_pct=p50_pct, slo_ttft_ms=slo_ttft,
+                    slo_tpot_ms=slo_tpot, q=q, seed=seed)
+    order = [p.strip() for p in phase_order.split(",") if p.strip()] if phase_order else None
+    try:
+        if bench:
+            result = analyze_bench_files(bench, parse_blocks(blocks) if blocks else None, victim=victim,
+                                         baseline=baseline, phase_order=order, thresholds=th, fmt=fmt, seed=seed)
+        else:
+            from telemetry.store.base import open_store
+
+            topo = load_topology(topology) if topology else None
+            st = open_store(store)
+            try:
+                result = run_analysis(
+                    st, victim, run_ids=run or None, phases=phase or None, node=node,
+                    start=datetime.fromisoformat(start) if start else None,
+                    end=datetime.fromisoformat(end) if end else None, topology=topo, baseline=baseline,
+                    phase_order=order, thresholds=th, window_s=window, n_shifts=shifts, seed=seed)
+            finally:
+                st.close()
+    except (NeighborscopeError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if json_out is not None:
+        text = result.to_json()
+        if str(json_out) == "-":
+            typer.echo(text)
+        else:
+            json_out.write_text(text + "\n")
+    if not quiet and str(json_out) != "-":
+        render(result)
+

@@ -1,0 +1,220 @@
+"""Statistics shared by the analysis modules: pure numpy / scipy, no frames, no I/O.
+
+- `welch_log_ratio`: CI of a ratio of geometric means from per-run values (Welch t on logs) plus the
+  Mann–Whitney check; the method for K >= 2 runs per phase (analysis-methods.md §4).
+- `block_bootstrap_indices`: circular block bootstrap over time windows (one run; marked low confidence).
+- `window_hist`, `hist_quantiles`: per-window log histograms; a bootstrap replicate's quantile comes from a
+  weighted sum of window histograms (vectorised: one matrix product for all replicates).
+- `bh`: Benjamini–Hochberg q-values that tolerate NaN.
+- `ols`, `hac_se`: least squares with Newey–West standard errors (autocorrelated windows).
+- `circular_shift_pvalues`: permutation p-values that keep autocorrelation (shift the regressor in time).
+- `robust_z`: median / MAD standardisation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+HIST_REL_WIDTH = 0.005  # bins of the window histograms: 0.5 % wide on a log scale
+
+
+@dataclass(frozen=True)
+class RatioTest:
+    """A comparison of a metric between two phases, as a ratio (new / baseline).
+
+    ``ratio`` = point estimate; ``ci_low`` / ``ci_high`` its interval (NaN when there is none); ``p`` the
+    primary test's p-value (NaN when there is none), ``p_check`` the robust check's (Mann–Whitney).
+    """
+
+    ratio: float
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    p: float = math.nan
+    p_check: float = math.nan
+
+
+def welch_log_ratio(base: np.ndarray, new: np.ndarray, level: float = 0.95) -> RatioTest:
+    """Ratio of geometric means new / base with a Welch-t CI on the difference of mean logs.
+
+    Needs >= 2 positive values per side for an interval; with fewer, only the ratio is returned.
+    The Mann–Whitney U p-value (two-sided) is the robust check.
+    """
+    b = np.log(np.asarray(base, dtype=float))
+    n = np.log(np.asarray(new, dtype=float))
+    b, n = b[np.isfinite(b)], n[np.isfinite(n)]
+    if len(b) == 0 or len(n) == 0:
+        return RatioTest(math.nan)
+    d = float(n.mean() - b.mean())
+    if len(b) < 2 or len(n) < 2:
+        return RatioTest(math.exp(d))
+    vb, vn = b.var(ddof=1) / len(b), n.var(ddof=1) / len(n)
+    se = math.sqrt(vb + vn)
+    if se == 0:
+        return RatioTest(math.exp(d), math.exp(d), math.exp(d), 0.0 if d else 1.0, math.nan)
+    df = (vb + vn) ** 2 / ((vb**2) / (len(b) - 1) + (vn**2) / (len(n) - 1))
+    t = sps.t.ppf(0.5 + level / 2, df)
+    p = float(sps.ttest_ind(n, b, equal_var=False).pvalue)
+    p_mw = float(sps.mannwhitneyu(n, b, alternative="two-sided").pvalue)
+    return RatioTest(math.exp(d), math.exp(d - t * se), math.exp(d + t * se), p, p_mw)
+
+
+def block_length(n_windows: int) -> int:
+    """Block length for the window bootstrap: n^(1/3), at least 1 (a rule of thumb; see docs/analysis.md)."""
+    return max(1, round(n_windows ** (1 / 3)))
+
+
+def block_bootstrap_indices(n: int, n_boot: int, block: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_boot, n)`` window indices of a circular block bootstrap (blocks of ``block`` windows)."""
+    if n == 0:
+        return np.zeros((n_boot, 0), dtype=np.int64)
+    k = -(-n // block)
+    starts = rng.integers(0, n, size=(n_boot, k))
+    idx = (starts[:, :, None] + np.arange(block)[None, None, :]) % n
+    return idx.reshape(n_boot, -1)[:, :n]
+
+
+def bootstrap_counts(n: int, n_boot: int, block: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_boot, n)`` how often each window is drawn in each replicate (float, for matrix products)."""
+    idx = block_bootstrap_indices(n, n_boot, block, rng)
+    out = np.zeros((n_boot, n))
+    np.add.at(out, (np.repeat(np.arange(n_boot), idx.shape[1]), idx.reshape(-1)), 1.0)
+    return out
+
+
+def window_hist(
+    values: np.ndarray, window: np.ndarray, n_windows: int, rel_width: float = HIST_REL_WIDTH
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-window histograms of positive ``values`` on a log grid spanning their range.
+
+    Returns ``(hist, edges_log)``: ``hist`` is ``(n_windows, bins)`` counts, ``edges_log`` the log bin edges.
+    A bootstrap replicate's histogram is then ``counts @ hist`` (see `bootstrap_counts`).
+    """
+    v = np.asarray(values, dtype=float)
+    ok = np.isfinite(v) & (v > 0)
+    v, w = np.log(v[ok]), np.asarray(window)[ok]
+    if len(v) == 0:
+        return np.zeros((n_windows, 1)), np.array([0.0, rel_width])
+    lo, hi = float(v.min()), float(v.max())
+    bins = max(1, int(np.ceil((hi - lo) / rel_width)) + 1)
+    b = np.minimum(((v - lo) / rel_width).astype(np.int64), bins - 1)
+    hist = np.zeros((n_windows, bins))
+    np.add.at(hist, (w, b), 1.0)
+    return hist, lo + rel_width * np.arange(bins + 1)
+
+
+def hist_quantiles(hist: np.ndarray, edges_log: np.ndarray, q: float) -> np.ndarray:
+    """Quantile ``q`` (0..1) of each row of ``hist`` (counts on ``edges_log``), at the bin's log-centre."""
+    h = np.atleast_2d(hist)
+    c = np.cumsum(h, axis=1)
+    tot = c[:, -1]
+    k = (c < (q * tot)[:, None]).sum(axis=1)
+    k = np.clip(k, 0, h.shape[1] - 1)
+    centre = (edges_log[:-1] + edges_log[1:]) / 2
+    return np.where(tot > 0, np.exp(centre[k]), np.nan)
+
+
+def bootstrap_pvalue(log_ratios: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of 'log ratio = 0' from replicates (percentile method)."""
+    x = log_ratios[np.isfinite(log_ratios)]
+    if len(x) == 0:
+        return math.nan
+    lo = (np.sum(x <= 0) + 1) / (len(x) + 1)
+    hi = (np.sum(x >= 0) + 1) / (len(x) + 1)
+    return float(min(1.0, 2 * min(lo, hi)))
+
+
+def bh(p: np.ndarray | list[float]) -> np.ndarray:
+    """Benjamini–Hochberg q-values; NaN p-values stay NaN and do not count."""
+    arr = np.asarray(p, dtype=float)
+    out = np.full(arr.shape, np.nan)
+    ok = np.isfinite(arr)
+    if ok.any():
+        out[ok] = sps.false_discovery_control(np.clip(arr[ok], 0, 1), method="bh")
+    return out
+
+
+def robust_z(x: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
+    """(x - median) / (1.4826 MAD) with median and MAD from ``ref`` (default ``x``); NaN-aware."""
+    r = x if ref is None else ref
+    med = np.nanmedian(r)
+    mad = 1.4826 * np.nanmedian(np.abs(r - med))
+    if not np.isfinite(mad) or mad == 0:
+        mad = np.nanstd(r) or 1.0
+    return (x - med) / mad
+
+
+def ols(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares coefficients and residuals of y on x (x includes the intercept column if wanted)."""
+    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+    return beta, y - x @ beta
+
+
+def hac_cov(x: np.ndarray, resid: np.ndarray, lags: int | None = None) -> np.ndarray:
+    """Newey–West (Bartlett) covariance of OLS coefficients; ``lags`` default n^(1/3)."""
+    n, _ = x.shape
+    lags = max(1, round(n ** (1 / 3))) if lags is None else lags
+    xtx_inv = np.linalg.pinv(x.T @ x)
+    u = x * resid[:, None]
+    s = u.T @ u
+    for lag in range(1, min(lags, n - 1) + 1):
+        w = 1 - lag / (lags + 1)
+        g = u[lag:].T @ u[:-lag]
+        s += w * (g + g.T)
+    return xtx_inv @ s @ xtx_inv
+
+
+def circular_shift_pvalues(
+    y: np.ndarray,
+    blocks: list[np.ndarray],
+    controls: np.ndarray,
+    n_shifts: int,
+    rng: np.random.Generator,
+    min_shift: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Permutation p-values, one per block of regressors, that keep each series' autocorrelation.
+
+    The statistic of block j is the F-like drop in residual sum of squares when its columns join the model
+    (all other blocks + ``controls`` kept). The null distribution comes from circularly shifting block j's
+    columns in time by a random offset (``min_shift`` .. n - min_shift), which breaks its alignment with
+    ``y`` but keeps its own autocorrelation. Returns ``(stat, p)`` per block; p = (1 + #{null >= stat}) /
+    (1 + n_shifts).
+    """
+    n = len(y)
+    k = len(blocks)
+    stat = np.full(k, np.nan)
+    pval = np.full(k, np.nan)
+    if n < 8 or k == 0:
+        return stat, pval
+    for j in range(k):
+        others = [b for i, b in enumerate(blocks) if i != j]
+        z = np.column_stack([controls, *others]) if others else controls
+        q, _ = np.linalg.qr(z)
+        ry = y - q @ (q.T @ y)
+        xj = blocks[j]
+
+        def drop(xmat: np.ndarray, q: np.ndarray = q, ry: np.ndarray = ry) -> np.ndarray:
+            # xmat: (n, m, s) candidate regressors for s shifts -> RSS drop per shift
+            rx = xmat - np.einsum("nk,kms->nms", q, np.einsum("nk,nms->kms", q, xmat))
+            # project ry on the span of rx per shift (m small): solve normal equations
+            xtx = np.einsum("nas,nbs->sab", rx, rx)
+            xty = np.einsum("nas,n->sa", rx, ry)
+            reg = 1e-9 * np.trace(xtx, axis1=1, axis2=2)[:, None, None] * np.eye(xtx.shape[1])[None]
+            b = np.linalg.solve(xtx + reg, xty[..., None])[..., 0]
+            return np.einsum("sa,sa->s", b, xty)
+
+        stat[j] = float(drop(xj[:, :, None])[0])
+        lo, hi = min_shift, max(min_shift + 1, n - min_shift)
+        shifts = rng.integers(lo, hi, size=n_shifts)
+        null = np.empty(n_shifts)
+        chunk = max(1, int(2e7 // max(1, n * xj.shape[1])))
+        for a in range(0, n_shifts, chunk):
+            sh = shifts[a : a + chunk]
+            idx = (np.arange(n)[:, None] - sh[None, :]) % n  # (n, s)
+            xm = xj[idx]  # (n, s, m)
+            null[a : a + chunk] = drop(np.transpose(xm, (0, 2, 1)))
+        pval[j] = (1 + np.sum(null >= stat[j] * (1 - 1e-12))) / (1 + n_shifts)
+    return stat, pval
