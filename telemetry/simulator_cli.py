@@ -27,13 +27,14 @@ def simulate(
 ) -> None:
     """Simulate the 34-accelerator node of seed 000 (or another preset) and write its data.
 
-    Writes OUT/telemetry/{accel,host,host_core,tenant,run_event}.parquet (1 Hz), OUT/bench/<run_id>/ with
-    the benchmark in real formats (vLLM --save-detailed JSON, AIPerf profile_export.jsonl, SGLang printed
-    summary), OUT/bench_request.parquet, OUT/ground_truth.json (who hurts whom, through what, by how much),
-    OUT/topology.json and OUT/scenario.json.
+    OUT/telemetry/{accel,host,host_core,tenant,run_event}.parquet: 1 Hz telemetry in the schema.
 
-    Presets: seed000 (default), pcie_antagonist, cpu_antagonist, thermal_neighbour, decoy, no_interference,
-    aa, randomized.
+    OUT/bench/<run_id>/: each benchmark run as vLLM --save-detailed JSON, AIPerf profile_export.jsonl, SGLang summary.
+
+    OUT/bench_request.parquet, OUT/ground_truth.json (who hurts whom, through what, by how much), OUT/topology.json.
+
+    Presets: seed000 (default), pcie_antagonist, cpu_antagonist, thermal_neighbour, decoy, no_interference, aa,
+    randomized.
 
     Example: neighborscope simulate --seed 1 --scenario seed000 --phase-s 120 --num-prompts 80 --out /tmp/sim
     """

@@ -14,6 +14,26 @@ serving-engine step, see `telemetry.sim.serving`):
    (same requests, same jitter) without one antagonist's couplings, which give the ground truth.
 4. Node state per second: utilisation, power, temperature (lagged, with cooling-zone heat), clocks,
    PCIe rates, host CPU (`physics`).
+
+Ground truth (``SimResult.ground_truth``, written as ``ground_truth.json``)::
+
+    {"scenario": "seed000", "seed": 0, "description": "...", "victim": "hive0",
+     "culprits": ["furiosa", "hive1", "tt"],        # groups with a coupling to the victim that were on
+     "innocent": [...],                              # other co-tenants that were on (decoys)
+     "effects": [{"victim": "hive0", "antagonist": "tt", "phase": "full_stress",   # "while_on" if continuous
+                  "resources": ["cpu", "pcie", "thermal"],
+                  "throughput_change_pct": -1.4, "p99_itl_change_pct": 4.5}, ...],  # victim first, worst first
+     "couplings": [{"antagonist", "victim", "resource", "strength"}, ...],
+     "phases": {"full_stress": {"active": [...], "runs": {"hive0": {
+                   "observed": {summary}, "without_interference": {summary},
+                   "true_effect": {"throughput_change_pct", "p99_itl_change_pct"}}}}, ...},
+                # continuous designs: {"continuous": {"runs": {"hive0": {"observed": {summary}}}}}
+     "schedule": [{"phase", "start_s", "end_s", "active": [...]}, ...],   # seconds from scenario start
+     "notes": "..."}
+
+An effect is the change of the victim's run caused by one antagonist: the observed run vs the same run
+(same requests, same jitter draws) simulated without that antagonist's couplings. ``summary`` keys:
+`telemetry.sim.serving.summary` (``output_throughput`` tok/s, ``p99_itl_ms``, ...).
 """
 
 from __future__ import annotations
@@ -42,7 +62,8 @@ class BenchRun:
 
     ``start`` is the wall clock (UTC) of the first dispatch; request times in ``result`` are seconds
     from it. ``monotonic_start_s`` is the host's CLOCK_MONOTONIC at ``start`` (what ``perf_counter``
-    reads, so vLLM ``start_times`` = ``monotonic_start_s + result.start_s``).
+    reads, so vLLM ``start_times`` = ``monotonic_start_s + result.start_s``). For a continuous design
+    ``phase`` is the scenario name and ``request_phase`` gives each request's phase (block) by start time.
     """
 
     run_id: str
