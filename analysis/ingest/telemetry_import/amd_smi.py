@@ -25,7 +25,7 @@ from telemetry.schema import ACCEL
 PATTERNS: tuple[tuple[str, str, str | None], ...] = (
     (r"(current_)?socket_power|power_usage|average_socket_power|power", "power_w", "W"),
     (r"(socket_)?power_(limit|cap)|power_cap", "power_limit_w", "W"),
-    (r"(temperature_)?edge(_temperature)?", "temp_c", "C"),
+    (r"(temperature_)?edge(_temperature)?|temperature|temp", "temp_c", "C"),
     (r"(temperature_)?(hotspot|junction)(_temperature)?", "temp_hotspot_c", "C"),
     (r"(temperature_)?(mem|hbm|vram)(_temperature)?", "temp_mem_c", "C"),
     (r"gfx_(usage|activity|util)|gpu_(use|util|busy)_?(percent)?", "util_pct", "%"),

@@ -58,7 +58,10 @@ THROTTLE = {
 }
 TAGS = {"index": "device", "pci.bus_id": "pci_bus", "name": "model"}
 _HEADER = re.compile(r"^\s*(?P<name>[^\[]+?)\s*(?:\[(?P<unit>[^\]]*)\])?\s*$")
-_KNOWN = re.compile(r"(^|,)\s*(timestamp|index|power\.draw|temperature\.gpu|utilization\.gpu|clocks\.|memory\.used)")
+_KNOWN = re.compile(
+    r"(^|,)\s*(power\.draw|power\.limit|temperature\.(gpu|memory)|utilization\.|clocks\.|memory\.(used|total)|"
+    r"pci\.bus_id|fan\.speed|pcie\.link|clocks_(event|throttle)_reasons)"
+)
 
 
 @register("nvidia_smi")

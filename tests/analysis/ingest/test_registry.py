@@ -1,0 +1,55 @@
+"""Every parser / telemetry format is registered under its module's file name, and detection uses content only."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import analysis.ingest as ingest_pkg
+from analysis.ingest import base
+from analysis.ingest.base import BenchParser, detect, load_builtin, parse_file
+from analysis.ingest.telemetry_import import base as tbase
+
+INGEST = Path(ingest_pkg.__file__).parent
+BENCH = Path(__file__).resolve().parents[2] / "fixtures" / "bench"
+NOT_PARSERS = {"__init__", "base", "model", "errors", "cli", "importer", "timing", "_serving"}
+
+
+def test_every_parser_module_is_registered_under_its_file_name() -> None:
+    parsers = load_builtin()
+    modules = {p.stem for p in INGEST.glob("*.py")} - NOT_PARSERS
+    assert modules == set(base.BUILTIN) == set(parsers)
+    for name, parser in parsers.items():
+        assert parser.name == name
+        assert isinstance(parser, BenchParser)
+
+
+def test_every_telemetry_format_is_registered_under_its_file_name() -> None:
+    formats = tbase.load_builtin()
+    modules = {p.stem for p in (INGEST / "telemetry_import").glob("*.py")} - {"__init__", "base"}
+    assert modules == set(tbase.BUILTIN) == set(formats)
+    assert all(f.name == n for n, f in formats.items())
+
+
+@pytest.mark.parametrize("path", sorted(p for p in BENCH.glob("*/*") if p.suffix != ".md" or "benchy" in p.name))
+def test_detection_ignores_the_file_name(path: Path, tmp_path: Path) -> None:
+    if path.name == "SOURCES.md":
+        pytest.skip("not a result")
+    renamed = tmp_path / "results.dat"
+    shutil.copy(path, renamed)
+    expected = path.parent.name
+    if "sglang_0.5" in path.name or "sglang_bench" in path.name:
+        expected = "sglang"
+    assert detect(renamed.read_text()).name == expected
+    assert parse_file(renamed)
+
+
+def test_duplicate_registration_is_refused() -> None:
+    with pytest.raises(ValueError, match="registered twice"):
+
+        @base.register("vllm")
+        class Another:
+            def sniff(self, head: str) -> bool:
+                return False
