@@ -16,6 +16,7 @@ Settings come from the environment, set by ``neighborscope dashboard`` (`dashboa
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -173,7 +174,7 @@ class Reader:
         if self.server_downsample:
             expected = (end - start).total_seconds() / sample_interval_s
             if expected > n_out and measurement in self.measurements():
-                every_s = max(1.0, 2 * (end - start).total_seconds() / n_out)
+                every_s = max(1, math.ceil(2 * (end - start).total_seconds() / n_out))
                 kw: dict[str, Any] = {"start": start, "end": end, "tags": tags, "fields": [field], "group_by": list(by)}
                 low = self.store.downsample(measurement, every_s, agg="min", **kw)  # type: ignore[attr-defined]
                 high = self.store.downsample(measurement, every_s, agg="max", **kw)  # type: ignore[attr-defined]

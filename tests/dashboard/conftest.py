@@ -1,0 +1,30 @@
+"""Dashboard fixtures: a demo-like store (simulated seed 000, built once per session) and an empty store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.dashboard.demo_store import build_demo_store
+
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+PAGES = {
+    "overview": "pages/overview.py",
+    "node_detail": "pages/node_detail.py",
+    "noisy_neighbours": "pages/noisy_neighbours.py",
+    "runs": "pages/runs.py",
+    "alerts": "pages/alerts.py",
+}
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_demo_store(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture
+def empty_store(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    path.mkdir()
+    return path
