@@ -11,7 +11,7 @@ Models (per device d, second t):
   prefill), batch groups ``Tenant.util`` while on, 0 when off (+ noise).
 - power ``P = idle + (max - idle) * u**0.9 / clock_penalty`` (+ noise), capped at the limit.
 - temperature: first-order lag (tau 25 s) toward ``inlet + r * P + zone_k * (other power in the zone, kW)
-  + 40 * thermal pressure`` (cooling-zone neighbours heat each other).
+  + 150 * thermal pressure`` (cooling-zone neighbours heat each other).
 - clocks: ``f = f_busy / (1 + thermal + power pressure)``; ``throttle_thermal`` while thermal pressure >
   0.2 % (likewise ``throttle_power``).
 - PCIe: batch tenants stream ``Tenant.pcie_bytes_per_s``; a serving GPU moves ~0.3-2.5 GB/s with its
@@ -176,7 +176,7 @@ def node_state(scenario: Scenario, seed: int, press: dict[str, dict[str, np.ndar
         zone_power[:, z] = power[:, zidx == z].sum(axis=1)
     others_kw = (zone_power[:, zidx] - power) / 1000.0
     r = np.array([s.r_c_per_w for s in spec], dtype=np.float32)
-    target = np.float32(INLET_C) + r * power + ZONE_K_C_PER_KW * others_kw + 40.0 * thermal_p
+    target = np.float32(INLET_C) + r * power + ZONE_K_C_PER_KW * others_kw + 150.0 * thermal_p
     temp = _lag(target, TEMP_TAU_S) + _noise(rng, 0.25, (T, D))
 
     f_busy = np.array([s.clock_busy_mhz for s in spec], dtype=np.float32)
