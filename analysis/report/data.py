@@ -1,0 +1,171 @@
+"""What the report reads from the store for one window (the only I/O of the report besides writing files).
+
+`read_report_data(store, start, end)` returns a `ReportData`: the window's accelerator / host / tenant telemetry
+(only the fields the report draws), the benchmark runs that started in the window with their per-token (or
+per-request) latencies, and the history of runs over ``history_days`` before ``end``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from telemetry.schema import empty_frame
+
+ACCEL_FIELDS = ("temp_c", "power_w", "util_pct", "throttle_thermal", "sm_clock_mhz")
+HOST_FIELDS = ("cpu_util_pct",)
+
+Step = Callable[[str], None]
+
+
+def _no_step(_: str) -> None:
+    return None
+
+
+@dataclass
+class ReportData:
+    """Frames of one report window. ``runs`` holds one dict per run (`analysis.ingest.model.Run` fields)."""
+
+    start: datetime
+    end: datetime
+    accel: pl.DataFrame
+    host: pl.DataFrame
+    tenant: pl.DataFrame
+    run_event: pl.DataFrame
+    runs: list[dict[str, Any]]
+    latency: pl.DataFrame  # time, run_id, group, phase, itl_ms (per token) or per request (source column)
+    history: list[dict[str, Any]]
+    run_objects: list[Any] = field(default_factory=list)  # analysis.ingest.model.Run (no requests attached)
+    requests: pl.DataFrame | None = None  # requests layout of the runs (analysis.ingest.model)
+    tokens: pl.DataFrame | None = None  # tokens layout of the runs
+    history_events: pl.DataFrame | None = None  # run_event summary rows of the history window
+    store: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def _query(store: Any, name: str, start: datetime | None, end: datetime | None,
+           fields: tuple[str, ...] | None = None) -> pl.DataFrame:
+    try:
+        return store.query(name, start=start, end=end, fields=list(fields) if fields else None)
+    except Exception:  # an unknown field on an old store: read them all
+        try:
+            return store.query(name, start=start, end=end)
+        except Exception:
+            return empty_frame(name)
+
+
+def _runs(store: Any, start: datetime | None, end: datetime) -> list[dict[str, Any]]:
+    ev = _query(store, "run_event", start, end)
+    if ev.is_empty() or "event" not in ev.columns:
+        return []
+    return runs_from_events(ev)
+
+
+def runs_from_events(ev: pl.DataFrame) -> list[dict[str, Any]]:
+    """The runs of ``run_event`` rows: one dict per ``summary`` row (its ``metadata_json``), in time order."""
+    import json
+
+    if ev.is_empty() or "event" not in ev.columns:
+        return []
+    rows = ev.filter(pl.col("event") == "summary").sort("time")
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for rid, text in zip(rows["run_id"], rows["metadata_json"], strict=True):
+        if not text or rid in seen:
+            continue
+        seen.add(rid)
+        try:
+            d = json.loads(text)
+        except ValueError:
+            continue
+        d.setdefault("run_id", rid)
+        out.append(d)
+    return out
+
+
+def _artifacts(store: Any, runs: list[dict[str, Any]], what: str) -> dict[str, pl.DataFrame]:
+    out: dict[str, pl.DataFrame] = {}
+    for r in runs:
+        frame = None
+        with contextlib.suppress(Exception):
+            frame = store.read_artifact(f"bench/{r['run_id']}/{what}")
+        if frame is not None and frame.height:
+            out[r["run_id"]] = frame
+    return out
+
+
+def _concat(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
+    if not frames:
+        return None
+    return pl.concat([f.with_columns(pl.col("time").dt.cast_time_unit("ns")) if "time" in f.columns else f
+                      for f in frames.values()], how="diagonal_relaxed")
+
+
+def read_latency(store: Any, runs: list[dict[str, Any]], start: datetime, end: datetime,
+                 tokens: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
+    """Per-token ITL of the runs (artifact ``bench/<run_id>/tokens``) or, without tokens, the per-request
+    ``itl_ms_mean`` of `bench_request` rows. Columns: time, run_id, group, phase, itl_ms, source."""
+    frames = []
+    tags = {r["run_id"]: (r.get("group") or "", r.get("phase") or "") for r in runs}
+    toks = tokens if tokens is not None else _artifacts(store, runs, "tokens")
+    for rid, (group, phase) in tags.items():
+        tok = toks.get(rid)
+        if tok is not None and tok.height and "itl_ms" in tok.columns:
+            frames.append(tok.filter(pl.col("itl_ms").is_not_null()).select(
+                "time", pl.lit(rid).alias("run_id"), pl.lit(group).alias("group"), pl.lit(phase).alias("phase"),
+                pl.col("itl_ms").cast(pl.Float64), pl.lit("token").alias("source")))
+    have = {f["run_id"][0] for f in frames if f.height}
+    missing = [r for r in tags if r not in have]
+    if missing:
+        br = _query(store, "bench_request", start, end)
+        if br.height:
+            br = br.filter(pl.col("run_id").is_in(missing) & pl.col("itl_ms_mean").is_not_null())
+            frames.append(br.select("time", "run_id", "group", "phase", pl.col("itl_ms_mean").alias("itl_ms"),
+                                    pl.lit("request").alias("source")))
+    if not frames:
+        return pl.DataFrame(schema={"time": pl.Datetime("ns", "UTC"), "run_id": pl.String, "group": pl.String,
+                                    "phase": pl.String, "itl_ms": pl.Float64, "source": pl.String})
+    return pl.concat([f.with_columns(pl.col("time").dt.cast_time_unit("ns")) for f in frames]).sort("time")
+
+
+def read_report_data(store: Any, start: datetime, end: datetime, *, history_days: float = 30.0,
+                     step: Step = _no_step, store_name: str = "") -> ReportData:
+    """Read everything the report needs for ``[start, end)``; ``step`` is told what is being read."""
+    step("reading accelerator telemetry")
+    accel = _query(store, "accel", start, end, ("node", "device", "group", "model", *ACCEL_FIELDS))
+    step("reading host and tenant telemetry")
+    host = _query(store, "host", start, end)
+    tenant = _query(store, "tenant", start, end, ("cpu_pct",))
+    step("reading benchmark runs")
+    run_event = _query(store, "run_event", start, end)
+    runs = _runs(store, start, end)
+    step("reading per-request and per-token latencies")
+    tokens = _artifacts(store, runs, "tokens")
+    requests = _artifacts(store, runs, "requests")
+    latency = read_latency(store, runs, start, end, tokens)
+    step("reading run history")
+    h0 = end - timedelta(days=history_days)
+    events = _query(store, "run_event", h0, end)
+    events = events.filter(pl.col("event") == "summary") if events.height else events
+    history = runs_from_events(events)
+    return ReportData(history_events=events, start=start, end=end, accel=accel, host=host, tenant=tenant, run_event=run_event, runs=runs,
+                      latency=latency, history=history, store=store_name, run_objects=run_objects(runs),
+                      requests=_concat(requests), tokens=_concat(tokens))
+
+
+def run_objects(runs: list[dict[str, Any]]) -> list[Any]:
+    """The runs as `analysis.ingest.model.Run` values (what `analysis.degradation` reads)."""
+    import json
+
+    from analysis.ingest.model import Run
+
+    out = []
+    for r in runs:
+        with contextlib.suppress(Exception):
+            out.append(Run.from_json(json.dumps(r)))
+    return out

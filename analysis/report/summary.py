@@ -1,0 +1,654 @@
+"""Build the report's single source of truth, ``summary.json``, plus the frames its figures draw.
+
+`build_report(data, options) -> Report` is pure (frames in, a dict and frames out). The HTML is rendered from
+``Report.summary`` only (text and tables) and ``Report.frames`` (figures), so what the page says is exactly what
+``summary.json`` says.
+
+Sections come from the analysis modules when they are installed (``analysis.degradation``,
+``analysis.attribution``, ``analysis.thermal``, ``analysis.regression`` / ``analysis.changepoints``,
+``analysis.alert_rules``); until then from the simple estimates here, and ``summary["sources"]`` says which.
+
+Simple estimates (used when the analysis modules are absent):
+
+- phase table: per (group, phase) the mean of its runs' summary metrics; change vs the group's baseline phase
+  (the phase named ``baseline``, else its first); interval = exp of a Welch-t 95 % CI on the difference of log
+  per-run values when both phases have >= 2 runs, else none ("one run per phase: no interval").
+- antagonists: the victim's p99 ITL per window vs each co-tenant's activity (mean accelerator utilisation, or
+  CPU for host-only tenants): effect = median p99 while on / while off - 1, 95 % CI by a seeded bootstrap over
+  windows. Correlational only; co-tenants always on together are flagged as confounded.
+- thermal: `analysis.report.profile`.
+- history: run summaries over the history window; no change points without ``analysis.changepoints``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from analysis.report.data import ReportData
+from analysis.report.profile import (
+    ThermalLimits,
+    device_thermal_profile,
+    node_profile_from_thermal,
+    node_thermal_profile,
+    thermal_findings,
+)
+
+SCHEMA_VERSION = 1
+
+# key, label, unit, direction (+1: higher is better)
+PHASE_METRICS: tuple[tuple[str, str, str, int], ...] = (
+    ("output_tok_s", "Output throughput", "tok/s", +1),
+    ("tpot_ms_p50", "Median TPOT", "ms", -1),
+    ("tpot_ms_p99", "P99 TPOT", "ms", -1),
+    ("itl_ms_p50", "Median ITL", "ms", -1),
+    ("itl_ms_p99", "P99 ITL", "ms", -1),
+    ("ttft_ms_p50", "Median TTFT", "ms", -1),
+    ("ttft_ms_p99", "P99 TTFT", "ms", -1),
+    ("e2e_ms_p99", "P99 E2E latency", "ms", -1),
+)
+HISTORY_METRICS = (("output_tok_s", "tok/s"), ("itl_ms_p99", "ms"))
+NO_RUNS = "no benchmark runs in this window"
+NO_ACCEL = "no accelerator telemetry in this window"
+NO_HISTORY = "no benchmark runs in the history window"
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """Knobs of the report: thresholds of practical significance, thermal limits, windows."""
+
+    limits: ThermalLimits = field(default_factory=ThermalLimits)
+    delta_throughput_pct: float = 3.0
+    delta_latency_pct: float = 5.0
+    window_s: int = 10
+    min_tokens_per_window: int = 200
+    active_util_pct: float = 20.0
+    active_cpu_pct: float = 100.0
+    history_days: float = 30.0
+    seed: int = 0
+    bootstrap: int = 400
+
+
+@dataclass
+class Report:
+    summary: dict[str, Any]
+    frames: dict[str, pl.DataFrame]
+
+
+def _module(name: str) -> Any | None:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _num(v: Any, nd: int = 3) -> float | None:
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return round(f, nd) if math.isfinite(f) else None
+
+
+# ------------------------------------------------------------------------------------------------ phases
+
+
+def _phase_order(runs: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys((r.get("phase") or "") for r in runs))
+
+
+def _welch_log_ci(a: list[float], b: list[float]) -> tuple[float, float, float] | None:
+    """(ci_low_pct, ci_high_pct, p) of b vs a as a ratio, Welch t on logs; None when either has < 2 values."""
+    a = [x for x in a if x and x > 0]
+    b = [x for x in b if x and x > 0]
+    if len(a) < 2 or len(b) < 2:
+        return None
+    la, lb = np.log(a), np.log(b)
+    va, vb = la.var(ddof=1) / len(la), lb.var(ddof=1) / len(lb)
+    se = math.sqrt(va + vb)
+    d = lb.mean() - la.mean()
+    if se == 0:
+        return (100 * (math.exp(d) - 1),) * 2 + (0.0,)
+    dof = (va + vb) ** 2 / ((va**2 / (len(la) - 1)) + (vb**2 / (len(lb) - 1)))
+    t = stats.t.ppf(0.975, dof)
+    p = float(2 * stats.t.sf(abs(d / se), dof))
+    return 100 * (math.exp(d - t * se) - 1), 100 * (math.exp(d + t * se) - 1), p
+
+
+def _classify(change: float | None, ci: tuple[float, float] | None, direction: int, delta: float) -> str:
+    if change is None:
+        return "baseline"
+    worse = -direction * change  # > 0 when worse
+    if ci is not None:
+        lo, hi = (-direction * ci[0], -direction * ci[1])
+        lo, hi = min(lo, hi), max(lo, hi)
+        if lo > 0 and worse >= delta:
+            return "degraded"
+        if hi < 0 and -worse >= delta:
+            return "improved"
+        if -delta < lo and hi < delta:
+            return "equivalent"
+        return "inconclusive"
+    if worse >= delta:
+        return "degraded (unconfirmed)"
+    if -worse >= delta:
+        return "improved (unconfirmed)"
+    return "no meaningful change"
+
+
+def phase_table(runs: list[dict[str, Any]], options: ReportOptions) -> list[dict[str, Any]]:
+    """Rows of the phase table (one per group and phase), each with its metrics and changes vs baseline."""
+    order = _phase_order(runs)
+    groups = list(dict.fromkeys((r.get("group") or "") for r in runs))
+    rows: list[dict[str, Any]] = []
+    for g in groups:
+        mine = [r for r in runs if (r.get("group") or "") == g]
+        phases = [p for p in order if any((r.get("phase") or "") == p for r in mine)]
+        base = "baseline" if "baseline" in phases else phases[0]
+        vals: dict[str, dict[str, list[float]]] = {}
+        for p in phases:
+            vals[p] = {}
+            for key, *_ in PHASE_METRICS:
+                xs = [_num((r.get("summary") or {}).get(key), 6) for r in mine if (r.get("phase") or "") == p]
+                vals[p][key] = [x for x in xs if x is not None]
+        for p in phases:
+            n_runs = sum(1 for r in mine if (r.get("phase") or "") == p)
+            reqs = sum(int((r.get("summary") or {}).get("completed") or 0) for r in mine if (r.get("phase") or "") == p)
+            row: dict[str, Any] = {"group": g, "phase": p, "baseline": base, "runs": n_runs, "requests": reqs,
+                                   "metrics": {}, "changes": {}}
+            for key, _label, _unit, direction in PHASE_METRICS:
+                xs = vals[p][key]
+                row["metrics"][key] = _num(np.mean(xs)) if xs else None
+                if p == base:
+                    continue
+                b = vals[base][key]
+                if not xs or not b:
+                    row["changes"][key] = None
+                    continue
+                change = 100 * (float(np.mean(xs)) / float(np.mean(b)) - 1) if np.mean(b) else None
+                ci = _welch_log_ci(b, xs)
+                delta = options.delta_throughput_pct if key == "output_tok_s" else options.delta_latency_pct
+                row["changes"][key] = {
+                    "pct": _num(change, 2),
+                    "ci_low_pct": _num(ci[0], 2) if ci else None,
+                    "ci_high_pct": _num(ci[1], 2) if ci else None,
+                    "p": _num(ci[2], 4) if ci else None,
+                    "interval": "welch_t_log_95" if ci else "none: fewer than 2 runs per phase",
+                    "verdict": _classify(change, (ci[0], ci[1]) if ci else None, direction, delta),
+                }
+            rows.append(row)
+    return rows
+
+
+def phase_table_from_degradation(table: pl.DataFrame, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the phase table from `analysis.degradation.phase_degradation` output (`PHASE_COLUMNS`)."""
+    keys = [k for k, *_ in PHASE_METRICS]
+    counts: dict[tuple[str, str], tuple[int, int]] = {}
+    for r in runs:
+        k = (r.get("group") or "", r.get("phase") or "")
+        n, q = counts.get(k, (0, 0))
+        counts[k] = (n + 1, q + int((r.get("summary") or {}).get("completed") or 0))
+    rows: list[dict[str, Any]] = []
+    for (group, base), part in table.group_by("group", "baseline_phase", maintain_order=True):
+        b = part.filter(pl.col("phase") == part["phase"][0])
+        n, q = counts.get((group, base), (0, 0))
+        rows.append({"group": group, "phase": base, "baseline": base, "runs": n, "requests": q, "changes": {},
+                     "metrics": {k: _num(_first(b, k, "baseline_value")) for k in keys}})
+        for phase in part["phase"].unique(maintain_order=True).to_list():
+            ph = part.filter(pl.col("phase") == phase)
+            n, q = counts.get((group, phase), (0, 0))
+            row: dict[str, Any] = {"group": group, "phase": phase, "baseline": base, "runs": n, "requests": q,
+                                   "metrics": {k: _num(_first(ph, k, "value")) for k in keys}, "changes": {}}
+            for k in keys:
+                m = ph.filter(pl.col("metric") == k)
+                if m.is_empty() or m["change_pct"][0] is None:
+                    row["changes"][k] = None
+                    continue
+                r0 = m.row(0, named=True)
+                row["changes"][k] = {
+                    "pct": _num(r0["change_pct"], 2), "ci_low_pct": _num(r0["ci_low_pct"], 2),
+                    "ci_high_pct": _num(r0["ci_high_pct"], 2), "p": _num(r0["p_value"], 4),
+                    "q": _num(r0["q_value"], 4), "interval": r0["method"] or "", "confidence": r0["confidence"],
+                    "verdict": r0["verdict"] or "inconclusive", "note": r0["note"] or "",
+                }
+            rows.append(row)
+    return rows
+
+
+def _first(frame: pl.DataFrame, metric: str, col: str) -> Any:
+    m = frame.filter(pl.col("metric") == metric)
+    return None if m.is_empty() else m[col][0]
+
+
+def _phase_rows(data: ReportData, o: ReportOptions) -> tuple[list[dict[str, Any]], str, list[str]]:
+    """(rows, source, notes): `analysis.degradation` when installed and it works, else `phase_table`."""
+    if not data.runs:
+        return [], "none", []
+    mod = _module("analysis.degradation")
+    if mod is not None and data.run_objects:
+        try:
+            th = mod.Thresholds(throughput_pct=o.delta_throughput_pct, p50_pct=o.delta_throughput_pct,
+                                p99_pct=o.delta_latency_pct, seed=o.seed)
+            phases = _phase_order(data.runs)
+            table = mod.phase_degradation(mod.runs_frame(data.run_objects), data.requests, data.tokens,
+                                          baseline="baseline" if "baseline" in phases else None, thresholds=th)
+            notes = sorted({n for n in table["note"].drop_nulls().to_list() if n})
+            return phase_table_from_degradation(table, data.runs), "analysis.degradation.phase_degradation", notes
+        except Exception as exc:  # a half-landed module must not break the nightly report
+            return phase_table(data.runs, o), f"analysis.report.summary.phase_table (analysis.degradation failed: {exc})", []
+    return phase_table(data.runs, o), "analysis.report.summary.phase_table", []
+
+
+# ------------------------------------------------------------------------------------------------ attribution
+
+
+def victim_p99_series(latency: pl.DataFrame, window_s: int, min_samples: int, trim_s: float = 30.0) -> pl.DataFrame:
+    """Victim p99 ITL per window: columns time, group, itl_ms_p99, samples.
+
+    The first and last ``trim_s`` seconds (at most a seventh) of every run are left out (ramp-up is all prefill, the drain a
+    shrinking batch: neither is interference); windows with fewer than ``min_samples`` ITLs are dropped
+    (per-request ITL means need fewer: ``min_samples // 20``)."""
+    if latency.height:
+        t0, t1 = pl.col("time").min().over("run_id"), pl.col("time").max().over("run_id")
+        span_ms = (t1 - t0).dt.total_milliseconds()
+        trim = pl.min_horizontal(pl.lit(int(trim_s * 1000)), span_ms // 7)
+        latency = latency.filter((pl.col("time") >= t0 + pl.duration(milliseconds=trim))
+                                 & (pl.col("time") <= t1 - pl.duration(milliseconds=trim)))
+    if latency.is_empty():
+        return pl.DataFrame(schema={"time": pl.Datetime("ns", "UTC"), "group": pl.String,
+                                    "itl_ms_p99": pl.Float64, "samples": pl.UInt32})
+    need = pl.when(pl.col("source").first() == "token").then(min_samples).otherwise(max(3, min_samples // 20))
+    return (
+        latency.sort("time")
+        .group_by_dynamic("time", every=f"{window_s}s", group_by="group")
+        .agg(pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99"), pl.len().alias("samples"),
+             pl.col("source").first())
+        .filter(pl.col("samples") >= need)
+        .drop("source")
+        .sort("group", "time")
+    )
+
+
+def activity_series(accel: pl.DataFrame, tenant: pl.DataFrame, window_s: int) -> pl.DataFrame:
+    """Activity per co-tenant group and window: columns time, group, value, unit (``%`` accelerator utilisation,
+    or ``% CPU`` for groups without accelerators, 100 = one core)."""
+    frames = []
+    if accel.height and "util_pct" in accel.columns and "group" in accel.columns:
+        frames.append(
+            accel.filter(pl.col("group").is_not_null() & pl.col("util_pct").is_not_null()).sort("time")
+            .group_by_dynamic("time", every=f"{window_s}s", group_by="group")
+            .agg(pl.col("util_pct").mean().alias("value")).with_columns(pl.lit("%").alias("unit"))
+        )
+    with_accel = set(frames[0]["group"].unique()) if frames else set()
+    if tenant.height and "cpu_pct" in tenant.columns:
+        t = tenant.filter(~pl.col("group").is_in(list(with_accel)) & pl.col("cpu_pct").is_not_null())
+        if t.height:
+            frames.append(
+                t.sort("time").group_by_dynamic("time", every=f"{window_s}s", group_by="group")
+                .agg(pl.col("cpu_pct").mean().alias("value")).with_columns(pl.lit("% CPU").alias("unit"))
+            )
+    if not frames:
+        return pl.DataFrame(schema={"group": pl.String, "time": pl.Datetime("ns", "UTC"), "value": pl.Float64,
+                                    "unit": pl.String})
+    return pl.concat([f.select("group", pl.col("time").dt.cast_time_unit("ns"), "value", "unit") for f in frames])
+
+
+def _bootstrap_ratio(on: np.ndarray, off: np.ndarray, b: int, rng: np.random.Generator) -> tuple[float, float]:
+    i = rng.integers(0, len(on), (b, len(on)))
+    j = rng.integers(0, len(off), (b, len(off)))
+    r = np.median(on[i], axis=1) / np.median(off[j], axis=1)
+    lo, hi = np.percentile(r, [2.5, 97.5])
+    return 100 * (lo - 1), 100 * (hi - 1)
+
+
+def antagonist_ranking(p99: pl.DataFrame, activity: pl.DataFrame, options: ReportOptions) -> list[dict[str, Any]]:
+    """Co-tenants ranked by how much worse each victim's windowed p99 ITL is while they are active."""
+    out: list[dict[str, Any]] = []
+    if p99.is_empty() or activity.is_empty():
+        return out
+    rng = np.random.default_rng(options.seed)
+    for victim in p99["group"].unique(maintain_order=True).to_list():
+        v = p99.filter(pl.col("group") == victim).select("time", "itl_ms_p99")
+        masks: dict[str, np.ndarray] = {}
+        joined: dict[str, pl.DataFrame] = {}
+        for ant in activity["group"].unique(maintain_order=True).to_list():
+            if ant == victim:
+                continue
+            a = activity.filter(pl.col("group") == ant)
+            unit = a["unit"][0]
+            j = v.join(a.select("time", "value"), on="time", how="inner")
+            if j.height < 6:
+                continue
+            thr = options.active_util_pct if unit == "%" else options.active_cpu_pct
+            masks[ant] = (j["value"] >= thr).to_numpy()
+            joined[ant] = j
+        for ant, on in masks.items():
+            j = joined[ant]
+            x = j["itl_ms_p99"].to_numpy()
+            n_on, n_off = int(on.sum()), int((~on).sum())
+            if n_on < 3 or n_off < 3:
+                continue
+            effect = 100 * (float(np.median(x[on])) / float(np.median(x[~on])) - 1)
+            lo, hi = _bootstrap_ratio(x[on], x[~on], options.bootstrap, rng)
+            confounded = sorted(o for o, m in masks.items() if o != ant and len(m) == len(on) and (m == on).all())
+            evidence = [f"{n_on} windows of {options.window_s} s with {ant} active, {n_off} without",
+                        f"median p99 ITL {np.median(x[on]):.1f} ms while active vs {np.median(x[~on]):.1f} ms without"]
+            if confounded:
+                evidence.append(f"always active together with {', '.join(confounded)}: cannot be told apart")
+            out.append({
+                "victim": victim, "antagonist": ant, "resource": None, "metric": "itl_ms_p99",
+                "effect_pct": _num(effect, 2), "ci_low_pct": _num(lo, 2), "ci_high_pct": _num(hi, 2), "q": None,
+                "confidence": "correlational", "confounded_with": confounded, "evidence": evidence,
+                "significant": bool(lo > 0 and effect >= options.delta_latency_pct),
+            })
+    out.sort(key=lambda r: (r["victim"], -(r["effect_pct"] or 0.0)))
+    for rank, r in enumerate(out, 1):
+        r["rank"] = rank
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ thermal
+
+
+def _node_profile(data: ReportData, o: ReportOptions) -> tuple[pl.DataFrame, str]:
+    """The per-node profile: `analysis.thermal.thermal_profile` when installed, else `node_thermal_profile`."""
+    mod = _module("analysis.thermal")
+    if mod is not None and data.accel.height and hasattr(mod, "thermal_profile"):
+        try:
+            lim = mod.ThermalLimits(**{k: v for k, v in o.limits.to_dict().items()
+                                       if k in mod.ThermalLimits.__dataclass_fields__})
+            return node_profile_from_thermal(mod.thermal_profile(data.accel, data.host, lim), data.host), \
+                "analysis.thermal.thermal_profile"
+        except Exception as exc:  # a half-landed module must not break the nightly report
+            return node_thermal_profile(data.accel, data.host, o.limits), \
+                f"analysis.report.profile (analysis.thermal failed: {exc})"
+    return node_thermal_profile(data.accel, data.host, o.limits), "analysis.report.profile.node_thermal_profile"
+
+
+# ------------------------------------------------------------------------------------------------ history
+
+
+def history_frame(history: list[dict[str, Any]]) -> pl.DataFrame:
+    """One row per run and history metric: time (run start), group, phase, metric, unit, value."""
+    rows = []
+    for r in history:
+        t = r.get("start")
+        if not t:
+            continue
+        for key, unit in HISTORY_METRICS:
+            v = _num((r.get("summary") or {}).get(key), 6)
+            if v is not None:
+                rows.append({"time": t, "group": r.get("group") or "", "phase": r.get("phase") or "",
+                             "metric": key, "unit": unit, "value": v, "run_id": r.get("run_id")})
+    schema = {"time": pl.String, "group": pl.String, "phase": pl.String, "metric": pl.String, "unit": pl.String,
+              "value": pl.Float64, "run_id": pl.String}
+    f = pl.DataFrame(rows, schema=schema)
+    return f.with_columns(pl.col("time").str.to_datetime(time_zone="UTC", time_unit="ns")).sort("time")
+
+
+def _test_phase(test: str) -> str:
+    return test.rsplit("|", 1)[-1] if "|" in test else test
+
+
+def history_from_regression(hist: pl.DataFrame) -> pl.DataFrame:
+    """`analysis.regression.nightly_history` output as the history frame of `history_lines` (one point per night)."""
+    units = dict(HISTORY_METRICS)
+    f = hist.filter(pl.col("metric").is_in(list(units)))
+    return f.select(
+        pl.col("night").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").alias("time"), "group",
+        pl.col("test").map_elements(_test_phase, return_dtype=pl.String).alias("phase"), "metric",
+        pl.col("metric").replace_strict(units, default="").alias("unit"), "value",
+        pl.col("test").alias("run_id"),
+    ).sort("time")
+
+
+def _history(data: ReportData, o: ReportOptions) -> tuple[pl.DataFrame, list[dict[str, Any]], list[dict[str, Any]], str]:
+    """(history frame, change points, regressions, source)."""
+    mod = _module("analysis.regression")
+    if mod is not None and data.history_events is not None and data.history_events.height:
+        try:
+            cfg = mod.RegressionConfig(min_effect=o.delta_throughput_pct / 100.0)
+            hist = mod.nightly_history(mod.run_metrics(data.history_events, cfg.metrics), cfg)
+            status = mod.regression_status(hist, cfg)
+            cpf = mod.change_point_frame(hist, cfg)
+            cps = [{"group": r["group"], "phase": _test_phase(r["test"]), "test": r["test"], "metric": r["metric"],
+                    "time": r["night"].isoformat(), "index": r["index"], "effect_pct": _num(r["effect_pct"], 2),
+                    "ci_low_pct": _num(r["ci_low_pct"], 2), "ci_high_pct": _num(r["ci_high_pct"], 2),
+                    "p": _num(r["p"], 6), "direction": r["direction"], "acknowledged": r["acknowledged"]}
+                   for r in cpf.iter_rows(named=True)]
+            regs = []
+            for r in status.filter(pl.col("status").is_in(["suspected", "confirmed"])).iter_rows(named=True):
+                regs.append({
+                    "group": r["group"], "test": r["test"], "metric": r["metric"], "node": r["node"],
+                    "status": r["status"], "night": r["night"].isoformat(), "change_pct": _num(r["effect_pct"], 2),
+                    "ci_low_pct": _num(r["ci_low_pct"], 2), "ci_high_pct": _num(r["ci_high_pct"], 2),
+                    "text": (f"{r['status'].capitalize()} regression: {r['group']} {r['metric']} "
+                             f"{_fmt_pct(r['effect_pct'])} on {r['night'].isoformat()} "
+                             f"({_test_phase(r['test'])}, 95 % CI {_fmt_pct(r['ci_low_pct'])} to "
+                             f"{_fmt_pct(r['ci_high_pct'])})."),
+                })
+            return history_from_regression(hist), cps, regs, "analysis.regression"
+        except Exception as exc:  # a half-landed module must not break the nightly report
+            return history_frame(data.history), [], [], f"run summaries (analysis.regression failed: {exc})"
+    return history_frame(data.history), [], [], "run summaries (analysis.regression is not installed: no change points)"
+
+
+# ------------------------------------------------------------------------------------------------ verdict
+
+
+def _fmt_pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.1f} %"
+
+
+def _verdict(s: dict[str, Any]) -> dict[str, Any]:
+    lines: list[dict[str, str]] = [{"topic": "note", "text": n} for n in s["notes"]]
+    status = "OK"
+
+    def bump(level: str) -> None:
+        nonlocal status
+        rank = {"NO DATA": 0, "OK": 1, "WATCH": 2, "ATTENTION": 3}
+        if rank[level] > rank[status]:
+            status = level
+
+    # regressions
+    regs = s["regressions"]["items"]
+    if regs:
+        bump("ATTENTION")
+        for r in regs[:5]:
+            lines.append({"topic": "regression", "text": r.get("text") or f"{r.get('metric')} changed {r.get('change_pct')}"})
+    else:
+        lines.append({"topic": "regression", "text": s["regressions"]["note"]})
+    # degradation per phase
+    worst: list[str] = []
+    for row in s["phases"]["rows"]:
+        for key, label, _unit, _d in PHASE_METRICS:
+            ch = row["changes"].get(key)
+            if ch and ch["verdict"].startswith("degraded"):
+                ci = "" if ch["ci_low_pct"] is None else f" (95 % CI {_fmt_pct(ch['ci_low_pct'])} to {_fmt_pct(ch['ci_high_pct'])})"
+                unconf = " — one run per phase, no interval" if ch["ci_low_pct"] is None else ""
+                worst.append(f"{row['group']}: {label} {_fmt_pct(ch['pct'])} in {row['phase']} vs {row['baseline']}{ci}{unconf}")
+                bump("ATTENTION" if ch["verdict"] == "degraded" else "WATCH")
+    if not s["phases"]["rows"]:
+        lines.append({"topic": "degradation", "text": f"No degradation verdict: {NO_RUNS}."})
+    elif worst:
+        lines.extend({"topic": "degradation", "text": w + "."} for w in worst[:6])
+    else:
+        lines.append({"topic": "degradation", "text": "No co-tenant phase slowed any group beyond the thresholds "
+                      f"({s['options']['delta_throughput_pct']:.0f} % throughput, "
+                      f"{s['options']['delta_latency_pct']:.0f} % latency)."})
+    # antagonists
+    ants = s["antagonists"]["items"]
+    sig = [a for a in ants if a.get("significant")]
+    if sig:
+        for a in sig[:3]:
+            res = f" through {a['resource']}" if a.get("resource") else ""
+            conf = f"; confounded with {', '.join(a['confounded_with'])}" if a.get("confounded_with") else ""
+            lines.append({"topic": "antagonist", "text": (
+                f"{a['antagonist']} slows {a['victim']}{res}: p99 ITL {_fmt_pct(a['effect_pct'])} while it is active "
+                f"(95 % CI {_fmt_pct(a['ci_low_pct'])} to {_fmt_pct(a['ci_high_pct'])}, {a['confidence']}{conf}).")})
+        bump("WATCH")
+    elif ants:
+        lines.append({"topic": "antagonist", "text": "No co-tenant is clearly to blame: no effect exceeds "
+                      f"{s['options']['delta_latency_pct']:.0f} % with an interval above zero."})
+    else:
+        lines.append({"topic": "antagonist", "text": f"No attribution: {s['antagonists']['note']}."})
+    # thermal
+    prof = s["thermal"]["nodes"]
+    if not prof:
+        lines.append({"topic": "thermal", "text": f"No thermal verdict: {NO_ACCEL}."})
+    else:
+        for r in prof:
+            rng = "" if r["gpu_min_c"] is None else f"accelerators {r['gpu_min_c']:.0f}–{r['gpu_max_c']:.0f} °C"
+            avg = "" if r["gpu_avg_c"] is None else f" (average {r['gpu_avg_c']:.0f} °C)"
+            pw = "" if r["power_avg_w"] is None else f", {r['power_avg_w']:.0f} W average per accelerator"
+            lines.append({"topic": "thermal", "text": f"Node {r['node']} is {r['status']}: {rng}{avg}{pw}; {r['reason']}."})
+        for f in s["thermal"]["findings"][:4]:
+            if not f.startswith("Node "):
+                lines.append({"topic": "thermal", "text": f})
+        worst_t = max((r["status"] for r in prof), key=lambda x: ("COOL", "OK", "WARM", "HOT").index(x))
+        if worst_t == "HOT":
+            bump("ATTENTION")
+        elif worst_t == "WARM":
+            bump("WATCH")
+    if not s["phases"]["rows"] and not prof and not s["history"]["points"]:
+        status = "NO DATA"
+    headline = {
+        "OK": "No noisy-neighbour slowdown, regression or thermal problem found.",
+        "WATCH": "Something to watch: see the lines below.",
+        "ATTENTION": "Attention: a slowdown, regression or thermal limit was found.",
+        "NO DATA": "No data in this window: nothing to judge.",
+    }[status]
+    return {"status": status, "headline": headline, "lines": lines}
+
+
+# ------------------------------------------------------------------------------------------------ build
+
+
+def _run_meta(r: dict[str, Any]) -> dict[str, Any]:
+    sm = r.get("summary") or {}
+    return {
+        "run_id": r.get("run_id"), "node": r.get("node") or "", "group": r.get("group") or "",
+        "phase": r.get("phase") or "", "tool": r.get("tool"), "tool_version": r.get("tool_version"),
+        "model": r.get("model"), "backend": r.get("backend"), "isl": r.get("isl"), "osl": r.get("osl"),
+        "concurrency": r.get("concurrency"), "num_prompts": r.get("num_prompts"), "tp": r.get("tp"),
+        "start": r.get("start"), "end": r.get("end"), "timing": r.get("timing"),
+        "completed": _num(sm.get("completed"), 0), "output_tok_s": _num(sm.get("output_tok_s"), 2),
+        "duration_s": _num(sm.get("duration_s"), 2),
+    }
+
+
+def build_report(data: ReportData, options: ReportOptions | None = None, *, generated_at: datetime | None = None,
+                 step: Any = None) -> Report:
+    """The summary dict (``summary.json``) and the frames of the figures, from one window's data."""
+    o = options or ReportOptions()
+    tell = step or (lambda _m: None)
+    sources: dict[str, str] = {}
+    frames: dict[str, pl.DataFrame] = {}
+
+    tell("phase table")
+    rows, sources["phases"], phase_notes = _phase_rows(data, o)
+    frames["phases"] = phase_frame(rows)
+
+    tell("attribution")
+    p99 = victim_p99_series(data.latency, o.window_s, o.min_tokens_per_window)
+    act = activity_series(data.accel, data.tenant, o.window_s)
+    frames["victim_p99"], frames["activity"] = p99, act
+    ants = antagonist_ranking(p99, act, o)
+    sources["antagonists"] = "analysis.report.summary.antagonist_ranking"
+    if not data.runs:
+        ant_note = NO_RUNS
+    elif p99.is_empty():
+        ant_note = "no per-token or per-request latencies in this window"
+    elif act.is_empty():
+        ant_note = "no co-tenant activity (accelerator utilisation or tenant CPU) in this window"
+    else:
+        ant_note = "co-tenants were never both active and idle while a benchmark ran" if not ants else "ok"
+
+    tell("thermal profile")
+    nodes, sources["thermal"] = _node_profile(data, o)
+    devices = device_thermal_profile(data.accel, o.limits)
+    frames["thermal_nodes"], frames["thermal_devices"] = nodes, devices
+    frames["accel"] = data.accel
+    findings = thermal_findings(nodes, devices, o.limits) if nodes.height else []
+
+    tell("history and change points")
+    hist, cps, regressions, sources["history"] = _history(data, o)
+    frames["history"] = hist
+    frames["change_points"] = pl.DataFrame(
+        [{"group": c["group"], "phase": c["phase"], "metric": c["metric"], "time": c["time"]} for c in cps],
+        schema={"group": pl.String, "phase": pl.String, "metric": pl.String, "time": pl.String})
+    n_hist = len({r.get("run_id") for r in data.history})
+    if hist.is_empty():
+        reg_note = f"No regression check: {NO_HISTORY}."
+    elif sources["history"] != "analysis.regression":
+        reg_note = (f"No regression check: change-point detection is not available ({sources['history']}); "
+                    f"{n_hist} run(s) of the last {o.history_days:g} days are charted below.")
+    else:
+        reg_note = f"No regression: {n_hist} run(s) over the last {o.history_days:g} days, no suspected or confirmed change."
+
+    devices_meta = (data.accel.select("node", "device", "vendor", "model", "group").unique().sort("node", "device")
+                    if data.accel.height and {"vendor", "model"} <= set(data.accel.columns)
+                    else data.accel.select([c for c in ("node", "device", "group", "model") if c in data.accel.columns])
+                    .unique())
+    s: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "title": "neighborscope nightly report",
+        "generated_at": _iso(generated_at or datetime.now(UTC)),
+        "window": {"start": _iso(data.start), "end": _iso(data.end)},
+        "store": data.store,
+        "options": {"delta_throughput_pct": o.delta_throughput_pct, "delta_latency_pct": o.delta_latency_pct,
+                    "window_s": o.window_s, "history_days": o.history_days, "active_util_pct": o.active_util_pct,
+                    "seed": o.seed},
+        "phases": {"metrics": [{"key": k, "label": lab, "unit": u, "higher_is_better": d > 0}
+                               for k, lab, u, d in PHASE_METRICS],
+                   "rows": rows, "note": "ok" if rows else NO_RUNS, "method_notes": phase_notes},
+        "antagonists": {"items": ants, "note": ant_note, "window_s": o.window_s},
+        "thermal": {"limits": o.limits.to_dict(), "nodes": nodes.to_dicts(), "devices": devices.to_dicts(),
+                    "findings": findings, "note": "ok" if nodes.height else NO_ACCEL},
+        "history": {"days": o.history_days, "points": hist.height, "runs": len(data.history),
+                    "change_points": cps, "note": "ok" if hist.height else NO_HISTORY},
+        "regressions": {"items": regressions, "note": reg_note},
+        "alerts": [],
+        "runs": [_run_meta(r) for r in data.runs],
+        "metadata": {
+            "nodes": sorted(set(data.accel["node"].unique().to_list())) if "node" in data.accel.columns else [],
+            "accelerators": devices_meta.height,
+            "vendors": sorted(set(data.accel["vendor"].drop_nulls().unique().to_list()))
+            if "vendor" in data.accel.columns else [],
+            "accel_rows": data.accel.height, "host_rows": data.host.height, "runs": len(data.runs),
+            "latency_source": (data.latency["source"].unique().sort().to_list() if data.latency.height else []),
+        },
+        "sources": sources,
+        "notes": list(data.notes),
+    }
+    s["verdict"] = _verdict(s)
+    return Report(summary=s, frames=frames)
+
+
+def phase_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """The phase table long: group, phase, metric, unit, value, change_pct, ci_low_pct, ci_high_pct, verdict."""
+    units = {k: u for k, _l, u, _d in PHASE_METRICS}
+    out = []
+    for r in rows:
+        for key in units:
+            ch = r["changes"].get(key) or {}
+            out.append({"group": r["group"], "phase": r["phase"], "metric": key, "unit": units[key],
+                        "value": r["metrics"].get(key), "change_pct": ch.get("pct"),
+                        "ci_low_pct": ch.get("ci_low_pct"), "ci_high_pct": ch.get("ci_high_pct"),
+                        "verdict": ch.get("verdict", "baseline")})
+    return pl.DataFrame(out, schema={"group": pl.String, "phase": pl.String, "metric": pl.String, "unit": pl.String,
+                                     "value": pl.Float64, "change_pct": pl.Float64, "ci_low_pct": pl.Float64,
+                                     "ci_high_pct": pl.Float64, "verdict": pl.String})
