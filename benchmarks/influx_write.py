@@ -33,10 +33,10 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from telemetry.batch import make_batch  # noqa: E402
-from telemetry.line_protocol import encode_lines  # noqa: E402
-from telemetry.schema import MEASUREMENTS, conform  # noqa: E402
-from tests.telemetry.store.conftest import InfluxServer, find_binary  # noqa: E402
+from telemetry.batch import make_batch
+from telemetry.line_protocol import encode_lines
+from telemetry.schema import MEASUREMENTS, conform
+from tests.telemetry.store.conftest import InfluxServer, find_binary
 
 ACCEL_FIELDS = [
     "temp_c", "temp_mem_c", "power_w", "energy_j", "pcie_tx_bytes_per_s", "pcie_rx_bytes_per_s", "pcie_link_gen",
@@ -57,7 +57,9 @@ def node_frames(node: str, t0_ns: int, ticks: int, rng: np.random.Generator) -> 
     }
     for f in ACCEL_FIELDS:
         kind = MEASUREMENTS["accel"].field_index[f].kind
-        cols[f] = rng.random(n) < 0.05 if kind == "bool" else rng.integers(1, 16, n) if kind == "int" else rng.random(n) * 100
+        cols[f] = (
+            rng.random(n) < 0.05 if kind == "bool" else rng.integers(1, 16, n) if kind == "int" else rng.random(n) * 100
+        )
     host = {
         "time": t0_ns + np.arange(ticks, dtype=np.int64) * 10**9,
         "node": [node] * ticks,
@@ -137,6 +139,22 @@ def run_collector(server: InfluxServer, db: str, work: Path, batches, nodes, cli
         proc.wait(30)
 
 
+def run_store(server: InfluxServer, db: str, work: Path, batches, clients: int, points: int, gzip_on: bool) -> float:
+    """The collector's store alone, in process: QueuedStore.write_batch from `clients` threads, drained."""
+    from telemetry.store.base import BatchKey, open_store
+
+    url = f"influx://127.0.0.1:{server.http_port}/{db}?queue={work / f'queue-{db}'}&gzip={int(gzip_on)}"
+    store = open_store(url)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(lambda b: store.write_batch(BatchKey(b[0], "bench", b[1]), b[2]), batches))
+    store.flush(None)
+    secs = time.perf_counter() - start
+    store.close()
+    assert count_points(server, db) == points
+    return secs
+
+
 def run_client_dataframe(server: InfluxServer, db: str, batches) -> float | None:
     try:
         from influxdb_client.client.write.dataframe_serializer import DataframeSerializer
@@ -199,6 +217,11 @@ def main() -> None:
             ("collector (HTTP, queue, drain)", run_collector(server, db, work, batches, nodes, args.clients, points))
         )
 
+        for gzip_on in (True, False):
+            db = server.create_database("store")
+            secs = run_store(server, db, work, batches, args.clients, points, gzip_on)
+            results.append((f"store alone: queue + drain, no HTTP (gzip {'on' if gzip_on else 'off'})", secs))
+
         db = server.create_database("client")
         secs = run_client_dataframe(server, db, batches)
         if secs is not None:
@@ -208,8 +231,10 @@ def main() -> None:
         server.stop()
 
     direct_s = results[0][1]
-    table = Table(title=f"InfluxDB {subprocess.run([binary, 'version'], capture_output=True, text=True).stdout.strip()}: "
-                  f"{points:,} points ({args.batches} batches x {args.ticks} ticks x {DEVICES} accelerators + host)")
+    table = Table(
+        title=f"InfluxDB {subprocess.run([binary, 'version'], capture_output=True, text=True).stdout.strip()}: "
+        f"{points:,} points ({args.batches} batches x {args.ticks} ticks x {DEVICES} accelerators + host)"
+    )
     for col in ("path", "seconds", "points/s", "vs direct"):
         table.add_column(col, justify="right")
     for name, secs in results:
@@ -217,7 +242,9 @@ def main() -> None:
     console.print(table)
     collector_s = results[1][1]
     ratio = direct_s / collector_s
-    console.print(f"collector at {ratio:.0%} of the direct rate (target >= 80 %): {'OK' if ratio >= 0.8 else 'BELOW TARGET'}")
+    console.print(
+        f"collector at {ratio:.0%} of the direct rate (target >= 80 %): {'OK' if ratio >= 0.8 else 'BELOW TARGET'}"
+    )
 
 
 if __name__ == "__main__":

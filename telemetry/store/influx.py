@@ -366,6 +366,10 @@ class InfluxStore:
 
     # ---- writing -------------------------------------------------------------------------------
 
+    def prepare(self, measurement: str, frame: pl.DataFrame) -> pl.DataFrame:
+        """The frame checked against the schema (raises `SchemaError` naming the column and row)."""
+        return _prepare(measurement, frame)
+
     def encode(self, measurement: str, frame: pl.DataFrame) -> bytes:
         """Line protocol for a frame (conformed to the schema for a schema measurement)."""
         frame = _prepare(measurement, frame)
@@ -374,7 +378,7 @@ class InfluxStore:
         lines = encode_lines(frame, measurement)
         if lines.len() == 0:
             return b""
-        return ("\n".join(lines.to_list()) + "\n").encode("utf-8")
+        return (lines.str.join("\n")[0] + "\n").encode("utf-8")
 
     def write(self, measurement: str, frame: pl.DataFrame) -> int:
         """Write a frame now (cut into ``batch_bytes`` bodies); returns its row count."""
@@ -769,7 +773,10 @@ def _duration_s(text: str) -> int:
 
 
 def _prepare(measurement: str, frame: pl.DataFrame) -> pl.DataFrame:
-    if measurement in MEASUREMENTS:
+    known = MEASUREMENTS.get(measurement)
+    if known is not None:
+        if dict(frame.schema) == dict(known.polars_schema()):
+            return frame  # already in schema form (the collector conforms every batch)
         return conform(frame, measurement)
     if not measurement:
         raise SchemaError("empty measurement name")

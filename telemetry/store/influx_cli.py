@@ -57,7 +57,7 @@ def status(
     finally:
         store.close()
     queue = config.queue_dir or default_state_dir(config) / "queue"
-    files = sorted(queue.glob("q-*.lpz")) if queue.is_dir() else []
+    files = sorted(queue.glob("q-*.arrow")) if queue.is_dir() else []
     size = sum(f.stat().st_size for f in files)
     typer.echo(f"queue {queue}: {len(files)} batch(es) waiting, {size} bytes")
     rejected = queue / "rejected.lp"

@@ -1,9 +1,11 @@
 """A durable local queue in front of a remote store (InfluxDB): nothing acknowledged is lost.
 
-``write_batch`` / ``write`` encode the frames to line protocol, gzip them and write one queue file
-(temp file, fsync, rename, fsync the directory), then return: that is when the collector acknowledges
-the agent. A drainer thread sends the queue to the remote store in order, several files per request
-(concatenated gzip members are one valid gzip body), up to ``batch_bytes`` of line protocol:
+``write_batch`` / ``write`` check the frames against the schema, write them as one queue file (Arrow IPC,
+lz4; temp file, fsync, rename, fsync the directory) and return: that is when the collector acknowledges
+the agent. A drainer thread sends the queue to the remote store in order: it takes the next run of queue
+files (up to ``drain_rows`` rows), concatenates each measurement's frames, encodes them to line protocol
+in one vectorised call (the encoder's cost is mostly per call, so this is where batching pays) and POSTs
+bodies of at most ``batch_bytes``, in order:
 
 - the remote is down, slow, or answers 429 / 503: wait (``Retry-After`` when given, else exponential
   backoff up to ``retry_max_s``, 30 s by default) and send the same request again; never drop, never reorder;
@@ -19,7 +21,8 @@ successful send and the ``sent.log`` append re-sends a batch, which stores nothi
 
 Layout of the queue directory::
 
-    q-<n:020d>.lpz   one queued write: a JSON header line (key, lines, bytes), then gzip line protocol
+    q-<n:020d>.arrow one queued write: a JSON header line (key, rows, parts), then one Arrow IPC stream
+                     (lz4) per measurement
     sent.json        sent keys: {"node\\tboot_id": [[lo, hi], ...]} (rewritten at start)
     sent.log         sent keys appended since (one JSON [node, boot_id, seq] per line)
     rejected.lp      lines the remote refused, each after a "# reason" comment
@@ -34,7 +37,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import fcntl
-import gzip
+import io
 import json
 import logging
 import os
@@ -44,6 +47,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -93,8 +97,8 @@ class _Entry:
     n: int
     path: Path
     key: BatchKey | None
-    lines: int
-    raw_bytes: int
+    rows: int
+    parts: list[list[Any]]  # [measurement, nbytes, rows]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -108,7 +112,7 @@ def _fsync_dir(path: Path) -> None:
 class QueuedStore:
     """A `TelemetryStore` that queues writes durably on local disk and drains them to ``remote``.
 
-    ``remote`` is an `InfluxStore` (anything with ``encode``, ``write_lines(body, gzipped=True)``,
+    ``remote`` is an `InfluxStore` (anything with ``prepare``, ``encode``, ``write_lines(body)``,
     ``config.batch_bytes`` and the read methods). The queue directory is created on the first write;
     a process that only reads never touches it.
     """
@@ -119,12 +123,14 @@ class QueuedStore:
         queue_dir: str | Path,
         *,
         max_queue_bytes: int = 8 * 2**30,
-        compresslevel: int = 1,
+        drain_rows: int = 50_000,
+        linger_s: float = 0.05,
     ) -> None:
         self.remote = remote
         self.queue_dir = Path(queue_dir)
         self.max_queue_bytes = max_queue_bytes
-        self.compresslevel = compresslevel
+        self.drain_rows = drain_rows
+        self.linger_s = linger_s
         self.batch_bytes: int = remote.config.batch_bytes
         self.retry_max_s: float = getattr(remote.config, "retry_max_s", MAX_BACKOFF_S)
         self._lock = threading.Condition()
@@ -138,7 +144,6 @@ class QueuedStore:
         self._opened = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._sending = False
         # status
         self.sent_lines = 0
         self.sent_requests = 0
@@ -189,7 +194,7 @@ class QueuedStore:
                     node, boot, seq = json.loads(line)
                     self._keys.setdefault((node, boot), SeqSet()).add(int(seq))
         entries = []
-        for path in sorted(self.queue_dir.glob("q-*.lpz")):
+        for path in sorted(self.queue_dir.glob("q-*.arrow")):
             try:
                 header = _read_header(path)
             except (OSError, ValueError) as exc:
@@ -200,7 +205,7 @@ class QueuedStore:
             key = BatchKey(*header["key"]) if header.get("key") else None
             if key is not None:
                 self._keys.setdefault((key.node, key.boot_id), SeqSet()).add(key.seq)
-            entries.append(_Entry(int(path.stem[2:]), path, key, header["lines"], header["bytes"]))
+            entries.append(_Entry(int(path.stem[2:]), path, key, header["rows"], header["parts"]))
             self._queued_bytes += path.stat().st_size
         self._entries.extend(entries)
         self._next_n = entries[-1].n + 1 if entries else 0
@@ -225,8 +230,7 @@ class QueuedStore:
     # ---- writing -------------------------------------------------------------------------------
 
     def write(self, measurement: str, frame: pl.DataFrame) -> int:
-        body = self.remote.encode(measurement, frame)
-        self._enqueue(None, body)
+        self._enqueue(None, {measurement: self.remote.prepare(measurement, frame)})
         return frame.height
 
     def write_batch(self, key: BatchKey, frames: Mapping[str, pl.DataFrame]) -> bool:
@@ -234,21 +238,26 @@ class QueuedStore:
         with self._lock:
             if self._known(key):
                 return False
-        body = b"".join(self.remote.encode(m, f) for m, f in frames.items())
-        return self._enqueue(key, body)
+        return self._enqueue(key, {m: self.remote.prepare(m, f) for m, f in frames.items()})
 
     def _known(self, key: BatchKey) -> bool:
         seqs = self._keys.get((key.node, key.boot_id))
         return seqs is not None and key.seq in seqs
 
-    def _enqueue(self, key: BatchKey | None, body: bytes) -> bool:
+    def _enqueue(self, key: BatchKey | None, frames: Mapping[str, pl.DataFrame]) -> bool:
         self.open()
-        payload = gzip.compress(body, compresslevel=self.compresslevel) if body else b""
-        header = {
-            "key": [key.node, key.boot_id, key.seq] if key else None,
-            "lines": body.count(b"\n"),
-            "bytes": len(body),
-        }
+        chunks: list[bytes] = []
+        parts: list[list[Any]] = []
+        for measurement, frame in frames.items():
+            if frame.height == 0:
+                continue
+            buf = io.BytesIO()
+            frame.write_ipc_stream(buf, compression="lz4")
+            chunks.append(buf.getvalue())
+            parts.append([measurement, len(chunks[-1]), frame.height])
+        payload = b"".join(chunks)
+        rows = sum(p[2] for p in parts)
+        header = {"key": [key.node, key.boot_id, key.seq] if key else None, "rows": rows, "parts": parts}
         head = json.dumps(header).encode() + b"\n"
         with self._lock:
             if key is not None:
@@ -265,7 +274,7 @@ class QueuedStore:
             n = self._next_n
             self._next_n += 1
             self._inflight.add(n)
-        path = self.queue_dir / f"q-{n:020d}.lpz"
+        path = self.queue_dir / f"q-{n:020d}.arrow"
         try:
             tmp = self.queue_dir / f".tmp-{n}-{uuid.uuid4().hex}"
             with open(tmp, "wb") as fh:
@@ -283,7 +292,7 @@ class QueuedStore:
                     self._forget(key)
                 self._lock.notify_all()
             raise
-        entry = _Entry(n, path, key, header["lines"], len(body))
+        entry = _Entry(n, path, key, rows, parts)
         with self._lock:
             # keep the deque ordered by n (writers may finish out of order)
             if not self._entries or self._entries[-1].n < n:
@@ -311,58 +320,109 @@ class QueuedStore:
 
     # ---- draining ------------------------------------------------------------------------------
 
-    def _take(self) -> list[_Entry]:
-        """The next run of entries in order, up to batch_bytes (at least one), none past a write in flight."""
+    def _take(self, after: int = -1) -> list[_Entry]:
+        """The next run of entries in order (those after entry ``after``), up to drain_rows rows (at least
+        one), none past a write in flight."""
         limit = min(self._inflight) if self._inflight else None
         out: list[_Entry] = []
         size = 0
         for e in self._entries:
+            if e.n <= after:
+                continue
             if limit is not None and e.n > limit:
                 break
-            if out and size + e.raw_bytes > self.batch_bytes:
+            if out and size + e.rows > self.drain_rows:
                 break
             out.append(e)
-            size += e.raw_bytes
+            size += e.rows
         return out
 
+    def _next_run(self, ahead: tuple[list[_Entry], Future] | None) -> tuple[list[_Entry], list[bytes]] | None:
+        """Wait for the next run and encode it (or take the one encoded ahead); None when stopping."""
+        with self._lock:
+            while not self._stop.is_set() and not self._take():
+                self._lock.wait(1.0)
+            if self._stop.is_set():
+                return None
+            if ahead is None and self.linger_s and sum(e.rows for e in self._take()) < self.drain_rows:
+                # let a few more batches arrive: one large request costs InfluxDB (and the encoder) far
+                # less than many small ones
+                self._lock.wait(self.linger_s)
+            batch = self._take()
+        if ahead is not None and ahead[0][0].n == batch[0].n:
+            return ahead[0], ahead[1].result()
+        return batch, self._encode(batch)
+
+    def _encode(self, batch: list[_Entry]) -> list[bytes]:
+        """Line-protocol bodies (at most batch_bytes each) for a run of entries: one encoder call per measurement."""
+        from telemetry.store.influx import split_lines
+
+        frames: dict[str, list[pl.DataFrame]] = {}
+        for e in batch:
+            for measurement, frame in _read_frames(e):
+                frames.setdefault(measurement, []).append(frame)
+        body = b"".join(self.remote.encode(m, _concat(fs)) for m, fs in frames.items())
+        return split_lines(body, self.batch_bytes) if body else []
+
     def _drain_loop(self) -> None:
+        """Send runs of entries in order. A run's bodies are fixed once encoded: a retry resumes at the first
+        body not yet stored. The next run is encoded (on a second thread) while this one is sent."""
+        from telemetry.store.influx import InfluxWriteRejectedError
+
         backoff = 0.5
-        while True:
-            with self._lock:
-                while not self._stop.is_set() and not self._take():
-                    self._lock.wait(1.0)
-                if self._stop.is_set():
-                    return
-                batch = self._take()
-                self._sending = True
-            try:
-                self._send(batch)
-            except StoreUnavailableError as exc:
-                self._note_error(str(exc))
-                wait = getattr(exc, "retry_after_s", None)
-                if wait is None:
-                    wait = backoff * (0.75 + random.random() / 2)
+        current: tuple[list[_Entry], list[bytes]] | None = None
+        ahead: tuple[list[_Entry], Future] | None = None
+        sent = 0
+        encoder = ThreadPoolExecutor(1, thread_name_prefix="queue-encoder")
+        try:
+            while not self._stop.is_set():
+                try:
+                    if current is None:
+                        current = self._next_run(ahead)
+                        ahead = None
+                        sent = 0
+                        if current is None:
+                            return
+                    batch, bodies = current
+                    if ahead is None:
+                        with self._lock:
+                            nxt = self._take(after=batch[-1].n)
+                        if nxt:
+                            ahead = (nxt, encoder.submit(self._encode, nxt))
+                    while sent < len(bodies):
+                        try:
+                            self.remote.write_lines(bodies[sent])
+                        except InfluxWriteRejectedError as exc:
+                            self._reject(exc)
+                        sent += 1
+                        self.sent_requests += 1
+                except StoreUnavailableError as exc:
+                    self._note_error(str(exc))
+                    wait = getattr(exc, "retry_after_s", None)
+                    if wait is None:
+                        wait = backoff * (0.75 + random.random() / 2)
+                        backoff = min(backoff * 2, self.retry_max_s)
+                    self._idle(wait)
+                    continue
+                except StoreError as exc:  # auth, missing database: someone has to fix it; keep everything
+                    self._note_error(str(exc))
+                    log.error("cannot write to %r: %s (queued data kept, retrying)", self.remote, exc)
+                    self._idle(backoff)
                     backoff = min(backoff * 2, self.retry_max_s)
-                self._idle(wait)
-                continue
-            except StoreError as exc:  # auth, missing database: someone has to fix it; keep everything
-                self._note_error(str(exc))
-                log.error("cannot write to %r: %s (queued data kept, retrying)", self.remote, exc)
-                self._idle(backoff)
-                backoff = min(backoff * 2, self.retry_max_s)
-                continue
-            except Exception as exc:  # a bug must not kill the drainer silently
-                self._note_error(f"{type(exc).__name__}: {exc}")
-                log.exception("drainer failed on %s", [e.path.name for e in batch])
-                self._idle(backoff)
-                backoff = min(backoff * 2, self.retry_max_s)
-                continue
-            finally:
-                with self._lock:
-                    self._sending = False
-                    self._lock.notify_all()
-            backoff = 0.5
-            self._done(batch)
+                    continue
+                except Exception as exc:  # a bug must not kill the drainer silently
+                    self._note_error(f"{type(exc).__name__}: {exc}")
+                    log.exception("drainer failed")
+                    ahead = None
+                    self._idle(backoff)
+                    backoff = min(backoff * 2, self.retry_max_s)
+                    continue
+                backoff = 0.5
+                self.sent_lines += sum(b.count(b"\n") for b in bodies)
+                self._done(batch)
+                current = None
+        finally:
+            encoder.shutdown(wait=False, cancel_futures=True)
 
     def _idle(self, seconds: float) -> None:
         self._stop.wait(min(seconds, 300.0))
@@ -372,19 +432,6 @@ class QueuedStore:
             log.warning("remote store: %s (queued data kept, retrying)", message)
         self.last_error = message
         self.last_error_at = time.time()
-
-    def _send(self, batch: list[_Entry]) -> None:
-        from telemetry.store.influx import InfluxWriteRejectedError
-
-        body = b"".join(_read_payload(e.path) for e in batch)
-        if not body:
-            return
-        try:
-            self.remote.write_lines(body, gzipped=True)
-        except InfluxWriteRejectedError as exc:
-            self._reject(exc)
-        self.sent_requests += 1
-        self.sent_lines += sum(e.lines for e in batch)
 
     def _reject(self, exc: Any) -> None:
         self.rejected_lines += len(exc.rejected)
@@ -494,12 +541,27 @@ class QueuedStore:
 def _read_header(path: Path) -> dict[str, Any]:
     with open(path, "rb") as fh:
         header = json.loads(fh.readline())
-    if not isinstance(header, dict) or "lines" not in header:
+    if not isinstance(header, dict) or "parts" not in header:
         raise ValueError("no header")
     return header
 
 
-def _read_payload(path: Path) -> bytes:
-    with open(path, "rb") as fh:
+def _read_frames(entry: _Entry) -> list[tuple[str, pl.DataFrame]]:
+    with open(entry.path, "rb") as fh:
         fh.readline()
-        return fh.read()
+        payload = fh.read()
+    out = []
+    offset = 0
+    for measurement, nbytes, _rows in entry.parts:
+        out.append((measurement, pl.read_ipc_stream(io.BytesIO(payload[offset : offset + nbytes]))))
+        offset += nbytes
+    return out
+
+
+def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    if len(frames) == 1:
+        return frames[0]
+    try:
+        return pl.concat(frames, how="vertical")
+    except pl.exceptions.PolarsError:  # plain writes of a non-schema measurement may differ in columns
+        return pl.concat(frames, how="diagonal_relaxed")

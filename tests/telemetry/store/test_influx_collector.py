@@ -54,7 +54,7 @@ def test_agent_batches_round_trip_through_the_collector(collector_factory, influ
 
 def test_line_protocol_written_to_the_collector_lands_in_influxdb(collector_factory, influx_url):
     collector = collector_factory(store=influx_url, tokens=TOKENS)
-    body = 'host,node=node1 load1=0.5,cpu_util_pct=12.25,procs_running=3i 1763600000000000001\n'
+    body = "host,node=node1 load1=0.5,cpu_util_pct=12.25,procs_running=3i 1763600000000000001\n"
     r = httpx.post(
         f"{collector.url}/api/v2/write",
         params={"bucket": "x", "precision": "ns"},

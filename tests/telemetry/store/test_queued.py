@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from telemetry.errors import StoreError, StoreUnavailableError
+from telemetry.errors import SchemaError, StoreError, StoreUnavailableError
 from telemetry.schema import conform
 from telemetry.store.base import BatchKey
 from telemetry.store.influx import InfluxConfig, InfluxStore, InfluxUnavailableError, InfluxWriteRejectedError
@@ -30,6 +30,9 @@ class FakeRemote:
         self.fail: list[Exception] = []
         self.down = threading.Event()
         self.closed = False
+
+    def prepare(self, measurement: str, frame: pl.DataFrame) -> pl.DataFrame:
+        return self._encoder.prepare(measurement, frame)
 
     def encode(self, measurement: str, frame: pl.DataFrame) -> bytes:
         return self._encoder.encode(measurement, frame)
@@ -84,8 +87,8 @@ def temps(remote: FakeRemote) -> list[float]:
 
 
 def test_batches_reach_the_remote_in_order(tmp_path):
-    remote = FakeRemote(batch_bytes=1024)  # several requests
-    q = make(tmp_path, remote)
+    remote = FakeRemote(batch_bytes=1024)  # several requests per run
+    q = make(tmp_path, remote, drain_rows=9)  # several runs, each encoded while the one before is sent
     for i in range(40):
         assert q.write_batch(BatchKey("n1", "b", i), {"accel": frame(i)}) is True
     assert q.flush(10)
@@ -186,8 +189,9 @@ def test_rejected_lines_are_kept_aside_and_the_queue_moves_on(tmp_path):
 def test_a_full_queue_refuses_the_write_and_forgets_the_key(tmp_path):
     remote = FakeRemote()
     remote.down.set()
-    q = make(tmp_path, remote, cls=RecordingQueue, max_queue_bytes=600)
+    q = make(tmp_path, remote, cls=RecordingQueue)
     q.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)})
+    q.max_queue_bytes = q.status()["queued_bytes"] * 3 + 10
     with pytest.raises(StoreUnavailableError, match="full"):
         for i in range(1, 20):
             q.write_batch(BatchKey("n1", "b", i), {"accel": frame(i)})
@@ -227,6 +231,37 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         t.join()
     assert q.flush(10)
     assert len(remote.received) == 4 * 25 * 3
+    q.close()
+
+
+def test_a_bad_frame_is_refused_at_the_door_not_in_the_drainer(tmp_path):
+    q = make(tmp_path)
+    with pytest.raises(SchemaError, match="temp_c"):
+        q.write_batch(BatchKey("n1", "b", 0), {"accel": pl.DataFrame({"time": [1], "temp_c": ["hot"]})})
+    assert q.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)}) is True  # the key was not taken
+    q.close()
+
+
+def test_a_failed_send_resumes_after_the_bodies_already_stored(tmp_path):
+    remote = FakeRemote(batch_bytes=1024)
+    q = make(tmp_path, remote, cls=RecordingQueue)
+    q.drain_rows = 10**6
+    remote.down.set()
+    for i in range(20):
+        q.write_batch(BatchKey("n1", "b", i), {"accel": frame(i)})
+    real = remote.write_lines
+    calls = {"n": 0}
+
+    def flaky(body: bytes, *, gzipped: bool = False) -> int:  # FakeRemote that fails once, mid-run
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise InfluxUnavailableError("blip", retry_after_s=0)
+        return real(body, gzipped=gzipped)
+
+    remote.write_lines = flaky
+    remote.down.clear()
+    assert q.flush(10)
+    assert temps(remote) == [float(i) for i in range(20) for _ in range(3)]  # no body sent twice
     q.close()
 
 
