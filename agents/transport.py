@@ -31,7 +31,7 @@ import polars as pl
 
 from agents.samplers.base import Row
 from agents.spool import Spool
-from telemetry.batch import make_batch
+from telemetry.errors import SchemaError
 from telemetry.schema import TIME, measurement
 
 log = logging.getLogger(__name__)
@@ -41,29 +41,62 @@ BATCH_PATH = "/v1/batches"
 
 
 def rows_frame(name: str, rows: list[Row]) -> pl.DataFrame:
-    """Rows of one measurement -> a schema frame (columns the rows lack are absent/null)."""
-    m = measurement(name)
-    schema = m.polars_schema()
-    columns: dict[str, list[Any]] = {c: [] for c in schema}
-    for r in rows:
-        for c, values in columns.items():
-            values.append(r.get(c))
-    series = []
-    for c, dtype in schema.items():
-        values = columns[c]
-        if c == TIME:
-            series.append(pl.Series(c, values, dtype=pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"))
-        elif all(v is None for v in values):
-            continue
-        else:
-            series.append(pl.Series(c, values, dtype=dtype, strict=False))
+    """Rows of one measurement -> a schema frame (columns no row has are left out: absent)."""
+    cols = rows_columns(name, rows)
+    schema = measurement(name).polars_schema()
+    series = [pl.Series(TIME, cols.pop(TIME), dtype=pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")]
+    series += [pl.Series(c, v, dtype=schema[c], strict=False) for c, v in cols.items()]
     return pl.DataFrame(series)
+
+
+def _converter(kind: str) -> Any:
+    if kind == "float":
+        return lambda v: None if v is None or v != v else float(v)  # NaN -> absent
+    if kind == "int":
+        return lambda v: None if v is None else int(v)
+    if kind == "bool":
+        return lambda v: None if v is None else bool(v)
+    return lambda v: None if v is None else str(v)
+
+
+_CONVERTERS: dict[str, dict[str, Any]] = {}
+
+
+def rows_columns(name: str, rows: list[Row]) -> dict[str, list[Any]]:
+    """Rows of one measurement -> the batch's columns (what `telemetry.batch.frame_to_columns` gives
+    for the same frame), built without a DataFrame: the agent's hot path. Columns no row has are left
+    out; values are converted to their field's kind; NaN becomes null."""
+    m = measurement(name)
+    conv = _CONVERTERS.get(name)
+    if conv is None:
+        conv = {t: _converter("str") for t in m.tags}
+        conv.update({f.name: _converter(f.kind) for f in m.fields})
+        conv[TIME] = int
+        _CONVERTERS[name] = conv
+    present: set[str] = set()
+    for r in rows:
+        present.update(k for k, v in r.items() if v is not None)
+    unknown = present - conv.keys()
+    if unknown:
+        raise SchemaError(f"unknown column(s) {sorted(unknown)}", name)
+    return {c: [f(r.get(c)) for r in rows] for c, f in conv.items() if c in present}
+
+
+def batch_document(node: str, boot_id: str, seq: int, rows: Mapping[str, list[Row]],
+                   sent_at_ns: int | None = None) -> dict[str, Any]:
+    """The batch as `telemetry.batch.make_batch` builds it, from rows."""
+    return {
+        "node": node,
+        "boot_id": boot_id,
+        "seq": seq,
+        "sent_at_ns": sent_at_ns,
+        "frames": [{"measurement": name, "columns": rows_columns(name, items)} for name, items in rows.items() if items],
+    }
 
 
 def encode_batch(node: str, boot_id: str, seq: int, rows: Mapping[str, list[Row]]) -> bytes:
     """Rows by measurement -> the gzip-compressed JSON body of one batch."""
-    frames = {name: rows_frame(name, items) for name, items in rows.items() if items}
-    doc = make_batch(node, boot_id, seq, frames, sent_at_ns=time.time_ns())
+    doc = batch_document(node, boot_id, seq, rows, sent_at_ns=time.time_ns())
     return gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), compresslevel=5)
 
 

@@ -122,3 +122,19 @@ def test_a_wrong_token_is_retried_a_few_times_then_given_up():
 def test_empty_rows_make_no_batch():
     s = Sender("node1", MemorySpool(), None)
     assert s.submit({"host": []}) is None and len(s.spool) == 0
+
+
+def test_batch_document_is_what_make_batch_builds_from_the_same_rows():
+    from agents.transport import batch_document, rows_frame
+    from telemetry.batch import make_batch
+
+    rows = {
+        "accel": [{"time": 1, "device": "gpu0", "power_w": 300, "temp_c": float("nan"), "throttle_power": 1,
+                   "pcie_link_gen": 5},
+                  {"time": 2, "device": "gpu1", "power_w": None, "temp_c": 41.5, "throttle_power": False}],
+        "agent": [{"time": 3, "sampler": "host", "ok": True, "errors_total": 0}],
+    }
+    ours = batch_document("n", "b", 4, rows, sent_at_ns=9)
+    theirs = make_batch("n", "b", 4, {k: rows_frame(k, v) for k, v in rows.items()}, sent_at_ns=9)
+    assert ours == theirs
+    assert ours["frames"][0]["columns"]["temp_c"] == [None, 41.5]

@@ -1,0 +1,144 @@
+"""CPU cost of the agent: 34 simulated accelerators plus the real host and tenants samplers.
+
+Starts a real collector and a real `neighborscope agent` as subprocesses, lets the agent warm up (the
+simulator builds its scenario first), then reads the agent process's CPU time (user + system, all
+threads) over a measuring window. Reports CPU per tick and the share of one core, at 1 s and 100 ms
+cadence. Targets: < 1 % of one core at 1 s, < 5 % at 100 ms.
+
+    .venv/bin/python benchmarks/agent_overhead.py                 # both cadences, 60 s windows
+    .venv/bin/python benchmarks/agent_overhead.py --window 20 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+NEIGHBORSCOPE = [sys.executable, "-m", "telemetry.cli"]
+TARGET_PCT = {1.0: 1.0, 0.1: 5.0}
+
+
+def start_collector(workdir: Path) -> tuple[subprocess.Popen, str]:
+    port_file = workdir / "collector.port"
+    proc = subprocess.Popen(
+        [*NEIGHBORSCOPE, "collector", "--store", str(workdir / "store"), "--host", "127.0.0.1", "--port", "0",
+         "--port-file", str(port_file), "--node-token", "bench=bench-token"],
+        stdout=subprocess.DEVNULL, stderr=open(workdir / "collector.log", "wb"),  # noqa: SIM115
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if port_file.exists():
+            url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    return proc, url
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("collector did not start")
+
+
+def agent_config(workdir: Path, url: str, cadence_s: float) -> Path:
+    path = workdir / f"agent-{cadence_s}.toml"
+    path.write_text(f"""
+node = "bench"
+[collector]
+url = "{url}"
+token = "bench-token"
+[agent]
+cadence_s = {cadence_s}
+flush_s = 1.0
+spool_dir = "{workdir / f'spool-{cadence_s}'}"
+[samplers.simulated]
+enabled = true
+scenario = "seed000"
+[samplers.host]
+enabled = true
+[samplers.tenants]
+enabled = true
+[[tenants]]
+group = "python"
+name = "^python"
+[[tenants]]
+group = "shells"
+name = "^(bash|sh)$"
+""")
+    return path
+
+
+def measure(url: str, workdir: Path, cadence_s: float, warmup_s: float, window_s: float) -> dict:
+    log = workdir / f"agent-{cadence_s}.log"
+    agent = subprocess.Popen([*NEIGHBORSCOPE, "agent", "--config", str(agent_config(workdir, url, cadence_s))],
+                             stdout=subprocess.DEVNULL, stderr=open(log, "wb"))  # noqa: SIM115
+    try:
+        p = psutil.Process(agent.pid)
+        time.sleep(warmup_s)
+        if agent.poll() is not None:
+            raise SystemExit(f"agent exited: {log.read_text()[-2000:]}")
+        c0, w0 = p.cpu_times(), time.monotonic()
+        time.sleep(window_s)
+        c1, w1 = p.cpu_times(), time.monotonic()
+        rss = p.memory_info().rss
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(60)
+    cpu_s = (c1.user - c0.user) + (c1.system - c0.system)
+    wall_s = w1 - w0
+    ticks = wall_s / cadence_s
+    summary = next((json.loads(line.removeprefix("agent summary: ")) for line in log.read_text().splitlines()
+                    if line.startswith("agent summary: ")), {})
+    return {
+        "cadence_s": cadence_s,
+        "window_s": round(wall_s, 1),
+        "cpu_s": round(cpu_s, 3),
+        "cpu_pct_of_one_core": round(100 * cpu_s / wall_s, 2),
+        "cpu_ms_per_tick": round(1e3 * cpu_s / ticks, 3),
+        "target_pct": TARGET_PCT.get(cadence_s),
+        "rss_mib": round(rss / 2**20, 1),
+        "rows_sent": sum(summary.get("rows", {}).values()),
+        "missed_ticks": summary.get("missed_ticks"),
+        "delivered_all": summary.get("delivered_all"),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--window", type=float, default=60.0, help="measuring window per cadence (s)")
+    ap.add_argument("--warmup", type=float, default=8.0, help="warm-up before measuring (s)")
+    ap.add_argument("--cadence", type=float, action="append", help="cadences to measure (default 1.0 and 0.1)")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    cadences = args.cadence or [1.0, 0.1]
+    with tempfile.TemporaryDirectory(prefix="agent-overhead-") as tmp:
+        workdir = Path(tmp)
+        collector, url = start_collector(workdir)
+        try:
+            results = [measure(url, workdir, c, args.warmup, args.window) for c in cadences]
+        finally:
+            collector.send_signal(signal.SIGTERM)
+            collector.wait(30)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    print(f"agent overhead: 34 simulated accelerators + host + tenants ({machine})")
+    print(f"{'cadence':>8} {'CPU % of 1 core':>16} {'CPU ms/tick':>12} {'target':>7} {'RSS MiB':>8} {'rows':>8}")
+    for r in results:
+        ok = "ok" if r["target_pct"] is None or r["cpu_pct_of_one_core"] < r["target_pct"] else "OVER"
+        print(f"{r['cadence_s']:>7}s {r['cpu_pct_of_one_core']:>15.2f}% {r['cpu_ms_per_tick']:>12.3f} "
+              f"{'<' + str(r['target_pct']) + '%':>7} {r['rss_mib']:>8} {r['rows_sent']:>8}  {ok}")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
