@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import polars as pl
+import psutil
 from rich.console import Console
 from rich.table import Table
 
@@ -134,10 +136,14 @@ def main() -> None:
             r.raise_for_status()
             return r.json()["rows"]
 
+        collector_proc = psutil.Process(proc.pid)
+        cpu0 = collector_proc.cpu_times()
         start = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:
             rows = sum(pool.map(send, range(len(bodies))))
         e2e_s = time.perf_counter() - start
+        cpu1 = collector_proc.cpu_times()
+        collector_cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
         proc.terminate()
         proc.wait(30)
         stored = ParquetStore(work / "e2e").query("accel").height
@@ -156,6 +162,11 @@ def main() -> None:
             f"{secs / raw_s:.2f}x time",
         )  # fmt: skip
     console.print(table)
+    console.print(
+        f"collector CPU: {collector_cpu_s:.2f} s for {values:,} field values = "
+        f"{values / collector_cpu_s:,.0f} field values per CPU-second "
+        f"(load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
     target = 300_000
     ok = values / e2e_s >= target
     console.print(
