@@ -29,11 +29,12 @@ prefill_tokens              input tokens of requests whose prefill finished (fir
 ==========================  ==============================================================================
 
 **devices** (`device_windows`): window_start, node, device, group, and window means of ``power_w``,
-``util_pct``, ``pcie_bytes_per_s`` (rx + tx), ``temp_c``, ``sm_clock_mhz``, plus ``throttle_thermal_share``,
+``power_limit_w``, ``util_pct``, ``pcie_bytes_per_s`` (rx + tx), ``temp_c``, ``sm_clock_mhz``, plus ``throttle_thermal_share``,
 ``throttle_power_share`` (share of samples flagged) and ``at_power_cap_share`` (power_w >= 97 % of
 power_limit_w).
 
-**groups** (`group_windows`): the same per (window_start, group): ``power_w`` and ``pcie_bytes_per_s`` summed
+**groups** (`group_windows`): the same per (window_start, group): ``power_w``, ``power_limit_w`` and
+``pcie_bytes_per_s`` summed
 over the group's devices, the others averaged; ``n_devices``.
 
 **host** (`host_windows`): window_start, ``cpu_util_pct``, ``procs_running``, ``load1`` (node means; several
@@ -268,6 +269,7 @@ def device_windows(accel: Frame, window_s: float) -> pl.DataFrame:
             "device",
             col("group").fill_null("").alias("group") if "group" in names else pl.lit("").alias("group"),
             col("power_w").cast(pl.Float64).alias("power_w"),
+            col("power_limit_w").cast(pl.Float64).alias("power_limit_w"),
             col("util_pct").cast(pl.Float64).alias("util_pct"),
             pcie.cast(pl.Float64).alias("pcie_bytes_per_s"),
             col("temp_c").cast(pl.Float64).alias("temp_c"),
@@ -291,6 +293,7 @@ def group_windows(devices: pl.DataFrame) -> pl.DataFrame:
         devices.group_by("window_start", "node", "group")
         .agg(
             pl.col("power_w").sum().alias("power_w"),
+            pl.col("power_limit_w").sum().alias("power_limit_w"),
             pl.col("pcie_bytes_per_s").sum().alias("pcie_bytes_per_s"),
             pl.col("util_pct").mean(),
             pl.col("temp_c").mean(),

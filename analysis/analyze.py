@@ -149,7 +149,7 @@ def analyze_frames(
         if no_base and act.height:
             # one continuous run: fit the load model on windows where no suspect is active
             quiet = act.group_by("window_start").agg(pl.col("activity").max().alias("a"))
-            v = grid.victim.filter(pl.col("output_tok_s") > 0).sort("window_start").join(
+            v = attr.victim_series(grid.victim).join(
                 quiet, on="window_start", how="left")
             base_mask = (v["a"].fill_null(0.0) < 0.1).to_numpy()
             notes.append("no baseline phase for the victim: its load model is fitted on windows where no "

@@ -26,9 +26,9 @@ Method (analysis-methods.md §6b):
    0..3 windows plus a 60 s exponential smoothing (thermal is slow). Per suspect: the drop in residual sum of
    squares when its columns join (partial R², reported as ``share_explained``), p by circular-shift permutation
    (999 shifts; keeps autocorrelation), q by Benjamini–Hochberg across suspects. The effect = the sum of its
-   coefficients (sustained idle -> fully active) in the same regression on the log-throughput residual
-   (``effect_pct``) and on the log p99 ITL residual (``itl_p99_effect_pct``), CIs from Newey–West standard
-   errors. The CPI2 correlation (Zhang et al. 2013, threshold 0.35) is reported beside it (``cpi2_corr``).
+   coefficients (sustained idle -> fully active) in the same regression on the throughput residual
+   (``effect_pct``) and on the p99 ITL residual (``itl_p99_effect_pct``), CIs from Newey–West standard
+   errors, in % of the baseline level of the load model's fit. The CPI2 correlation (Zhang et al. 2013, threshold 0.35) is reported beside it (``cpi2_corr``).
 5. **Resource** (`resource_evidence`): per suspect and shared resource, victim-side mediators regressed on the
    suspect's activity (Newey–West t): PCIe = drop in the victim's load-adjusted PCIe rate; CPU = saturated
    cores on the victim's socket; thermal = victim clock drop, temperature; power = at-cap share. Throttle flags
@@ -58,6 +58,7 @@ N_SHIFTS = 999
 CPI2_THRESHOLD = 0.35
 MERGE_CORR = 0.95
 MIN_WINDOWS = 20
+MIN_ACTIVITY_SD = 0.02  # activity (0..1) that never moves more than this cannot be tested
 
 ANTAGONIST_COLUMNS: dict[str, pl.DataType] = {
     "victim": pl.String(),
@@ -124,9 +125,10 @@ def suspects(victim: str, grid: Grid, topology: pl.DataFrame | None = None,
 
     Candidates are the groups seen in the grid (accelerator groups and tenants) other than the victim. With a
     topology, a candidate is a suspect through each place it shares with the victim's devices (same PCIe switch
-    -> pcie, same socket -> cpu, same cooling zone -> thermal, same power zone -> power); candidates that share
-    nothing are not suspects (still listed by `rank_antagonists` as not suspected). Without a topology every
-    candidate is a suspect through every resource.
+    -> pcie, same socket -> cpu, same cooling zone -> thermal, same power zone -> power). Candidates that share
+    nothing are kept with no resources (a control: if one of them turns out significant, the topology misses a
+    path, and its resource is searched among all). Without a topology every candidate is a suspect through every
+    resource.
     """
     seen: list[str] = []
     for frame in (grid.groups, grid.tenants):
@@ -153,10 +155,30 @@ def suspects(victim: str, grid: Grid, topology: pl.DataFrame | None = None,
                          "reason": "not in the declared topology: suspect through every resource"})
         elif res:
             rows.append({"suspect": g, "shares": shares, "resources": res, "reason": "shares " + "; ".join(shares)})
+        else:
+            rows.append({"suspect": g, "shares": [], "resources": [],
+                         "reason": "shares nothing with the victim in the declared topology (tested as a control)"})
     return pl.DataFrame(rows, schema=SUSPECT_COLUMNS)
 
 
 # ------------------------------------------------------------------------------------------------ index
+
+
+LOAD_COLS = ("running_requests", "prefill_tokens", "requests_started")
+
+
+def _load_design(frame: pl.DataFrame, cols: Sequence[str] = LOAD_COLS) -> np.ndarray:
+    """Intercept, the load columns, and sqrt / square of each (a flexible, still linear, load model: a window's
+    throughput falls steeply with the first prefill tokens, then flattens)."""
+    x = [np.ones(frame.height)]
+    for c in cols:
+        if c not in frame.columns:
+            continue
+        v = frame[c].cast(pl.Float64).fill_null(0.0).to_numpy()
+        scale = np.nanmax(np.abs(v)) or 1.0
+        u = v / scale
+        x.extend([u, np.sqrt(np.abs(u)), u * u])
+    return np.column_stack(x)
 
 
 def _design(frame: pl.DataFrame, cols: Sequence[str]) -> np.ndarray:
@@ -167,18 +189,28 @@ def _design(frame: pl.DataFrame, cols: Sequence[str]) -> np.ndarray:
     return np.column_stack(x)
 
 
+def victim_series(victim: pl.DataFrame) -> pl.DataFrame:
+    """The victim's windows with output, one row per window_start (where two runs of the victim overlap, the
+    one covering more of the window), in time order."""
+    return (victim.filter(pl.col("output_tok_s") > 0)
+            .sort(["window_start", "covered_s", "tokens"], descending=[False, True, True])
+            .unique("window_start", keep="first", maintain_order=True))
+
+
 def interference_index(victim: pl.DataFrame, baseline_phase: str | None = None,
                        baseline_mask: np.ndarray | None = None,
-                       load_cols: Sequence[str] = ("running_requests", "prefill_tokens")) -> pl.DataFrame:
-    """The victim's windows plus ``resid_log_tput``, ``resid_log_itl_p99``, ``z_tput``, ``z_itl_p99``,
-    ``index`` and ``in_baseline`` (see the module docstring). Windows without output tokens are dropped.
+                       load_cols: Sequence[str] = LOAD_COLS) -> pl.DataFrame:
+    """The victim's windows (`victim_series`) plus ``resid_log_tput``, ``resid_log_itl_p99`` (log residuals),
+    ``z_tput``, ``z_itl_p99`` (robust z of those), ``index``, ``fit_tput`` / ``resid_tput`` and ``fit_itl_p99`` /
+    ``resid_itl_p99`` (the same load model on the linear scale, for effects in %) and ``in_baseline``.
 
     Baseline windows: ``baseline_mask`` if given, else ``phase == baseline_phase``, else all windows.
     """
-    v = victim.filter(pl.col("output_tok_s") > 0).sort("window_start")
+    v = victim_series(victim)
     if v.height == 0:
         return v.with_columns([pl.lit(None, dtype=pl.Float64).alias(c) for c in
-                               ("resid_log_tput", "resid_log_itl_p99", "z_tput", "z_itl_p99", "index")]
+                               ("fit_tput", "resid_tput", "fit_itl_p99", "resid_itl_p99", "resid_log_tput",
+                                "resid_log_itl_p99", "z_tput", "z_itl_p99", "index")]
                               + [pl.lit(None, dtype=pl.Boolean).alias("in_baseline")])
     if baseline_mask is not None:
         base = np.asarray(baseline_mask, dtype=bool)
@@ -188,13 +220,23 @@ def interference_index(victim: pl.DataFrame, baseline_phase: str | None = None,
         base = np.ones(v.height, dtype=bool)
     if base.sum() < max(MIN_WINDOWS // 2, len(load_cols) + 2):
         base = np.ones(v.height, dtype=bool)
-    x = _design(v, load_cols)
+    x = _load_design(v, load_cols)
     # scale load columns for conditioning
     sd = x[base].std(axis=0)
     sd[sd == 0] = 1.0
     sd[0] = 1.0
     xs = x / sd
     out = {}
+    for name, col in (("tput", "output_tok_s"), ("itl_p99", "itl_ms_p99")):
+        lv = v[col].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        ok = np.isfinite(lv)
+        fit = ok & base
+        out[f"fit_{name}"] = np.full(v.height, np.nan)
+        out[f"resid_{name}"] = np.full(v.height, np.nan)
+        if fit.sum() > xs.shape[1]:
+            beta, _ = stats.ols(lv[fit], xs[fit])
+            out[f"fit_{name}"][ok] = xs[ok] @ beta
+            out[f"resid_{name}"][ok] = lv[ok] - out[f"fit_{name}"][ok]
     for name, col in (("tput", "output_tok_s"), ("itl_p99", "itl_ms_p99")):
         y = np.log(v[col].cast(pl.Float64).to_numpy())
         ok = np.isfinite(y)
@@ -275,15 +317,20 @@ def suspect_activity(grid: Grid, suspect_frame: pl.DataFrame, schedule: pl.DataF
                 if n_on >= min_blocks and n_off >= min_blocks:
                     series, design = on, "interventional"
         if series is None and grid.groups.height:
-            p = wins.join(grid.groups.filter(pl.col("group") == g).group_by("window_start").agg(
-                pl.col("power_w").sum()), on="window_start", how="left")["power_w"].to_numpy().astype(float)
-            if np.isfinite(p).any():
-                series = _scale01(p)
+            gp = grid.groups.filter(pl.col("group") == g)
+            if gp.height:
+                p = wins.join(gp.group_by("window_start").agg(pl.col("power_w").sum(), pl.col("power_limit_w").sum()),
+                              on="window_start", how="left")
+                power = p["power_w"].to_numpy().astype(float)
+                limit = float(np.nanmax(p["power_limit_w"].to_numpy().astype(float))) if p["power_limit_w"].is_not_null(
+                ).any() else math.nan
+                if np.isfinite(power).any():
+                    series = _scale_power(power, limit)
         if series is None and grid.tenants.height:
             c = wins.join(grid.tenants.filter(pl.col("group") == g).select("window_start", "cpu_pct"),
                           on="window_start", how="left")["cpu_pct"].to_numpy().astype(float)
             if np.isfinite(c).any():
-                series = _scale01(c)
+                series = np.clip(np.nan_to_num(c, nan=0.0) / max(float(np.nanmax(c)), 100.0), 0, 1)
         if series is None:
             continue
         frames.append(wins.with_columns(pl.lit(g).alias("suspect"), pl.Series("activity", series),
@@ -294,10 +341,13 @@ def suspect_activity(grid: Grid, suspect_frame: pl.DataFrame, schedule: pl.DataF
     return pl.concat(frames)
 
 
-def _scale01(x: np.ndarray) -> np.ndarray:
-    x = np.where(np.isfinite(x), x, np.nan)
-    lo, hi = np.nanpercentile(x, 1), np.nanpercentile(x, 99)
-    if not np.isfinite(lo) or hi - lo <= 1e-9 * max(1.0, abs(hi)):
+def _scale_power(power: np.ndarray, limit: float) -> np.ndarray:
+    """Power above the group's idle floor as a share of its headroom to the power limit (0 idle, ~1 flat out).
+    Without a limit, the observed range stands in for the headroom."""
+    x = np.where(np.isfinite(power), power, np.nan)
+    lo = float(np.nanpercentile(x, 1))
+    hi = limit if math.isfinite(limit) and limit > lo else float(np.nanpercentile(x, 99))
+    if not math.isfinite(lo) or hi - lo <= 1e-9 * max(1.0, abs(hi)):
         return np.zeros_like(x)
     return np.nan_to_num(np.clip((x - lo) / (hi - lo), 0, 1), nan=0.0)
 
@@ -314,8 +364,8 @@ def mediators(grid: Grid, victim: str, topology: pl.DataFrame | None = None,
     (minus log mean SM clock), ``temp_c``, ``throttle_thermal_share``, ``throttle_power_share``,
     ``at_power_cap_share``. Higher = more evidence. Missing telemetry gives nulls.
     """
-    v = grid.victim.sort("window_start")
-    out = v.select("window_start", "running_requests", "prefill_tokens")
+    v = victim_series(grid.victim)
+    out = v.select("window_start", *LOAD_COLS)
     if grid.groups.height:
         g = grid.groups.filter(pl.col("group") == victim).group_by("window_start").agg(
             pl.col("pcie_bytes_per_s").sum(), pl.col("sm_clock_mhz").mean(), pl.col("temp_c").mean(),
@@ -340,7 +390,7 @@ def mediators(grid: Grid, victim: str, topology: pl.DataFrame | None = None,
     ok = np.isfinite(pc) & (out["pcie_bytes_per_s"].is_not_null().to_numpy())
     drop = np.full(out.height, np.nan)
     if ok.sum() > 5:
-        x = _design(out, ("running_requests", "prefill_tokens"))
+        x = _load_design(out)
         base = ok if baseline_mask is None or len(baseline_mask) != out.height else ok & baseline_mask
         if base.sum() <= x.shape[1]:
             base = ok
@@ -415,7 +465,7 @@ def resource_evidence(suspect: str, activity: np.ndarray, med: pl.DataFrame, res
                 continue
             if t >= _T_EVIDENCE:
                 if col in ("pcie_drop", "clock_drop"):
-                    what = f"{label} {-100 * (math.exp(slope) - 1):+.1f}% with {suspect} fully active"
+                    what = f"{label} {100 * (math.exp(-slope) - 1):+.1f}% with {suspect} fully active"
                 elif col == "temp_c":
                     what = f"{label} {slope:+.1f} degC with {suspect} fully active"
                 else:
@@ -503,11 +553,12 @@ def rank_antagonists(
                      f"{activity['suspect'].n_unique() if activity.height else 0} suspects with telemetry")
         return pl.DataFrame(schema=ANTAGONIST_COLUMNS), notes
     wins = idx.select("window_start")
+    mediator_frame = wins.join(mediator_frame, on="window_start", how="left")
     names, acts, designs = [], [], []
     for (name,), part in activity.group_by("suspect", maintain_order=True):
         a = wins.join(part.select("window_start", "activity"), on="window_start", how="left")["activity"]
         arr = a.fill_null(0.0).to_numpy().astype(float)
-        if np.std(arr) < 1e-6:
+        if np.std(arr) < MIN_ACTIVITY_SD:
             notes.append(f"{name}: activity never changed while {victim} ran, so it cannot be tested")
             continue
         names.append(name)
@@ -524,7 +575,8 @@ def rank_antagonists(
     controls = np.ones((len(y), 1))
     rng = np.random.default_rng(seed)
     min_shift = max(1, math.ceil(SMOOTH_S / window_s))
-    stat, p = stats.circular_shift_pvalues(y, blocks, controls, n_shifts, rng, min_shift=min(min_shift, len(y) // 4))
+    _, stat, p = stats.circular_shift_pvalues(y, blocks, controls, n_shifts, rng,
+                                              min_shift=min(min_shift, len(y) // 4))
     x = np.column_stack([controls, *blocks])
     beta_i, resid_i = stats.ols(y, x)
     rss_full = float(resid_i @ resid_i)
@@ -534,10 +586,11 @@ def rank_antagonists(
     out_rows = []
     k = blocks[0].shape[1]
     effects: dict[str, tuple[float, float, float]] = {}
-    for col in ("resid_log_tput", "resid_log_itl_p99"):
+    for col in ("resid_tput", "resid_itl_p99"):
         yy = idx[col].cast(pl.Float64).to_numpy()
+        level = float(np.nanmean(idx[col.replace("resid_", "fit_")].cast(pl.Float64).to_numpy()[base]))
         ok = np.isfinite(yy)
-        if ok.sum() < MIN_WINDOWS:
+        if ok.sum() < MIN_WINDOWS or not math.isfinite(level) or level <= 0:
             continue
         beta, resid = stats.ols(yy[ok], x[ok])
         cov = stats.hac_cov(x[ok], resid)
@@ -545,17 +598,19 @@ def rank_antagonists(
             sl = slice(1 + j * k, 1 + (j + 1) * k)
             b = float(beta[sl].sum())
             se = math.sqrt(max(float(cov[sl, sl].sum()), 0.0))
-            effects[f"{col}:{n}"] = (b, b - 1.96 * se, b + 1.96 * se)
+            effects[f"{col}:{n}"] = tuple(100.0 * v / level for v in (b, b - 1.96 * se, b + 1.96 * se))
     for j, n in enumerate(names):
         sl = slice(1 + j * k, 1 + (j + 1) * k)
         harm = float(beta_i[sl].sum())
         members = [s for s in n.split("+")]
         info = suspect_frame.filter(pl.col("suspect").is_in(members))
-        res = sorted({r for lst in info["resources"].to_list() for r in lst}) or list(RESOURCES)
+        res = sorted({r for lst in info["resources"].to_list() for r in lst})
         shares = sorted({s for lst in info["shares"].to_list() for s in lst})
-        resource, lines, hard = resource_evidence(n, acts[j], mediator_frame, res)
-        tp = effects.get(f"resid_log_tput:{n}", (math.nan,) * 3)
-        it = effects.get(f"resid_log_itl_p99:{n}", (math.nan,) * 3)
+        resource, lines, hard = resource_evidence(n, acts[j], mediator_frame, res or list(RESOURCES))
+        if not res and info.height:
+            lines.append(f"{n} shares nothing with {victim} in the declared topology")
+        tp = effects.get(f"resid_tput:{n}", (math.nan,) * 3)
+        it = effects.get(f"resid_itl_p99:{n}", (math.nan,) * 3)
         sig = bool(math.isfinite(qv[j]) and qv[j] < q and harm > 0)
         if designs[j] == "interventional" and sig:
             conf = "high"
@@ -567,8 +622,8 @@ def rank_antagonists(
             lines.insert(0, f"estimated from the randomised on/off schedule of {n} (interventional)")
         out_rows.append({
             "victim": victim, "antagonist": n, "resource": resource,
-            "effect_pct": _pct(tp[0]), "ci_low": _pct(tp[1]), "ci_high": _pct(tp[2]),
-            "itl_p99_effect_pct": _pct(it[0]), "itl_ci_low": _pct(it[1]), "itl_ci_high": _pct(it[2]),
+            "effect_pct": _num(tp[0]), "ci_low": _num(tp[1]), "ci_high": _num(tp[2]),
+            "itl_p99_effect_pct": _num(it[0]), "itl_ci_low": _num(it[1]), "itl_ci_high": _num(it[2]),
             "p_value": float(p[j]), "q_value": float(qv[j]),
             "share_explained": float(stat[j] / tss) if math.isfinite(stat[j]) else None,
             "cpi2_corr": _cpi2(acts[j], idx["resid_log_itl_p99"].cast(pl.Float64).to_numpy(), base),
@@ -584,8 +639,8 @@ def rank_antagonists(
     return pl.DataFrame(out_rows, schema=ANTAGONIST_COLUMNS), notes
 
 
-def _pct(log_effect: float) -> float | None:
-    return 100.0 * (math.exp(log_effect) - 1.0) if math.isfinite(log_effect) else None
+def _num(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
 
 
 def window_of(frame: pl.DataFrame, window_s: float, col: str = "time") -> pl.DataFrame:

@@ -3,46 +3,64 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from telemetry.errors import NeighborscopeError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from analysis.analyze import AnalysisResult
 
 
 def _fmt(v: float | None, spec: str = "+.2f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def render(result, console=None) -> None:
-    """Print the phase table and the ranked antagonists as rich tables."""
+_METHOD = {"runs_welch": "welch", "window_bootstrap": "bootstrap", "summary_only": "summary", "none": "-"}
+
+
+def render(result: AnalysisResult, console: Console | None = None) -> None:
+    """Print the phase table and the ranked antagonists as rich tables (at least 150 columns wide)."""
     from rich.console import Console
     from rich.table import Table
 
     con = console or Console()
+    if console is None and con.width < 150:
+        con = Console(width=150)
     ph = result.phases
     if ph.height:
-        tab = Table(title=f"Phase degradation{f' of {result.victim}' if result.victim else ''} (change vs baseline)")
-        for col in ("group", "phase", "metric", "side", "baseline", "value", "change %", "95% CI %", "q", "method",
-                    "verdict"):
-            tab.add_column(col, justify="right" if col in ("baseline", "value", "change %", "q") else "left")
+        several = ph["group"].n_unique() > 1
+        tab = Table(title=f"Phase degradation{f' of {result.victim}' if result.victim else ''} (vs baseline)")
+        cols = (["group"] if several else []) + ["phase", "side", "metric", "baseline", "value", "change %",
+                                                   "95% CI %", "q", "method", "verdict"]
+        for col in cols:
+            tab.add_column(col, justify="right" if col in ("baseline", "value", "change %", "q") else "left",
+                           no_wrap=True)
         for r in ph.iter_rows(named=True):
             ci = "-" if r["ci_low_pct"] is None else f"[{r['ci_low_pct']:+.2f}, {r['ci_high_pct']:+.2f}]"
             style = {"degraded": "red", "improved": "green", "equivalent": "cyan"}.get(r["verdict"], "")
-            tab.add_row(r["group"], f"{r['phase']} vs {r['baseline_phase']}", r["metric"], r["side"],
-                        _fmt(r["baseline_value"], ".2f"), _fmt(r["value"], ".2f"), _fmt(r["change_pct"]), ci,
-                        _fmt(r["q_value"], ".3f"), r["method"], f"[{style}]{r['verdict']}[/]" if style else r["verdict"])
+            cells = ([r["group"]] if several else []) + [
+                f"{r['phase']} vs {r['baseline_phase']}", r["side"], r["metric"], _fmt(r["baseline_value"], ".2f"),
+                _fmt(r["value"], ".2f"), _fmt(r["change_pct"]), ci, _fmt(r["q_value"], ".3f"),
+                _METHOD.get(r["method"], r["method"]), f"[{style}]{r['verdict']}[/]" if style else r["verdict"]]
+            tab.add_row(*cells)
         con.print(tab)
     ant = result.antagonists
     if ant.height:
-        tab = Table(title=f"Who slows {result.victim} (ranked)")
-        for col in ("#", "antagonist", "resource", "tok/s effect %", "95% CI %", "p99 ITL effect %", "q", "design",
-                    "confidence", "evidence"):
-            tab.add_column(col)
+        tab = Table(title=f"Who slows {result.victim} (ranked; effect = sustained idle -> fully active)")
+        for col in ("#", "antagonist", "resource", "tok/s %", "95% CI %", "p99 ITL %", "q", "design", "confidence",
+                    "evidence"):
+            tab.add_column(col, no_wrap=col != "evidence")
         for i, r in enumerate(ant.iter_rows(named=True), 1):
-            ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+            ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
             name = f"[bold red]{r['antagonist']}[/]" if r["significant"] else r["antagonist"]
-            tab.add_row(str(i), name, r["resource"], _fmt(r["effect_pct"]), ci, _fmt(r["itl_p99_effect_pct"]),
-                        _fmt(r["q_value"], ".3f"), r["design"], r["confidence"], "\n".join(r["evidence"][:3]))
+            ev = r["evidence"][0] if r["evidence"] else ""
+            tab.add_row(str(i), name, r["resource"], _fmt(r["effect_pct"], "+.1f"), ci,
+                        _fmt(r["itl_p99_effect_pct"], "+.1f"), _fmt(r["q_value"], ".3f"), r["design"],
+                        r["confidence"], ev)
         con.print(tab)
     for n in result.notes:
         con.print(f"[dim]note: {n}[/]")

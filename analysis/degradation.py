@@ -164,8 +164,10 @@ def runs_frame(runs: Sequence[object]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=RUNS_SCHEMA)
 
 
-def _per_run_from_requests(requests: pl.DataFrame, slo_ttft: float | None, slo_tpot: float | None) -> pl.DataFrame:
-    """Per-run metrics recomputed from per-request data (numpy-linear percentiles, as the tools do)."""
+def _per_run_from_requests(requests: pl.DataFrame, slo_ttft: float | None, slo_tpot: float | None,
+                           tokens: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Per-run metrics recomputed from per-request data (numpy-linear percentiles, as the tools do); ITL from
+    ``tokens`` when given, else from the requests' ``itl_ms`` lists."""
     ok = requests.filter(pl.col("error").is_null() & pl.col("ttft_ms").is_not_null())
     tpot = pl.when(pl.col("output_tokens") > 1).then(
         (pl.col("e2e_ms") - pl.col("ttft_ms")) / (pl.col("output_tokens") - 1))
@@ -182,12 +184,18 @@ def _per_run_from_requests(requests: pl.DataFrame, slo_ttft: float | None, slo_t
         pl.col("_tpot").quantile(0.99, "linear").alias("tpot_ms_p99"),
         pl.col("e2e_ms").quantile(0.5, "linear").alias("e2e_ms_p50"),
         pl.col("e2e_ms").quantile(0.99, "linear").alias("e2e_ms_p99"),
-        pl.col("itl_ms").explode().quantile(0.5, "linear").alias("itl_ms_p50"),
-        pl.col("itl_ms").explode().quantile(0.99, "linear").alias("itl_ms_p99"),
+        *([] if tokens is not None or "itl_ms" not in ok.columns else [
+            pl.col("itl_ms").explode().quantile(0.5, "linear").alias("itl_ms_p50"),
+            pl.col("itl_ms").explode().quantile(0.99, "linear").alias("itl_ms_p99")]),
         pl.col("output_tokens").fill_null(0).sum().cast(pl.Float64).alias("_out"),
         (good.cast(pl.Float64).mean() * 100.0).alias("goodput_pct"),
         pl.len().cast(pl.Int64).alias("n_samples"),
     )
+    if tokens is not None:
+        itl = tokens.lazy().filter(pl.col("itl_ms").is_not_null()).group_by("run_id").agg(
+            pl.col("itl_ms").quantile(0.5, "linear").alias("itl_ms_p50"),
+            pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99")).collect()
+        agg = agg.join(itl, on="run_id", how="left")
     tot = requests.group_by("run_id").agg(pl.len().cast(pl.Int64).alias("_all"))
     return agg.join(tot, on="run_id", how="left").with_columns(
         (pl.col("goodput_pct") * pl.col("n_samples") / pl.col("_all")).alias("goodput_pct")
@@ -195,7 +203,7 @@ def _per_run_from_requests(requests: pl.DataFrame, slo_ttft: float | None, slo_t
 
 
 def run_metrics(runs: pl.DataFrame, requests: pl.DataFrame | None = None, *, slo_ttft_ms: float | None = None,
-                slo_tpot_ms: float | None = None) -> pl.DataFrame:
+                slo_tpot_ms: float | None = None, tokens: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per-run values of every metric in `METRICS` (columns run_id, group, phase, <metrics>, n_samples,
     per_request). Runs with per-request data are recomputed from it (output_tok_s = output tokens / run
     duration); summary-only runs keep their printed numbers (goodput null)."""
@@ -205,7 +213,7 @@ def run_metrics(runs: pl.DataFrame, requests: pl.DataFrame | None = None, *, slo
         return base.with_columns(pl.lit(None, dtype=pl.Float64).alias("goodput_pct"),
                                  pl.lit(None, dtype=pl.Int64).alias("n_samples"),
                                  pl.lit(False).alias("per_request"))
-    per = _per_run_from_requests(requests, slo_ttft_ms, slo_tpot_ms)
+    per = _per_run_from_requests(requests, slo_ttft_ms, slo_tpot_ms, tokens)
     dur = pl.coalesce(pl.col("duration_s"), (pl.col("end") - pl.col("start")).dt.total_nanoseconds() / 1e9)
     joined = base.join(per, on="run_id", how="left", suffix="_req")
     cols = []
@@ -228,7 +236,7 @@ class _Side:
     """Per-window sufficient statistics of one side (all its runs), for the window bootstrap."""
 
     n_windows: int
-    tokens: np.ndarray  # output tokens of requests started in each window
+    tokens: np.ndarray  # output tokens emitted in each window (without token times: of requests started in it)
     seconds: np.ndarray  # seconds of each window
     hists: dict[str, tuple[np.ndarray, np.ndarray]]  # metric value kind -> (hist, edges)
     good: np.ndarray
@@ -263,7 +271,14 @@ def _side(requests: pl.DataFrame, tokens: pl.DataFrame | None, runs: pl.DataFram
             (pl.col("e2e_ms") - pl.col("ttft_ms")) / (pl.col("output_tokens") - 1)).alias("_tpot"))
     win_ok = ok["_win"].to_numpy()
     tok = np.zeros(n)
-    np.add.at(tok, win_ok, ok["output_tokens"].fill_null(0).to_numpy().astype(float))
+    if tokens is not None and tokens.height:
+        # throughput: tokens by emission time (the window they were emitted in)
+        te = tokens.filter(pl.col("run_id").is_in(run_ids)).join(off, on="run_id", how="inner").select(
+            (pl.col("_k") + ((pl.col("time").cast(pl.Int64) - pl.col("_t0")) // w_ns).clip(0, pl.col("_nw") - 1))
+            .alias("_w"), (pl.col("tokens") if "tokens" in tokens.columns else pl.lit(1)).cast(pl.Float64).alias("_n"))
+        np.add.at(tok, te["_w"].to_numpy(), te["_n"].to_numpy())
+    else:
+        np.add.at(tok, win_ok, ok["output_tokens"].fill_null(0).to_numpy().astype(float))
     hists = {}
     for name, col in (("ttft", "ttft_ms"), ("tpot", "_tpot"), ("e2e", "e2e_ms")):
         vals = ok[col].to_numpy().astype(float)
@@ -373,7 +388,9 @@ def phase_degradation(
                 slo_tpot = float(tp.item())
             slo_note = (f"goodput SLOs: TTFT <= {slo_ttft:.0f} ms, TPOT <= {slo_tpot:.1f} ms "
                         f"(the {group} baseline's p90 where not configured)")
-        metrics = run_metrics(g_runs, g_req, slo_ttft_ms=slo_ttft, slo_tpot_ms=slo_tpot)
+        g_tok = tokens.filter(pl.col("run_id").is_in(g_runs["run_id"].to_list())) if (
+            has_req and tokens is not None and tokens.height) else None
+        metrics = run_metrics(g_runs, g_req, slo_ttft_ms=slo_ttft, slo_tpot_ms=slo_tpot, tokens=g_tok)
         phases = g_runs.sort("start", nulls_last=True)["phase"].unique(maintain_order=True).to_list()
         if phase_order:
             phases = [p for p in phase_order if p in phases] + [p for p in phases if p not in phase_order]
@@ -395,6 +412,8 @@ def phase_degradation(
                        "threshold_pct": th.for_kind(spec.kind), "n_runs_baseline": len(bv), "n_runs": len(nv),
                        "n_samples": int(n_met["n_samples"].fill_null(0).sum()) if per_request else None,
                        "note": slo_note if spec.name == "goodput_pct" else ""}
+                if len(bv) == 0 and len(nv) == 0:
+                    continue
                 if len(bv) == 0 or len(nv) == 0:
                     block.append({**row, "method": "none", "confidence": "none", "verdict": "inconclusive",
                                   "note": "metric missing on one side"})

@@ -174,21 +174,22 @@ def circular_shift_pvalues(
     n_shifts: int,
     rng: np.random.Generator,
     min_shift: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Permutation p-values, one per block of regressors, that keep each series' autocorrelation.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One-sided permutation p-values, one per block of regressors, that keep each series' autocorrelation.
 
-    The statistic of block j is the F-like drop in residual sum of squares when its columns join the model
-    (all other blocks + ``controls`` kept). The null distribution comes from circularly shifting block j's
-    columns in time by a random offset (``min_shift`` .. n - min_shift), which breaks its alignment with
-    ``y`` but keeps its own autocorrelation. Returns ``(stat, p)`` per block; p = (1 + #{null >= stat}) /
-    (1 + n_shifts).
+    Block j's statistic is the sum of its coefficients in the joint regression of ``y`` on ``controls`` and all
+    blocks (the effect of sustained activity; positive = ``y`` rises with it). The null distribution comes from
+    circularly shifting block j's columns in time by a random offset in ``min_shift .. n - min_shift`` (the other
+    blocks stay), which breaks its alignment with ``y`` but keeps its own autocorrelation. Returns
+    ``(effect, rss_drop, p)`` per block, p = (1 + #{null effect >= effect}) / (1 + n_shifts).
     """
     n = len(y)
     k = len(blocks)
-    stat = np.full(k, np.nan)
+    eff = np.full(k, np.nan)
+    drop_out = np.full(k, np.nan)
     pval = np.full(k, np.nan)
     if n < 8 or k == 0:
-        return stat, pval
+        return eff, drop_out, pval
     for j in range(k):
         others = [b for i, b in enumerate(blocks) if i != j]
         z = np.column_stack([controls, *others]) if others else controls
@@ -196,17 +197,17 @@ def circular_shift_pvalues(
         ry = y - q @ (q.T @ y)
         xj = blocks[j]
 
-        def drop(xmat: np.ndarray, q: np.ndarray = q, ry: np.ndarray = ry) -> np.ndarray:
-            # xmat: (n, m, s) candidate regressors for s shifts -> RSS drop per shift
+        def fit(xmat: np.ndarray, q: np.ndarray = q, ry: np.ndarray = ry) -> tuple[np.ndarray, np.ndarray]:
+            # xmat: (n, m, s) regressors for s shifts -> (sum of coefficients, RSS drop) per shift (FWL)
             rx = xmat - np.einsum("nk,kms->nms", q, np.einsum("nk,nms->kms", q, xmat))
-            # project ry on the span of rx per shift (m small): solve normal equations
             xtx = np.einsum("nas,nbs->sab", rx, rx)
             xty = np.einsum("nas,n->sa", rx, ry)
-            reg = 1e-9 * np.trace(xtx, axis1=1, axis2=2)[:, None, None] * np.eye(xtx.shape[1])[None]
+            reg = 1e-9 * (np.trace(xtx, axis1=1, axis2=2)[:, None, None] + 1e-300) * np.eye(xtx.shape[1])[None]
             b = np.linalg.solve(xtx + reg, xty[..., None])[..., 0]
-            return np.einsum("sa,sa->s", b, xty)
+            return b.sum(axis=1), np.einsum("sa,sa->s", b, xty)
 
-        stat[j] = float(drop(xj[:, :, None])[0])
+        e0, d0 = fit(xj[:, :, None])
+        eff[j], drop_out[j] = float(e0[0]), float(d0[0])
         lo, hi = min_shift, max(min_shift + 1, n - min_shift)
         shifts = rng.integers(lo, hi, size=n_shifts)
         null = np.empty(n_shifts)
@@ -215,6 +216,6 @@ def circular_shift_pvalues(
             sh = shifts[a : a + chunk]
             idx = (np.arange(n)[:, None] - sh[None, :]) % n  # (n, s)
             xm = xj[idx]  # (n, s, m)
-            null[a : a + chunk] = drop(np.transpose(xm, (0, 2, 1)))
-        pval[j] = (1 + np.sum(null >= stat[j] * (1 - 1e-12))) / (1 + n_shifts)
-    return stat, pval
+            null[a : a + chunk] = fit(np.transpose(xm, (0, 2, 1)))[0]
+        pval[j] = (1 + np.sum(null >= eff[j])) / (1 + n_shifts)
+    return eff, drop_out, pval

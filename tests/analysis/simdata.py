@@ -23,7 +23,8 @@ class SimFrames:
     truth: dict[str, Any]
 
 
-def sim_frames(scenario: str, seed: int = 0, phase_s: int = 240, num_prompts: int = 0) -> SimFrames:
+def sim_frames(scenario: str, seed: int = 0, phase_s: int = 240, num_prompts: int = 0,
+               telemetry: bool = True) -> SimFrames:
     """Run a preset with short phases and return the frames `analysis.analyze.analyze_frames` takes."""
     sc = preset(scenario, phase_s=phase_s, num_prompts=num_prompts, seed=seed)
     res = simulate(sc, seed)
@@ -64,4 +65,4 @@ def sim_frames(scenario: str, seed: int = 0, phase_s: int = 240, num_prompts: in
         topo = topology_frame(
             {"devices": sc.topology.to_dict()["devices"], "groups": {t.group: {"socket": str(t.socket)} for t in extra}}
         )
-    return SimFrames(res, runs, req, tok, res.telemetry(), topo, res.ground_truth)
+    return SimFrames(res, runs, req, tok, res.telemetry() if telemetry else {}, topo, res.ground_truth)
