@@ -298,7 +298,7 @@ def conform(frame: pl.DataFrame, name: str, where: str = "") -> pl.DataFrame:
         result = pl.DataFrame(out)
     # NaN / +-inf -> null, only for the columns that have any (eager Series checks are cheap)
     floats = [f.name for f in m.fields if f.kind == "float"]
-    flags = result.select(pl.col(c).is_finite().not_().any() for c in floats).row(0) if result.height else ()
+    flags = result.select(pl.col(c).is_finite().not_().any() for c in floats).row(0) if result.height and floats else ()
     bad = [c for c, flag in zip(floats, flags, strict=False) if flag]
     if not bad:
         return result
