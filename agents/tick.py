@@ -20,7 +20,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from agents.samplers.base import Row, Rows, Sampler
 
@@ -197,18 +196,20 @@ class Ticker:
 
 
 def stamp_rows(rows: Rows, ts_ns: int, device_groups: Mapping[str, str]) -> Rows:
-    """Give rows without a time the tick's time; set ``group`` of devices the config maps."""
+    """Give rows without a time the tick's time; set ``group`` of devices the config maps.
+
+    Rows are changed in place: a sampler hands over fresh dicts every read."""
     out: Rows = {}
     for meas, items in rows.items():
         if not items:
             continue
-        stamped: list[dict[str, Any]] = []
-        for r in items:
-            r = dict(r)
-            r.setdefault("time", ts_ns)
-            dev = r.get("device")
-            if dev is not None and dev in device_groups and meas in ("accel",):
-                r["group"] = device_groups[dev]
-            stamped.append(r)
-        out[meas] = stamped
+        for r in items:  # rows are the sampler's fresh dicts: stamped in place
+            if r.get("time") is None:
+                r["time"] = ts_ns
+        if meas == "accel" and device_groups:
+            for r in items:
+                group = device_groups.get(r.get("device"))
+                if group is not None:
+                    r["group"] = group
+        out[meas] = items
     return out

@@ -1,7 +1,7 @@
 """CPU cost of the agent: 34 simulated accelerators plus the real host and tenants samplers.
 
 Starts a real collector and a real `neighborscope agent` as subprocesses, lets the agent warm up (the
-simulator builds its scenario first), then reads the agent process's CPU time (user + system, all
+simulator builds its scenario first; measuring starts once it ticks), then reads the agent process's CPU time (user + system, all
 threads) over a measuring window. Reports CPU per tick and the share of one core, at 1 s and 100 ms
 cadence. Targets: < 1 % of one core at 1 s, < 5 % at 100 ms.
 
@@ -84,6 +84,11 @@ def measure(url: str, workdir: Path, cadence_s: float, warmup_s: float, window_s
                              stdout=subprocess.DEVNULL, stderr=open(log, "wb"))  # noqa: SIM115
     try:
         p = psutil.Process(agent.pid)
+        deadline = time.monotonic() + 300
+        while "sampler(s) [" not in (log.read_text() if log.exists() else ""):  # samplers built, ticking
+            if agent.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"agent did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
         time.sleep(warmup_s)
         if agent.poll() is not None:
             raise SystemExit(f"agent exited: {log.read_text()[-2000:]}")
@@ -116,7 +121,7 @@ def measure(url: str, workdir: Path, cadence_s: float, warmup_s: float, window_s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--window", type=float, default=60.0, help="measuring window per cadence (s)")
-    ap.add_argument("--warmup", type=float, default=8.0, help="warm-up before measuring (s)")
+    ap.add_argument("--warmup", type=float, default=5.0, help="warm-up after the agent starts ticking (s)")
     ap.add_argument("--cadence", type=float, action="append", help="cadences to measure (default 1.0 and 0.1)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()

@@ -405,8 +405,7 @@ class AmdgpuSampler(SamplerBase):
             self._fill_from_amdgpuinfo(card, row)
         if self.use_pcie_bw:
             self._pcie_bw(card, row)
-        for name in self.fields["accel"]:
-            self.mark(card.name, name, row.get(name))
+        self.mark_row(card.name, self.fields["accel"], row)
         return row
 
     def _fill_from_amdgpuinfo(self, card: _Card, row: Row) -> None:

@@ -62,6 +62,24 @@ class Sampler(Protocol):
         """Device names (the ``device`` tag) this sampler reports; [] for node-level samplers."""
         ...
 
+    def mark_row(self, device: str, names: tuple[str, ...], row: Row) -> None:
+        """`mark` every field of ``names`` from ``row``; cheap once the supported fields have been seen
+        (only fields not yet seen supported are looked at)."""
+        unseen = self._unseen.get(device)
+        if unseen is None:
+            unseen = self._unseen[device] = list(names)
+        if not unseen:
+            return
+        dev = self._support.setdefault(device, {})
+        still = []
+        for name in unseen:
+            if row.get(name) is not None:
+                dev[name] = True
+            else:
+                dev.setdefault(name, False)
+                still.append(name)
+        self._unseen[device] = still
+
     def support(self) -> dict[str, dict[str, bool]]:
         """device (or ``""`` for node-level) -> field -> the hardware gives it."""
         ...
@@ -81,6 +99,7 @@ class SamplerBase:
 
     def __init__(self) -> None:
         self._support: dict[str, dict[str, bool]] = {}
+        self._unseen: dict[str, list[str]] = {}
 
     @classmethod
     def from_context(cls, ctx: SamplerContext) -> SamplerBase:
@@ -100,6 +119,24 @@ class SamplerBase:
         else:
             dev.setdefault(name, False)
         return value
+
+    def mark_row(self, device: str, names: tuple[str, ...], row: Row) -> None:
+        """`mark` every field of ``names`` from ``row``; cheap once the supported fields have been seen
+        (only fields not yet seen supported are looked at)."""
+        unseen = self._unseen.get(device)
+        if unseen is None:
+            unseen = self._unseen[device] = list(names)
+        if not unseen:
+            return
+        dev = self._support.setdefault(device, {})
+        still = []
+        for name in unseen:
+            if row.get(name) is not None:
+                dev[name] = True
+            else:
+                dev.setdefault(name, False)
+                still.append(name)
+        self._unseen[device] = still
 
     def support(self) -> dict[str, dict[str, bool]]:
         return {d: dict(f) for d, f in self._support.items()}

@@ -152,9 +152,7 @@ class HostSampler(SamplerBase):
                         "iowait_pct": share and share["iowait_pct"],
                         "freq_mhz": freqs[idx] if idx < len(freqs) else None,
                     })
-        for name in self.fields["host"]:
-            self.mark("", name, row.get(name))
-        for name in self.fields["host_core"]:
-            if cores:
-                self.mark("", f"host_core.{name}", cores[0].get(name))
+        self.mark_row("", self.fields["host"], row)
+        if cores:
+            self.mark_row("core", self.fields["host_core"], cores[0])
         return {"host": [row], "host_core": cores}

@@ -196,8 +196,7 @@ class HwmonSampler(SamplerBase):
         if chip.tt_dir is not None:
             row["sm_clock_mhz"] = scaled(read_int(chip.tt_dir / "tt_aiclk"), 1.0)
             row.update(self._flit_rates(chip, now))
-        for name in self.fields["accel"]:
-            self.mark(chip.name, name, row.get(name))
+        self.mark_row(chip.name, self.fields["accel"], row)
         return row
 
     def _flit_rates(self, chip: _Chip, now: float) -> Row:

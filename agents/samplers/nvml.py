@@ -282,8 +282,7 @@ class NvmlSampler(SamplerBase):
                 used = getattr(p, "usedGpuMemory", None)
                 if used is not None:
                     proc_mem[int(p.pid)] = proc_mem.get(int(p.pid), 0) + int(used)
-        for name in self.fields["accel"]:
-            self.mark(dev.name, name, row.get(name))
+        self.mark_row(dev.name, self.fields["accel"], row)
         return row
 
     def _pcie_rates(self, dev: _Device, now: float, fv: dict[int, float | int]) -> Row:

@@ -151,7 +151,5 @@ class SimulatedSampler(SamplerBase):
         for e in events:
             e["time"] = int(e["time"]) + shift
         for r in rows:
-            for name in ACCEL.field_names:
-                if name in r:
-                    self.mark(r["device"], name, r[name])
+            self.mark_row(r["device"], ACCEL.field_names, r)
         return {"accel": rows, "accel_event": events}

@@ -303,7 +303,6 @@ class TenantsSampler(SamplerBase):
                 "threads_count": a["threads"],
                 "pids": listed,
             }
-            for name in self.fields["tenant"]:
-                self.mark(group, name, row[name])
+            self.mark_row(group, self.fields["tenant"], row)
             rows.append(row)
         return {"tenant": rows}
