@@ -1,0 +1,381 @@
+"""Thermal regressions: a per-device temperature model, its change points, peer outliers and throttling.
+
+Method (analysis-methods.md §6c):
+
+- **Model.** Per device and period (a night, or any window): ordinary least squares
+  ``temp_c ≈ a + b · power_w (+ c · inlet_c) (+ d · neighbour_power_w)``. ``b`` is the device's thermal
+  resistance in °C/W; ``inlet_c`` enters where the frame has it (a column joined from an inlet sensor) and
+  ``neighbour_power_w`` (the other devices of the node at the same tick) where the node has several devices and it
+  varies. A covariate that does not vary in the period is left out (the intercept absorbs it).
+- **Residual.** Each night's mean of ``temp_c`` minus a *reference* model (the median coefficients of the device's
+  first ``reference_nights`` nights): a device that runs hotter at the same power, inlet and neighbours.
+- **Change points.** `analysis.regression.assess_series` (Otava split + merge, same-night check) on the nightly
+  °C/W and on the residual, on linear scale, with floors ``min_c_per_w`` and ``min_residual_c``.
+- **Peers.** Among devices of the same model on a node, the robust z (0.6745 · (x - median) / MAD) of each night's
+  °C/W; |z| > ``peer_z`` is an outlier.
+- **Throttling.** Fraction of samples with ``throttle_thermal`` (and ``throttle_power``) set.
+
+`thermal_profile` is the per-node table of seed 002 (average and range of temperature, average power, CPU peak and a
+COOL / OK / WARM / HOT status against `ThermalLimits`).
+
+All functions are pure: frames (the ``accel`` measurement, optionally ``host``) in, frames out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from analysis.changepoints import robust_z
+from analysis.regression import RegressionConfig, assess_series, change_points, night_of, series_noise
+
+DEVICE_KEY = ("node", "device", "model")
+
+FIT_SCHEMA: dict[str, pl.DataType] = {
+    "node": pl.String(),
+    "device": pl.String(),
+    "model": pl.String(),
+    "night": pl.Date(),
+    "n": pl.Int64(),
+    "a_c": pl.Float64(),
+    "c_per_w": pl.Float64(),
+    "inlet_coef": pl.Float64(),
+    "neighbour_c_per_kw": pl.Float64(),
+    "r2": pl.Float64(),
+    "resid_sd_c": pl.Float64(),
+    "temp_mean_c": pl.Float64(),
+    "power_mean_w": pl.Float64(),
+    "inlet_mean_c": pl.Float64(),
+    "neighbour_power_mean_kw": pl.Float64(),
+    "throttled_thermal_frac": pl.Float64(),
+    "throttled_power_frac": pl.Float64(),
+}
+
+FINDING_SCHEMA: dict[str, pl.DataType] = {
+    "node": pl.String(),
+    "device": pl.String(),
+    "model": pl.String(),
+    "night": pl.Date(),
+    "metric": pl.String(),
+    "status": pl.String(),
+    "change_night": pl.Date(),
+    "effect": pl.Float64(),
+    "ci_low": pl.Float64(),
+    "ci_high": pl.Float64(),
+    "p": pl.Float64(),
+    "value": pl.Float64(),
+    "noise": pl.Float64(),
+    "peer_z": pl.Float64(),
+    "throttled_thermal_frac": pl.Float64(),
+    "rerun_requested": pl.Boolean(),
+    "evidence": pl.String(),
+}
+
+PROFILE_SCHEMA: dict[str, pl.DataType] = {
+    "node": pl.String(),
+    "devices": pl.Int64(),
+    "temp_avg_c": pl.Float64(),
+    "temp_min_c": pl.Float64(),
+    "temp_max_c": pl.Float64(),
+    "power_avg_w": pl.Float64(),
+    "power_total_w": pl.Float64(),
+    "cpu_temp_peak_c": pl.Float64(),
+    "throttled_thermal_frac": pl.Float64(),
+    "status": pl.String(),
+    "reason": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class ThermalConfig:
+    """Thermal detector settings: floors in °C/W and °C; ``reference_nights`` for the residual model."""
+
+    min_c_per_w: float = 0.005
+    min_residual_c: float = 1.5
+    peer_z: float = 3.5
+    reference_nights: int = 7
+    night_offset_h: float = 12.0
+    max_pvalue: float = 0.001
+    suspect_pvalue: float = 0.001
+    noise_mult: float = 2.0
+    window_len: int = 30
+    min_history: int = 5
+    min_power_spread_w: float = 20.0
+
+    def regression_config(self) -> RegressionConfig:
+        return RegressionConfig(
+            window_len=self.window_len, max_pvalue=self.max_pvalue, suspect_pvalue=self.suspect_pvalue,
+            noise_mult=self.noise_mult, min_history=self.min_history, night_offset_h=self.night_offset_h,
+            scale="linear",
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ThermalLimits:
+    """Status limits of `thermal_profile` (°C). GPU status uses the maximum (HOT / WARM) and the average (COOL);
+    CPU status the peak. The node's status is the worse of the two."""
+
+    gpu_cool_below_c: float = 70.0
+    gpu_warm_c: float = 80.0
+    gpu_hot_c: float = 88.0
+    cpu_warm_c: float = 95.0
+    cpu_hot_c: float = 100.0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fits
+
+
+def with_neighbour_power(accel: pl.DataFrame) -> pl.DataFrame:
+    """Add ``neighbour_power_w``: the summed ``power_w`` of the node's other devices at the same tick."""
+    total = pl.col("power_w").fill_null(0.0).sum().over(["node", "time"])
+    return accel.with_columns((total - pl.col("power_w").fill_null(0.0)).alias("neighbour_power_w"))
+
+
+def _ols(temp: np.ndarray, cols: dict[str, np.ndarray]) -> tuple[dict[str, float], float, float]:
+    names = list(cols)
+    x = np.column_stack([np.ones(len(temp)), *(cols[c] for c in names)])
+    coef, *_ = np.linalg.lstsq(x, temp, rcond=None)
+    resid = temp - x @ coef
+    ss_tot = float(np.sum((temp - temp.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else float("nan")
+    sd = float(np.std(resid, ddof=min(len(temp) - 1, x.shape[1]))) if len(temp) > x.shape[1] else float("nan")
+    return {"a_c": float(coef[0]), **{c: float(v) for c, v in zip(names, coef[1:], strict=True)}}, r2, sd
+
+
+def _design(part: pl.DataFrame, min_power_spread_w: float) -> dict[str, np.ndarray] | None:
+    p = part["power_w"].to_numpy()
+    if len(p) < 5 or np.ptp(p) < min_power_spread_w:
+        return None
+    cols = {"c_per_w": p}
+    if "inlet_c" in part.columns:
+        inlet = part["inlet_c"].to_numpy()
+        if np.all(np.isfinite(inlet)) and np.ptp(inlet) > 0.5:
+            cols["inlet_coef"] = inlet
+    if "neighbour_power_w" in part.columns:
+        nb = part["neighbour_power_w"].to_numpy()
+        if np.ptp(nb) >= min_power_spread_w and abs(np.corrcoef(nb, p)[0, 1]) < 0.9:
+            cols["neighbour_c_per_kw"] = nb / 1000.0
+    return cols
+
+
+def thermal_fits(accel: pl.DataFrame, config: ThermalConfig | None = None) -> pl.DataFrame:
+    """Per (node, device, model, night): the model fit (`FIT_SCHEMA`) and the night's throttled fractions.
+
+    ``accel`` needs ``time, node, device, model, temp_c, power_w``; ``inlet_c`` and ``throttle_*`` are used when
+    present. A night whose power barely varied (< ``min_power_spread_w``) gets null coefficients.
+    """
+    cfg = config or ThermalConfig()
+    if accel.height == 0:
+        return pl.DataFrame(schema=FIT_SCHEMA)
+    frame = with_neighbour_power(accel.filter(pl.col("temp_c").is_not_null() & pl.col("power_w").is_not_null()))
+    frame = frame.with_columns(night_of(pl.col("time"), cfg.night_offset_h).alias("night"))
+    for c in ("throttle_thermal", "throttle_power"):
+        if c not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.Boolean).alias(c))
+    rows: list[dict[str, Any]] = []
+    for (node, device, model, night), part in frame.sort("time").group_by([*DEVICE_KEY, "night"], maintain_order=True):
+        temp = part["temp_c"].to_numpy()
+        row: dict[str, Any] = {
+            "node": node, "device": device, "model": model, "night": night, "n": part.height,
+            "temp_mean_c": float(temp.mean()), "power_mean_w": float(part["power_w"].mean()),  # type: ignore[arg-type]
+            "throttled_thermal_frac": part["throttle_thermal"].cast(pl.Float64).mean(),
+            "throttled_power_frac": part["throttle_power"].cast(pl.Float64).mean(),
+            "inlet_mean_c": part["inlet_c"].mean() if "inlet_c" in part.columns else None,
+            "neighbour_power_mean_kw": part["neighbour_power_w"].mean() / 1000.0,  # type: ignore[operator]
+        }  # fmt: skip
+        cols = _design(part, cfg.min_power_spread_w)
+        if cols is not None:
+            coef, r2, sd = _ols(temp, cols)
+            row.update(coef, r2=r2, resid_sd_c=sd)
+        rows.append(row)
+    return pl.DataFrame(rows, schema=FIT_SCHEMA).sort([*DEVICE_KEY, "night"])
+
+
+def nightly_residuals(fits: pl.DataFrame, config: ThermalConfig | None = None) -> pl.DataFrame:
+    """Per (node, device, model, night): ``residual_c`` = the night's mean temperature minus a *reference* model's
+    prediction at the night's mean power (and inlet / neighbour power where fitted). The reference coefficients are
+    the medians of the device's per-night fits over its first ``reference_nights`` nights (the model is linear, so
+    the mean residual needs only the night's means: computed from `thermal_fits` alone)."""
+    cfg = config or ThermalConfig()
+    schema = {"node": pl.String(), "device": pl.String(), "model": pl.String(), "night": pl.Date(),
+              "residual_c": pl.Float64()}  # fmt: skip
+    f = fits.filter(pl.col("c_per_w").is_not_null())
+    if f.height == 0:
+        return pl.DataFrame(schema=schema)
+    parts = []
+    for _, part in f.sort("night").group_by(list(DEVICE_KEY), maintain_order=True):
+        ref = part.head(cfg.reference_nights)
+        pred = pl.lit(ref["a_c"].median()) + pl.lit(ref["c_per_w"].median()) * pl.col("power_mean_w")
+        for coef, mean in (("inlet_coef", "inlet_mean_c"), ("neighbour_c_per_kw", "neighbour_power_mean_kw")):
+            if ref[coef].null_count() == 0:
+                pred = pred + pl.lit(ref[coef].median()) * pl.col(mean).fill_null(pl.col(mean).mean())
+        parts.append(part.select(*DEVICE_KEY, "night", (pl.col("temp_mean_c") - pred).alias("residual_c")))
+    return pl.concat(parts).cast(schema)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Findings
+
+
+def peer_outliers(fits: pl.DataFrame, column: str = "c_per_w", z: float = 3.5) -> pl.DataFrame:
+    """Robust z of ``column`` among the devices of the same model on a node, per night; ``outlier`` when |z| > z.
+
+    Columns: node, device, model, night, <column>, peer_z, outlier. Groups of fewer than 3 devices get null z.
+    """
+    f = fits.filter(pl.col(column).is_not_null())
+    parts = []
+    for _, part in f.group_by(["node", "model", "night"], maintain_order=True):
+        zs = robust_z(part[column].to_numpy()) if part.height >= 3 else np.full(part.height, np.nan)
+        parts.append(part.select(*DEVICE_KEY, "night", column).with_columns(pl.Series("peer_z", zs)))
+    schema = {"node": pl.String(), "device": pl.String(), "model": pl.String(), "night": pl.Date(),
+              column: pl.Float64(), "peer_z": pl.Float64()}  # fmt: skip
+    out = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+    out = out.with_columns(pl.col("peer_z").fill_nan(None))
+    return out.with_columns((pl.col("peer_z").abs() > z).fill_null(False).alias("outlier")).sort([*DEVICE_KEY, "night"])
+
+
+def throttle_fraction(accel: pl.DataFrame, by: Sequence[str] = DEVICE_KEY) -> pl.DataFrame:
+    """Fraction of samples throttled for temperature / power, per ``by``: ``throttled_thermal_frac``,
+    ``throttled_power_frac`` (null where the device does not report the flag), ``n``."""
+    cols = []
+    for c, name in (("throttle_thermal", "throttled_thermal_frac"), ("throttle_power", "throttled_power_frac")):
+        cols.append(pl.col(c).cast(pl.Float64).mean().alias(name) if c in accel.columns
+                    else pl.lit(None, dtype=pl.Float64).alias(name))  # fmt: skip
+    return accel.group_by(list(by)).agg(*cols, pl.len().cast(pl.Int64).alias("n")).sort(list(by))
+
+
+def _assess(key: tuple, nights: list[date], values: np.ndarray, metric: str, floor: float, cfg: ThermalConfig,
+            extra: dict[str, Any]) -> dict[str, Any]:
+    v = assess_series(values, higher_is_better=False, min_magnitude_floor=floor, config=cfg.regression_config())
+    node, device, model = key
+    return {
+        "node": node, "device": device, "model": model, "night": nights[-1], "metric": metric, "status": v.status,
+        "change_night": nights[v.change_index] if v.change_index is not None else None,
+        "effect": v.effect, "ci_low": v.ci_low, "ci_high": v.ci_high, "p": v.p, "value": float(values[-1]),
+        "noise": v.noise, "rerun_requested": v.rerun_requested, "evidence": v.evidence, **extra,
+    }  # fmt: skip
+
+
+def thermal_findings(
+    fits: pl.DataFrame,
+    residuals: pl.DataFrame | None = None,
+    config: ThermalConfig | None = None,
+    as_of: date | None = None,
+) -> pl.DataFrame:
+    """Per device and metric (``c_per_w``, ``residual_c``): the verdict as of the last night (`FINDING_SCHEMA`):
+    status ok / suspected / confirmed / insufficient, the change's night, effect (°C/W or °C) with its 95 % CI and
+    p, the last night's value, the device's peer z (°C/W) and throttled fraction that night."""
+    cfg = config or ThermalConfig()
+    f = fits if as_of is None else fits.filter(pl.col("night") <= as_of)
+    peers = peer_outliers(f, z=cfg.peer_z).select(*DEVICE_KEY, "night", "peer_z")
+    f = f.join(peers, on=[*DEVICE_KEY, "night"], how="left")
+    rows: list[dict[str, Any]] = []
+    for key, part in f.filter(pl.col("c_per_w").is_not_null()).sort("night").group_by(list(DEVICE_KEY),
+                                                                                      maintain_order=True):
+        extra = {"peer_z": part["peer_z"][-1], "throttled_thermal_frac": part["throttled_thermal_frac"][-1]}
+        rows.append(_assess(tuple(key), part["night"].to_list(), part["c_per_w"].to_numpy(), "c_per_w",
+                            cfg.min_c_per_w, cfg, extra))  # fmt: skip
+    if residuals is not None and residuals.height:
+        r = residuals if as_of is None else residuals.filter(pl.col("night") <= as_of)
+        r = r.join(f.select(*DEVICE_KEY, "night", "peer_z", "throttled_thermal_frac"), on=[*DEVICE_KEY, "night"],
+                   how="left")
+        for key, part in r.sort("night").group_by(list(DEVICE_KEY), maintain_order=True):
+            extra = {"peer_z": part["peer_z"][-1], "throttled_thermal_frac": part["throttled_thermal_frac"][-1]}
+            rows.append(_assess(tuple(key), part["night"].to_list(), part["residual_c"].to_numpy(), "residual_c",
+                                cfg.min_residual_c, cfg, extra))  # fmt: skip
+    return pl.DataFrame(rows, schema=FINDING_SCHEMA).sort([*DEVICE_KEY, "metric"])
+
+
+def thermal_backtest(fits: pl.DataFrame, residuals: pl.DataFrame | None = None,
+                     config: ThermalConfig | None = None) -> pl.DataFrame:
+    """`thermal_findings` as it would have been on every night (rows of every night stacked)."""
+    nights = sorted(fits["night"].unique().to_list())
+    parts = [thermal_findings(fits, residuals, config, as_of=n) for n in nights]
+    return pl.concat(parts) if parts else pl.DataFrame(schema=FINDING_SCHEMA)
+
+
+def thermal_change_points(fits: pl.DataFrame, residuals: pl.DataFrame | None = None,
+                          config: ThermalConfig | None = None) -> pl.DataFrame:
+    """Every change point of the nightly °C/W and residual series: node, device, model, metric, night, effect, p."""
+    cfg = config or ThermalConfig()
+    series: list[tuple[str, pl.DataFrame, str, float]] = [("c_per_w", fits.filter(pl.col("c_per_w").is_not_null()),
+                                                           "c_per_w", cfg.min_c_per_w)]  # fmt: skip
+    if residuals is not None:
+        series.append(("residual_c", residuals, "residual_c", cfg.min_residual_c))
+    rows: list[dict[str, Any]] = []
+    for metric, frame, col, floor in series:
+        for (node, device, model), part in frame.sort("night").group_by(list(DEVICE_KEY), maintain_order=True):
+            x = part[col].to_numpy()
+            if len(x) < cfg.min_history:
+                continue
+            noise = series_noise(x)
+            mm = max(floor, cfg.noise_mult * noise) if math.isfinite(noise) else floor
+            nights = part["night"].to_list()
+            for cp in change_points(x, window_len=cfg.window_len, max_pvalue=cfg.max_pvalue, min_magnitude=mm):
+                rows.append({"node": node, "device": device, "model": model, "metric": metric,
+                             "night": nights[cp.index], "effect": cp.magnitude, "p": cp.pvalue,
+                             "before": cp.mean_before, "after": cp.mean_after})  # fmt: skip
+    schema = {"node": pl.String(), "device": pl.String(), "model": pl.String(), "metric": pl.String(),
+              "night": pl.Date(), "effect": pl.Float64(), "p": pl.Float64(), "before": pl.Float64(),
+              "after": pl.Float64()}  # fmt: skip
+    return pl.DataFrame(rows, schema=schema)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The per-node profile table (seed 002)
+
+
+def _status(temp_avg: float | None, temp_max: float | None, cpu_peak: float | None,
+            limits: ThermalLimits) -> tuple[str, str]:
+    reasons: list[tuple[int, str, str]] = []
+    if temp_max is not None and temp_max >= limits.gpu_hot_c:
+        reasons.append((3, "HOT", f"accelerator max {temp_max:.0f}°C ≥ {limits.gpu_hot_c:.0f}"))
+    elif temp_max is not None and temp_max >= limits.gpu_warm_c:
+        reasons.append((2, "WARM", f"accelerator max {temp_max:.0f}°C ≥ {limits.gpu_warm_c:.0f}"))
+    if cpu_peak is not None and cpu_peak >= limits.cpu_hot_c:
+        reasons.append((3, "HOT", f"CPU peak {cpu_peak:.0f}°C ≥ {limits.cpu_hot_c:.0f}"))
+    elif cpu_peak is not None and cpu_peak >= limits.cpu_warm_c:
+        reasons.append((2, "WARM", f"CPU peak {cpu_peak:.0f}°C ≥ {limits.cpu_warm_c:.0f}"))
+    if reasons:
+        worst = max(r[0] for r in reasons)
+        return next(r[1] for r in reasons if r[0] == worst), "; ".join(r[2] for r in reasons if r[0] == worst)
+    if temp_avg is not None and temp_avg < limits.gpu_cool_below_c:
+        return "COOL", f"accelerator average {temp_avg:.0f}°C < {limits.gpu_cool_below_c:.0f}"
+    return "OK", "within limits"
+
+
+def thermal_profile(accel: pl.DataFrame, host: pl.DataFrame | None = None,
+                    limits: ThermalLimits | None = None) -> pl.DataFrame:
+    """Per node (`PROFILE_SCHEMA`): average and range of accelerator temperature, average power per device and
+    in total, CPU peak (``host.cpu_temp_c`` where the frame has it, else null), throttled fraction and a status
+    COOL / OK / WARM / HOT with its reason (see `ThermalLimits`)."""
+    lim = limits or ThermalLimits()
+    if accel.height == 0:
+        return pl.DataFrame(schema=PROFILE_SCHEMA)
+    thr = pl.col("throttle_thermal").cast(pl.Float64).mean() if "throttle_thermal" in accel.columns else pl.lit(None)
+    per_dev = accel.group_by("node", "device").agg(pl.col("power_w").mean().alias("_p"))
+    agg = accel.group_by("node").agg(
+        pl.col("device").n_unique().cast(pl.Int64).alias("devices"),
+        pl.col("temp_c").mean().alias("temp_avg_c"),
+        pl.col("temp_c").min().alias("temp_min_c"),
+        pl.col("temp_c").max().alias("temp_max_c"),
+        pl.col("power_w").mean().alias("power_avg_w"),
+        thr.cast(pl.Float64).alias("throttled_thermal_frac"),
+    )
+    agg = agg.join(per_dev.group_by("node").agg(pl.col("_p").sum().alias("power_total_w")), on="node", how="left")
+    if host is not None and "cpu_temp_c" in host.columns and host.height:
+        agg = agg.join(host.group_by("node").agg(pl.col("cpu_temp_c").max().alias("cpu_temp_peak_c")), on="node",
+                       how="left")  # fmt: skip
+    else:
+        agg = agg.with_columns(pl.lit(None, dtype=pl.Float64).alias("cpu_temp_peak_c"))
+    status = [_status(r["temp_avg_c"], r["temp_max_c"], r["cpu_temp_peak_c"], lim) for r in agg.iter_rows(named=True)]
+    agg = agg.with_columns(pl.Series("status", [s[0] for s in status], dtype=pl.String),
+                           pl.Series("reason", [s[1] for s in status], dtype=pl.String))  # fmt: skip
+    return agg.select(list(PROFILE_SCHEMA)).cast(PROFILE_SCHEMA).sort("node")  # type: ignore[arg-type]
