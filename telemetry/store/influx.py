@@ -35,7 +35,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -208,10 +208,14 @@ def quote_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _ns(value: datetime) -> int:
+    """Epoch nanoseconds of a datetime (naive = UTC), exact (datetime has microseconds)."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return int(as_time(pl.Series([value])).dt.epoch("ns")[0])
+    return (value - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def where_clause(start: datetime | None = None, end: datetime | None = None, tags: TagFilter | None = None) -> str:

@@ -88,6 +88,15 @@ class SeqSet:
     def add(self, seq: int) -> None:
         self._add_range(seq, seq)
 
+    def without(self, seq: int) -> SeqSet:
+        """A copy without ``seq``."""
+        out = SeqSet()
+        for lo, hi in zip(self.lo, self.hi, strict=True):
+            for a, b in ((lo, seq - 1), (seq + 1, hi)) if lo <= seq <= hi else ((lo, hi),):
+                if a <= b:
+                    out._add_range(a, b)
+        return out
+
     def ranges(self) -> list[list[int]]:
         return [[lo, hi] for lo, hi in zip(self.lo, self.hi, strict=True)]
 
@@ -131,6 +140,9 @@ class QueuedStore:
         self.max_queue_bytes = max_queue_bytes
         self.drain_rows = drain_rows
         self.linger_s = linger_s
+        self.compact_sent_after = 100_000
+        self._pending_keys: set[BatchKey] = set()
+        self._sent_log_lines = 0
         self.batch_bytes: int = remote.config.batch_bytes
         self.retry_max_s: float = getattr(remote.config, "retry_max_s", MAX_BACKOFF_S)
         self._lock = threading.Condition()
@@ -157,7 +169,8 @@ class QueuedStore:
     # ---- opening the queue ---------------------------------------------------------------------
 
     def open(self) -> QueuedStore:
-        """Take the queue (flock), load what it holds and start draining. Called by the first write."""
+        """Take the queue (flock), load what it holds and start draining. Called by the first write, or by
+        `start` (a collector calls it at startup so a queue left by a crash drains before any new write)."""
         with self._lock:
             if self._opened:
                 return self
@@ -178,6 +191,8 @@ class QueuedStore:
             self._thread = threading.Thread(target=self._drain_loop, name="influx-drainer", daemon=True)
             self._thread.start()
         return self
+
+    start = open
 
     def _load(self) -> None:
         for tmp in self.queue_dir.glob(".tmp-*"):
@@ -215,7 +230,10 @@ class QueuedStore:
             log.info("queue %s: %d batch(es) left from before, draining", self.queue_dir, len(entries))
 
     def _write_sent_state(self) -> None:
-        state = {f"{n}\t{b}": s.ranges() for (n, b), s in self._keys.items()}
+        keys = dict(self._keys)
+        for key in self._pending_keys:  # being written right now: not known until the file is in place
+            keys[(key.node, key.boot_id)] = keys[(key.node, key.boot_id)].without(key.seq)
+        state = {f"{n}\t{b}": s.ranges() for (n, b), s in keys.items()}
         tmp = self.queue_dir / f".tmp-{uuid.uuid4().hex}"
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(state, fh)
@@ -261,12 +279,16 @@ class QueuedStore:
         head = json.dumps(header).encode() + b"\n"
         with self._lock:
             if key is not None:
+                while key in self._pending_keys:  # the same batch, being written by another request
+                    self._lock.wait(1.0)
                 if self._known(key):
                     return False
                 self._keys.setdefault((key.node, key.boot_id), SeqSet()).add(key.seq)
+                self._pending_keys.add(key)
             if self._queued_bytes + len(head) + len(payload) > self.max_queue_bytes:
                 if key is not None:
                     self._forget(key)
+                    self._pending_keys.discard(key)
                 raise StoreUnavailableError(
                     f"queue {self.queue_dir} is full ({self._queued_bytes} bytes waiting for "
                     f"{self.remote!r}; last error: {self.last_error}); retry later"
@@ -290,6 +312,7 @@ class QueuedStore:
                 self._inflight.discard(n)
                 if key is not None:
                     self._forget(key)
+                    self._pending_keys.discard(key)
                 self._lock.notify_all()
             raise
         entry = _Entry(n, path, key, rows, parts)
@@ -302,21 +325,17 @@ class QueuedStore:
                 bisect.insort(items, entry, key=lambda e: e.n)
                 self._entries = deque(items)
             self._inflight.discard(n)
+            if key is not None:
+                self._pending_keys.discard(key)
             self._queued_bytes += len(head) + len(payload)
             self._lock.notify_all()
         return True
 
     def _forget(self, key: BatchKey) -> None:
-        # only used right after adding the key, before anyone saw it acknowledged: rebuild without it
+        # only used right after adding the key, before anyone saw it acknowledged
         seqs = self._keys.get((key.node, key.boot_id))
-        if seqs is None:
-            return
-        rebuilt = SeqSet()
-        for lo, hi in seqs.ranges():
-            for lo2, hi2 in ((lo, key.seq - 1), (key.seq + 1, hi)) if lo <= key.seq <= hi else ((lo, hi),):
-                if lo2 <= hi2:
-                    rebuilt._add_range(lo2, hi2)
-        self._keys[(key.node, key.boot_id)] = rebuilt
+        if seqs is not None:
+            self._keys[(key.node, key.boot_id)] = seqs.without(key.seq)
 
     # ---- draining ------------------------------------------------------------------------------
 
@@ -451,6 +470,11 @@ class QueuedStore:
             self._sent_log.write("".join(json.dumps([k.node, k.boot_id, k.seq]) + "\n" for k in keys))
             self._sent_log.flush()
             os.fsync(self._sent_log.fileno())
+            self._sent_log_lines += len(keys)
+            if self._sent_log_lines >= self.compact_sent_after:
+                with self._lock:  # the ranges in memory cover every line of the log: rewrite, truncate
+                    self._write_sent_state()
+                self._sent_log_lines = 0
         freed = 0
         for e in batch:
             with contextlib.suppress(FileNotFoundError):

@@ -130,3 +130,20 @@ def test_influxdb_down_for_30s_loses_nothing_and_stores_nothing_twice(collector_
     counts = own_influxd.select(db, 'SELECT count("temp_c") FROM "accel"')
     assert counts[0]["count"] == want.height
     assert got.select(want.columns).equals(want)
+
+
+def test_batches_acknowledged_before_a_kill_9_reach_influxdb_after_restart(collector_factory, own_influxd, tmp_path):
+    db = own_influxd.create_database()
+    url = f"influx://127.0.0.1:{own_influxd.http_port}/{db}?queue={tmp_path / 'queue'}&retry_max_s=0.5&timeout=2"
+    own_influxd.stop()  # nothing can be sent: every acknowledged batch is only in the local queue
+    first = collector_factory(store=url, tokens=TOKENS)
+    sent = [accel_frame(seed=s, n=10, node="node1", t0=1_763_600_000_000_000_000 + s * 10**11) for s in range(5)]
+    for seq, frame in enumerate(sent):
+        assert post(first, make_batch("node1", "boot-k", seq, {"accel": frame})).json()["status"] == "stored"
+    first.kill()
+    own_influxd.restart_same_port()
+    second = collector_factory(store=url, tokens=TOKENS)
+    # the agent never got the last ack (say): its replay is recognised from the queue on disk
+    assert post(second, make_batch("node1", "boot-k", 4, {"accel": sent[4]})).json()["status"] == "duplicate"
+    want = pl.concat(sent).sort("time")
+    assert wait_for_rows(reader(url), "accel", want.height).equals(want)

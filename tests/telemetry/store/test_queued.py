@@ -274,6 +274,40 @@ def test_plain_writes_are_queued_too(tmp_path):
     q.close()
 
 
+def test_sent_log_is_compacted_into_ranges_and_still_dedups(tmp_path):
+    remote = FakeRemote()
+    q = make(tmp_path, remote, drain_rows=3)
+    q.compact_sent_after = 5
+    for i in range(12):
+        q.write_batch(BatchKey("n1", "b", i), {"accel": frame(i)})
+    assert q.flush(10)
+    q.close()
+    state = (tmp_path / "queue" / "sent.json").read_text()
+    assert '"n1\\tb": [[0, ' in state
+    assert len((tmp_path / "queue" / "sent.log").read_text().splitlines()) < 5
+    q2 = make(tmp_path, FakeRemote())
+    assert not any(q2.write_batch(BatchKey("n1", "b", i), {"accel": frame(i)}) for i in range(12))
+    q2.close()
+
+
+def test_same_batch_twice_at_once_is_stored_once(tmp_path):
+    remote = FakeRemote()
+    q = make(tmp_path, remote)
+    key = BatchKey("n1", "b", 0)
+    results: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(q.write_batch(key, {"accel": frame(0)}))) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+    assert q.flush(10)
+    assert len(remote.received) == 3
+    q.close()
+
+
 def test_seq_set_merges_ranges():
     s = SeqSet()
     for seq in [1, 2, 3, 7, 5, 6, 10]:
@@ -283,3 +317,5 @@ def test_seq_set_merges_ranges():
     assert s.ranges() == [[1, 7], [10, 10]]
     assert 4 in s and 8 not in s and 0 not in s
     assert SeqSet([[1, 7], [10, 10]]).ranges() == [[1, 7], [10, 10]]
+    assert SeqSet([[1, 7]]).without(4).ranges() == [[1, 3], [5, 7]]
+    assert SeqSet([[1, 7]]).without(1).ranges() == [[2, 7]]
