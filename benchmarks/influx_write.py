@@ -7,7 +7,7 @@
    POSTs of the lines it produced to /write (its WriteApi speaks only /api/v2/write, which 1.x before 1.8
    does not serve: 404).
 
-    python benchmarks/influx_write.py [--batches 300] [--ticks 10] [--clients 4]
+    python benchmarks/influx_write.py [--batches 300] [--ticks 10] [--clients 4] [--repeat 3]
 
 Points = lines of line protocol (one per row per measurement). Target (issue 4): the collector within 20 %
 of the direct rate.
@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -186,6 +188,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=300)
     ap.add_argument("--ticks", type=int, default=10, help="one-second ticks per batch (34 accelerators each)")
     ap.add_argument("--clients", type=int, default=4, help="concurrent agents posting to the collector")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of every mode (median reported, order rotated)")
     args = ap.parse_args()
     binary = find_binary("influxd", "NEIGHBORSCOPE_INFLUXD")
     if binary is None:
@@ -204,43 +207,62 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="ns-influx-bench-"))
     server = InfluxServer(binary, work / "influxd").start()
-    results: list[tuple[str, float]] = []
-    try:
+    direct = "direct line-protocol POSTs (influx -import style)"
+    collector = "collector (HTTP, queue, drain)"
+    timings: dict[str, list[float]] = {}
+
+    def direct_run() -> float:
         db = server.create_database("direct")
         start = time.perf_counter()
         post_lines(server.base_url, db, direct_bodies)
-        results.append(("direct line-protocol POSTs (influx -import style)", time.perf_counter() - start))
+        secs = time.perf_counter() - start
         assert count_points(server, db) == points
+        return secs
 
-        db = server.create_database("collector")
-        results.append(
-            ("collector (HTTP, queue, drain)", run_collector(server, db, work, batches, nodes, args.clients, points))
-        )
-
-        for gzip_on in (True, False):
-            db = server.create_database("store")
-            secs = run_store(server, db, work, batches, args.clients, points, gzip_on)
-            results.append((f"store alone: queue + drain, no HTTP (gzip {'on' if gzip_on else 'off'})", secs))
-
+    def client_run() -> float | None:
         db = server.create_database("client")
         secs = run_client_dataframe(server, db, batches)
         if secs is not None:
             assert count_points(server, db) == points
-            results.append(("influxdb-client DataFrame serializer + POST", secs))
+        return secs
+
+    runs = {
+        direct: direct_run,
+        collector: lambda: run_collector(
+            server, server.create_database("collector"), work, batches, nodes, args.clients, points
+        ),
+        "store alone: queue + drain, no HTTP (gzip on)": lambda: run_store(
+            server, server.create_database("store"), work, batches, args.clients, points, True
+        ),
+        "store alone: queue + drain, no HTTP (gzip off)": lambda: run_store(
+            server, server.create_database("store"), work, batches, args.clients, points, False
+        ),
+        "influxdb-client DataFrame serializer + POST": client_run,
+    }
+    try:
+        for rep in range(args.repeat):
+            order = list(runs)
+            order = order[rep % len(order) :] + order[: rep % len(order)]  # rotate: no mode always runs first
+            for name in order:
+                secs = runs[name]()
+                if secs is not None:
+                    timings.setdefault(name, []).append(secs)
     finally:
         server.stop()
+    results = [(name, statistics.median(timings[name])) for name in runs if name in timings]
 
-    direct_s = results[0][1]
+    direct_s = dict(results)[direct]
     table = Table(
         title=f"InfluxDB {subprocess.run([binary, 'version'], capture_output=True, text=True).stdout.strip()}: "
-        f"{points:,} points ({args.batches} batches x {args.ticks} ticks x {DEVICES} accelerators + host)"
+        f"{points:,} points ({args.batches} batches x {args.ticks} ticks x {DEVICES} accelerators + host), "
+        f"median of {args.repeat}; 1-min load average at the end: {os.getloadavg()[0]:.1f}"
     )
     for col in ("path", "seconds", "points/s", "vs direct"):
         table.add_column(col, justify="right")
     for name, secs in results:
         table.add_row(name, f"{secs:.2f}", f"{points / secs:,.0f}", f"{direct_s / secs:.0%}")
     console.print(table)
-    collector_s = results[1][1]
+    collector_s = dict(results)[collector]
     ratio = direct_s / collector_s
     console.print(
         f"collector at {ratio:.0%} of the direct rate (target >= 80 %): {'OK' if ratio >= 0.8 else 'BELOW TARGET'}"

@@ -4,12 +4,15 @@ milliseconds and turns each field into a series named ``<measurement>_<field>``)
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import polars as pl
 import pytest
 
 from telemetry.schema import conform
 from telemetry.store.base import BatchKey, open_store
-from telemetry.store.influx import InfluxConfig, InfluxStore
+from telemetry.store.influx import InfluxConfig, InfluxStore, InfluxUnavailableError, InfluxWriteRejectedError
 from telemetry.store.queued import QueuedStore
 
 pytestmark = pytest.mark.influx
@@ -83,3 +86,51 @@ def test_direct_v2_write_without_queue(victoria):
     store.write("accel", sent)
     store.close()
     assert exported(victoria, "v2-node-b", "temp_c") == expected(sent, "temp_c")
+
+
+class _FakeV2(BaseHTTPRequestHandler):
+    """FakeInfluxV2: answers /api/v2/write with the next canned (status, headers) of the server."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        status, headers = self.server.answers.pop(0)  # type: ignore[attr-defined]
+        self.server.paths.append(self.path)  # type: ignore[attr-defined]
+        body = b'{"code":"invalid","message":"unable to parse"}' if status == 400 else b""
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_v2():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeV2)
+    server.answers, server.paths = [], []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+def test_v2_busy_server_gives_retry_after_through_influxdb_client(fake_v2):
+    fake_v2.answers = [(429, {"Retry-After": "3"})]
+    store = InfluxStore(InfluxConfig.from_url(f"influx2://127.0.0.1:{fake_v2.server_port}/?bucket=b&org=o&token=T"))
+    with pytest.raises(InfluxUnavailableError) as err:
+        store.write_lines(b"m v=1 1\n")
+    assert err.value.retry_after_s == 3.0
+    assert fake_v2.paths[0].startswith("/api/v2/write?")
+    store.close()
+
+
+def test_v2_refused_body_is_bisected_to_the_bad_line(fake_v2):
+    fake_v2.answers = [(400, {}), (204, {}), (400, {})]  # whole body, good half, bad half (one line)
+    store = InfluxStore(InfluxConfig.from_url(f"influx2://127.0.0.1:{fake_v2.server_port}/?bucket=b&token=T"))
+    with pytest.raises(InfluxWriteRejectedError) as err:
+        store.write_lines(b"m v=1 1\nm v=oops 2\n")
+    assert [r.line for r in err.value.rejected] == ["m v=oops 2"]
+    store.close()
