@@ -45,8 +45,17 @@ def write_report(store: Any, start: datetime, end: datetime, out: Path | str, *,
     """Read ``[start, end)`` from ``store``, build the summary, write ``summary.json`` and ``index.html``."""
     o = options or ReportOptions()
     tell = step or (lambda _m: None)
-    data = read_report_data(store, start, end, history_days=o.history_days, step=tell, store_name=store_name)
-    data.notes.extend(notes or [])
+    th = None
+    try:
+        from analysis.degradation import Thresholds
+
+        th = Thresholds(throughput_pct=o.delta_throughput_pct, p50_pct=o.delta_throughput_pct,
+                        p99_pct=o.delta_latency_pct, seed=o.seed)
+    except ImportError:
+        pass
+    data = read_report_data(store, start, end, history_days=o.history_days, step=tell, store_name=store_name,
+                            victims=list(o.victims) if o.victims is not None else None, thresholds=th, seed=o.seed)
+    data.notes[:0] = notes or []
     report = build_report(data, o, step=tell)
     tell("rendering HTML")
     return render(report, out)

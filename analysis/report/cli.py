@@ -83,6 +83,8 @@ def report(
     end: str | None = typer.Option(None, "--end", help="Window end (ISO time or 'now'). Default: now, or the "
                                    "store's newest data when nothing is newer than --since."),
     nightly: bool = typer.Option(False, "--nightly", help="Write under OUT/<end date>/ so nightly reports pile up."),
+    victim: list[str] = typer.Option([], "--victim", "-v", help="Group(s) to attribute (repeatable); default: every "
+                                     "group with a benchmark run in the window."),
     history_days: float = typer.Option(30.0, "--history-days", help="Days of run history for the history charts."),
     window_s: int = typer.Option(10, "--window-s", help="Seconds per window of the attribution evidence."),
     gpu_cool_c: float = typer.Option(70.0, "--gpu-cool-below-c", help="Accelerator average (°C) below which a node is COOL."),
@@ -115,6 +117,7 @@ def report(
         options = ReportOptions(
             limits=ThermalLimits(gpu_cool_below_c=gpu_cool_c, gpu_warm_c=gpu_warm_c, gpu_hot_c=gpu_hot_c, cpu_warm_c=cpu_warm_c, cpu_hot_c=cpu_hot_c),
             delta_throughput_pct=delta_tput, delta_latency_pct=delta_lat, window_s=window_s, history_days=history_days,
+            victims=tuple(victim) if victim else None,
         )
         target = out / t1.strftime("%Y-%m-%d") if nightly else out
         with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), TimeElapsedColumn(),

@@ -44,6 +44,7 @@ class ReportData:
     requests: pl.DataFrame | None = None  # requests layout of the runs (analysis.ingest.model)
     tokens: pl.DataFrame | None = None  # tokens layout of the runs
     history_events: pl.DataFrame | None = None  # run_event summary rows of the history window
+    analyses: dict[str, Any] = field(default_factory=dict)  # victim -> analysis.analyze.AnalysisResult
     store: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -99,6 +100,21 @@ def _artifacts(store: Any, runs: list[dict[str, Any]], what: str) -> dict[str, p
     return out
 
 
+def _tokens(store: Any, runs: list[dict[str, Any]]) -> dict[str, pl.DataFrame]:
+    """Per run, the tokens layout: the stored artifact, else derived from the requests artifact
+    (`analysis.ingest.model.load_tokens`)."""
+    from analysis.ingest.model import load_tokens
+
+    out: dict[str, pl.DataFrame] = {}
+    for r in runs:
+        frame = None
+        with contextlib.suppress(Exception):
+            frame = load_tokens(store, r["run_id"])
+        if frame is not None and frame.height:
+            out[r["run_id"]] = frame
+    return out
+
+
 def _concat(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
     if not frames:
         return None
@@ -112,7 +128,7 @@ def read_latency(store: Any, runs: list[dict[str, Any]], start: datetime, end: d
     ``itl_ms_mean`` of `bench_request` rows. Columns: time, run_id, group, phase, itl_ms, source."""
     frames = []
     tags = {r["run_id"]: (r.get("group") or "", r.get("phase") or "") for r in runs}
-    toks = tokens if tokens is not None else _artifacts(store, runs, "tokens")
+    toks = tokens if tokens is not None else _tokens(store, runs)
     for rid, (group, phase) in tags.items():
         tok = toks.get(rid)
         if tok is not None and tok.height and "itl_ms" in tok.columns:
@@ -133,9 +149,52 @@ def read_latency(store: Any, runs: list[dict[str, Any]], start: datetime, end: d
     return pl.concat([f.with_columns(pl.col("time").dt.cast_time_unit("ns")) for f in frames]).sort("time")
 
 
+def read_topology(store_name: str) -> pl.DataFrame | None:
+    """``topology.json`` in the store directory or beside it (as the simulator and the demo write it), as
+    `analysis.attribution.topology_frame`; None when there is none (or the module is absent)."""
+    import json
+    from pathlib import Path
+
+    if not store_name or "://" in store_name:
+        return None
+    root = Path(store_name)
+    for p in (root / "topology.json", root.parent / "topology.json"):
+        if p.is_file():
+            try:
+                from analysis.attribution import topology_frame
+
+                return topology_frame(json.loads(p.read_text()))
+            except Exception:
+                return None
+    return None
+
+
+def read_analyses(store: Any, victims: list[str], start: datetime, end: datetime, *, thresholds: Any = None,
+                  topology: pl.DataFrame | None = None, seed: int = 0,
+                  step: Step = _no_step) -> tuple[dict[str, Any], list[str]]:
+    """`analysis.analyze.analyze` per victim over the runs that started in ``[start, end)`` (phase table and
+    ranked antagonists). Returns (victim -> AnalysisResult, notes); empty when the module is not installed."""
+    try:
+        from analysis.analyze import analyze
+    except ImportError:
+        return {}, ["analysis.analyze is not installed: attribution uses the report's simple estimate"]
+    out: dict[str, Any] = {}
+    notes: list[str] = []
+    for v in victims:
+        step(f"attribution for {v} (permutation tests)")
+        try:
+            out[v] = analyze(store, v, start=start, end=end, topology=topology, thresholds=thresholds, seed=seed)
+        except Exception as exc:  # one victim failing must not lose the report
+            notes.append(f"analysis of {v} failed: {exc}")
+    return out, notes
+
+
 def read_report_data(store: Any, start: datetime, end: datetime, *, history_days: float = 30.0,
-                     step: Step = _no_step, store_name: str = "") -> ReportData:
-    """Read everything the report needs for ``[start, end)``; ``step`` is told what is being read."""
+                     step: Step = _no_step, store_name: str = "", victims: list[str] | None = None,
+                     thresholds: Any = None, seed: int = 0) -> ReportData:
+    """Read everything the report needs for ``[start, end)``; ``step`` is told what is being read.
+
+    ``victims``: groups to attribute (default: every group with a benchmark run in the window)."""
     step("reading accelerator telemetry")
     accel = _query(store, "accel", start, end, ("node", "device", "group", "model", *ACCEL_FIELDS))
     step("reading host and tenant telemetry")
@@ -145,7 +204,7 @@ def read_report_data(store: Any, start: datetime, end: datetime, *, history_days
     run_event = _query(store, "run_event", start, end)
     runs = _runs(store, start, end)
     step("reading per-request and per-token latencies")
-    tokens = _artifacts(store, runs, "tokens")
+    tokens = _tokens(store, runs)
     requests = _artifacts(store, runs, "requests")
     latency = read_latency(store, runs, start, end, tokens)
     step("reading run history")
@@ -153,7 +212,11 @@ def read_report_data(store: Any, start: datetime, end: datetime, *, history_days
     events = _query(store, "run_event", h0, end)
     events = events.filter(pl.col("event") == "summary") if events.height else events
     history = runs_from_events(events)
-    return ReportData(history_events=events, start=start, end=end, accel=accel, host=host, tenant=tenant, run_event=run_event, runs=runs,
+    groups = list(dict.fromkeys(r.get("group") or "" for r in runs if r.get("group")))
+    want = [g for g in (victims if victims is not None else groups) if g in groups]
+    analyses, notes = read_analyses(store, want, start, end, thresholds=thresholds,
+                                    topology=read_topology(store_name), seed=seed, step=step) if want else ({}, [])
+    return ReportData(history_events=events, analyses=analyses, notes=notes, start=start, end=end, accel=accel, host=host, tenant=tenant, run_event=run_event, runs=runs,
                       latency=latency, history=history, store=store_name, run_objects=run_objects(runs),
                       requests=_concat(requests), tokens=_concat(tokens))
 

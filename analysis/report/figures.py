@@ -114,7 +114,7 @@ def phase_metric_bars(phases: pl.DataFrame, metric: str = "itl_ms_p99") -> go.Fi
         fig.add_bar(x=part["phase"].to_list(), y=part["value"].to_list(), name=g, marker_color=_color(i),
                     text=text, textposition="outside",
                     hovertemplate="%{x}: %{y:.2f} " + unit + "<extra>" + g + "</extra>")
-    fig.update_xaxes(title_text="phase", categoryorder="array", categoryarray=order)
+    fig.update_xaxes(title_text="phase", type="category", categoryorder="array", categoryarray=order)
     fig.update_yaxes(title_text=f"{LABELS.get(metric, metric)} ({unit})", rangemode="tozero")
     return style(fig, title)
 
@@ -135,7 +135,7 @@ def phase_change_bars(phases: pl.DataFrame, metric: str = "itl_ms_p99") -> go.Fi
                     error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo, "color": GREY},
                     hovertemplate="%{x}: %{y:+.2f} %<extra>" + g + "</extra>")
     fig.add_hline(y=0, line_color=GREY, line_width=1)
-    fig.update_xaxes(title_text="phase")
+    fig.update_xaxes(title_text="phase", type="category")
     fig.update_yaxes(title_text="change vs baseline (%)", ticksuffix=" %")
     return style(fig, title)
 
@@ -143,17 +143,22 @@ def phase_change_bars(phases: pl.DataFrame, metric: str = "itl_ms_p99") -> go.Fi
 def evidence_timeline(victim_p99: pl.DataFrame, activity: pl.DataFrame, victim: str, antagonist: str) -> go.Figure:
     """The victim's windowed p99 ITL (ms, left axis) against the antagonist's activity (right axis) over time."""
     title = f"{victim} p99 ITL vs {antagonist} activity"
+    members = antagonist.split("+")  # merged co-tenants (always active together) are drawn one area each
     v = victim_p99.filter(pl.col("group") == victim) if victim_p99.height else victim_p99
-    a = activity.filter(pl.col("group") == antagonist) if activity.height else activity
+    a = activity.filter(pl.col("group").is_in(members)) if activity.height else activity
     if v.is_empty():
         return empty_figure(f"no latency windows for {victim}", title)
-    unit = a["unit"][0] if a.height else "%"
+    units = a["unit"].unique().to_list() if a.height else ["%"]
+    unit = units[0] if len(units) == 1 else "%"
+    a = a.filter(pl.col("unit") == unit) if a.height else a
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    if a.height:
-        a = reduce_series(a, "group", "value")
-        fig.add_trace(go.Scatter(x=a["time"].to_list(), y=a["value"].to_list(), name=f"{antagonist} activity ({unit})",
-                                 fill="tozeroy", mode="lines", line={"color": "rgba(249,115,22,0.9)", "width": 1},
-                                 fillcolor="rgba(249,115,22,0.18)"), secondary_y=True)
+    shades = ("249,115,22", "139,92,246", "16,185,129", "234,179,8")
+    for i, m in enumerate(sorted(a["group"].unique().to_list()) if a.height else []):
+        part = reduce_series(a.filter(pl.col("group") == m), "group", "value")
+        rgb = shades[i % len(shades)]
+        fig.add_trace(go.Scatter(x=part["time"].to_list(), y=part["value"].to_list(), name=f"{m} activity ({unit})",
+                                 fill="tozeroy", mode="lines", line={"color": f"rgba({rgb},0.9)", "width": 1},
+                                 fillcolor=f"rgba({rgb},0.15)"), secondary_y=True)
     v = reduce_series(v, "group", "itl_ms_p99")
     v = with_gaps(v, "group", "itl_ms_p99", 2.5 * max(_step_s(v), 1.0))
     fig.add_trace(go.Scatter(x=v["time"].to_list(), y=v["itl_ms_p99"].to_list(), name=f"{victim} p99 ITL (ms)",
@@ -182,7 +187,7 @@ def device_heatmap(accel: pl.DataFrame, field: str = "temp_c", max_columns: int 
         colorbar={"title": {"text": unit}, "ticksuffix": f" {unit}", "outlinewidth": 0},
         hovertemplate="%{y} %{x}: %{z:.1f} " + unit + "<extra></extra>"))
     fig.update_xaxes(title_text="time (UTC)")
-    fig.update_yaxes(title_text="accelerator", autorange="reversed", tickfont={"size": 9})
+    fig.update_yaxes(title_text="accelerator", type="category", autorange="reversed", tickfont={"size": 9})
     return style(fig, f"{title} ({unit})", height=max(260, 90 + 13 * len(devices)))
 
 
@@ -238,7 +243,7 @@ def thermal_profile_bars(profile: pl.DataFrame, limits: Mapping[str, float] | No
             fig.add_hline(y=limits[key], line_dash=dash, line_color=colors["WARM" if "warm" in key else "HOT"],
                           annotation_text=f"{'warm' if 'warm' in key else 'hot'} {limits[key]:.0f} °C",
                           annotation_font_color=GREY)
-    fig.update_xaxes(title_text=label, tickfont={"size": 9 if len(names) > 12 else 12})
+    fig.update_xaxes(title_text=label, type="category", tickfont={"size": 9 if len(names) > 12 else 12})
     fig.update_yaxes(title_text="accelerator temperature (°C)")
     return style(fig, title)
 

@@ -135,22 +135,42 @@ def _phase_table(s: dict[str, Any]) -> str:
             'Red: degraded beyond the threshold.</p>')
 
 
+def _effect(v: float | None, lo: float | None, hi: float | None) -> str:
+    if v is None:
+        return "n/a"
+    ci = "" if lo is None else f'<span class="chg">[{lo:+.1f}, {hi:+.1f}]</span>'
+    return f"{v:+.1f} %{ci}"
+
+
 def _antagonists(s: dict[str, Any]) -> str:
     items = s["antagonists"]["items"]
     if not items:
         return _empty(f"No attribution: {s['antagonists']['note']}")
     body = []
     for a in items:
-        ci = "n/a" if a["ci_low_pct"] is None else f"{a['ci_low_pct']:+.1f} to {a['ci_high_pct']:+.1f} %"
+        q = "n/a" if a.get("q") is None else f"{a['q']:.3f}"
+        sig = "yes" if a["significant"] else "no"
         body.append(
             f'<tr data-victim="{_attr(a["victim"])}" data-antagonist="{_attr(a["antagonist"])}" '
-            f'data-effect="{_attr(a["effect_pct"])}"><td>{a["rank"]}</td><td class="text">{escape(a["victim"])}</td>'
-            f'<td class="text">{escape(a["antagonist"])}</td><td class="text">{escape(a.get("resource") or "not identified")}</td>'
-            f'<td>{_num(a["effect_pct"], 1, "%")}</td><td>{escape(ci)}</td><td class="text">{escape(a["confidence"])}</td>'
-            f'<td class="text">{escape("; ".join(a["evidence"]))}</td></tr>')
+            f'data-significant="{sig}"><td>{a["rank"]}</td><td class="text">{escape(a["victim"])}</td>'
+            f'<td class="text"><strong>{escape(a["antagonist"])}</strong></td>'
+            f'<td class="text">{escape(a.get("resource") or "not identified")}</td>'
+            f'<td>{_effect(a["throughput_effect_pct"], a["throughput_ci_low_pct"], a["throughput_ci_high_pct"])}</td>'
+            f'<td>{_effect(a["itl_p99_effect_pct"], a["itl_p99_ci_low_pct"], a["itl_p99_ci_high_pct"])}</td>'
+            f'<td>{escape(q)}</td><td class="text">{sig}</td>'
+            f'<td class="text">{escape(a["design"])}, {escape(a["confidence"])}</td>'
+            f'<td class="text">{escape("; ".join(a["evidence"]) or "—")}</td></tr>')
+    notes = s["antagonists"].get("method_notes") or []
+    method = ("<details><summary>Method notes</summary><ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes)
+              + "</ul></details>") if notes else ""
     return ('<table id="antagonist-table"><thead><tr><th>rank</th><th class="text">victim</th>'
-            '<th class="text">antagonist</th><th class="text">resource</th><th>p99 ITL effect</th><th>95 % CI</th>'
-            f'<th class="text">confidence</th><th class="text">evidence</th></tr></thead><tbody>{"".join(body)}</tbody></table>')
+            '<th class="text">antagonist</th><th class="text">resource</th><th>throughput effect [95 % CI]</th>'
+            '<th>p99 ITL effect [95 % CI]</th><th>q</th><th class="text">significant</th>'
+            '<th class="text">design, confidence</th><th class="text">evidence</th></tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table>'
+            '<p class="note">Effects: change of the victim at the antagonist\'s busiest vs idle. Interventional = '
+            'the antagonist was switched on and off by a randomised schedule; correlational = observed only.</p>'
+            + method)
 
 
 def _profile_table(rows: list[dict[str, Any]], table_id: str, label: str) -> str:

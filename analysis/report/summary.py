@@ -74,6 +74,7 @@ class ReportOptions:
     history_days: float = 30.0
     seed: int = 0
     bootstrap: int = 400
+    victims: tuple[str, ...] | None = None  # groups to attribute; None = every group with a run
 
 
 @dataclass
@@ -349,15 +350,62 @@ def antagonist_ranking(p99: pl.DataFrame, activity: pl.DataFrame, options: Repor
             if confounded:
                 evidence.append(f"always active together with {', '.join(confounded)}: cannot be told apart")
             out.append({
-                "victim": victim, "antagonist": ant, "resource": None, "metric": "itl_ms_p99",
-                "effect_pct": _num(effect, 2), "ci_low_pct": _num(lo, 2), "ci_high_pct": _num(hi, 2), "q": None,
-                "confidence": "correlational", "confounded_with": confounded, "evidence": evidence,
+                "victim": victim, "antagonist": ant, "resource": None,
+                "throughput_effect_pct": None, "throughput_ci_low_pct": None, "throughput_ci_high_pct": None,
+                "itl_p99_effect_pct": _num(effect, 2), "itl_p99_ci_low_pct": _num(lo, 2),
+                "itl_p99_ci_high_pct": _num(hi, 2), "p": None, "q": None, "share_explained": None,
+                "design": "correlational", "confidence": "low", "confounded_with": confounded, "evidence": evidence,
                 "significant": bool(lo > 0 and effect >= options.delta_latency_pct),
             })
-    out.sort(key=lambda r: (r["victim"], -(r["effect_pct"] or 0.0)))
+    out.sort(key=lambda r: (r["victim"], -(r["itl_p99_effect_pct"] or 0.0)))
     for rank, r in enumerate(out, 1):
         r["rank"] = rank
     return out
+
+
+def antagonists_from_analysis(analyses: dict[str, Any]) -> list[dict[str, Any]]:
+    """Ranked antagonists of `analysis.analyze.AnalysisResult` values (``ANTAGONIST_COLUMNS``), per victim."""
+    out: list[dict[str, Any]] = []
+    for victim, res in analyses.items():
+        for r in res.antagonists.iter_rows(named=True):
+            members = r["antagonist"].split("+")
+            out.append({
+                "victim": victim, "antagonist": r["antagonist"],
+                "resource": None if r["resource"] in (None, "unknown") else r["resource"],
+                "throughput_effect_pct": _num(r["effect_pct"], 2), "throughput_ci_low_pct": _num(r["ci_low"], 2),
+                "throughput_ci_high_pct": _num(r["ci_high"], 2),
+                "itl_p99_effect_pct": _num(r["itl_p99_effect_pct"], 2), "itl_p99_ci_low_pct": _num(r["itl_ci_low"], 2),
+                "itl_p99_ci_high_pct": _num(r["itl_ci_high"], 2), "p": _num(r["p_value"], 4),
+                "q": _num(r["q_value"], 4), "share_explained": _num(r["share_explained"], 4),
+                "design": r["design"], "confidence": r["confidence"], "significant": bool(r["significant"]),
+                "confounded_with": members if len(members) > 1 else [],
+                "evidence": list(r["evidence"] or []) + ([f"cannot be told apart: {', '.join(members)} were always "
+                                                          "active together"] if len(members) > 1 else []),
+            })
+    return out
+
+
+def _victim_windows(analyses: dict[str, Any]) -> pl.DataFrame | None:
+    frames = [res.grid.victim.select(pl.col("window_start").alias("time"), pl.lit(v).alias("group"),
+                                     "itl_ms_p99").drop_nulls("itl_ms_p99")
+              for v, res in analyses.items() if res.grid is not None and res.grid.victim.height]
+    return pl.concat(frames) if frames else None
+
+
+def _antagonists(data: ReportData, o: ReportOptions) -> tuple[list[dict[str, Any]], pl.DataFrame, str]:
+    """(items, victim p99 windows, source): `analysis.analyze` results when there are any, else the estimate."""
+    p99 = victim_p99_series(data.latency, o.window_s, o.min_tokens_per_window)
+    if data.analyses:
+        items = antagonists_from_analysis(data.analyses)
+        grid = _victim_windows(data.analyses)
+        done = set(data.analyses)
+        rest = p99.filter(~pl.col("group").is_in(list(done)))
+        if rest.height:  # victims the analysis could not attribute (e.g. no per-token data): the estimate
+            items += antagonist_ranking(rest, activity_series(data.accel, data.tenant, o.window_s), o)
+        series = pl.concat([grid, rest.select(grid.columns)]) if grid is not None else p99
+        return items, series, "analysis.analyze (attribution.rank_antagonists)"
+    return antagonist_ranking(p99, activity_series(data.accel, data.tenant, o.window_s), o), p99, \
+        "analysis.report.summary.antagonist_ranking"
 
 
 # ------------------------------------------------------------------------------------------------ thermal
@@ -495,14 +543,23 @@ def _verdict(s: dict[str, Any]) -> dict[str, Any]:
     if sig:
         for a in sig[:3]:
             res = f" through {a['resource']}" if a.get("resource") else ""
-            conf = f"; confounded with {', '.join(a['confounded_with'])}" if a.get("confounded_with") else ""
+            eff = []
+            if a.get("throughput_effect_pct") is not None:
+                eff.append(f"throughput {_fmt_pct(a['throughput_effect_pct'])} (95 % CI "
+                           f"{_fmt_pct(a['throughput_ci_low_pct'])} to {_fmt_pct(a['throughput_ci_high_pct'])})")
+            if a.get("itl_p99_effect_pct") is not None:
+                eff.append(f"p99 ITL {_fmt_pct(a['itl_p99_effect_pct'])} (95 % CI "
+                           f"{_fmt_pct(a['itl_p99_ci_low_pct'])} to {_fmt_pct(a['itl_p99_ci_high_pct'])})")
+            q = f", q = {a['q']:.3f}" if a.get("q") is not None else ""
             lines.append({"topic": "antagonist", "text": (
-                f"{a['antagonist']} slows {a['victim']}{res}: p99 ITL {_fmt_pct(a['effect_pct'])} while it is active "
-                f"(95 % CI {_fmt_pct(a['ci_low_pct'])} to {_fmt_pct(a['ci_high_pct'])}, {a['confidence']}{conf}).")})
-        bump("WATCH")
+                f"{a['antagonist']} slows {a['victim']}{res}: {' and '.join(eff)} at its busiest; "
+                f"{a['design']}, {a['confidence']} confidence{q}.")})
+        bump("ATTENTION" if any(a["design"] == "interventional" or a["confidence"] == "high" for a in sig[:3])
+             else "WATCH")
     elif ants:
-        lines.append({"topic": "antagonist", "text": "No co-tenant is clearly to blame: no effect exceeds "
-                      f"{s['options']['delta_latency_pct']:.0f} % with an interval above zero."})
+        victims = sorted({a["victim"] for a in ants})
+        lines.append({"topic": "antagonist", "text": f"No co-tenant is to blame for {', '.join(victims)}: no "
+                      "antagonist's effect is significant."})
     else:
         lines.append({"topic": "antagonist", "text": f"No attribution: {s['antagonists']['note']}."})
     # thermal
@@ -563,11 +620,12 @@ def build_report(data: ReportData, options: ReportOptions | None = None, *, gene
     frames["phases"] = phase_frame(rows)
 
     tell("attribution")
-    p99 = victim_p99_series(data.latency, o.window_s, o.min_tokens_per_window)
+    ants, p99, sources["antagonists"] = _antagonists(data, o)
     act = activity_series(data.accel, data.tenant, o.window_s)
     frames["victim_p99"], frames["activity"] = p99, act
-    ants = antagonist_ranking(p99, act, o)
-    sources["antagonists"] = "analysis.report.summary.antagonist_ranking"
+    ants.sort(key=lambda a: (not a["significant"], a["victim"]))
+    for rank, a in enumerate(ants, 1):
+        a["rank"] = rank
     if not data.runs:
         ant_note = NO_RUNS
     elif p99.is_empty():
@@ -615,7 +673,8 @@ def build_report(data: ReportData, options: ReportOptions | None = None, *, gene
         "phases": {"metrics": [{"key": k, "label": lab, "unit": u, "higher_is_better": d > 0}
                                for k, lab, u, d in PHASE_METRICS],
                    "rows": rows, "note": "ok" if rows else NO_RUNS, "method_notes": phase_notes},
-        "antagonists": {"items": ants, "note": ant_note, "window_s": o.window_s},
+        "antagonists": {"items": ants, "note": ant_note, "window_s": o.window_s,
+                        "method_notes": sorted({n for res in data.analyses.values() for n in res.notes})},
         "thermal": {"limits": o.limits.to_dict(), "nodes": nodes.to_dicts(), "devices": devices.to_dicts(),
                     "findings": findings, "note": "ok" if nodes.height else NO_ACCEL},
         "history": {"days": o.history_days, "points": hist.height, "runs": len(data.history),

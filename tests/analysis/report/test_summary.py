@@ -1,0 +1,136 @@
+"""summary.json: sections, plain-words verdict, graceful empty sections, the simple phase estimates."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import polars as pl
+
+from analysis.report import build_report, render
+from analysis.report.data import ReportData
+from analysis.report.summary import NO_ACCEL, NO_HISTORY, NO_RUNS, ReportOptions, antagonist_ranking, phase_table
+from telemetry.schema import empty_frame
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def _run(run_id: str, group: str, phase: str, tok_s: float, p99: float) -> dict:
+    return {
+        "run_id": run_id,
+        "group": group,
+        "phase": phase,
+        "start": T0.isoformat(),
+        "summary": {"output_tok_s": tok_s, "itl_ms_p99": p99, "completed": 640.0},
+    }
+
+
+def _empty_data() -> ReportData:
+    lat = pl.DataFrame(
+        schema={
+            "time": pl.Datetime("ns", "UTC"),
+            "run_id": pl.String,
+            "group": pl.String,
+            "phase": pl.String,
+            "itl_ms": pl.Float64,
+            "source": pl.String,
+        }
+    )
+    return ReportData(
+        start=T0,
+        end=T0.replace(hour=10),
+        accel=empty_frame("accel"),
+        host=empty_frame("host"),
+        tenant=empty_frame("tenant"),
+        run_event=empty_frame("run_event"),
+        runs=[],
+        latency=lat,
+        history=[],
+    )
+
+
+def test_sim_summary_has_every_section(sim_report) -> None:
+    s = json.loads(sim_report["summary"].read_text())
+    for key in (
+        "verdict",
+        "phases",
+        "antagonists",
+        "thermal",
+        "history",
+        "regressions",
+        "runs",
+        "metadata",
+        "window",
+        "sources",
+    ):
+        assert key in s
+    assert {(r["group"], r["phase"]) for r in s["phases"]["rows"]} == {
+        ("hive0", "baseline"),
+        ("hive0", "dual_hive"),
+        ("hive0", "full_stress"),
+        ("hive1", "dual_hive"),
+        ("hive1", "full_stress"),
+    }
+    assert s["thermal"]["nodes"][0]["devices"] == 34
+    assert s["thermal"]["nodes"][0]["status"] in ("COOL", "OK", "WARM", "HOT")
+    assert len(s["runs"]) == 5 and all(r["tool"] == "aiperf" for r in s["runs"])
+    topics = [line["topic"] for line in s["verdict"]["lines"]]
+    assert {"regression", "degradation", "antagonist", "thermal"} <= set(topics)
+
+
+def test_sim_antagonists_name_the_cotenants_of_the_victim(sim_report) -> None:
+    s = json.loads(sim_report["summary"].read_text())
+    pairs = {(a["victim"], a["antagonist"]) for a in s["antagonists"]["items"]}
+    assert ("hive0", "hive1") in pairs and ("hive1", "hive0") in pairs
+    tt = next(a for a in s["antagonists"]["items"] if a["victim"] == "hive0" and "tt" in a["antagonist"])
+    assert "furiosa" in tt["confounded_with"]  # seed 000 switches them on together
+    assert [a["rank"] for a in s["antagonists"]["items"]] == list(range(1, len(pairs) + 1))
+
+
+def test_empty_window_says_so_in_every_section(tmp_path) -> None:
+    report = build_report(_empty_data(), generated_at=T0)
+    s = report.summary
+    assert s["verdict"]["status"] == "NO DATA"
+    assert s["phases"]["note"] == NO_RUNS and s["thermal"]["note"] == NO_ACCEL and s["history"]["note"] == NO_HISTORY
+    paths = render(report, tmp_path)
+    html = paths["html"].read_text()
+    assert "No benchmark runs in this window" in html
+    assert "No accelerator telemetry in this window" in html
+
+
+def test_one_run_per_phase_gives_a_change_without_an_interval() -> None:
+    rows = phase_table(
+        [_run("a", "hive0", "baseline", 800.0, 400.0), _run("b", "hive0", "stress", 760.0, 440.0)], ReportOptions()
+    )
+    change = rows[1]["changes"]["itl_ms_p99"]
+    assert change["pct"] == 10.0 and change["ci_low_pct"] is None
+    assert change["verdict"] == "degraded (unconfirmed)"
+    assert rows[1]["changes"]["output_tok_s"]["verdict"] == "degraded (unconfirmed)"
+
+
+def test_repeated_runs_give_a_welch_interval_around_the_change() -> None:
+    base = [_run(f"b{i}", "hive0", "baseline", 800.0 + i, 400.0 + i) for i in range(4)]
+    stress = [_run(f"s{i}", "hive0", "stress", 700.0 + i, 480.0 + i) for i in range(4)]
+    rows = phase_table(base + stress, ReportOptions())
+    ch = rows[1]["changes"]["itl_ms_p99"]
+    assert ch["ci_low_pct"] < ch["pct"] < ch["ci_high_pct"]
+    assert ch["ci_low_pct"] > 0 and ch["verdict"] == "degraded"
+    assert rows[1]["runs"] == 4
+
+
+def test_antagonist_active_only_while_latency_rises_ranks_first() -> None:
+    times = [T0.replace(minute=m, second=s) for m in range(10) for s in range(0, 60, 10)]
+    on = [i % 6 >= 3 for i in range(len(times))]
+    p99 = pl.DataFrame({"time": times, "group": "hive0", "itl_ms_p99": [60.0 if o else 40.0 for o in on]})
+    act = pl.DataFrame(
+        {
+            "group": ["tt"] * len(times) + ["idle"] * len(times),
+            "time": times * 2,
+            "value": [95.0 if o else 0.0 for o in on] + [50.0 if i % 2 else 0.0 for i in range(len(times))],
+            "unit": "%",
+        }
+    ).with_columns(pl.col("time").dt.cast_time_unit("ns"))
+    ranked = antagonist_ranking(p99.with_columns(pl.col("time").dt.cast_time_unit("ns")), act, ReportOptions())
+    assert [a["antagonist"] for a in ranked] == ["tt", "idle"]
+    assert ranked[0]["itl_p99_effect_pct"] == 50.0 and ranked[0]["significant"]
+    assert not ranked[1]["significant"]
