@@ -7,6 +7,7 @@ but a known label whose value is not a number is an error naming the line.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -318,14 +319,7 @@ def requests_from_arrays(arrays: Mapping[str, Any], source: str, line: int) -> p
     failed = np.array([e is not None for e in errors], dtype=bool)
     ttft_ms = np.where(failed, np.nan, ttft * 1000.0)
     if "itls" in arrays:
-        try:
-            itl_s = pl.Series("itl_ms", arrays["itls"], dtype=pl.List(pl.Float64), strict=True)
-        except (TypeError, pl.exceptions.PolarsError):
-            bad = next((i for i, v in enumerate(arrays["itls"]) if not isinstance(v, list)), 0)
-            raise BenchFormatError(f"itls[{bad}]: expected a list of seconds", source, line) from None
-        if itl_s.list.eval(pl.element().is_null() | pl.element().is_nan()).list.any().any():
-            raise BenchFormatError("itls: expected numbers, found null / NaN", source, line)
-        itl_ms = itl_s.list.eval(pl.element() * 1000.0)
+        itl_ms = list_column(arrays["itls"], "itls", source, line) * 1000.0
     else:
         itl_ms = pl.Series("itl_ms", [None] * n, dtype=pl.List(pl.Float64))
     if len(arrays.get("latencies") or []) == n:
@@ -348,6 +342,34 @@ def requests_from_arrays(arrays: Mapping[str, Any], source: str, line: int) -> p
             "error": errors,
         }
     ).with_columns(pl.col("ttft_ms").fill_nan(None), pl.col("e2e_ms").fill_nan(None))
+
+
+def list_column(values: list[Any], what: str, source: str, line: int) -> pl.Series:
+    """A list of lists of numbers as a List(Float64) Series, built through one flat array (fast for 1e6 values)."""
+    n = len(values)
+    lens = np.fromiter((len(v) if isinstance(v, list) else -1 for v in values), dtype=np.int64, count=n)
+    if (lens < 0).any():
+        bad = int(np.argmax(lens < 0))
+        raise BenchFormatError(f"{what}[{bad}]: expected a list of numbers", source, line)
+    try:
+        flat = np.fromiter(itertools.chain.from_iterable(values), dtype=np.float64, count=int(lens.sum()))
+    except (TypeError, ValueError):
+        i, bad = _first_non_number(values)
+        raise BenchFormatError(f"{what}[{i}]: expected numbers, found {bad!r}", source, line) from None
+    if np.isnan(flat).any():
+        raise BenchFormatError(f"{what}: expected numbers, found NaN", source, line)
+    idx = np.repeat(np.arange(n, dtype=np.int64), lens)
+    grouped = pl.DataFrame({"i": idx, "v": flat}).group_by("i", maintain_order=True).agg(pl.col("v"))
+    full = pl.DataFrame({"i": np.arange(n, dtype=np.int64)}).join(grouped, on="i", how="left", maintain_order="left")
+    return full["v"].fill_null(pl.lit([], dtype=pl.List(pl.Float64))).alias(what)
+
+
+def _first_non_number(values: list[Any]) -> tuple[int, Any]:
+    for i, v in enumerate(values):
+        for x in v:
+            if not isinstance(x, int | float) or isinstance(x, bool):
+                return i, x
+    return 0, None
 
 
 def _float_array(values: Any, what: str, source: str, line: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from analysis.ingest._serving import list_column
 from analysis.ingest.base import integer, json_documents, looks_like_json, number, register
 from analysis.ingest.errors import BenchFormatError
 from analysis.ingest.model import ParsedRun, raw_requests, summary_from_requests
@@ -87,7 +88,7 @@ def _count(metrics: Mapping[str, Any], name: str, source: str, line: int) -> int
 
 def records_runs(text: str, source: str) -> list[ParsedRun]:
     cols: dict[str, list[Any]] = {
-        k: [] for k in ("start_s", "end_s", "ttft_ms", "e2e_ms", "itl_ms", "in", "out", "err")
+        k: [] for k in ("line", "start_s", "end_s", "ttft_ms", "e2e_ms", "itl_ms", "itl_scale", "in", "out", "err")
     }
     phases: dict[str, int] = {}
     for line, rec in json_documents(text, source):
@@ -121,16 +122,14 @@ def records_runs(text: str, source: str) -> list[ParsedRun]:
             err_text = "cancelled"
         icl = metrics.get("inter_chunk_latency")
         itl: list[float] = []
+        scale = 1.0
         if icl is not None:
             if not isinstance(icl, Mapping) or not isinstance(icl.get("value"), list):
                 raise BenchFormatError("metrics.inter_chunk_latency: expected {'value': [...]}", source, line)
             scale = _TO_MS.get(str(icl.get("unit", "ms")))
             if scale is None:
                 raise BenchFormatError("metrics.inter_chunk_latency: expected a time unit", source, line)
-            try:
-                itl = (np.asarray(icl["value"], dtype=np.float64) * scale).tolist()
-            except (TypeError, ValueError):
-                raise BenchFormatError("metrics.inter_chunk_latency: expected numbers", source, line) from None
+            itl = icl["value"]
         out = _count(metrics, "output_sequence_length", source, line)
         if out is None:
             out = _count(metrics, "output_token_count", source, line)
@@ -149,6 +148,8 @@ def records_runs(text: str, source: str) -> list[ParsedRun]:
         cols["ttft_ms"].append(None if err_text else _ms(metrics, "time_to_first_token", source, line))
         cols["e2e_ms"].append(None if err_text else _ms(metrics, "request_latency", source, line))
         cols["itl_ms"].append(itl)
+        cols["itl_scale"].append(scale)
+        cols["line"].append(line)
         cols["in"].append(_count(metrics, "input_sequence_length", source, line))
         cols["out"].append(out)
         cols["err"].append(err_text)
@@ -164,7 +165,7 @@ def records_runs(text: str, source: str) -> list[ParsedRun]:
             "start_s": [cols["start_s"][i] for i in order],
             "ttft_ms": [cols["ttft_ms"][i] for i in order],
             "e2e_ms": [cols["e2e_ms"][i] for i in order],
-            "itl_ms": [cols["itl_ms"][i] for i in order],
+            "itl_ms": _itl_column(cols, order, source),
             "input_tokens": [cols["in"][i] for i in order],
             "output_tokens": [cols["out"][i] for i in order],
             "error": [cols["err"][i] for i in order],
@@ -187,6 +188,20 @@ def records_runs(text: str, source: str) -> list[ParsedRun]:
             end_epoch_s=end,
         )
     ]
+
+
+def _itl_column(cols: dict[str, list[Any]], order: np.ndarray, source: str) -> pl.Series:
+    lists = [cols["itl_ms"][i] for i in order]
+    scales = [cols["itl_scale"][i] for i in order]
+    try:
+        col = list_column(lists, "metrics.inter_chunk_latency", source, 0)
+    except BenchFormatError as exc:  # name the record's line
+        m = re.search(r"\[(\d+)\]", str(exc))
+        line = cols["line"][order[int(m.group(1))]] if m else 0
+        raise BenchFormatError(str(exc).split(": ", 1)[1], source, line) from None
+    if len(set(scales)) <= 1:
+        return col * (scales[0] if scales else 1.0)
+    return pl.DataFrame({"v": col, "s": scales}).select(pl.col("v") * pl.col("s"))["v"]
 
 
 def aggregate_run(obj: Mapping[str, Any], source: str, line: int) -> ParsedRun:

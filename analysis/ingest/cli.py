@@ -49,6 +49,9 @@ def bench(
         None, "--format", help="Force a format: sglang, vllm, llama_benchy, aiperf, inferencex."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Parse and print, store nothing."),
+    tokens: bool = typer.Option(
+        False, "--tokens", help="Also store the per-token frame (else derived from the requests artifact on load)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per run."),
 ) -> None:
     """Import benchmark result files, per request, on the telemetry clock.
@@ -70,7 +73,7 @@ def bench(
 
             st = open_store(store)
             try:
-                runs = import_bench_files(st, files, **kwargs)
+                runs = import_bench_files(st, files, tokens=tokens, **kwargs)
             finally:
                 st.close()
     except NeighborscopeError as exc:

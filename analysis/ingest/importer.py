@@ -54,9 +54,10 @@ def parse_bench_files(
     return runs
 
 
-def import_bench_files(store: Any, paths: Sequence[str | Path], **kwargs: Any) -> list[Run]:
-    """`parse_bench_files`, then store every run (run_event, bench_request rows, requests / tokens artifacts)."""
+def import_bench_files(store: Any, paths: Sequence[str | Path], *, tokens: bool = False, **kwargs: Any) -> list[Run]:
+    """`parse_bench_files`, then store every run (run_event and bench_request rows, the requests artifact, and with
+    ``tokens`` the materialised tokens artifact)."""
     runs = parse_bench_files(paths, **kwargs)
     for run in runs:
-        write_run(store, run)
+        write_run(store, run, tokens=tokens)
     return runs

@@ -395,8 +395,10 @@ def artifact_key(run_id: str, what: str) -> str:
     return f"bench/{run_id}/{what}"
 
 
-def write_run(store: Any, run: Run, *, tokens: bool = True) -> dict[str, int]:
-    """Store a run: run_event rows, bench_request rows, and the requests / tokens artifacts (Parquet)."""
+def write_run(store: Any, run: Run, *, tokens: bool = False) -> dict[str, int]:
+    """Store a run: run_event rows, bench_request rows and the requests artifact (Parquet, with the per-request
+    ITL lists: every token's time follows from it). ``tokens=True`` also materialises the tokens artifact (the
+    tokens layout, ~10 bytes per token); `load_tokens` derives it from the requests artifact otherwise."""
     counts = {"run_event": store.write("run_event", run_event_frame(run))}
     if run.requests is not None and run.requests.height:
         counts["bench_request"] = store.write("bench_request", bench_request_frame(run))

@@ -23,8 +23,9 @@ class SimFrames:
     truth: dict[str, Any]
 
 
-def sim_frames(scenario: str, seed: int = 0, phase_s: int = 240, num_prompts: int = 0,
-               telemetry: bool = True) -> SimFrames:
+def sim_frames(
+    scenario: str, seed: int = 0, phase_s: int = 240, num_prompts: int = 0, telemetry: bool = True
+) -> SimFrames:
     """Run a preset with short phases and return the frames `analysis.analyze.analyze_frames` takes."""
     sc = preset(scenario, phase_s=phase_s, num_prompts=num_prompts, seed=seed)
     res = simulate(sc, seed)

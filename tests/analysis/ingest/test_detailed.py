@@ -190,3 +190,18 @@ def test_tokens_spread_output_tokens_over_multi_token_chunks(tmp_path: Path) -> 
     tok = tokens_frame(run)
     assert tok["tokens"].sum() == sum(d["output_lens"])
     assert set(tok["tokens"].unique().to_list()) == {3}
+
+
+def test_the_optional_fast_json_decoder_gives_the_same_runs(tmp_path: Path, monkeypatch) -> None:
+    from analysis.ingest import base
+
+    w = fake_workload(seed=12)
+    paths = [
+        write_json(tmp_path / "v.json", vllm_detailed(w)),
+        write_jsonl(tmp_path / "a.jsonl", aiperf_records(w)),
+    ]
+    fast = parse_bench_files(paths, run_id="x", tz="UTC")
+    monkeypatch.setattr(base, "orjson", None)
+    slow = parse_bench_files(paths, run_id="x", tz="UTC")
+    for f, s in zip(fast, slow, strict=True):
+        assert f == s and f.requests.equals(s.requests)

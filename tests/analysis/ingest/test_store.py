@@ -26,7 +26,7 @@ def store(tmp_path: Path):
 def test_detailed_run_round_trips_through_the_store(store, tmp_path: Path) -> None:
     w = fake_workload(seed=1)
     path = write_jsonl(tmp_path / "profile_export.jsonl", aiperf_records(w))
-    [run] = import_bench_files(store, [path], run_id="r1", phase="baseline", group="hive0", node="n1")
+    [run] = import_bench_files(store, [path], run_id="r1", phase="baseline", group="hive0", node="n1", tokens=True)
     back = load_run(store, "r1")
     assert back == run  # metadata and summary (requests compare=False)
     assert back.requests is not None
@@ -61,3 +61,11 @@ def test_summary_only_runs_store_run_events_only(store) -> None:
 def test_unknown_run_id_is_a_key_error(store) -> None:
     with pytest.raises(KeyError, match="nope"):
         load_run(store, "nope")
+
+
+def test_tokens_are_derived_from_the_requests_artifact_when_not_materialised(store, tmp_path: Path) -> None:
+    w = fake_workload(seed=3)
+    path = write_jsonl(tmp_path / "profile_export.jsonl", aiperf_records(w))
+    [run] = import_bench_files(store, [path], run_id="r3")
+    assert store.read_artifact("bench/r3/tokens") is None
+    assert load_tokens(store, "r3").equals(tokens_frame(run))

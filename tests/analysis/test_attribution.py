@@ -1,0 +1,139 @@
+"""Attribution on the simulator, against its ground truth: the true antagonist and resource rank first, the decoy
+and the no-interference case come out not significant, a randomised schedule is labelled interventional."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from analysis.align import align
+from analysis.analyze import AnalysisResult, analyze_frames
+from analysis.attribution import (
+    ANTAGONIST_COLUMNS,
+    interference_index,
+    suspects,
+    switch_schedule,
+    topology_frame,
+)
+from tests.analysis.simdata import SimFrames, sim_frames
+
+
+def _analyze(f: SimFrames, topology: bool = True, seed: int = 0) -> AnalysisResult:
+    t = f.telemetry
+    return analyze_frames(f.runs, f.requests, f.tokens, victim="hive0", accel=t["accel"], host=t["host"],
+                          host_core=t["host_core"], tenant=t["tenant"], run_events=t["run_event"],
+                          topology=f.topology if topology else None, seed=seed, n_shifts=499)
+
+
+# (scenario, seed): a different seed for each topology
+CULPRITS = [("pcie_antagonist", 11, "tt", "pcie"), ("cpu_antagonist", 12, "cpuhog", "cpu"),
+            ("thermal_neighbour", 13, "tt", "thermal")]
+
+
+@pytest.mark.parametrize(("scenario", "seed", "culprit", "resource"), CULPRITS)
+def test_true_antagonist_and_resource_rank_first(scenario: str, seed: int, culprit: str, resource: str) -> None:
+    f = sim_frames(scenario, seed)
+    truth = [e for e in f.truth["effects"] if e["victim"] == "hive0"]
+    assert [e["antagonist"] for e in truth] == [culprit] and truth[0]["resources"] == [resource]
+    top = _analyze(f, seed=seed).antagonists.row(0, named=True)
+    assert (top["antagonist"], top["resource"]) == (culprit, resource)
+    assert top["significant"] and top["q_value"] < 0.05
+    assert top["effect_pct"] < 0 and top["ci_low"] < top["effect_pct"] < top["ci_high"]
+    assert top["design"] == "correlational"
+    assert any(line.startswith(resource) for line in top["evidence"])
+
+
+def test_true_antagonist_ranks_first_without_a_topology() -> None:
+    f = sim_frames("pcie_antagonist", 21)
+    top = _analyze(f, topology=False).antagonists.row(0, named=True)
+    assert (top["antagonist"], top["resource"]) == ("tt", "pcie") and top["significant"]
+
+
+def test_busy_decoy_sharing_nothing_is_not_significant() -> None:
+    f = sim_frames("decoy", 14)
+    assert f.truth["culprits"] == [] and "hive1" in f.truth["innocent"]
+    ant = _analyze(f, seed=14).antagonists
+    hive1 = ant.filter(pl.col("antagonist") == "hive1").row(0, named=True)
+    assert not hive1["significant"]
+    assert ant.filter(pl.col("significant")).height == 0
+
+
+def test_no_interference_reports_nothing_significant() -> None:
+    f = sim_frames("no_interference", 15)
+    res = _analyze(f, seed=15)
+    assert res.antagonists.height >= 1  # tt was busy, so it was tested
+    assert res.antagonists.filter(pl.col("significant")).height == 0
+    assert any("no co-tenant significantly slows hive0" in n for n in res.notes)
+
+
+def test_randomised_schedule_is_labelled_interventional() -> None:
+    f = sim_frames("randomized", 3, phase_s=60)
+    res = _analyze(f, seed=3)
+    designs = dict(zip(res.antagonists["antagonist"], res.antagonists["design"], strict=True))
+    assert set(designs) == {"hive1", "tt", "furiosa"}
+    assert set(designs.values()) == {"interventional"}
+
+
+def test_co_tenants_switched_together_are_merged() -> None:
+    f = sim_frames("seed000", 4, phase_s=200)
+    res = _analyze(f, seed=4)
+    assert "furiosa+tt" in res.antagonists["antagonist"].to_list()
+    assert any("cannot be separated" in n for n in res.notes)
+
+
+def test_output_has_the_documented_columns_and_a_cpi2_anchor() -> None:
+    f = sim_frames("pcie_antagonist", 5, phase_s=150)
+    ant = _analyze(f, seed=5).antagonists
+    assert dict(ant.schema) == ANTAGONIST_COLUMNS
+    assert ant["cpi2_corr"].is_not_null().all()
+    assert ant["cpi2_corr"].abs().max() <= 1
+
+
+def test_suspects_follow_the_declared_topology() -> None:
+    f = sim_frames("cpu_antagonist", 0, phase_s=60)
+    grid = align(f.requests, f.tokens, f.runs.filter(pl.col("group") == "hive0"), accel=f.telemetry["accel"],
+                 tenant=f.telemetry["tenant"], window_s=5)
+    sus = suspects("hive0", grid, f.topology)
+    by = {r["suspect"]: r for r in sus.iter_rows(named=True)}
+    assert by["tt"]["resources"] == ["pcie", "cpu", "thermal"]  # same switches, socket and zones as hive0
+    assert by["cpuhog"]["resources"] == ["cpu"]
+    assert by["hive1"]["resources"] == []  # other switches, socket and zones: a control
+    free = suspects("hive0", grid, None)
+    assert set(free["suspect"]) == {"tt", "cpuhog", "hive1", "furiosa"}
+
+
+def test_topology_frame_reads_devices_and_host_only_groups() -> None:
+    topo = topology_frame({"devices": [{"id": "gpu0", "group": "a", "pcie_switch": "sw0", "socket": 0,
+                                        "cooling_zone": "z0"}], "groups": {"cpujob": {"socket": 0}}})
+    assert topo.columns == ["device", "group", "pcie_switch", "socket", "cooling_zone", "power_zone"]
+    assert topo.filter(pl.col("group") == "cpujob")["socket"].to_list() == ["0"]
+
+
+def test_interference_index_is_centred_on_baseline_windows() -> None:
+    rng = np.random.default_rng(0)
+    n = 200
+    load = rng.uniform(0, 1, n)
+    tput = 1000 * np.exp(-0.5 * load + rng.normal(0, 0.02, n))
+    tput[100:] *= 0.9  # a 10 % slowdown in the second phase
+    v = pl.DataFrame({
+        "window_start": pl.datetime_range(pl.datetime(2026, 1, 1, time_zone="UTC"),
+                                          pl.datetime(2026, 1, 1, 0, 3, 19, time_zone="UTC"), "1s", eager=True)
+        .cast(pl.Datetime("ns", "UTC")),
+        "phase": ["a"] * 100 + ["b"] * 100, "output_tok_s": tput, "itl_ms_p99": 1e5 / tput,
+        "running_requests": np.full(n, 64.0), "prefill_tokens": load * 1e4, "requests_started": np.zeros(n),
+        "covered_s": np.ones(n), "tokens": tput,
+    })
+    idx = interference_index(v, baseline_phase="a")
+    a, b = idx["index"][:100].to_numpy(), idx["index"][100:].to_numpy()
+    assert abs(np.median(a)) < 0.3 and np.median(b) > 2
+
+
+def test_switch_schedule_reads_on_off_events() -> None:
+    t0 = pl.datetime(2026, 1, 1, time_zone="UTC")
+    ev = pl.DataFrame({"time": [0, 10, 20, 30], "event": ["switch_on", "switch_off", "switch_on", "switch_off"],
+                       "group": ["x"] * 4, "tenant": ["x"] * 4}).with_columns(
+        (pl.lit(t0).cast(pl.Datetime("ns", "UTC")) + pl.duration(seconds=pl.col("time"))).alias("time"))
+    sched = switch_schedule(ev, 5.0)
+    on = dict(zip(sched["window_start"].dt.second(), sched["on"], strict=False))
+    assert on[0] == 1 and on[5] == 1 and on[10] == 0 and on[20] == 1 and on[30] == 0
