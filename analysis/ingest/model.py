@@ -71,6 +71,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from telemetry.errors import StoreError
 from telemetry.schema import conform
 
 Clock = Literal["epoch", "monotonic", "none"]
@@ -399,7 +400,13 @@ def write_run(store: Any, run: Run, *, tokens: bool = False) -> dict[str, int]:
     """Store a run: run_event rows, bench_request rows and the requests artifact (Parquet, with the per-request
     ITL lists: every token's time follows from it). ``tokens=True`` also materialises the tokens artifact (the
     tokens layout, ~10 bytes per token); `load_tokens` derives it from the requests artifact otherwise."""
-    counts = {"run_event": store.write("run_event", run_event_frame(run))}
+    existing = store.query("run_event", tags={"run_id": run.run_id})
+    events = set(existing["event"].to_list()) if existing.height else set()
+    if "summary" in events:
+        raise StoreError(f"benchmark run {run.run_id!r} is already in the store: import it under another --run id")
+    # the `neighborscope run` wrapper records start / end itself (with monotonic time, command, exit code)
+    events_frame = run_event_frame(run).filter(~pl.col("event").is_in(list(events)))
+    counts = {"run_event": store.write("run_event", events_frame)}
     if run.requests is not None and run.requests.height:
         counts["bench_request"] = store.write("bench_request", bench_request_frame(run))
         store.write_artifact(artifact_key(run.run_id, "requests"), requests_frame(run))

@@ -24,8 +24,9 @@ class RecordingReceiver:
             def do_POST(self) -> None:
                 n = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(n)
-                outer.requests.append({"path": self.path, "body": json.loads(raw or b"null"),
-                                       "headers": dict(self.headers)})
+                outer.requests.append(
+                    {"path": self.path, "body": json.loads(raw or b"null"), "headers": dict(self.headers)}
+                )
                 self.send_response(outer.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -15,38 +15,80 @@ from analysis.toml_models import model_from_dict
 from tests.analysis.alert_receiver import RecordingReceiver
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-V4_KEYS = {"receiver", "status", "alerts", "groupLabels", "commonLabels", "commonAnnotations", "externalURL",
-           "version", "groupKey", "truncatedAlerts"}
+V4_KEYS = {
+    "receiver",
+    "status",
+    "alerts",
+    "groupLabels",
+    "commonLabels",
+    "commonAnnotations",
+    "externalURL",
+    "version",
+    "groupKey",
+    "truncatedAlerts",
+}
 V4_ALERT_KEYS = {"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"}
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
 def _config(url: str, rules: list[dict] | None = None, builtin: bool = False) -> AlertsConfig:
-    return model_from_dict(AlertsConfig, {
-        "alerts": {"builtin_rules": builtin, "dashboard_url": "http://dash.local/?page=alerts",
-                   "external_url": "http://ns.local"},
-        "rule": rules or [],
-        "notifier": [{"kind": "webhook", "url": f"{url}/hook", "name": "hook"},
-                     {"kind": "alertmanager", "url": url, "name": "am"}],
-    }, "test")
+    return model_from_dict(
+        AlertsConfig,
+        {
+            "alerts": {
+                "builtin_rules": builtin,
+                "dashboard_url": "http://dash.local/?page=alerts",
+                "external_url": "http://ns.local",
+            },
+            "rule": rules or [],
+            "notifier": [
+                {"kind": "webhook", "url": f"{url}/hook", "name": "hook"},
+                {"kind": "alertmanager", "url": url, "name": "am"},
+            ],
+        },
+        "test",
+    )
 
 
-NOISY = {"name": "NoisyNeighborDegradation", "kind": "noisy_neighbour", "severity": "warning", "for": "5m",
-         "enter_pct": 10.0, "exit_pct": 5.0}
+NOISY = {
+    "name": "NoisyNeighborDegradation",
+    "kind": "noisy_neighbour",
+    "severity": "warning",
+    "for": "5m",
+    "enter_pct": 10.0,
+    "exit_pct": 5.0,
+}
 
 
 def _degradation(ci_low: float, effect: float, ci_high: float) -> AlertInputs:
-    frame = pl.DataFrame({"node": ["n1"], "victim": ["hive0"], "antagonist": ["hive1"], "resource": ["pcie"],
-                          "metric": ["output_tok_s"], "effect_pct": [effect], "ci_low_pct": [ci_low],
-                          "ci_high_pct": [ci_high], "q": [0.001]})
+    frame = pl.DataFrame(
+        {
+            "node": ["n1"],
+            "victim": ["hive0"],
+            "antagonist": ["hive1"],
+            "resource": ["pcie"],
+            "metric": ["output_tok_s"],
+            "effect_pct": [effect],
+            "ci_low_pct": [ci_low],
+            "ci_high_pct": [ci_high],
+            "q": [0.001],
+        }
+    )
     return AlertInputs(degradation=frame, dashboard_url="http://dash.local/?page=alerts")
 
 
 def _accel(temp: float, now: datetime, node: str = "n1") -> AlertInputs:
     times = [now - timedelta(seconds=s) for s in range(0, 60, 5)]
-    frame = pl.DataFrame({"time": times, "node": [node] * len(times), "device": ["gpu0"] * len(times),
-                          "group": ["hive0"] * len(times), "temp_c": [temp] * len(times),
-                          "throttle_thermal": [False] * len(times)})
+    frame = pl.DataFrame(
+        {
+            "time": times,
+            "node": [node] * len(times),
+            "device": ["gpu0"] * len(times),
+            "group": ["hive0"] * len(times),
+            "temp_c": [temp] * len(times),
+            "throttle_thermal": [False] * len(times),
+        }
+    )
     return AlertInputs(accel=frame.with_columns(pl.col("time").dt.cast_time_unit("ns")))
 
 
@@ -135,8 +177,13 @@ def test_below_enter_threshold_never_fires(tmp_path: Path) -> None:
 
 
 def test_resolution_is_sent_with_ends_at(tmp_path: Path) -> None:
-    rule = {"name": "GpuTemperatureHigh", "kind": "thermal_temperature", "severity": "critical",
-            "threshold_c": 85, "for": "2m"}
+    rule = {
+        "name": "GpuTemperatureHigh",
+        "kind": "thermal_temperature",
+        "severity": "critical",
+        "threshold_c": 85,
+        "for": "2m",
+    }
     with RecordingReceiver() as rx:
         cfg = _config(rx.url, [rule])
         for minute, temp in enumerate([90, 90, 90, 90, 70]):
@@ -150,8 +197,13 @@ def test_resolution_is_sent_with_ends_at(tmp_path: Path) -> None:
 
 
 def test_keep_firing_for_holds_a_brief_dip(tmp_path: Path) -> None:
-    rule = {"name": "GpuTemperatureHigh", "kind": "thermal_temperature", "threshold_c": 85, "for": 0,
-            "keep_firing_for": "3m"}
+    rule = {
+        "name": "GpuTemperatureHigh",
+        "kind": "thermal_temperature",
+        "threshold_c": 85,
+        "for": 0,
+        "keep_firing_for": "3m",
+    }
     with RecordingReceiver() as rx:
         cfg = _config(rx.url, [rule])
         states = []
@@ -187,14 +239,17 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
     """A new engine (fresh config object, state read from disk) continues the pending timer and does not resend."""
     with RecordingReceiver() as rx:
         evaluate_once(_config(rx.url, [NOISY]), None, tmp_path, T0, _degradation(12.0, 15.0, 18.0))
-        evaluate_once(_config(rx.url, [NOISY]), None, tmp_path, T0 + timedelta(minutes=3),
-                      _degradation(12.0, 15.0, 18.0))
-        res = evaluate_once(_config(rx.url, [NOISY]), None, tmp_path, T0 + timedelta(minutes=5),
-                            _degradation(12.0, 15.0, 18.0))
+        evaluate_once(
+            _config(rx.url, [NOISY]), None, tmp_path, T0 + timedelta(minutes=3), _degradation(12.0, 15.0, 18.0)
+        )
+        res = evaluate_once(
+            _config(rx.url, [NOISY]), None, tmp_path, T0 + timedelta(minutes=5), _degradation(12.0, 15.0, 18.0)
+        )
         assert next(iter(res.book.alerts.values())).state == "firing"
         assert len(rx.bodies("/hook")) == 1
-        evaluate_once(_config(rx.url, [NOISY]), None, tmp_path, T0 + timedelta(minutes=6),
-                      _degradation(12.0, 15.0, 18.0))
+        evaluate_once(
+            _config(rx.url, [NOISY]), None, tmp_path, T0 + timedelta(minutes=6), _degradation(12.0, 15.0, 18.0)
+        )
         assert len(rx.bodies("/hook")) == 1
     saved = read_state(tmp_path).book
     (alert,) = saved.alerts.values()
@@ -218,8 +273,13 @@ def test_silenced_alert_is_tracked_but_not_sent(tmp_path: Path) -> None:
 
     with RecordingReceiver() as rx:
         cfg = _config(rx.url, [{**NOISY, "for": 0}])
-        add_silence(tmp_path, {"node": "n1", "alertname": "~Noisy.*"}, T0 - timedelta(minutes=1),
-                    T0 + timedelta(minutes=10), "planned stress test")
+        add_silence(
+            tmp_path,
+            {"node": "n1", "alertname": "~Noisy.*"},
+            T0 - timedelta(minutes=1),
+            T0 + timedelta(minutes=10),
+            "planned stress test",
+        )
         res = evaluate_once(cfg, None, tmp_path, T0, _degradation(12.0, 15.0, 18.0))
         (alert,) = res.book.alerts.values()
         assert alert.state == "firing" and alert.silenced

@@ -21,14 +21,28 @@ from tests.analysis.simdata import SimFrames, sim_frames
 
 def _analyze(f: SimFrames, topology: bool = True, seed: int = 0) -> AnalysisResult:
     t = f.telemetry
-    return analyze_frames(f.runs, f.requests, f.tokens, victim="hive0", accel=t["accel"], host=t["host"],
-                          host_core=t["host_core"], tenant=t["tenant"], run_events=t["run_event"],
-                          topology=f.topology if topology else None, seed=seed, n_shifts=499)
+    return analyze_frames(
+        f.runs,
+        f.requests,
+        f.tokens,
+        victim="hive0",
+        accel=t["accel"],
+        host=t["host"],
+        host_core=t["host_core"],
+        tenant=t["tenant"],
+        run_events=t["run_event"],
+        topology=f.topology if topology else None,
+        seed=seed,
+        n_shifts=499,
+    )
 
 
 # (scenario, seed): a different seed for each topology
-CULPRITS = [("pcie_antagonist", 11, "tt", "pcie"), ("cpu_antagonist", 12, "cpuhog", "cpu"),
-            ("thermal_neighbour", 13, "tt", "thermal")]
+CULPRITS = [
+    ("pcie_antagonist", 11, "tt", "pcie"),
+    ("cpu_antagonist", 12, "cpuhog", "cpu"),
+    ("thermal_neighbour", 13, "tt", "thermal"),
+]
 
 
 @pytest.mark.parametrize(("scenario", "seed", "culprit", "resource"), CULPRITS)
@@ -92,8 +106,14 @@ def test_output_has_the_documented_columns_and_a_cpi2_anchor() -> None:
 
 def test_suspects_follow_the_declared_topology() -> None:
     f = sim_frames("cpu_antagonist", 0, phase_s=60)
-    grid = align(f.requests, f.tokens, f.runs.filter(pl.col("group") == "hive0"), accel=f.telemetry["accel"],
-                 tenant=f.telemetry["tenant"], window_s=5)
+    grid = align(
+        f.requests,
+        f.tokens,
+        f.runs.filter(pl.col("group") == "hive0"),
+        accel=f.telemetry["accel"],
+        tenant=f.telemetry["tenant"],
+        window_s=5,
+    )
     sus = suspects("hive0", grid, f.topology)
     by = {r["suspect"]: r for r in sus.iter_rows(named=True)}
     assert by["tt"]["resources"] == ["pcie", "cpu", "thermal"]  # same switches, socket and zones as hive0
@@ -104,8 +124,12 @@ def test_suspects_follow_the_declared_topology() -> None:
 
 
 def test_topology_frame_reads_devices_and_host_only_groups() -> None:
-    topo = topology_frame({"devices": [{"id": "gpu0", "group": "a", "pcie_switch": "sw0", "socket": 0,
-                                        "cooling_zone": "z0"}], "groups": {"cpujob": {"socket": 0}}})
+    topo = topology_frame(
+        {
+            "devices": [{"id": "gpu0", "group": "a", "pcie_switch": "sw0", "socket": 0, "cooling_zone": "z0"}],
+            "groups": {"cpujob": {"socket": 0}},
+        }
+    )
     assert topo.columns == ["device", "group", "pcie_switch", "socket", "cooling_zone", "power_zone"]
     assert topo.filter(pl.col("group") == "cpujob")["socket"].to_list() == ["0"]
 
@@ -116,24 +140,41 @@ def test_interference_index_is_centred_on_baseline_windows() -> None:
     load = rng.uniform(0, 1, n)
     tput = 1000 * np.exp(-0.5 * load + rng.normal(0, 0.02, n))
     tput[100:] *= 0.9  # a 10 % slowdown in the second phase
-    v = pl.DataFrame({
-        "window_start": pl.datetime_range(pl.datetime(2026, 1, 1, time_zone="UTC"),
-                                          pl.datetime(2026, 1, 1, 0, 3, 19, time_zone="UTC"), "1s", eager=True)
-        .cast(pl.Datetime("ns", "UTC")),
-        "phase": ["a"] * 100 + ["b"] * 100, "output_tok_s": tput, "itl_ms_p99": 1e5 / tput,
-        "running_requests": np.full(n, 64.0), "prefill_tokens": load * 1e4, "requests_started": np.zeros(n),
-        "covered_s": np.ones(n), "tokens": tput,
-    })
+    v = pl.DataFrame(
+        {
+            "window_start": pl.datetime_range(
+                pl.datetime(2026, 1, 1, time_zone="UTC"),
+                pl.datetime(2026, 1, 1, 0, 3, 19, time_zone="UTC"),
+                "1s",
+                eager=True,
+            ).cast(pl.Datetime("ns", "UTC")),
+            "phase": ["a"] * 100 + ["b"] * 100,
+            "output_tok_s": tput,
+            "itl_ms_p99": 1e5 / tput,
+            "running_requests": np.full(n, 64.0),
+            "prefill_tokens": load * 1e4,
+            "requests_started": np.zeros(n),
+            "covered_s": np.ones(n),
+            "tokens": tput,
+        }
+    )
     idx = interference_index(v, baseline_phase="a")
     a, b = idx["index"][:100].to_numpy(), idx["index"][100:].to_numpy()
     assert abs(np.median(a)) < 0.3 and np.median(b) > 2
 
 
 def test_switch_schedule_reads_on_off_events() -> None:
-    t0 = pl.datetime(2026, 1, 1, time_zone="UTC")
-    ev = pl.DataFrame({"time": [0, 10, 20, 30], "event": ["switch_on", "switch_off", "switch_on", "switch_off"],
-                       "group": ["x"] * 4, "tenant": ["x"] * 4}).with_columns(
-        (pl.lit(t0).cast(pl.Datetime("ns", "UTC")) + pl.duration(seconds=pl.col("time"))).alias("time"))
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    ev = pl.DataFrame(
+        {
+            "time": [t0 + timedelta(seconds=s) for s in (10, 20, 30, 40)],
+            "event": ["switch_on", "switch_off", "switch_on", "switch_off"],
+            "group": ["x"] * 4,
+            "tenant": ["x"] * 4,
+        }
+    )
     sched = switch_schedule(ev, 5.0)
     on = dict(zip(sched["window_start"].dt.second(), sched["on"], strict=False))
-    assert on[0] == 1 and on[5] == 1 and on[10] == 0 and on[20] == 1 and on[30] == 0
+    assert on[10] == 1 and on[15] == 1 and on[20] == 0 and on[30] == 1 and on[40] == 0

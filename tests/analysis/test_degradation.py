@@ -82,13 +82,29 @@ def _runs(values: dict[str, list[float]], metric: str = "output_tok_s") -> pl.Da
     for phase, vals in values.items():
         for i, v in enumerate(vals):
             start = t0 + timedelta(hours=len(rows))
-            rows.append({"run_id": f"{phase}{i}", "group": "g", "phase": phase, "node": "n", "start": start,
-                         "end": start + timedelta(minutes=10), "timing": "summary_only", metric: v})
-    return pl.DataFrame(rows).with_columns(
-        [pl.lit(None, dtype=dt).alias(c) for c, dt in RUNS_SCHEMA.items() if c not in ("run_id", "group", "phase",
-                                                                                   "node", "start", "end", "timing",
-                                                                                   metric)]
-    ).with_columns(pl.col("start").cast(pl.Datetime("ns", "UTC")), pl.col("end").cast(pl.Datetime("ns", "UTC")))
+            rows.append(
+                {
+                    "run_id": f"{phase}{i}",
+                    "group": "g",
+                    "phase": phase,
+                    "node": "n",
+                    "start": start,
+                    "end": start + timedelta(minutes=10),
+                    "timing": "summary_only",
+                    metric: v,
+                }
+            )
+    return (
+        pl.DataFrame(rows)
+        .with_columns(
+            [
+                pl.lit(None, dtype=dt).alias(c)
+                for c, dt in RUNS_SCHEMA.items()
+                if c not in ("run_id", "group", "phase", "node", "start", "end", "timing", metric)
+            ]
+        )
+        .with_columns(pl.col("start").cast(pl.Datetime("ns", "UTC")), pl.col("end").cast(pl.Datetime("ns", "UTC")))
+    )
 
 
 def test_repeated_runs_give_a_welch_interval_on_the_log_ratio() -> None:
@@ -118,8 +134,9 @@ def test_two_runs_per_side_are_medium_confidence_and_noisy_ones_inconclusive() -
 
 
 def test_lower_is_better_metrics_degrade_upward() -> None:
-    rows = phase_degradation(_runs({"a": [400.0, 402, 398, 401, 399], "b": [460.0, 462, 458, 461, 459]},
-                                   metric="itl_ms_p99"))
+    rows = phase_degradation(
+        _runs({"a": [400.0, 402, 398, 401, 399], "b": [460.0, 462, 458, 461, 459]}, metric="itl_ms_p99")
+    )
     row = rows.row(0, named=True)
     assert row["metric"] == "itl_ms_p99" and row["verdict"] == "degraded" and row["change_pct"] > 0
 

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from analysis.ingest import import_bench_files, list_runs, load_requests, load_run, load_tokens, tokens_frame
+from telemetry.errors import StoreError
 from telemetry.store.base import open_store
 from tests.analysis.ingest.fake_bench import aiperf_records, fake_workload, write_jsonl
 
@@ -69,3 +70,25 @@ def test_tokens_are_derived_from_the_requests_artifact_when_not_materialised(sto
     [run] = import_bench_files(store, [path], run_id="r3")
     assert store.read_artifact("bench/r3/tokens") is None
     assert load_tokens(store, "r3").equals(tokens_frame(run))
+
+
+def test_a_run_is_imported_once(store) -> None:
+    import_bench_files(store, [SEED000], run_id="seed")
+    with pytest.raises(StoreError, match="already in the store"):
+        import_bench_files(store, [SEED000], run_id="seed")
+
+
+def test_the_wrappers_start_and_end_events_are_not_duplicated(store, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    wrapper = pl.DataFrame(
+        {"time": [datetime(2026, 3, 7, tzinfo=UTC), datetime(2026, 3, 7, 0, 10, tzinfo=UTC)],
+         "node": ["n1", "n1"], "run_id": ["w1", "w1"], "group": ["hive0"] * 2, "phase": ["baseline"] * 2,
+         "event": ["start", "end"], "monotonic_s": [100.0, 700.0]}
+    )  # fmt: skip
+    store.write("run_event", wrapper)
+    w = fake_workload(seed=4)
+    path = write_jsonl(tmp_path / "profile_export.jsonl", aiperf_records(w))
+    import_bench_files(store, [path], run_id="w1", phase="baseline", group="hive0", node="n1")
+    events = store.query("run_event", tags={"run_id": "w1"})
+    assert sorted(events["event"].to_list()) == ["end", "start", "summary"]
