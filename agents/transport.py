@@ -49,37 +49,64 @@ def rows_frame(name: str, rows: list[Row]) -> pl.DataFrame:
     return pl.DataFrame(series)
 
 
-def _converter(kind: str) -> Any:
-    if kind == "float":
-        return lambda v: None if v is None or v != v else float(v)  # NaN -> absent
-    if kind == "int":
-        return lambda v: None if v is None else int(v)
-    if kind == "bool":
-        return lambda v: None if v is None else bool(v)
-    return lambda v: None if v is None else str(v)
+def _float(v: Any) -> float | None:
+    return None if v is None or v != v else float(v)  # NaN -> absent
 
 
-_CONVERTERS: dict[str, dict[str, Any]] = {}
+def _int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def _bool(v: Any) -> bool | None:
+    return None if v is None else bool(v)
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+_KIND_TYPE = {"float": float, "int": int, "bool": bool, "str": str}
+_KIND_CONV = {"float": _float, "int": _int, "bool": _bool, "str": _str}
+_COLUMNS: dict[str, dict[str, tuple[type, Any]]] = {}
+
+
+def _columns_of(name: str) -> dict[str, tuple[type, Any]]:
+    cols = _COLUMNS.get(name)
+    if cols is None:
+        m = measurement(name)
+        cols = {TIME: (int, int)}
+        cols.update({t: (str, _str) for t in m.tags})
+        cols.update({f.name: (_KIND_TYPE[f.kind], _KIND_CONV[f.kind]) for f in m.fields})
+        _COLUMNS[name] = cols
+    return cols
 
 
 def rows_columns(name: str, rows: list[Row]) -> dict[str, list[Any]]:
     """Rows of one measurement -> the batch's columns (what `telemetry.batch.frame_to_columns` gives
-    for the same frame), built without a DataFrame: the agent's hot path. Columns no row has are left
-    out; values are converted to their field's kind; NaN becomes null."""
-    m = measurement(name)
-    conv = _CONVERTERS.get(name)
-    if conv is None:
-        conv = {t: _converter("str") for t in m.tags}
-        conv.update({f.name: _converter(f.kind) for f in m.fields})
-        conv[TIME] = int
-        _CONVERTERS[name] = conv
+    for the same frame), built without a DataFrame: the agent's hot path. Columns no row has a value
+    for are left out; values are converted to their field's kind; NaN becomes null."""
+    spec = _columns_of(name)
     present: set[str] = set()
     for r in rows:
-        present.update(k for k, v in r.items() if v is not None)
-    unknown = present - conv.keys()
+        present.update(r)
+    unknown = present - spec.keys()
     if unknown:
         raise SchemaError(f"unknown column(s) {sorted(unknown)}", name)
-    return {c: [f(r.get(c)) for r in rows] for c, f in conv.items() if c in present}
+    out: dict[str, list[Any]] = {}
+    n = len(rows)
+    for c, (typ, conv) in spec.items():
+        if c not in present:
+            continue
+        values = [r.get(c) for r in rows]
+        if values.count(None) == n:
+            continue
+        if typ is float:
+            # floats pass as they are unless NaN (v != v) or of another type
+            values = [v if v.__class__ is float and v == v else conv(v) for v in values]
+        elif not all(v.__class__ is typ or v is None for v in values):
+            values = [conv(v) for v in values]
+        out[c] = values
+    return out
 
 
 def batch_document(node: str, boot_id: str, seq: int, rows: Mapping[str, list[Row]],

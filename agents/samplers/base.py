@@ -68,8 +68,12 @@ class Sampler(Protocol):
         unseen = self._unseen.get(device)
         if unseen is None:
             unseen = self._unseen[device] = list(names)
+            self._reads[device] = 0
         if not unseen:
             return
+        self._reads[device] += 1
+        if self._reads[device] > 10 and self._reads[device] % 10:
+            return  # after the first reads, look again at still-unsupported fields every 10th read only
         dev = self._support.setdefault(device, {})
         still = []
         for name in unseen:
@@ -100,6 +104,7 @@ class SamplerBase:
     def __init__(self) -> None:
         self._support: dict[str, dict[str, bool]] = {}
         self._unseen: dict[str, list[str]] = {}
+        self._reads: dict[str, int] = {}
 
     @classmethod
     def from_context(cls, ctx: SamplerContext) -> SamplerBase:
@@ -126,8 +131,12 @@ class SamplerBase:
         unseen = self._unseen.get(device)
         if unseen is None:
             unseen = self._unseen[device] = list(names)
+            self._reads[device] = 0
         if not unseen:
             return
+        self._reads[device] += 1
+        if self._reads[device] > 10 and self._reads[device] % 10:
+            return  # after the first reads, look again at still-unsupported fields every 10th read only
         dev = self._support.setdefault(device, {})
         still = []
         for name in unseen:

@@ -23,6 +23,7 @@ from telemetry.schema import ACCEL
 Chunk = Mapping[str, pl.DataFrame]
 SourceFactory = Callable[[], Iterator[Chunk]]
 _DROP = {"node", "time"}
+ACCEL_FIELDS = ACCEL.field_names
 
 
 def simulator_source(scenario: str, seed: int | None = None, chunk_s: int = 60) -> SourceFactory:
@@ -53,7 +54,7 @@ def simulator_source(scenario: str, seed: int | None = None, chunk_s: int = 60) 
 class SimulatedSampler(SamplerBase):
     """Replays simulated accelerators in real time."""
 
-    fields: ClassVar = {"accel": ACCEL.field_names, "accel_event": ("code", "message")}
+    fields: ClassVar = {"accel": ACCEL_FIELDS, "accel_event": ("code", "message")}
 
     def __init__(self, source: SourceFactory, speed: float = 1.0, loop: bool = True,
                  devices: list[str] | None = None) -> None:
@@ -151,5 +152,5 @@ class SimulatedSampler(SamplerBase):
         for e in events:
             e["time"] = int(e["time"]) + shift
         for r in rows:
-            self.mark_row(r["device"], ACCEL.field_names, r)
+            self.mark_row(r["device"], ACCEL_FIELDS, r)
         return {"accel": rows, "accel_event": events}
