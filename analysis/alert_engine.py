@@ -324,8 +324,9 @@ def refresh_nightly(store: Any, cfg: AlertsConfig, state_dir: Path, now: datetim
     offset = timedelta(hours=tcfg.night_offset_h)
     last = (now - offset).date()
     first = last - timedelta(days=cfg.alerts.history_days)
-    todo = [first + timedelta(days=k) for k in range(cfg.alerts.history_days + 1)]
-    todo = [n for n in todo if n not in done or n >= last - timedelta(days=1)]
+    if done:  # recompute only from the night before the newest cached one (it may have grown since)
+        first = max(first, max(done) - timedelta(days=1))
+    todo = [first + timedelta(days=k) for k in range((last - first).days + 1)]
     if todo:
         start = datetime(todo[0].year, todo[0].month, todo[0].day, tzinfo=UTC) + offset
         accel = store.query("accel", start=start, end=min(now, start + timedelta(days=len(todo) + 1)),

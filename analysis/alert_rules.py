@@ -10,7 +10,8 @@ Semantics follow Prometheus alerting rules (analysis-methods.md §5):
   rules, ``hold`` (past the exit threshold not yet: an alert already pending / firing stays active).
 - New active candidate → **pending** (``active_at = now``); pending for ``for`` → **firing**; ``for = 0`` fires at
   once. Pending and no longer active → dropped (never notified). Firing and no longer active → kept firing for
-  ``keep_firing_for`` after the condition was last true, then **resolved** (``ends_at = now``). Resolved entries
+  ``keep_firing_for`` (counted from the first evaluation that found it inactive, as Prometheus does), then
+  **resolved** (``ends_at = now``). Resolved entries
   are kept ``resolved_retention_s`` so the resolution can be sent, then dropped.
 - Identity = label set: the fingerprint is Alertmanager's (FNV-1a 64 over the sorted label names and values), so
   repeated evaluations update one alert (dedup), and a restart that loads the saved book continues it.
@@ -170,6 +171,7 @@ class Alert:
     silenced: bool = False
     value: float | None = None
     notified: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # notifier -> {state, at}
+    keep_firing_since: datetime | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -190,6 +192,7 @@ class Alert:
             "active_at": _iso(self.active_at), "last_active_at": _iso(self.last_active_at),
             "fired_at": _iso(self.fired_at), "resolved_at": _iso(self.resolved_at), "silenced": self.silenced,
             "value": self.value, "notified": {k: dict(v) for k, v in self.notified.items()},
+            "keep_firing_since": _iso(self.keep_firing_since),
         }  # fmt: skip
 
     @classmethod
@@ -200,6 +203,7 @@ class Alert:
             fired_at=_dt(d.get("fired_at")), resolved_at=_dt(d.get("resolved_at")),
             silenced=bool(d.get("silenced", False)), value=d.get("value"),
             notified={k: dict(v) for k, v in d.get("notified", {}).items()},
+            keep_firing_since=_dt(d.get("keep_firing_since")),
         )  # fmt: skip
 
 
@@ -500,7 +504,8 @@ def _step(old: Alert | None, cand: Candidate | None, rule: Rule | None, now: dat
             fresh = Alert(cand.labels, cand.annotations, "pending", now, now, value=cand.value)
             return replace(fresh, state="firing", fired_at=now) if for_s <= 0 else fresh
         assert old is not None
-        upd = replace(old, annotations=cand.annotations, last_active_at=now, value=cand.value)
+        upd = replace(old, annotations=cand.annotations, last_active_at=now, value=cand.value,
+                      keep_firing_since=None)
         if old.state == "pending" and (now - old.active_at).total_seconds() >= for_s:
             return replace(upd, state="firing", fired_at=now)
         return upd
@@ -509,9 +514,11 @@ def _step(old: Alert | None, cand: Candidate | None, rule: Rule | None, now: dat
     if old.state == "pending":
         return None
     if old.state == "firing":
-        if rule is not None and (now - old.last_active_at).total_seconds() < keep_s:
-            return old
-        return replace(old, state="resolved", resolved_at=now)
+        # Prometheus: keep firing for keep_firing_for counted from the first evaluation that found it inactive
+        since = old.keep_firing_since or now
+        if rule is not None and keep_s > 0 and (now - since).total_seconds() < keep_s:
+            return replace(old, keep_firing_since=since)
+        return replace(old, state="resolved", resolved_at=now, keep_firing_since=None)
     # resolved: keep for a while so the resolution can be (re)sent
     if old.resolved_at is not None and (now - old.resolved_at).total_seconds() > retention_s:
         return None
