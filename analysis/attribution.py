@@ -26,7 +26,7 @@ Method (analysis-methods.md §6b):
    0..3 windows plus a 60 s exponential smoothing (thermal is slow). Per suspect: the drop in residual sum of
    squares when its columns join (partial R², reported as ``share_explained``), p by circular-shift permutation
    (999 shifts; keeps autocorrelation), q by Benjamini–Hochberg across suspects. The effect = the sum of its
-   coefficients (sustained idle -> fully active) in the same regression on the throughput residual
+   coefficients (sustained idle -> its busiest) in the same regression on the throughput residual
    (``effect_pct``) and on the p99 ITL residual (``itl_p99_effect_pct``), CIs from Newey–West standard
    errors, in % of the baseline level of the load model's fit. The CPI2 correlation (Zhang et al. 2013, threshold 0.35) is reported beside it (``cpi2_corr``).
 5. **Resource** (`resource_evidence`): per suspect and shared resource, victim-side mediators regressed on the
@@ -58,6 +58,7 @@ N_SHIFTS = 999
 CPI2_THRESHOLD = 0.35
 MERGE_CORR = 0.95
 MIN_WINDOWS = 20
+MIN_POWER_SWING = 0.10  # a group is busy at some point when its power swings >= 10 % of idle-to-limit
 MIN_ACTIVITY_SD = 0.02  # activity (0..1) that never moves more than this cannot be tested
 
 ANTAGONIST_COLUMNS: dict[str, pl.DataType] = {
@@ -181,6 +182,17 @@ def _load_design(frame: pl.DataFrame, cols: Sequence[str] = LOAD_COLS) -> np.nda
     return np.column_stack(x)
 
 
+def _clip_to(x: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Load columns clipped to their range on the baseline windows (no extrapolation of the load model),
+    then scaled to unit spread there (conditioning)."""
+    lo, hi = x[base].min(axis=0), x[base].max(axis=0)
+    xc = np.clip(x, lo, hi)
+    sd = xc[base].std(axis=0)
+    sd[sd == 0] = 1.0
+    sd[0] = 1.0
+    return xc / sd
+
+
 def _design(frame: pl.DataFrame, cols: Sequence[str]) -> np.ndarray:
     x = [np.ones(frame.height)]
     for c in cols:
@@ -218,14 +230,12 @@ def interference_index(victim: pl.DataFrame, baseline_phase: str | None = None,
         base = (v["phase"] == baseline_phase).to_numpy()
     else:
         base = np.ones(v.height, dtype=bool)
-    if base.sum() < max(MIN_WINDOWS // 2, len(load_cols) + 2):
-        base = np.ones(v.height, dtype=bool)
     x = _load_design(v, load_cols)
-    # scale load columns for conditioning
-    sd = x[base].std(axis=0)
-    sd[sd == 0] = 1.0
-    sd[0] = 1.0
-    xs = x / sd
+    if base.sum() < 10 * x.shape[1]:
+        # too few baseline windows for the load model: fit on all (fine for randomised designs, whose on/off is
+        # independent of the victim's own load; conservative otherwise)
+        base = np.ones(v.height, dtype=bool)
+    xs = _clip_to(x, base)
     out = {}
     for name, col in (("tput", "output_tok_s"), ("itl_p99", "itl_ms_p99")):
         lv = v[col].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -281,7 +291,12 @@ def switch_schedule(run_events: pl.DataFrame, window_s: float) -> pl.DataFrame:
         grid = grid.with_columns(pl.col("window_start").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"))
         # state at the window's midpoint
         mid = grid.with_columns((pl.col("window_start") + pl.duration(nanoseconds=w_ns // 2)).alias("time"))
-        j = mid.join_asof(part.select("time", "on"), on="time", strategy="backward")
+        part = part.sort("time")
+        # before its first event a co-tenant was in the other state (an event is a switch)
+        first = part.head(1).with_columns(pl.lit(t0 - 1, dtype=pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone(
+            "UTC").alias("time"), (1.0 - pl.col("on")).alias("on"))
+        part = pl.concat([first.select("time", "on"), part.select("time", "on")]).sort("time")
+        j = mid.join_asof(part, on="time", strategy="backward")
         out.append(j.select("window_start", pl.lit(g).alias("group"), "on").drop_nulls("on"))
     return pl.concat(out)
 
@@ -342,13 +357,15 @@ def suspect_activity(grid: Grid, suspect_frame: pl.DataFrame, schedule: pl.DataF
 
 
 def _scale_power(power: np.ndarray, limit: float) -> np.ndarray:
-    """Power above the group's idle floor as a share of its headroom to the power limit (0 idle, ~1 flat out).
-    Without a limit, the observed range stands in for the headroom."""
+    """Power above the group's idle floor (1st percentile) as a share of its observed swing to the 99th
+    percentile: 0 idle, 1 at its busiest. A group whose swing is under `MIN_POWER_SWING` of its headroom to
+    the power limit never got busy: scaled by the headroom instead (stays near 0, so it is not testable)."""
     x = np.where(np.isfinite(power), power, np.nan)
-    lo = float(np.nanpercentile(x, 1))
-    hi = limit if math.isfinite(limit) and limit > lo else float(np.nanpercentile(x, 99))
-    if not math.isfinite(lo) or hi - lo <= 1e-9 * max(1.0, abs(hi)):
-        return np.zeros_like(x)
+    lo, hi = float(np.nanpercentile(x, 1)), float(np.nanpercentile(x, 99))
+    head = limit - lo if math.isfinite(limit) and limit > lo else hi - lo
+    if not math.isfinite(lo) or head <= 0 or hi - lo < MIN_POWER_SWING * head:
+        # never busy: noise around idle, scaled by the headroom (stays ~0, cannot be tested)
+        return np.nan_to_num(np.clip((x - lo) / max(head, 1e-9), 0, 1), nan=0.0) if head > 0 else np.zeros_like(x)
     return np.nan_to_num(np.clip((x - lo) / (hi - lo), 0, 1), nan=0.0)
 
 
@@ -392,13 +409,11 @@ def mediators(grid: Grid, victim: str, topology: pl.DataFrame | None = None,
     if ok.sum() > 5:
         x = _load_design(out)
         base = ok if baseline_mask is None or len(baseline_mask) != out.height else ok & baseline_mask
-        if base.sum() <= x.shape[1]:
+        if base.sum() < 10 * x.shape[1]:
             base = ok
-        sd = x[base].std(axis=0)
-        sd[sd == 0] = 1.0
-        sd[0] = 1.0
-        beta, _ = stats.ols(pc[base], x[base] / sd)
-        drop[ok] = -(pc[ok] - (x[ok] / sd) @ beta)
+        xs = _clip_to(x, base)
+        beta, _ = stats.ols(pc[base], xs[base])
+        drop[ok] = -(pc[ok] - xs[ok] @ beta)
     clock = out["sm_clock_mhz"].cast(pl.Float64).to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         clock_drop = -np.log(clock)
@@ -427,11 +442,15 @@ _T_EVIDENCE = 4.0  # |t| a mediator needs to count as evidence (Newey–West t; 
 _HARD_SHARE = 0.05  # throttle flags: share of samples more while the suspect is active
 
 
-def _slope_t(y: np.ndarray, a: np.ndarray) -> tuple[float, float]:
+def _slope_t(y: np.ndarray, a: np.ndarray, others: np.ndarray | None = None) -> tuple[float, float]:
+    """Coefficient of ``a`` and its Newey–West t in y ~ 1 + a + others."""
     ok = np.isfinite(y) & np.isfinite(a)
     if ok.sum() < MIN_WINDOWS or np.std(a[ok]) < 1e-9 or np.std(y[ok]) < 1e-12:
         return math.nan, math.nan
-    x = np.column_stack([np.ones(ok.sum()), a[ok]])
+    cols = [np.ones(ok.sum()), a[ok]]
+    if others is not None and others.size:
+        cols.extend(others[ok].T)
+    x = np.column_stack(cols)
     beta, resid = stats.ols(y[ok], x)
     cov = stats.hac_cov(x, resid)
     se = math.sqrt(max(cov[1, 1], 1e-300))
@@ -439,9 +458,10 @@ def _slope_t(y: np.ndarray, a: np.ndarray) -> tuple[float, float]:
 
 
 def resource_evidence(suspect: str, activity: np.ndarray, med: pl.DataFrame, resources: Sequence[str],
-                      suspect_info: str = "") -> tuple[str, list[str], bool]:
+                      suspect_info: str = "", others: np.ndarray | None = None) -> tuple[str, list[str], bool]:
     """(resource, evidence lines, hard) for one suspect: the resource whose victim-side mediators move most
-    with the suspect's activity (throttle flags are hard evidence and win). ``unknown`` without evidence."""
+    with the suspect's activity, the other suspects' activity (``others``, windows x k) held fixed (throttle
+    flags are hard evidence and win). ``unknown`` without evidence."""
     best, best_score, hard_any = "unknown", 0.0, False
     lines: list[str] = []
     for r in resources:
@@ -450,26 +470,23 @@ def resource_evidence(suspect: str, activity: np.ndarray, med: pl.DataFrame, res
             if col not in med.columns:
                 continue
             y = med[col].cast(pl.Float64).to_numpy()
-            slope, t = _slope_t(y, activity)
+            slope, t = _slope_t(y, activity, others)
             if not math.isfinite(t):
                 continue
             if kind == "hard":
-                on, off = activity > 0.5, activity <= 0.5
-                if on.any() and off.any():
-                    d = float(np.nanmean(y[on]) - np.nanmean(y[off]))
-                    if d >= _HARD_SHARE and t >= _T_EVIDENCE:
-                        lines.append(f"{r}: {label} on {100 * np.nanmean(y[on]):.0f}% of samples while {suspect} "
-                                     f"is active vs {100 * np.nanmean(y[off]):.0f}% otherwise (hard evidence)")
-                        score = max(score, t) + 10.0
-                        hard_any = True
+                if slope >= _HARD_SHARE and t >= _T_EVIDENCE:
+                    lines.append(f"{r}: {label} on {100 * slope:+.0f} points more samples with {suspect} at its "
+                                 f"active (t={t:.1f}; hard evidence)")
+                    score = max(score, t) + 10.0
+                    hard_any = True
                 continue
             if t >= _T_EVIDENCE:
                 if col in ("pcie_drop", "clock_drop"):
-                    what = f"{label} {100 * (math.exp(-slope) - 1):+.1f}% with {suspect} fully active"
+                    what = f"{label} {100 * (math.exp(-slope) - 1):+.1f}% with {suspect} at its busiest"
                 elif col == "temp_c":
-                    what = f"{label} {slope:+.1f} degC with {suspect} fully active"
+                    what = f"{label} {slope:+.1f} degC with {suspect} at its busiest"
                 else:
-                    what = f"{label} {100 * slope:+.1f} points with {suspect} fully active"
+                    what = f"{label} {100 * slope:+.1f} points with {suspect} at its busiest"
                 lines.append(f"{r}: {what} (t={t:.1f})")
                 if kind == "primary":
                     score = max(score, t)
@@ -505,7 +522,7 @@ def _cpi2(activity: np.ndarray, resid_itl: np.ndarray, base: np.ndarray) -> floa
         return math.nan
     med = np.median(ref)
     sd = 1.4826 * np.median(np.abs(ref - med)) or np.std(ref) or 1.0
-    c, c_thr = np.exp(resid_itl[ok]), math.exp(med + 2 * sd)
+    c, c_thr = np.exp(np.clip(resid_itl[ok], -50, 50)), math.exp(med + 2 * sd)
     u = activity[ok]
     terms = np.where(c > c_thr, u * (1 - c_thr / c), u * (c / c_thr - 1))
     return float(np.clip(terms.sum() / u.sum(), -1, 1))
@@ -606,7 +623,8 @@ def rank_antagonists(
         info = suspect_frame.filter(pl.col("suspect").is_in(members))
         res = sorted({r for lst in info["resources"].to_list() for r in lst})
         shares = sorted({s for lst in info["shares"].to_list() for s in lst})
-        resource, lines, hard = resource_evidence(n, acts[j], mediator_frame, res or list(RESOURCES))
+        others = np.column_stack([a for i, a in enumerate(acts) if i != j]) if len(acts) > 1 else None
+        resource, lines, hard = resource_evidence(n, acts[j], mediator_frame, res or list(RESOURCES), others=others)
         if not res and info.height:
             lines.append(f"{n} shares nothing with {victim} in the declared topology")
         tp = effects.get(f"resid_tput:{n}", (math.nan,) * 3)

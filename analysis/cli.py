@@ -50,7 +50,7 @@ def render(result: AnalysisResult, console: Console | None = None) -> None:
         con.print(tab)
     ant = result.antagonists
     if ant.height:
-        tab = Table(title=f"Who slows {result.victim} (ranked; effect = sustained idle -> fully active)")
+        tab = Table(title=f"Who slows {result.victim} (ranked; effect = sustained idle -> its busiest)")
         for col in ("#", "antagonist", "resource", "tok/s %", "95% CI %", "p99 ITL %", "q", "design", "confidence",
                     "evidence"):
             tab.add_column(col, no_wrap=col != "evidence")

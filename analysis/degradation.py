@@ -12,8 +12,9 @@ Method per (group, phase, metric), chosen by the data there is (analysis-methods
   ``high`` with >= 5 runs per side, else ``medium``.
 - ``window_bootstrap`` -- fewer runs but per-request data (and per-token times for ITL): a circular block
   bootstrap over 10 s windows of each side (a request goes with the window it started in, with all its
-  tokens), the CI centred on the exact point estimate; confidence ``low`` (it under-covers: windows are not
-  independent runs).
+  tokens; throughput counts tokens in the window they were emitted in), the CI = the percentiles of the
+  replicates' log ratios re-centred on the exact point estimate, p from a normal approximation with a robust
+  (IQR) bootstrap standard error; confidence ``low`` (it under-covers: windows are not independent runs).
 - ``summary_only`` -- one printed summary per phase (seed 000): the change only, ``ci_*`` / ``p`` / ``q`` null,
   note "no per-run uncertainty". Never an invented interval.
 
@@ -418,8 +419,8 @@ def phase_degradation(
                     block.append({**row, "method": "none", "confidence": "none", "verdict": "inconclusive",
                                   "note": "metric missing on one side"})
                     continue
-                bval = float(np.exp(np.mean(np.log(bv))))
-                nval = float(np.exp(np.mean(np.log(nv))))
+                bval = float(bv[0]) if len(bv) == 1 else float(np.exp(np.mean(np.log(bv))))
+                nval = float(nv[0]) if len(nv) == 1 else float(np.exp(np.mean(np.log(nv))))
                 ratio = nval / bval
                 lo = hi = p = p_check = math.nan
                 if len(bv) >= 2 and len(nv) >= 2:
@@ -445,7 +446,7 @@ def phase_degradation(
                         centred = d + (lr - np.median(lr))
                         a = (1 - th.level) / 2
                         lo, hi = (math.exp(x) for x in np.quantile(centred, [a, 1 - a]))
-                        p = stats.bootstrap_pvalue(centred)
+                        p = stats.bootstrap_z_pvalue(d, lr)
                     row["note"] = (row["note"] + "; " if row["note"] else "") + (
                         "one run per phase: block bootstrap over "
                         f"{th.bootstrap_window_s:g} s windows (low confidence, under-covers)")

@@ -127,6 +127,20 @@ def bootstrap_pvalue(log_ratios: np.ndarray) -> float:
     return float(min(1.0, 2 * min(lo, hi)))
 
 
+def bootstrap_z_pvalue(estimate: float, replicates: np.ndarray) -> float:
+    """Two-sided p of 'no change' from a normal approximation: z = estimate / (IQR of replicates / 1.349).
+    Robust to a few wild replicates and not floored at 1 / n_boot."""
+    x = np.asarray(replicates, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 10:
+        return math.nan
+    q1, q3 = np.quantile(x, [0.25, 0.75])
+    se = (q3 - q1) / 1.349
+    if se <= 0:
+        return 0.0 if estimate else 1.0
+    return float(2 * sps.norm.sf(abs(estimate) / se))
+
+
 def bh(p: np.ndarray | list[float]) -> np.ndarray:
     """Benjamini–Hochberg q-values; NaN p-values stay NaN and do not count."""
     arr = np.asarray(p, dtype=float)
