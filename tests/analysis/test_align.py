@@ -1,0 +1,118 @@
+"""Alignment: windows on the epoch grid, victim throughput / ITL / load per window, device and group activity."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from analysis.align import (
+    MIN_ITL_SAMPLES,
+    align,
+    choose_window_s,
+    device_windows,
+    group_windows,
+    socket_windows,
+    victim_windows,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _ns(t: datetime) -> pl.Series:
+    return pl.Series([t]).cast(pl.Datetime("ns", "UTC"))
+
+
+def _tokens(rate_per_s: int, seconds: int, itl_ms: float = 10.0) -> pl.DataFrame:
+    n = rate_per_s * seconds
+    times = [T0 + timedelta(seconds=i / rate_per_s) for i in range(n)]
+    return pl.DataFrame({"run_id": "r", "request_index": np.arange(n) % 4, "time": times,
+                         "itl_ms": np.full(n, itl_ms)}).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))
+
+
+def _runs(seconds: int) -> pl.DataFrame:
+    return pl.DataFrame({"run_id": ["r"], "phase": ["p"], "group": ["g"], "start": [T0],
+                         "end": [T0 + timedelta(seconds=seconds)]}).with_columns(
+        pl.col("start").cast(pl.Datetime("ns", "UTC")), pl.col("end").cast(pl.Datetime("ns", "UTC")))
+
+
+def _requests() -> pl.DataFrame:
+    # two requests: [0 s, 4 s) and [2 s, 6 s), TTFT 1 s, 100 input tokens each
+    return pl.DataFrame({"run_id": ["r", "r"], "request_index": [0, 1], "time": [T0, T0 + timedelta(seconds=2)],
+                         "ttft_ms": [1000.0, 1000.0], "e2e_ms": [4000.0, 4000.0], "input_tokens": [100, 100],
+                         "output_tokens": [10, 10], "error": [None, None]}).with_columns(
+        pl.col("time").cast(pl.Datetime("ns", "UTC")), pl.col("error").cast(pl.String))
+
+
+def test_window_grows_until_a_window_holds_a_thousand_itl_samples() -> None:
+    assert choose_window_s(_tokens(600, 10), 10.0) == 2.0  # 600/s: 1 s has 600, 2 s has 1200
+    assert choose_window_s(_tokens(1200, 5), 5.0) == 1.0
+    assert choose_window_s(_tokens(30, 10), 10.0) == 60.0  # 30/s: 60 s windows hold 1800
+
+
+def test_victim_windows_count_tokens_and_load_per_window() -> None:
+    w = victim_windows(_requests(), _tokens(600, 6), _runs(6), 2.0)
+    assert w["window_start"].to_list() == [T0 + timedelta(seconds=s) for s in (0, 2, 4, 6)][:w.height]
+    first = w.row(0, named=True)
+    assert first["tokens"] == 1200 and first["output_tok_s"] == 600.0
+    assert first["itl_n"] == 1200 and first["itl_ms_p99"] == 10.0
+    # in flight: request 0 the whole window [0, 2) -> 1.0; [2, 4): both -> 2.0; [4, 6): request 1 -> 1.0
+    assert w["running_requests"].to_list()[:3] == [1.0, 2.0, 1.0]
+    # prefill finishes (first token) at 1 s and 3 s
+    assert w["prefill_tokens"].to_list()[:3] == [100.0, 100.0, 0.0]
+    assert w["requests_started"].to_list()[:3] == [1, 1, 0]
+
+
+def test_windowed_p99_needs_enough_samples() -> None:
+    w = victim_windows(_requests(), _tokens(100, 6), _runs(6), 2.0)
+    assert w["itl_n"][0] == 200 < MIN_ITL_SAMPLES // 2
+    assert w["itl_ms_p99"].null_count() == w.height
+    assert w["itl_ms_p50"][0] == 10.0
+
+
+def _accel() -> pl.DataFrame:
+    rows = []
+    for s in range(4):
+        for dev, grp, power in (("gpu0", "a", 100.0 + s), ("gpu1", "a", 200.0), ("tt0", "b", 50.0)):
+            rows.append({"time": T0 + timedelta(seconds=s), "node": "n", "device": dev, "group": grp,
+                         "power_w": power, "power_limit_w": 300.0, "pcie_rx_bytes_per_s": 1e9,
+                         "pcie_tx_bytes_per_s": None if dev == "tt0" else 5e8, "temp_c": 50.0,
+                         "sm_clock_mhz": 2000.0, "throttle_thermal": s == 3, "throttle_power": False,
+                         "util_pct": None if dev == "tt0" else 90.0})
+    return pl.DataFrame(rows).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))
+
+
+def test_device_windows_average_and_flag_shares() -> None:
+    d = device_windows(_accel(), 2.0)
+    g0 = d.filter(pl.col("device") == "gpu0").sort("window_start")
+    assert g0["power_w"].to_list() == [100.5, 102.5]
+    assert g0["throttle_thermal_share"].to_list() == [0.0, 0.5]
+    assert g0["pcie_bytes_per_s"][0] == 1.5e9
+    tt = d.filter(pl.col("device") == "tt0")
+    assert tt["pcie_bytes_per_s"][0] == 1e9  # a missing direction is not a zero of the other
+    assert tt["util_pct"].null_count() == tt.height  # absent stays absent
+
+
+def test_group_windows_sum_power_and_pcie_over_devices() -> None:
+    g = group_windows(device_windows(_accel(), 2.0)).filter(pl.col("group") == "a").sort("window_start")
+    assert g["power_w"].to_list() == [300.5, 302.5]
+    assert g["pcie_bytes_per_s"][0] == 3e9
+    assert g["n_devices"][0] == 2
+
+
+def test_socket_windows_measure_saturated_cores() -> None:
+    hc = pl.DataFrame({"time": [T0] * 4, "node": "n", "core": ["0", "1", "2", "3"], "socket": ["0", "0", "1", "1"],
+                       "util_pct": [100.0, 50.0, 10.0, 20.0]}).with_columns(
+        pl.col("time").cast(pl.Datetime("ns", "UTC")))
+    s = socket_windows(hc, 1.0).sort("socket")
+    assert s["saturated_core_share"].to_list() == [0.5, 0.0]
+    assert s["util_pct"].to_list() == [75.0, 15.0]
+
+
+def test_align_says_how_the_window_was_chosen_and_accepts_lazy_frames() -> None:
+    grid = align(_requests(), _tokens(600, 6).lazy(), _runs(6), accel=_accel().lazy())
+    assert grid.window_s == 2.0
+    assert any("1000 ITL samples" in n for n in grid.notes)
+    wide = grid.wide()
+    assert {"a.power_w", "b.pcie_bytes_per_s", "output_tok_s"} <= set(wide.columns)
