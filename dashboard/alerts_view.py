@@ -1,7 +1,8 @@
 """Alerts as the dashboard shows them: read from the alert engine's persisted state, flattened to frames.
 
-The state is found at ``--alert-state`` (env ``NEIGHBORSCOPE_ALERT_STATE``), else ``alerts/state.json`` or
-``alert_state.json`` beside the store. Alerts follow the Alertmanager shape (``labels``, ``annotations``,
+The state is the alert engine's ``state.json`` (`analysis.alert_engine`, which writes each alert in Alertmanager's
+shape too): ``--alert-state`` (env ``NEIGHBORSCOPE_ALERT_STATE``, a file or the engine's state directory), else
+``alerts/state.json`` in or beside the store directory (the engine's default), or ``alert_state.json``. Alerts follow the Alertmanager shape (``labels``, ``annotations``,
 ``startsAt``, ``endsAt``, ``status`` firing | resolved); silences have ``matchers``, ``startsAt``, ``endsAt``,
 ``createdBy``, ``comment``.
 """
@@ -22,7 +23,7 @@ from dashboard import data
 STATE_NAMES = ("alerts/state.json", "alert_state.json", "alerts.json")
 ALERT_SCHEMA = {"status": pl.String, "alertname": pl.String, "severity": pl.String, "node": pl.String,
                 "summary": pl.String, "starts_at": pl.Datetime("us", "UTC"), "ends_at": pl.Datetime("us", "UTC"),
-                "labels": pl.String, "annotations": pl.String}
+                "silenced": pl.Boolean, "labels": pl.String, "annotations": pl.String}
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def alerts_frame(items: list[dict[str, Any]], now: datetime | None = None) -> pl
         rows.append({
             "status": status, "alertname": labels.get("alertname"), "severity": labels.get("severity"),
             "node": labels.get("node"), "summary": ann.get("summary") or ann.get("description"),
-            "starts_at": _when(a.get("startsAt")), "ends_at": ends,
+            "starts_at": _when(a.get("startsAt")), "ends_at": ends, "silenced": bool(a.get("silenced", False)),
             "labels": ", ".join(f"{k}={v}" for k, v in sorted(labels.items())),
             "annotations": "; ".join(f"{k}: {v}" for k, v in sorted(ann.items())),
         })
@@ -80,7 +81,8 @@ def silences_frame(items: list[dict[str, Any]]) -> pl.DataFrame:
 
 def find_state(settings: data.Settings) -> Path | None:
     if settings.alert_state:
-        return Path(settings.alert_state)
+        p = Path(settings.alert_state)
+        return p / "state.json" if p.is_dir() else p
     for name in STATE_NAMES:
         for p in settings.beside_store(name):
             if p.is_file():
@@ -119,6 +121,6 @@ def firing_banner(settings: data.Settings) -> None:
     for row in firing.head(5).iter_rows(named=True):
         sev = row["severity"] or "warning"
         text = f"**{row['alertname']}** ({sev}) on {row['node'] or '—'}: {row['summary'] or row['labels']}"
-        (st.error if sev == "critical" else st.warning)(text, icon="🚨")
+        (st.error if sev == "critical" else st.warning)(text, icon=":material/notifications_active:")
     if firing.height > 5:
         st.caption(f"… and {firing.height - 5} more on the Alerts page.")

@@ -11,15 +11,15 @@ import streamlit as st
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
-st.set_page_config(page_title="neighborscope", page_icon="📡", layout="wide")
+st.set_page_config(page_title="neighborscope", page_icon=":material/sensors:", layout="wide")
 
 navigation = st.navigation(
     [
-        st.Page(PAGES / "overview.py", title="Fleet overview", icon="🌡️", url_path="overview", default=True),
-        st.Page(PAGES / "node_detail.py", title="Node detail", icon="📈", url_path="node"),
-        st.Page(PAGES / "noisy_neighbours.py", title="Noisy neighbours", icon="🔊", url_path="noisy-neighbours"),
-        st.Page(PAGES / "runs.py", title="Runs & history", icon="🏁", url_path="runs"),
-        st.Page(PAGES / "alerts.py", title="Alerts", icon="🚨", url_path="alerts"),
+        st.Page(PAGES / "overview.py", title="Fleet overview", icon=":material/thermostat:", url_path="overview", default=True),
+        st.Page(PAGES / "node_detail.py", title="Node detail", icon=":material/monitoring:", url_path="node"),
+        st.Page(PAGES / "noisy_neighbours.py", title="Noisy neighbours", icon=":material/campaign:", url_path="noisy-neighbours"),
+        st.Page(PAGES / "runs.py", title="Runs & history", icon=":material/compare_arrows:", url_path="runs"),
+        st.Page(PAGES / "alerts.py", title="Alerts", icon=":material/notifications_active:", url_path="alerts"),
     ]
 )
 st.sidebar.caption("neighborscope: do co-tenants slow each other down?")

@@ -34,7 +34,7 @@ def heatmap_figure(
     """Devices (rows, grouped) × time bins (columns) of ``field``; groups outlined, flagged devices marked.
 
     ``device_groups`` orders the rows (device -> group, in display order); ``flags`` adds a marker to a
-    device's label (e.g. "🔥 throttling", "⏸ stale"). ``scale`` divides values (e.g. 1e9 for GB/s).
+    device's label (e.g. "throttled 6%", "stale"). ``scale`` divides values (e.g. 1e9 for GB/s).
     """
     flags = flags or {}
     devices = list(device_groups)
@@ -47,11 +47,11 @@ def heatmap_figure(
     )
     lookup = {row[0]: row[1:] for row in wide.iter_rows()}
     z = [list(lookup.get(d, [None] * len(times))) for d in devices]
-    labels = [f"{d} {flags[d]}" if d in flags else d for d in devices]
+    labels = [f"{d} · {flags[d]}" if d in flags else d for d in devices]
     fig = go.Figure(
         go.Heatmap(
             z=z, x=times.to_list(), y=list(range(len(devices))), colorscale=SCALES.get(field, "Viridis"),
-            colorbar={"title": {"text": unit}}, hoverongaps=False,
+            colorbar={"title": {"text": unit}, "x": 1.07, "xanchor": "left"}, hoverongaps=False,
             customdata=[[d] * len(times) for d in devices],
             hovertemplate="%{customdata}<br>%{x}<br>%{z:.3g} " + unit + "<extra></extra>",
         )
@@ -70,7 +70,7 @@ def heatmap_figure(
         fig.add_annotation(xref="paper", x=1.0, xanchor="left", y=(lo + hi) / 2, text=f" {g}", showarrow=False,
                            font={"size": 11})
     fig.update_layout(
-        title=title, height=max(320, 16 * len(devices) + 120), margin={"l": 10, "r": 80, "t": 40, "b": 40},
+        title=title, height=max(320, 16 * len(devices) + 120), margin={"l": 10, "r": 20, "t": 40, "b": 40},
         xaxis_title="time (UTC)",
         yaxis={"title": "device", "tickmode": "array", "tickvals": list(range(len(devices))), "ticktext": labels,
                "autorange": "reversed"},
@@ -144,7 +144,7 @@ def timeseries_panels(panels: Sequence[dict], spans: Sequence[dict] = (), height
 
 
 def victim_vs_antagonists(victim: pl.DataFrame, activity: pl.DataFrame, victim_name: str,
-                          spans: Sequence[dict] = ()) -> go.Figure:
+                          spans: Sequence[dict] = (), activity_title: str = "CPU % (100 = 1 core)") -> go.Figure:
     """Victim windowed p99 ITL and throughput over time, above the antagonists' activity, on one time axis.
 
     ``victim``: time, itl_ms_p99, output_tok_s; ``activity``: time, antagonist, activity (0..1 or a unit value).
@@ -163,7 +163,7 @@ def victim_vs_antagonists(victim: pl.DataFrame, activity: pl.DataFrame, victim_n
                                        name=str(name)), row=3, col=1)
     fig.update_yaxes(title_text="ms", row=1, col=1)
     fig.update_yaxes(title_text="tokens/s", row=2, col=1)
-    fig.update_yaxes(title_text="CPU % (100 = 1 core)", row=3, col=1)
+    fig.update_yaxes(title_text=activity_title, row=3, col=1)
     fig.update_xaxes(title_text="time (UTC)", row=3, col=1)
     add_bands(fig, spans, rows=3)
     fig.update_layout(height=760, margin={"l": 10, "r": 10, "t": 50, "b": 40}, hovermode="x unified")

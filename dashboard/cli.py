@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from dashboard.data import DEFAULT_STORE
+from dashboard.settings import DEFAULT_STORE
 
 APP = Path(__file__).resolve().parent / "app.py"
 

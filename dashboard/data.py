@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,11 +27,11 @@ import polars as pl
 import streamlit as st
 
 from dashboard.downsample import MAX_POINTS_PER_TRACE, interleave_min_max, reduce_series, time_buckets
+from dashboard.settings import Settings
 from telemetry.errors import StoreError
 from telemetry.schema import MEASUREMENTS, TIME
 from telemetry.store.base import TagFilter, TelemetryStore, open_store
 
-DEFAULT_STORE = "neighborscope-data/store"
 CACHE_TTL_S = 15
 HEATMAP_FIELDS = {
     "temp_c": ("Temperature", "°C"),
@@ -40,39 +39,6 @@ HEATMAP_FIELDS = {
     "pcie_bytes_per_s": ("PCIe rx+tx", "B/s"),
     "util_pct": ("Utilisation", "%"),
 }
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Where the dashboard reads from (see the module docstring for the environment variables)."""
-
-    store_url: str
-    topology_path: str | None
-    reports_dir: str | None
-    alert_state: str | None
-    refresh_s: int
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        return cls(
-            store_url=os.environ.get("NEIGHBORSCOPE_STORE") or DEFAULT_STORE,
-            topology_path=os.environ.get("NEIGHBORSCOPE_TOPOLOGY") or None,
-            reports_dir=os.environ.get("NEIGHBORSCOPE_REPORTS") or None,
-            alert_state=os.environ.get("NEIGHBORSCOPE_ALERT_STATE") or None,
-            refresh_s=int(os.environ.get("NEIGHBORSCOPE_REFRESH_S") or 30),
-        )
-
-    def local_root(self) -> Path | None:
-        """The embedded store's directory (None for InfluxDB URLs)."""
-        url = self.store_url
-        if "://" in url and not url.startswith("file://"):
-            return None
-        return Path(url.removeprefix("file://"))
-
-    def beside_store(self, name: str) -> list[Path]:
-        """Where a file named ``name`` may sit: in the store directory, then beside it."""
-        root = self.local_root()
-        return [] if root is None else [root / name, root.parent / name]
 
 
 def utc(value: datetime) -> datetime:
@@ -404,3 +370,90 @@ def window_end(latest: datetime | None, now: datetime | None = None, grid_s: int
     end = now if latest is None or now - utc(latest) < timedelta(minutes=1) else utc(latest) + timedelta(seconds=1)
     epoch = end.timestamp()
     return datetime.fromtimestamp((epoch // grid_s + 1) * grid_s, tz=UTC)
+
+
+# ---- noisy neighbours: the analysis engine (cached) and the linked charts' frames ---------------------------
+
+
+@st.cache_data(ttl=300, show_spinner=False, max_entries=32)
+def analysis(settings: Settings, victim: str, run_ids: tuple[str, ...]) -> tuple[Any, str | None]:
+    """`analysis.analyze.analyze` of the victim's chosen runs: (AnalysisResult | None, why not)."""
+    try:
+        from analysis import attribution
+        from analysis.analyze import analyze
+    except ImportError as exc:
+        return None, f"the analysis engine is not installed ({exc.name})"
+    topo, _ = topology(settings)
+    topo_frame = attribution.topology_frame({"devices": topo.to_dicts()}) if topo.height else None
+    try:
+        return analyze(reader(settings.store_url).store, victim=victim, run_ids=list(run_ids),
+                       topology=topo_frame), None
+    except (StoreError, ValueError) as exc:  # ConfigError is a ValueError: no runs, unknown group
+        return None, f"the analysis could not run: {exc}"
+
+
+@dataclass(frozen=True)
+class Linked:
+    """Frames of the linked charts: victim windows, antagonist activity, index-vs-activity points."""
+
+    victim: pl.DataFrame  # time, itl_ms_p99, output_tok_s
+    activity: pl.DataFrame  # time, antagonist, activity
+    scatter: pl.DataFrame  # antagonist, activity, index
+    activity_title: str
+    index_title: str
+    index_note: str
+
+
+def linked_frames(settings: Settings, result: Any, victim: str, runs_sel: pl.DataFrame, top: int = 3) -> Linked:
+    """From the analysis (its grid, index and ranked antagonists) when it ran, else from raw tokens and tenant
+    CPU (`dashboard.interference` stand-ins)."""
+    from dashboard import interference
+
+    grid = getattr(result, "grid", None)
+    index = getattr(result, "index", None)
+    if grid is not None and index is not None and grid.victim.height:
+        from analysis import attribution
+
+        topo, _ = topology(settings)
+        topo_frame = attribution.topology_frame({"devices": topo.to_dicts()}) if topo.height else None
+        sus = attribution.suspects(victim, grid, topo_frame)
+        act = attribution.suspect_activity(grid, sus, None).rename({"window_start": TIME, "suspect": "antagonist"})
+        ranked: list[str] = []
+        for name in result.antagonists["antagonist"].to_list() if result.antagonists.height else []:
+            ranked += [m for m in str(name).split("+") if m not in ranked]
+        ranked += [a for a in act["antagonist"].unique(maintain_order=True).to_list() if a not in ranked]
+        act = act.filter(pl.col("antagonist").is_in(ranked[:top])).select(TIME, "antagonist", "activity")
+        v = attribution.victim_series(grid.victim).rename({"window_start": TIME}).select(TIME, "itl_ms_p99",
+                                                                                          "output_tok_s")
+        idx = index.rename({"window_start": TIME}).select(TIME, "index")
+        return Linked(v, act, interference.index_vs_activity(idx, act), "activity (0 = idle, 1 = busiest)",
+                      "interference index (z, + = slower than own load explains)",
+                      f"Interference index from the attribution engine ({grid.window_s:g} s windows): the victim's "
+                      "throughput and p99 ITL residuals after its own load, robustly standardised against the "
+                      "baseline. Points that climb with an antagonist's activity point at it.")
+    # stand-in: windowed quantiles of the tokens, tenant CPU as activity
+    from analysis.ingest.model import load_tokens
+
+    store = reader(settings.store_url).store
+    frames = []
+    for run_id in runs_sel["run_id"].to_list():
+        try:
+            tok = load_tokens(store, run_id)
+        except (StoreError, OSError):
+            continue
+        if tok.height:
+            frames.append(tok)
+    tokens = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+    window_s = 10.0
+    spans = runs_sel.select("run_id", "phase", "group", "start", pl.col("end").fill_null(pl.col("start")))
+    vw = interference.victim_windows(tokens, spans, window_s)
+    start, end = spans["start"].min(), spans["end"].max()
+    tenant = reader(settings.store_url).lazy("tenant", start, end).collect() if start is not None else pl.DataFrame()
+    activity = interference.activity_windows(tenant, window_s, victim)
+    idx = interference.simple_index(vw)
+    return Linked(vw.select(TIME, "itl_ms_p99", "output_tok_s"), activity,
+                  interference.index_vs_activity(idx, activity), "tenant CPU (%, 100 = one core)",
+                  "interference index (robust z of log p99 ITL)",
+                  "Interference index here: the window's log p99 ITL as a robust z-score against the first phase's "
+                  "windows (0 = as in the baseline); the attribution engine's load-adjusted index replaces it "
+                  "when it runs.")

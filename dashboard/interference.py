@@ -13,6 +13,7 @@ functions here only shape what the page draws, with simple stand-ins while an en
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import polars as pl
 
@@ -101,3 +102,41 @@ def index_vs_activity(index: pl.DataFrame, activity: pl.DataFrame) -> pl.DataFra
     if index.height == 0 or activity.height == 0:
         return pl.DataFrame(schema={"antagonist": pl.String, "activity": pl.Float64, "index": pl.Float64})
     return activity.join(index, on=TIME, how="inner").select("antagonist", "activity", "index")
+
+
+# ---- the analysis engine's tables, shaped for the page -------------------------------------------------------
+
+PHASE_TABLE_COLUMNS = {
+    "phase": "phase", "baseline_phase": "against", "metric": "metric", "unit": "unit",
+    "baseline_value": "baseline", "value": "value", "change_pct": "change %", "ci_low_pct": "95 % CI low %",
+    "ci_high_pct": "95 % CI high %", "q_value": "q", "verdict": "verdict", "confidence": "confidence",
+    "n_runs": "runs",
+}
+ANTAGONIST_TABLE_COLUMNS = {
+    "antagonist": "antagonist", "resource": "through", "effect_pct": "throughput effect %",
+    "ci_low": "CI low %", "ci_high": "CI high %", "itl_p99_effect_pct": "p99 ITL effect %", "q_value": "q",
+    "share_explained": "share explained", "design": "design", "confidence": "confidence", "evidence": "evidence",
+}
+
+
+def phase_table(phases: pl.DataFrame) -> pl.DataFrame:
+    """The degradation engine's phase table (`analysis.degradation.PHASE_COLUMNS`), columns a reader needs."""
+    cols = [c for c in PHASE_TABLE_COLUMNS if c in phases.columns]
+    out = phases.filter(pl.col("change_pct").is_not_null()) if "change_pct" in phases.columns else phases
+    return out.select(cols).with_columns(pl.col(pl.Float64).round(3))
+
+
+def phase_chart(phases: pl.DataFrame, metric: str) -> Any:
+    """Change of ``metric`` against the baseline per phase with its interval (the report's figure)."""
+    from analysis.report.figures import phase_change_bars
+
+    return phase_change_bars(phases, metric)
+
+
+def antagonist_table(antagonists: pl.DataFrame) -> pl.DataFrame:
+    """Ranked antagonists (`analysis.attribution.ANTAGONIST_COLUMNS`), evidence as one line of text."""
+    cols = [c for c in ANTAGONIST_TABLE_COLUMNS if c in antagonists.columns]
+    out = antagonists.select(cols)
+    if "evidence" in out.columns and out.schema["evidence"] == pl.List(pl.String):
+        out = out.with_columns(pl.col("evidence").list.join("; "))
+    return out.with_columns(pl.col(pl.Float64).round(3))

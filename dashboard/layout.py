@@ -58,6 +58,9 @@ def resolve_range(choice: str, store_url: str) -> TimeRange:
         start = min(e[0] for e in ext) if ext else end - timedelta(hours=1)
     else:
         start = end - span
+        first = [e[0] for m in ("accel", "host", "tenant") if (e := data.extent(store_url, m))]
+        if first and data.utc(min(first)) > start:  # nothing before the first sample: do not draw empty bins
+            start = data.utc(min(first))
     return TimeRange(data.utc(start), end, choice)
 
 
@@ -82,7 +85,7 @@ def range_caption(tr: TimeRange, store_url: str) -> None:
     """The line every page shows: the time range and how fresh the data is."""
     latest = data.freshest(store_url)
     st.caption(
-        f"🕒 **Time range:** {fmt_time(tr.start)} → {fmt_time(tr.end)} ({tr.label.lower()}) · "
+        f"**Time range:** {fmt_time(tr.start)} → {fmt_time(tr.end)} ({tr.label.lower()}) · "
         f"**Data freshness:** newest sample {fmt_time(latest)} ({fmt_age(latest)}) · store `{store_url}`"
     )
 

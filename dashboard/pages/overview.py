@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import polars as pl
@@ -44,6 +45,31 @@ def live() -> None:
         node_devices(str(node), devs, topo, tr, every_s, stale_after, field)
 
 
+def device_flags(stale: list[str], throttled: dict[str, float]) -> dict[str, str]:
+    """device -> "stale", "throttled 6%" or both (plain text: readable without an emoji font)."""
+    flags = {d: "stale" for d in stale}
+    for d, share in throttled.items():
+        flags[d] = ", ".join(x for x in (flags.get(d), f"throttled {max(share * 100, 0.1):.2g}%") if x)
+    return flags
+
+
+def device_order(devs: pl.DataFrame, topo: pl.DataFrame) -> dict[str, str | None]:
+    """device -> group, grouped in topology order (hives, then tenants), devices in natural order (gpu2 < gpu10)."""
+    order = devs.select("device", "group")
+    rank: dict[str, int] = {}
+    if topo.height:
+        order = order.join(topo.select(pl.col("id").alias("device"), pl.col("group").alias("tgroup")),
+                           on="device", how="left").with_columns(pl.coalesce("group", "tgroup").alias("group"))
+        rank = {g: i for i, g in enumerate(topo["group"].unique(maintain_order=True).to_list())}
+    rows = order.select("device", "group").rows()
+    rows.sort(key=lambda r: (rank.get(r[1], len(rank)), r[1] or "~", *natural(r[0])))
+    return {d: g for d, g in rows}
+
+
+def natural(name: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name or ""))
+
+
 def node_devices(node: str, devs: pl.DataFrame, topo: pl.DataFrame, tr: layout.TimeRange, every_s: int,
                  stale_after: timedelta, field: str) -> None:
     status = data.device_status(s.store_url, node, tr.start, tr.end)
@@ -54,16 +80,10 @@ def node_devices(node: str, devs: pl.DataFrame, topo: pl.DataFrame, tr: layout.T
                    f"({layout.fmt_age(node_last)}).")  # type: ignore[arg-type]
     ref = data.utc(node_last) if node_last is not None else tr.end  # type: ignore[arg-type]
     stale = status.filter(pl.col("last_seen") < ref - stale_after)["device"].to_list()
-    throttling = status.filter(pl.col("throttled_share") > 0)["device"].to_list()
-    flags = {d: "⏸ stale" for d in stale}
-    for d in throttling:
-        flags[d] = (flags.get(d, "") + " 🔥 throttling").strip()
-    order = devs.select("device", "group")
-    if topo.height:  # group the rows as the topology does (hive, tenant), then by device name
-        order = order.join(topo.select(pl.col("id").alias("device"), pl.col("group").alias("tgroup")),
-                           on="device", how="left").with_columns(pl.coalesce("group", "tgroup").alias("group"))
-    order = order.sort(["group", "device"], nulls_last=True)
-    device_groups = dict(zip(order["device"].to_list(), order["group"].to_list(), strict=True))
+    shares = dict(status.filter(pl.col("throttled_share") > 0).select("device", "throttled_share").iter_rows())
+    throttling = list(shares)
+    flags = device_flags(stale, shares)
+    device_groups = device_order(devs, topo)
     hottest = status.sort("temp_c", descending=True, nulls_last=True).head(1)
     c = st.columns(5)
     c[0].metric("Accelerators", len(device_groups))
@@ -83,7 +103,7 @@ def node_devices(node: str, devs: pl.DataFrame, topo: pl.DataFrame, tr: layout.T
     if flags:
         st.markdown("**Devices needing attention**")
         show = status.filter(pl.col("device").is_in(list(flags))).with_columns(
-            pl.col("device").replace_strict(flags, default="").alias("flag"),
+            pl.col("device").replace_strict(flags, default="", return_dtype=pl.String).alias("flag"),
             (pl.col("throttled_share") * 100).round(1).alias("throttled_pct"),
         ).select("device", "flag", "last_seen", "temp_c", "power_w", "util_pct", "throttled_pct")
         st.dataframe(show, hide_index=True, column_config={

@@ -26,7 +26,7 @@ if layout.store_problem(s.store_url):
 layout.range_choice()
 runs = data.runs(s.store_url)
 latest_run = runs["start"].max() if runs.height else None
-st.caption(f"🕒 **Time range:** every stored run ({runs.height}) · **Data freshness:** newest run started "
+st.caption(f"**Time range:** every stored run ({runs.height}) · **Data freshness:** newest run started "
            f"{layout.fmt_time(latest_run)} ({layout.fmt_age(latest_run)}) · store `{s.store_url}`")  # type: ignore[arg-type]
 
 st.header("Benchmark runs")

@@ -14,7 +14,7 @@ from telemetry.simulator import preset, simulate, write_output
 from telemetry.store.parquet import ParquetStore
 
 
-def build_demo_store(root: Path, *, phase_s: int = 60, num_prompts: int = 16, seed: int = 1) -> Path:
+def build_demo_store(root: Path, *, phase_s: int = 240, num_prompts: int = 0, seed: int = 1) -> Path:
     """Simulate seed 000 (three phases of ``phase_s`` s) and store it under ``root``; returns the store path."""
     res = simulate(preset("seed000", phase_s=phase_s, num_prompts=num_prompts), seed=seed)
     sim_dir = root / "sim"

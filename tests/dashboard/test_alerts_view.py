@@ -29,3 +29,21 @@ def test_alert_labels_and_annotations_are_kept_as_text():
 def test_silence_matchers_read_like_alertmanager():
     frame = silences_frame([{"matchers": [{"name": "node", "value": "n.*", "isRegex": True}], "createdBy": "x"}])
     assert frame["matchers"].to_list() == ["node=~n.*"]
+
+
+def test_the_alert_engines_state_file_is_read_as_is(tmp_path):
+    from analysis.alert_engine import EngineState, write_state
+    from analysis.alert_rules import Alert, AlertBook, Silence
+    from dashboard.alerts_view import load_state
+    from dashboard.settings import Settings
+
+    labels = {"alertname": "NoisyNeighborDegradation", "severity": "critical", "node": "n1", "victim": "hive0"}
+    alert = Alert(labels=labels, annotations={"summary": "hive0 slowed by tt"}, state="firing",
+                  active_at=NOW, last_active_at=NOW, fired_at=NOW)
+    silence = Silence(matchers={"node": "n1"}, starts_at=NOW, ends_at=NOW.replace(hour=18), created_by="sre")
+    write_state(tmp_path / "alerts", EngineState(AlertBook({alert.fingerprint: alert}, NOW), [silence]))
+    state = load_state(Settings(str(tmp_path / "store"), None, None, None, 30))
+    assert state.source == str(tmp_path / "alerts" / "state.json")
+    assert state.alerts.select("alertname", "status", "summary").rows() == [
+        ("NoisyNeighborDegradation", "firing", "hive0 slowed by tt")]
+    assert state.silences["matchers"].to_list() == ["node=n1"]

@@ -18,7 +18,7 @@ from tests.dashboard.conftest import APP, PAGES
 TITLES = {"overview": "Fleet overview", "node_detail": "Node detail", "noisy_neighbours": "Noisy neighbours",
           "runs": "Runs & history", "alerts": "Alerts"}
 # plotly charts each page draws on the demo data
-DEMO_CHARTS = {"overview": 1, "node_detail": 1, "noisy_neighbours": 2, "runs": 2, "alerts": 0}
+DEMO_CHARTS = {"overview": 1, "node_detail": 1, "noisy_neighbours": 3, "runs": 2, "alerts": 0}
 
 
 def run_page(page: str, store: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> AppTest:
@@ -128,7 +128,7 @@ def test_overview_flags_a_node_gone_quiet_and_its_stale_devices(tmp_path: Path, 
     assert not at.exception
     assert any("No telemetry from node quiet since 2026-03-02 09:00:59" in w for w in texts(at, "warning"))
     flagged = at.dataframe[0].value  # busy comes first (sorted); its attention table
-    assert dict(zip(flagged["device"], flagged["flag"], strict=True)) == {"d0": "🔥 throttling", "d1": "⏸ stale"}
+    assert dict(zip(flagged["device"], flagged["flag"], strict=True)) == {"d0": "throttled 16%", "d1": "stale"}
 
 
 def test_node_detail_lists_topology_by_switch(demo_store: Path, monkeypatch: pytest.MonkeyPatch):
@@ -182,3 +182,14 @@ def test_alerts_page_shows_firing_alerts_and_silences(demo_store: Path, monkeypa
     assert at.dataframe[0].value["alertname"].to_list() == ["NoisyNeighborDegradation"]
     at.switch_page(PAGES["overview"]).run()
     assert any("NoisyNeighborDegradation" in e for e in texts(at, "error"))
+
+
+def test_noisy_neighbours_ranks_antagonists_with_evidence(demo_store: Path, monkeypatch: pytest.MonkeyPatch):
+    at = run_page("noisy_neighbours", demo_store, monkeypatch)
+    phases, ranked = at.dataframe[0].value, at.dataframe[1].value
+    assert {"dual_hive", "full_stress"} <= set(phases["phase"])
+    assert "verdict" in phases.columns
+    assert any("tt" in a for a in ranked["antagonist"])
+    assert all(isinstance(e, str) and e for e in ranked["evidence"])
+    linked = plotly_specs(at)[1]
+    assert {t["name"] for t in linked["data"]} >= {"p99 ITL", "tokens/s"}

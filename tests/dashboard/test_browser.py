@@ -1,0 +1,171 @@
+"""End to end in real headless Chromium: `neighborscope dashboard` on a free port over the demo store.
+
+Opens each page in a light and a dark browser, checks there is no Streamlit exception block, the page heading and
+the number of rendered plotly charts, and saves full-page screenshots under ``test-artifacts/dashboard/``.
+Needs Debian's ``chromium`` (installed by ``.ci/run``) and the ``playwright`` Python package (no
+``playwright install``: the system browser is used). Skipped without them, except under CI (env ``CI``): there a
+missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import in_ci
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
+CHROMIUM = os.environ.get("NEIGHBORSCOPE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+# url path -> (heading, plotly charts expected on the demo data)
+PAGES = {
+    "overview": ("Fleet overview", 1),
+    "node": ("Node detail", 1),
+    "noisy-neighbours": ("Noisy neighbours", 3),
+    "runs": ("Runs & history", 2),
+    "alerts": ("Alerts", 0),
+}
+
+
+def browser_or_reason() -> str | None:
+    """None when Chromium and Playwright are usable, else why not."""
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        return f"Debian's chromium is not installed ({CHROMIUM} missing; apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright Python package is not installed (pip install playwright; no 'playwright install')"
+    return None
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    reason = browser_or_reason()
+    if reason:
+        if in_ci():
+            pytest.fail(f"CI must run the browser test: {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+                                    args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class DashboardProcess:
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+
+def start_dashboard(store: Path, workdir: Path, *extra: str, timeout_s: float = 60.0) -> DashboardProcess:
+    """`neighborscope dashboard` on a free loopback port; returns once /_stcore/health says ok."""
+    port = free_port()
+    log = workdir / f"dashboard-{port}.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "telemetry.cli", "dashboard", "--store", str(store), "--port", str(port), *extra],
+            stdout=fh, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dashboard exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
+                return DashboardProcess(url, proc, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError(f"dashboard did not answer in {timeout_s} s: {log.read_text()[-3000:]}")
+
+
+def stop(dash: DashboardProcess) -> None:
+    if dash.proc.poll() is None:
+        dash.proc.terminate()
+        try:
+            dash.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            dash.proc.kill()
+            dash.proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(demo_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    dash = start_dashboard(demo_store, tmp_path_factory.mktemp("dash"))
+    yield dash.url
+    stop(dash)
+
+
+def wait_rendered(page, charts: int, timeout_ms: int = 60_000) -> None:
+    """Until the script ran to the end and every plotly chart has drawn its SVG."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']", timeout=timeout_ms)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
+    if charts:
+        page.wait_for_function(
+            "n => document.querySelectorAll(\"[data-testid='stPlotlyChart'] .main-svg\").length >= n",
+            arg=charts, timeout=timeout_ms)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("path", list(PAGES))
+def test_page_renders_in_chromium(chromium, dashboard_url: str, path: str, scheme: str):
+    heading, charts = PAGES[path]
+    context = chromium.new_context(viewport={"width": 1440, "height": 1000}, color_scheme=scheme)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{dashboard_url}/{path}", wait_until="domcontentloaded")
+        wait_rendered(page, charts)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{path}-{scheme}.png"), full_page=True)
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert page.locator("h1").first.inner_text().strip() == heading
+        assert page.locator("[data-testid='stPlotlyChart']").count() == charts
+        assert page.get_by_text("Time range:").count() >= 1
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_dashboard_on_an_empty_store_explains_itself(chromium, tmp_path: Path):
+    (tmp_path / "store").mkdir()
+    dash = start_dashboard(tmp_path / "store", tmp_path)
+    try:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(f"{dash.url}/overview", wait_until="domcontentloaded")
+        wait_rendered(page, 0)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "overview-empty.png"), full_page=True)
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert page.get_by_text("No accelerator telemetry in the store").count() == 1
+        context.close()
+    finally:
+        stop(dash)
