@@ -268,7 +268,7 @@ def genai_perf_runs(obj: Mapping[str, Any], source: str, line: int) -> list[Pars
             if not isinstance(r, Mapping):
                 raise BenchFormatError(f"{where}: expected an object", source, line)
             t0 = integer(r.get("timestamp"), f"{where}.timestamp", source, line)
-            resp = r.get("response_timestamps") or []
+            resp = r.get("response_timestamps")
             if t0 is None or not isinstance(resp, list):
                 raise BenchFormatError(f"{where}: expected 'timestamp' and 'response_timestamps' (ns)", source, line)
             ts = np.asarray([integer(x, f"{where}.response_timestamps", source, line) for x in resp], dtype=np.int64)

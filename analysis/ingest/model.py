@@ -285,7 +285,8 @@ def summary_from_requests(
     for name, values in (("ttft", ttft), ("tpot", tpot), ("itl", itl), ("e2e", e2e)):
         out.update(latency_stats(name, values, percentiles))
     if duration_s:
-        out["duration_s"] = float(duration_s)
+        duration_s = float(duration_s)
+        out["duration_s"] = duration_s
         out["requests_per_s"] = ok.height / duration_s
         out["input_tok_s"] = out["total_input_tokens"] / duration_s
         out["output_tok_s"] = out["total_output_tokens"] / duration_s

@@ -23,8 +23,11 @@ def _replay(tmp_path: Path, spec: HistorySpec) -> dict[tuple[str, str, str], int
     state = tmp_path / "alerts"
     first: dict[tuple[str, str, str], int] = {}
     with RecordingReceiver() as rx:
-        cfg = model_from_dict(AlertsConfig, {"alerts": {"history_days": 40},
-                                             "notifier": [{"kind": "webhook", "url": f"{rx.url}/hook"}]}, "test")
+        cfg = model_from_dict(
+            AlertsConfig,
+            {"alerts": {"history_days": 40}, "notifier": [{"kind": "webhook", "url": f"{rx.url}/hook"}]},
+            "test",
+        )
         for k in range(spec.nights):
             now = night_start(spec, k) + timedelta(hours=2)
             refresh_nightly(store, cfg, state, now)
@@ -40,8 +43,15 @@ def _replay(tmp_path: Path, spec: HistorySpec) -> dict[tuple[str, str, str], int
 
 @pytest.mark.slow
 def test_injected_regressions_are_found_on_their_nights_and_nothing_else(tmp_path: Path) -> None:
-    spec = HistorySpec(nights=30, seed=0, regression_night=20, regression_pct=7.0, thermal_night=25,
-                       thermal_device="gpu3", thermal_c_per_w=0.02)
+    spec = HistorySpec(
+        nights=30,
+        seed=0,
+        regression_night=20,
+        regression_pct=7.0,
+        thermal_night=25,
+        thermal_device="gpu3",
+        thermal_c_per_w=0.02,
+    )
     first = _replay(tmp_path, spec)
     assert set(first) == {
         ("PerfRegression", "warning", "hive0"),  # suspected (rerun requested)

@@ -164,7 +164,7 @@ def test_acks_round_trip_and_bad_file_is_a_config_error(tmp_path: Path) -> None:
     save_acks(p, [Acknowledgement("t", "g", "m", date(2026, 10, 21), comment="known")])
     assert load_acks(p) == [Acknowledgement("t", "g", "m", date(2026, 10, 21), comment="known")]
     p.write_text('[{"test": "t"}]')
-    with pytest.raises(ConfigError, match="acks.json"):
+    with pytest.raises(ConfigError, match=r"acks\.json"):
         load_acks(p)
 
 

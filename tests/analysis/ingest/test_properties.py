@@ -19,7 +19,13 @@ from hypothesis import strategies as st
 from analysis.ingest.base import parse_text
 from analysis.ingest.errors import BenchFormatError
 from analysis.ingest.model import ParsedRun
-from tests.analysis.ingest.fake_bench import aiperf_records, fake_workload, sglang_details, vllm_detailed
+from tests.analysis.ingest.fake_bench import (
+    aiperf_records,
+    fake_workload,
+    genai_perf_export,
+    sglang_details,
+    vllm_detailed,
+)
 
 BENCH = Path(__file__).resolve().parents[2] / "fixtures" / "bench"
 SOURCE = "damaged.file"
@@ -36,6 +42,24 @@ def _texts() -> dict[str, str]:
     texts["vllm --save-detailed"] = json.dumps(vllm_detailed(w), indent=1)
     texts["sglang --output-details nested"] = json.dumps(sglang_details(w, nested=True)) + "\n"
     texts["aiperf records"] = "".join(json.dumps(r) + "\n" for r in aiperf_records(w))
+    texts["genai-perf export"] = json.dumps(genai_perf_export(w), indent=1)
+    raw = vllm_detailed(w, legacy=True) | {"benchmark_start_time_unix": 1.7e9, "benchmark_end_time_unix": 1.7e9 + 9}
+    texts["inferencex raw result"] = json.dumps(raw)
+    agg = {
+        "hw": "mi300x",
+        "tp": 8,
+        "ep": 1,
+        "conc": 64,
+        "isl": 8192,
+        "osl": 1024,
+        "model": "m",
+        "framework": "sglang",
+        "tput_per_gpu": 926.27,
+        "output_tput_per_gpu": 102.76,
+        "median_tpot": 0.07422,
+        "p99_itl": 0.41167,
+    }
+    texts["inferencex agg"] = json.dumps([agg, agg | {"conc": 32}], indent=2)
     return texts
 
 
