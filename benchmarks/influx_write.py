@@ -19,6 +19,7 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -249,6 +250,7 @@ def main() -> None:
                     timings.setdefault(name, []).append(secs)
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     results = [(name, statistics.median(timings[name])) for name in runs if name in timings]
 
     direct_s = dict(results)[direct]

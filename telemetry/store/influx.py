@@ -90,6 +90,10 @@ class InfluxWriteRejectedError(StoreError):
         super().__init__(f"InfluxDB rejected {first.line[:200]!r}: {first.reason}{more}")
 
 
+class _TooLargeError(Exception):
+    """HTTP 413: the body is above the server's limit."""
+
+
 class _BadRequestError(Exception):
     """A 400 from InfluxDB before we know which lines were at fault."""
 
@@ -413,7 +417,26 @@ class InfluxStore:
             self._post(body if gzipped else raw, gzipped)
         except _BadRequestError as exc:
             self._resolve_bad_request(raw, exc.message)
+        except _TooLargeError:
+            self._write_halves(raw)
         return raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1)
+
+    def _write_halves(self, raw: bytes) -> None:
+        """The server's body limit is below batch_bytes (HTTP 413): send the body in halves."""
+        lines = [ln for ln in raw.split(b"\n") if ln.strip()]
+        if len(lines) == 1:
+            reason = "line larger than the server's largest write body (HTTP 413)"
+            raise InfluxWriteRejectedError([RejectedLine(lines[0].decode("utf-8", "replace"), reason)], 0)
+        log.warning("InfluxDB at %s refused %d bytes as too large (413): lower batch_bytes", self.config.url, len(raw))
+        rejected: list[RejectedLine] = []
+        mid = len(lines) // 2
+        for half in (lines[:mid], lines[mid:]):
+            try:
+                self.write_lines(b"\n".join(half) + b"\n")
+            except InfluxWriteRejectedError as exc:
+                rejected += exc.rejected
+        if rejected:
+            raise InfluxWriteRejectedError(rejected, len(lines) - len(rejected))
 
     def _resolve_bad_request(self, raw: bytes, message: str) -> None:
         lines = [ln for ln in raw.split(b"\n") if ln.strip()]
@@ -476,7 +499,7 @@ class InfluxStore:
                 hint = f"; create it with: neighborscope influx init '{self.config.redacted()}'"
             raise StoreError(f"{where}: {text or 'not found (HTTP 404)'}{hint}")
         if status == 413:
-            raise StoreError(f"{where}: write body too large (HTTP 413); lower batch_bytes ({self.config.batch_bytes})")
+            raise _TooLargeError(f"{where}: write body too large (HTTP 413); lower batch_bytes")
         if status in (408, 429) or status >= 500:
             raise InfluxUnavailableError(f"{where} answered HTTP {status}: {text}", retry_after_s(retry_after))
         raise StoreError(f"{where} answered HTTP {status}: {text}")

@@ -228,6 +228,27 @@ def test_whole_body_refused_is_bisected_to_the_bad_line():
     assert sorted(stored) == sorted(f"m v={i} {i}".encode() for i in range(10) if i != 5)
 
 
+def test_body_above_the_server_limit_is_sent_in_halves():
+    stored: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:  # FakeInflux with a 100-byte body limit
+        import gzip
+
+        body = (
+            gzip.decompress(request.content) if request.headers.get("content-encoding") == "gzip" else request.content
+        )
+        if len(body) > 100:
+            return httpx.Response(413, json={"error": "Request Entity Too Large"})
+        stored.extend(ln for ln in body.split(b"\n") if ln)
+        return httpx.Response(204)
+
+    store = InfluxStore(InfluxConfig.from_url("influx://fake:8086/db"))
+    store._http = httpx.Client(base_url="http://fake:8086", transport=httpx.MockTransport(handler))
+    body = b"".join(f"m v={i} {i}\n".encode() for i in range(40))
+    store.write_lines(body)
+    assert sorted(stored) == sorted(f"m v={i} {i}".encode() for i in range(40))
+
+
 @pytest.mark.parametrize("status", [429, 503])
 def test_busy_server_gives_its_retry_after(status):
     def handler(request: httpx.Request) -> httpx.Response:  # FakeInflux: always busy
