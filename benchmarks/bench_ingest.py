@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -88,12 +89,13 @@ def aiperf_file(w: dict, path: Path) -> Path:
 WRITERS = {"vllm": vllm_file, "aiperf": aiperf_file, "sglang": sglang_file}
 
 
-def best_of(fn, repeat: int = 3) -> float:
+def best_of(fn, repeat: int = 3) -> tuple[float, float]:
+    """(wall, CPU) seconds of the fastest of ``repeat`` calls (CPU = all threads of this process)."""
     times = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append((time.perf_counter() - t, time.process_time() - c))
     return min(times)
 
 
@@ -128,15 +130,17 @@ def main() -> None:
 
             store_s = best_of(store_one)
             st = open_store(root / f"store-{fmt}-many")
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for i in range(args.runs):
                 import_bench_files(st, [path], run_id=f"{fmt}-{i}", wall_monotonic_pair=(1.7e9, 5000.0))
-            many_s = time.perf_counter() - t
+            many_s, many_cpu = time.perf_counter() - t, time.process_time() - c
             st.close()
             print(
-                f"{fmt:7s} file {size_mb:6.1f} MB | 1 run: parse {parse_s:.3f} s, parse+store {store_s:.3f} s "
-                f"| {args.runs} runs parse+store {many_s:.1f} s ({many_s / args.runs:.3f} s/run)"
+                f"{fmt:7s} file {size_mb:4.1f} MB | 1 run: parse {parse_s[0]:.3f} s (cpu {parse_s[1]:.3f}), "
+                f"parse+store {store_s[0]:.3f} s (cpu {store_s[1]:.3f}) | {args.runs} runs parse+store "
+                f"{many_s:.1f} s (cpu {many_cpu:.1f}) = {many_s / args.runs:.3f} s/run"
             )
+    print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":
