@@ -25,8 +25,10 @@ from analysis.alert_rules import (
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25),
-                                               (42, 42), (1.5, 1.5), ("2d", 172800)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25), (42, 42), (1.5, 1.5), ("2d", 172800)],
+)
 def test_durations_parse_like_prometheus(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
@@ -50,8 +52,16 @@ def test_fingerprint_of_the_empty_label_set_is_the_fnv_offset_basis() -> None:
 
 def test_builtin_rules_cover_every_kind_once() -> None:
     kinds = [r.kind for r in builtin_rules()]
-    assert sorted(kinds) == sorted({"thermal_temperature", "thermal_throttling", "noisy_neighbour",
-                                    "perf_regression", "thermal_regression", "stale_telemetry"})
+    assert sorted(kinds) == sorted(
+        {
+            "thermal_temperature",
+            "thermal_throttling",
+            "noisy_neighbour",
+            "perf_regression",
+            "thermal_regression",
+            "stale_telemetry",
+        }
+    )
 
 
 def _rule(**kw: object) -> Rule:
@@ -60,33 +70,67 @@ def _rule(**kw: object) -> Rule:
 
 def test_temperature_rule_needs_the_whole_window_above_threshold() -> None:
     times = [NOW - timedelta(seconds=s) for s in (0, 20, 40)]
-    accel = pl.DataFrame({"time": times * 2, "node": ["n1"] * 6, "device": ["gpu0"] * 3 + ["gpu1"] * 3,
-                          "group": ["g"] * 6, "temp_c": [90.0, 91, 89, 90, 84, 92]})
-    c = {x.labels["gpu"]: x.active for x in candidates(_rule(kind="thermal_temperature", threshold_c=85),
-                                                       AlertInputs(accel=accel), NOW)}
+    accel = pl.DataFrame(
+        {
+            "time": times * 2,
+            "node": ["n1"] * 6,
+            "device": ["gpu0"] * 3 + ["gpu1"] * 3,
+            "group": ["g"] * 6,
+            "temp_c": [90.0, 91, 89, 90, 84, 92],
+        }
+    )
+    c = {
+        x.labels["gpu"]: x.active
+        for x in candidates(_rule(kind="thermal_temperature", threshold_c=85), AlertInputs(accel=accel), NOW)
+    }
     assert c == {"gpu0": True, "gpu1": False}
 
 
 def test_throttling_rule_uses_the_throttled_fraction() -> None:
-    accel = pl.DataFrame({"time": [NOW - timedelta(seconds=s) for s in range(10)], "node": ["n1"] * 10,
-                          "device": ["gpu0"] * 10, "throttle_thermal": [True] * 2 + [False] * 8})
+    accel = pl.DataFrame(
+        {
+            "time": [NOW - timedelta(seconds=s) for s in range(10)],
+            "node": ["n1"] * 10,
+            "device": ["gpu0"] * 10,
+            "throttle_thermal": [True] * 2 + [False] * 8,
+        }
+    )
     (c,) = candidates(_rule(kind="thermal_throttling", throttle_fraction=0.1), AlertInputs(accel=accel), NOW)
     assert c.active and c.value == pytest.approx(0.2)
 
 
 def test_stale_rule_counts_intervals() -> None:
     seen = pl.DataFrame({"node": ["n1", "n2"], "last_seen": [NOW - timedelta(seconds=20), NOW - timedelta(seconds=40)]})
-    out = {c.labels["node"]: c.active for c in candidates(_rule(kind="stale_telemetry", interval_s=10, intervals=3),
-                                                           AlertInputs(last_seen=seen), NOW)}
+    out = {
+        c.labels["node"]: c.active
+        for c in candidates(_rule(kind="stale_telemetry", interval_s=10, intervals=3), AlertInputs(last_seen=seen), NOW)
+    }
     assert out == {"n1": False, "n2": True}
 
 
 def _regressions(status: str, metric: str = "output_tok_s") -> pl.DataFrame:
-    return pl.DataFrame([{"node": "n1", "test": "t", "group": "hive0", "metric": metric, "night": date(2026, 11, 22),
-                          "status": status, "change_night": date(2026, 11, 22), "effect_pct": -7.0,
-                          "ci_low_pct": -9.0, "ci_high_pct": -5.0, "p": 1e-5, "noise_pct": 1.0,
-                          "min_magnitude_pct": 3.0, "rerun_requested": status == "suspected", "evidence": "e",
-                          "n_nights": 21}])
+    return pl.DataFrame(
+        [
+            {
+                "node": "n1",
+                "test": "t",
+                "group": "hive0",
+                "metric": metric,
+                "night": date(2026, 11, 22),
+                "status": status,
+                "change_night": date(2026, 11, 22),
+                "effect_pct": -7.0,
+                "ci_low_pct": -9.0,
+                "ci_high_pct": -5.0,
+                "p": 1e-5,
+                "noise_pct": 1.0,
+                "min_magnitude_pct": 3.0,
+                "rerun_requested": status == "suspected",
+                "evidence": "e",
+                "n_nights": 21,
+            }
+        ]
+    )
 
 
 def test_perf_regression_severity_follows_the_status() -> None:
@@ -107,8 +151,12 @@ def test_perf_regression_groups_the_metrics_of_one_test_into_one_alert() -> None
 
 
 def test_disabled_rule_sees_nothing() -> None:
-    assert candidates(_rule(kind="perf_regression", enabled=False),
-                      AlertInputs(regressions=_regressions("confirmed")), NOW) == []
+    assert (
+        candidates(
+            _rule(kind="perf_regression", enabled=False), AlertInputs(regressions=_regressions("confirmed")), NOW
+        )
+        == []
+    )
 
 
 def test_summary_template_fills_labels() -> None:
@@ -166,7 +214,12 @@ def test_alerts_frame_for_the_report() -> None:
     frame = alerts_frame(book)
     row = frame.row(0, named=True)
     assert (row["alertname"], row["state"], row["node"], row["victim"], row["resource"]) == (
-        "R", "firing", "n1", "hive0", "performance")
+        "R",
+        "firing",
+        "n1",
+        "hive0",
+        "performance",
+    )
     assert row["effect"] == "-7.00"
 
 

@@ -120,24 +120,42 @@ def test_reruns_of_a_night_are_kept_in_order() -> None:
 
 
 def test_run_metrics_reads_summary_rows_and_skips_others() -> None:
-    meta = {"run_id": "r1", "tool": "sglang", "node": "n1", "group": "g", "phase": "p", "extra": {"test": "nightly"},
-            "summary": {"output_tok_s": 100.0, "ttft_ms_p99": None}}
-    ev = pl.DataFrame({"time": [datetime(2026, 1, 1, tzinfo=UTC)] * 2, "node": ["n1"] * 2, "group": ["g"] * 2,
-                       "event": ["summary", "start"], "metadata_json": [json.dumps(meta), None]})
+    meta = {
+        "run_id": "r1",
+        "tool": "sglang",
+        "node": "n1",
+        "group": "g",
+        "phase": "p",
+        "extra": {"test": "nightly"},
+        "summary": {"output_tok_s": 100.0, "ttft_ms_p99": None},
+    }
+    ev = pl.DataFrame(
+        {
+            "time": [datetime(2026, 1, 1, tzinfo=UTC)] * 2,
+            "node": ["n1"] * 2,
+            "group": ["g"] * 2,
+            "event": ["summary", "start"],
+            "metadata_json": [json.dumps(meta), None],
+        }
+    )
     m = run_metrics(ev)
     assert m.select("test", "metric", "value").rows() == [("nightly", "output_tok_s", 100.0)]
 
 
 def test_bench_test_name_without_a_plan_label() -> None:
-    assert bench_test_name({"tool": "vllm", "model": "m", "concurrency": 8, "isl": 1024, "osl": 128,
-                            "phase": "baseline"}) == "vllm|m|c8|1024/128|baseline"
+    assert (
+        bench_test_name({"tool": "vllm", "model": "m", "concurrency": 8, "isl": 1024, "osl": 128, "phase": "baseline"})
+        == "vllm|m|c8|1024/128|baseline"
+    )
 
 
 def test_backtest_finds_a_7pct_drop_on_its_night() -> None:
     bt = regression_backtest(_history(nights=26, regression_night=20))
     det = first_detections(bt).filter(pl.col("metric") == "output_tok_s")
-    assert dict(det.select("status", "night").rows()) == {"suspected": date(2026, 10, 21),
-                                                          "confirmed": date(2026, 10, 22)}
+    assert dict(det.select("status", "night").rows()) == {
+        "suspected": date(2026, 10, 21),
+        "confirmed": date(2026, 10, 22),
+    }
 
 
 def test_status_and_change_points_for_the_report() -> None:
@@ -169,11 +187,18 @@ def test_acks_round_trip_and_bad_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_config_scale_linear_reports_raw_differences() -> None:
-    runs = pl.DataFrame({
-        "time": [datetime(2026, 10, 1, 13, tzinfo=UTC) + timedelta(days=k) for k in range(12)],
-        "node": ["n"] * 12, "group": ["g"] * 12, "phase": ["p"] * 12, "test": ["t"] * 12, "run_id": ["r"] * 12,
-        "metric": ["temp"] * 12, "value": [70.0, 70.1, 69.9, 70.0, 70.1, 69.9, 70.0, 70.1, 69.9, 70.0, 70.1, 75.0],
-    })
+    runs = pl.DataFrame(
+        {
+            "time": [datetime(2026, 10, 1, 13, tzinfo=UTC) + timedelta(days=k) for k in range(12)],
+            "node": ["n"] * 12,
+            "group": ["g"] * 12,
+            "phase": ["p"] * 12,
+            "test": ["t"] * 12,
+            "run_id": ["r"] * 12,
+            "metric": ["temp"] * 12,
+            "value": [70.0, 70.1, 69.9, 70.0, 70.1, 69.9, 70.0, 70.1, 69.9, 70.0, 70.1, 75.0],
+        }
+    )
     cfg = RegressionConfig(scale="linear", min_effect=0.5, metrics={"temp": False})
     st = regression_status(nightly_history(runs, cfg), cfg)
     assert st["status"][0] == "suspected"
