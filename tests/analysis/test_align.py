@@ -27,22 +27,31 @@ def _ns(t: datetime) -> pl.Series:
 def _tokens(rate_per_s: int, seconds: int, itl_ms: float = 10.0) -> pl.DataFrame:
     n = rate_per_s * seconds
     times = [T0 + timedelta(seconds=i / rate_per_s) for i in range(n)]
-    return pl.DataFrame({"run_id": "r", "request_index": np.arange(n) % 4, "time": times,
-                         "itl_ms": np.full(n, itl_ms)}).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))
+    return pl.DataFrame(
+        {"run_id": "r", "request_index": np.arange(n) % 4, "time": times, "itl_ms": np.full(n, itl_ms)}
+    ).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))
 
 
 def _runs(seconds: int) -> pl.DataFrame:
-    return pl.DataFrame({"run_id": ["r"], "phase": ["p"], "group": ["g"], "start": [T0],
-                         "end": [T0 + timedelta(seconds=seconds)]}).with_columns(
-        pl.col("start").cast(pl.Datetime("ns", "UTC")), pl.col("end").cast(pl.Datetime("ns", "UTC")))
+    return pl.DataFrame(
+        {"run_id": ["r"], "phase": ["p"], "group": ["g"], "start": [T0], "end": [T0 + timedelta(seconds=seconds)]}
+    ).with_columns(pl.col("start").cast(pl.Datetime("ns", "UTC")), pl.col("end").cast(pl.Datetime("ns", "UTC")))
 
 
 def _requests() -> pl.DataFrame:
     # two requests: [0 s, 4 s) and [2 s, 6 s), TTFT 1 s, 100 input tokens each
-    return pl.DataFrame({"run_id": ["r", "r"], "request_index": [0, 1], "time": [T0, T0 + timedelta(seconds=2)],
-                         "ttft_ms": [1000.0, 1000.0], "e2e_ms": [4000.0, 4000.0], "input_tokens": [100, 100],
-                         "output_tokens": [10, 10], "error": [None, None]}).with_columns(
-        pl.col("time").cast(pl.Datetime("ns", "UTC")), pl.col("error").cast(pl.String))
+    return pl.DataFrame(
+        {
+            "run_id": ["r", "r"],
+            "request_index": [0, 1],
+            "time": [T0, T0 + timedelta(seconds=2)],
+            "ttft_ms": [1000.0, 1000.0],
+            "e2e_ms": [4000.0, 4000.0],
+            "input_tokens": [100, 100],
+            "output_tokens": [10, 10],
+            "error": [None, None],
+        }
+    ).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")), pl.col("error").cast(pl.String))
 
 
 def test_window_grows_until_a_window_holds_a_thousand_itl_samples() -> None:
@@ -53,7 +62,7 @@ def test_window_grows_until_a_window_holds_a_thousand_itl_samples() -> None:
 
 def test_victim_windows_count_tokens_and_load_per_window() -> None:
     w = victim_windows(_requests(), _tokens(600, 6), _runs(6), 2.0)
-    assert w["window_start"].to_list() == [T0 + timedelta(seconds=s) for s in (0, 2, 4, 6)][:w.height]
+    assert w["window_start"].to_list() == [T0 + timedelta(seconds=s) for s in (0, 2, 4, 6)][: w.height]
     first = w.row(0, named=True)
     assert first["tokens"] == 1200 and first["output_tok_s"] == 600.0
     assert first["itl_n"] == 1200 and first["itl_ms_p99"] == 10.0
@@ -75,11 +84,23 @@ def _accel() -> pl.DataFrame:
     rows = []
     for s in range(4):
         for dev, grp, power in (("gpu0", "a", 100.0 + s), ("gpu1", "a", 200.0), ("tt0", "b", 50.0)):
-            rows.append({"time": T0 + timedelta(seconds=s), "node": "n", "device": dev, "group": grp,
-                         "power_w": power, "power_limit_w": 300.0, "pcie_rx_bytes_per_s": 1e9,
-                         "pcie_tx_bytes_per_s": None if dev == "tt0" else 5e8, "temp_c": 50.0,
-                         "sm_clock_mhz": 2000.0, "throttle_thermal": s == 3, "throttle_power": False,
-                         "util_pct": None if dev == "tt0" else 90.0})
+            rows.append(
+                {
+                    "time": T0 + timedelta(seconds=s),
+                    "node": "n",
+                    "device": dev,
+                    "group": grp,
+                    "power_w": power,
+                    "power_limit_w": 300.0,
+                    "pcie_rx_bytes_per_s": 1e9,
+                    "pcie_tx_bytes_per_s": None if dev == "tt0" else 5e8,
+                    "temp_c": 50.0,
+                    "sm_clock_mhz": 2000.0,
+                    "throttle_thermal": s == 3,
+                    "throttle_power": False,
+                    "util_pct": None if dev == "tt0" else 90.0,
+                }
+            )
     return pl.DataFrame(rows).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))
 
 
@@ -102,9 +123,15 @@ def test_group_windows_sum_power_and_pcie_over_devices() -> None:
 
 
 def test_socket_windows_measure_saturated_cores() -> None:
-    hc = pl.DataFrame({"time": [T0] * 4, "node": "n", "core": ["0", "1", "2", "3"], "socket": ["0", "0", "1", "1"],
-                       "util_pct": [100.0, 50.0, 10.0, 20.0]}).with_columns(
-        pl.col("time").cast(pl.Datetime("ns", "UTC")))
+    hc = pl.DataFrame(
+        {
+            "time": [T0] * 4,
+            "node": "n",
+            "core": ["0", "1", "2", "3"],
+            "socket": ["0", "0", "1", "1"],
+            "util_pct": [100.0, 50.0, 10.0, 20.0],
+        }
+    ).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))
     s = socket_windows(hc, 1.0).sort("socket")
     assert s["saturated_core_share"].to_list() == [0.5, 0.0]
     assert s["util_pct"].to_list() == [75.0, 15.0]

@@ -79,8 +79,14 @@ def sim_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for name, frame in res.telemetry().items():
             st.write(name, frame)
         for run in res.runs:
-            import_bench_files(st, [root / "out" / "bench" / run.run_id / "profile_export.jsonl"], run_id=run.run_id,
-                               phase=run.phase, group=run.group, node=run.node)
+            import_bench_files(
+                st,
+                [root / "out" / "bench" / run.run_id / "profile_export.jsonl"],
+                run_id=run.run_id,
+                phase=run.phase,
+                group=run.group,
+                node=run.node,
+            )
     finally:
         st.close()
     return root
@@ -93,15 +99,34 @@ def test_store_analysis_ranks_the_simulated_antagonist_first(sim_store: Path) ->
     doc = json.loads(out.read_text())
     top = doc["antagonists"][0]
     assert (top["antagonist"], top["resource"], top["significant"]) == ("tt", "pcie", True)
-    assert {"victim", "antagonist", "resource", "effect_pct", "ci_low", "ci_high", "q_value", "evidence",
-            "confidence"} <= set(top)
+    assert {
+        "victim",
+        "antagonist",
+        "resource",
+        "effect_pct",
+        "ci_low",
+        "ci_high",
+        "q_value",
+        "evidence",
+        "confidence",
+    } <= set(top)
     assert {r["phase"] for r in doc["phases"]} == {"stress"}
     assert "Who slows hive0" in res.output
 
 
 def test_store_analysis_uses_a_topology_file(sim_store: Path) -> None:
-    res = _run("--store", str(sim_store / "store"), "--victim", "hive0", "--topology",
-               str(sim_store / "out" / "topology.json"), "--json", "-", "--shifts", "199")
+    res = _run(
+        "--store",
+        str(sim_store / "store"),
+        "--victim",
+        "hive0",
+        "--topology",
+        str(sim_store / "out" / "topology.json"),
+        "--json",
+        "-",
+        "--shifts",
+        "199",
+    )
     doc = json.loads(res.output)
     tt = next(a for a in doc["antagonists"] if a["antagonist"] == "tt")
     assert any(s.startswith("pcie_switch=") for s in tt["shares"])

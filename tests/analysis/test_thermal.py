@@ -33,9 +33,18 @@ def _accel(devices: dict[str, float], n: int = 200, seed: int = 0, inlet: float 
         for d, r in devices.items():
             p = p_all + rng.normal(0, 20)
             base = inlet if inlet is not None else 25.0
-            rows.append({"time": T0 + timedelta(seconds=10 * k), "node": "n1", "device": d, "model": "H100",
-                         "power_w": p, "temp_c": base + r * p + rng.normal(0, 0.3),
-                         "throttle_thermal": k % 10 == 0 and d == "gpu0", "throttle_power": False})
+            rows.append(
+                {
+                    "time": T0 + timedelta(seconds=10 * k),
+                    "node": "n1",
+                    "device": d,
+                    "model": "H100",
+                    "power_w": p,
+                    "temp_c": base + r * p + rng.normal(0, 0.3),
+                    "throttle_thermal": k % 10 == 0 and d == "gpu0",
+                    "throttle_power": False,
+                }
+            )
     return pl.DataFrame(rows)
 
 
@@ -107,24 +116,40 @@ def test_aa_thermal_history_has_no_finding() -> None:
     assert bt.filter(pl.col("status").is_in(["suspected", "confirmed"])).height == 0
 
 
-def _profile_input(node: str, temps: tuple[float, float, float], power: float, cpu: float) -> tuple[pl.DataFrame,
-                                                                                                      pl.DataFrame]:
+def _profile_input(
+    node: str, temps: tuple[float, float, float], power: float, cpu: float
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     times = [T0 + timedelta(seconds=k) for k in range(3)]
-    accel = pl.DataFrame({"time": times, "node": [node] * 3, "device": ["gpu0"] * 3, "temp_c": [float(t) for t in temps],
-                          "power_w": [power] * 3})
+    accel = pl.DataFrame(
+        {
+            "time": times,
+            "node": [node] * 3,
+            "device": ["gpu0"] * 3,
+            "temp_c": [float(t) for t in temps],
+            "power_w": [power] * 3,
+        }
+    )
     host = pl.DataFrame({"time": times, "node": [node] * 3, "cpu_temp_c": [cpu - 5, cpu, cpu - 3]})
     return accel, host
 
 
 def test_profile_reproduces_the_seed_002_table() -> None:
     """Seed 002: Spark 1 73 (73-75) 34.1 W CPU 90 OK; Spark 2 72 (71-76) CPU 95 WARM; Spark 4 68 (67-69) COOL."""
-    parts = [_profile_input("spark1", (73, 73, 75), 34.1, 90), _profile_input("spark2", (71.0, 72.0, 76.0), 35.0, 95),
-             _profile_input("spark3", (69, 71, 76), 33.4, 87), _profile_input("spark4", (67, 68, 69), 31.0, 89)]
+    parts = [
+        _profile_input("spark1", (73, 73, 75), 34.1, 90),
+        _profile_input("spark2", (71.0, 72.0, 76.0), 35.0, 95),
+        _profile_input("spark3", (69, 71, 76), 33.4, 87),
+        _profile_input("spark4", (67, 68, 69), 31.0, 89),
+    ]
     accel = pl.concat([a for a, _ in parts])
     host = pl.concat([h for _, h in parts])
     prof = thermal_profile(accel, host, ThermalLimits())
-    assert prof.select("node", "status").rows() == [("spark1", "OK"), ("spark2", "WARM"), ("spark3", "OK"),
-                                                    ("spark4", "COOL")]
+    assert prof.select("node", "status").rows() == [
+        ("spark1", "OK"),
+        ("spark2", "WARM"),
+        ("spark3", "OK"),
+        ("spark4", "COOL"),
+    ]
     s1 = prof.row(0, named=True)
     assert (s1["temp_min_c"], s1["temp_max_c"], s1["power_avg_w"], s1["cpu_temp_peak_c"]) == (73, 75, 34.1, 90)
     assert "CPU peak 95" in prof.row(1, named=True)["reason"]
