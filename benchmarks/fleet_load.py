@@ -1,0 +1,444 @@
+"""Fleet load test: how many nodes can one collector process take at 1 Hz?
+
+Starts a real `neighborscope collector` (a subprocess on 127.0.0.1, embedded Parquet store in a temp dir,
+one token per node in its config) and drives it with N simulated agents: every node sends one batch per
+flush interval (the agent's default ``flush_s = 1.0``), each holding its 34 `accel` rows, one `host` row
+and one `host_core` row per CPU core, built with `telemetry.batch.make_batch` and gzip-compressed JSON as
+`agents.transport.encode_batch` sends it (``Content-Encoding: gzip``, ``Authorization: Bearer``).
+
+One asyncio client (httpx.AsyncClient, one keep-alive connection per node) paces the sends: node i sends
+batch k at ``t0 + phase_i + k * flush_s`` (phases spread evenly over the interval, as agents started at
+random times would be; ``--aligned`` sends them all on the same tick instead). A node's next batch waits
+for the previous answer, as the agent's sender does, so a slow collector shows up as send lag. Bodies are
+built before each step (so the client spends its CPU on sending, not encoding), with the step's
+scheduled times.
+
+Fleet sizes are stepped up (``--steps``) until a step fails: p99 ingest latency (POST -> 200) over
+``--target-s``, a non-200 answer, or sends falling behind (p99 lag > ``--max-lag-s`` or < 98 % of the
+scheduled batches sent). Each step gets a fresh collector and store and runs for ``--step-s`` seconds;
+the whole run stops after ``--max-total-s``. The 1-minute load average is printed per step: on a shared
+machine other processes take CPU from the collector and the figures are a lower bound. The collector's RSS (psutil) is sampled every 0.5 s.
+All traffic goes to 127.0.0.1.
+
+    .venv/bin/python benchmarks/fleet_load.py                          # 50, 100, 200, 300, 400, 600, 800 nodes
+    .venv/bin/python benchmarks/fleet_load.py --steps 100,200 --step-s 10 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import polars as pl
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from telemetry.batch import make_batch
+from telemetry.schema import conform
+
+NEIGHBORSCOPE = [sys.executable, "-m", "telemetry.cli"]
+HOST = "127.0.0.1"
+MIB = 2**20
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batches
+
+
+def _token(i: int) -> str:
+    return f"fleet-load-token-{i:05d}"
+
+
+def _node(i: int) -> str:
+    return f"node{i:05d}"
+
+
+@dataclass
+class NodeTemplate:
+    """What one simulated node's agent reports, before time and jitter are applied."""
+
+    node: str
+    accel: pl.DataFrame
+    host: pl.DataFrame
+    host_core: pl.DataFrame
+
+
+def node_template(i: int, accels: int, cores: int, seed: int) -> NodeTemplate:
+    """A seeded node: `accels` accelerators of one model, `cores` host cores."""
+    rng = np.random.default_rng([seed, i])
+    node = _node(i)
+    a = accels
+    accel = pl.DataFrame({
+        "time": [0] * a,
+        "node": [node] * a,
+        "device": [f"gpu{d}" for d in range(a)],
+        "vendor": ["nvidia"] * a,
+        "model": ["NVIDIA H100 80GB HBM3"] * a,
+        "group": [f"hive{d // 8}" for d in range(a)],
+        "pci_bus": [f"0000:{0x18 + d:02x}:00.0" for d in range(a)],
+        "temp_c": rng.uniform(35, 75, a), "temp_hotspot_c": rng.uniform(40, 85, a),
+        "temp_mem_c": rng.uniform(40, 80, a), "power_w": rng.uniform(90, 690, a),
+        "power_avg_w": rng.uniform(90, 690, a), "power_limit_w": [700.0] * a, "energy_j": rng.uniform(1e6, 1e9, a),
+        "pcie_tx_bytes_per_s": rng.uniform(0, 2e10, a), "pcie_rx_bytes_per_s": rng.uniform(0, 2e10, a),
+        "pcie_link_gen": [5] * a, "pcie_link_width": [16] * a, "pcie_replay_count": [0] * a,
+        "util_pct": rng.uniform(0, 100, a), "mem_util_pct": rng.uniform(0, 100, a),
+        "mem_used_bytes": rng.uniform(1e9, 8e10, a), "mem_total_bytes": [85899345920.0] * a,
+        "sm_clock_mhz": rng.uniform(1200, 1980, a), "mem_clock_mhz": [2619.0] * a,
+        "throttle_thermal": [False] * a, "throttle_power": [False] * a, "throttle_other": [False] * a,
+        "throttle_reasons": [0] * a, "ecc_corrected_count": [0] * a, "ecc_uncorrected_count": [0] * a,
+    })  # fmt: skip
+    host = pl.DataFrame({
+        "time": [0], "node": [node], "cpu_util_pct": [rng.uniform(5, 60)], "cpu_user_pct": [rng.uniform(5, 50)],
+        "cpu_system_pct": [rng.uniform(1, 10)], "cpu_iowait_pct": [0.1], "cpu_steal_pct": [0.0],
+        "cpu_count": [cores], "load1": [rng.uniform(1, 30)], "load5": [10.0], "load15": [10.0],
+        "mem_total_bytes": [2.0e12], "mem_used_bytes": [rng.uniform(1e11, 1e12)], "mem_available_bytes": [1.0e12],
+        "swap_used_bytes": [0.0], "ctx_switches_per_s": [rng.uniform(1e4, 1e5)],
+        "interrupts_per_s": [rng.uniform(1e4, 1e5)], "procs_running": [4],
+    })  # fmt: skip
+    host_core = pl.DataFrame({
+        "time": [0] * cores, "node": [node] * cores, "core": [str(c) for c in range(cores)],
+        "socket": [str(c * 2 // max(cores, 1)) for c in range(cores)], "util_pct": rng.uniform(0, 100, cores),
+        "user_pct": rng.uniform(0, 90, cores), "system_pct": rng.uniform(0, 10, cores),
+        "iowait_pct": [0.0] * cores, "freq_mhz": rng.uniform(2000, 3500, cores),
+    })  # fmt: skip
+    return NodeTemplate(node, conform(accel, "accel"), conform(host, "host"), conform(host_core, "host_core"))
+
+
+_JITTER = {"accel": ("temp_c", "power_w", "util_pct", "sm_clock_mhz"), "host": ("cpu_util_pct",),
+           "host_core": ("util_pct",)}  # fmt: skip
+
+
+def batch_body(t: NodeTemplate, boot_id: str, seq: int, ts_ns: int, rng: np.random.Generator) -> bytes:
+    """The gzip JSON body of batch `seq` of node `t`, sampled at `ts_ns` (the agent's encode_batch format)."""
+    frames: dict[str, pl.DataFrame] = {}
+    for name, frame in (("accel", t.accel), ("host", t.host), ("host_core", t.host_core)):
+        cols = [pl.lit(ts_ns).cast(pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").alias("time")]
+        cols += [(pl.col(c) * pl.Series(rng.normal(1.0, 0.01, frame.height))).alias(c) for c in _JITTER[name]]
+        frames[name] = frame.with_columns(cols)
+    doc = make_batch(t.node, boot_id, seq, frames, sent_at_ns=ts_ns)
+    return gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), compresslevel=5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The collector
+
+
+def write_config(path: Path, nodes: int) -> None:
+    lines = ["[collector]", "max_body_bytes = 16777216", ""]
+    for i in range(nodes):
+        lines += [f"[nodes.{_node(i)}]", f'token_sha256 = "{hashlib.sha256(_token(i).encode()).hexdigest()}"']
+    path.write_text("\n".join(lines) + "\n")
+
+
+def start_collector(workdir: Path, config: Path) -> tuple[subprocess.Popen, str]:
+    port_file = workdir / "collector.port"
+    proc = subprocess.Popen(
+        [*NEIGHBORSCOPE, "collector", "--store", str(workdir / "store"), "--host", HOST, "--port", "0",
+         "--port-file", str(port_file), "--config", str(config)],
+        stdout=subprocess.DEVNULL, stderr=open(workdir / "collector.log", "wb"),  # noqa: SIM115
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"collector exited with {proc.returncode}: {(workdir / 'collector.log').read_text()}")
+        if port_file.exists():
+            url = f"http://{HOST}:{port_file.read_text().strip()}"
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    return proc, url
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("collector did not start within 60 s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class RssSampler:
+    """Samples a process's RSS every `every_s` on a thread."""
+
+    def __init__(self, pid: int, every_s: float = 0.5) -> None:
+        self.proc = psutil.Process(pid)
+        self.every_s = every_s
+        self.samples: list[int] = []
+        self.cpu_start = self.proc.cpu_times()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(psutil.Error):
+                self.samples.append(self.proc.memory_info().rss)
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> RssSampler:
+        self.cpu_start = self.proc.cpu_times()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def cpu_s(self) -> float:
+        now = self.proc.cpu_times()
+        return (now.user + now.system) - (self.cpu_start.user + self.cpu_start.system)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One step
+
+
+@dataclass
+class StepResult:
+    nodes: int
+    accel_rows_per_s: float
+    rows_per_s: float
+    scheduled: int
+    sent: int
+    ok: int
+    errors: dict[str, int]
+    latency_ms_p50: float | None
+    latency_ms_p99: float | None
+    latency_ms_max: float | None
+    lag_ms_p99: float | None
+    body_bytes_mean: float
+    collector_rss_mib_end: float | None
+    collector_rss_mib_peak: float | None
+    collector_cpu_pct: float
+    client_cpu_pct: float
+    loadavg_1m: float
+    build_s: float
+    verdict: str
+    reasons: list[str] = field(default_factory=list)
+
+
+async def _drive(url: str, bodies: list[list[bytes]], flush_s: float, t0: float, phases: list[float],
+                 timeout_s: float, deadline: float) -> tuple[list[float], list[float], dict[str, int], int]:
+    latencies: list[float] = []
+    lags: list[float] = []
+    errors: dict[str, int] = {}
+    sent = 0
+    n = len(bodies)
+    limits = httpx.Limits(max_connections=n + 8, max_keepalive_connections=n + 8)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout_s) as client:
+
+        async def agent(i: int) -> None:
+            nonlocal sent
+            headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
+                       "Authorization": f"Bearer {_token(i)}"}  # fmt: skip
+            loop = asyncio.get_running_loop()
+            for k, body in enumerate(bodies[i]):
+                due = t0 + phases[i] + k * flush_s
+                if loop.time() > deadline:  # fell too far behind: the rest counts as not sent
+                    return
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                start = loop.time()
+                lags.append(start - due)
+                sent += 1
+                try:
+                    resp = await client.post(url + "/v1/batches", content=body, headers=headers)
+                except httpx.HTTPError as exc:
+                    key = type(exc).__name__
+                    errors[key] = errors.get(key, 0) + 1
+                    continue
+                latencies.append(loop.time() - start)
+                if resp.status_code != 200:
+                    key = f"HTTP {resp.status_code}"
+                    errors[key] = errors.get(key, 0) + 1
+
+        await asyncio.gather(*(agent(i) for i in range(n)))
+    return latencies, lags, errors, sent
+
+
+def run_step(nodes: int, args: argparse.Namespace, workdir: Path, config: Path,
+             templates: list[NodeTemplate]) -> StepResult:
+    per_node = max(1, int(args.step_s / args.flush_s))
+    rng = np.random.default_rng([args.seed, nodes])
+    build0 = time.perf_counter()
+    lead_s = 2.0
+    wall0 = time.time() + lead_s  # sample times of the schedule (the client builds before it sends)
+    bodies = [[batch_body(templates[i], f"boot-{nodes}-{i}", k, int((wall0 + k * args.flush_s) * 1e9), rng)
+               for k in range(per_node)] for i in range(nodes)]  # fmt: skip
+    build_s = time.perf_counter() - build0
+    body_bytes = float(np.mean([len(b) for bs in bodies for b in bs]))
+    phases = [0.0] * nodes if args.aligned else [args.flush_s * i / nodes for i in range(nodes)]
+
+    step_dir = workdir / f"step-{nodes}"
+    step_dir.mkdir()
+    proc, url = start_collector(step_dir, config)
+    me = psutil.Process()
+    try:
+        with RssSampler(proc.pid) as rss:
+            me_cpu0 = sum(me.cpu_times()[:2])
+            w0 = time.perf_counter()
+
+            async def main() -> tuple[list[float], list[float], dict[str, int], int]:
+                t0 = asyncio.get_running_loop().time() + 0.5
+                return await _drive(url, bodies, args.flush_s, t0, phases, args.timeout_s,
+                                    deadline=t0 + args.step_s + args.drain_s)
+
+            latencies, lags, errors, sent = asyncio.run(main())
+            wall = time.perf_counter() - w0
+            collector_cpu = rss.cpu_s()
+            client_cpu = sum(me.cpu_times()[:2]) - me_cpu0
+            rss_end = rss.proc.memory_info().rss
+        peak = max(rss.samples) if rss.samples else None
+    finally:
+        stop(proc)
+
+    scheduled = nodes * per_node
+    lat = np.array(latencies) * 1000 if latencies else None
+    lag = np.array(lags) * 1000 if lags else None
+    ok = len(latencies) - sum(v for k, v in errors.items() if k.startswith("HTTP"))
+    accel_rows = len(templates[0].accel) * nodes / args.flush_s
+    rows = (len(templates[0].accel) + len(templates[0].host) + len(templates[0].host_core)) * nodes / args.flush_s
+    res = StepResult(
+        nodes=nodes, accel_rows_per_s=accel_rows, rows_per_s=rows, scheduled=scheduled, sent=sent, ok=ok,
+        errors=errors,
+        latency_ms_p50=None if lat is None else float(np.percentile(lat, 50)),
+        latency_ms_p99=None if lat is None else float(np.percentile(lat, 99)),
+        latency_ms_max=None if lat is None else float(lat.max()),
+        lag_ms_p99=None if lag is None else float(np.percentile(lag, 99)),
+        body_bytes_mean=body_bytes,
+        collector_rss_mib_end=rss_end / MIB,
+        collector_rss_mib_peak=None if peak is None else peak / MIB,
+        collector_cpu_pct=100 * collector_cpu / wall, client_cpu_pct=100 * client_cpu / wall,
+        loadavg_1m=os.getloadavg()[0], build_s=build_s, verdict="ok",
+    )  # fmt: skip
+    if res.latency_ms_p99 is None or res.latency_ms_p99 > args.target_s * 1000:
+        res.reasons.append(f"p99 latency {res.latency_ms_p99 or float('nan'):.0f} ms > {args.target_s * 1000:.0f} ms")
+    if errors:
+        res.reasons.append(f"errors {errors}")
+    if res.lag_ms_p99 is not None and res.lag_ms_p99 > args.max_lag_s * 1000:
+        res.reasons.append(f"sends fell behind (p99 lag {res.lag_ms_p99:.0f} ms)")
+    if ok < 0.98 * scheduled:
+        res.reasons.append(f"only {ok}/{scheduled} batches stored")
+    if res.reasons:
+        res.verdict = "FAIL"
+    return res
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def print_table(results: list[StepResult], args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(width=170)
+    tab = Table(title=f"Collector fleet load ({args.accels} accel + 1 host + {args.cores} host_core rows per node "
+                      f"per {args.flush_s:g} s; {args.step_s:g} s per step)")  # fmt: skip
+    for col in ("nodes", "rows/s", "stored/sched", "p50 ms", "p99 ms", "max ms", "lag p99 ms", "body KiB",
+                "RSS MiB (peak)", "collector CPU %", "client CPU %", "load 1m", "verdict"):
+        tab.add_column(col, justify="left" if col == "verdict" else "right")
+
+    def f(v: float | None, spec: str = ".0f") -> str:
+        return "-" if v is None else format(v, spec)
+
+    for r in results:
+        verdict = "[green]ok[/]" if r.verdict == "ok" else f"[red]FAIL[/] {'; '.join(r.reasons)}"
+        tab.add_row(str(r.nodes), f(r.rows_per_s), f"{r.ok}/{r.scheduled}", f(r.latency_ms_p50, ".1f"),
+                    f(r.latency_ms_p99, ".1f"), f(r.latency_ms_max, ".0f"), f(r.lag_ms_p99, ".1f"),
+                    f(r.body_bytes_mean / 1024, ".1f"), f"{f(r.collector_rss_mib_end)} ({f(r.collector_rss_mib_peak)})",
+                    f(r.collector_cpu_pct), f(r.client_cpu_pct), f(r.loadavg_1m, ".1f"), verdict)  # fmt: skip
+    con.print(tab)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", default="50,100,200,300,400,600,800", help="fleet sizes to try, in order")
+    ap.add_argument("--step-s", type=float, default=20.0, help="seconds of sending per step")
+    ap.add_argument("--max-total-s", type=float, default=900.0, help="stop stepping up after this long")
+    ap.add_argument("--flush-s", type=float, default=1.0, help="agent flush interval (batch every flush_s)")
+    ap.add_argument("--accels", type=int, default=34, help="accelerators per node")
+    ap.add_argument("--cores", type=int, default=32, help="host_core rows per node (CPU cores)")
+    ap.add_argument("--target-s", type=float, default=1.0, help="p99 ingest latency target")
+    ap.add_argument("--max-lag-s", type=float, default=1.0, help="p99 send lag above which sends fell behind")
+    ap.add_argument("--drain-s", type=float, default=10.0,
+                    help="after step-s, stop sending what is still due (counted as not sent)")
+    ap.add_argument("--timeout-s", type=float, default=10.0, help="HTTP timeout of one send")
+    ap.add_argument("--aligned", action="store_true", help="all nodes send on the same tick (worst-case burst)")
+    ap.add_argument("--keep-going", action="store_true", help="run every step even after one fails")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    args = ap.parse_args(argv)
+    steps = [int(s) for s in args.steps.split(",") if s.strip()]
+
+    t_begin = time.monotonic()
+    results: list[StepResult] = []
+    with tempfile.TemporaryDirectory(prefix="ns-fleet-") as tmp:
+        workdir = Path(tmp)
+        config = workdir / "collector.toml"
+        write_config(config, max(steps))
+        templates = [node_template(i, args.accels, args.cores, args.seed) for i in range(max(steps))]
+        for n in steps:
+            if time.monotonic() - t_begin > args.max_total_s:
+                print(f"stopping: --max-total-s {args.max_total_s:g} s reached", file=sys.stderr)
+                break
+            print(f"step: {n} nodes for {args.step_s:g} s ...", file=sys.stderr, flush=True)
+            r = run_step(n, args, workdir, config, templates)
+            results.append(r)
+            print(f"  {r.verdict}: p99 {r.latency_ms_p99 or float('nan'):.1f} ms, RSS {r.collector_rss_mib_end:.0f} MiB"
+                  + (f" ({'; '.join(r.reasons)})" if r.reasons else ""), file=sys.stderr, flush=True)
+            if r.verdict != "ok" and not args.keep_going:
+                break
+
+    print_table(results, args)
+    passed = [r for r in results if r.verdict == "ok"]
+    best = max(passed, key=lambda r: r.nodes) if passed else None
+    cpu = f"{psutil.cpu_count()} CPUs ({platform.processor() or platform.machine()})"
+    if best is None:
+        print(f"VERDICT: no fleet size passed (p99 <= {args.target_s * 1000:.0f} ms) on {cpu}")
+    else:
+        hit = "meets" if best.nodes >= 200 else "MISSES"
+        failed = next((r for r in results if r.verdict != "ok"), None)
+        print(f"VERDICT: one collector process sustains {best.nodes} nodes x {args.accels} accelerators at "
+              f"1 batch / {args.flush_s:g} s ({best.rows_per_s:,.0f} rows/s) with p99 ingest latency "
+              f"{best.latency_ms_p99:.0f} ms and {best.collector_rss_mib_peak:.0f} MiB peak RSS on {cpu}; "
+              f"{hit} the 200-node target"
+              + (f"; {failed.nodes} nodes failed ({'; '.join(failed.reasons)})" if failed else
+                 "; the largest step tried passed (the limit is higher)"))  # fmt: skip
+        print("README figures:")
+        print("  | nodes x accelerators | batches/s | rows/s | p99 ingest latency | collector RSS |")
+        for r in passed:
+            print(f"  | {r.nodes} x {args.accels} | {r.nodes / args.flush_s:.0f} | {r.rows_per_s:,.0f} | "
+                  f"{r.latency_ms_p99:.0f} ms | {r.collector_rss_mib_peak:.0f} MiB |")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "pid": os.getpid()},
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "steps": [asdict(r) for r in results],
+            "sustained_nodes": best.nodes if best else 0,
+        }, indent=2) + "\n")  # fmt: skip
+    return 0 if best is not None and best.nodes >= 200 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
