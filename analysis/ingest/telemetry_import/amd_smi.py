@@ -58,6 +58,8 @@ class AmdSmiFormat:
         return "gpu" in cols and any(field_of(c) for c in cols) and "metric" not in cols
 
     def parse(self, data: bytes, source: str, node: str | None, tz: str | None) -> Frames:
+        if not node:
+            raise TelemetryFormatError("amd-smi logs do not name their node: expected --node NODE", source)
         reader = csv.reader(io.StringIO(text_of(data, source)), skipinitialspace=True)
         try:
             header = next(reader)
@@ -102,6 +104,4 @@ class AmdSmiFormat:
                 out[k].append(rec.get(k))
         if not out["time"]:
             raise TelemetryFormatError("no data rows after the header", source, 1)
-        if node is None:
-            out.pop("node")
         return {"accel": wide_frame(out, "accel", source)}

@@ -73,6 +73,8 @@ class NvidiaSmiFormat:
         return "," in first and bool(_KNOWN.search(first)) and "metric" not in first.split(",")
 
     def parse(self, data: bytes, source: str, node: str | None, tz: str | None) -> Frames:
+        if not node:
+            raise TelemetryFormatError("nvidia-smi logs do not name their node: expected --node NODE", source)
         reader = csv.reader(io.StringIO(text_of(data, source)), skipinitialspace=True)
         try:
             header = next(reader)
@@ -135,6 +137,4 @@ class NvidiaSmiFormat:
                 out[k].append(rec.get(k))
         if not out["time"]:
             raise TelemetryFormatError("no data rows after the header", source, 1)
-        if node is None:
-            out.pop("node")
         return {"accel": wide_frame(out, "accel", source)}

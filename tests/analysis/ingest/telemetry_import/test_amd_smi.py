@@ -31,4 +31,4 @@ def test_without_a_time_column_says_how_to_get_one(tmp_path: Path) -> None:
     p = tmp_path / "amd.csv"
     p.write_text("gpu,socket_power\n0,652\n")
     with pytest.raises(TelemetryFormatError, match="-w INTERVAL"):
-        parse_telemetry_files([p])
+        parse_telemetry_files([p], node="n1")

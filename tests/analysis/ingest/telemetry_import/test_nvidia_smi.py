@@ -40,7 +40,7 @@ def test_real_sample_maps_to_accel_fields(tmp_path: Path) -> None:
 
 
 def test_naive_timestamps_are_read_in_the_given_zone(tmp_path: Path) -> None:
-    frames = parse_telemetry_files([_write(tmp_path, REAL)], tz="Europe/Berlin")
+    frames = parse_telemetry_files([_write(tmp_path, REAL)], node="n1", tz="Europe/Berlin")
     assert frames["accel"]["time"][0] == datetime(2026, 3, 6, 23, 20, 37, 71000, tzinfo=UTC)
 
 
@@ -51,7 +51,7 @@ def test_nounits_memory_in_mib_energy_in_mj_and_absent_values(tmp_path: Path) ->
         "2026/03/07 00:20:37.071, 0, NVIDIA H100 80GB HBM3, 00000000:18:00.0, 1024, 81559, 123456789, [N/A], "
         "[Not Supported], 0x0000000000000004, Active\n"
     )
-    accel = parse_telemetry_files([_write(tmp_path, text)], tz="UTC")["accel"]
+    accel = parse_telemetry_files([_write(tmp_path, text)], node="n1", tz="UTC")["accel"]
     row = accel.row(0, named=True)
     assert row["mem_used_bytes"] == 1024 * 2**20 and row["mem_total_bytes"] == 81559 * 2**20
     assert row["energy_j"] == pytest.approx(123456.789)
@@ -63,10 +63,15 @@ def test_nounits_memory_in_mib_energy_in_mj_and_absent_values(tmp_path: Path) ->
 def test_truncated_line_names_file_and_line(tmp_path: Path) -> None:
     path = _write(tmp_path, REAL + "2026/03/07 00:20:39.072, 0, 41")
     with pytest.raises(TelemetryFormatError, match=rf"^{path}:5: expected 8 fields"):
-        parse_telemetry_files([path], tz="UTC")
+        parse_telemetry_files([path], node="n1", tz="UTC")
 
 
 def test_garbage_value_names_the_column(tmp_path: Path) -> None:
     path = _write(tmp_path, REAL.replace("412.50 W", "41x.50 W"))
     with pytest.raises(TelemetryFormatError, match=r":4: power.draw: expected a number, got '41x.50 W'"):
-        parse_telemetry_files([path], tz="UTC")
+        parse_telemetry_files([path], node="n1", tz="UTC")
+
+
+def test_a_log_without_node_needs_the_node_option(tmp_path: Path) -> None:
+    with pytest.raises(TelemetryFormatError, match="expected --node"):
+        parse_telemetry_files([_write(tmp_path, REAL)], tz="UTC")
