@@ -66,3 +66,19 @@ def test_unknown_file_says_what_was_expected(tmp_path: Path) -> None:
     result = runner.invoke(app, ["bench", str(bad), "--dry-run"])
     assert result.exit_code == 2
     assert "matches no known benchmark format" in result.stderr and "Expected" in result.stderr
+
+
+def test_telemetry_imports_an_nvidia_smi_log(tmp_path: Path) -> None:
+    log = tmp_path / "gpu_metrics.csv"
+    log.write_text(
+        "timestamp, index, power.draw [W], temperature.gpu\n"
+        "2026/03/07 00:20:37.071, 0, 76.78 W, 30\n"
+        "2026/03/07 00:20:38.071, 0, 412.50 W, 61\n"
+    )
+    store = tmp_path / "store"
+    result = runner.invoke(app, ["telemetry", str(log), "--node", "n1", "--tz", "UTC", "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    assert "accel\trows=2" in result.stdout
+    st = open_store(store)
+    assert st.query("accel", tags={"node": "n1"})["power_w"].to_list() == [76.78, 412.50]
+    st.close()
