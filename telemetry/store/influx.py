@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import httpx
 import line_protocol_parser
@@ -132,9 +132,15 @@ class InfluxConfig:
         )
 
     def redacted(self) -> str:
-        who = f"{self.username}@" if self.username else ""
+        """The store URL without password or token (for messages and logs)."""
+        http, hostport = self.url.split("://", 1)
+        scheme = ("influx2" if self.api == "v2" else "influx") + ("s" if http == "https" else "")
+        who = f"{quote(self.username, safe='')}:***@" if self.username else ""
+        if self.api == "v2":
+            token = "&token=***" if self.token else ""
+            return f"{scheme}://{who}{hostport}/?org={self.org}&bucket={self.bucket}{token}"
         rp = f"?rp={self.retention_policy}" if self.retention_policy else ""
-        return f"{self.api}:{self.url.split('://', 1)[0]}://{who}{self.url.split('://', 1)[1]}/{self.database}{rp}"
+        return f"{scheme}://{who}{hostport}/{quote(self.database, safe='')}{rp}"
 
     @classmethod
     def from_url(cls, url: str) -> InfluxConfig:
