@@ -186,6 +186,9 @@ class QueuedStore:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
             self._lock_fd = fd
+            self._stop.clear()
+            self._entries.clear()
+            self._queued_bytes = 0
             self._load()
             self._opened = True
             self._thread = threading.Thread(target=self._drain_loop, name="influx-drainer", daemon=True)
