@@ -86,7 +86,7 @@ def report(
     victim: list[str] = typer.Option([], "--victim", "-v", help="Group(s) to attribute (repeatable); default: every "
                                      "group with a benchmark run in the window."),
     history_days: float = typer.Option(30.0, "--history-days", help="Days of run history for the history charts."),
-    window_s: int = typer.Option(10, "--window-s", help="Seconds per window of the attribution evidence."),
+    window_s: int = typer.Option(60, "--window-s", help="Seconds per window of the evidence plots (victim p99 ITL)."),
     gpu_cool_c: float = typer.Option(70.0, "--gpu-cool-below-c", help="Accelerator average (°C) below which a node is COOL."),
     gpu_warm_c: float = typer.Option(80.0, "--gpu-warm-c", help="Accelerator peak (°C) at which a node is WARM."),
     gpu_hot_c: float = typer.Option(88.0, "--gpu-hot-c", help="Accelerator peak (°C) at which a node is HOT."),

@@ -166,9 +166,9 @@ def evidence_timeline(victim_p99: pl.DataFrame, activity: pl.DataFrame, victim: 
                              connectgaps=False), secondary_y=False)
     fig.update_xaxes(title_text="time (UTC)")
     fig.update_yaxes(title_text=f"{victim} p99 ITL (ms)", secondary_y=False, rangemode="tozero")
-    label = "utilisation (%)" if unit == "%" else "CPU (% of one core)"
+    label = {"%": "utilisation (%)", "W": "board power (W)"}.get(unit, "CPU (% of one core)")
     fig.update_yaxes(title_text=f"{antagonist} {label}", secondary_y=True, rangemode="tozero", showgrid=False,
-                     range=[0, 105] if unit == "%" else None, ticksuffix=" %")
+                     ticksuffix=" W" if unit == "W" else " %")
     return style(fig, title)
 
 

@@ -131,8 +131,9 @@ def _phase_table(s: dict[str, Any]) -> str:
     return (f'<table id="phase-table"><thead><tr><th class="text">group</th><th class="text">phase</th><th>runs</th>'
             f'<th>requests</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
             '<p class="note">Each cell: the phase value (mean over its runs), then the change vs the group\'s '
-            'baseline phase and, with two or more runs per phase, its 95 % interval in brackets. '
-            'Red: degraded beyond the threshold.</p>')
+            'baseline phase and its 95 % interval in brackets where one can be computed (hover for the method and '
+            'verdict). Red: degraded beyond the threshold; green: better.</p>'
+            + "".join(f'<p class="note">{escape(n)}</p>' for n in s["phases"].get("method_notes") or []))
 
 
 def _effect(v: float | None, lo: float | None, hi: float | None) -> str:
@@ -273,8 +274,9 @@ def _attribution(s: dict[str, Any], frames: dict[str, pl.DataFrame]) -> str:
     for shown, a in enumerate(items[:4]):
         out.append(_fig(fg.evidence_timeline(frames["victim_p99"], frames["activity"], a["victim"], a["antagonist"]),
                         f"fig-evidence-{shown}",
-                        f"{a['victim']}'s p99 ITL per {s['antagonists']['window_s']} s window (left axis, ms) "
-                        f"against {a['antagonist']}'s activity (right axis)."))
+                        f"{a['victim']}'s p99 ITL per {s['antagonists']['window_s']} s window (left axis, ms; first and "
+                        f"last 30 s of each run left out) against {a['antagonist']}'s activity (right axis: "
+                        "summed board power, or CPU for host-only tenants)."))
     return "".join(out)
 
 

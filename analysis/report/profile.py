@@ -170,7 +170,8 @@ def thermal_findings(nodes: pl.DataFrame, devices: pl.DataFrame, limits: Thermal
     out: list[str] = []
     for r in nodes.filter(pl.col("status").is_in(["WARM", "HOT"])).iter_rows(named=True):
         out.append(f"Node {r['node']} is {r['status']}: {r['reason']}.")
-    hot = devices.filter(pl.col("status").is_in(["WARM", "HOT"]))
+    hot = devices.filter(pl.col("status").is_in(["WARM", "HOT"])).sort(
+        pl.col("device").str.replace_all(r"(\d+)", "000000$1").str.replace_all(r"0+(\d{6})", "$1"))
     if hot.height:
         names = ", ".join(f"{r['device']} ({r['gpu_max_c']:.0f} °C)" for r in hot.head(8).iter_rows(named=True))
         more = f" and {hot.height - 8} more" if hot.height > 8 else ""

@@ -67,10 +67,9 @@ class ReportOptions:
     limits: ThermalLimits = field(default_factory=ThermalLimits)
     delta_throughput_pct: float = 3.0
     delta_latency_pct: float = 5.0
-    window_s: int = 10
+    window_s: int = 60
     min_tokens_per_window: int = 200
-    active_util_pct: float = 20.0
-    active_cpu_pct: float = 100.0
+    active_share: float = 0.5  # active = above idle + this share of the group's observed idle-to-busiest swing
     history_days: float = 30.0
     seed: int = 0
     bootstrap: int = 400
@@ -284,15 +283,17 @@ def victim_p99_series(latency: pl.DataFrame, window_s: int, min_samples: int, tr
 
 
 def activity_series(accel: pl.DataFrame, tenant: pl.DataFrame, window_s: int) -> pl.DataFrame:
-    """Activity per co-tenant group and window: columns time, group, value, unit (``%`` accelerator utilisation,
-    or ``% CPU`` for groups without accelerators, 100 = one core)."""
+    """Activity per co-tenant group and window: columns time, group, value, unit. Groups with accelerators: their
+    summed board power (``W``; every vendor reports power, not every one utilisation); host-only groups: their
+    processes' CPU (``% CPU``, 100 = one core)."""
     frames = []
-    if accel.height and "util_pct" in accel.columns and "group" in accel.columns:
-        frames.append(
-            accel.filter(pl.col("group").is_not_null() & pl.col("util_pct").is_not_null()).sort("time")
-            .group_by_dynamic("time", every=f"{window_s}s", group_by="group")
-            .agg(pl.col("util_pct").mean().alias("value")).with_columns(pl.lit("%").alias("unit"))
-        )
+    if accel.height and "power_w" in accel.columns and "group" in accel.columns:
+        per_tick = (accel.filter(pl.col("group").is_not_null() & pl.col("power_w").is_not_null())
+                    .group_by("group", "time").agg(pl.col("power_w").sum()))
+        if per_tick.height:
+            frames.append(
+                per_tick.sort("time").group_by_dynamic("time", every=f"{window_s}s", group_by="group")
+                .agg(pl.col("power_w").mean().alias("value")).with_columns(pl.lit("W").alias("unit")))
     with_accel = set(frames[0]["group"].unique()) if frames else set()
     if tenant.height and "cpu_pct" in tenant.columns:
         t = tenant.filter(~pl.col("group").is_in(list(with_accel)) & pl.col("cpu_pct").is_not_null())
@@ -329,12 +330,11 @@ def antagonist_ranking(p99: pl.DataFrame, activity: pl.DataFrame, options: Repor
             if ant == victim:
                 continue
             a = activity.filter(pl.col("group") == ant)
-            unit = a["unit"][0]
             j = v.join(a.select("time", "value"), on="time", how="inner")
-            if j.height < 6:
-                continue
-            thr = options.active_util_pct if unit == "%" else options.active_cpu_pct
-            masks[ant] = (j["value"] >= thr).to_numpy()
+            lo, hi = a["value"].min(), a["value"].max()
+            if j.height < 6 or lo is None or hi is None or hi - lo <= 0.1 * abs(hi):
+                continue  # never clearly idle and busy: nothing to compare
+            masks[ant] = (j["value"] >= lo + options.active_share * (hi - lo)).to_numpy()
             joined[ant] = j
         for ant, on in masks.items():
             j = joined[ant]
@@ -402,8 +402,8 @@ def _antagonists(data: ReportData, o: ReportOptions) -> tuple[list[dict[str, Any
         rest = p99.filter(~pl.col("group").is_in(list(done)))
         if rest.height:  # victims the analysis could not attribute (e.g. no per-token data): the estimate
             items += antagonist_ranking(rest, activity_series(data.accel, data.tenant, o.window_s), o)
-        series = pl.concat([grid, rest.select(grid.columns)]) if grid is not None else p99
-        return items, series, "analysis.analyze (attribution.rank_antagonists)"
+        del grid  # its windows are short (~1k ITLs each): too spiky to read; the plots use o.window_s windows
+        return items, p99, "analysis.analyze (attribution.rank_antagonists)"
     return antagonist_ranking(p99, activity_series(data.accel, data.tenant, o.window_s), o), p99, \
         "analysis.report.summary.antagonist_ranking"
 
@@ -668,7 +668,7 @@ def build_report(data: ReportData, options: ReportOptions | None = None, *, gene
         "window": {"start": _iso(data.start), "end": _iso(data.end)},
         "store": data.store,
         "options": {"delta_throughput_pct": o.delta_throughput_pct, "delta_latency_pct": o.delta_latency_pct,
-                    "window_s": o.window_s, "history_days": o.history_days, "active_util_pct": o.active_util_pct,
+                    "window_s": o.window_s, "history_days": o.history_days, "active_share": o.active_share,
                     "seed": o.seed},
         "phases": {"metrics": [{"key": k, "label": lab, "unit": u, "higher_is_better": d > 0}
                                for k, lab, u, d in PHASE_METRICS],
