@@ -104,20 +104,15 @@ def test_randomized_design_switches_per_block_as_scheduled(tmp_path: Path) -> No
     assert report.failures == 0
     ev = _events(store).filter(pl.col("event").is_in(["switch_on", "switch_off"]))
     on: set[str] = set()
-    seen: list[frozenset[str]] = []
+    state_at: dict[int, frozenset[str]] = {}
     for row, meta in zip(ev.iter_rows(named=True), _meta(ev), strict=True):
-        if meta.get("block") is not None and (not seen or len(seen) <= meta["block"]):
-            seen.append(frozenset())
-        if row["event"] == "switch_on":
-            on.add(row["tenant"])
-        else:
-            on.discard(row["tenant"])
+        (on.add if row["event"] == "switch_on" else on.discard)(row["tenant"])
         if meta.get("block") is not None:
-            seen[meta["block"]] = frozenset(on)
-    expected = list(step.blocks)
-    # blocks with no switch keep the previous state
-    for k in range(len(seen)):
-        assert seen[k] == expected[k] or not (expected[k] ^ (expected[k - 1] if k else frozenset()))
+            state_at[meta["block"]] = frozenset(on)
+    state: frozenset[str] = frozenset()
+    for k, expected in enumerate(step.blocks):
+        state = state_at.get(k, state)  # a block with no switch keeps the previous state
+        assert state == expected, f"block {k}"
     assert on == set()
     assert {r["phase"] for r in ev.iter_rows(named=True)} == {"randomized"}
 
