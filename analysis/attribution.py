@@ -592,7 +592,7 @@ def rank_antagonists(
     controls = np.ones((len(y), 1))
     rng = np.random.default_rng(seed)
     min_shift = max(1, math.ceil(SMOOTH_S / window_s))
-    _, stat, p = stats.circular_shift_pvalues(y, blocks, controls, n_shifts, rng,
+    _, stat, p = stats.circular_shift_pvalues(y, blocks, controls, n_shifts if n_shifts > 0 else None, rng,
                                               min_shift=min(min_shift, len(y) // 4))
     x = np.column_stack([controls, *blocks])
     beta_i, resid_i = stats.ols(y, x)

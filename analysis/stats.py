@@ -185,17 +185,20 @@ def circular_shift_pvalues(
     y: np.ndarray,
     blocks: list[np.ndarray],
     controls: np.ndarray,
-    n_shifts: int,
-    rng: np.random.Generator,
+    n_shifts: int | None = None,
+    rng: np.random.Generator | None = None,
     min_shift: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One-sided permutation p-values, one per block of regressors, that keep each series' autocorrelation.
+    """One-sided circular-shift permutation p-values, one per block of regressors (autocorrelation kept).
 
     Block j's statistic is the sum of its coefficients in the joint regression of ``y`` on ``controls`` and all
-    blocks (the effect of sustained activity; positive = ``y`` rises with it). The null distribution comes from
-    circularly shifting block j's columns in time by a random offset in ``min_shift .. n - min_shift`` (the other
-    blocks stay), which breaks its alignment with ``y`` but keeps its own autocorrelation. Returns
-    ``(effect, rss_drop, p)`` per block, p = (1 + #{null effect >= effect}) / (1 + n_shifts).
+    blocks (Frisch–Waugh–Lovell: ``ry`` = y residualised on controls and the other blocks, ``rx`` = block j
+    residualised likewise; the effect of sustained activity, positive = ``y`` rises with it). The null
+    distribution circularly shifts ``rx`` in time by every offset in ``min_shift .. n - min_shift`` (exhaustive;
+    the Gram matrix of a circular shift is unchanged and all cross-products come from one FFT per column), which
+    breaks its alignment with ``y`` but keeps its autocorrelation. With ``n_shifts`` (and ``rng``) a random
+    subset of the offsets is used instead. Returns ``(effect, rss_drop, p)`` per block,
+    p = (1 + #{null >= effect}) / (1 + #shifts).
     """
     n = len(y)
     k = len(blocks)
@@ -204,32 +207,27 @@ def circular_shift_pvalues(
     pval = np.full(k, np.nan)
     if n < 8 or k == 0:
         return eff, drop_out, pval
+    ms = min(max(1, min_shift), n // 2)
+    offsets = np.arange(ms, n - ms + 1)
+    if n_shifts is not None and rng is not None and n_shifts < len(offsets):
+        offsets = rng.choice(offsets, size=n_shifts, replace=False)
     for j in range(k):
         others = [b for i, b in enumerate(blocks) if i != j]
         z = np.column_stack([controls, *others]) if others else controls
         q, _ = np.linalg.qr(z)
         ry = y - q @ (q.T @ y)
         xj = blocks[j]
-
-        def fit(xmat: np.ndarray, q: np.ndarray = q, ry: np.ndarray = ry) -> tuple[np.ndarray, np.ndarray]:
-            # xmat: (n, m, s) regressors for s shifts -> (sum of coefficients, RSS drop) per shift (FWL)
-            rx = xmat - np.einsum("nk,kms->nms", q, np.einsum("nk,nms->kms", q, xmat))
-            xtx = np.einsum("nas,nbs->sab", rx, rx)
-            xty = np.einsum("nas,n->sa", rx, ry)
-            reg = 1e-9 * (np.trace(xtx, axis1=1, axis2=2)[:, None, None] + 1e-300) * np.eye(xtx.shape[1])[None]
-            b = np.linalg.solve(xtx + reg, xty[..., None])[..., 0]
-            return b.sum(axis=1), np.einsum("sa,sa->s", b, xty)
-
-        e0, d0 = fit(xj[:, :, None])
-        eff[j], drop_out[j] = float(e0[0]), float(d0[0])
-        lo, hi = min_shift, max(min_shift + 1, n - min_shift)
-        shifts = rng.integers(lo, hi, size=n_shifts)
-        null = np.empty(n_shifts)
-        chunk = max(1, int(2e7 // max(1, n * xj.shape[1])))
-        for a in range(0, n_shifts, chunk):
-            sh = shifts[a : a + chunk]
-            idx = (np.arange(n)[:, None] - sh[None, :]) % n  # (n, s)
-            xm = xj[idx]  # (n, s, m)
-            null[a : a + chunk] = fit(np.transpose(xm, (0, 2, 1)))[0]
-        pval[j] = (1 + np.sum(null >= eff[j])) / (1 + n_shifts)
+        rx = xj - q @ (q.T @ xj)
+        g = rx.T @ rx
+        g_inv = np.linalg.pinv(g + 1e-12 * np.trace(g) * np.eye(g.shape[0]))
+        # c[s, a] = sum_t rx[(t - s) mod n, a] * ry[t]  (rx shifted forward by s), for every s, by FFT
+        fy = np.fft.rfft(ry)
+        fx = np.fft.rfft(rx, axis=0)
+        c = np.fft.irfft(np.conj(fx) * fy[:, None], n=n, axis=0)  # (n, m)
+        b = c @ g_inv  # (n, m) coefficients per shift
+        e = b.sum(axis=1)
+        d = np.einsum("sa,sa->s", b, c)
+        eff[j], drop_out[j] = float(e[0]), float(d[0])
+        null = e[offsets % n]
+        pval[j] = (1 + np.sum(null >= e[0] - 1e-12 * abs(e[0]))) / (1 + len(null))
     return eff, drop_out, pval

@@ -1,0 +1,143 @@
+"""How long `neighborscope analyze` takes, and how much memory, on a day (or a week) of a 34-accelerator node.
+
+Builds (not timed) an embedded Parquet store with, per node: 1 Hz telemetry of the seed-000 node for ``--days``
+days (accel 34 devices, host, host_core 64 cores, tenant) and the victim's 640-request benchmark runs spread over
+the span (phases baseline / dual_hive / full_stress repeated ``--cycles`` times per day, one run at the start of
+each phase, so each phase has K >= 2 runs and the Welch path is used). Then, for each node, runs
+`analysis.analyze.analyze` in a fresh subprocess and reports its wall time and peak RSS (``ru_maxrss``): the
+analysis reads the victim's runs and scans the telemetry of the whole span (first run start to last run end)
+lazily. Wall time includes imports; CPU time (user + sys, all threads) is reported beside it because a shared
+machine's wall time says more about the neighbours than about us.
+
+    .venv/bin/python benchmarks/analysis_scale.py                      # 1 node x 24 h (the target: < 10 s, << 4 GiB)
+    .venv/bin/python benchmarks/analysis_scale.py --days 7 --nodes 10  # a week of 10 nodes (long to build)
+    .venv/bin/python benchmarks/analysis_scale.py --store /tmp/s --keep   # keep / reuse the store
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def build(store_dir: Path, node: str, days: float, cycles_per_day: int, seed: int, num_prompts: int) -> dict:
+    """Simulate one node and write it into the store at ``store_dir``; returns counts."""
+    import polars as pl
+
+    from analysis.ingest.model import Run, artifact_key, run_event_frame
+    from telemetry.sim.scenario import Phase, preset, seed000_topology
+    from telemetry.simulator import simulate
+    from telemetry.store.parquet import ParquetStore
+
+    base = preset("seed000", num_prompts=num_prompts)
+    span_s = int(days * 86400)
+    n_phases = max(3, round(days * cycles_per_day) * 3)
+    phase_s = span_s // n_phases
+    kinds = base.phases
+    phases = tuple(Phase(kinds[i % 3].name, phase_s, kinds[i % 3].active) for i in range(n_phases))
+    sc = replace(base, phases=phases, topology=seed000_topology(node=node),
+                 start=base.start + timedelta(days=0))
+    t = time.perf_counter()
+    res = simulate(sc, seed)
+    sim_s = time.perf_counter() - t
+    st = ParquetStore(store_dir)
+    rows = 0
+    for _, frames in res.iter_telemetry(chunk_s=3 * 3600):
+        for name, frame in frames.items():
+            if name != "run_event" and frame.height:
+                rows += st.write(name, frame)
+    tokens = 0
+    for br in res.runs:
+        req = br.requests_frame()
+        requests = req.select(
+            "run_id", "request_index", "time", "ttft_ms", "e2e_ms", "tpot_ms",
+            pl.lit(None, dtype=pl.List(pl.Float64)).alias("itl_ms"), "input_tokens", "output_tokens", "error",
+            "timing")
+        s = br.summary()
+        run = Run(run_id=br.run_id, tool=br.tool, source="simulator", start=br.start, end=br.end, timing="wall_clock",
+                  node=node, group=br.group, phase=br.phase,
+                  summary={"completed": s["completed"], "duration_s": s["duration_s"],
+                           "output_tok_s": s["output_throughput"]})
+        st.write("run_event", run_event_frame(run))
+        st.write("bench_request", req)
+        st.write_artifact(artifact_key(br.run_id, "requests"), requests)
+        tok = br.tokens_frame()
+        tokens += tok.height
+        st.write_artifact(artifact_key(br.run_id, "tokens"), tok)
+    st.close()
+    return {"node": node, "telemetry_rows": rows, "runs": len(res.runs), "tokens": tokens, "sim_s": round(sim_s, 1)}
+
+
+def analyse_child(store_dir: str, node: str, victim: str) -> None:
+    """Run in a subprocess: analyse one node and print time and peak RSS as JSON."""
+    t = time.perf_counter()
+    from analysis.analyze import analyze
+    from telemetry.store.base import open_store
+
+    st = open_store(store_dir)
+    res = analyze(st, victim, node=node)
+    wall = time.perf_counter() - t
+    st.close()
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    rss = use.ru_maxrss * 1024  # Linux: KiB
+    top = res.antagonists.row(0, named=True) if res.antagonists.height else None
+    print(json.dumps({
+        "node": node, "wall_s": round(wall, 2), "cpu_s": round(use.ru_utime + use.ru_stime, 2), "peak_rss_bytes": rss, "window_s": res.window_s,
+        "phase_rows": res.phases.height, "victim_windows": 0 if res.grid is None else res.grid.victim.height,
+        "top": None if top is None else [top["antagonist"], top["resource"], top["significant"]],
+        "methods": sorted(set(res.phases["method"].to_list())),
+    }))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--days", type=float, default=1.0)
+    ap.add_argument("--nodes", type=int, default=1)
+    ap.add_argument("--cycles", type=int, default=5, help="baseline/dual/full cycles per day (runs per phase)")
+    ap.add_argument("--num-prompts", type=int, default=640)
+    ap.add_argument("--store", type=Path, default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the store (and reuse it when it exists)")
+    ap.add_argument("--child", nargs=3, metavar=("STORE", "NODE", "VICTIM"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        analyse_child(*args.child)
+        return
+    store = args.store or Path(tempfile.mkdtemp(prefix="ns-analysis-scale-"))
+    nodes = [f"node{i:02d}" for i in range(args.nodes)]
+    if not (args.keep and (store / "accel").exists()):
+        for i, node in enumerate(nodes):
+            t = time.perf_counter()
+            info = build(store, node, args.days, args.cycles, seed=i, num_prompts=args.num_prompts)
+            print(f"built {node}: {info} in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    results = []
+    for node in nodes:
+        out = subprocess.run([sys.executable, __file__, "--child", str(store), node, "hive0"], capture_output=True,
+                             text=True, check=True, cwd=ROOT)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        results.append(r)
+        print(f"{node}: {r['wall_s']} s wall ({r['cpu_s']} s CPU, all threads), peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB, window {r['window_s']} s, "
+              f"{r['victim_windows']} victim windows, methods {r['methods']}, top {r['top']}", flush=True)
+    total = sum(r["wall_s"] for r in results)
+    cpu = sum(r["cpu_s"] for r in results)
+    peak = max(r["peak_rss_bytes"] for r in results)
+    size = sum(p.stat().st_size for p in store.rglob("*.parquet"))
+    print(json.dumps({"days": args.days, "nodes": args.nodes, "store_bytes": size, "total_wall_s": round(total, 2), "total_cpu_s": round(cpu, 2),
+                      "max_wall_s": max(r["wall_s"] for r in results), "peak_rss_bytes": peak}))
+    if not args.keep and args.store is None:
+        shutil.rmtree(store, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
