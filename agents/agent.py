@@ -109,7 +109,12 @@ class Agent:
         self.period_s = min(b.cadence_s for b in built)
         self.flush_every = max(1, round(cfg.flush_s / self.period_s))
         if spool is None:
-            spool = DiskSpool(cfg.spool_dir, cfg.spool_max_bytes) if cfg.spool_dir else MemorySpool(cfg.spool_max_bytes)
+            try:
+                spool = (DiskSpool(cfg.spool_dir, cfg.spool_max_bytes) if cfg.spool_dir
+                         else MemorySpool(cfg.spool_max_bytes))
+            except OSError as exc:
+                raise ConfigError(f"cannot use the spool directory {cfg.spool_dir}: {exc.strerror} "
+                                  "(set [agent] spool_dir, or \"\" for a memory spool)", "agent.spool_dir") from None
         if transport is None and cfg.collector_url:
             transport = Transport(cfg.collector_url, cfg.token, cfg.timeout_s)
         if transport is None:
@@ -123,6 +128,7 @@ class Agent:
             SamplerRunner(b.sampler, round(b.cadence_s / self.period_s), self._sink, self._stamp) for b in built
         ]
         self._metrics_server: Any = None
+        self._flushed_ns: int | None = None
 
     def _stamp(self, rows: Rows, ts_ns: int) -> Rows:
         return stamp_rows(rows, ts_ns, self.device_groups)
@@ -136,7 +142,10 @@ class Agent:
         for r in self.runners:
             if k % r.every == 0:
                 r.trigger(ts_ns)
-        if k % self.flush_every == self.flush_every - 1:
+        if self._flushed_ns is None:
+            self._flushed_ns = ts_ns - (self.flush_every - 1) * round(self.period_s * 1e9)
+        if ts_ns - self._flushed_ns >= self.flush_every * round(self.period_s * 1e9):
+            self._flushed_ns = ts_ns
             self.flush(ts_ns)
 
     def flush(self, ts_ns: int) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from agents.spool import MemorySpool
@@ -15,24 +16,62 @@ from telemetry.batch import BatchIn, batch_frames
 
 
 class FakeCollector:
-    """Answers each POST with the next status of a script (then 200)."""
+    """A fake collector on a real loopback HTTP server: answers each POST with the next status of a
+    script (then 200), keeping the batches it stored."""
 
-    def __init__(self, script: list[int] | None = None) -> None:
+    def __init__(self, script: list[int] | None = None, drop_idle: bool = False) -> None:
         self.script = list(script or [])
+        self.drop_idle = drop_idle  # close each connection after answering, without saying so
         self.received: list[dict] = []
-        self.headers: list[httpx.Headers] = []
+        self.headers: list[dict[str, str]] = []
+        fake = self
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.headers.append(request.headers)
-        status = self.script.pop(0) if self.script else 200
-        if status == 200:
-            self.received.append(json.loads(gzip.decompress(request.content)))
-            return httpx.Response(200, json={"status": "stored"})
-        return httpx.Response(status, json={"error": {"code": "bad", "message": f"status {status}", "where": "x"}})
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                fake.headers.append({k.lower(): v for k, v in self.headers.items()})
+                status = fake.script.pop(0) if fake.script else 200
+                if status == 200:
+                    fake.received.append(json.loads(gzip.decompress(body)))
+                    out = b'{"status": "stored"}'
+                else:
+                    out = json.dumps({"error": {"code": "bad", "message": f"status {status}", "where": "x"}}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+                self.close_connection = fake.drop_idle
+
+            def log_message(self, *args) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_collector():
+    made: list[FakeCollector] = []
+
+    def make(script: list[int] | None = None, drop_idle: bool = False) -> FakeCollector:
+        made.append(FakeCollector(script, drop_idle))
+        return made[-1]
+
+    yield make
+    for f in made:
+        f.close()
 
 
 def transport(fake: FakeCollector) -> Transport:
-    return Transport("http://collector", "tok", client=httpx.Client(transport=httpx.MockTransport(fake)))
+    return Transport(fake.url, "tok", timeout_s=5)
 
 
 def rows(n: int = 1) -> dict:
@@ -49,8 +88,8 @@ def test_encoded_batch_is_gzip_json_the_collector_accepts():
     assert "power_w" not in doc["frames"][1]["columns"]  # an all-absent column is not sent at all
 
 
-def test_post_sends_gzip_with_the_bearer_token():
-    fake = FakeCollector()
+def test_post_sends_gzip_with_the_bearer_token(fake_collector):
+    fake = fake_collector()
     assert transport(fake).post(encode_batch("n", "b", 0, rows())).outcome == "ok"
     assert fake.headers[0]["authorization"] == "Bearer tok"
     assert fake.headers[0]["content-encoding"] == "gzip"
@@ -58,18 +97,35 @@ def test_post_sends_gzip_with_the_bearer_token():
 
 @pytest.mark.parametrize(("status", "outcome"), [(503, "retry"), (500, "retry"), (429, "retry"), (401, "retry"),
                                                    (422, "rejected"), (400, "rejected"), (413, "rejected")])
-def test_answers_are_classified(status, outcome):
-    result = transport(FakeCollector([status])).post(b"x")
+def test_answers_are_classified(fake_collector, status, outcome):
+    result = transport(fake_collector([status])).post(b"x")
     assert result.outcome == outcome
     assert result.message == f"bad: status {status} (at x)"
 
 
 def test_connection_errors_are_retried():
-    def refuse(request):
-        raise httpx.ConnectError("refused")
+    import socket
 
-    t = Transport("http://collector", None, client=httpx.Client(transport=httpx.MockTransport(refuse)))
-    assert t.post(b"x").outcome == "retry"
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = Transport(f"http://127.0.0.1:{port}", None, timeout_s=2).post(b"x")
+    assert result.outcome == "retry" and "Connection" in result.message
+
+
+def test_a_bad_collector_url_is_a_config_error():
+    from telemetry.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"collector\.url"):
+        Transport("ftp://x", None)
+
+
+def test_the_connection_is_kept_alive_and_reopened_after_the_server_closes_it(fake_collector):
+    fake = fake_collector(drop_idle=True)  # like a server or proxy timing out idle connections
+    t = transport(fake)
+    for seq in range(3):
+        assert t.post(encode_batch("n", "b", seq, rows())).outcome == "ok"
+    assert [d["seq"] for d in fake.received] == [0, 1, 2]
 
 
 def wait_for(cond, timeout: float = 10.0) -> None:
@@ -79,8 +135,8 @@ def wait_for(cond, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def test_sender_replays_in_order_after_5xx_with_increasing_seq():
-    fake = FakeCollector([503, 503, 500])
+def test_sender_replays_in_order_after_5xx_with_increasing_seq(fake_collector):
+    fake = fake_collector([503, 503, 500])
     s = Sender("node1", MemorySpool(), transport(fake), backoff_min_s=0.01, backoff_max_s=0.02)
     for i in range(3):
         s.submit(rows(i + 1))
@@ -93,8 +149,8 @@ def test_sender_replays_in_order_after_5xx_with_increasing_seq():
     assert len(s.spool) == 0 and s.sent_total == 3
 
 
-def test_a_4xx_is_logged_with_the_collector_message_and_not_retried_forever(caplog):
-    fake = FakeCollector([422])
+def test_a_4xx_is_logged_with_the_collector_message_and_not_retried_forever(fake_collector, caplog):
+    fake = fake_collector([422])
     s = Sender("node1", MemorySpool(), transport(fake), backoff_min_s=0.01)
     s.submit(rows())
     s.submit(rows())
@@ -107,8 +163,8 @@ def test_a_4xx_is_logged_with_the_collector_message_and_not_retried_forever(capl
     assert "bad: status 422 (at x)" in caplog.text
 
 
-def test_a_wrong_token_is_retried_a_few_times_then_given_up():
-    fake = FakeCollector([401] * 3)
+def test_a_wrong_token_is_retried_a_few_times_then_given_up(fake_collector):
+    fake = fake_collector([401] * 3)
     s = Sender("node1", MemorySpool(), transport(fake), backoff_min_s=0.01, backoff_max_s=0.01, auth_attempts=3)
     s.submit(rows())
     s.start()
