@@ -342,6 +342,44 @@ def refresh_nightly(store: Any, cfg: AlertsConfig, state_dir: Path, now: datetim
     return {"histories": status.height, "thermal_nights": 0 if all_fits is None else all_fits["night"].n_unique()}
 
 
+def degradation_alert_frame(antagonists: pl.DataFrame, node: str) -> pl.DataFrame:
+    """`analysis.attribution` antagonists (``effect_pct`` = change of the victim's throughput, negative = slower)
+    as the noisy-neighbour rule's input: slowdown in % (positive = slower) with its CI, per antagonist."""
+    schema = {"node": pl.String(), "victim": pl.String(), "antagonist": pl.String(), "resource": pl.String(),
+              "metric": pl.String(), "effect_pct": pl.Float64(), "ci_low_pct": pl.Float64(),
+              "ci_high_pct": pl.Float64(), "q": pl.Float64()}  # fmt: skip
+    if antagonists.height == 0:
+        return pl.DataFrame(schema=schema)
+    return antagonists.select(
+        pl.lit(node).alias("node"), "victim", "antagonist", "resource", pl.lit("output_tok_s").alias("metric"),
+        (-pl.col("effect_pct")).alias("effect_pct"), (-pl.col("ci_high")).alias("ci_low_pct"),
+        (-pl.col("ci_low")).alias("ci_high_pct"), pl.col("q_value").alias("q"),
+    ).filter(pl.col("effect_pct").is_not_null()).cast(schema)  # type: ignore[arg-type]
+
+
+def refresh_degradation(store: Any, state_dir: Path, now: datetime | None = None, since_s: float = 86400.0,
+                        n_shifts: int = 199) -> int:
+    """Run `analysis.analyze` per (node, victim group) over the runs of the last ``since_s`` seconds and cache the
+    antagonists as ``degradation.parquet`` (the noisy-neighbour rule's input); returns its rows. A failing
+    analysis is logged and skipped."""
+    from analysis.analyze import analyze
+
+    now = now or datetime.now(UTC)
+    start = now - timedelta(seconds=since_s)
+    ev = store.query("run_event", start=start, end=now, tags={"event": "summary"})
+    parts = []
+    for node, group in sorted(set(ev.select("node", "group").iter_rows())) if ev.height else []:
+        try:
+            res = analyze(store, group, node=node or None, start=start, end=now, n_shifts=n_shifts)
+        except Exception as exc:
+            log.warning("degradation of %s on %s: %s", group, node, exc)
+            continue
+        parts.append(degradation_alert_frame(res.antagonists, node or ""))
+    frame = pl.concat(parts) if parts else degradation_alert_frame(pl.DataFrame(), "")
+    _write_cache(state_dir / DEGRADATION_CACHE, frame)
+    return frame.height
+
+
 def gather_inputs(store: Any, cfg: AlertsConfig, state_dir: Path, now: datetime, rules: Sequence[Rule]) -> AlertInputs:
     """The frames the rules read at ``now``: recent accel rows, last-seen per node, the cached nightly findings and
     the degradation table (``degradation.parquet`` in the state directory, written by the analysis)."""

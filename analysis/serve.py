@@ -4,7 +4,8 @@ Jobs (one instance each, misfires coalesced: a scheduler that was asleep runs a 
 
 - ``nightly`` (cron, default ``0 6 * * *`` in ``--timezone``): ``neighborscope report --nightly`` as a subprocess
   (its output directory and store from the options), then `analysis.alert_engine.refresh_nightly` (regression and
-  thermal findings), then one alert evaluation so a new regression alerts at once;
+  thermal findings), `analysis.alert_engine.refresh_degradation` (who slows whom: the noisy-neighbour rule's
+  input), then one alert evaluation so a new regression alerts at once;
 - ``alerts`` (every ``--alert-interval``, default 60 s): `analysis.alert_engine.evaluate_once`;
 - the collector (``neighborscope collector``) runs beside them as a child process, restarted if it dies
   (``--no-collector`` when it runs elsewhere).
@@ -65,7 +66,7 @@ class Jobs:
 
     def nightly(self) -> None:
         """The nightly report (subprocess), the nightly findings, then an alert evaluation."""
-        from analysis.alert_engine import refresh_nightly
+        from analysis.alert_engine import refresh_degradation, refresh_nightly
         from telemetry.store.base import open_store
 
         self.runs["nightly"] += 1
@@ -80,6 +81,10 @@ class Jobs:
             log.info("nightly findings: %s", refresh_nightly(st, self.cfg, self.state_dir))
         except Exception:
             log.exception("nightly findings failed")
+        try:
+            log.info("degradation rows: %d", refresh_degradation(st, self.state_dir))
+        except Exception:
+            log.exception("degradation analysis failed")
         finally:
             st.close()
         self.alerts()

@@ -231,3 +231,14 @@ def test_book_round_trips_through_json() -> None:
     doc = book.to_dict()["alerts"]
     (a,) = doc.values()
     assert a["status"] == "firing" and a["endsAt"] == "0001-01-01T00:00:00Z" and a["startsAt"].endswith("Z")
+
+
+def test_antagonists_become_slowdowns_for_the_noisy_neighbour_rule() -> None:
+    from analysis.alert_engine import degradation_alert_frame
+
+    ant = pl.DataFrame({"victim": ["hive0"], "antagonist": ["hive1"], "resource": ["pcie"], "effect_pct": [-12.0],
+                        "ci_low": [-15.0], "ci_high": [-11.0], "q_value": [0.001]})
+    row = degradation_alert_frame(ant, "n1").row(0, named=True)
+    assert (row["effect_pct"], row["ci_low_pct"], row["ci_high_pct"]) == (12.0, 11.0, 15.0)
+    (c,) = candidates(builtin_rules()[2], AlertInputs(degradation=degradation_alert_frame(ant, "n1")), NOW)
+    assert c.active and c.labels["antagonist"] == "hive1" and c.labels["resource"] == "pcie"
