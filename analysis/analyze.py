@@ -109,6 +109,11 @@ def analyze_frames(
     tok_df = tokens.collect() if isinstance(tokens, pl.LazyFrame) else tokens
     phases = phase_degradation(runs, requests, tok_df, baseline=baseline, phase_order=phase_order, groups=groups,
                                thresholds=th)
+    for g in ([victim] if victim else runs["group"].unique(maintain_order=True).to_list()):
+        n_ph = runs.filter(pl.col("group") == g)["phase"].n_unique()
+        if n_ph < 2:
+            notes.append(f"{g or '(no group)'} has runs in {n_ph} phase(s) only: no phase comparison (import runs "
+                         "with --phase, or pass --blocks with --bench)")
     for m, n in phases.group_by("method").len().iter_rows():
         if m == "summary_only":
             notes.append(f"{n} comparison(s) from printed summaries only: the change is exact, but there is no "
@@ -240,15 +245,14 @@ def analyze(
     if rf.height == 0:
         raise ConfigError("no benchmark runs in the store match (import some with `neighborscope import bench`)")
     req_frames, tok_frames = [], []
-    analysed = [r for r in runs if victim is None or r.group == victim] if victim else runs
-    for r in runs:
+    analysed = [r for r in runs if r.group == victim] if victim else runs
+    for r in analysed:
         req = load_requests(store, r.run_id)
         if req is not None and req.height:
             req_frames.append(req)
-            if victim is not None and r in analysed:
-                tok = load_tokens(store, r.run_id)
-                if tok.height:
-                    tok_frames.append(_tokens_compat(tok))
+            tok = load_tokens(store, r.run_id)
+            if tok.height:
+                tok_frames.append(_tokens_compat(tok))
     requests = pl.concat(req_frames, how="diagonal_relaxed") if req_frames else None
     tokens = pl.concat(tok_frames, how="diagonal_relaxed") if tok_frames else None
     accel = host = host_core = tenant = events = None
@@ -278,7 +282,7 @@ def analyze(
 
 
 def _tokens_compat(tok: pl.DataFrame) -> pl.DataFrame:
-    keep = [c for c in ("run_id", "request_index", "token_index", "time", "itl_ms", "tokens") if c in tok.columns]
+    keep = [c for c in ("run_id", "request_index", "time", "itl_ms", "tokens") if c in tok.columns]
     return tok.select(keep)
 
 

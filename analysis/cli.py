@@ -90,7 +90,8 @@ def analyze(
     slo_tpot: float | None = typer.Option(None, "--slo-tpot-ms", help="Goodput SLO on TPOT (default: baseline p90)."),
     q: float = typer.Option(0.05, "--q", help="False discovery rate (Benjamini-Hochberg)."),
     window: float | None = typer.Option(None, "--window-s", help="Grid window in s (default: adaptive)."),
-    shifts: int = typer.Option(999, "--shifts", help="Circular shifts of the permutation test."),
+    shifts: int = typer.Option(999, "--shifts", help="Most circular shifts of the permutation test (every offset when "
+                               "there are fewer; 0 = every offset)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutations."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON to this file ('-': stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table on the terminal."),
