@@ -12,8 +12,8 @@ Endpoints, shaped like vLLM's:
 - ``GET /health``.
 
 The "model" is a seeded numpy decoder: every token runs ``layers`` dense layers on a (64, d) state,
-single-threaded (BLAS threads pinned to 1), sized at start so one token costs ``--token-ms`` of CPU on an idle
-core; prefill costs a quarter of a decode step per 64 prompt tokens. A CPU-hungry neighbour therefore
+single-threaded (BLAS threads pinned to 1), sized at start (thread CPU time, so a busy host does not skew it)
+so one token costs ``--token-ms`` of CPU; prefill costs a quarter of a decode step per 64 prompt tokens. A CPU-hungry neighbour therefore
 stretches the inter-token latency the way it stretches a real CPU-bound decode loop.
 
     python examples/cpu-neighbor/server.py --port 8000 --token-ms 20
@@ -96,11 +96,11 @@ class Decoder:
         for _ in range(20):
             x = self._layer(x)
         best = float("inf")
-        for _ in range(5):
-            t = time.perf_counter()
-            for _ in range(20):
+        for _ in range(5):  # CPU time of this thread: right on a busy host too
+            t = time.thread_time()
+            for _ in range(50):
                 x = self._layer(x)
-            best = min(best, (time.perf_counter() - t) / 20)
+            best = min(best, (time.thread_time() - t) / 50)
         return max(1, round(token_ms / 1000 / best))
 
     def encode(self, text: str) -> list[int]:
