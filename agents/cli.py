@@ -27,10 +27,11 @@ def agent(
                                        help="Node config (TOML)."),
     print_config: bool = typer.Option(False, "--print-config",
                                       help="Print the effective config (defaults, detected devices) and exit."),
-    collector: str | None = typer.Option(None, "--collector", help="Collector URL (overrides [collector] url)."),
+    collector: str | None = typer.Option(None, "--collector", help="Collector URL (overrides the config's collector.url)."),
     token: str | None = typer.Option(None, "--token", envvar="NEIGHBORSCOPE_TOKEN",
-                                     help="Node token (overrides [collector] token)."),
-    spool_dir: Path | None = typer.Option(None, "--spool-dir", help="Spool directory (overrides [agent] spool_dir)."),
+                                     help="Node token (overrides the config's collector token)."),
+    spool_dir: Path | None = typer.Option(None, "--spool-dir",
+                                          help="Spool directory (overrides the config's agent.spool_dir)."),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error"),
 ) -> None:
     """Run the per-node agent: sample accelerators, host and co-tenants on one clock and stream them to
