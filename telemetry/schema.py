@@ -219,7 +219,7 @@ BENCH_REQUEST = Measurement(
         F("output_tokens", "1", "int"),
         F("success", "bool", "bool"),
         F("error", "text", "str"),
-        F("timing", "text", "str", "wall_clock | reconstructed | summary_only"),
+        F("timing", "text", "str", "wall_clock | reconstructed | unaligned (see analysis/ingest/model.py)"),
     ),
 )
 
