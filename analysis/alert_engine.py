@@ -54,6 +54,7 @@ THERMAL_FITS_CACHE = "thermal_fits.parquet"
 THERMAL_CACHE = "thermal_findings.parquet"
 DEGRADATION_CACHE = "degradation.parquet"
 ACKS_FILE = "acks.json"
+RERUNS_FILE = "reruns_requested.json"
 
 
 class Notifier(BaseModel):
@@ -317,6 +318,9 @@ def refresh_nightly(store: Any, cfg: AlertsConfig, state_dir: Path, now: datetim
     hist = store_history(store, rcfg, days=cfg.alerts.history_days, now=now)
     status = regression_status(hist, rcfg, load_acks(state_dir / ACKS_FILE))
     _write_cache(state_dir / REGRESSIONS_CACHE, status)
+    reruns = sorted({(r["node"], r["test"], r["group"]) for r in status.filter(pl.col("rerun_requested")).to_dicts()})
+    (state_dir / RERUNS_FILE).write_text(json.dumps(
+        [{"node": n, "test": t, "group": g, "requested_at": now.isoformat()} for n, t, g in reruns], indent=1) + "\n")
     # thermal fits: one night at a time, reusing the cached nights (the newest is always recomputed)
     cached = _read_cache(state_dir / THERMAL_FITS_CACHE)
     done: set[date] = set(cached["night"].to_list()) if cached is not None and cached.height else set()
@@ -327,13 +331,13 @@ def refresh_nightly(store: Any, cfg: AlertsConfig, state_dir: Path, now: datetim
     if done:  # recompute only from the night before the newest cached one (it may have grown since)
         first = max(first, max(done) - timedelta(days=1))
     todo = [first + timedelta(days=k) for k in range((last - first).days + 1)]
-    if todo:
-        start = datetime(todo[0].year, todo[0].month, todo[0].day, tzinfo=UTC) + offset
-        accel = store.query("accel", start=start, end=min(now, start + timedelta(days=len(todo) + 1)),
+    for night in todo:  # one night at a time: a night of 1 Hz telemetry is millions of rows
+        start = datetime(night.year, night.month, night.day, tzinfo=UTC) + offset
+        accel = store.query("accel", start=start, end=min(now, start + timedelta(days=1)),
                             fields=["temp_c", "power_w", "throttle_thermal", "throttle_power"])  # fmt: skip
         if accel.height:
-            f = thermal_fits(accel, tcfg).filter(pl.col("night").is_in(todo))
-            fits = [x.filter(~pl.col("night").is_in(f["night"].unique().to_list())) for x in fits] + [f]
+            f = thermal_fits(accel, tcfg).filter(pl.col("night") == night)
+            fits = [x.filter(pl.col("night") != night) for x in fits] + [f]
     all_fits = pl.concat(fits, how="diagonal_relaxed").sort("node", "device", "night") if fits else None
     if all_fits is not None:
         _write_cache(state_dir / THERMAL_FITS_CACHE, all_fits)

@@ -5,7 +5,8 @@ Jobs (one instance each, misfires coalesced: a scheduler that was asleep runs a 
 - ``nightly`` (cron, default ``0 6 * * *`` in ``--timezone``): ``neighborscope report --nightly`` as a subprocess
   (its output directory and store from the options), then `analysis.alert_engine.refresh_nightly` (regression and
   thermal findings), `analysis.alert_engine.refresh_degradation` (who slows whom: the noisy-neighbour rule's
-  input), then one alert evaluation so a new regression alerts at once;
+  input), a rerun (``--rerun-command``) when a regression is suspected, then one alert evaluation so a new
+  regression alerts at once;
 - ``alerts`` (every ``--alert-interval``, default 60 s): `analysis.alert_engine.evaluate_once`;
 - the collector (``neighborscope collector``) runs beside them as a child process, restarted if it dies
   (``--no-collector`` when it runs elsewhere).
@@ -15,7 +16,9 @@ SIGTERM / Ctrl-C stops the scheduler (waiting for a running job) and the collect
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shlex
 import signal
 import subprocess
@@ -46,6 +49,7 @@ class ServeOptions:
     timezone: str = "UTC"
     alert_interval_s: float = 60.0
     misfire_grace_s: float = 3600.0
+    rerun_command: str | None = None
     neighborscope: list[str] = field(default_factory=lambda: list(NEIGHBORSCOPE))
 
 
@@ -82,12 +86,34 @@ class Jobs:
         except Exception:
             log.exception("nightly findings failed")
         try:
+            self.rerun_if_requested(st)
+        except Exception:
+            log.exception("rerun failed")
+        try:
             log.info("degradation rows: %d", refresh_degradation(st, self.state_dir))
         except Exception:
             log.exception("degradation analysis failed")
         finally:
             st.close()
         self.alerts()
+
+    def rerun_if_requested(self, store: Any) -> bool:
+        """When a history is suspected (``reruns_requested.json`` not empty) and ``--rerun-command`` is set, run it
+        once (e.g. ``neighborscope stress run nightly.toml``), then refresh the findings: a rerun that agrees
+        confirms the regression the same night, one that does not leaves it suspected."""
+        from analysis.alert_engine import RERUNS_FILE, refresh_nightly
+
+        path = self.state_dir / RERUNS_FILE
+        wanted = json.loads(path.read_text()) if path.exists() else []
+        if not wanted or not self.opts.rerun_command:
+            return False
+        env = {**os.environ, "NEIGHBORSCOPE_RERUN": json.dumps(wanted)}
+        log.info("rerun requested for %d histories: %s", len(wanted), self.opts.rerun_command)
+        proc = subprocess.run(self.opts.rerun_command, shell=True, env=env, check=False)  # noqa: S602 (operator's command)
+        if proc.returncode != 0:
+            log.error("rerun command exited with %d", proc.returncode)
+        log.info("findings after the rerun: %s", refresh_nightly(store, self.cfg, self.state_dir))
+        return True
 
     def alerts(self) -> None:
         """One alert evaluation (errors are logged; the next minute tries again)."""
@@ -171,6 +197,9 @@ def serve(
     collector: bool = typer.Option(True, "--collector/--no-collector", help="Run the collector beside the jobs."),
     collector_args: str = typer.Option("", "--collector-args",
                                        help="Extra arguments for `neighborscope collector` (e.g. '--config c.toml')."),
+    rerun_command: str | None = typer.Option(None, "--rerun-command", help="Shell command run once after the "
+                                             "nightly findings when a regression is suspected (e.g. 'neighborscope "
+                                             "stress run nightly.toml'); NEIGHBORSCOPE_RERUN lists the histories."),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error"),
 ) -> None:
     """Run the collector and the scheduler: the nightly report (cron) and the alert evaluation (every minute),
@@ -182,7 +211,7 @@ def serve(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     opts = ServeOptions(store=store, alerts_config=alerts_config, state_dir=state_dir, report_out=report_out,
                         report_cron=report_cron, report_args=shlex.split(report_args), timezone=timezone,
-                        alert_interval_s=alert_interval)  # fmt: skip
+                        alert_interval_s=alert_interval, rerun_command=rerun_command)  # fmt: skip
     jobs = Jobs(opts)
     sched = build_scheduler(jobs, background=True)
     child = CollectorChild([*NEIGHBORSCOPE, "collector", "--store", store, *shlex.split(collector_args)]) \

@@ -379,3 +379,22 @@ def thermal_profile(accel: pl.DataFrame, host: pl.DataFrame | None = None,
     agg = agg.with_columns(pl.Series("status", [s[0] for s in status], dtype=pl.String),
                            pl.Series("reason", [s[1] for s in status], dtype=pl.String))  # fmt: skip
     return agg.select(list(PROFILE_SCHEMA)).cast(PROFILE_SCHEMA).sort("node")  # type: ignore[arg-type]
+
+
+def thermal_summary(accel: pl.DataFrame, host: pl.DataFrame | None = None, config: ThermalConfig | None = None,
+                    limits: ThermalLimits | None = None) -> dict[str, pl.DataFrame]:
+    """Every thermal frame of a window of ``accel`` (and ``host``) for a report: ``fits`` (per device and night),
+    ``residuals``, ``findings`` (status per device and metric), ``change_points``, ``peers`` (robust z of °C/W),
+    ``throttle`` (fractions per device) and ``profile`` (per node, seed 002's table)."""
+    cfg = config or ThermalConfig()
+    fits = thermal_fits(accel, cfg)
+    res = nightly_residuals(fits, cfg)
+    return {
+        "fits": fits,
+        "residuals": res,
+        "findings": thermal_findings(fits, res, cfg),
+        "change_points": thermal_change_points(fits, res, cfg),
+        "peers": peer_outliers(fits, z=cfg.peer_z),
+        "throttle": throttle_fraction(accel) if accel.height else pl.DataFrame(),
+        "profile": thermal_profile(accel, host, limits),
+    }

@@ -77,3 +77,38 @@ def test_scheduler_runs_the_alert_job_at_start_and_only_once_at_a_time(tmp_path:
     finally:
         sched.shutdown(wait=True)
     assert jobs.runs["alerts"] == 1
+
+
+RERUN = """
+import sys
+from datetime import timedelta
+from analysis.history_sim import HistorySpec, night_start
+from analysis.ingest.model import Run, write_run
+from telemetry.store.base import open_store
+st = open_store(sys.argv[1])
+start = night_start(HistorySpec(), 20) + timedelta(hours=2)
+summary = {"output_tok_s": 5200 * 0.93, "total_tok_s": 26000 * 0.93, "requests_per_s": 20.3 * 0.93,
+           "tpot_ms_mean": 24 / 0.93, "itl_ms_p99": 61 / 0.93, "ttft_ms_p99": 850.0}
+write_run(st, Run(run_id="rerun", tool="vllm", source="rerun", summary=summary, start=start, node="sim0",
+                  group="hive0", phase="baseline", model="sim-model", concurrency=16, isl=1024, osl=256))
+st.close()
+"""
+
+
+def test_a_suspected_regression_triggers_the_rerun_command_which_confirms_it(tmp_path: Path) -> None:
+    import polars as pl
+
+    from analysis.history_sim import HistorySpec, write_history
+
+    st = open_store(tmp_path / "store")
+    write_history(st, HistorySpec(nights=21, regression_night=20, sample_s=600))
+    st.close()
+    script = tmp_path / "rerun.py"
+    script.write_text(RERUN)
+    jobs = Jobs(_opts(tmp_path, rerun_command=f"{sys.executable} {script} {tmp_path / 'store'}"))
+    jobs.nightly()
+    status = pl.read_parquet(tmp_path / "alerts" / "regressions.parquet")
+    tput = status.filter(pl.col("metric") == "output_tok_s").row(0, named=True)
+    assert tput["status"] == "confirmed" and "rerun" in tput["evidence"]
+    firing = [a for a in read_state(tmp_path / "alerts").book.alerts.values() if a.state == "firing"]
+    assert [(a.labels["alertname"], a.labels["severity"]) for a in firing] == [("PerfRegression", "critical")]
