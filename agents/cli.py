@@ -22,6 +22,27 @@ def _logging(level: str) -> None:
     )
 
 
+def support_comments(built: list) -> str:
+    """Two reads of every sampler (rates need two), then its per-device field support as TOML comments."""
+    import time
+
+    lines = ["", "# Field support after two reads (unsupported fields are absent, never 0):"]
+    for b in built:
+        try:
+            b.sampler.read(time.time())
+            time.sleep(0.25)
+            b.sampler.read(time.time())
+        except Exception as exc:
+            lines.append(f"# {b.sampler.name}: read failed: {type(exc).__name__}: {exc}")
+            continue
+        for device, fields in sorted(b.sampler.support().items()):
+            missing = sorted(f for f, ok in fields.items() if not ok)
+            label = device or "(node)"
+            lines.append(f"# {b.sampler.name} {label}: {sum(fields.values())} fields supported; "
+                         f"unsupported: {', '.join(missing) if missing else 'none'}")
+    return "\n".join(lines)
+
+
 def agent(
     config: Path | None = typer.Option(None, "--config", "-c", envvar="NEIGHBORSCOPE_AGENT_CONFIG",
                                        help="Node config (TOML)."),
@@ -50,9 +71,11 @@ def agent(
     built = build_samplers(cfg)
     if print_config:
         detected = {b.sampler.name: b.sampler.devices() for b in built}
+        support = support_comments(built)
         for b in built:
             b.sampler.close()
         typer.echo(effective_toml(cfg, detected).rstrip("\n"))
+        typer.echo(support)
         return
     stop = threading.Event()
 

@@ -35,6 +35,7 @@ def test_print_config_shows_the_effective_config_with_detected_samplers(tmp_path
     assert doc["samplers"]["host"] == {"enabled": True, "cadence_s": 0.5}
     assert doc["samplers"]["simulated"]["enabled"] is False
     assert doc["collector"]["token"] == "<redacted>"
+    assert "# host (node): 16 fields supported; unsupported: none" in result.stdout
 
 
 def test_a_bad_config_is_one_line_not_a_traceback(tmp_path):
