@@ -209,6 +209,8 @@ def serve(
     """
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level.lower() != "debug":  # APScheduler logs every run of every job at INFO
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     opts = ServeOptions(store=store, alerts_config=alerts_config, state_dir=state_dir, report_out=report_out,
                         report_cron=report_cron, report_args=shlex.split(report_args), timezone=timezone,
                         alert_interval_s=alert_interval, rerun_command=rerun_command)  # fmt: skip
