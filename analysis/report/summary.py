@@ -395,6 +395,8 @@ def _victim_windows(analyses: dict[str, Any]) -> pl.DataFrame | None:
 def _antagonists(data: ReportData, o: ReportOptions) -> tuple[list[dict[str, Any]], pl.DataFrame, str]:
     """(items, victim p99 windows, source): `analysis.analyze` results when there are any, else the estimate."""
     p99 = victim_p99_series(data.latency, o.window_s, o.min_tokens_per_window)
+    if o.victims is not None:
+        p99 = p99.filter(pl.col("group").is_in(list(o.victims)))
     if data.analyses:
         items = antagonists_from_analysis(data.analyses)
         grid = _victim_windows(data.analyses)

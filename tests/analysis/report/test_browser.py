@@ -12,14 +12,9 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[3]
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+SHOTS = ROOT / "test-artifacts"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -39,70 +34,46 @@ def chromium_path() -> str:
     return path
 
 
-def _render(chromium_path: str, html: Path, shot: Path, scheme: str) -> tuple[list[str], list[str], int]:
+def _render(chromium_path: str, pages: list[tuple[Path, Path, str]]) -> list[tuple[list[str], list[str], int]]:
+    """Open each (html, screenshot, colour scheme) in one browser; per page: console errors, network requests
+    attempted (all blocked) and the number of plotly figures drawn."""
     from playwright.sync_api import sync_playwright
 
-    errors: list[str] = []
-    requests: list[str] = []
+    out = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-
-            def block(route) -> None:
-                requests.append(route.request.url)
-                route.abort()
-
-            page.route("http*://**", block)
-            page.goto(html.as_uri())
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 0", timeout=60_000)
-            page.wait_for_timeout(300)
-            plots = page.evaluate("document.querySelectorAll('.js-plotly-plot').length")
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shot), full_page=True)
+            for html, shot, scheme in pages:
+                errors: list[str] = []
+                requests: list[str] = []
+                page = browser.new_page(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
+                page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+                page.route("http*://**", lambda r, requests=requests: (requests.append(r.request.url), r.abort()))
+                page.goto(html.as_uri())
+                page.wait_for_function("window.Plotly !== undefined && document.readyState === 'complete'",
+                                       timeout=60_000)
+                page.wait_for_timeout(300)
+                plots = page.evaluate("document.querySelectorAll('.js-plotly-plot .main-svg').length")
+                shot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(shot), full_page=True)
+                page.close()
+                out.append((errors, requests, plots))
         finally:
             browser.close()
-    return errors, requests, plots
+    return out
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_report_renders_without_console_errors_or_network(chromium_path: str, sim_report, scheme: str) -> None:
-    shot = ROOT / "test-artifacts" / f"report-{scheme}.png"
-    errors, requests, plots = _render(chromium_path, sim_report["html"], shot, scheme)
-    assert errors == []
-    assert requests == []
-    assert plots >= 8
-    assert shot.stat().st_size > 50_000
-
-
-def test_empty_report_renders_without_console_errors(chromium_path: str, tmp_path: Path) -> None:
+def test_report_renders_without_console_errors_or_network(chromium_path: str, sim_report, tmp_path: Path) -> None:
     from analysis.report import build_report, render
     from tests.analysis.report.test_summary import _empty_data
 
-    paths = render(build_report(_empty_data()), tmp_path)
-    errors, requests, _ = _render_no_plots(chromium_path, paths["html"], ROOT / "test-artifacts" / "report-empty.png")
-    assert errors == [] and requests == []
-
-
-def _render_no_plots(chromium_path: str, html: Path, shot: Path) -> tuple[list[str], list[str], int]:
-    from playwright.sync_api import sync_playwright
-
-    errors: list[str] = []
-    requests: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.route("http*://**", lambda route: (requests.append(route.request.url), route.abort()))
-            page.goto(html.as_uri())
-            page.wait_for_load_state("load")
-            page.wait_for_function("window.Plotly !== undefined")
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
-    return errors, requests, 0
+    empty = render(build_report(_empty_data()), tmp_path)["html"]
+    results = _render(chromium_path, [(sim_report["html"], SHOTS / "report-light.png", "light"),
+                                      (sim_report["html"], SHOTS / "report-dark.png", "dark"),
+                                      (empty, SHOTS / "report-empty.png", "light")])
+    for (errors, requests, _), name in zip(results, ("light", "dark", "empty"), strict=True):
+        assert errors == [], name
+        assert requests == [], name
+    assert results[0][2] >= 8 and results[1][2] >= 8
+    assert (SHOTS / "report-light.png").stat().st_size > 50_000

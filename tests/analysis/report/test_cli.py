@@ -32,7 +32,8 @@ def test_report_writes_both_files_and_prints_the_html_path(sim_store: Path, tmp_
 
 
 def test_without_end_the_window_ends_at_the_newest_data_and_says_so(sim_store: Path, tmp_path: Path) -> None:
-    res = _invoke("--store", str(sim_store), "--out", str(tmp_path), "--since", "2h", "--nightly")
+    res = _invoke("--store", str(sim_store), "--out", str(tmp_path), "--since", "2h", "--nightly",
+                  "--victim", "nobody")
     assert res.exit_code == 0, res.output
     s = json.loads((tmp_path / "2026-03-02" / "summary.json").read_text())
     assert s["notes"] and "newest data" in s["notes"][0]
@@ -62,12 +63,15 @@ def test_thermal_limits_come_from_the_options(sim_store: Path, tmp_path: Path) -
         "40",
         "--gpu-hot-c",
         "50",
+        "--victim",
+        "hive1",
     )
     assert res.exit_code == 0, res.output
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["thermal"]["limits"]["gpu_hot_c"] == 50.0
     assert s["thermal"]["nodes"][0]["status"] == "HOT"
     assert s["verdict"]["status"] == "ATTENTION"
+    assert {a["victim"] for a in s["antagonists"]["items"]} == {"hive1"}
 
 
 @pytest.mark.parametrize(
