@@ -28,12 +28,13 @@ running_requests            mean number of requests in flight (the victim's own 
 prefill_tokens              input tokens of requests whose prefill finished (first token) in the window
 ==========================  ==============================================================================
 
-**devices** (`device_windows`): window_start, node, device, group, and window means of ``power_w``,
+**devices** (`device_windows`; in `Grid` only with ``align(per_device=True)``): window_start, node, device, group, and window means of ``power_w``,
 ``power_limit_w``, ``util_pct``, ``pcie_bytes_per_s`` (rx + tx), ``temp_c``, ``sm_clock_mhz``, plus ``throttle_thermal_share``,
 ``throttle_power_share`` (share of samples flagged) and ``at_power_cap_share`` (power_w >= 97 % of
 power_limit_w).
 
-**groups** (`group_windows`): the same per (window_start, group): ``power_w``, ``power_limit_w`` and
+**groups** (`group_windows`, or `group_windows_direct` from the samples in one pass): the same per
+(window_start, group): ``power_w``, ``power_limit_w`` and
 ``pcie_bytes_per_s`` summed
 over the group's devices, the others averaged; ``n_devices``.
 
@@ -175,6 +176,7 @@ def victim_windows(
             pl.col("itl_ms").quantile(0.5, "linear").alias("itl_ms_p50"),
             pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99"),
         )
+        .with_columns(pl.col("run_id").cast(pl.String))
     )
     ok = requests.lazy().filter(pl.col("error").is_null() & pl.col("ttft_ms").is_not_null())
     started = (
@@ -346,6 +348,60 @@ def tenant_windows(tenant: Frame, window_s: float) -> pl.DataFrame:
     )
 
 
+def _restrict(frame: Frame | None, windows: pl.Series | None, window_s: float) -> pl.LazyFrame | None:
+    """Telemetry rows whose window is one of ``windows`` (lazy; None passes through)."""
+    if frame is None:
+        return None
+    lf = _lazy(frame)
+    if windows is None:
+        return lf
+    return lf.filter(window_expr(window_s).is_in(windows.implode()))
+
+
+def group_windows_direct(accel: Frame, window_s: float) -> pl.DataFrame:
+    """`group_windows` straight from samples (one pass, no per-device frame): per (window, group) the mean
+    per-sample sum of power / power limit / PCIe over the group's devices (mean x devices reporting), the mean
+    of the rest. Equals `group_windows(device_windows(...))` when every device reports every sample."""
+    lf = _lazy(accel)
+    names = set(lf.collect_schema().names())
+
+    def col(name: str) -> pl.Expr:
+        return pl.col(name).cast(pl.Float64) if name in names else pl.lit(None, dtype=pl.Float64)
+
+    pcie = pl.when(col("pcie_rx_bytes_per_s").is_null() & col("pcie_tx_bytes_per_s").is_null()).then(None).otherwise(
+        col("pcie_rx_bytes_per_s").fill_null(0) + col("pcie_tx_bytes_per_s").fill_null(0))
+    at_cap = (col("power_w") >= POWER_CAP_SHARE * col("power_limit_w")).cast(pl.Float64)
+    node = pl.col("node") if "node" in names else pl.lit("")
+    group = pl.col("group").fill_null("") if "group" in names else pl.lit("")
+    n_dev = pl.col("device").n_unique()
+    return (
+        lf.select(window_expr(window_s).alias("window_start"), node.alias("node"), group.alias("group"), "device",
+                  col("power_w").alias("power_w"), col("power_limit_w").alias("power_limit_w"),
+                  pcie.alias("pcie_bytes_per_s"), col("util_pct").alias("util_pct"), col("temp_c").alias("temp_c"),
+                  col("sm_clock_mhz").alias("sm_clock_mhz"),
+                  col("throttle_thermal").alias("throttle_thermal_share"),
+                  col("throttle_power").alias("throttle_power_share"), at_cap.alias("at_power_cap_share"))
+        .group_by("window_start", "node", "group")
+        .agg(
+            (pl.col("power_w").mean() * pl.col("device").filter(pl.col("power_w").is_not_null()).n_unique())
+            .alias("power_w"),
+            (pl.col("power_limit_w").mean()
+             * pl.col("device").filter(pl.col("power_limit_w").is_not_null()).n_unique()).alias("power_limit_w"),
+            (pl.col("pcie_bytes_per_s").mean()
+             * pl.col("device").filter(pl.col("pcie_bytes_per_s").is_not_null()).n_unique()).alias("pcie_bytes_per_s"),
+            pl.col("util_pct").mean(),
+            pl.col("temp_c").mean(),
+            pl.col("sm_clock_mhz").mean(),
+            pl.col("throttle_thermal_share").mean(),
+            pl.col("throttle_power_share").mean(),
+            pl.col("at_power_cap_share").mean(),
+            n_dev.cast(pl.Int64).alias("n_devices"),
+        )
+        .sort("window_start", "group")
+        .collect()
+    )
+
+
 def align(
     requests: pl.DataFrame,
     tokens: Frame,
@@ -357,10 +413,15 @@ def align(
     tenant: Frame | None = None,
     window_s: float | None = None,
     min_itl_samples: int = MIN_ITL_SAMPLES,
+    per_device: bool = False,
+    victim_windows_only: bool = True,
 ) -> Grid:
     """Put the victim's runs and the telemetry on one grid (``window_s`` None: `choose_window_s`).
 
-    Telemetry frames may be lazy (`ParquetStore.scan`); they are aggregated to windows before collecting.
+    Telemetry frames may be lazy (`ParquetStore.scan`); they are filtered and aggregated to windows before
+    collecting. ``victim_windows_only``: aggregate telemetry only over the windows the victim's runs cover (what
+    attribution uses; a day with a few runs reads everything but aggregates little). ``per_device``: also fill
+    `Grid.devices` (else empty; groups are computed from the samples directly).
     """
     notes: list[str] = []
     if window_s is None:
@@ -372,14 +433,21 @@ def align(
             f"than {min_itl_samples // 2} get no p99)"
         )
     victim = victim_windows(requests, tokens, runs, window_s, min_itl_samples)
+    keep = victim["window_start"].unique() if victim_windows_only and victim.height else None
     empty = pl.DataFrame(schema={"window_start": TIME_DTYPE})
-    devices = device_windows(accel, window_s) if accel is not None else empty
-    groups = group_windows(devices) if accel is not None else empty
-    if accel is None or devices.height == 0:
+    acc = _restrict(accel, keep, window_s)
+    if acc is None:
+        devices, groups = empty, empty
+    elif per_device:
+        devices = device_windows(acc, window_s)
+        groups = group_windows(devices)
+    else:
+        devices, groups = empty, group_windows_direct(acc, window_s)
+    if accel is None or groups.height == 0:
         notes.append("no accelerator telemetry in the analysed span")
-    hw = host_windows(host, window_s) if host is not None else empty
-    sw = socket_windows(host_core, window_s) if host_core is not None else empty
-    tw = tenant_windows(tenant, window_s) if tenant is not None else empty
+    hw = host_windows(_restrict(host, keep, window_s), window_s) if host is not None else empty
+    sw = socket_windows(_restrict(host_core, keep, window_s), window_s) if host_core is not None else empty
+    tw = tenant_windows(_restrict(tenant, keep, window_s), window_s) if tenant is not None else empty
     return Grid(window_s=window_s, victim=victim, devices=devices, groups=groups, host=hw, sockets=sw, tenants=tw,
                 notes=tuple(notes))
 

@@ -282,8 +282,9 @@ def analyze(
 
 
 def _tokens_compat(tok: pl.DataFrame) -> pl.DataFrame:
+    """Only the columns analysis uses; run_id as Categorical (a run's tokens repeat one id millions of times)."""
     keep = [c for c in ("run_id", "request_index", "time", "itl_ms", "tokens") if c in tok.columns]
-    return tok.select(keep)
+    return tok.select(keep).with_columns(pl.col("run_id").cast(pl.Categorical))
 
 
 def parse_blocks(spec: str | Sequence[str]) -> list[tuple[str, str]]:

@@ -195,7 +195,8 @@ def _per_run_from_requests(requests: pl.DataFrame, slo_ttft: float | None, slo_t
     if tokens is not None:
         itl = tokens.lazy().filter(pl.col("itl_ms").is_not_null()).group_by("run_id").agg(
             pl.col("itl_ms").quantile(0.5, "linear").alias("itl_ms_p50"),
-            pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99")).collect()
+            pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99")).with_columns(
+            pl.col("run_id").cast(pl.String)).collect()
         agg = agg.join(itl, on="run_id", how="left")
     tot = requests.group_by("run_id").agg(pl.len().cast(pl.Int64).alias("_all"))
     return agg.join(tot, on="run_id", how="left").with_columns(
@@ -273,6 +274,7 @@ def _side(requests: pl.DataFrame, tokens: pl.DataFrame | None, runs: pl.DataFram
     win_ok = ok["_win"].to_numpy()
     tok = np.zeros(n)
     if tokens is not None and tokens.height:
+        tokens = tokens.filter(pl.col("run_id").is_in(run_ids)).with_columns(pl.col("run_id").cast(pl.String))
         # throughput: tokens by emission time (the window they were emitted in)
         te = tokens.filter(pl.col("run_id").is_in(run_ids)).join(off, on="run_id", how="inner").select(
             (pl.col("_k") + ((pl.col("time").cast(pl.Int64) - pl.col("_t0")) // w_ns).clip(0, pl.col("_nw") - 1))

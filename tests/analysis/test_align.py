@@ -143,3 +143,22 @@ def test_align_says_how_the_window_was_chosen_and_accepts_lazy_frames() -> None:
     assert any("1000 ITL samples" in n for n in grid.notes)
     wide = grid.wide()
     assert {"a.power_w", "b.pcie_bytes_per_s", "output_tok_s"} <= set(wide.columns)
+
+
+def test_groups_from_samples_equal_groups_from_device_windows() -> None:
+    from analysis.align import group_windows_direct
+
+    a = group_windows(device_windows(_accel(), 2.0)).sort("window_start", "group")
+    b = group_windows_direct(_accel(), 2.0).sort("window_start", "group")
+    for col in ("power_w", "power_limit_w", "pcie_bytes_per_s", "util_pct", "throttle_thermal_share", "n_devices"):
+        assert a[col].to_list() == b[col].to_list(), col
+
+
+def test_telemetry_outside_the_victims_windows_is_not_aggregated() -> None:
+    late = _accel().with_columns((pl.col("time") + pl.duration(hours=1)).cast(pl.Datetime("ns", "UTC")))
+    grid = align(_requests(), _tokens(600, 6), _runs(6), accel=pl.concat([_accel(), late]), window_s=2.0)
+    assert grid.groups["window_start"].max() < T0 + timedelta(minutes=1)
+    full = align(_requests(), _tokens(600, 6), _runs(6), accel=pl.concat([_accel(), late]), window_s=2.0,
+                 victim_windows_only=False, per_device=True)
+    assert full.groups["window_start"].max() > T0 + timedelta(minutes=59)
+    assert full.devices.height > 0
