@@ -13,6 +13,8 @@ class ReportPage(HTMLParser):
         self.status: str | None = None
         self.verdict: list[tuple[str, str]] = []
         self.phase_cells: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+        self.antagonists: list[tuple[str, str, str]] = []  # victim, antagonist, significant
+        self.thermal_nodes: list[tuple[str, str]] = []  # node, status
         self.script_srcs: list[str] = []
         self.plotly_bundles = 0
         self._li_topic: str | None = None
@@ -32,6 +34,10 @@ class ReportPage(HTMLParser):
         if tag == "tr" and "data-group" in a and "data-phase" in a:
             self._row = (a["data-group"], a["data-phase"])
             self.phase_cells[self._row] = {}
+        if tag == "tr" and "data-antagonist" in a:
+            self.antagonists.append((a["data-victim"], a["data-antagonist"], a["data-significant"]))
+        if tag == "tr" and "data-node" in a:
+            self.thermal_nodes.append((a["data-node"], a["data-status"]))
         if tag == "td" and self._row is not None and "data-metric" in a:
             self.phase_cells[self._row][a["data-metric"]] = a
         if tag == "script":

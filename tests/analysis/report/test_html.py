@@ -36,6 +36,15 @@ def test_phase_table_on_the_page_matches_summary_json(sim_report) -> None:
             assert (shown == "" and change is None) or math.isclose(float(shown), change)
 
 
+def test_antagonists_and_thermal_status_on_the_page_match_summary_json(sim_report) -> None:
+    summary, html = _load(sim_report)
+    page = read_page(html)
+    items = summary["antagonists"]["items"]
+    assert items
+    assert page.antagonists == [(a["victim"], a["antagonist"], "yes" if a["significant"] else "no") for a in items]
+    assert page.thermal_nodes == [(r["node"], r["status"]) for r in summary["thermal"]["nodes"]]
+
+
 def test_summary_json_is_embedded_verbatim(sim_report) -> None:
     summary, html = _load(sim_report)
     start = html.index('<script type="application/json" id="summary-json">') + len(
