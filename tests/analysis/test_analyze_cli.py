@@ -10,7 +10,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from analysis.attribution import ANTAGONIST_COLUMNS
 from analysis.cli import analyze as command
+from analysis.degradation import PHASE_COLUMNS
 from analysis.ingest import import_bench_files
 from telemetry.simulator import preset, simulate, write_output
 from telemetry.store.base import open_store
@@ -112,6 +114,14 @@ def test_store_analysis_ranks_the_simulated_antagonist_first(sim_store: Path) ->
     } <= set(top)
     assert {r["phase"] for r in doc["phases"]} == {"stress"}
     assert "Who slows hive0" in res.output
+    assert all(list(r) == list(PHASE_COLUMNS) for r in doc["phases"])
+    assert all(list(a) == list(ANTAGONIST_COLUMNS) for a in doc["antagonists"])
+
+
+def test_docs_describe_every_json_field() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "analysis.md").read_text()
+    for name in [*PHASE_COLUMNS, *ANTAGONIST_COLUMNS, "schema_version", "window_s", "notes"]:
+        assert name in text, name
 
 
 def test_store_analysis_uses_a_topology_file(sim_store: Path) -> None:
