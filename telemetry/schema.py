@@ -103,6 +103,7 @@ ACCEL = Measurement(
         F("current_a", "A", description="core current"),
         F("pcie_tx_bytes_per_s", "B/s", description="PCIe bytes sent by the device per second"),
         F("pcie_rx_bytes_per_s", "B/s", description="PCIe bytes received by the device per second"),
+        F("pcie_bidir_bytes_per_s", "B/s", description="PCIe bytes both ways per second (MI300-class gpu_metrics)"),
         F("pcie_link_gen", "1", "int", "current PCIe link generation"),
         F("pcie_link_width", "lanes", "int", "current PCIe link width"),
         F("pcie_replay_count", "1", "int", "cumulative PCIe replay counter"),
