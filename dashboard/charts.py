@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
@@ -20,6 +21,12 @@ BAND_COLOURS = ("rgba(99,110,250,0.10)", "rgba(239,85,59,0.10)", "rgba(0,204,150
                 "rgba(255,161,90,0.10)", "rgba(25,211,243,0.10)")
 SCALES = {"temp_c": "Inferno", "power_w": "Viridis", "pcie_bytes_per_s": "Cividis", "util_pct": "Blues",
           "throttled": "Reds"}
+
+
+def epoch_ms(times: pl.Series) -> np.ndarray:
+    """Times as float milliseconds since the epoch: a date axis reads them, and they travel as compact binary
+    arrays (plotly base64) instead of one ISO string per point."""
+    return times.dt.epoch("ms").cast(pl.Float64).to_numpy()
 
 
 def heatmap_figure(
@@ -78,11 +85,13 @@ def heatmap_figure(
     return fig
 
 
-def bands(events: pl.DataFrame, group: str | None = None) -> list[dict]:
-    """Shaded bands from run_event rows: one per benchmark run (start → end), labelled run · phase."""
+def bands(events: pl.DataFrame, group: str | Sequence[str] | None = None) -> list[dict]:
+    """Shaded bands from run_event rows: one per benchmark run (start → end) of ``group`` (one or several; None:
+    every group), labelled phase · run."""
     if events.height == 0:
         return []
-    ev = events if group is None else events.filter(pl.col("group") == group)
+    groups = [group] if isinstance(group, str) else group
+    ev = events if not groups else events.filter(pl.col("group").is_in(list(groups)))
     starts = ev.filter(pl.col("event") == "start").group_by("run_id").agg(pl.col(TIME).min(), pl.col("phase").first())
     ends = ev.filter(pl.col("event") == "end").group_by("run_id").agg(pl.col(TIME).max().alias("end"))
     both = starts.join(ends, on="run_id", how="inner").sort(TIME)
@@ -111,8 +120,8 @@ def add_bands(fig: go.Figure, spans: Sequence[dict], rows: int = 1) -> None:
         for r in range(1, rows + 1):
             kw = {"row": r, "col": 1} if rows > 1 else {}
             fig.add_vrect(x0=b["x0"], x1=b["x1"], fillcolor=colour, line_width=0, layer="below", **kw)
-        fig.add_annotation(x=b["x0"], y=1.0, yref="paper", xanchor="left", yanchor="bottom", text=b["label"],
-                           showarrow=False, font={"size": 10})
+        fig.add_annotation(x=b["x0"], y=0.99, yref="y domain", xanchor="left", yanchor="top", text=b["label"],
+                           showarrow=False, font={"size": 10}, bgcolor="rgba(128,128,128,0.12)")
 
 
 def timeseries_panels(panels: Sequence[dict], spans: Sequence[dict] = (), height_per_panel: int = 260) -> go.Figure:
@@ -130,12 +139,14 @@ def timeseries_panels(panels: Sequence[dict], spans: Sequence[dict] = (), height
         for key, part in parts.items():
             name = str(key[0]) if key[0] is not None else p["y"]
             fig.add_trace(
-                go.Scattergl(x=part[TIME].to_list(), y=part[p["y"]].to_list(), mode="lines", name=name,
+                go.Scattergl(x=epoch_ms(part[TIME]), y=part[p["y"]].cast(pl.Float64).to_numpy(), mode="lines",
+                             name=name,
                              legendgroup=f"p{i}", legendgrouptitle_text=p["title"] if by else None,
                              hovertemplate=f"{name}<br>%{{x}}<br>%{{y:.4g}} {p['unit']}<extra></extra>"),
                 row=i, col=1,
             )
         fig.update_yaxes(title_text=p["unit"], row=i, col=1)
+    fig.update_xaxes(type="date")
     fig.update_xaxes(title_text="time (UTC)", row=n, col=1)
     add_bands(fig, spans, rows=n)
     fig.update_layout(height=height_per_panel * n + 80, margin={"l": 10, "r": 10, "t": 50, "b": 40},

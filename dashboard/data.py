@@ -276,22 +276,30 @@ def device_status(store_url: str, node: str, start: datetime, end: datetime) -> 
             pl.max_horizontal(pl.col("throttle_thermal").mean(), pl.col("throttle_power").mean()).alias(
                 "throttled_share"))
         return last.join(share, on="device", how="left").select(list(schema)).sort("device")
-    lf = r.lazy("accel", start, end, {"node": node})
-    frame = (
-        lf.sort(TIME)
-        .group_by("device")
+    cols = ["temp_c", "power_w", "util_pct"]
+    lf = r.lazy("accel", start, end, {"node": node}, [*cols, "throttle_thermal", "throttle_power"])
+    seen = (
+        lf.group_by("device")
         .agg(
             pl.col(TIME).max().alias("last_seen"),
-            pl.col("temp_c").drop_nulls().last(),
-            pl.col("power_w").drop_nulls().last(),
-            pl.col("util_pct").drop_nulls().last(),
             (pl.col("throttle_thermal").fill_null(False) | pl.col("throttle_power").fill_null(False))
             .mean()
             .alias("throttled_share"),
         )
         .collect()
     )
-    return frame.select(list(schema)).sort("device") if frame.height else pl.DataFrame(schema=schema)
+    if seen.height == 0:
+        return pl.DataFrame(schema=schema)
+    # the latest values: only the last few minutes of each device need sorting
+    recent = seen["last_seen"].min() - timedelta(minutes=5)  # type: ignore[operator]
+    latest = (
+        r.lazy("accel", max(recent, start), end, {"node": node}, cols)
+        .sort(TIME)
+        .group_by("device")
+        .agg(pl.col(c).drop_nulls().last() for c in cols)
+        .collect()
+    )
+    return seen.join(latest, on="device", how="left").select(list(schema)).sort("device")
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import polars as pl
 import streamlit as st
 
 from dashboard import data
@@ -119,3 +121,20 @@ def human_bytes_per_s(value: float | None) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.1f} {unit}"
     return f"{value:.0f} B/s"
+
+
+def device_order(devs: pl.DataFrame, topo: pl.DataFrame) -> dict[str, str | None]:
+    """device -> group, grouped in topology order (hives, then tenants), devices in natural order (gpu2 < gpu10)."""
+    order = devs.select("device", "group")
+    rank: dict[str, int] = {}
+    if topo.height:
+        order = order.join(topo.select(pl.col("id").alias("device"), pl.col("group").alias("tgroup")),
+                           on="device", how="left").with_columns(pl.coalesce("group", "tgroup").alias("group"))
+        rank = {g: i for i, g in enumerate(topo["group"].unique(maintain_order=True).to_list())}
+    rows = order.select("device", "group").rows()
+    rows.sort(key=lambda r: (rank.get(r[1], len(rank)), r[1] or "~", *natural(r[0])))
+    return {d: g for d, g in rows}
+
+
+def natural(name: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name or ""))

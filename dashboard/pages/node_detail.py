@@ -12,7 +12,7 @@ from telemetry.schema import ACCEL, HOST, TENANT
 s = layout.settings()
 st.title("Node detail")
 st.write("Pick a metric and devices: the accelerators, the host CPU and the co-tenants share one time axis; "
-         "benchmark runs are shaded.")
+         "the chosen groups' benchmark runs are shaded.")
 if layout.store_problem(s.store_url):
     st.stop()
 choice = layout.range_choice()
@@ -38,7 +38,9 @@ metric = c2.selectbox(
     help="Fields of the accel measurement; the unit is the last part of the name.",
 ) or "util_pct"
 node_devs = devices.filter(pl.col("node") == node)
-groups = node_devs["group"].unique(maintain_order=True).drop_nulls().to_list()
+topo, source = data.topology(s)
+ordered = layout.device_order(node_devs, topo)
+groups = [g for g in dict.fromkeys(ordered.values()) if g]
 default_group = groups[:1]
 chosen_groups = c3.multiselect("Devices of group(s)", groups, default=default_group, key="node_groups")
 extra = st.multiselect("…and these devices", node_devs["device"].to_list(), key="node_devices")
@@ -47,8 +49,6 @@ if not chosen:
     st.info("Choose at least one group or device above to plot it.")
     st.stop()
 
-newest = devices.filter(pl.col("node") == node)
-host_ext = data.extent(s.store_url, "host")
 unit = layout.axis_unit(metrics[metric].unit)
 panels = [{
     "frame": data.series(s.store_url, "accel", metric, tr.start, tr.end,
@@ -64,7 +64,7 @@ panels.append({"frame": tenant_frame, "y": "cpu_pct", "by": "group", "title": "t
 events = data.run_events(s.store_url, tr.start, tr.end)
 events = events.filter(pl.col("node") == node) if events.height else events
 show_bands = st.toggle("Shade benchmark runs", value=True, key="node_bands")
-spans = charts.bands(events) if show_bands else []
+spans = charts.bands(events, chosen_groups or None) if show_bands else []
 if panels[0]["frame"].height == 0:
     st.info(f"No {metric} samples from the chosen devices of {node} in this range (the device may not report it: "
             "absent values are never drawn as 0).")
@@ -76,7 +76,6 @@ points = sum(p["frame"].height for p in panels)
 st.caption(f"{points:,} points drawn (at most 2,000 per trace, min/max preserved).")
 
 st.subheader("Topology")
-topo, source = data.topology(s)
 topo = topo.filter(pl.col("node") == node) if topo.height and node in topo["node"].to_list() else topo
 if topo.height == 0:
     st.info("No topology.json found (the simulator and the demo write one beside the store; pass "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 import polars as pl
@@ -53,23 +52,6 @@ def device_flags(stale: list[str], throttled: dict[str, float]) -> dict[str, str
     return flags
 
 
-def device_order(devs: pl.DataFrame, topo: pl.DataFrame) -> dict[str, str | None]:
-    """device -> group, grouped in topology order (hives, then tenants), devices in natural order (gpu2 < gpu10)."""
-    order = devs.select("device", "group")
-    rank: dict[str, int] = {}
-    if topo.height:
-        order = order.join(topo.select(pl.col("id").alias("device"), pl.col("group").alias("tgroup")),
-                           on="device", how="left").with_columns(pl.coalesce("group", "tgroup").alias("group"))
-        rank = {g: i for i, g in enumerate(topo["group"].unique(maintain_order=True).to_list())}
-    rows = order.select("device", "group").rows()
-    rows.sort(key=lambda r: (rank.get(r[1], len(rank)), r[1] or "~", *natural(r[0])))
-    return {d: g for d, g in rows}
-
-
-def natural(name: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name or ""))
-
-
 def node_devices(node: str, devs: pl.DataFrame, topo: pl.DataFrame, tr: layout.TimeRange, every_s: int,
                  stale_after: timedelta, field: str) -> None:
     status = data.device_status(s.store_url, node, tr.start, tr.end)
@@ -83,7 +65,7 @@ def node_devices(node: str, devs: pl.DataFrame, topo: pl.DataFrame, tr: layout.T
     shares = dict(status.filter(pl.col("throttled_share") > 0).select("device", "throttled_share").iter_rows())
     throttling = list(shares)
     flags = device_flags(stale, shares)
-    device_groups = device_order(devs, topo)
+    device_groups = layout.device_order(devs, topo)
     hottest = status.sort("temp_c", descending=True, nulls_last=True).head(1)
     c = st.columns(5)
     c[0].metric("Accelerators", len(device_groups))

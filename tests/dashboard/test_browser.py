@@ -31,9 +31,9 @@ ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 CHROMIUM = os.environ.get("NEIGHBORSCOPE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-# url path -> (heading, plotly charts expected on the demo data)
+# url path -> (heading, plotly charts expected on the demo data); the overview is the default page, at /
 PAGES = {
-    "overview": ("Fleet overview", 1),
+    "": ("Fleet overview", 1),
     "node": ("Node detail", 1),
     "noisy-neighbours": ("Noisy neighbours", 3),
     "runs": ("Runs & history", 2),
@@ -136,7 +136,8 @@ def wait_rendered(page, charts: int, timeout_ms: int = 60_000) -> None:
 @pytest.mark.parametrize("path", list(PAGES))
 def test_page_renders_in_chromium(chromium, dashboard_url: str, path: str, scheme: str):
     heading, charts = PAGES[path]
-    context = chromium.new_context(viewport={"width": 1440, "height": 1000}, color_scheme=scheme)
+    # tall enough for a whole page: Streamlit scrolls an inner container, which full_page does not unroll
+    context = chromium.new_context(viewport={"width": 1440, "height": 2600}, color_scheme=scheme)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -144,8 +145,9 @@ def test_page_renders_in_chromium(chromium, dashboard_url: str, path: str, schem
         page.goto(f"{dashboard_url}/{path}", wait_until="domcontentloaded")
         wait_rendered(page, charts)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"{path}-{scheme}.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"{path or 'overview'}-{scheme}.png"), full_page=True)
         assert page.locator("[data-testid='stException']").count() == 0
+        assert page.get_by_text("Page not found").count() == 0
         assert page.locator("h1").first.inner_text().strip() == heading
         assert page.locator("[data-testid='stPlotlyChart']").count() == charts
         assert page.get_by_text("Time range:").count() >= 1
@@ -160,7 +162,7 @@ def test_dashboard_on_an_empty_store_explains_itself(chromium, tmp_path: Path):
     try:
         context = chromium.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
-        page.goto(f"{dash.url}/overview", wait_until="domcontentloaded")
+        page.goto(dash.url, wait_until="domcontentloaded")
         wait_rendered(page, 0)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "overview-empty.png"), full_page=True)

@@ -1,0 +1,155 @@
+"""How long the dashboard takes to render 24 h of a 34-accelerator node at 1 Hz, in real headless Chromium.
+
+    .venv/bin/python benchmarks/dashboard_load.py [--store DIR] [--repeat 5] [--json out.json]
+
+1. Builds (once, then reuses) an embedded store with 24 h of simulated seed-000 telemetry: 34 accelerators,
+   host, 64 host cores and 4 tenants at 1 Hz (2.9 M accel rows), compacted as the collector leaves it.
+2. Starts ``neighborscope dashboard`` on a free port over it and opens the Fleet overview and the Node detail
+   page (range "Last 24 hours") in Debian's chromium through Playwright.
+3. Time to rendered = from navigation start until the script has finished (``data-test-script-state=notRunning``)
+   and every plotly chart has drawn its SVG. Reported per page:
+
+   - ``cold``: the first visit after the server started (empty query caches, empty browser cache);
+   - ``expired``: a new tab of the same browser profile after the query cache TTL passed (queries run again;
+     what a returning user opening the dashboard sees);
+   - ``warm``: a new tab within the TTL (reduced results served from ``st.cache_data``).
+
+   It also times the server-side reductions alone (no Streamlit), and prints the 1-minute load average, since
+   a busy 2-core machine stretches every figure. Target: under 3 s per page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, start_dashboard, stop  # noqa: E402
+
+PAGES = {"overview": ("", 1), "node_detail": ("node", 1)}
+SCRIPT_DONE: list[float] = []  # seconds until the script finished, per load (the rest is the browser drawing)
+DEFAULT_STORE = ROOT / "neighborscope-demo" / "bench-24h" / "store"
+
+
+def build_store(path: Path, hours: int = 24, seed: int = 0) -> None:
+    """24 h (three 8 h phases of seed 000) of telemetry only, written in hourly chunks then compacted."""
+    from telemetry.simulator import preset, simulate
+    from telemetry.store.parquet import ParquetStore
+
+    t = time.perf_counter()
+    sc = preset("seed000", phase_s=hours * 3600 // 3)
+    res = simulate(sc, seed=seed, bench=False)
+    store = ParquetStore(path)
+    rows = 0
+    for _t0, frames in res.iter_telemetry(chunk_s=3600):
+        for name, frame in frames.items():
+            store.write(name, frame)
+            rows += frame.height if name == "accel" else 0
+    store.compact(min_files=2)
+    store._delete_due(force=True)
+    (path.parent / "topology.json").write_text(json.dumps(sc.topology.to_dict(), indent=2))
+    print(f"built {path}: {rows:,} accel rows in {time.perf_counter() - t:.1f} s", flush=True)
+
+
+def server_side(store_path: Path) -> dict[str, float]:
+    """Seconds the reductions behind each page take on their own (no Streamlit, no browser)."""
+    from dashboard.data import Reader
+    from dashboard.downsample import bucket_seconds
+    from telemetry.store.parquet import ParquetStore
+
+    r = Reader(ParquetStore(store_path))
+    _, last = r.extent("accel")  # type: ignore[misc]
+    start = last - timedelta(hours=24)
+    node = r.lazy("accel", last - timedelta(minutes=1), last).select("node").collect()["node"][0]
+    out = {}
+    t = time.perf_counter()
+    every = bucket_seconds(start, last, 240)
+    r.buckets("accel", ["temp_c", "power_w", "util_pct", "pcie_rx_bytes_per_s", "pcie_tx_bytes_per_s"], every,
+              start, last, {"node": node}, by=["device"])
+    out["overview_heatmap_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    devs = [f"gpu{i}" for i in range(8)]
+    r.series("accel", "util_pct", start, last, {"node": node, "device": devs}, ["device"])
+    r.series("host", "cpu_util_pct", start, last, {"node": node})
+    r.series("tenant", "cpu_pct", start, last, {"node": node}, ["group"])
+    out["node_detail_series_s"] = time.perf_counter() - t
+    return out
+
+
+def rendered_in(context, url: str, charts: int) -> float:  # a Playwright BrowserContext
+    page = context.new_page()
+    try:
+        t = time.perf_counter()
+        page.goto(url, wait_until="commit")
+        page.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']", timeout=120_000)
+        page.wait_for_selector("h1", timeout=120_000)
+        page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=120_000)
+        SCRIPT_DONE.append(time.perf_counter() - t)
+        page.wait_for_function(
+            "n => document.querySelectorAll(\"[data-testid='stPlotlyChart'] .main-svg\").length >= n",
+            arg=charts, timeout=120_000)
+        elapsed = time.perf_counter() - t
+        if page.locator("[data-testid='stException']").count():
+            raise RuntimeError(f"{url}: Streamlit exception on the page")
+        return elapsed
+    finally:
+        page.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    if not (args.store / "accel").is_dir():
+        build_store(args.store)
+    from playwright.sync_api import sync_playwright
+
+    from dashboard.data import CACHE_TTL_S
+
+    result: dict[str, object] = {"server_side": server_side(args.store)}
+    print("server-side reductions:", {k: round(v, 3) for k, v in result["server_side"].items()}, flush=True)
+    workdir = args.store.parent
+    dash = start_dashboard(args.store, workdir, "--refresh-s", "600")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            for name, (path, charts) in PAGES.items():
+                url = f"{dash.url}/{path}"
+                # one browser profile per page, as a returning user has: the first visit fetches the app's
+                # JavaScript, later visits find it in the browser cache
+                context = browser.new_context(viewport={"width": 1440, "height": 1000})
+                cold = rendered_in(context, url, charts)
+                warm = [rendered_in(context, url, charts) for _ in range(args.repeat)]
+                expired = []
+                for _ in range(max(1, args.repeat // 2)):
+                    time.sleep(CACHE_TTL_S + 1)
+                    expired.append(rendered_in(context, url, charts))
+                context.close()
+                script = statistics.median(SCRIPT_DONE[-(1 + len(warm) + len(expired)):])
+                result[name] = {"script_done_median_s": script, "cold_s": cold, "expired_median_s": statistics.median(expired),
+                                "warm_median_s": statistics.median(warm), "warm_all_s": warm, "expired_all_s": expired}
+                print(f"{name:12s} cold {cold:5.2f} s · after cache expiry {statistics.median(expired):5.2f} s · "
+                      f"warm {statistics.median(warm):5.2f} s (median of {len(warm)}); script done after {script:5.2f} s "
+                      "(median)", flush=True)
+            browser.close()
+    finally:
+        stop(dash)
+    result["load_average_1m"] = os.getloadavg()[0]
+    result["cpus"] = os.cpu_count()
+    print(f"load average {result['load_average_1m']:.2f} on {result['cpus']} CPUs")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
