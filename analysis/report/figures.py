@@ -231,7 +231,7 @@ def thermal_profile_bars(profile: pl.DataFrame, limits: Mapping[str, float] | No
     profile = profile.sort(pl.col(label).replace_strict(order, return_dtype=pl.Int64))
     names = profile[label].to_list()
     lo, hi, avg = profile["gpu_min_c"].to_list(), profile["gpu_max_c"].to_list(), profile["gpu_avg_c"].to_list()
-    colors = {"OK": "#10b981", "WARM": "#f59e0b", "HOT": "#e11d48"}
+    colors = {"COOL": "#06b6d4", "OK": "#10b981", "WARM": "#f59e0b", "HOT": "#e11d48"}
     fig = go.Figure()
     fig.add_bar(x=names, y=[(h - low) if h is not None and low is not None else None for h, low in zip(hi, lo, strict=True)],
                 base=lo, name="range (°C)", marker_color=[colors.get(s, GREY) for s in profile["status"].to_list()],
