@@ -146,10 +146,11 @@ def write_config(path: Path, nodes: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def start_collector(workdir: Path, config: Path) -> tuple[subprocess.Popen, str]:
+def start_collector(workdir: Path, config: Path, store: str | None = None) -> tuple[subprocess.Popen, str]:
     port_file = workdir / "collector.port"
+    store = (store or "{dir}/store").replace("{dir}", str(workdir))
     proc = subprocess.Popen(
-        [*NEIGHBORSCOPE, "collector", "--store", str(workdir / "store"), "--host", HOST, "--port", "0",
+        [*NEIGHBORSCOPE, "collector", "--store", store, "--host", HOST, "--port", "0",
          "--port-file", str(port_file), "--config", str(config)],
         stdout=subprocess.DEVNULL, stderr=open(workdir / "collector.log", "wb"),  # noqa: SIM115
     )  # fmt: skip
@@ -292,7 +293,7 @@ def run_step(nodes: int, args: argparse.Namespace, workdir: Path, config: Path,
 
     step_dir = workdir / f"step-{nodes}"
     step_dir.mkdir()
-    proc, url = start_collector(step_dir, config)
+    proc, url = start_collector(step_dir, config, args.store)
     me = psutil.Process()
     try:
         with RssSampler(proc.pid) as rss:
@@ -386,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout-s", type=float, default=10.0, help="HTTP timeout of one send")
     ap.add_argument("--aligned", action="store_true", help="all nodes send on the same tick (worst-case burst)")
     ap.add_argument("--keep-going", action="store_true", help="run every step even after one fails")
+    ap.add_argument("--store", default=None, help="collector store URL; {dir} = the step's temp dir "
+                    "(default: {dir}/store, the embedded Parquet store; e.g. 'influx://127.0.0.1:8086/db?queue={dir}/q')")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)

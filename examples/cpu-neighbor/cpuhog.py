@@ -1,6 +1,10 @@
 """The CPU-hungry co-tenant: pure-Python busy loops (default: two per core), until SIGTERM.
 
     python examples/cpu-neighbor/cpuhog.py --procs 2
+
+The stress runner starts it in a session of its own; where the kernel groups sessions for CPU fairness
+(``kernel.sched_autogroup_enabled = 1``), all its loops together get one group's share of the CPU, so on a host
+with many busy sessions it takes little from the victim unless ``--autogroup-nice`` raises its weight.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+from pathlib import Path
 
 
 def burn() -> None:
@@ -23,7 +28,16 @@ def burn() -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--procs", type=int, default=2 * (os.cpu_count() or 1), help="busy processes (default: two per core)")
+    ap.add_argument("--autogroup-nice", type=int, default=None,
+                    help="set the nice value of this session's scheduler autogroup (-20..19; negative needs root): "
+                    "with kernel.sched_autogroup_enabled every session is one scheduling group, so this is the "
+                    "co-tenant's CPU weight against the other sessions (like a container's cpu.weight)")
     args = ap.parse_args(argv)
+    if args.autogroup_nice is not None:
+        try:
+            Path("/proc/self/autogroup").write_text(str(args.autogroup_nice))
+        except OSError as exc:
+            print(f"cpuhog: cannot set the autogroup nice value: {exc}", file=sys.stderr)
     ctx = mp.get_context("fork")
     procs = [ctx.Process(target=burn, daemon=True) for _ in range(max(1, args.procs))]
     for p in procs:

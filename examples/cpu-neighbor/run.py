@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--token-ms", type=float, default=2.5, help="server CPU time per token on an idle core")
     ap.add_argument("--concurrency", type=int, default=1, help="llama-benchy --concurrency (streams at once)")
     ap.add_argument("--window-s", type=float, default=5.0, help="analysis window (neighborscope analyze --window-s)")
+    ap.add_argument("--cotenant-nice", type=int, default=None,
+                    help="autogroup nice of the co-tenant (e.g. -10: a heavier CPU weight than the other sessions; "
+                    "see cpuhog.py --help; default: unchanged)")
     ap.add_argument("--no-check", action="store_true", help="exit 0 even when the expected finding is missing")
     args = ap.parse_args(argv)
     block_s = args.block_s
@@ -258,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         (wd / "plan.toml").write_text(plan)
         senv = {**env, "NS_EX_URL": surl, "NS_EX_TOKENIZER": str(wd / "tokenizer.json"), "NS_EX_RUNS": str(runs),
                 "NS_EX_CONCURRENCY": str(args.concurrency), "NS_EX_HOME": str(wd / "home"),
-                "NS_EX_DIR": str(HERE)}  # fmt: skip
+                "NS_EX_DIR": str(HERE),
+                "NS_EX_HOG_ARGS": "" if args.cotenant_nice is None else f"--autogroup-nice {args.cotenant_nice}"}  # fmt: skip
         say("running the stress plan (neighborscope stress run)")
         sr = subprocess.run([*NEIGHBORSCOPE, "stress", "run", str(wd / "plan.toml"), "--store", store, "--workdir",
                              str(wd / "stress")], cwd=wd, env=senv, stdin=subprocess.DEVNULL)  # fmt: skip
@@ -283,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     result["setup"] = {"duration_s": args.duration_s, "blocks": blocks, "block_s": block_s, "llama_benchy_runs": runs,
                        "concurrency": args.concurrency, "run_s_idle": run_s, "token_ms": args.token_ms,
                        "prompt_tokens": PP, "output_tokens": TG, "window_s": args.window_s, "cpus": os.cpu_count(),
-                       "wall_s": time.monotonic() - t_begin, "workdir": str(wd),
+                       "wall_s": time.monotonic() - t_begin, "workdir": str(wd), "cotenant_nice": args.cotenant_nice,
+                       "loadavg_end": os.getloadavg(),
                        "stress_exit_code": sr.returncode}  # fmt: skip
     out_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
 

@@ -115,6 +115,7 @@ def test_agent_config_maps_server_and_cotenant_to_their_groups(tmp_path):
     assert cfg.samplers["host"].enabled is True and cfg.samplers["tenants"].enabled is True
 
 
+@pytest.mark.slow
 def test_experiment_names_the_cpu_hog_through_cpu_with_p99_itl_degraded(tmp_path):
     """The whole experiment, short (about 2-3 minutes on 2 cores)."""
     pytest.importorskip("llama_benchy")
