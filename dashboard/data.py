@@ -230,8 +230,9 @@ def accel_heatmap(store_url: str, node: str, start: datetime, end: datetime, eve
     tags = {"node": node}
     if r.server_downsample:
         frame = r.buckets("accel", fields, every_s, start, end, tags, by=["device"])
+        # InfluxQL aggregates no booleans but first / last: the flag at the end of each bin (a sample of it)
         throttle = r.buckets(
-            "accel", ["throttle_thermal", "throttle_power"], every_s, start, end, tags, by=["device"], agg="max"
+            "accel", ["throttle_thermal", "throttle_power"], every_s, start, end, tags, by=["device"], agg="last"
         )
         frame = frame.join(throttle, on=[TIME, "device"], how="left")
     else:
@@ -267,14 +268,14 @@ def device_status(store_url: str, node: str, start: datetime, end: datetime) -> 
         frame = r.buckets("accel", ["temp_c", "power_w", "util_pct"], every, start, end, {"node": node},
                           by=["device"], agg="last")
         thr = r.buckets("accel", ["throttle_thermal", "throttle_power"], every, start, end, {"node": node},
-                        by=["device"], agg="mean")
+                        by=["device"], agg="last")  # booleans: InfluxQL has only first / last for them
         if frame.height == 0:
             return pl.DataFrame(schema=schema)
         last = frame.group_by("device").agg(pl.col(TIME).max().alias("last_seen"),
                                             *[pl.col(c).last() for c in ("temp_c", "power_w", "util_pct")])
         share = thr.group_by("device").agg(
-            pl.max_horizontal(pl.col("throttle_thermal").mean(), pl.col("throttle_power").mean()).alias(
-                "throttled_share"))
+            pl.max_horizontal(pl.col("throttle_thermal").cast(pl.Float64).mean(),
+                              pl.col("throttle_power").cast(pl.Float64).mean()).alias("throttled_share"))
         return last.join(share, on="device", how="left").select(list(schema)).sort("device")
     cols = ["temp_c", "power_w", "util_pct"]
     lf = r.lazy("accel", start, end, {"node": node}, [*cols, "throttle_thermal", "throttle_power"])
