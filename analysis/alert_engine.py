@@ -115,8 +115,8 @@ class ThermalSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_c_per_w: float = 0.005
-    min_residual_c: float = 1.5
+    min_c_per_w: float = 0.01
+    min_residual_c: float = 3.0
     peer_z: float = 3.5
     reference_nights: int = 7
     night_offset_h: float = 12.0

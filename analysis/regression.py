@@ -13,7 +13,8 @@ Method (analysis-methods.md §3 and §6c):
   ``window_len``, ``max_pvalue`` and that ``min_magnitude``; at least two nights on each side, so a change point
   is by construction *persistent* (confirmed).
 - **Same night.** Last night against the trailing stable segment (the nights since the last change point): a
-  one-point t-test (prediction interval). Beyond ``min_magnitude`` in the bad direction with p < ``suspect_pvalue``:
+  one-point t-test (prediction interval). Beyond ``min_magnitude`` in the bad direction with p < ``suspect_pvalue``
+  divided by the number of histories of the node (Bonferroni over what is tested that night):
   **suspected** (warning) and a rerun is requested. **Confirmed** (critical) when a change point appears (the
   change persisted into the next night) or when the night's rerun (a later run the same night) agrees.
 - **Acknowledged** change points (`Acknowledgement`, kept in a JSON file by ``neighborscope alerts ack``) do not
@@ -114,6 +115,7 @@ class RegressionConfig:
     window_len: int = 30
     max_pvalue: float = 0.001
     suspect_pvalue: float = 0.001
+    family_correction: bool = True
     min_effect: float = 0.03
     noise_mult: float = 2.0
     min_history: int = 5
@@ -322,14 +324,20 @@ def assess_series(
     config: RegressionConfig | None = None,
     runs_last: Sequence[float] | None = None,
     acknowledged: Sequence[int] = (),
+    family_size: int = 1,
 ) -> SeriesVerdict:
     """The verdict on series ``x`` (detector scale) as of its last point; see the module docstring.
+
+    ``family_size``: how many series are tested together the same night (the histories of a node): the same-night
+    threshold is ``suspect_pvalue / family_size`` (Bonferroni), so a node with many metrics or devices does not
+    raise a chance 3.5-sigma night every few weeks.
 
     ``min_magnitude_floor`` is the practical threshold on the detector scale (log(1 + δ) for log histories);
     ``runs_last`` the last night's individual runs (first = scheduled run, later = reruns); ``acknowledged`` the
     indices of change points a human acknowledged.
     """
     cfg = config or RegressionConfig()
+    suspect_p = cfg.suspect_pvalue / max(1, family_size)
     arr = np.asarray(x, dtype=np.float64)
     n = len(arr)
     if n < cfg.min_history:
@@ -356,7 +364,7 @@ def assess_series(
             continue
         p = shift_pvalue(base, new)
         first_p = shift_pvalue(base, new[:1])
-        if (m == 3 and p < cfg.max_pvalue) or (m == 2 and first_p < cfg.suspect_pvalue):
+        if (m == 3 and p < cfg.max_pvalue) or (m == 2 and first_p < suspect_p):
             lo, hi = _shift_ci(base, new)
             mag = float(np.mean(dev))
             if _ack(n - m):
@@ -371,13 +379,13 @@ def assess_series(
     if len(seg) >= 3:
         p = shift_pvalue(seg, arr[n - 1 :])
         mag = float(arr[-1] - np.mean(seg))
-        if p < cfg.suspect_pvalue and abs(mag) >= min_mag and _bad(mag, higher_is_better) and not _ack(n - 1):
+        if p < suspect_p and abs(mag) >= min_mag and _bad(mag, higher_is_better) and not _ack(n - 1):
             lo, hi = _shift_ci(seg, arr[n - 1 :])
             reruns = np.asarray(runs_last[1:] if runs_last is not None else [], dtype=np.float64)
             if len(reruns):
                 rp = shift_pvalue(seg, reruns)
                 rmag = float(np.mean(reruns) - np.mean(seg))
-                if rp < cfg.suspect_pvalue and abs(rmag) >= min_mag and _bad(rmag, higher_is_better):
+                if rp < suspect_p and abs(rmag) >= min_mag and _bad(rmag, higher_is_better):
                     return SeriesVerdict("confirmed", n - 1, mag, lo, hi, p, noise, min_mag, False,
                                          f"last night and its rerun both moved (rerun p={rp:.2g})")
                 return SeriesVerdict("suspected", n - 1, mag, lo, hi, p, noise, min_mag, False,
@@ -428,6 +436,14 @@ def _verdict_row(key: tuple[str, ...], nights: list[date], v: SeriesVerdict, log
     }  # fmt: skip
 
 
+def _family_sizes(history: pl.DataFrame, cfg: RegressionConfig) -> dict[str, int]:
+    """Histories per node (the same-night Bonferroni family); 1 each when ``family_correction`` is off."""
+    if history.height == 0:
+        return {}
+    counts = history.group_by("node").agg(pl.struct(["test", "group", "metric"]).n_unique().alias("n"))
+    return {node: (int(n) if cfg.family_correction else 1) for node, n in counts.iter_rows()}
+
+
 def regression_status(
     history: pl.DataFrame,
     config: RegressionConfig | None = None,
@@ -443,12 +459,13 @@ def regression_status(
     log = cfg.scale == "log"
     rows: list[dict[str, Any]] = []
     h = history if as_of is None else history.filter(pl.col("night") <= as_of)
+    family = _family_sizes(h, cfg)
     for key, part in h.sort("night").group_by(list(KEY), maintain_order=True):
         nights = part["night"].to_list()
         x = part["log_value"].to_numpy()
         v = assess_series(x, higher_is_better=bool(part["higher_is_better"][0]), min_magnitude_floor=_floor(cfg),
                           config=cfg, runs_last=part["run_log_values"][-1].to_list(),
-                          acknowledged=_acked_indices(acks, tuple(key), nights))  # fmt: skip
+                          acknowledged=_acked_indices(acks, tuple(key), nights), family_size=family[key[0]])  # fmt: skip
         rows.append(_verdict_row(tuple(key), nights, v, log))
     return pl.DataFrame(rows, schema=STATUS_SCHEMA)
 
@@ -460,6 +477,7 @@ def regression_backtest(
     cfg = config or RegressionConfig()
     log = cfg.scale == "log"
     rows: list[dict[str, Any]] = []
+    family = _family_sizes(history, cfg)
     for key, part in history.sort("night").group_by(list(KEY), maintain_order=True):
         nights = part["night"].to_list()
         x = part["log_value"].to_numpy()
@@ -468,7 +486,8 @@ def regression_backtest(
         acked = _acked_indices(acks, tuple(key), nights)
         for k in range(len(nights)):
             v = assess_series(x[: k + 1], higher_is_better=hib, min_magnitude_floor=_floor(cfg), config=cfg,
-                              runs_last=runs[k], acknowledged=[a for a in acked if a <= k])  # fmt: skip
+                              runs_last=runs[k], acknowledged=[a for a in acked if a <= k],
+                              family_size=family[key[0]])  # fmt: skip
             rows.append(_verdict_row(tuple(key), nights[: k + 1], v, log))
     return pl.DataFrame(rows, schema=STATUS_SCHEMA)
 

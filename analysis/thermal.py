@@ -9,8 +9,9 @@ Method (analysis-methods.md §6c):
   varies. A covariate that does not vary in the period is left out (the intercept absorbs it).
 - **Residual.** Each night's mean of ``temp_c`` minus a *reference* model (the median coefficients of the device's
   first ``reference_nights`` nights): a device that runs hotter at the same power, inlet and neighbours.
-- **Change points.** `analysis.regression.assess_series` (Otava split + merge, same-night check) on the nightly
-  °C/W and on the residual, on linear scale, with floors ``min_c_per_w`` and ``min_residual_c``.
+- **Change points.** `analysis.regression.assess_series` (Otava split + merge, same-night check with a Bonferroni
+  family of the node's devices × 2 metrics) on the nightly °C/W and on the residual, on linear scale, with floors
+  ``min_c_per_w`` and ``min_residual_c``.
 - **Peers.** Among devices of the same model on a node, the robust z (0.6745 · (x - median) / MAD) of each night's
   °C/W; |z| > ``peer_z`` is an outlier.
 - **Throttling.** Fraction of samples with ``throttle_thermal`` (and ``throttle_power``) set.
@@ -96,8 +97,8 @@ PROFILE_SCHEMA: dict[str, pl.DataType] = {
 class ThermalConfig:
     """Thermal detector settings: floors in °C/W and °C; ``reference_nights`` for the residual model."""
 
-    min_c_per_w: float = 0.005
-    min_residual_c: float = 1.5
+    min_c_per_w: float = 0.01
+    min_residual_c: float = 3.0
     peer_z: float = 3.5
     reference_nights: int = 7
     night_offset_h: float = 12.0
@@ -252,8 +253,9 @@ def throttle_fraction(accel: pl.DataFrame, by: Sequence[str] = DEVICE_KEY) -> pl
 
 
 def _assess(key: tuple, nights: list[date], values: np.ndarray, metric: str, floor: float, cfg: ThermalConfig,
-            extra: dict[str, Any]) -> dict[str, Any]:
-    v = assess_series(values, higher_is_better=False, min_magnitude_floor=floor, config=cfg.regression_config())
+            extra: dict[str, Any], family: int = 1) -> dict[str, Any]:
+    v = assess_series(values, higher_is_better=False, min_magnitude_floor=floor, config=cfg.regression_config(),
+                      family_size=family)
     node, device, model = key
     return {
         "node": node, "device": device, "model": model, "night": nights[-1], "metric": metric, "status": v.status,
@@ -276,12 +278,14 @@ def thermal_findings(
     f = fits if as_of is None else fits.filter(pl.col("night") <= as_of)
     peers = peer_outliers(f, z=cfg.peer_z).select(*DEVICE_KEY, "night", "peer_z")
     f = f.join(peers, on=[*DEVICE_KEY, "night"], how="left")
+    # same-night Bonferroni family: the node's devices x the two metrics
+    family = {n: 2 * int(k) for n, k in f.group_by("node").agg(pl.col("device").n_unique()).iter_rows()}
     rows: list[dict[str, Any]] = []
     for key, part in f.filter(pl.col("c_per_w").is_not_null()).sort("night").group_by(list(DEVICE_KEY),
                                                                                       maintain_order=True):
         extra = {"peer_z": part["peer_z"][-1], "throttled_thermal_frac": part["throttled_thermal_frac"][-1]}
         rows.append(_assess(tuple(key), part["night"].to_list(), part["c_per_w"].to_numpy(), "c_per_w",
-                            cfg.min_c_per_w, cfg, extra))  # fmt: skip
+                            cfg.min_c_per_w, cfg, extra, family.get(key[0], 1)))  # fmt: skip
     if residuals is not None and residuals.height:
         r = residuals if as_of is None else residuals.filter(pl.col("night") <= as_of)
         r = r.join(f.select(*DEVICE_KEY, "night", "peer_z", "throttled_thermal_frac"), on=[*DEVICE_KEY, "night"],
@@ -289,7 +293,7 @@ def thermal_findings(
         for key, part in r.sort("night").group_by(list(DEVICE_KEY), maintain_order=True):
             extra = {"peer_z": part["peer_z"][-1], "throttled_thermal_frac": part["throttled_thermal_frac"][-1]}
             rows.append(_assess(tuple(key), part["night"].to_list(), part["residual_c"].to_numpy(), "residual_c",
-                                cfg.min_residual_c, cfg, extra))  # fmt: skip
+                                cfg.min_residual_c, cfg, extra, family.get(key[0], 1)))  # fmt: skip
     return pl.DataFrame(rows, schema=FINDING_SCHEMA).sort([*DEVICE_KEY, "metric"])
 
 
