@@ -62,6 +62,8 @@ SATURATED_CORE_PCT = 95.0
 POWER_CAP_SHARE = 0.97
 
 Frame = pl.DataFrame | pl.LazyFrame
+# telemetry aggregations run on polars' streaming engine: a week of 1 Hz samples never sits in memory at once
+ENGINE = "streaming"
 
 
 def _lazy(frame: Frame) -> pl.LazyFrame:
@@ -283,7 +285,7 @@ def device_windows(accel: Frame, window_s: float) -> pl.DataFrame:
         .group_by("window_start", "node", "device", "group")
         .mean()
         .sort("window_start", "device")
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
@@ -319,7 +321,7 @@ def host_windows(host: Frame, window_s: float) -> pl.DataFrame:
         .group_by("window_start", "node")
         .mean()
         .sort("window_start")
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
@@ -332,7 +334,7 @@ def socket_windows(host_core: Frame, window_s: float) -> pl.DataFrame:
         .group_by("window_start", "socket")
         .agg(pl.col("util_pct").mean(), (pl.col("util_pct") >= SATURATED_CORE_PCT).mean().alias("saturated_core_share"))
         .sort("window_start", "socket")
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
@@ -344,7 +346,7 @@ def tenant_windows(tenant: Frame, window_s: float) -> pl.DataFrame:
         .group_by("window_start", "group")
         .mean()
         .sort("window_start", "group")
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
@@ -398,7 +400,7 @@ def group_windows_direct(accel: Frame, window_s: float) -> pl.DataFrame:
             n_dev.cast(pl.Int64).alias("n_devices"),
         )
         .sort("window_start", "group")
-        .collect()
+        .collect(engine=ENGINE)
     )
 
 
