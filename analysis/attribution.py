@@ -475,8 +475,8 @@ def resource_evidence(suspect: str, activity: np.ndarray, med: pl.DataFrame, res
                 continue
             if kind == "hard":
                 if slope >= _HARD_SHARE and t >= _T_EVIDENCE:
-                    lines.append(f"{r}: {label} on {100 * slope:+.0f} points more samples with {suspect} at its "
-                                 f"active (t={t:.1f}; hard evidence)")
+                    lines.append(f"{r}: {label} set in {100 * min(slope, 1.0):.0f}% more of the samples with {suspect} "
+                                 f"at its busiest (t={t:.1f}; hard evidence)")
                     score = max(score, t) + 10.0
                     hard_any = True
                 continue
@@ -492,6 +492,8 @@ def resource_evidence(suspect: str, activity: np.ndarray, med: pl.DataFrame, res
                     score = max(score, t)
         if score > best_score:
             best, best_score = r, score
+    # the named resource's evidence first, hard evidence (throttle flags) before the rest
+    lines.sort(key=lambda line: (not line.startswith(f"{best}:"), "hard evidence" not in line))
     if suspect_info:
         lines.append(suspect_info)
     return best, lines, hard_any

@@ -19,6 +19,10 @@ def _fmt(v: float | None, spec: str = "+.2f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _q(v: float | None) -> str:
+    return "-" if v is None else ("<0.001" if v < 0.001 else f"{v:.3f}")
+
+
 _METHOD = {"runs_welch": "welch", "window_bootstrap": "bootstrap", "summary_only": "summary", "none": "-"}
 
 
@@ -59,7 +63,7 @@ def render(result: AnalysisResult, console: Console | None = None) -> None:
             name = f"[bold red]{r['antagonist']}[/]" if r["significant"] else r["antagonist"]
             ev = r["evidence"][0] if r["evidence"] else ""
             tab.add_row(str(i), name, r["resource"], _fmt(r["effect_pct"], "+.1f"), ci,
-                        _fmt(r["itl_p99_effect_pct"], "+.1f"), _fmt(r["q_value"], ".3f"), r["design"],
+                        _fmt(r["itl_p99_effect_pct"], "+.1f"), _q(r["q_value"]), r["design"],
                         r["confidence"], ev)
         con.print(tab)
     for n in result.notes:
