@@ -154,6 +154,7 @@ HOST = Measurement(
         F("ctx_switches_per_s", "1/s"),
         F("interrupts_per_s", "1/s"),
         F("procs_running", "1", "int", "runnable tasks (run-queue length)"),
+        F("cpu_temp_c", "degC", description="hottest CPU package / die sensor (hwmon coretemp, k10temp, zenpower)"),
     ),
 )
 

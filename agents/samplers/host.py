@@ -54,6 +54,9 @@ def cpu_shares(prev: list[int], cur: list[int]) -> dict[str, float] | None:
     }
 
 
+CPU_HWMON_CHIPS = ("coretemp", "k10temp", "zenpower", "cpu_thermal")
+
+
 @register("host")
 class HostSampler(SamplerBase):
     """CPU utilisation per core and total, load, memory, context switches, interrupts."""
@@ -62,7 +65,7 @@ class HostSampler(SamplerBase):
         "host": (
             "cpu_util_pct", "cpu_user_pct", "cpu_system_pct", "cpu_iowait_pct", "cpu_steal_pct", "cpu_count",
             "load1", "load5", "load15", "mem_total_bytes", "mem_used_bytes", "mem_available_bytes",
-            "swap_used_bytes", "ctx_switches_per_s", "interrupts_per_s", "procs_running",
+            "swap_used_bytes", "ctx_switches_per_s", "interrupts_per_s", "procs_running", "cpu_temp_c",
         ),
         "host_core": ("util_pct", "user_pct", "system_pct", "iowait_pct", "freq_mhz"),
     }
@@ -83,6 +86,7 @@ class HostSampler(SamplerBase):
         self._sockets: dict[str, str] = {}
         self._freq: list[float | None] = []
         self._freq_at = -1e18
+        self._cpu_temp_files: list[Path] | None = None
 
     @classmethod
     def from_context(cls, ctx: SamplerContext) -> HostSampler:
@@ -108,6 +112,18 @@ class HostSampler(SamplerBase):
                 self._freq = []
         return self._freq
 
+    def _cpu_temp_c(self) -> float | None:
+        """Hottest reading of the CPU hwmon chips (coretemp, k10temp, zenpower), m°C -> °C; None if none."""
+        if self._cpu_temp_files is None:
+            self._cpu_temp_files = []
+            base = self.sysfs_root / "class/hwmon"
+            for chip in sorted(base.glob("hwmon*")) if base.is_dir() else []:
+                name = (chip / "name").read_text().strip() if (chip / "name").is_file() else ""
+                if name in CPU_HWMON_CHIPS:
+                    self._cpu_temp_files.extend(sorted(chip.glob("temp*_input")))
+        readings = [v for v in (read_int(p) for p in self._cpu_temp_files) if v is not None]
+        return max(readings) / 1000.0 if readings else None
+
     def read(self, ts: float) -> Rows:
         mono = time.monotonic()
         cpus, counters = parse_proc_stat((self.proc_root / "stat").read_text())
@@ -125,6 +141,7 @@ class HostSampler(SamplerBase):
             "mem_available_bytes": float(vm.available),
             "swap_used_bytes": float(swap.used),
             "procs_running": counters.get("procs_running"),
+            "cpu_temp_c": self._cpu_temp_c(),
         }
         cores: list[dict[str, Any]] = []
         if prev is not None:

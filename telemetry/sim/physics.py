@@ -364,6 +364,7 @@ def frames(state: NodeState, scenario: Scenario, start_ns: int, t0: int, t1: int
         "ctx_switches_per_s": 18000 + 2400 * running + 500 * nz[:, 1],
         "interrupts_per_s": 12000 + 900 * running + 300 * nz[:, 2],
         "procs_running": np.round(running).astype(np.int64) + 1,
+        "cpu_temp_c": _cpu_temp_c(state, ncores)[sl] + 0.3 * nz[:, 0],
     })
 
     # ----- host_core
@@ -421,6 +422,16 @@ def frames(state: NodeState, scenario: Scenario, start_ns: int, t0: int, t1: int
 
 # decimals a real reader reports per unit (sensors and /proc give limited precision)
 _DECIMALS = {"degC": 1, "W": 1, "MHz": 0, "B/s": 0, "%": 2, "V": 3, "A": 2, "J": 0, "B": 0, "1/s": 0, "1": 2}
+
+
+def _cpu_temp_c(state: NodeState, ncores: int) -> np.ndarray:
+    """CPU package temperature over the whole timeline: a first-order lag (tau ~ 20 s) toward
+    38 degC + 0.45 degC per % of the host busy (computed whole, so chunks agree with the full frame)."""
+    busy = np.clip(state.socket_demand.astype(np.float64).sum(axis=1), 0, ncores)
+    target = 38.0 + 0.45 * 100.0 * busy / ncores
+    if target.size == 0:
+        return target
+    return lfilter([0.05], [1.0, -0.95], target, zi=[0.95 * target[0]])[0]
 
 
 def _rounded(frame: pl.DataFrame, name: str) -> pl.DataFrame:

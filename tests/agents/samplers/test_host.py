@@ -46,3 +46,21 @@ def test_proc_stat_parsing_and_shares():
     assert shares["util_pct"] == pytest.approx(150 / 1000 * 100)
     assert shares["iowait_pct"] == pytest.approx(5.0)
     assert cpu_shares(cpus["cpu"], cpus["cpu"]) is None  # no time passed
+
+
+def test_cpu_temperature_is_the_hottest_cpu_hwmon_sensor_in_degrees_c_fake_sysfs(tmp_path):
+    """fake_sysfs: coretemp (m°C) counts, an accelerator's hwmon chip does not."""
+    for chip, name, temps in (("hwmon0", "coretemp", (51000, 63500)), ("hwmon1", "amdgpu", (99000,))):
+        d = tmp_path / "class/hwmon" / chip
+        d.mkdir(parents=True)
+        (d / "name").write_text(name + "\n")
+        for i, t in enumerate(temps, start=1):
+            (d / f"temp{i}_input").write_text(f"{t}\n")
+    row = HostSampler(sysfs_root=tmp_path).read(time.time())["host"][0]
+    assert row["cpu_temp_c"] == 63.5
+
+
+def test_cpu_temperature_is_absent_without_cpu_sensors_fake_sysfs(tmp_path):
+    (tmp_path / "class/hwmon").mkdir(parents=True)
+    row = HostSampler(sysfs_root=tmp_path).read(time.time())["host"][0]
+    assert row["cpu_temp_c"] is None
