@@ -227,6 +227,7 @@ class StepResult:
     latency_ms_p99: float | None
     latency_ms_max: float | None
     lag_ms_p99: float | None
+    stored_batches_per_s: float
     body_bytes_mean: float
     collector_rss_mib_end: float | None
     collector_rss_mib_peak: float | None
@@ -327,7 +328,7 @@ def run_step(nodes: int, args: argparse.Namespace, workdir: Path, config: Path,
         latency_ms_p99=None if lat is None else float(np.percentile(lat, 99)),
         latency_ms_max=None if lat is None else float(lat.max()),
         lag_ms_p99=None if lag is None else float(np.percentile(lag, 99)),
-        body_bytes_mean=body_bytes,
+        stored_batches_per_s=ok / wall, body_bytes_mean=body_bytes,
         collector_rss_mib_end=rss_end / MIB,
         collector_rss_mib_peak=None if peak is None else peak / MIB,
         collector_cpu_pct=100 * collector_cpu / wall, client_cpu_pct=100 * client_cpu / wall,
@@ -356,7 +357,7 @@ def print_table(results: list[StepResult], args: argparse.Namespace) -> None:
     con = Console(width=170)
     tab = Table(title=f"Collector fleet load ({args.accels} accel + 1 host + {args.cores} host_core rows per node "
                       f"per {args.flush_s:g} s; {args.step_s:g} s per step)")  # fmt: skip
-    for col in ("nodes", "rows/s", "stored/sched", "p50 ms", "p99 ms", "max ms", "lag p99 ms", "body KiB",
+    for col in ("nodes", "rows/s", "stored/sched", "stored/s", "p50 ms", "p99 ms", "max ms", "lag p99 ms", "body KiB",
                 "RSS MiB (peak)", "collector CPU %", "client CPU %", "load 1m", "verdict"):
         tab.add_column(col, justify="left" if col == "verdict" else "right")
 
@@ -364,12 +365,16 @@ def print_table(results: list[StepResult], args: argparse.Namespace) -> None:
         return "-" if v is None else format(v, spec)
 
     for r in results:
-        verdict = "[green]ok[/]" if r.verdict == "ok" else f"[red]FAIL[/] {'; '.join(r.reasons)}"
-        tab.add_row(str(r.nodes), f(r.rows_per_s), f"{r.ok}/{r.scheduled}", f(r.latency_ms_p50, ".1f"),
+        verdict = "[green]ok[/]" if r.verdict == "ok" else "[red]FAIL[/]"
+        tab.add_row(str(r.nodes), f(r.rows_per_s), f"{r.ok}/{r.scheduled}", f(r.stored_batches_per_s, ".1f"),
+                    f(r.latency_ms_p50, ".1f"),
                     f(r.latency_ms_p99, ".1f"), f(r.latency_ms_max, ".0f"), f(r.lag_ms_p99, ".1f"),
                     f(r.body_bytes_mean / 1024, ".1f"), f"{f(r.collector_rss_mib_end)} ({f(r.collector_rss_mib_peak)})",
                     f(r.collector_cpu_pct), f(r.client_cpu_pct), f(r.loadavg_1m, ".1f"), verdict)  # fmt: skip
     con.print(tab)
+    for r in results:
+        if r.reasons:
+            con.print(f"{r.nodes} nodes: {'; '.join(r.reasons)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -429,10 +434,11 @@ def main(argv: list[str] | None = None) -> int:
               + (f"; {failed.nodes} nodes failed ({'; '.join(failed.reasons)})" if failed else
                  "; the largest step tried passed (the limit is higher)"))  # fmt: skip
         print("README figures:")
-        print("  | nodes x accelerators | batches/s | rows/s | p99 ingest latency | collector RSS |")
-        for r in passed:
-            print(f"  | {r.nodes} x {args.accels} | {r.nodes / args.flush_s:.0f} | {r.rows_per_s:,.0f} | "
-                  f"{r.latency_ms_p99:.0f} ms | {r.collector_rss_mib_peak:.0f} MiB |")
+        print("  | nodes x accelerators | batches/s offered | stored/s | rows/s | p99 ingest latency | collector RSS |")
+        for r in results:
+            print(f"  | {r.nodes} x {args.accels} | {r.nodes / args.flush_s:.0f} | {r.stored_batches_per_s:.0f} | "
+                  f"{r.rows_per_s:,.0f} | {r.latency_ms_p99 or float('nan'):.0f} ms"
+                  f"{'' if r.verdict == 'ok' else ' (FAIL)'} | {r.collector_rss_mib_peak or float('nan'):.0f} MiB |")
     if args.json:
         args.json.write_text(json.dumps({
             "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "pid": os.getpid()},
