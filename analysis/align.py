@@ -29,7 +29,7 @@ prefill_tokens              input tokens of requests whose prefill finished (fir
 ==========================  ==============================================================================
 
 **devices** (`device_windows`; in `Grid` only with ``align(per_device=True)``): window_start, node, device, group, and window means of ``power_w``,
-``power_limit_w``, ``util_pct``, ``pcie_bytes_per_s`` (rx + tx), ``temp_c``, ``sm_clock_mhz``, plus ``throttle_thermal_share``,
+``power_limit_w``, ``util_pct``, ``pcie_bytes_per_s`` (rx + tx, else ``pcie_bidir_bytes_per_s``), ``temp_c``, ``sm_clock_mhz``, plus ``throttle_thermal_share``,
 ``throttle_power_share`` (share of samples flagged) and ``at_power_cap_share`` (power_w >= 97 % of
 power_limit_w).
 
@@ -50,7 +50,7 @@ nodes: one row per node with a ``node`` column).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -255,6 +255,13 @@ def victim_windows(
 # ------------------------------------------------------------------------------------------------ telemetry
 
 
+def _pcie_expr(col: Callable[[str], pl.Expr]) -> pl.Expr:
+    """PCIe bytes/s both ways: rx + tx, or the device's bidirectional figure when it gives only that."""
+    both = pl.when(col("pcie_rx_bytes_per_s").is_null() & col("pcie_tx_bytes_per_s").is_null()).then(None).otherwise(
+        col("pcie_rx_bytes_per_s").fill_null(0) + col("pcie_tx_bytes_per_s").fill_null(0))
+    return pl.coalesce(both, col("pcie_bidir_bytes_per_s"))
+
+
 def device_windows(accel: Frame, window_s: float) -> pl.DataFrame:
     """Per (window, device) means of the `accel` fields analysis uses (layout in the module docstring)."""
     lf = _lazy(accel)
@@ -263,8 +270,7 @@ def device_windows(accel: Frame, window_s: float) -> pl.DataFrame:
     def col(name: str) -> pl.Expr:
         return pl.col(name) if name in names else pl.lit(None, dtype=pl.Float64)
 
-    pcie = pl.when(col("pcie_rx_bytes_per_s").is_null() & col("pcie_tx_bytes_per_s").is_null()).then(None).otherwise(
-        col("pcie_rx_bytes_per_s").fill_null(0) + col("pcie_tx_bytes_per_s").fill_null(0))
+    pcie = _pcie_expr(col)
     at_cap = (col("power_w") >= POWER_CAP_SHARE * col("power_limit_w")).cast(pl.Float64)
     return (
         lf.select(
@@ -370,8 +376,7 @@ def group_windows_direct(accel: Frame, window_s: float) -> pl.DataFrame:
     def col(name: str) -> pl.Expr:
         return pl.col(name).cast(pl.Float64) if name in names else pl.lit(None, dtype=pl.Float64)
 
-    pcie = pl.when(col("pcie_rx_bytes_per_s").is_null() & col("pcie_tx_bytes_per_s").is_null()).then(None).otherwise(
-        col("pcie_rx_bytes_per_s").fill_null(0) + col("pcie_tx_bytes_per_s").fill_null(0))
+    pcie = _pcie_expr(col)
     at_cap = (col("power_w") >= POWER_CAP_SHARE * col("power_limit_w")).cast(pl.Float64)
     node = pl.col("node") if "node" in names else pl.lit("")
     group = pl.col("group").fill_null("") if "group" in names else pl.lit("")

@@ -162,3 +162,10 @@ def test_telemetry_outside_the_victims_windows_is_not_aggregated() -> None:
                  victim_windows_only=False, per_device=True)
     assert full.groups["window_start"].max() > T0 + timedelta(minutes=59)
     assert full.devices.height > 0
+
+
+def test_a_bidirectional_pcie_figure_counts_when_rx_and_tx_are_absent() -> None:
+    a = _accel().with_columns(pl.lit(None, dtype=pl.Float64).alias("pcie_rx_bytes_per_s"),
+                              pl.lit(None, dtype=pl.Float64).alias("pcie_tx_bytes_per_s"),
+                              pl.lit(7e8).alias("pcie_bidir_bytes_per_s"))
+    assert device_windows(a, 2.0)["pcie_bytes_per_s"].to_list()[0] == 7e8
