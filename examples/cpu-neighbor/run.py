@@ -1,6 +1,6 @@
 """A real end-to-end noisy-neighbour experiment on this host, in one command:
 
-    python examples/cpu-neighbor/run.py [--duration-s 240] [--workdir cpu-neighbor-run]
+    python examples/cpu-neighbor/run.py [--duration-s 240] [--workdir neighborscope-demo/cpu-neighbor]
 
 1. a real collector (`neighborscope collector`, embedded store, one node token) on 127.0.0.1;
 2. the victim: `server.py`, an OpenAI-compatible streaming server whose tokens are real CPU work;
@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration-s", type=float, default=240.0, help="length of the randomized on/off schedule")
     ap.add_argument("--block-s", type=float, default=10.0, help="seconds per on/off block")
-    ap.add_argument("--workdir", type=Path, default=Path("cpu-neighbor-run"), help="work directory (emptied)")
+    ap.add_argument("--workdir", type=Path, default=Path("neighborscope-demo/cpu-neighbor"),
+                    help="work directory (emptied first)")
     ap.add_argument("--out", type=Path, default=None, help="findings JSON (default: WORKDIR/findings.json)")
     ap.add_argument("--token-ms", type=float, default=2.5, help="server CPU time per token on an idle core")
     ap.add_argument("--concurrency", type=int, default=1, help="llama-benchy --concurrency (streams at once)")
