@@ -222,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
                     "see cpuhog.py --help; default: unchanged)")
     ap.add_argument("--no-check", action="store_true", help="exit 0 even when the expected finding is missing")
     args = ap.parse_args(argv)
+    import importlib.util
+
+    if importlib.util.find_spec("llama_benchy") is None:
+        raise SystemExit("cpu-neighbor: llama-benchy is not installed in this Python: pip install llama-benchy")
     block_s = args.block_s
     blocks = max(6, round(args.duration_s / block_s))
     t_begin = time.monotonic()
