@@ -18,14 +18,6 @@ from telemetry.errors import NeighborscopeError
 
 GROUP = "neighborscope.commands"
 
-app = typer.Typer(
-    name="neighborscope",
-    help="Find out whether co-tenants of a dense inference node slow each other down, by how much, and who is to blame.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
 
 def _version(value: bool) -> None:
     if value:
@@ -33,11 +25,25 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """neighborscope: noisy-neighbour telemetry, analysis and reports for dense inference nodes."""
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The root app with every declared command mounted, or only command ``only`` (fast start-up:
+    a command's heavy imports are paid only when that command runs)."""
+    app = typer.Typer(
+        name="neighborscope",
+        help="Find out whether co-tenants of a dense inference node slow each other down, by how much, and who is to blame.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    app.callback()(root)
+    mount(app, only)
+    return app
 
 
 def _broken(name: str, error: Exception) -> Any:
@@ -49,8 +55,10 @@ def _broken(name: str, error: Exception) -> Any:
     return command
 
 
-def mount(target: typer.Typer) -> None:
+def mount(target: typer.Typer, only: str | None = None) -> None:
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        if only is not None and ep.name != only:
+            continue
         try:
             obj = ep.load()
         except Exception as exc:
@@ -62,15 +70,22 @@ def mount(target: typer.Typer) -> None:
             target.command(ep.name)(obj)
 
 
-mount(app)
-
-
 def main() -> None:
+    names = {ep.name for ep in entry_points(group=GROUP)}
+    first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    app = build_app(first if first in names else None)
     try:
         app(prog_name="neighborscope", standalone_mode=True)
     except NeighborscopeError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+def __getattr__(name: str) -> Any:
+    """``telemetry.cli.app``: the full root app, built on first use (tests and `python -m` embedding)."""
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
 
 
 if __name__ == "__main__":

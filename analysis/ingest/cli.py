@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 STORE_OPTION = typer.Option(
-    "neighborscope-data", "--store", envvar="NEIGHBORSCOPE_STORE", help="Store path or URL (file://, influx://)."
+    "neighborscope-data/store", "--store", envvar="NEIGHBORSCOPE_STORE", help="Store path or URL (file://, influx://)."
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -35,7 +36,8 @@ def test_print_config_shows_the_effective_config_with_detected_samplers(tmp_path
     assert doc["samplers"]["host"] == {"enabled": True, "cadence_s": 0.5}
     assert doc["samplers"]["simulated"]["enabled"] is False
     assert doc["collector"]["token"] == "<redacted>"
-    assert "# host (node): 16 fields supported; unsupported: none" in result.stdout
+    # cpu_temp_c depends on the machine having a CPU hwmon chip (a VM often has none)
+    assert re.search(r"# host \(node\): 1[67] fields supported; unsupported: (none|cpu_temp_c)\n", result.stdout)
 
 
 def test_a_bad_config_is_one_line_not_a_traceback(tmp_path):
