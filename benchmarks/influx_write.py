@@ -98,8 +98,8 @@ def run_collector(server: InfluxServer, db: str, work: Path, batches, nodes, cli
         (node, gzip.compress(json.dumps(make_batch(node, "bench", b, frames)).encode(), 1))
         for node, b, frames in batches
     ]
-    url = f"influx://127.0.0.1:{server.http_port}/{db}?queue={work / 'queue'}&retry_max_s=1"
-    port_file = work / "port"
+    url = f"influx://127.0.0.1:{server.http_port}/{db}?queue={work / f'queue-{db}'}&retry_max_s=1"
+    port_file = work / f"port-{db}"  # one per run: a stale port file would point at a stopped collector
     args = [sys.executable, "-m", "telemetry.cli", "collector", "--store", url, "--port", "0"]
     args += ["--port-file", str(port_file)] + [x for n in nodes for x in ("--node-token", f"{n}=token-{n}-xxxx")]
     proc = subprocess.Popen(args, stderr=open(work / "collector.log", "wb"))  # noqa: SIM115
@@ -248,6 +248,7 @@ def main() -> None:
                 secs = runs[name]()
                 if secs is not None:
                     timings.setdefault(name, []).append(secs)
+                    print(f"  run {rep + 1}: {name}: {secs:.2f} s ({points / secs:,.0f} points/s)", flush=True)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
