@@ -15,11 +15,10 @@ token = "s3cret"                 # or, better, the hash:
 from __future__ import annotations
 
 import hashlib
-import hmac
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from telemetry.batch import NODE_PATTERN
 from telemetry.errors import ConfigError
@@ -61,6 +60,7 @@ class CollectorSettings(BaseModel):
 
     collector: CollectorOptions = Field(default_factory=CollectorOptions)
     nodes: dict[str, NodeAuth] = Field(default_factory=dict)
+    _digest_table: dict[str, str] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _names(self) -> CollectorSettings:
@@ -72,13 +72,15 @@ class CollectorSettings(BaseModel):
         return self
 
     def node_for_token(self, token: str) -> str | None:
-        """The node a bearer token belongs to (constant-time comparison of sha256 digests)."""
-        digest = hash_token(token)
-        found = None
-        for name, auth in self.nodes.items():
-            if hmac.compare_digest(digest, auth.digest()):
-                found = name
-        return found
+        """The node a bearer token belongs to: one sha256 and one dict lookup (digest -> node, built once),
+        so the cost does not grow with the fleet; the digest, not the token, is what is compared."""
+        return self._by_digest.get(hash_token(token))
+
+    @property
+    def _by_digest(self) -> dict[str, str]:
+        if self._digest_table is None:
+            self._digest_table = {auth.digest(): name for name, auth in self.nodes.items()}
+        return self._digest_table
 
 
 def load_settings(path: str | Path | None, extra_tokens: dict[str, str] | None = None) -> CollectorSettings:

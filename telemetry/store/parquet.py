@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from telemetry.schema import MEASUREMENTS, TIME, as_time, conform
 from telemetry.store.base import BatchKey, TagFilter, register_scheme
 
 COVERS_KEY = "neighborscope.covers"
+BATCHES_KEY = "neighborscope.batches"
 _META_CACHE: dict[tuple[str, float], frozenset[str]] = {}
 _META_LOCK = threading.Lock()
 
@@ -48,7 +50,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(frame: pl.DataFrame, target: Path, metadata: dict[str, str] | None = None) -> None:
+def _atomic_write(
+    frame: pl.DataFrame, target: Path, metadata: dict[str, str] | None = None, sync_dir: bool = True
+) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{uuid.uuid4().hex}.parquet"
     try:
@@ -59,7 +63,8 @@ def _atomic_write(frame: pl.DataFrame, target: Path, metadata: dict[str, str] | 
         finally:
             os.close(fd)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        if sync_dir:
+            _fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -87,6 +92,24 @@ def _covers(path: Path) -> frozenset[str]:
     return names
 
 
+def _batches(path: Path) -> frozenset[str]:
+    """Slugs of the agent batches a group-commit or compacted file holds (from its Parquet metadata)."""
+    try:
+        meta = pl.read_parquet_metadata(path)
+    except FileNotFoundError:
+        return frozenset()
+    return frozenset(json.loads(meta.get(BATCHES_KEY, "[]")))
+
+
+@dataclass
+class _Pending:
+    key: BatchKey
+    frames: dict[str, pl.DataFrame]
+    new: bool = False
+    done: bool = False
+    error: BaseException | None = None
+
+
 def _day_of(value: datetime) -> date:
     return value.astimezone(UTC).date() if value.tzinfo else value.date()
 
@@ -111,6 +134,10 @@ class ParquetStore:
         self._pending_delete: list[tuple[float, Path]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._commit_cv = threading.Condition()
+        self._commit_queue: list[_Pending] = []
+        self._committing = False
+        self._batch_index: dict[tuple[str, str], set[str]] = {}
 
     def __repr__(self) -> str:
         return f"ParquetStore({str(self.root)!r})"
@@ -143,29 +170,94 @@ class ParquetStore:
         return frame.height
 
     def write_batch(self, key: BatchKey, frames: Mapping[str, pl.DataFrame]) -> bool:
-        prepared = {m: self._prepare(m, f) for m, f in frames.items()}
-        name = f"b-{key.slug()}.parquet"
-        new = False
-        with self._write_lock:
-            for measurement, frame in prepared.items():
-                if frame.height == 0:
+        """Store a batch durably, once. Concurrent callers are committed together (group commit): one
+        file per measurement/day for all the batches waiting, one fsync each, then every caller returns."""
+        prepared = {m: f for m, f in ((m, self._prepare(m, f)) for m, f in frames.items()) if f.height}
+        if not prepared:
+            return self._empty_batch(key)
+        pending = _Pending(key, prepared)
+        with self._commit_cv:
+            self._commit_queue.append(pending)
+            while not pending.done:
+                if self._committing:
+                    self._commit_cv.wait()
                     continue
-                for day, part in self._split_days(frame):
-                    target = self.root / measurement / day / name
-                    if target.exists() or self._covered(target):
-                        continue
-                    _atomic_write(part, target)
-                    new = True
-            if not new and not any(f.height for f in prepared.values()):
-                # an empty batch: remember it so a replay is still recognised
-                marker = self.root / "_empty_batches" / name
-                new = not marker.exists()
-                if new:
-                    _atomic_write(pl.DataFrame({TIME: [0]}), marker)
-        return new
+                self._committing = True
+                group, self._commit_queue = self._commit_queue, []
+                self._commit_cv.release()
+                try:
+                    self._commit(group)
+                except BaseException as exc:
+                    for p in group:
+                        p.error, p.done = exc, True
+                finally:
+                    self._commit_cv.acquire()
+                    self._committing = False
+                    self._commit_cv.notify_all()
+        if pending.error is not None:
+            raise StoreError(f"writing batch {key.slug()} failed: {pending.error}") from pending.error
+        return pending.new
 
-    def _covered(self, path: Path) -> bool:
-        return any(path.name in _covers(c) for c in path.parent.glob("c-*.parquet"))
+    def _commit(self, group: list[_Pending]) -> None:
+        parts: dict[tuple[str, str], list[tuple[str, pl.DataFrame]]] = {}
+        owners: dict[tuple[str, str, str], _Pending] = {}
+        for p in group:
+            slug = p.key.slug()
+            for measurement, frame in p.frames.items():
+                for day, part in self._split_days(frame):
+                    where = (measurement, day)
+                    if slug in self._stored_batches(where) or (measurement, day, slug) in owners:
+                        continue  # a replay: already stored (or twice in this group)
+                    owners[(measurement, day, slug)] = p
+                    parts.setdefault(where, []).append((slug, part))
+        with self._write_lock:
+            dirs = set()
+            for (measurement, day), items in parts.items():
+                d = self.root / measurement / day
+                how = "vertical" if measurement in MEASUREMENTS else "diagonal_relaxed"
+                frame = items[0][1] if len(items) == 1 else pl.concat([f for _, f in items], how=how)
+                slugs = [slug for slug, _ in items]
+                _atomic_write(
+                    frame,
+                    d / f"g-{uuid.uuid4().hex}.parquet",
+                    metadata={BATCHES_KEY: json.dumps(slugs)},
+                    sync_dir=False,
+                )
+                dirs.add(d)
+            for d in dirs:
+                _fsync_dir(d)
+            for (measurement, day), items in parts.items():
+                self._stored_batches((measurement, day)).update(slug for slug, _ in items)
+        for (_m, _d, _slug), p in owners.items():
+            p.new = True
+        for p in group:
+            p.done = True
+
+    def _stored_batches(self, where: tuple[str, str]) -> set[str]:
+        """Slugs of the batches stored in one measurement/day directory (loaded from disk once)."""
+        index = self._batch_index.get(where)
+        if index is None:
+            index = set()
+            d = self.root / where[0] / where[1]
+            if d.is_dir():
+                for p in d.iterdir():
+                    if p.name.startswith(".") or p.suffix != ".parquet":
+                        continue
+                    if p.name.startswith("b-"):
+                        index.add(p.name[2:-8])
+                    else:
+                        index |= _batches(p)
+            self._batch_index[where] = index
+        return index
+
+    def _empty_batch(self, key: BatchKey) -> bool:
+        """An empty batch: remember it so a replay is still recognised."""
+        marker = self.root / "_empty_batches" / f"b-{key.slug()}.parquet"
+        with self._write_lock:
+            if marker.exists():
+                return False
+            _atomic_write(pl.DataFrame({TIME: [0]}), marker)
+        return True
 
     # ---- reading -------------------------------------------------------------------------------
 
@@ -300,32 +392,46 @@ class ParquetStore:
 
     # ---- compaction ----------------------------------------------------------------------------
 
-    def compact(self, min_files: int | None = None, max_bytes: int = 256 * 2**20) -> int:
-        """Merge the small files of each measurement/day into one; returns the number of files merged."""
+    def compact(self, min_files: int | None = None, max_bytes: int = 256 * 2**20, fanout: int = 8) -> int:
+        """Merge small files, tiered so no row is rewritten more than a few times; returns files merged.
+
+        Per measurement/day: once ``min_files`` batch / write files have gathered, they become one
+        compacted file; once ``fanout`` compacted files under ``max_bytes`` have gathered, they are merged.
+        (Merging everything every time would rewrite the whole day on each pass.)
+        """
         min_files = self.compact_min_files if min_files is None else min_files
         merged = 0
         for m in self.measurements():
             for d in self._day_dirs(m, None, None):
-                live = [p for p in self.files_in_dir(d) if p.stat().st_size < max_bytes]
-                if len(live) < max(min_files, 2):
-                    continue
-                frames = [pl.read_parquet(p) for p in live]
-                how = "vertical" if m in MEASUREMENTS else "diagonal_relaxed"
-                frame = pl.concat(frames, how=how).sort(TIME)
-                covers = set()
-                for p in live:
-                    covers.add(p.name)
-                    if p.name.startswith("c-"):
-                        covers |= _covers(p)
-                with self._write_lock:
-                    _atomic_write(
-                        frame, d / f"c-{uuid.uuid4().hex}.parquet", metadata={COVERS_KEY: json.dumps(sorted(covers))}
-                    )
-                due = time.monotonic() + self.delete_grace_s
-                self._pending_delete.extend((due, p) for p in live)
-                merged += len(live)
+                live = self.files_in_dir(d)
+                small = [p for p in live if not p.name.startswith("c-")]
+                compacted = [p for p in live if p.name.startswith("c-") and p.stat().st_size < max_bytes]
+                for group, needed in ((small, max(min_files, 2)), (compacted, max(fanout, 2))):
+                    if len(group) >= needed:
+                        self._merge(m, d, group)
+                        merged += len(group)
         self._delete_due()
         return merged
+
+    def _merge(self, measurement: str, d: Path, files: list[Path]) -> None:
+        frames = [pl.read_parquet(p) for p in files]
+        how = "vertical" if measurement in MEASUREMENTS else "diagonal_relaxed"
+        frame = pl.concat(frames, how=how).sort(TIME)
+        covers: set[str] = set()
+        batches: set[str] = set()
+        for p in files:
+            covers.add(p.name)
+            if p.name.startswith("c-"):
+                covers |= _covers(p)
+            if p.name.startswith("b-"):
+                batches.add(p.name[2:-8])
+            else:
+                batches |= _batches(p)
+        meta = {COVERS_KEY: json.dumps(sorted(covers)), BATCHES_KEY: json.dumps(sorted(batches))}
+        with self._write_lock:
+            _atomic_write(frame, d / f"c-{uuid.uuid4().hex}.parquet", metadata=meta)
+        due = time.monotonic() + self.delete_grace_s
+        self._pending_delete.extend((due, p) for p in files)
 
     def files_in_dir(self, d: Path) -> list[Path]:
         names = [p for p in d.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".")]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from telemetry.errors import StoreError
 from telemetry.schema import conform
 from telemetry.store.base import BatchKey
-from telemetry.store.parquet import ParquetStore
+from telemetry.store.parquet import BATCHES_KEY, ParquetStore
 
 T0 = datetime(2026, 11, 21, 12, tzinfo=UTC)
 ROWS_PER_BATCH = 50
@@ -34,11 +36,37 @@ def batch_frame(seq: int) -> pl.DataFrame:
     )
 
 
-def test_files_land_in_measurement_and_day_partitions(tmp_path):
+def test_files_land_in_measurement_and_day_partitions_and_name_their_batches(tmp_path):
     s = ParquetStore(tmp_path)
     s.write_batch(BatchKey("node1", "b", 3), {"accel": batch_frame(0)})
-    files = [p.relative_to(tmp_path).as_posix() for p in s.files("accel")]
-    assert files == ["accel/2026-11-21/b-node1.b.000000000003.parquet"]
+    (path,) = s.files("accel")
+    assert path.relative_to(tmp_path).parts[:2] == ("accel", "2026-11-21")
+    meta = pl.read_parquet_metadata(path)
+    assert json.loads(meta[BATCHES_KEY]) == ["node1.b.000000000003"]
+
+
+def test_concurrent_batches_are_committed_together_and_each_stored_once(tmp_path):
+    s = ParquetStore(tmp_path)
+    keys = [BatchKey("node1", "b", i % 40) for i in range(120)]  # every batch sent three times
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda k: s.write_batch(k, {"accel": batch_frame(k.seq)}), keys))
+    assert sum(results) == 40  # new exactly once per key
+    got = s.query("accel")
+    assert got.height == 40 * ROWS_PER_BATCH
+    assert got["time"].n_unique() == got.height
+    assert len(s.files("accel")) < 40  # group commit: fewer files than batches
+
+
+def test_a_reopened_store_still_recognises_replays_even_after_compaction(tmp_path):
+    s = ParquetStore(tmp_path, delete_grace_s=0)
+    for seq in range(10):
+        s.write_batch(BatchKey("node1", "b", seq), {"accel": batch_frame(seq)})
+    s.compact(min_files=2)
+    s.close()
+    again = ParquetStore(tmp_path)
+    assert again.write_batch(BatchKey("node1", "b", 4), {"accel": batch_frame(4)}) is False
+    assert again.write_batch(BatchKey("node1", "b", 10), {"accel": batch_frame(10)}) is True
+    assert again.query("accel").height == 11 * ROWS_PER_BATCH
 
 
 def test_compaction_merges_files_and_keeps_every_row_once(tmp_path):
@@ -60,7 +88,7 @@ def test_a_compacted_file_hides_covered_files_before_they_are_deleted(tmp_path):
         s.write_batch(BatchKey("node1", "b", seq), {"accel": batch_frame(seq)})
     s.compact(min_files=2)
     # covered files still on disk, but read once
-    assert len(list((tmp_path / "accel").rglob("b-*.parquet"))) == 10
+    assert len(list((tmp_path / "accel").rglob("g-*.parquet"))) == 10
     assert s.query("accel").height == 10 * ROWS_PER_BATCH
 
 
