@@ -104,6 +104,50 @@ def rendered_in(context, url: str, charts: int) -> float:  # a Playwright Browse
         page.close()
 
 
+HELLO = """import plotly.graph_objects as go
+import streamlit as st
+
+st.title("Hello")
+st.plotly_chart(go.Figure(go.Scatter(x=[1, 2], y=[1, 2])))
+"""
+
+
+def baseline(workdir: Path, repeat: int = 3) -> float:
+    """Median render time of a trivial one-chart Streamlit page, measured the same way (the machine's floor)."""
+    import socket
+    import subprocess
+
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    app = workdir / "hello_app.py"
+    app.write_text(HELLO)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).text == "ok":
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            context = browser.new_context(viewport={"width": 1440, "height": 1000})
+            times = [rendered_in(context, f"http://127.0.0.1:{port}/", 1) for _ in range(repeat + 1)][1:]
+            browser.close()
+        del SCRIPT_DONE[:]
+        return statistics.median(times)
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(15)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--store", type=Path, default=DEFAULT_STORE)
@@ -119,6 +163,9 @@ def main() -> None:
     result: dict[str, object] = {"server_side": server_side(args.store)}
     print("server-side reductions:", {k: round(v, 3) for k, v in result["server_side"].items()}, flush=True)
     workdir = args.store.parent
+    result["baseline_hello_s"] = baseline(workdir)
+    print(f"baseline: a one-chart hello-world Streamlit page renders in {result['baseline_hello_s']:.2f} s here now "
+          "(the floor this machine sets)", flush=True)
     dash = start_dashboard(args.store, workdir, "--refresh-s", "600")
     try:
         with sync_playwright() as p:

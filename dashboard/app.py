@@ -5,9 +5,13 @@ Pages live in ``dashboard/pages/``; this script only sets the page frame and the
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import streamlit as st
+
+_started = time.perf_counter()
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
@@ -24,3 +28,5 @@ navigation = st.navigation(
 )
 st.sidebar.caption("neighborscope: do co-tenants slow each other down?")
 navigation.run()
+logging.getLogger("neighborscope.dashboard").debug("%s ran in %.3f s", navigation.title,
+                                                   time.perf_counter() - _started)

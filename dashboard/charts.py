@@ -19,6 +19,7 @@ from telemetry.schema import TIME
 
 BAND_COLOURS = ("rgba(99,110,250,0.10)", "rgba(239,85,59,0.10)", "rgba(0,204,150,0.10)", "rgba(171,99,250,0.10)",
                 "rgba(255,161,90,0.10)", "rgba(25,211,243,0.10)")
+WEBGL_MIN_POINTS = 40_000
 SCALES = {"temp_c": "Inferno", "power_w": "Viridis", "pcie_bytes_per_s": "Cividis", "util_pct": "Blues",
           "throttled": "Reds"}
 
@@ -124,11 +125,18 @@ def add_bands(fig: go.Figure, spans: Sequence[dict], rows: int = 1) -> None:
                            showarrow=False, font={"size": 10}, bgcolor="rgba(128,128,128,0.12)")
 
 
+def line_trace(points_in_figure: int) -> type[go.Scatter] | type[go.Scattergl]:
+    """WebGL (``Scattergl``) for a dense figure, SVG (``Scatter``) below `WEBGL_MIN_POINTS`: with traces already
+    cut to 2,000 points, SVG draws sooner than WebGL starts up in a browser without a GPU (software GL)."""
+    return go.Scattergl if points_in_figure >= WEBGL_MIN_POINTS else go.Scatter
+
+
 def timeseries_panels(panels: Sequence[dict], spans: Sequence[dict] = (), height_per_panel: int = 260) -> go.Figure:
     """Stacked panels on one shared time axis.
 
     Each panel: ``{"frame", "y", "by" (trace column or None), "title", "unit"}``; frames are already reduced.
     """
+    trace = line_trace(sum(p["frame"].height for p in panels))
     n = max(len(panels), 1)
     fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=[p["title"] for p in panels])
@@ -139,10 +147,9 @@ def timeseries_panels(panels: Sequence[dict], spans: Sequence[dict] = (), height
         for key, part in parts.items():
             name = str(key[0]) if key[0] is not None else p["y"]
             fig.add_trace(
-                go.Scattergl(x=epoch_ms(part[TIME]), y=part[p["y"]].cast(pl.Float64).to_numpy(), mode="lines",
-                             name=name,
-                             legendgroup=f"p{i}", legendgrouptitle_text=p["title"] if by else None,
-                             hovertemplate=f"{name}<br>%{{x}}<br>%{{y:.4g}} {p['unit']}<extra></extra>"),
+                trace(x=epoch_ms(part[TIME]), y=part[p["y"]].cast(pl.Float64).to_numpy(), mode="lines",
+                      name=name, legendgroup=f"p{i}", legendgrouptitle_text=p["title"] if by else None,
+                      hovertemplate=f"{name}<br>%{{x}}<br>%{{y:.4g}} {p['unit']}<extra></extra>"),
                 row=i, col=1,
             )
         fig.update_yaxes(title_text=p["unit"], row=i, col=1)
@@ -160,17 +167,18 @@ def victim_vs_antagonists(victim: pl.DataFrame, activity: pl.DataFrame, victim_n
 
     ``victim``: time, itl_ms_p99, output_tok_s; ``activity``: time, antagonist, activity (0..1 or a unit value).
     """
+    trace = line_trace(victim.height * 2 + activity.height)
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
                         subplot_titles=[f"{victim_name}: windowed p99 inter-token latency",
                                         f"{victim_name}: output throughput", "antagonist activity"])
     if victim.height:
-        fig.add_trace(go.Scattergl(x=victim[TIME].to_list(), y=victim["itl_ms_p99"].to_list(), mode="lines+markers",
+        fig.add_trace(trace(x=victim[TIME].to_list(), y=victim["itl_ms_p99"].to_list(), mode="lines+markers",
                                    name="p99 ITL", marker={"size": 4}), row=1, col=1)
-        fig.add_trace(go.Scattergl(x=victim[TIME].to_list(), y=victim["output_tok_s"].to_list(),
+        fig.add_trace(trace(x=victim[TIME].to_list(), y=victim["output_tok_s"].to_list(),
                                    mode="lines+markers", name="tokens/s", marker={"size": 4}), row=2, col=1)
     if activity.height:
         for (name,), part in activity.partition_by("antagonist", as_dict=True, maintain_order=True).items():
-            fig.add_trace(go.Scattergl(x=part[TIME].to_list(), y=part["activity"].to_list(), mode="lines",
+            fig.add_trace(trace(x=part[TIME].to_list(), y=part["activity"].to_list(), mode="lines",
                                        name=str(name)), row=3, col=1)
     fig.update_yaxes(title_text="ms", row=1, col=1)
     fig.update_yaxes(title_text="tokens/s", row=2, col=1)
@@ -193,19 +201,26 @@ def index_scatter(frame: pl.DataFrame, x_title: str, y_title: str) -> go.Figure:
     return fig
 
 
-def runs_side_by_side(frame: pl.DataFrame, metrics: Mapping[str, str]) -> go.Figure:
-    """One bar group per metric, one bar per run (label column ``label``); ``metrics``: name -> axis title."""
-    names = list(metrics)
-    fig = make_subplots(rows=1, cols=max(len(names), 1), subplot_titles=[metrics[m] for m in names])
-    for j, m in enumerate(names, start=1):
-        if m not in frame.columns:
-            continue
-        fig.add_trace(go.Bar(x=frame["label"].to_list(), y=frame[m].to_list(), name=metrics[m], showlegend=False,
-                             text=[f"{v:.4g}" if v is not None else "" for v in frame[m].to_list()],
-                             textposition="auto"), row=1, col=j)
-        fig.update_yaxes(title_text=metrics[m], row=1, col=j)
-        fig.update_xaxes(tickangle=-30, row=1, col=j)
-    fig.update_layout(height=440, margin={"l": 10, "r": 10, "t": 50, "b": 120})
+def runs_side_by_side(frame: pl.DataFrame, metrics: Mapping[str, str], cols: int = 3) -> go.Figure:
+    """One panel per metric (``metrics``: column -> title with unit), one bar per run (``label``), a colour per run
+    shared by every panel and named in the legend."""
+    names = [m for m in metrics if m in frame.columns]
+    rows = max(1, -(-len(names) // cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[metrics[m] for m in names], vertical_spacing=0.16)
+    palette = ("#3b82f6", "#f97316", "#10b981", "#e11d48", "#8b5cf6", "#eab308", "#06b6d4", "#64748b")
+    labels = frame["label"].to_list()
+    for j, m in enumerate(names):
+        r, c = divmod(j, cols)
+        values = frame[m].to_list()
+        for i, (label, v) in enumerate(zip(labels, values, strict=True)):
+            fig.add_trace(go.Bar(x=[label], y=[v], name=label, legendgroup=label, showlegend=j == 0,
+                                 marker_color=palette[i % len(palette)],
+                                 text=[f"{v:.4g}" if v is not None else ""], textposition="auto",
+                                 hovertemplate=f"{label}<br>{metrics[m]}: %{{y:.4g}}<extra></extra>"),
+                          row=r + 1, col=c + 1)
+        fig.update_xaxes(showticklabels=False, row=r + 1, col=c + 1)
+    fig.update_layout(height=300 * rows + 80, margin={"l": 10, "r": 10, "t": 60, "b": 20}, barmode="group",
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.06, "x": 0})
     return fig
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -56,10 +55,8 @@ def dashboard(
         if value is not None:
             env[name] = str(value)
     typer.echo(f"neighborscope dashboard on http://{host}:{port} (store {store})", err=True)
-    proc = subprocess.Popen(streamlit_command(host, port, theme), env=env)
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        code = proc.wait()
-    raise typer.Exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    cmd = streamlit_command(host, port, theme)
+    # become the Streamlit server: signals (Ctrl-C, SIGTERM from a supervisor) reach it directly, no orphan
+    os.execve(cmd[0], cmd, env)  # noqa: S606 - argv list, no shell

@@ -80,6 +80,9 @@ else:
     pts = hist.points.filter(pl.col("series") == pick)
     cps = hist.change_points.filter(pl.col("series") == pick)["time"].to_list() if hist.change_points.height else []
     unit = pts["unit"][0] if "unit" in pts.columns and pts.height else ""
+    if pts.height < 2:
+        st.info(f"Only {pts.height} night of history for this series so far: change points need several nights "
+                "on each side (see `analysis.regression`).")
     st.plotly_chart(charts.history_figure(pts, "value", unit, change_points=cps, title=pick),
                     key="history", config={"displaylogo": False})
     if hist.change_points.height:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -101,17 +102,18 @@ def start_dashboard(store: Path, workdir: Path, *extra: str, timeout_s: float = 
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    proc.terminate()
+    stop(DashboardProcess(url, proc, log))
     raise RuntimeError(f"dashboard did not answer in {timeout_s} s: {log.read_text()[-3000:]}")
 
 
 def stop(dash: DashboardProcess) -> None:
+    """SIGTERM to the dashboard's process group (it was started in its own session), SIGKILL if it lingers."""
     if dash.proc.poll() is None:
-        dash.proc.terminate()
+        os.killpg(dash.proc.pid, signal.SIGTERM)
         try:
             dash.proc.wait(15)
         except subprocess.TimeoutExpired:
-            dash.proc.kill()
+            os.killpg(dash.proc.pid, signal.SIGKILL)
             dash.proc.wait(5)
 
 
