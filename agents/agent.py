@@ -116,7 +116,7 @@ class Agent:
                 raise ConfigError(f"cannot use the spool directory {cfg.spool_dir}: {exc.strerror} "
                                   "(set [agent] spool_dir, or \"\" for a memory spool)", "agent.spool_dir") from None
         if transport is None and cfg.collector_url:
-            transport = Transport(cfg.collector_url, cfg.token, cfg.timeout_s)
+            transport = Transport(cfg.collector_url, cfg.token, cfg.timeout_s, ca_file=cfg.ca_file)
         if transport is None:
             log.warning("no collector url: batches stay in the spool")
         self.sender = Sender(cfg.node, spool, transport)

@@ -5,6 +5,7 @@ node = "node1"                          # default: the host name
 [collector]
 url = "http://collector:8428"
 token = "s3cret"                        # or token_file = "/etc/neighborscope/token"
+ca_file = "/etc/neighborscope/ca.pem"   # https: trust this CA (default: the system's CAs)
 [agent]
 cadence_s = 1.0                         # default for every sampler (0.1 .. 3600)
 flush_s = 1.0                           # how often a batch is sent
@@ -65,6 +66,7 @@ class AgentConfig:
     collector_url: str | None = None
     token: str | None = None
     timeout_s: float = 10.0
+    ca_file: Path | None = None
     cadence_s: float = 1.0
     flush_s: float = 1.0
     spool_dir: Path | None = Path("/var/lib/neighborscope/spool")
@@ -94,7 +96,7 @@ def expand_devices(value: Any, where: str) -> list[str]:
         if m:
             prefix, lo, prefix2, hi = m.group(1), int(m.group(2)), m.group(3) or m.group(1), int(m.group(4))
             if prefix2 != prefix or hi < lo:
-                raise ConfigError(f"bad device range {item!r} (want e.g. \"gpu0..gpu7\")", where)
+                raise ConfigError(f'bad device range {item!r} (want e.g. "gpu0..gpu7")', where)
             out.extend(f"{prefix}{i}" for i in range(lo, hi + 1))
         else:
             out.append(item)
@@ -138,8 +140,15 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> AgentConf
         except OSError as exc:
             raise ConfigError(f"cannot read the token file {path}: {exc.strerror}", "collector.token_file") from None
     cfg.timeout_s = float(_take(coll, "timeout_s", (int, float), "collector", 10.0))
+    ca_file = _take(coll, "ca_file", str, "collector", None)
+    if ca_file:
+        cfg.ca_file = Path(ca_file) if base_dir is None else base_dir / ca_file
+        if not cfg.ca_file.is_file():
+            raise ConfigError(f"no CA file at {cfg.ca_file}", "collector.ca_file")
     if coll:
-        raise ConfigError(f"unknown key(s) {sorted(coll)} (known: url, token, token_file, timeout_s)", "collector")
+        raise ConfigError(
+            f"unknown key(s) {sorted(coll)} (known: url, token, token_file, timeout_s, ca_file)", "collector"
+        )
     agent = raw.pop("agent", {})
     cfg.cadence_s = _cadence(agent.pop("cadence_s", 1.0), "agent.cadence_s")
     cfg.flush_s = float(_take(agent, "flush_s", (int, float), "agent", 1.0))
@@ -179,7 +188,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> AgentConf
         table = dict(samplers.get(name, {}))
         enabled = table.pop("enabled", DEFAULT_ENABLED.get(name, "auto"))
         if enabled not in (True, False, "auto"):
-            raise ConfigError(f"enabled is true, false or \"auto\", got {enabled!r}", f"samplers.{name}.enabled")
+            raise ConfigError(f'enabled is true, false or "auto", got {enabled!r}', f"samplers.{name}.enabled")
         cadence = _cadence(table.pop("cadence_s", cfg.cadence_s), f"samplers.{name}.cadence_s")
         if "devices" in table:
             table["devices"] = expand_devices(table["devices"], f"samplers.{name}.devices")
@@ -215,6 +224,8 @@ def effective_toml(cfg: AgentConfig, detected: dict[str, list[str]] | None = Non
         coll["url"] = cfg.collector_url
     if cfg.token:
         coll["token"] = "<redacted>"  # noqa: S105 - a placeholder, not a secret
+    if cfg.ca_file:
+        coll["ca_file"] = str(cfg.ca_file)
     doc["collector"] = coll
     doc["agent"] = {
         "cadence_s": cfg.cadence_s,

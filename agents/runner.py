@@ -38,7 +38,7 @@ def _sender(cfg: AgentConfig) -> Sender:
     except OSError as exc:
         _say(f"cannot use the spool {cfg.spool_dir} ({exc.strerror}); run events are kept in memory only")
         spool = MemorySpool()
-    transport = Transport(cfg.collector_url, cfg.token, timeout_s=5.0) if cfg.collector_url else None
+    transport = Transport(cfg.collector_url, cfg.token, timeout_s=5.0, ca_file=cfg.ca_file) if cfg.collector_url else None
     return Sender(cfg.node, spool, transport, boot_id=f"run-{uuid.uuid4().hex}", backoff_min_s=0.2,
                   backoff_max_s=1.0)
 

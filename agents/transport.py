@@ -27,6 +27,7 @@ import urllib.parse
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
@@ -111,15 +112,18 @@ def rows_columns(name: str, rows: list[Row]) -> dict[str, list[Any]]:
     return out
 
 
-def batch_document(node: str, boot_id: str, seq: int, rows: Mapping[str, list[Row]],
-                   sent_at_ns: int | None = None) -> dict[str, Any]:
+def batch_document(
+    node: str, boot_id: str, seq: int, rows: Mapping[str, list[Row]], sent_at_ns: int | None = None
+) -> dict[str, Any]:
     """The batch as `telemetry.batch.make_batch` builds it, from rows."""
     return {
         "node": node,
         "boot_id": boot_id,
         "seq": seq,
         "sent_at_ns": sent_at_ns,
-        "frames": [{"measurement": name, "columns": rows_columns(name, items)} for name, items in rows.items() if items],
+        "frames": [
+            {"measurement": name, "columns": rows_columns(name, items)} for name, items in rows.items() if items
+        ],
     }
 
 
@@ -140,7 +144,9 @@ class Transport:
     """A kept-alive HTTP(S) connection to the collector (stdlib `http.client`: a POST costs a fraction of
     what a general-purpose client costs, which matters at one batch per second, forever)."""
 
-    def __init__(self, url: str, token: str | None, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, token: str | None, timeout_s: float = 10.0, ca_file: str | Path | None = None) -> None:
+        """``ca_file``: a PEM CA bundle the collector's TLS certificate must chain to (https URLs); without it
+        the system's CAs are used. The certificate and host name are always verified."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"collector url must be http(s)://HOST[:PORT], got {url!r}", "collector.url")
@@ -150,6 +156,7 @@ class Transport:
         self.path = parts.path.rstrip("/") + BATCH_PATH
         self.url = f"{parts.scheme}://{parts.netloc}{self.path}"
         self.timeout_s = timeout_s
+        self.ca_file = str(ca_file) if ca_file else None
         self.headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
@@ -158,8 +165,12 @@ class Transport:
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
             if self.https:
-                self._conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout_s,
-                                                         context=ssl.create_default_context())
+                self._conn = http.client.HTTPSConnection(
+                    self.host,
+                    self.port,
+                    timeout=self.timeout_s,
+                    context=ssl.create_default_context(cafile=self.ca_file),
+                )
             else:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
         return self._conn

@@ -94,34 +94,6 @@ def test_refuses_to_listen_beyond_loopback_without_tokens(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.fixture
-def tls_files(tmp_path):
-    ca_key, ca_crt = tmp_path / "ca.key", tmp_path / "ca.crt"
-    key, csr, crt = tmp_path / "srv.key", tmp_path / "srv.csr", tmp_path / "srv.crt"
-    ext = tmp_path / "ext.cnf"
-    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        ca_key,
-        "-out",
-        ca_crt,
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-    )
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=localhost")
-    run("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial", "-out", crt, "-days", "2",
-        "-extfile", ext)  # fmt: skip
-    return ca_crt, crt, key
-
-
 def test_tls_collector_is_verified_against_a_custom_ca(collector_factory, tls_files):
     ca, crt, key = tls_files
     c = collector_factory(
