@@ -13,16 +13,19 @@ Every error has one JSON shape, built in `error_response`:
 from __future__ import annotations
 
 import gzip
+import json
 import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import polars as pl
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.routing import APIRoute
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -38,6 +41,30 @@ from telemetry.schema import MEASUREMENTS
 from telemetry.store.base import BatchKey, TelemetryStore
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+
+
+class _FastJsonRequest(Request):
+    """Parses JSON bodies with orjson (3-4x faster than the standard library); falls back to `json` for the
+    non-standard NaN / Infinity literals Python's own encoder writes."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                self._json = json.loads(body)
+        return self._json
+
+
+class _FastJsonRoute(APIRoute):
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(_FastJsonRequest(request.scope, request.receive))
+
+        return route
 
 
 class ErrorDetail(BaseModel):
@@ -192,6 +219,7 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
             )
 
     app.add_middleware(BodyLimit, max_bytes=settings.collector.max_body_bytes)
+    app.router.route_class = _FastJsonRoute
 
     async def authenticate(request: Request) -> str:
         token = _bearer(request)
@@ -330,6 +358,14 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
     async def healthz() -> dict:
         """Liveness: the collector answers and knows its store."""
         return {"status": "ok", "store": repr(store), "version": __version__}
+
+    status = getattr(store, "status", None)
+    if callable(status):  # a store with a local queue (InfluxDB): its depth and rejects as gauges
+        for key in ("queued_batches", "queued_bytes", "rejected_lines"):
+            gauge = Gauge(
+                f"neighborscope_store_{key}", f"store queue: {key.replace('_', ' ')}", registry=metrics.registry
+            )
+            gauge.set_function(lambda k=key: float(status().get(k) or 0))
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     async def prometheus_metrics() -> Response:

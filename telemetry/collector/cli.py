@@ -99,6 +99,8 @@ def collector(
     db = open_store(store)
     if hasattr(db, "start_compactor"):
         db.start_compactor()
+    if hasattr(db, "start"):  # a queued store: drain what a crash left before the first new write
+        db.start()
     app = create_app(db, settings)
     sock = bind(host, port)
     bound = sock.getsockname()[1]

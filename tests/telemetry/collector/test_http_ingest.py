@@ -235,3 +235,18 @@ def test_kill_9_mid_stream_loses_no_acknowledged_sample(collector_factory, tmp_p
     expected = {T0 + s * 10 * 10**9 + i * 10**9 for s in acked for i in range(5)}
     assert expected <= set(times)
     assert len(times) == len(set(times))  # nothing stored twice
+
+
+def test_nan_and_infinity_literals_are_accepted_as_absent(collector):
+    body = (
+        json.dumps(make_batch("node1", "b", 9, {"accel": accel_frame(n=1)}))
+        .replace("40.0", "NaN")
+        .replace("41.0", "Infinity")
+    )
+    r = httpx.post(
+        f"{collector.url}/v1/batches",
+        content=body,
+        headers={**collector.headers("node1"), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    assert ParquetStore(collector.store).query("accel")["temp_c"].to_list() == [None, None]
