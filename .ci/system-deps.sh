@@ -15,7 +15,7 @@ fi
 # victoria-metrics: trixie's package, unpacked into /opt/victoria-metrics (no service started)
 if ! command -v victoria-metrics >/dev/null && [ ! -x /opt/victoria-metrics/usr/bin/victoria-metrics ]; then
   tmp=$(mktemp -d)
-  echo "deb http://deb.debian.org/debian trixie main" > "$tmp/trixie.list"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" > "$tmp/trixie.list"
   o=(-o Dir::Etc::SourceList="$tmp/trixie.list" -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists="$tmp/lists" -o Dir::Cache="$tmp/cache")
   mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
   $SUDO apt-get "${o[@]}" update -qq

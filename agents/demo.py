@@ -50,7 +50,7 @@ def _run(console: Console, title: str, args: list[str], cwd: Path, show: bool = 
     return proc.stdout
 
 
-def _start_collector(workdir: Path, store: Path, node: str, token: str) -> tuple[subprocess.Popen, str]:
+def _start_collector(workdir: Path, store: str, node: str, token: str) -> tuple[subprocess.Popen, str]:
     port_file = workdir / "collector.port"
     port_file.unlink(missing_ok=True)
     log = open(workdir / "collector.log", "wb")  # noqa: SIM115 - lives as long as the process
@@ -109,35 +109,64 @@ def _push_telemetry(console: Console, result, node: str, url: str, token: str, c
     return batches, rows
 
 
-def _summary_table(store_dir: Path) -> Table:
-    from telemetry.store.parquet import ParquetStore
+def _import_runs(console: Console, result, sim_dir: Path, node: str, store: list[str], cwd: Path) -> None:
+    """`neighborscope import bench` once per run (each has its own phase and group), two at a time."""
+    from telemetry.simulator import BENCH_FORMATS
 
-    store = ParquetStore(store_dir)
-    table = Table(title=f"stored in {store_dir}")
+    started = time.perf_counter()
+    pending = []
+    for run in result.runs:
+        path = sim_dir / "bench" / run.run_id / BENCH_FORMATS["aiperf"]
+        args = ["import", "bench", str(path), "--run", run.run_id, "--phase", run.phase, "--group", run.group]
+        console.print(f"[bold cyan]$ neighborscope {' '.join([*args, '--node', node, *store])}[/]")
+        pending.append((run.run_id, [*CLI, *args, "--node", node, *store]))
+    running: list[tuple[str, subprocess.Popen]] = []
+    while pending or running:
+        while pending and len(running) < 2:
+            run_id, argv = pending.pop(0)
+            running.append((run_id, subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
+        run_id, proc = running.pop(0)
+        out = proc.communicate()[0].decode(errors="replace")
+        if proc.returncode != 0:
+            raise DemoError(f"import of {run_id} failed (exit {proc.returncode}):\n{out[-3000:]}")
+    console.print(f"[dim]imported {len(result.runs)} runs: {time.perf_counter() - started:.1f} s[/]")
+
+
+def _summary_table(store_url: str) -> Table:
+    from telemetry.store.base import open_store
+
+    store = open_store(store_url)
+    table = Table(title=f"stored in {store_url}")
     for col in ("measurement", "series", "points", "from", "to"):
         table.add_column(col, justify="right" if col in ("series", "points") else "left")
-    for m in store.measurements():
-        lf = store.scan(m)
-        stats = lf.select(pl.len().alias("n"), pl.col("time").min().alias("lo"), pl.col("time").max().alias("hi"))
-        n, lo, hi = stats.collect().row(0)
-        series = store.series(m).height
-        table.add_row(
-            m, f"{series:,}", f"{n:,}", f"{lo:%Y-%m-%d %H:%M:%S}" if lo else "", f"{hi:%H:%M:%S}" if hi else ""
-        )
+    try:
+        for m in store.measurements():
+            frame = store.query(m, fields=[])
+            lo, hi = (frame["time"].min(), frame["time"].max()) if frame.height else (None, None)
+            table.add_row(
+                m, f"{store.series(m).height:,}", f"{frame.height:,}",
+                f"{lo:%Y-%m-%d %H:%M:%S}" if lo else "", f"{hi:%H:%M:%S}" if hi else "",
+            )  # fmt: skip
+    finally:
+        store.close()
     return table
 
 
-def _phase_table(store_dir: Path) -> Table:
-    from telemetry.store.parquet import ParquetStore
+def _phase_table(store_url: str) -> Table:
+    from telemetry.store.base import open_store
 
-    events = ParquetStore(store_dir).query("run_event")
+    store = open_store(store_url)
+    try:
+        events = store.query("run_event")
+        reqs = store.query("bench_request", fields=["request_index"])
+    finally:
+        store.close()
     table = Table(title="benchmark runs (phases)")
     for col in ("run", "group", "phase", "start (UTC)", "end (UTC)", "requests"):
         table.add_column(col)
     if events.height == 0:
         return table
-    reqs = ParquetStore(store_dir).query("bench_request").group_by("run_id").len()
-    counts = dict(reqs.iter_rows())
+    counts = dict(reqs.group_by("run_id").len().iter_rows())
     starts = events.filter(pl.col("event") == "start")
     ends = {r["run_id"]: r["time"] for r in events.filter(pl.col("event") == "end").iter_rows(named=True)}
     for r in starts.sort("time").iter_rows(named=True):
@@ -160,6 +189,11 @@ def demo(
     phase_s: int | None = typer.Option(None, "--phase-s", help="Seconds per phase (default: the preset's, ~13 min)."),
     keep: bool = typer.Option(False, "--keep", help="Keep an existing store instead of starting afresh."),
     chunk_s: int = typer.Option(10, "--chunk-s", help="Seconds of telemetry per batch (an agent's flush interval)."),
+    store: str | None = typer.Option(
+        None,
+        "--store",
+        help="Store URL (e.g. influx://127.0.0.1:8086/neighborscope); default: the embedded store in --dir.",
+    ),
 ) -> None:
     """Run the whole pipeline on a simulated seed-000 node: collector, telemetry over HTTP, benchmark
     import, analysis, report. Needs no hardware and no server; takes about a minute on 2 cores.
@@ -170,13 +204,14 @@ def demo(
     started = time.perf_counter()
     workdir = directory.resolve()
     store_dir = workdir / "store"
+    store_url = store or str(store_dir)
     sim_dir = workdir / "sim"
     if not keep:
         for p in (store_dir, sim_dir, workdir / "report"):
             shutil.rmtree(p, ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
 
-    from telemetry.simulator import BENCH_FORMATS, preset, simulate, write_output
+    from telemetry.simulator import preset, simulate, write_output
 
     console.rule("[bold]1. simulate the seed-000 node")
     t = time.perf_counter()
@@ -191,8 +226,8 @@ def demo(
 
     console.rule("[bold]2. start a collector on loopback (embedded store)")
     token = secrets.token_urlsafe(24)
-    proc, url = _start_collector(workdir, store_dir, node, token)
-    console.print(f"collector at {url}, store {store_dir}")
+    proc, url = _start_collector(workdir, store_url, node, token)
+    console.print(f"collector at {url}, store {store_url}")
     try:
         console.rule("[bold]3. push telemetry through the HTTP ingest path")
         t = time.perf_counter()
@@ -206,19 +241,10 @@ def demo(
             proc.kill()
 
     console.rule("[bold]4. import the benchmark results (AIPerf profile_export.jsonl)")
-    env_store = ["--store", str(store_dir)]
-    for run in result.runs:
-        path = sim_dir / "bench" / run.run_id / BENCH_FORMATS["aiperf"]
-        _run(
-            console,
-            f"import {run.run_id}",
-            ["import", "bench", str(path), "--run", run.run_id, "--phase", run.phase, "--group", run.group,
-             "--node", node, *env_store],
-            workdir,
-            show=False,
-        )  # fmt: skip
-    console.print(_phase_table(store_dir))
-    console.print(_summary_table(store_dir))
+    env_store = ["--store", store_url]
+    _import_runs(console, result, sim_dir, node, env_store, workdir)
+    console.print(_phase_table(store_url))
+    console.print(_summary_table(store_url))
 
     console.rule("[bold]5. noisy-neighbour analysis (victim hive0)")
     _run(
@@ -229,7 +255,7 @@ def demo(
     )
 
     console.rule("[bold]6. nightly report")
-    _run(console, "report", ["report", *env_store, "--out", str(workdir / "report")], workdir)
+    _run(console, "report", ["report", *env_store, "--victim", "hive0", "--out", str(workdir / "report")], workdir)
     console.print(f"report: {workdir / 'report' / 'index.html'}")
-    console.print(f"dashboard: neighborscope dashboard --store {store_dir}")
+    console.print(f"dashboard: neighborscope dashboard --store {store_url}")
     console.rule(f"[bold green]demo done in {time.perf_counter() - started:.0f} s")
