@@ -224,7 +224,7 @@ def demo(
         f"{len(result.runs)} benchmark runs ({time.perf_counter() - t:.1f} s); ground truth in {sim_dir / 'ground_truth.json'}"
     )
 
-    console.rule("[bold]2. start a collector on loopback (embedded store)")
+    console.rule("[bold]2. start a collector on loopback")
     token = secrets.token_urlsafe(24)
     proc, url = _start_collector(workdir, store_url, node, token)
     console.print(f"collector at {url}, store {store_url}")
