@@ -6,9 +6,12 @@ Every frame here is keyed by ``window_start`` (``Datetime("ns", "UTC")``, the wi
 
 Window length (`choose_window_s`) is adaptive: the smallest step of `WINDOW_LADDER_S` at which a window of the
 victim's run holds at least ``min_itl_samples`` (default 1000) inter-token latencies on average, so a windowed
-p99 ITL rests on ~1k samples (a p99 of fewer samples is little more than the maximum). Windows that still fall
-short (ramp-up, drain) keep their counts but get a null ``itl_ms_p99``. The choice is reported in
-`Grid.notes`.
+p99 ITL rests on ~1k samples. The window length is the same across the whole run, and a window's p99 is kept down to
+`MIN_P99_SAMPLES` (100) ITLs: dropping it under a larger count would censor exactly the slow windows (a slowed
+victim emits fewer tokens per window), a selection bias. The linear-interpolated p99 of n samples sits near the
+(1 - 2/n) quantile, so the p99 of a sparse (slow) window is if anything understated: conservative for harm.
+Windows under 100 ITLs (ramp-up, drain) keep their counts, p50 and mean but get a null ``itl_ms_p99``. The
+choice is reported in `Grid.notes`.
 
 Frames (all long form; `Grid.wide` pivots them for regressions):
 
@@ -21,7 +24,8 @@ covered_s                   seconds of the window inside the run (windows under 
 tokens                      output tokens emitted in the window (per-token emission times)
 output_tok_s                tokens / covered_s
 itl_n                       ITL samples in the window
-itl_ms_p50, itl_ms_p99      windowed ITL quantiles (p99 null when itl_n < min_itl_samples / 2)
+itl_ms_p50, itl_ms_p99      windowed ITL quantiles (p99 null when itl_n < MIN_P99_SAMPLES)
+itl_ms_mean                 windowed mean ITL (estimable in every window with an ITL)
 requests_started            requests dispatched in the window
 ttft_ms_p50                 median TTFT of requests dispatched in the window (null if none)
 running_requests            mean number of requests in flight (the victim's own load)
@@ -38,7 +42,7 @@ power_limit_w).
 ``pcie_bytes_per_s`` summed
 over the group's devices, the others averaged; ``n_devices``.
 
-**host** (`host_windows`): window_start, ``cpu_util_pct``, ``procs_running``, ``load1`` (node means; several
+**host** (`host_windows`): window_start, ``cpu_util_pct``, ``procs_running``, ``load1``, ``cpu_count`` (node means; several
 nodes: one row per node with a ``node`` column).
 
 **sockets** (`socket_windows`): window_start, socket, ``util_pct`` (mean over the socket's cores),
@@ -58,6 +62,7 @@ import polars as pl
 TIME_DTYPE = pl.Datetime("ns", "UTC")
 WINDOW_LADDER_S: tuple[float, ...] = (1, 2, 5, 10, 15, 30, 60, 120, 300)
 MIN_ITL_SAMPLES = 1000
+MIN_P99_SAMPLES = 100  # below this a window's p99 is the top order statistic or two: null
 SATURATED_CORE_PCT = 95.0
 POWER_CAP_SHARE = 0.97
 
@@ -177,6 +182,7 @@ def victim_windows(
             pl.col("itl_ms").is_not_null().sum().alias("itl_n"),
             pl.col("itl_ms").quantile(0.5, "linear").alias("itl_ms_p50"),
             pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99"),
+            pl.col("itl_ms").mean().alias("itl_ms_mean"),
         )
         .with_columns(pl.col("run_id").cast(pl.String))
     )
@@ -243,10 +249,11 @@ def victim_windows(
         )
         .with_columns(
             (pl.col("tokens") / pl.col("covered_s")).alias("output_tok_s"),
-            pl.when(pl.col("itl_n") >= min_itl_samples / 2).then(pl.col("itl_ms_p99")).alias("itl_ms_p99"),
+            pl.when(pl.col("itl_n") >= min(MIN_P99_SAMPLES, min_itl_samples)).then(pl.col("itl_ms_p99"))
+            .alias("itl_ms_p99"),
         )
         .select("run_id", "phase", "group", "window_start", "covered_s", "tokens", "output_tok_s", "itl_n",
-                "itl_ms_p50", "itl_ms_p99", "requests_started", "ttft_ms_p50", "running_requests", "prefill_tokens")
+                "itl_ms_p50", "itl_ms_p99", "itl_ms_mean", "requests_started", "ttft_ms_p50", "running_requests", "prefill_tokens")
         .sort("run_id", "window_start")
     )
     return out.collect()
@@ -321,7 +328,7 @@ def host_windows(host: Frame, window_s: float) -> pl.DataFrame:
     """Per (window, node) means of host CPU activity."""
     lf = _lazy(host)
     names = set(lf.collect_schema().names())
-    cols = [c for c in ("cpu_util_pct", "procs_running", "load1") if c in names]
+    cols = [c for c in ("cpu_util_pct", "procs_running", "load1", "cpu_count") if c in names]
     return (
         lf.select(window_expr(window_s).alias("window_start"), "node", *[pl.col(c).cast(pl.Float64) for c in cols])
         .group_by("window_start", "node")
@@ -436,8 +443,8 @@ def align(
         window_s = choose_window_s(tokens, secs, min_itl_samples)
         notes.append(
             f"window {window_s:g} s: the smallest of {list(WINDOW_LADDER_S)} s at which a window holds "
-            f">= {min_itl_samples} ITL samples on average (windowed p99 rests on ~1k samples; windows with fewer "
-            f"than {min_itl_samples // 2} get no p99)"
+            f">= {min_itl_samples} ITL samples on average (windowed p99 rests on ~1k samples; one length for the "
+            f"whole run, windows under {min(MIN_P99_SAMPLES, min_itl_samples)} ITLs get no p99)"
         )
     victim = victim_windows(requests, tokens, runs, window_s, min_itl_samples)
     keep = victim["window_start"].unique() if victim_windows_only and victim.height else None

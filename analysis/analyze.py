@@ -159,7 +159,20 @@ def analyze_frames(
             base_mask = (v["a"].fill_null(0.0) < 0.1).to_numpy()
             notes.append("no baseline phase for the victim: its load model is fitted on windows where no "
                          "suspect was active")
-        index = attr.interference_index(grid.victim, baseline_phase=bphase, baseline_mask=base_mask)
+        load_cols: tuple[str, ...] = attr.LOAD_COLS
+        if act.height and (act["design"] == "interventional").any():
+            # randomised on/off: the schedule is independent of the victim's own load, so the effect comes from
+            # on vs off windows with no load regression (the victim's load reacts to its slowdown: a bad control)
+            load_cols = ()
+            notes.append("interventional design: the interference index is the victim's slowdown against the "
+                         "windows with every switched co-tenant off, with no load model")
+        index = attr.interference_index(grid.victim, baseline_phase=bphase, baseline_mask=base_mask,
+                                        load_cols=load_cols)
+        vs = attr.victim_series(grid.victim)
+        no_p99 = int(vs["itl_ms_p99"].null_count()) if vs.height else 0
+        if no_p99:
+            notes.append(f"{no_p99} of {vs.height} victim windows have too few ITLs for a p99; the index uses "
+                         "their throughput only")
         med = attr.mediators(grid, victim, topology, index["in_baseline"].to_numpy() if index.height else None)
         med = index.select("window_start").join(med, on="window_start", how="left")
         antagonists, more = attr.rank_antagonists(index, act, med, sus, victim=victim, window_s=grid.window_s,

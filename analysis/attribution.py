@@ -165,20 +165,36 @@ def suspects(victim: str, grid: Grid, topology: pl.DataFrame | None = None,
 # ------------------------------------------------------------------------------------------------ index
 
 
+# The victim's own load, regressed out of a correlational design. Caveat: a closed-loop benchmark (fixed
+# concurrency) starts fewer requests and prefills fewer tokens per window when the victim is slowed, so
+# ``requests_started`` / ``prefill_tokens`` are partly outcomes of the interference: regressing them out shrinks
+# effects toward zero (conservative, never a false alarm). A randomised on/off design needs no load model at all
+# (`analysis.analyze` passes ``load_cols=()`` then): its schedule is independent of the victim's load.
 LOAD_COLS = ("running_requests", "prefill_tokens", "requests_started")
+# A mediator (the victim's PCIe rate) is compared with the work the victim actually did.
+WORK_COLS = LOAD_COLS
+MIN_WINDOWS_PER_REGRESSOR = 10  # the load model fits at most n_baseline / 10 columns (intercept included)
 
 
-def _load_design(frame: pl.DataFrame, cols: Sequence[str] = LOAD_COLS) -> np.ndarray:
-    """Intercept, the load columns, and sqrt / square of each (a flexible, still linear, load model: a window's
-    throughput falls steeply with the first prefill tokens, then flattens)."""
-    x = [np.ones(frame.height)]
+def _load_design(frame: pl.DataFrame, cols: Sequence[str] = LOAD_COLS, max_cols: int | None = None) -> np.ndarray:
+    """Intercept, the load columns, and sqrt / square of each (a flexible, still linear, load model), cut to
+    ``max_cols`` columns: the transforms go first, then the later load columns (never more regressors than the
+    windows can carry). Constant columns are left out."""
+    base = [np.ones(frame.height)]
+    lin, extra = [], []
     for c in cols:
         if c not in frame.columns:
             continue
         v = frame[c].cast(pl.Float64).fill_null(0.0).to_numpy()
-        scale = np.nanmax(np.abs(v)) or 1.0
+        scale = np.nanmax(np.abs(v)) if v.size else 0.0
+        if not scale or np.nanstd(v) < 1e-9 * scale:
+            continue
         u = v / scale
-        x.extend([u, np.sqrt(np.abs(u)), u * u])
+        lin.append(u)
+        extra.extend([np.sqrt(np.abs(u)), u * u])
+    x = base + lin + extra
+    if max_cols is not None:
+        x = x[: max(1, max_cols)]
     return np.column_stack(x)
 
 
@@ -230,11 +246,10 @@ def interference_index(victim: pl.DataFrame, baseline_phase: str | None = None,
         base = (v["phase"] == baseline_phase).to_numpy()
     else:
         base = np.ones(v.height, dtype=bool)
-    x = _load_design(v, load_cols)
-    if base.sum() < 10 * x.shape[1]:
-        # too few baseline windows for the load model: fit on all (fine for randomised designs, whose on/off is
-        # independent of the victim's own load; conservative otherwise)
+    if base.sum() < MIN_WINDOWS_PER_REGRESSOR:
+        # too few baseline windows even for a level: fit on all (conservative: the slowdown shrinks the effect)
         base = np.ones(v.height, dtype=bool)
+    x = _load_design(v, load_cols, max_cols=int(base.sum()) // MIN_WINDOWS_PER_REGRESSOR)
     xs = _clip_to(x, base)
     out = {}
     for name, col in (("tput", "output_tok_s"), ("itl_p99", "itl_ms_p99")):
@@ -287,13 +302,15 @@ def switch_schedule(run_events: pl.DataFrame, window_s: float) -> pl.DataFrame:
     t1 = int(ev["time"].cast(pl.Int64).max())
     out = []
     for (g,), part in ev.group_by("group"):
-        grid = pl.DataFrame({"window_start": pl.Series(np.arange(t0, t1 + w_ns * 3600, w_ns), dtype=pl.Int64)})
+        # an hour either side: before its first event a co-tenant was in the other state (an event is a switch)
+        g0 = t0 - w_ns * round(3600e9 / w_ns)
+        grid = pl.DataFrame({"window_start": pl.Series(np.arange(g0, t1 + w_ns * 3600, w_ns), dtype=pl.Int64)})
         grid = grid.with_columns(pl.col("window_start").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"))
         # state at the window's midpoint
         mid = grid.with_columns((pl.col("window_start") + pl.duration(nanoseconds=w_ns // 2)).alias("time"))
         part = part.sort("time")
         # before its first event a co-tenant was in the other state (an event is a switch)
-        first = part.head(1).with_columns(pl.lit(t0 - 1, dtype=pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone(
+        first = part.head(1).with_columns(pl.lit(g0 - 1, dtype=pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone(
             "UTC").alias("time"), (1.0 - pl.col("on")).alias("on"))
         part = pl.concat([first.select("time", "on"), part.select("time", "on")]).sort("time")
         j = mid.join_asof(part, on="time", strategy="backward")
@@ -379,10 +396,13 @@ def mediators(grid: Grid, victim: str, topology: pl.DataFrame | None = None,
     ``pcie_drop`` (minus the load-adjusted log PCIe rate of the victim's devices), ``cpu_saturation``
     (saturated core share of the victim's socket(s); all sockets' max without topology), ``clock_drop``
     (minus log mean SM clock), ``temp_c``, ``throttle_thermal_share``, ``throttle_power_share``,
-    ``at_power_cap_share``. Higher = more evidence. Missing telemetry gives nulls.
+    ``at_power_cap_share``, ``run_queue_excess`` (host runnable tasks per logical CPU beyond one: threads waiting
+    for a core), ``victim_cpu_drop`` (minus the victim tenant's CPU, in cores; only on an oversubscribed host,
+    i.e. a median run queue above the CPU count, where a victim using less CPU is a victim denied it; else
+    null). Higher = more evidence. Missing telemetry gives nulls.
     """
     v = victim_series(grid.victim)
-    out = v.select("window_start", *LOAD_COLS)
+    out = v.select("window_start", *WORK_COLS)
     if grid.groups.height:
         g = grid.groups.filter(pl.col("group") == victim).group_by("window_start").agg(
             pl.col("pcie_bytes_per_s").sum(), pl.col("sm_clock_mhz").mean(), pl.col("temp_c").mean(),
@@ -407,16 +427,18 @@ def mediators(grid: Grid, victim: str, topology: pl.DataFrame | None = None,
     ok = np.isfinite(pc) & (out["pcie_bytes_per_s"].is_not_null().to_numpy())
     drop = np.full(out.height, np.nan)
     if ok.sum() > 5:
-        x = _load_design(out)
         base = ok if baseline_mask is None or len(baseline_mask) != out.height else ok & baseline_mask
-        if base.sum() < 10 * x.shape[1]:
+        if base.sum() < MIN_WINDOWS_PER_REGRESSOR:
             base = ok
+        x = _load_design(out, WORK_COLS, max_cols=int(base.sum()) // MIN_WINDOWS_PER_REGRESSOR)
         xs = _clip_to(x, base)
         beta, _ = stats.ols(pc[base], xs[base])
         drop[ok] = -(pc[ok] - xs[ok] @ beta)
     clock = out["sm_clock_mhz"].cast(pl.Float64).to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         clock_drop = -np.log(clock)
+    rq, vcpu = _cpu_contention(grid, victim, out.select("window_start"))
+    out = out.with_columns(pl.Series("run_queue_excess", rq), pl.Series("victim_cpu_drop", vcpu))
     return out.select(
         "window_start",
         pl.Series("pcie_drop", drop),
@@ -426,13 +448,44 @@ def mediators(grid: Grid, victim: str, topology: pl.DataFrame | None = None,
         pl.col("throttle_thermal_share").cast(pl.Float64),
         pl.col("throttle_power_share").cast(pl.Float64),
         pl.col("at_power_cap_share").cast(pl.Float64),
+        "run_queue_excess",
+        "victim_cpu_drop",
     )
+
+
+def _cpu_contention(grid: Grid, victim: str, wins: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per window: host runnable tasks per logical CPU beyond one (``procs_running / cpu_count - 1``, >= 0), and
+    minus the victim tenant's CPU in cores, kept only when the host is oversubscribed (median run queue above
+    the CPU count). On a busy host every core is saturated with or without the antagonist, so the saturated-core
+    share stays flat; the run queue and the victim's own CPU share are what move."""
+    nan = np.full(wins.height, np.nan)
+    rq = nan.copy()
+    oversubscribed = False
+    h = grid.host
+    if h.height and {"procs_running", "cpu_count"} <= set(h.columns):
+        hh = wins.join(h.group_by("window_start").agg(pl.col("procs_running").mean(), pl.col("cpu_count").mean()),
+                       on="window_start", how="left")
+        pr = hh["procs_running"].cast(pl.Float64).to_numpy()
+        cc = hh["cpu_count"].cast(pl.Float64).to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = pr / cc
+        rq = np.where(np.isfinite(ratio), np.clip(ratio - 1.0, 0.0, None), np.nan)
+        oversubscribed = bool(np.isfinite(ratio).any() and np.nanmedian(ratio) > 1.0)
+    vcpu = nan.copy()
+    t = grid.tenants
+    if oversubscribed and t.height and "group" in t.columns:
+        c = wins.join(t.filter(pl.col("group") == victim).group_by("window_start").agg(pl.col("cpu_pct").mean()),
+                      on="window_start", how="left")["cpu_pct"].cast(pl.Float64).to_numpy()
+        vcpu = -c / 100.0
+    return rq, vcpu
 
 
 # resource -> (mediator, kind): primary = victim-side performance signal; hard = throttle flag; context = weak
 _MEDIATORS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "pcie": (("pcie_drop", "primary", "victim's load-adjusted PCIe rate"),),
-    "cpu": (("cpu_saturation", "primary", "saturated cores on the victim's socket"),),
+    "cpu": (("cpu_saturation", "primary", "saturated cores on the victim's socket"),
+            ("run_queue_excess", "primary", "host run queue beyond the CPUs"),
+            ("victim_cpu_drop", "primary", "victim's CPU share on an oversubscribed host")),
     "thermal": (("clock_drop", "primary", "victim clock"), ("throttle_thermal_share", "hard", "thermal throttle flags"),
                 ("temp_c", "context", "victim temperature")),
     "power": (("throttle_power_share", "hard", "power throttle flags"),
@@ -485,6 +538,10 @@ def resource_evidence(suspect: str, activity: np.ndarray, med: pl.DataFrame, res
                     what = f"{label} {100 * (math.exp(-slope) - 1):+.1f}% with {suspect} at its busiest"
                 elif col == "temp_c":
                     what = f"{label} {slope:+.1f} degC with {suspect} at its busiest"
+                elif col == "run_queue_excess":
+                    what = f"{label} {slope:+.2f} waiting tasks per CPU with {suspect} at its busiest"
+                elif col == "victim_cpu_drop":
+                    what = f"{label} {-slope:+.2f} cores with {suspect} at its busiest"
                 else:
                     what = f"{label} {100 * slope:+.1f} points with {suspect} at its busiest"
                 lines.append(f"{r}: {what} (t={t:.1f})")
@@ -590,12 +647,18 @@ def rank_antagonists(
         if "+" in n:
             notes.append(f"{n.replace('+', ' and ')} switched together: their effects cannot be separated")
     y = idx["index"].to_numpy()
-    blocks = [_lagged(a, window_s) for a in acts]
+    # a randomised schedule: its on vs off windows (lag 0), p from re-arranging its on / off segments; measured
+    # activity: lags and smoothing (slow mechanisms), p from circular shifts
+    blocks = [a[:, None] if d == "interventional" else _lagged(a, window_s) for a, d in zip(acts, designs, strict=True)]
+    starts = np.cumsum([1] + [b.shape[1] for b in blocks])
     controls = np.ones((len(y), 1))
     rng = np.random.default_rng(seed)
     min_shift = max(1, math.ceil(SMOOTH_S / window_s))
     _, stat, p = stats.circular_shift_pvalues(y, blocks, controls, n_shifts if n_shifts > 0 else None, rng,
                                               min_shift=min(min_shift, len(y) // 4))
+    for j, d in enumerate(designs):
+        if d == "interventional":
+            p[j] = stats.segment_shuffle_pvalue(y, blocks, j, controls, n_shifts if n_shifts > 0 else N_SHIFTS, rng)
     x = np.column_stack([controls, *blocks])
     beta_i, resid_i = stats.ols(y, x)
     rss_full = float(resid_i @ resid_i)
@@ -603,7 +666,6 @@ def rank_antagonists(
     qv = stats.bh(p)
     base = idx["in_baseline"].fill_null(False).to_numpy()
     out_rows = []
-    k = blocks[0].shape[1]
     effects: dict[str, tuple[float, float, float]] = {}
     for col in ("resid_tput", "resid_itl_p99"):
         yy = idx[col].cast(pl.Float64).to_numpy()
@@ -614,12 +676,12 @@ def rank_antagonists(
         beta, resid = stats.ols(yy[ok], x[ok])
         cov = stats.hac_cov(x[ok], resid)
         for j, n in enumerate(names):
-            sl = slice(1 + j * k, 1 + (j + 1) * k)
+            sl = slice(starts[j], starts[j + 1])
             b = float(beta[sl].sum())
             se = math.sqrt(max(float(cov[sl, sl].sum()), 0.0))
             effects[f"{col}:{n}"] = tuple(100.0 * v / level for v in (b, b - 1.96 * se, b + 1.96 * se))
     for j, n in enumerate(names):
-        sl = slice(1 + j * k, 1 + (j + 1) * k)
+        sl = slice(starts[j], starts[j + 1])
         harm = float(beta_i[sl].sum())
         members = [s for s in n.split("+")]
         info = suspect_frame.filter(pl.col("suspect").is_in(members))
@@ -650,9 +712,16 @@ def rank_antagonists(
             "significant": sig, "design": designs[j], "confidence": conf, "evidence": lines, "shares": shares,
             "_harm": harm,
         })
-    notes.append(f"joint regression of the interference index on {len(names)} suspect(s) x lags {list(LAGS)} windows "
-                 f"+ {SMOOTH_S:g} s smoothing: R^2 = {1 - rss_full / tss:.2f}; p by {n_shifts} circular shifts, "
-                 f"q by Benjamini-Hochberg across suspects")
+    n_int = sum(d == "interventional" for d in designs)
+    how = []
+    if n_int < len(names):
+        how.append(f"{len(names) - n_int} measured suspect(s) x lags {list(LAGS)} windows + {SMOOTH_S:g} s smoothing, "
+                   f"p by {n_shifts} circular shifts")
+    if n_int:
+        how.append(f"{n_int} randomised schedule(s) on vs off, p by {n_shifts if n_shifts > 0 else N_SHIFTS} "
+                   "re-arrangements of their on / off segments")
+    notes.append(f"joint regression of the interference index on {'; '.join(how)}: R^2 = {1 - rss_full / tss:.2f}; "
+                 "q by Benjamini-Hochberg across suspects")
     out_rows.sort(key=lambda r: (not r["significant"], -r["_harm"] if r["significant"] else r["p_value"]))
     for r in out_rows:
         r.pop("_harm")

@@ -158,7 +158,7 @@ def test_interference_index_is_centred_on_baseline_windows() -> None:
             "tokens": tput,
         }
     )
-    idx = interference_index(v, baseline_phase="a")
+    idx = interference_index(v, baseline_phase="a", load_cols=("running_requests", "prefill_tokens"))
     a, b = idx["index"][:100].to_numpy(), idx["index"][100:].to_numpy()
     assert abs(np.median(a)) < 0.3 and np.median(b) > 2
 
@@ -175,6 +175,23 @@ def test_switch_schedule_reads_on_off_events() -> None:
             "tenant": ["x"] * 4,
         }
     )
-    sched = switch_schedule(ev, 5.0).head(8)
-    on = dict(zip(sched["window_start"].dt.second(), sched["on"], strict=False))
+    sched = switch_schedule(ev, 5.0)
+    at = dict(zip(sched["window_start"], sched["on"], strict=True))
+    on = {s: at[t0 + timedelta(seconds=s)] for s in (0, 5, 10, 15, 20, 30, 40)}
     assert on[10] == 1 and on[15] == 1 and on[20] == 0 and on[30] == 1 and on[40] == 0
+    # before the first switch_on the co-tenant was off: windows there are known, not missing
+    assert on[0] == 0 and on[5] == 0
+
+
+def test_randomised_schedule_reaches_significance_on_a_short_run() -> None:
+    # 26 windows, 9 on / off segments: circular shifts offer ~15 arrangements (p >= 1/16); segment orders many more
+    from analysis.stats import segment_shuffle_pvalue
+
+    rng = np.random.default_rng(1)
+    on = np.repeat([0, 1, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0, 0], 2).astype(float)
+    y = 2.0 * on + rng.normal(0, 0.5, on.size)
+    p = segment_shuffle_pvalue(y, [on[:, None]], 0, np.ones((on.size, 1)), 999, np.random.default_rng(0))
+    assert p < 0.01
+    null = segment_shuffle_pvalue(rng.normal(0, 0.5, on.size), [on[:, None]], 0, np.ones((on.size, 1)), 999,
+                                  np.random.default_rng(0))
+    assert null > 0.05
