@@ -110,7 +110,9 @@ def _push_telemetry(console: Console, result, node: str, url: str, token: str, c
 
 
 def _import_runs(console: Console, result, sim_dir: Path, node: str, store: list[str], cwd: Path) -> None:
-    """`neighborscope import bench` once per run (each has its own phase and group), two at a time."""
+    """`neighborscope import bench` once per run (each has its own phase and group): two at a time into the
+    embedded store; one at a time into a remote store (each importer owns the local queue while it runs)."""
+    parallel = 2 if "://" not in store[1] or store[1].startswith("file://") else 1
     from telemetry.simulator import BENCH_FORMATS
 
     started = time.perf_counter()
@@ -122,7 +124,7 @@ def _import_runs(console: Console, result, sim_dir: Path, node: str, store: list
         pending.append((run.run_id, [*CLI, *args, "--node", node, *store]))
     running: list[tuple[str, subprocess.Popen]] = []
     while pending or running:
-        while pending and len(running) < 2:
+        while pending and len(running) < parallel:
             run_id, argv = pending.pop(0)
             running.append((run_id, subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
         run_id, proc = running.pop(0)
