@@ -438,7 +438,8 @@ def mediators(grid: Grid, victim: str, topology: pl.DataFrame | None = None,
     with np.errstate(divide="ignore", invalid="ignore"):
         clock_drop = -np.log(clock)
     rq, vcpu = _cpu_contention(grid, victim, out.select("window_start"))
-    out = out.with_columns(pl.Series("run_queue_excess", rq), pl.Series("victim_cpu_drop", vcpu))
+    out = out.with_columns(pl.Series("run_queue_excess", rq).fill_nan(None),
+                           pl.Series("victim_cpu_drop", vcpu).fill_nan(None))
     return out.select(
         "window_start",
         pl.Series("pcie_drop", drop),

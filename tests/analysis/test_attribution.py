@@ -195,3 +195,48 @@ def test_randomised_schedule_reaches_significance_on_a_short_run() -> None:
     null = segment_shuffle_pvalue(rng.normal(0, 0.5, on.size), [on[:, None]], 0, np.ones((on.size, 1)), 999,
                                   np.random.default_rng(0))
     assert null > 0.05
+
+
+def _busy_host_grid(n: int, cpu_count: float) -> tuple[object, np.ndarray]:
+    """A host where every core is saturated anyway; a co-tenant switched on adds run-queue and takes the victim's
+    CPU share (fake grid: victim windows, host, tenants)."""
+    from analysis.align import Grid
+
+    on = np.tile([0.0] * 5 + [1.0] * 5, n // 10)
+    ws = pl.Series("window_start", np.datetime64("2026-01-01T00:00:00", "ns") + np.arange(n) * np.timedelta64(5, "s"))
+    ws = ws.dt.replace_time_zone("UTC")
+    victim = pl.DataFrame({"run_id": "r", "phase": "p", "group": "victim", "window_start": ws, "covered_s": 5.0,
+                           "tokens": 1000 - 700 * on, "output_tok_s": 200 - 140 * on, "itl_n": 1000,
+                           "itl_ms_p50": 3 + 5 * on, "itl_ms_p99": 27 + 80 * on, "itl_ms_mean": 4 + 6 * on,
+                           "requests_started": 30 - 20 * on, "ttft_ms_p50": 5.0, "running_requests": 1.0,
+                           "prefill_tokens": 64 * (30 - 20 * on)})
+    rng = np.random.default_rng(0)
+    host = pl.DataFrame({"window_start": ws, "node": "n", "cpu_util_pct": 100.0,
+                         "procs_running": 17 + 3 * on + rng.normal(0, 0.5, n), "load1": 15.0, "cpu_count": cpu_count})
+    tenants = pl.concat([
+        pl.DataFrame({"window_start": ws, "group": "victim", "cpu_pct": 63 - 41 * on + rng.normal(0, 3, n)}),
+        pl.DataFrame({"window_start": ws, "group": "cpuhog", "cpu_pct": 6 + 80 * on + rng.normal(0, 3, n)}),
+    ])
+    sockets = pl.DataFrame({"window_start": ws, "socket": "0", "util_pct": 100.0,
+                            "saturated_core_share": 0.996 + 0.004 * on})
+    empty = pl.DataFrame(schema={"window_start": pl.Datetime("ns", "UTC")})
+    return Grid(5.0, victim, empty, empty, host, sockets, tenants), on
+
+
+def test_cpu_evidence_on_a_saturated_host_is_run_queue_and_the_victims_cpu_share() -> None:
+    from analysis.attribution import mediators, resource_evidence
+
+    grid, on = _busy_host_grid(60, cpu_count=2.0)
+    med = mediators(grid, "victim")
+    assert med["run_queue_excess"].mean() > 5 and med["victim_cpu_drop"].is_not_null().all()
+    resource, lines, hard = resource_evidence("cpuhog", on, med, ["cpu", "pcie"])
+    assert resource == "cpu" and not hard
+    assert any("run queue" in line for line in lines) and any("CPU share" in line for line in lines)
+
+
+def test_victims_cpu_share_is_no_evidence_on_a_host_with_spare_cpus() -> None:
+    from analysis.attribution import mediators
+
+    grid, _ = _busy_host_grid(60, cpu_count=64.0)
+    med = mediators(grid, "victim")
+    assert med["run_queue_excess"].max() == 0 and med["victim_cpu_drop"].null_count() == med.height

@@ -116,16 +116,14 @@ def test_agent_config_maps_server_and_cotenant_to_their_groups(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "analysis (not this example): for a closed-loop benchmark the attribution's load model regresses on "
-    "requests_started / prefill_tokens, which fall with the victim's speed and absorb the slowdown; windowed p99 "
-    "is dropped in the slow windows (< 500 ITLs); the cpu mediator (saturated-core share) is flat on a busy "
-    "host. The raw ITL in findings.json shows the degradation. Remove this marker once analysis handles these."))
 def test_experiment_names_the_cpu_hog_through_cpu_with_p99_itl_degraded(tmp_path):
-    """The whole experiment, short (about 2-3 minutes on 2 cores)."""
+    """The whole experiment, short (about 2-3 minutes on 2 cores). ``--cotenant-nice -10`` gives the co-tenant's
+    session a heavier CPU weight (root; without it the co-tenant gets ~1/(N+1) of the CPU on a host with N busy
+    sessions, and on a busy CI host the ITL barely moves: correctly nothing significant, but no test)."""
     pytest.importorskip("llama_benchy")
     out = tmp_path / "findings.json"
-    proc = subprocess.run([sys.executable, str(EXAMPLE / "run.py"), "--duration-s", "100", "--workdir",
+    proc = subprocess.run([sys.executable, str(EXAMPLE / "run.py"), "--duration-s", "100", "--cotenant-nice", "-10",
+                           "--workdir",
                            str(tmp_path / "run"), "--out", str(out), "--no-check"], cwd=ROOT, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -134,3 +132,6 @@ def test_experiment_names_the_cpu_hog_through_cpu_with_p99_itl_degraded(tmp_path
     assert found["significant"] is True, found
     assert found["resource"] == "cpu", found
     assert found["itl_p99_degraded"] is True, found
+    assert found["design"] == "interventional", found
+    itl = found["itl_ms_by_cotenant_state"]
+    assert itl["cotenant_on"]["itl_ms_p50"] > itl["cotenant_off"]["itl_ms_p50"], itl
