@@ -143,7 +143,7 @@ def _summary_table(store_url: str) -> Table:
         table.add_column(col, justify="right" if col in ("series", "points") else "left")
     try:
         for m in store.measurements():
-            frame = store.query(m, fields=[])
+            frame = store.scan(m).select("time").collect() if hasattr(store, "scan") else store.query(m)
             lo, hi = (frame["time"].min(), frame["time"].max()) if frame.height else (None, None)
             table.add_row(
                 m, f"{store.series(m).height:,}", f"{frame.height:,}",
@@ -160,7 +160,7 @@ def _phase_table(store_url: str) -> Table:
     store = open_store(store_url)
     try:
         events = store.query("run_event")
-        reqs = store.query("bench_request", fields=["request_index"])
+        reqs = store.query("bench_request", fields=["request_index"])  # tags come along
     finally:
         store.close()
     table = Table(title="benchmark runs (phases)")
