@@ -340,3 +340,30 @@ def test_url_parsing_covers_v1_v2_and_the_1_8_bucket_convention():
 def test_bad_urls_say_what_is_wrong(url):
     with pytest.raises(ConfigError):
         InfluxConfig.from_url(url)
+
+
+def test_benchmark_requests_dispatched_in_the_same_nanosecond_all_survive(influx_url):
+    """InfluxDB keeps one point per (series, time): 64 requests of one run started together must not
+    overwrite each other (each k-th duplicate is stored k ns later)."""
+    t0 = 1_763_600_000_000_000_000
+    n = 64
+    frame = conform(
+        pl.DataFrame(
+            {
+                "time": [t0] * n + [t0 + 10**9],
+                "node": ["node1"] * (n + 1),
+                "run_id": ["r1"] * (n + 1),
+                "group": ["hive0"] * (n + 1),
+                "request_index": list(range(n + 1)),
+                "ttft_ms": [float(i) for i in range(n + 1)],
+            }
+        ),
+        "bench_request",
+    )
+    store = InfluxStore(InfluxConfig.from_url(influx_url))
+    store.write("bench_request", frame)
+    got = store.query("bench_request", tags={"run_id": "r1"})
+    assert got.height == n + 1
+    assert sorted(got["request_index"].to_list()) == list(range(n + 1))
+    offsets = (got["time"].dt.epoch("ns") - t0).to_list()
+    assert max(offsets[:n]) < 1000  # moved by nanoseconds only
