@@ -14,7 +14,9 @@ Method (analysis-methods.md §6b):
 1. **Interference index** (`interference_index`): per window, the victim's log output tok/s and log p99 ITL
    are regressed on its own load (mean running requests, prefill tokens) with OLS fitted on baseline windows;
    the residuals are robustly standardised (median / 1.4826 MAD of the baseline residuals) and combined as
-   ``index = (z_itl_p99 - z_tput) / 2`` (positive = slower than the victim's own load explains).
+   ``index = (z_itl_p99 - z_tput) / 2`` (positive = slower than the victim's own load explains). At most one
+   regressor per 10 baseline windows. With a randomised on/off schedule there is no load model (``load_cols=()``):
+   the index is the victim against its windows with the co-tenants off.
 2. **Suspects** (`suspects`): co-tenants sharing a PCIe switch, CPU socket or cooling / power zone with the
    victim's devices per the declared topology; without a topology every co-tenant, through every resource.
 3. **Activity** (`suspect_activity`): 0..1 per window: the group's summed accelerator power scaled to its
@@ -23,15 +25,18 @@ Method (analysis-methods.md §6b):
    schedule itself (design ``interventional``). Co-tenants whose activity moves together (|r| > 0.95) are merged
    (``tt+furiosa``): the data cannot tell them apart.
 4. **Primary score** (`rank_antagonists`): one joint OLS of the index on every suspect's activity at lags
-   0..3 windows plus a 60 s exponential smoothing (thermal is slow). Per suspect: the drop in residual sum of
-   squares when its columns join (partial R², reported as ``share_explained``), p by circular-shift permutation
-   (999 shifts; keeps autocorrelation), q by Benjamini–Hochberg across suspects. The effect = the sum of its
+   0..3 windows plus a 60 s exponential smoothing (thermal is slow); a randomised schedule enters as itself (on vs
+   off, lag 0). Per suspect: the drop in residual sum of squares when its columns join (partial R², reported as
+   ``share_explained``), p by circular-shift permutation (999 shifts; keeps autocorrelation) or, for a randomised
+   schedule, by re-arranging its on / off segments (`stats.segment_shuffle_pvalue`), q by Benjamini–Hochberg
+   across suspects. The effect = the sum of its
    coefficients (sustained idle -> its busiest) in the same regression on the throughput residual
    (``effect_pct``) and on the p99 ITL residual (``itl_p99_effect_pct``), CIs from Newey–West standard
    errors, in % of the baseline level of the load model's fit. The CPI2 correlation (Zhang et al. 2013, threshold 0.35) is reported beside it (``cpi2_corr``).
 5. **Resource** (`resource_evidence`): per suspect and shared resource, victim-side mediators regressed on the
    suspect's activity (Newey–West t): PCIe = drop in the victim's load-adjusted PCIe rate; CPU = saturated
-   cores on the victim's socket; thermal = victim clock drop, temperature; power = at-cap share. Throttle flags
+   cores on the victim's socket, host run queue beyond the CPUs, the victim's CPU share on an oversubscribed
+   host (on a busy host every core is saturated anyway); thermal = victim clock drop, temperature; power = at-cap share. Throttle flags
    (thermal / power) rising with the suspect are hard evidence. The strongest wins; ``evidence`` lists all.
 
 Output (`ANTAGONIST_COLUMNS`), best-first: victim, antagonist, resource, effect_pct, ci_low, ci_high,
