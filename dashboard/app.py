@@ -6,6 +6,7 @@ Pages live in ``dashboard/pages/``; this script only sets the page frame and the
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -16,6 +17,16 @@ _started = time.perf_counter()
 PAGES = Path(__file__).resolve().parent / "pages"
 
 st.set_page_config(page_title="neighborscope", page_icon=":material/sensors:", layout="wide")
+
+if os.environ.get("NEIGHBORSCOPE_DASHBOARD_LOGIN") == "1":
+    # opt-in login (`neighborscope dashboard --login`): Streamlit's OIDC, configured in .streamlit/secrets.toml [auth]
+    if not st.user.get("is_logged_in", False):
+        st.title("neighborscope")
+        st.write("Sign in to see the dashboard (OIDC login, configured by the operator; see docs/dashboard.md).")
+        st.button("Log in", on_click=st.login, type="primary")
+        st.stop()
+    st.sidebar.caption(f"signed in as {st.user.get('email') or st.user.get('name') or 'user'}")
+    st.sidebar.button("Log out", on_click=st.logout)
 
 navigation = st.navigation(
     [

@@ -38,6 +38,9 @@ def dashboard(
                                             help="The alert engine's state file (default: beside the store)."),
     refresh_s: int = typer.Option(30, "--refresh-s", min=2, help="Seconds between live refreshes of the overview."),
     theme: str | None = typer.Option(None, "--theme", help="light or dark (default: follow the browser)."),
+    login: bool = typer.Option(
+        False, "--login", help="Require an OIDC login (Streamlit st.login; [auth] in .streamlit/secrets.toml)."
+    ),
 ) -> None:
     """Start the SRE dashboard (Streamlit) on the collector's store; Ctrl-C stops it.
 
@@ -50,6 +53,7 @@ def dashboard(
     env = dict(os.environ)
     env["NEIGHBORSCOPE_STORE"] = store
     env["NEIGHBORSCOPE_REFRESH_S"] = str(refresh_s)
+    env["NEIGHBORSCOPE_DASHBOARD_LOGIN"] = "1" if login else "0"
     for name, value in (("NEIGHBORSCOPE_TOPOLOGY", topology), ("NEIGHBORSCOPE_REPORTS", reports),
                         ("NEIGHBORSCOPE_ALERT_STATE", alert_state)):
         if value is not None:

@@ -193,3 +193,21 @@ def test_noisy_neighbours_ranks_antagonists_with_evidence(demo_store: Path, monk
     assert all(isinstance(e, str) and e for e in ranked["evidence"])
     linked = plotly_specs(at)[1]
     assert {t["name"] for t in linked["data"]} >= {"p99 ITL", "tokens/s"}
+
+
+def test_opt_in_login_gates_every_page_until_the_user_signs_in(demo_store: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("NEIGHBORSCOPE_STORE", str(demo_store))
+    monkeypatch.setenv("NEIGHBORSCOPE_DASHBOARD_LOGIN", "1")
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["neighborscope"]
+    assert [b.label for b in at.button] == ["Log in"]
+    assert not plotly_specs(at)  # no page ran: nothing of the fleet is shown before login
+
+
+def test_without_login_the_pages_open_directly(demo_store: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("NEIGHBORSCOPE_DASHBOARD_LOGIN", "0")
+    at = run_page("overview", demo_store, monkeypatch)
+    assert not at.exception
+    assert "Log in" not in [b.label for b in at.button]
