@@ -20,7 +20,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from telemetry.errors import SchemaError
-from telemetry.schema import TIME, conform, measurement
+from telemetry.schema import TIME, TIME_DTYPE, conform, measurement
 
 NODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
@@ -143,7 +143,7 @@ def _series(name: str, values: list[Any], dtype: pl.DataType, where: str) -> pl.
         for j, v in enumerate(values):
             if not isinstance(v, int) or isinstance(v, bool):
                 raise SchemaError(f"time must be an integer of epoch nanoseconds, got {v!r}", f"{where}[{j}]")
-        return pl.Series(name, values, dtype=pl.Int64)
+        return pl.Series(name, values, dtype=TIME_DTYPE)  # epoch ns straight into UTC datetimes (no cast query)
     try:
         return pl.Series(name, values, dtype=dtype, strict=True)
     except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
