@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -119,13 +120,14 @@ def test_concurrent_writer_and_reader_processes_see_no_torn_reads(tmp_path):
     batches, every row at most once, and counts never go backwards."""
     root = str(tmp_path / "store")
     Path(root).mkdir()
-    ctx = mp.get_context("spawn")
     batches = 120
-    w = ctx.Process(target=_writer, args=(root, batches))
-    w.start()
+    # a plain subprocess, not multiprocessing: spawn re-runs the parent's __main__, which another test
+    # (Streamlit's AppTest) may have left pointing at a script
+    code = f"from tests.telemetry.store.test_parquet import _writer; _writer({root!r}, {batches})"
+    w = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[3])
     reader = ParquetStore(root)
     seen = []
-    while w.is_alive() or not seen or seen[-1] < batches * ROWS_PER_BATCH:
+    while w.poll() is None or not seen or seen[-1] < batches * ROWS_PER_BATCH:
         got = reader.query("accel")
         n = got.height
         assert n % ROWS_PER_BATCH == 0, "a torn read: part of a batch"
@@ -135,9 +137,8 @@ def test_concurrent_writer_and_reader_processes_see_no_torn_reads(tmp_path):
             assert (per_batch == ROWS_PER_BATCH).all()
         assert not seen or n >= seen[-1], "rows disappeared"
         seen.append(n)
-        if not w.is_alive() and n < batches * ROWS_PER_BATCH and len(seen) > 10_000:
+        if w.poll() is not None and n < batches * ROWS_PER_BATCH and len(seen) > 10_000:
             break
-    w.join()
-    assert w.exitcode == 0
+    assert w.wait(60) == 0
     assert seen[-1] == batches * ROWS_PER_BATCH
     assert len(seen) > 5
