@@ -38,7 +38,7 @@ from telemetry.store.base import BatchKey, TagFilter, register_scheme
 
 COVERS_KEY = "neighborscope.covers"
 BATCHES_KEY = "neighborscope.batches"
-_META_CACHE: dict[tuple[str, float], frozenset[str]] = {}
+_META_CACHE: dict[tuple[str, float, str], frozenset[str]] = {}
 _META_LOCK = threading.Lock()
 
 
@@ -71,34 +71,35 @@ def _atomic_write(
         raise
 
 
-def _covers(path: Path) -> frozenset[str]:
-    """Names of the files a compacted file replaces (cached by path and mtime)."""
+def _meta_names(path: Path, key: str) -> frozenset[str]:
+    """A JSON list kept in a Parquet file's key-value metadata, as a set (cached by path, mtime and key)."""
     try:
         mtime = path.stat().st_mtime
     except FileNotFoundError:
         return frozenset()
-    key = (str(path), mtime)
+    cache_key = (str(path), mtime, key)
     with _META_LOCK:
-        hit = _META_CACHE.get(key)
+        hit = _META_CACHE.get(cache_key)
     if hit is not None:
         return hit
     try:
         meta = pl.read_parquet_metadata(path)
     except FileNotFoundError:
         return frozenset()
-    names = frozenset(json.loads(meta.get(COVERS_KEY, "[]")))
+    names = frozenset(json.loads(meta.get(key, "[]")))
     with _META_LOCK:
-        _META_CACHE[key] = names
+        _META_CACHE[cache_key] = names
     return names
 
 
+def _covers(path: Path) -> frozenset[str]:
+    """Names of the files a compacted file replaces."""
+    return _meta_names(path, COVERS_KEY)
+
+
 def _batches(path: Path) -> frozenset[str]:
-    """Slugs of the agent batches a group-commit or compacted file holds (from its Parquet metadata)."""
-    try:
-        meta = pl.read_parquet_metadata(path)
-    except FileNotFoundError:
-        return frozenset()
-    return frozenset(json.loads(meta.get(BATCHES_KEY, "[]")))
+    """Slugs of the agent batches a group-commit or compacted file holds."""
+    return _meta_names(path, BATCHES_KEY)
 
 
 @dataclass
@@ -287,15 +288,7 @@ class ParquetStore:
 
     def files(self, measurement: str, start: datetime | None = None, end: datetime | None = None) -> list[Path]:
         """The live files of a measurement for a time range (covered files excluded)."""
-        out: list[Path] = []
-        for d in self._day_dirs(measurement, start, end):
-            names = [p for p in d.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".")]
-            covered: set[str] = set()
-            for p in names:
-                if p.name.startswith("c-"):
-                    covered |= _covers(p)
-            out.extend(sorted(p for p in names if p.name not in covered))
-        return out
+        return [p for d in self._day_dirs(measurement, start, end) for p in self.files_in_dir(d)]
 
     def scan(
         self,
@@ -434,6 +427,7 @@ class ParquetStore:
         self._pending_delete.extend((due, p) for p in files)
 
     def files_in_dir(self, d: Path) -> list[Path]:
+        """The live files of one measurement/day directory: files a compacted file covers are left out."""
         names = [p for p in d.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".")]
         covered: set[str] = set()
         for p in names:
