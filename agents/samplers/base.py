@@ -62,28 +62,6 @@ class Sampler(Protocol):
         """Device names (the ``device`` tag) this sampler reports; [] for node-level samplers."""
         ...
 
-    def mark_row(self, device: str, names: tuple[str, ...], row: Row) -> None:
-        """`mark` every field of ``names`` from ``row``; cheap once the supported fields have been seen
-        (only fields not yet seen supported are looked at)."""
-        unseen = self._unseen.get(device)
-        if unseen is None:
-            unseen = self._unseen[device] = list(names)
-            self._reads[device] = 0
-        if not unseen:
-            return
-        self._reads[device] += 1
-        if self._reads[device] > 10 and self._reads[device] % 10:
-            return  # after the first reads, look again at still-unsupported fields every 10th read only
-        dev = self._support.setdefault(device, {})
-        still = []
-        for name in unseen:
-            if row.get(name) is not None:
-                dev[name] = True
-            else:
-                dev.setdefault(name, False)
-                still.append(name)
-        self._unseen[device] = still
-
     def support(self) -> dict[str, dict[str, bool]]:
         """device (or ``""`` for node-level) -> field -> the hardware gives it."""
         ...
