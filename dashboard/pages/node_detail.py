@@ -50,6 +50,11 @@ if not chosen:
     st.stop()
 
 unit = layout.axis_unit(metrics[metric].unit)
+show_bands = st.toggle("Shade benchmark runs", value=True, key="node_bands")
+# the chart's place, holding a "loading" chart until the series are read (see charts.loading_figure)
+slot = st.empty()
+slot.plotly_chart(charts.loading_figure(f"Loading {metric} of {len(chosen)} device(s), host CPU and tenants, "
+                                        f"{tr.label.lower()} …", height=3 * 260 + 80), config={"displayModeBar": False})
 panels = [{
     "frame": data.series(s.store_url, "accel", metric, tr.start, tr.end,
                          (("node", (node,)), ("device", tuple(chosen))), ("device",)),
@@ -63,17 +68,17 @@ panels.append({"frame": tenant_frame, "y": "cpu_pct", "by": "group", "title": "t
                "unit": layout.axis_unit(TENANT.field_index["cpu_pct"].unit)})
 events = data.run_events(s.store_url, tr.start, tr.end)
 events = events.filter(pl.col("node") == node) if events.height else events
-show_bands = st.toggle("Shade benchmark runs", value=True, key="node_bands")
 spans = charts.bands(events, chosen_groups or None) if show_bands else []
-if panels[0]["frame"].height == 0:
-    st.info(f"No {metric} samples from the chosen devices of {node} in this range (the device may not report it: "
-            "absent values are never drawn as 0).")
-if host_frame.height == 0:
-    st.caption(f"No host telemetry from {node} in this range.")
 fig = charts.timeseries_panels(panels, spans)
-st.plotly_chart(fig, key="node-series", config={"displaylogo": False})
 points = sum(p["frame"].height for p in panels)
-st.caption(f"{points:,} points drawn (at most 2,000 per trace, min/max preserved).")
+with slot.container():
+    if panels[0]["frame"].height == 0:
+        st.info(f"No {metric} samples from the chosen devices of {node} in this range (the device may not report "
+                "it: absent values are never drawn as 0).")
+    if host_frame.height == 0:
+        st.caption(f"No host telemetry from {node} in this range.")
+    st.plotly_chart(fig, key="node-series", config={"displaylogo": False})
+    st.caption(f"{points:,} points drawn (at most 2,000 per trace, min/max preserved).")
 
 st.subheader("Topology")
 topo = topo.filter(pl.col("node") == node) if topo.height and node in topo["node"].to_list() else topo

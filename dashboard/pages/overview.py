@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 import polars as pl
@@ -27,21 +28,29 @@ field = st.radio("Heatmap", list(labels), format_func=labels.get, horizontal=Tru
 def live() -> None:
     tr = layout.resolve_range(choice, s.store_url)
     layout.range_caption(tr, s.store_url)
-    firing_banner(s)
+    banner = st.container()
+    # the heatmap's place, holding a "loading" chart until the queries below are done (see charts.loading_figure)
+    slot = st.empty()
+    slot.plotly_chart(charts.loading_figure(f"Loading {labels[field]} per device, {tr.label.lower()} …"),
+                      config={"displayModeBar": False})
+    with banner:
+        firing_banner(s)
     if data.freshest(s.store_url) is None:
-        layout.no_telemetry(s.store_url, "accelerator telemetry")
+        with slot.container():
+            layout.no_telemetry(s.store_url, "accelerator telemetry")
         return
     devices = data.devices(s.store_url, tr.start, tr.end)
     if devices.height == 0:
         latest = data.freshest(s.store_url)
-        st.warning(f"No accelerator telemetry between {layout.fmt_time(tr.start)} and {layout.fmt_time(tr.end)}; "
-                   f"the newest sample is from {layout.fmt_time(latest)}. Pick a longer range in the sidebar.")
+        slot.warning(f"No accelerator telemetry between {layout.fmt_time(tr.start)} and {layout.fmt_time(tr.end)}; "
+                     f"the newest sample is from {layout.fmt_time(latest)}. Pick a longer range in the sidebar.")
         return
     topo, _ = data.topology(s)
     every_s = bucket_seconds(tr.start, tr.end, HEATMAP_BINS)
     stale_after = timedelta(seconds=max(60, 3 * s.refresh_s))
-    for (node,), devs in devices.partition_by("node", as_dict=True, maintain_order=True).items():
-        node_devices(str(node), devs, topo, tr, every_s, stale_after, field)
+    for i, ((node,), devs) in enumerate(devices.partition_by("node", as_dict=True, maintain_order=True).items()):
+        with slot.container() if i == 0 else contextlib.nullcontext():
+            node_devices(str(node), devs, topo, tr, every_s, stale_after, field)
 
 
 def device_flags(stale: list[str], throttled: dict[str, float]) -> dict[str, str]:

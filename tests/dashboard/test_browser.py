@@ -124,14 +124,18 @@ def dashboard_url(demo_store: Path, tmp_path_factory: pytest.TempPathFactory) ->
     stop(dash)
 
 
+# n real charts drawn: a chart's SVG is there and it is not the "Loading …" placeholder a page shows at the chart's
+# place while its queries run (dashboard.charts.loading_figure)
+DRAWN = """n => [...document.querySelectorAll("[data-testid='stPlotlyChart']")].filter(c => c.querySelector('.main-svg')
+    && ![...c.querySelectorAll('.annotation-text')].some(a => a.textContent.startsWith('Loading '))).length >= n"""
+
+
 def wait_rendered(page, charts: int, timeout_ms: int = 60_000) -> None:
     """Until the script ran to the end and every plotly chart has drawn its SVG."""
     page.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']", timeout=timeout_ms)
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
     if charts:
-        page.wait_for_function(
-            "n => document.querySelectorAll(\"[data-testid='stPlotlyChart'] .main-svg\").length >= n",
-            arg=charts, timeout=timeout_ms)
+        page.wait_for_function(DRAWN, arg=charts, timeout=timeout_ms)
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -152,6 +156,7 @@ def test_page_renders_in_chromium(chromium, dashboard_url: str, path: str, schem
         assert page.get_by_text("Page not found").count() == 0
         assert page.locator("h1").first.inner_text().strip() == heading
         assert page.locator("[data-testid='stPlotlyChart']").count() == charts
+        assert page.get_by_text("Loading ").count() == 0, "a chart's loading placeholder was never replaced"
         assert page.get_by_text("Time range:").count() >= 1
         assert not errors, errors
     finally:

@@ -89,7 +89,7 @@ def test_overview_outlines_groups_and_labels_units(demo_store: Path, monkeypatch
     groups = {a["text"].strip() for a in spec["layout"]["annotations"]}
     assert {"hive0", "hive1", "tt", "furiosa"} <= groups
     assert spec["data"][0]["colorbar"]["title"]["text"] == "°C"
-    assert len(spec["layout"]["yaxis"]["ticktext"]) == 34
+    assert len(spec["data"][0]["y"]) == 34
 
 
 def test_overview_fragment_refreshes_in_place(demo_store: Path, monkeypatch: pytest.MonkeyPatch):
