@@ -348,6 +348,40 @@ def _baselines(runs: pl.DataFrame, baseline: str | Mapping[str, str] | None,
     return out
 
 
+def central_value(values: np.ndarray) -> float:
+    """A phase's value of a metric from its runs' (positive) values: the one run's value, else the geometric mean."""
+    return float(values[0]) if len(values) == 1 else float(np.exp(np.mean(np.log(values))))
+
+
+PHASE_VALUE_COLUMNS: dict[str, pl.DataType] = {
+    "group": pl.String(), "phase": pl.String(), "metric": pl.String(), "value": pl.Float64(), "n_runs": pl.Int64(),
+}  # fmt: skip
+
+
+def phase_values(runs: pl.DataFrame, requests: pl.DataFrame | None = None,
+                 tokens: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Per (group, phase, metric) of every phase, the baseline included and a group with one phase only: the
+    value `phase_degradation` compares (`central_value` of the runs' positive `run_metrics`, recomputed from
+    per-request data where the runs have it) and the number of runs it comes from (`PHASE_VALUE_COLUMNS`).
+    ``goodput_pct`` is left out: it depends on the SLOs of a comparison."""
+    if runs.height == 0:
+        return pl.DataFrame(schema=PHASE_VALUE_COLUMNS)
+    has_req = requests is not None and requests.height > 0
+    tok = tokens if has_req and tokens is not None and tokens.height else None
+    metrics = run_metrics(runs, requests if has_req else None, tokens=tok)
+    rows = []
+    for (group, phase), part in metrics.group_by("group", "phase", maintain_order=True):
+        for spec in METRICS:
+            if spec.name == "goodput_pct":
+                continue
+            v = part[spec.name].drop_nulls().to_numpy()
+            v = v[v > 0]
+            if len(v):
+                rows.append({"group": group, "phase": phase, "metric": spec.name, "value": central_value(v),
+                             "n_runs": len(v)})  # fmt: skip
+    return pl.DataFrame(rows, schema=PHASE_VALUE_COLUMNS)
+
+
 def phase_degradation(
     runs: pl.DataFrame,
     requests: pl.DataFrame | None = None,
@@ -421,8 +455,7 @@ def phase_degradation(
                     block.append({**row, "method": "none", "confidence": "none", "verdict": "inconclusive",
                                   "note": "metric missing on one side"})
                     continue
-                bval = float(bv[0]) if len(bv) == 1 else float(np.exp(np.mean(np.log(bv))))
-                nval = float(nv[0]) if len(nv) == 1 else float(np.exp(np.mean(np.log(nv))))
+                bval, nval = central_value(bv), central_value(nv)
                 ratio = nval / bval
                 lo = hi = p = p_check = math.nan
                 if len(bv) >= 2 and len(nv) >= 2:

@@ -16,8 +16,10 @@ Method (analysis-methods.md §6c):
   °C/W; |z| > ``peer_z`` is an outlier.
 - **Throttling.** Fraction of samples with ``throttle_thermal`` (and ``throttle_power``) set.
 
-`thermal_profile` is the per-node table of seed 002 (average and range of temperature, average power, CPU peak and a
-COOL / OK / WARM / HOT status against `ThermalLimits`).
+`thermal_profile` is the per-node table of seed 002 (average and range of temperature, average power per device and
+in total, CPU peak, CPU utilisation peak, thermal throttling, and a COOL / OK / WARM / HOT status with a plain-words
+reason against `ThermalLimits`); `device_thermal_profile` the same per accelerator. The nightly report
+(`analysis.report`) shows both as they are.
 
 All functions are pure: frames (the ``accel`` measurement, optionally ``host``) in, frames out.
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
@@ -81,12 +83,29 @@ FINDING_SCHEMA: dict[str, pl.DataType] = {
 PROFILE_SCHEMA: dict[str, pl.DataType] = {
     "node": pl.String(),
     "devices": pl.Int64(),
-    "temp_avg_c": pl.Float64(),
-    "temp_min_c": pl.Float64(),
-    "temp_max_c": pl.Float64(),
+    "gpu_avg_c": pl.Float64(),
+    "gpu_min_c": pl.Float64(),
+    "gpu_max_c": pl.Float64(),
     "power_avg_w": pl.Float64(),
-    "power_total_w": pl.Float64(),
-    "cpu_temp_peak_c": pl.Float64(),
+    "power_total_avg_w": pl.Float64(),
+    "cpu_peak_c": pl.Float64(),
+    "cpu_util_peak_pct": pl.Float64(),
+    "throttle_thermal_s": pl.Float64(),
+    "throttled_thermal_frac": pl.Float64(),
+    "status": pl.String(),
+    "reason": pl.String(),
+}
+
+DEVICE_PROFILE_SCHEMA: dict[str, pl.DataType] = {
+    "node": pl.String(),
+    "device": pl.String(),
+    "group": pl.String(),
+    "model": pl.String(),
+    "gpu_avg_c": pl.Float64(),
+    "gpu_min_c": pl.Float64(),
+    "gpu_max_c": pl.Float64(),
+    "power_avg_w": pl.Float64(),
+    "throttle_thermal_s": pl.Float64(),
     "throttled_thermal_frac": pl.Float64(),
     "status": pl.String(),
     "reason": pl.String(),
@@ -119,8 +138,10 @@ class ThermalConfig:
 
 @dataclass(frozen=True)
 class ThermalLimits:
-    """Status limits of `thermal_profile` (°C). GPU status uses the maximum (HOT / WARM) and the average (COOL);
-    CPU status the peak. The node's status is the worse of the two."""
+    """Status limits of `thermal_profile` / `device_thermal_profile` (°C): a peak at or above a limit trips it (the
+    accelerators' peak is the hottest 1-minute device mean, the CPU's the hottest ``host.cpu_temp_c`` reading).
+    COOL: no limit tripped and the accelerators' average below ``gpu_cool_below_c``. Seed 002: a 95 °C CPU peak
+    is WARM, 90 °C is OK. A node's status is the worse of its accelerators' and its CPU's."""
 
     gpu_cool_below_c: float = 70.0
     gpu_warm_c: float = 80.0
@@ -128,6 +149,8 @@ class ThermalLimits:
     cpu_warm_c: float = 95.0
     cpu_hot_c: float = 100.0
 
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Fits
@@ -336,60 +359,126 @@ def thermal_change_points(fits: pl.DataFrame, residuals: pl.DataFrame | None = N
 # The per-node profile table (seed 002)
 
 
-def _status(temp_avg: float | None, temp_max: float | None, cpu_peak: float | None,
+def _status(gpu_avg_c: float | None, gpu_max_c: float | None, cpu_peak_c: float | None,
             limits: ThermalLimits) -> tuple[str, str]:
-    reasons: list[tuple[int, str, str]] = []
-    if temp_max is not None and temp_max >= limits.gpu_hot_c:
-        reasons.append((3, "HOT", f"accelerator max {temp_max:.0f}°C ≥ {limits.gpu_hot_c:.0f}"))
-    elif temp_max is not None and temp_max >= limits.gpu_warm_c:
-        reasons.append((2, "WARM", f"accelerator max {temp_max:.0f}°C ≥ {limits.gpu_warm_c:.0f}"))
-    if cpu_peak is not None and cpu_peak >= limits.cpu_hot_c:
-        reasons.append((3, "HOT", f"CPU peak {cpu_peak:.0f}°C ≥ {limits.cpu_hot_c:.0f}"))
-    elif cpu_peak is not None and cpu_peak >= limits.cpu_warm_c:
-        reasons.append((2, "WARM", f"CPU peak {cpu_peak:.0f}°C ≥ {limits.cpu_warm_c:.0f}"))
-    if reasons:
-        worst = max(r[0] for r in reasons)
-        return next(r[1] for r in reasons if r[0] == worst), "; ".join(r[2] for r in reasons if r[0] == worst)
-    if temp_avg is not None and temp_avg < limits.gpu_cool_below_c:
-        return "COOL", f"accelerator average {temp_avg:.0f}°C < {limits.gpu_cool_below_c:.0f}"
-    return "OK", "within limits"
+    """(status, plain-words reason) of one node or device: every limit it tripped, worst first wins."""
+    checks = (("GPU", gpu_max_c, limits.gpu_warm_c, limits.gpu_hot_c),
+              ("CPU", cpu_peak_c, limits.cpu_warm_c, limits.cpu_hot_c))  # fmt: skip
+    status, reasons = "OK", []
+    for name, value, warm, hot in checks:
+        if value is None:
+            continue
+        if value >= hot:
+            status = "HOT"
+            reasons.append(f"{name} peak {value:.0f} °C ≥ hot limit {hot:.0f} °C")
+        elif value >= warm:
+            status = "HOT" if status == "HOT" else "WARM"
+            reasons.append(f"{name} peak {value:.0f} °C ≥ warm limit {warm:.0f} °C")
+    if status == "OK" and gpu_avg_c is not None and gpu_avg_c < limits.gpu_cool_below_c:
+        return "COOL", f"GPU average {gpu_avg_c:.0f} °C < {limits.gpu_cool_below_c:.0f} °C"
+    return status, "; ".join(reasons) or "within limits"
+
+
+def _profile_input(accel: pl.DataFrame) -> pl.DataFrame:
+    """``accel`` with the optional columns the profile reads (null where the frame has none)."""
+    optional = {"group": pl.String(), "model": pl.String(), "power_w": pl.Float64(), "throttle_thermal": pl.Boolean()}
+    return accel.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in optional.items() if c not in accel.columns)
+
+
+def _device_stats(acc: pl.DataFrame) -> pl.DataFrame:
+    """Per (node, device): group, model, gpu_avg_c, gpu_min_c / gpu_max_c (over the device's 1-minute means of
+    ``temp_c``, so one noisy sample does not set the range), power_avg_w, throttle_thermal_s (flagged samples x the
+    device's median sampling step; 1 s when it has a single sample), throttled_thermal_frac, n_throttle (samples
+    with a flag)."""
+    minute = (acc.filter(pl.col("temp_c").is_not_null())
+              .group_by("node", "device", pl.col("time").dt.truncate("1m")).agg(pl.col("temp_c").mean())
+              .group_by("node", "device").agg(pl.col("temp_c").min().alias("gpu_min_c"),
+                                              pl.col("temp_c").max().alias("gpu_max_c")))  # fmt: skip
+    step_s = pl.col("time").sort().diff().dt.total_microseconds().median().fill_null(1_000_000) / 1e6
+    flag = pl.col("throttle_thermal").cast(pl.Float64)
+    return (
+        acc.group_by("node", "device")
+        .agg(
+            pl.col("group").drop_nulls().first(),
+            pl.col("model").drop_nulls().first(),
+            pl.col("temp_c").mean().alias("gpu_avg_c"),
+            pl.col("power_w").mean().alias("power_avg_w"),
+            (flag.fill_null(0.0).sum() * step_s).alias("throttle_thermal_s"),
+            flag.mean().alias("throttled_thermal_frac"),
+            flag.count().alias("n_throttle"),
+        )
+        .join(minute, on=["node", "device"], how="left")
+        .sort("node", "device")
+    )
+
+
+def _with_status(frame: pl.DataFrame, cpu: str | None, limits: ThermalLimits) -> pl.DataFrame:
+    rows = frame.select("gpu_avg_c", "gpu_max_c", pl.col(cpu) if cpu else pl.lit(None, pl.Float64)).rows()
+    status = [_status(avg, peak, c, limits) for avg, peak, c in rows]
+    return frame.with_columns(pl.Series("status", [s[0] for s in status], dtype=pl.String),
+                              pl.Series("reason", [s[1] for s in status], dtype=pl.String))  # fmt: skip
+
+
+def _rounded(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    out = frame.select(list(schema)).cast(schema)  # type: ignore[arg-type]
+    return out.with_columns(pl.col(c).round(4 if c == "throttled_thermal_frac" else 2)
+                            for c, t in schema.items() if t == pl.Float64())  # fmt: skip
+
+
+def device_thermal_profile(accel: pl.DataFrame, limits: ThermalLimits | None = None) -> pl.DataFrame:
+    """Per (node, device) (`DEVICE_PROFILE_SCHEMA`): average and range of temperature (range over 1-minute means),
+    average power, thermal throttling in seconds and as a fraction of samples (null without the flag), and a
+    status COOL / OK / WARM / HOT with its reason (see `ThermalLimits`; no CPU side)."""
+    lim = limits or ThermalLimits()
+    if accel.is_empty() or "temp_c" not in accel.columns:
+        return pl.DataFrame(schema=DEVICE_PROFILE_SCHEMA)
+    per = _device_stats(_profile_input(accel))
+    per = per.with_columns(pl.when(pl.col("n_throttle") > 0).then(pl.col("throttle_thermal_s"))
+                           .alias("throttle_thermal_s"))  # fmt: skip
+    return _rounded(_with_status(per, None, lim), DEVICE_PROFILE_SCHEMA)
 
 
 def thermal_profile(accel: pl.DataFrame, host: pl.DataFrame | None = None,
                     limits: ThermalLimits | None = None) -> pl.DataFrame:
-    """Per node (`PROFILE_SCHEMA`): average and range of accelerator temperature, average power per device and
-    in total, CPU peak (``host.cpu_temp_c`` where the frame has it, else null), throttled fraction and a status
-    COOL / OK / WARM / HOT with its reason (see `ThermalLimits`)."""
+    """Per node (`PROFILE_SCHEMA`), seed 002's table: average of accelerator temperature over every sample and its
+    range over the devices' 1-minute means, average power per device (``power_avg_w``) and the node's total (the
+    sum of its devices' averages, ``power_total_avg_w``), CPU peak (the hottest ``host.cpu_temp_c`` reading, null
+    where the frame has none), CPU utilisation peak, thermal throttling (device-seconds and fraction of samples)
+    and a status COOL / OK / WARM / HOT with its reason (see `ThermalLimits`). Values rounded to 0.01."""
     lim = limits or ThermalLimits()
-    if accel.height == 0:
+    if accel.is_empty() or "temp_c" not in accel.columns:
         return pl.DataFrame(schema=PROFILE_SCHEMA)
-    thr = pl.col("throttle_thermal").cast(pl.Float64).mean() if "throttle_thermal" in accel.columns else pl.lit(None)
-    per_dev = accel.group_by("node", "device").agg(pl.col("power_w").mean().alias("_p"))
-    agg = accel.group_by("node").agg(
-        pl.col("device").n_unique().cast(pl.Int64).alias("devices"),
-        pl.col("temp_c").mean().alias("temp_avg_c"),
-        pl.col("temp_c").min().alias("temp_min_c"),
-        pl.col("temp_c").max().alias("temp_max_c"),
-        pl.col("power_w").mean().alias("power_avg_w"),
-        thr.cast(pl.Float64).alias("throttled_thermal_frac"),
-    )
-    agg = agg.join(per_dev.group_by("node").agg(pl.col("_p").sum().alias("power_total_w")), on="node", how="left")
-    if host is not None and "cpu_temp_c" in host.columns and host.height:
-        agg = agg.join(host.group_by("node").agg(pl.col("cpu_temp_c").max().alias("cpu_temp_peak_c")), on="node",
-                       how="left")  # fmt: skip
+    acc = _profile_input(accel)
+    flag = pl.col("throttle_thermal").cast(pl.Float64)
+    per = (
+        _device_stats(acc).group_by("node").agg(
+            pl.len().cast(pl.Int64).alias("devices"),
+            pl.col("gpu_min_c").min(), pl.col("gpu_max_c").max(),
+            pl.when(pl.col("power_avg_w").count() > 0).then(pl.col("power_avg_w").sum()).alias("power_total_avg_w"),
+            pl.when(pl.col("n_throttle").sum() > 0).then(pl.col("throttle_thermal_s").sum()).alias("throttle_thermal_s"),
+        )
+        .join(acc.group_by("node").agg(pl.col("temp_c").mean().alias("gpu_avg_c"),
+                                       pl.col("power_w").mean().alias("power_avg_w"),
+                                       flag.mean().alias("throttled_thermal_frac")), on="node", how="left")
+    )  # fmt: skip
+    if host is not None and host.height:
+        temp = pl.col("cpu_temp_c").max() if "cpu_temp_c" in host.columns else pl.lit(None, pl.Float64)
+        util = pl.col("cpu_util_pct").max() if "cpu_util_pct" in host.columns else pl.lit(None, pl.Float64)
+        cpu = host.group_by("node").agg(temp.cast(pl.Float64).alias("cpu_peak_c"),
+                                        util.cast(pl.Float64).alias("cpu_util_peak_pct"))  # fmt: skip
+        per = per.join(cpu, on="node", how="left")
     else:
-        agg = agg.with_columns(pl.lit(None, dtype=pl.Float64).alias("cpu_temp_peak_c"))
-    status = [_status(r["temp_avg_c"], r["temp_max_c"], r["cpu_temp_peak_c"], lim) for r in agg.iter_rows(named=True)]
-    agg = agg.with_columns(pl.Series("status", [s[0] for s in status], dtype=pl.String),
-                           pl.Series("reason", [s[1] for s in status], dtype=pl.String))  # fmt: skip
-    return agg.select(list(PROFILE_SCHEMA)).cast(PROFILE_SCHEMA).sort("node")  # type: ignore[arg-type]
+        per = per.with_columns(pl.lit(None, pl.Float64).alias("cpu_peak_c"),
+                               pl.lit(None, pl.Float64).alias("cpu_util_peak_pct"))  # fmt: skip
+    return _rounded(_with_status(per, "cpu_peak_c", lim), PROFILE_SCHEMA).sort("node")
 
 
 def thermal_summary(accel: pl.DataFrame, host: pl.DataFrame | None = None, config: ThermalConfig | None = None,
                     limits: ThermalLimits | None = None) -> dict[str, pl.DataFrame]:
     """Every thermal frame of a window of ``accel`` (and ``host``) for a report: ``fits`` (per device and night),
     ``residuals``, ``findings`` (status per device and metric), ``change_points``, ``peers`` (robust z of °C/W),
-    ``throttle`` (fractions per device) and ``profile`` (per node, seed 002's table)."""
+    ``throttle`` (fractions per device), ``profile`` (per node, seed 002's table: `thermal_profile`) and
+    ``device_profile`` (`device_thermal_profile`)."""
     cfg = config or ThermalConfig()
     fits = thermal_fits(accel, cfg)
     res = nightly_residuals(fits, cfg)
@@ -401,4 +490,5 @@ def thermal_summary(accel: pl.DataFrame, host: pl.DataFrame | None = None, confi
         "peers": peer_outliers(fits, z=cfg.peer_z),
         "throttle": throttle_fraction(accel) if accel.height else pl.DataFrame(),
         "profile": thermal_profile(accel, host, limits),
+        "device_profile": device_thermal_profile(accel, limits),
     }

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from analysis.report.data import ReportData, read_report_data
-from analysis.report.profile import ThermalLimits
-from analysis.report.summary import Report, ReportOptions, build_report
+from analysis.report.summary import Report, ReportOptions, build_report, degradation_thresholds
+from analysis.thermal import ThermalLimits
 
 __all__ = ["Report", "ReportData", "ReportOptions", "ThermalLimits", "build_report", "read_report_data",
            "render", "write_report"]
@@ -45,16 +45,8 @@ def write_report(store: Any, start: datetime, end: datetime, out: Path | str, *,
     """Read ``[start, end)`` from ``store``, build the summary, write ``summary.json`` and ``index.html``."""
     o = options or ReportOptions()
     tell = step or (lambda _m: None)
-    th = None
-    try:
-        from analysis.degradation import Thresholds
-
-        th = Thresholds(throughput_pct=o.delta_throughput_pct, p50_pct=o.delta_throughput_pct,
-                        p99_pct=o.delta_latency_pct, seed=o.seed)
-    except ImportError:
-        pass
     data = read_report_data(store, start, end, history_days=o.history_days, step=tell, store_name=store_name,
-                            victims=list(o.victims) if o.victims is not None else None, thresholds=th, seed=o.seed)
+                            victims=list(o.victims) if o.victims is not None else None, thresholds=degradation_thresholds(o), seed=o.seed)
     data.notes[:0] = notes or []
     report = build_report(data, o, step=tell)
     tell("rendering HTML")

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from telemetry.errors import ConfigError
+from telemetry.errors import ConfigError, NeighborscopeError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -98,7 +98,8 @@ def report(
     """Write the nightly report: a verdict in plain words, the phase table with changes and intervals, ranked
     antagonists with evidence plots, thermal / power panels and a per-node thermal profile (COOL / OK / WARM / HOT), run
     history with change points, and the run metadata. OUT/index.html is self-contained (plotly inline, works
-    offline); OUT/summary.json holds everything the page says.
+    offline); OUT/summary.json holds everything the page says. Bad input (window, store, topology.json) is one
+    "error: ..." line and exit code 2; an error inside the analysis fails the report with its traceback.
 
     Example: neighborscope report --store neighborscope-data/store --since 24h --out reports/
     """
@@ -106,31 +107,35 @@ def report(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from analysis.report import write_report
-    from analysis.report.profile import ThermalLimits
     from analysis.report.summary import ReportOptions
+    from analysis.thermal import ThermalLimits
     from telemetry.store.base import open_store
 
     err = Console(stderr=True)
-    st = open_store(store)
     try:
-        t0, t1, notes = resolve_window(st, since, start, end)
-        options = ReportOptions(
-            limits=ThermalLimits(gpu_cool_below_c=gpu_cool_c, gpu_warm_c=gpu_warm_c, gpu_hot_c=gpu_hot_c, cpu_warm_c=cpu_warm_c, cpu_hot_c=cpu_hot_c),
-            delta_throughput_pct=delta_tput, delta_latency_pct=delta_lat, window_s=window_s, history_days=history_days,
-            victims=tuple(victim) if victim else None,
-        )
-        target = out / t1.strftime("%Y-%m-%d") if nightly else out
-        with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), TimeElapsedColumn(),
-                      console=err, transient=False) as progress:
-            task = progress.add_task("report", total=None)
+        st = open_store(store)
+        try:
+            t0, t1, notes = resolve_window(st, since, start, end)
+            options = ReportOptions(
+                limits=ThermalLimits(gpu_cool_below_c=gpu_cool_c, gpu_warm_c=gpu_warm_c, gpu_hot_c=gpu_hot_c, cpu_warm_c=cpu_warm_c, cpu_hot_c=cpu_hot_c),
+                delta_throughput_pct=delta_tput, delta_latency_pct=delta_lat, window_s=window_s, history_days=history_days,
+                victims=tuple(victim) if victim else None,
+            )
+            target = out / t1.strftime("%Y-%m-%d") if nightly else out
+            with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), TimeElapsedColumn(),
+                          console=err, transient=False) as progress:
+                task = progress.add_task("report", total=None)
 
-            def step(what: str) -> None:
-                progress.update(task, description=f"report: {what}")
+                def step(what: str) -> None:
+                    progress.update(task, description=f"report: {what}")
 
-            paths = write_report(st, t0, t1, target, options=options, step=step, store_name=store, notes=notes)
-            progress.update(task, description="report: done")
-    finally:
-        st.close()
+                paths = write_report(st, t0, t1, target, options=options, step=step, store_name=store, notes=notes)
+                progress.update(task, description="report: done")
+        finally:
+            st.close()
+    except NeighborscopeError as exc:  # bad input (window, store, topology): one line, no traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     for n in notes:
         err.print(f"[yellow]note:[/] {n}")
     typer.echo(str(paths["html"]))

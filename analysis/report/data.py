@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from telemetry.errors import ConfigError
 from telemetry.schema import empty_frame
 
 ACCEL_FIELDS = ("temp_c", "power_w", "util_pct", "throttle_thermal", "sm_clock_mhz")
@@ -151,9 +152,12 @@ def read_latency(store: Any, runs: list[dict[str, Any]], start: datetime, end: d
 
 def read_topology(store_name: str) -> pl.DataFrame | None:
     """``topology.json`` in the store directory or beside it (as the simulator and the demo write it), as
-    `analysis.attribution.topology_frame`; None when there is none (or the module is absent)."""
+    `analysis.attribution.topology_frame`; None when there is none. A file that is not a topology is a
+    `ConfigError` (the report would otherwise attribute without it, silently)."""
     import json
     from pathlib import Path
+
+    from analysis.attribution import topology_frame
 
     if not store_name or "://" in store_name:
         return None
@@ -161,11 +165,9 @@ def read_topology(store_name: str) -> pl.DataFrame | None:
     for p in (root / "topology.json", root.parent / "topology.json"):
         if p.is_file():
             try:
-                from analysis.attribution import topology_frame
-
                 return topology_frame(json.loads(p.read_text()))
-            except Exception:
-                return None
+            except (ValueError, TypeError, AttributeError, pl.exceptions.PolarsError) as exc:
+                raise ConfigError(f"{p}: not a topology file ({exc})") from None
     return None
 
 
@@ -173,11 +175,9 @@ def read_analyses(store: Any, victims: list[str], start: datetime, end: datetime
                   topology: pl.DataFrame | None = None, seed: int = 0,
                   step: Step = _no_step) -> tuple[dict[str, Any], list[str]]:
     """`analysis.analyze.analyze` per victim over the runs that started in ``[start, end)`` (phase table and
-    ranked antagonists). Returns (victim -> AnalysisResult, notes); empty when the module is not installed."""
-    try:
-        from analysis.analyze import analyze
-    except ImportError:
-        return {}, ["analysis.analyze is not installed: attribution uses the report's simple estimate"]
+    ranked antagonists). Returns (victim -> AnalysisResult, notes)."""
+    from analysis.analyze import analyze
+
     out: dict[str, Any] = {}
     notes: list[str] = []
     for v in victims:
@@ -217,18 +217,23 @@ def read_report_data(store: Any, start: datetime, end: datetime, *, history_days
     analyses, notes = read_analyses(store, want, start, end, thresholds=thresholds,
                                     topology=read_topology(store_name), seed=seed, step=step) if want else ({}, [])
     return ReportData(history_events=events, analyses=analyses, notes=notes, start=start, end=end, accel=accel, host=host, tenant=tenant, run_event=run_event, runs=runs,
-                      latency=latency, history=history, store=store_name, run_objects=run_objects(runs),
+                      latency=latency, history=history, store=store_name, run_objects=run_objects(runs, notes),
                       requests=_concat(requests), tokens=_concat(tokens))
 
 
-def run_objects(runs: list[dict[str, Any]]) -> list[Any]:
-    """The runs as `analysis.ingest.model.Run` values (what `analysis.degradation` reads)."""
+def run_objects(runs: list[dict[str, Any]], notes: list[str] | None = None) -> list[Any]:
+    """The runs as `analysis.ingest.model.Run` values (what `analysis.degradation` reads). A run whose record is not
+    a `Run` (fields missing or of the wrong type) is left out, and said so in ``notes``."""
     import json
 
     from analysis.ingest.model import Run
 
     out = []
     for r in runs:
-        with contextlib.suppress(Exception):
+        try:
             out.append(Run.from_json(json.dumps(r)))
+        except (TypeError, ValueError) as exc:
+            if notes is not None:
+                notes.append(f"run {r.get('run_id')} left out of the phase table: its record is not a benchmark run "
+                             f"({exc})")
     return out

@@ -4,25 +4,25 @@
 ``Report.summary`` only (text and tables) and ``Report.frames`` (figures), so what the page says is exactly what
 ``summary.json`` says.
 
-Sections come from the analysis modules when they are installed (``analysis.degradation``,
-``analysis.attribution``, ``analysis.thermal``, ``analysis.regression`` / ``analysis.changepoints``,
-``analysis.alert_rules``); until then from the simple estimates here, and ``summary["sources"]`` says which.
+Each section comes from its analysis module, imported normally: an error there fails the report (it is not
+hidden behind an estimate). ``summary["sources"]`` names the module of each section.
 
-Simple estimates (used when the analysis modules are absent):
+- phase table: `analysis.degradation` (`phase_degradation` for the changes, intervals and verdicts, `phase_values`
+  for every phase's values, a group with one phase only included). Where degradation has no interval (one
+  printed summary per phase: method ``summary_only``), the change is worded against its threshold and marked
+  "(unconfirmed)".
+- antagonists: `analysis.analyze` per victim; victims it did not attribute (no per-token data) get the estimate
+  here: the victim's p99 ITL per window vs each co-tenant's activity (accelerator power, or CPU for host-only
+  tenants), effect = median p99 while on / while off - 1, 95 % CI by a seeded bootstrap over windows.
+  Correlational only; co-tenants always on together are flagged as confounded.
+- thermal: `analysis.thermal.thermal_profile` / `device_thermal_profile`, worded by `analysis.report.profile`.
+- history: `analysis.regression` (nightly history, regression status, change points).
 
-- phase table: per (group, phase) the mean of its runs' summary metrics; change vs the group's baseline phase
-  (the phase named ``baseline``, else its first); interval = exp of a Welch-t 95 % CI on the difference of log
-  per-run values when both phases have >= 2 runs, else none ("one run per phase: no interval").
-- antagonists: the victim's p99 ITL per window vs each co-tenant's activity (mean accelerator utilisation, or
-  CPU for host-only tenants): effect = median p99 while on / while off - 1, 95 % CI by a seeded bootstrap over
-  windows. Correlational only; co-tenants always on together are flagged as confounded.
-- thermal: `analysis.report.profile`.
-- history: run summaries over the history window; no change points without ``analysis.changepoints``.
+Sections without data (no runs, no accelerator telemetry, no runs in the history window) say so explicitly.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,16 +30,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
+from analysis import degradation, regression
 from analysis.report.data import ReportData
-from analysis.report.profile import (
-    ThermalLimits,
-    device_thermal_profile,
-    node_profile_from_thermal,
-    node_thermal_profile,
-    thermal_findings,
-)
+from analysis.report.profile import thermal_finding_lines
+from analysis.thermal import ThermalLimits, device_thermal_profile, thermal_profile
 
 SCHEMA_VERSION = 1
 
@@ -82,13 +77,6 @@ class Report:
     frames: dict[str, pl.DataFrame]
 
 
-def _module(name: str) -> Any | None:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
-
-
 def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -106,114 +94,59 @@ def _num(v: Any, nd: int = 3) -> float | None:
 # ------------------------------------------------------------------------------------------------ phases
 
 
-def _phase_order(runs: list[dict[str, Any]]) -> list[str]:
-    return list(dict.fromkeys((r.get("phase") or "") for r in runs))
+def degradation_thresholds(options: ReportOptions) -> degradation.Thresholds:
+    """The report's thresholds as `analysis.degradation.Thresholds` (p50s use the throughput threshold)."""
+    return degradation.Thresholds(throughput_pct=options.delta_throughput_pct, p50_pct=options.delta_throughput_pct,
+                                  p99_pct=options.delta_latency_pct, seed=options.seed)
 
 
-def _welch_log_ci(a: list[float], b: list[float]) -> tuple[float, float, float] | None:
-    """(ci_low_pct, ci_high_pct, p) of b vs a as a ratio, Welch t on logs; None when either has < 2 values."""
-    a = [x for x in a if x and x > 0]
-    b = [x for x in b if x and x > 0]
-    if len(a) < 2 or len(b) < 2:
-        return None
-    la, lb = np.log(a), np.log(b)
-    va, vb = la.var(ddof=1) / len(la), lb.var(ddof=1) / len(lb)
-    se = math.sqrt(va + vb)
-    d = lb.mean() - la.mean()
-    if se == 0:
-        return (100 * (math.exp(d) - 1),) * 2 + (0.0,)
-    dof = (va + vb) ** 2 / ((va**2 / (len(la) - 1)) + (vb**2 / (len(lb) - 1)))
-    t = stats.t.ppf(0.975, dof)
-    p = float(2 * stats.t.sf(abs(d / se), dof))
-    return 100 * (math.exp(d - t * se) - 1), 100 * (math.exp(d + t * se) - 1), p
-
-
-def _classify(change: float | None, ci: tuple[float, float] | None, direction: int, delta: float) -> str:
-    if change is None:
-        return "baseline"
-    worse = -direction * change  # > 0 when worse
-    if ci is not None:
-        lo, hi = (-direction * ci[0], -direction * ci[1])
-        lo, hi = min(lo, hi), max(lo, hi)
-        if lo > 0 and worse >= delta:
-            return "degraded"
-        if hi < 0 and -worse >= delta:
-            return "improved"
-        if -delta < lo and hi < delta:
-            return "equivalent"
-        return "inconclusive"
-    if worse >= delta:
+def _change_verdict(r: dict[str, Any]) -> str:
+    """`analysis.degradation`'s verdict; where it has no interval (``summary_only``: one printed summary per phase,
+    so degradation can only say "inconclusive"), the change against degradation's threshold, marked unconfirmed."""
+    if r["ci_low_pct"] is not None and r["ci_high_pct"] is not None:
+        return r["verdict"] or "inconclusive"
+    worse = (-1.0 if r["higher_is_better"] else 1.0) * r["change_pct"]  # > 0 when worse
+    if worse >= r["threshold_pct"]:
         return "degraded (unconfirmed)"
-    if -worse >= delta:
+    if -worse >= r["threshold_pct"]:
         return "improved (unconfirmed)"
     return "no meaningful change"
 
 
-def phase_table(runs: list[dict[str, Any]], options: ReportOptions) -> list[dict[str, Any]]:
-    """Rows of the phase table (one per group and phase), each with its metrics and changes vs baseline."""
-    order = _phase_order(runs)
-    groups = list(dict.fromkeys((r.get("group") or "") for r in runs))
-    rows: list[dict[str, Any]] = []
-    for g in groups:
-        mine = [r for r in runs if (r.get("group") or "") == g]
-        phases = [p for p in order if any((r.get("phase") or "") == p for r in mine)]
-        base = "baseline" if "baseline" in phases else phases[0]
-        vals: dict[str, dict[str, list[float]]] = {}
-        for p in phases:
-            vals[p] = {}
-            for key, *_ in PHASE_METRICS:
-                xs = [_num((r.get("summary") or {}).get(key), 6) for r in mine if (r.get("phase") or "") == p]
-                vals[p][key] = [x for x in xs if x is not None]
-        for p in phases:
-            n_runs = sum(1 for r in mine if (r.get("phase") or "") == p)
-            reqs = sum(int((r.get("summary") or {}).get("completed") or 0) for r in mine if (r.get("phase") or "") == p)
-            row: dict[str, Any] = {"group": g, "phase": p, "baseline": base, "runs": n_runs, "requests": reqs,
-                                   "metrics": {}, "changes": {}}
-            for key, _label, _unit, direction in PHASE_METRICS:
-                xs = vals[p][key]
-                row["metrics"][key] = _num(np.mean(xs)) if xs else None
-                if p == base:
-                    continue
-                b = vals[base][key]
-                if not xs or not b:
-                    row["changes"][key] = None
-                    continue
-                change = 100 * (float(np.mean(xs)) / float(np.mean(b)) - 1) if np.mean(b) else None
-                ci = _welch_log_ci(b, xs)
-                delta = options.delta_throughput_pct if key == "output_tok_s" else options.delta_latency_pct
-                row["changes"][key] = {
-                    "pct": _num(change, 2),
-                    "ci_low_pct": _num(ci[0], 2) if ci else None,
-                    "ci_high_pct": _num(ci[1], 2) if ci else None,
-                    "p": _num(ci[2], 4) if ci else None,
-                    "interval": "welch_t_log_95" if ci else "none: fewer than 2 runs per phase",
-                    "verdict": _classify(change, (ci[0], ci[1]) if ci else None, direction, delta),
-                }
-            rows.append(row)
-    return rows
+def phase_rows(runs: list[Any], requests: pl.DataFrame | None, tokens: pl.DataFrame | None,
+               options: ReportOptions) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows, method notes) of the phase table: one row per group and phase (the group's baseline first), its
+    values and its changes vs the baseline, all from `analysis.degradation`.
 
-
-def phase_table_from_degradation(table: pl.DataFrame, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of the phase table from `analysis.degradation.phase_degradation` output (`PHASE_COLUMNS`)."""
-    keys = [k for k, *_ in PHASE_METRICS]
+    ``runs``: `analysis.ingest.model.Run` values; ``requests`` / ``tokens``: their per-request / per-token layouts
+    (None for summary-only runs). The baseline is the phase named ``baseline``, else the group's first. A group
+    with one phase only has its values and no changes."""
+    if not runs:
+        return [], []
+    frame = degradation.runs_frame(runs)
+    phases = frame["phase"].unique(maintain_order=True).to_list()
+    table = degradation.phase_degradation(frame, requests, tokens, baseline="baseline" if "baseline" in phases
+                                          else None, thresholds=degradation_thresholds(options))
+    values = {(g, p, m): v for g, p, m, v in
+              degradation.phase_values(frame, requests, tokens).select("group", "phase", "metric", "value").iter_rows()}
     counts: dict[tuple[str, str], tuple[int, int]] = {}
     for r in runs:
-        k = (r.get("group") or "", r.get("phase") or "")
+        k = (r.group or "", r.phase or "")
         n, q = counts.get(k, (0, 0))
-        counts[k] = (n + 1, q + int((r.get("summary") or {}).get("completed") or 0))
+        counts[k] = (n + 1, q + int(_num((r.summary or {}).get("completed"), 0) or 0))
+    keys = [k for k, *_ in PHASE_METRICS]
     rows: list[dict[str, Any]] = []
-    for (group, base), part in table.group_by("group", "baseline_phase", maintain_order=True):
-        b = part.filter(pl.col("phase") == part["phase"][0])
-        n, q = counts.get((group, base), (0, 0))
-        rows.append({"group": group, "phase": base, "baseline": base, "runs": n, "requests": q, "changes": {},
-                     "metrics": {k: _num(_first(b, k, "baseline_value")) for k in keys}})
-        for phase in part["phase"].unique(maintain_order=True).to_list():
-            ph = part.filter(pl.col("phase") == phase)
+    for group in dict.fromkeys(r.group or "" for r in runs):
+        part = table.filter(pl.col("group") == group)
+        mine = list(dict.fromkeys(r.phase or "" for r in runs if (r.group or "") == group))
+        base = part["baseline_phase"][0] if part.height else ("baseline" if "baseline" in mine else mine[0])
+        order = [base, *part["phase"].unique(maintain_order=True).to_list()]
+        for phase in [*order, *(p for p in mine if p not in order)]:
             n, q = counts.get((group, phase), (0, 0))
             row: dict[str, Any] = {"group": group, "phase": phase, "baseline": base, "runs": n, "requests": q,
-                                   "metrics": {k: _num(_first(ph, k, "value")) for k in keys}, "changes": {}}
-            for k in keys:
-                m = ph.filter(pl.col("metric") == k)
+                                   "metrics": {k: _num(values.get((group, phase, k))) for k in keys}, "changes": {}}
+            for k in keys if phase != base else ():
+                m = part.filter((pl.col("phase") == phase) & (pl.col("metric") == k))
                 if m.is_empty() or m["change_pct"][0] is None:
                     row["changes"][k] = None
                     continue
@@ -222,34 +155,11 @@ def phase_table_from_degradation(table: pl.DataFrame, runs: list[dict[str, Any]]
                     "pct": _num(r0["change_pct"], 2), "ci_low_pct": _num(r0["ci_low_pct"], 2),
                     "ci_high_pct": _num(r0["ci_high_pct"], 2), "p": _num(r0["p_value"], 4),
                     "q": _num(r0["q_value"], 4), "interval": r0["method"] or "", "confidence": r0["confidence"],
-                    "verdict": r0["verdict"] or "inconclusive", "note": r0["note"] or "",
+                    "verdict": _change_verdict(r0), "note": r0["note"] or "",
                 }
             rows.append(row)
-    return rows
-
-
-def _first(frame: pl.DataFrame, metric: str, col: str) -> Any:
-    m = frame.filter(pl.col("metric") == metric)
-    return None if m.is_empty() else m[col][0]
-
-
-def _phase_rows(data: ReportData, o: ReportOptions) -> tuple[list[dict[str, Any]], str, list[str]]:
-    """(rows, source, notes): `analysis.degradation` when installed and it works, else `phase_table`."""
-    if not data.runs:
-        return [], "none", []
-    mod = _module("analysis.degradation")
-    if mod is not None and data.run_objects:
-        try:
-            th = mod.Thresholds(throughput_pct=o.delta_throughput_pct, p50_pct=o.delta_throughput_pct,
-                                p99_pct=o.delta_latency_pct, seed=o.seed)
-            phases = _phase_order(data.runs)
-            table = mod.phase_degradation(mod.runs_frame(data.run_objects), data.requests, data.tokens,
-                                          baseline="baseline" if "baseline" in phases else None, thresholds=th)
-            notes = sorted({n for n in table["note"].drop_nulls().to_list() if n})
-            return phase_table_from_degradation(table, data.runs), "analysis.degradation.phase_degradation", notes
-        except Exception as exc:  # a half-landed module must not break the nightly report
-            return phase_table(data.runs, o), f"analysis.report.summary.phase_table (analysis.degradation failed: {exc})", []
-    return phase_table(data.runs, o), "analysis.report.summary.phase_table", []
+    notes = sorted({n for n in table["note"].drop_nulls().to_list() if n})
+    return rows, notes
 
 
 # ------------------------------------------------------------------------------------------------ attribution
@@ -410,43 +320,13 @@ def _antagonists(data: ReportData, o: ReportOptions) -> tuple[list[dict[str, Any
         "analysis.report.summary.antagonist_ranking"
 
 
-# ------------------------------------------------------------------------------------------------ thermal
-
-
-def _node_profile(data: ReportData, o: ReportOptions) -> tuple[pl.DataFrame, str]:
-    """The per-node profile: `analysis.thermal.thermal_profile` when installed, else `node_thermal_profile`."""
-    mod = _module("analysis.thermal")
-    if mod is not None and data.accel.height and hasattr(mod, "thermal_profile"):
-        try:
-            lim = mod.ThermalLimits(**{k: v for k, v in o.limits.to_dict().items()
-                                       if k in mod.ThermalLimits.__dataclass_fields__})
-            return node_profile_from_thermal(mod.thermal_profile(data.accel, data.host, lim), data.host), \
-                "analysis.thermal.thermal_profile"
-        except Exception as exc:  # a half-landed module must not break the nightly report
-            return node_thermal_profile(data.accel, data.host, o.limits), \
-                f"analysis.report.profile (analysis.thermal failed: {exc})"
-    return node_thermal_profile(data.accel, data.host, o.limits), "analysis.report.profile.node_thermal_profile"
-
-
 # ------------------------------------------------------------------------------------------------ history
 
 
-def history_frame(history: list[dict[str, Any]]) -> pl.DataFrame:
-    """One row per run and history metric: time (run start), group, phase, metric, unit, value."""
-    rows = []
-    for r in history:
-        t = r.get("start")
-        if not t:
-            continue
-        for key, unit in HISTORY_METRICS:
-            v = _num((r.get("summary") or {}).get(key), 6)
-            if v is not None:
-                rows.append({"time": t, "group": r.get("group") or "", "phase": r.get("phase") or "",
-                             "metric": key, "unit": unit, "value": v, "run_id": r.get("run_id")})
-    schema = {"time": pl.String, "group": pl.String, "phase": pl.String, "metric": pl.String, "unit": pl.String,
-              "value": pl.Float64, "run_id": pl.String}
-    f = pl.DataFrame(rows, schema=schema)
-    return f.with_columns(pl.col("time").str.to_datetime(time_zone="UTC", time_unit="ns")).sort("time")
+HISTORY_SCHEMA: dict[str, pl.DataType] = {
+    "time": pl.Datetime("ns", "UTC"), "group": pl.String(), "phase": pl.String(), "metric": pl.String(),
+    "unit": pl.String(), "value": pl.Float64(), "run_id": pl.String(),
+}  # fmt: skip
 
 
 def _test_phase(test: str) -> str:
@@ -466,34 +346,31 @@ def history_from_regression(hist: pl.DataFrame) -> pl.DataFrame:
 
 
 def _history(data: ReportData, o: ReportOptions) -> tuple[pl.DataFrame, list[dict[str, Any]], list[dict[str, Any]], str]:
-    """(history frame, change points, regressions, source)."""
-    mod = _module("analysis.regression")
-    if mod is not None and data.history_events is not None and data.history_events.height:
-        try:
-            cfg = mod.RegressionConfig(min_effect=o.delta_throughput_pct / 100.0)
-            hist = mod.nightly_history(mod.run_metrics(data.history_events, cfg.metrics), cfg)
-            status = mod.regression_status(hist, cfg)
-            cpf = mod.change_point_frame(hist, cfg)
-            cps = [{"group": r["group"], "phase": _test_phase(r["test"]), "test": r["test"], "metric": r["metric"],
-                    "time": r["night"].isoformat(), "index": r["index"], "effect_pct": _num(r["effect_pct"], 2),
-                    "ci_low_pct": _num(r["ci_low_pct"], 2), "ci_high_pct": _num(r["ci_high_pct"], 2),
-                    "p": _num(r["p"], 6), "direction": r["direction"], "acknowledged": r["acknowledged"]}
-                   for r in cpf.iter_rows(named=True)]
-            regs = []
-            for r in status.filter(pl.col("status").is_in(["suspected", "confirmed"])).iter_rows(named=True):
-                regs.append({
-                    "group": r["group"], "test": r["test"], "metric": r["metric"], "node": r["node"],
-                    "status": r["status"], "night": r["night"].isoformat(), "change_pct": _num(r["effect_pct"], 2),
-                    "ci_low_pct": _num(r["ci_low_pct"], 2), "ci_high_pct": _num(r["ci_high_pct"], 2),
-                    "text": (f"{r['status'].capitalize()} regression: {r['group']} {r['metric']} "
-                             f"{_fmt_pct(r['effect_pct'])} on {r['night'].isoformat()} "
-                             f"({_test_phase(r['test'])}, 95 % CI {_fmt_pct(r['ci_low_pct'])} to "
-                             f"{_fmt_pct(r['ci_high_pct'])})."),
-                })
-            return history_from_regression(hist), cps, regs, "analysis.regression"
-        except Exception as exc:  # a half-landed module must not break the nightly report
-            return history_frame(data.history), [], [], f"run summaries (analysis.regression failed: {exc})"
-    return history_frame(data.history), [], [], "run summaries (analysis.regression is not installed: no change points)"
+    """(history frame, change points, regressions, source): `analysis.regression` over the ``run_event`` summary
+    rows of the history window (``data.history_events``); none without runs there."""
+    if data.history_events is None or data.history_events.is_empty():
+        return pl.DataFrame(schema=HISTORY_SCHEMA), [], [], "none"
+    cfg = regression.RegressionConfig(min_effect=o.delta_throughput_pct / 100.0)
+    hist = regression.nightly_history(regression.run_metrics(data.history_events, cfg.metrics), cfg)
+    status = regression.regression_status(hist, cfg)
+    cpf = regression.change_point_frame(hist, cfg)
+    cps = [{"group": r["group"], "phase": _test_phase(r["test"]), "test": r["test"], "metric": r["metric"],
+            "time": r["night"].isoformat(), "index": r["index"], "effect_pct": _num(r["effect_pct"], 2),
+            "ci_low_pct": _num(r["ci_low_pct"], 2), "ci_high_pct": _num(r["ci_high_pct"], 2),
+            "p": _num(r["p"], 6), "direction": r["direction"], "acknowledged": r["acknowledged"]}
+           for r in cpf.iter_rows(named=True)]
+    regs = []
+    for r in status.filter(pl.col("status").is_in(["suspected", "confirmed"])).iter_rows(named=True):
+        regs.append({
+            "group": r["group"], "test": r["test"], "metric": r["metric"], "node": r["node"],
+            "status": r["status"], "night": r["night"].isoformat(), "change_pct": _num(r["effect_pct"], 2),
+            "ci_low_pct": _num(r["ci_low_pct"], 2), "ci_high_pct": _num(r["ci_high_pct"], 2),
+            "text": (f"{r['status'].capitalize()} regression: {r['group']} {r['metric']} "
+                     f"{_fmt_pct(r['effect_pct'])} on {r['night'].isoformat()} "
+                     f"({_test_phase(r['test'])}, 95 % CI {_fmt_pct(r['ci_low_pct'])} to "
+                     f"{_fmt_pct(r['ci_high_pct'])})."),
+        })
+    return history_from_regression(hist), cps, regs, "analysis.regression"
 
 
 # ------------------------------------------------------------------------------------------------ verdict
@@ -618,7 +495,11 @@ def build_report(data: ReportData, options: ReportOptions | None = None, *, gene
     frames: dict[str, pl.DataFrame] = {}
 
     tell("phase table")
-    rows, sources["phases"], phase_notes = _phase_rows(data, o)
+    if data.runs:
+        rows, phase_notes = phase_rows(data.run_objects, data.requests, data.tokens, o)
+        sources["phases"] = "analysis.degradation.phase_degradation"
+    else:
+        rows, phase_notes, sources["phases"] = [], [], "none"
     frames["phases"] = phase_frame(rows)
 
     tell("attribution")
@@ -638,11 +519,12 @@ def build_report(data: ReportData, options: ReportOptions | None = None, *, gene
         ant_note = "co-tenants were never both active and idle while a benchmark ran" if not ants else "ok"
 
     tell("thermal profile")
-    nodes, sources["thermal"] = _node_profile(data, o)
+    nodes = thermal_profile(data.accel, data.host, o.limits)
     devices = device_thermal_profile(data.accel, o.limits)
+    sources["thermal"] = "analysis.thermal.thermal_profile"
     frames["thermal_nodes"], frames["thermal_devices"] = nodes, devices
     frames["accel"] = data.accel
-    findings = thermal_findings(nodes, devices, o.limits) if nodes.height else []
+    findings = thermal_finding_lines(nodes, devices, o.limits) if nodes.height else []
 
     tell("history and change points")
     hist, cps, regressions, sources["history"] = _history(data, o)
@@ -653,9 +535,6 @@ def build_report(data: ReportData, options: ReportOptions | None = None, *, gene
     n_hist = len({r.get("run_id") for r in data.history})
     if hist.is_empty():
         reg_note = f"No regression check: {NO_HISTORY}."
-    elif sources["history"] != "analysis.regression":
-        reg_note = (f"No regression check: change-point detection is not available ({sources['history']}); "
-                    f"{n_hist} run(s) of the last {o.history_days:g} days are charted below.")
     else:
         reg_note = f"No regression: {n_hist} run(s) over the last {o.history_days:g} days, no suspected or confirmed change."
 

@@ -119,7 +119,7 @@ def test_aa_thermal_history_has_no_finding() -> None:
 def _profile_input(
     node: str, temps: tuple[float, float, float], power: float, cpu: float
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    times = [T0 + timedelta(seconds=k) for k in range(3)]
+    times = [T0 + timedelta(minutes=k) for k in range(3)]  # one sample per minute: the range is over 1-minute means
     accel = pl.DataFrame(
         {
             "time": times,
@@ -151,13 +151,13 @@ def test_profile_reproduces_the_seed_002_table() -> None:
         ("spark4", "COOL"),
     ]
     s1 = prof.row(0, named=True)
-    assert (s1["temp_min_c"], s1["temp_max_c"], s1["power_avg_w"], s1["cpu_temp_peak_c"]) == (73, 75, 34.1, 90)
+    assert (s1["gpu_min_c"], s1["gpu_max_c"], s1["power_avg_w"], s1["cpu_peak_c"]) == (73, 75, 34.1, 90)
     assert "CPU peak 95" in prof.row(1, named=True)["reason"]
 
 
 def test_profile_limits_are_configurable_and_cpu_is_null_without_a_sensor() -> None:
     accel, _ = _profile_input("n1", (80, 82, 84), 300.0, 0)
     prof = thermal_profile(accel)
-    assert prof["cpu_temp_peak_c"].to_list() == [None]
+    assert prof["cpu_peak_c"].to_list() == [None]
     assert prof["status"][0] == "WARM"
     assert thermal_profile(accel, limits=ThermalLimits(gpu_hot_c=83))["status"][0] == "HOT"

@@ -98,3 +98,19 @@ def test_with_recent_data_the_window_is_the_last_since_before_now(tmp_path: Path
     now = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
     t0, t1, notes = resolve_window(store, "24h", None, None, now=now)
     assert (t0, t1, notes) == (now - timedelta(hours=24), now, [])
+
+
+def test_bad_input_is_one_error_line_without_a_traceback(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["report", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "r"),
+                                   "--since", "tomorrow"])
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: --since 'tomorrow'") and "Traceback" not in res.output
+
+
+def test_a_topology_file_that_is_not_one_is_a_config_error(tmp_path: Path) -> None:
+    from analysis.report.data import read_topology
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "topology.json").write_text("[1, 2")
+    with pytest.raises(ConfigError, match="not a topology file"):
+        read_topology(str(tmp_path / "store"))

@@ -1,4 +1,5 @@
-"""Per-node / per-device thermal profile: statuses against configurable limits, like seed 002's table."""
+"""Per-node / per-device thermal profile (`analysis.thermal`) as the report shows it: statuses against configurable
+limits, like seed 002's table, and the report's plain-words findings (`analysis.report.profile`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from analysis.report.profile import ThermalLimits, device_thermal_profile, node_thermal_profile, thermal_findings
+from analysis.report.profile import thermal_finding_lines
+from analysis.thermal import ThermalLimits, device_thermal_profile, thermal_profile
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -44,7 +46,7 @@ def test_seed002_nodes_get_seed002_statuses() -> None:
         ]
     )
     host = pl.concat([_host("spark1", 90.0), _host("spark2", 95.0), _host("spark3", 87.0), _host("spark4", 89.0)])
-    prof = node_thermal_profile(accel, host, ThermalLimits())
+    prof = thermal_profile(accel, host, ThermalLimits())
     assert prof["status"].to_list() == ["OK", "WARM", "OK", "COOL"]
     s2 = prof.row(1, named=True)
     assert (s2["gpu_min_c"], s2["gpu_max_c"], s2["cpu_peak_c"], s2["power_avg_w"]) == (71.0, 76.0, 95.0, 35.0)
@@ -53,12 +55,12 @@ def test_seed002_nodes_get_seed002_statuses() -> None:
 
 @pytest.mark.parametrize(("peak", "status"), [(79.0, "OK"), (80.0, "WARM"), (88.0, "HOT")])
 def test_gpu_peak_against_the_limits(peak: float, status: str) -> None:
-    prof = node_thermal_profile(_accel("n", [72.0, peak]), None, ThermalLimits())
+    prof = thermal_profile(_accel("n", [72.0, peak]), None, ThermalLimits())
     assert prof["status"].to_list() == [status]
 
 
 def test_limits_are_configurable() -> None:
-    prof = node_thermal_profile(_accel("n", [72.0, 76.0]), None, ThermalLimits(gpu_warm_c=70.0, gpu_hot_c=75.0))
+    prof = thermal_profile(_accel("n", [72.0, 76.0]), None, ThermalLimits(gpu_warm_c=70.0, gpu_hot_c=75.0))
     assert prof["status"].to_list() == ["HOT"]
 
 
@@ -66,13 +68,13 @@ def test_cpu_peak_is_absent_without_a_cpu_temperature() -> None:
     host = pl.DataFrame({"time": [T0], "node": "n", "cpu_util_pct": [88.0]}).with_columns(
         pl.col("time").dt.cast_time_unit("ns")
     )
-    row = node_thermal_profile(_accel("n", [72.0, 74.0]), host).row(0, named=True)
+    row = thermal_profile(_accel("n", [72.0, 74.0]), host).row(0, named=True)
     assert row["cpu_peak_c"] is None and row["cpu_util_peak_pct"] == 88.0
 
 
 def test_no_accelerator_telemetry_gives_an_empty_profile() -> None:
     empty = _accel("n", [])
-    assert node_thermal_profile(empty).is_empty() and device_thermal_profile(empty).is_empty()
+    assert thermal_profile(empty).is_empty() and device_thermal_profile(empty).is_empty()
 
 
 def test_a_device_hotter_than_its_peers_is_a_finding() -> None:
@@ -81,5 +83,26 @@ def test_a_device_hotter_than_its_peers_is_a_finding() -> None:
         + [_accel("n", [75.0] * 3, device="gpu7")]
     )
     devices = device_thermal_profile(accel)
-    findings = thermal_findings(node_thermal_profile(accel), devices, ThermalLimits())
+    findings = thermal_finding_lines(thermal_profile(accel), devices, ThermalLimits())
     assert any(f.startswith("gpu7 on n runs hot") for f in findings)
+
+
+def test_throttling_in_seconds_and_as_a_fraction_of_samples() -> None:
+    accel = _accel("n", [72.0, 73.0, 74.0, 75.0]).with_columns(
+        pl.Series("throttle_thermal", [False, True, True, False])
+    )
+    dev = device_thermal_profile(accel).row(0, named=True)
+    node = thermal_profile(accel).row(0, named=True)
+    assert (dev["throttle_thermal_s"], dev["throttled_thermal_frac"]) == (120.0, 0.5)  # one sample a minute
+    assert (node["throttle_thermal_s"], node["throttled_thermal_frac"]) == (120.0, 0.5)
+    assert device_thermal_profile(accel.drop("throttle_thermal"))["throttle_thermal_s"].to_list() == [None]
+
+
+def test_thermal_summary_profile_is_the_report_profile() -> None:
+    from analysis.thermal import thermal_summary
+
+    accel = pl.concat([_accel("spark1", [73, 73, 75], 34.1), _accel("spark4", [67, 68, 69], 31.0)])
+    host = pl.concat([_host("spark1", 90.0), _host("spark4", 89.0)])
+    summ = thermal_summary(accel, host)
+    assert summ["profile"].equals(thermal_profile(accel, host))
+    assert summ["device_profile"].equals(device_thermal_profile(accel))

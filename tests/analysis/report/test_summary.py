@@ -1,4 +1,4 @@
-"""summary.json: sections, plain-words verdict, graceful empty sections, the simple phase estimates."""
+"""summary.json: sections, plain-words verdict, explicit empty sections, the phase table from analysis.degradation."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import polars as pl
 
 from analysis.report import build_report, render
-from analysis.report.data import ReportData
-from analysis.report.summary import NO_ACCEL, NO_HISTORY, NO_RUNS, ReportOptions, antagonist_ranking, phase_table
+from analysis.report.data import ReportData, run_objects
+from analysis.report.summary import NO_ACCEL, NO_HISTORY, NO_RUNS, ReportOptions, antagonist_ranking, phase_rows
 from telemetry.schema import empty_frame
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -18,6 +18,8 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 def _run(run_id: str, group: str, phase: str, tok_s: float, p99: float) -> dict:
     return {
         "run_id": run_id,
+        "tool": "vllm-bench",
+        "source": "summary",
         "group": group,
         "phase": phase,
         "start": T0.isoformat(),
@@ -99,9 +101,8 @@ def test_empty_window_says_so_in_every_section(tmp_path) -> None:
 
 
 def test_one_run_per_phase_gives_a_change_without_an_interval() -> None:
-    rows = phase_table(
-        [_run("a", "hive0", "baseline", 800.0, 400.0), _run("b", "hive0", "stress", 760.0, 440.0)], ReportOptions()
-    )
+    runs = run_objects([_run("a", "hive0", "baseline", 800.0, 400.0), _run("b", "hive0", "stress", 760.0, 440.0)])
+    rows, _notes = phase_rows(runs, None, None, ReportOptions())
     change = rows[1]["changes"]["itl_ms_p99"]
     assert change["pct"] == 10.0 and change["ci_low_pct"] is None
     assert change["verdict"] == "degraded (unconfirmed)"
@@ -111,7 +112,7 @@ def test_one_run_per_phase_gives_a_change_without_an_interval() -> None:
 def test_repeated_runs_give_a_welch_interval_around_the_change() -> None:
     base = [_run(f"b{i}", "hive0", "baseline", 800.0 + i, 400.0 + i) for i in range(4)]
     stress = [_run(f"s{i}", "hive0", "stress", 700.0 + i, 480.0 + i) for i in range(4)]
-    rows = phase_table(base + stress, ReportOptions())
+    rows, _notes = phase_rows(run_objects(base + stress), None, None, ReportOptions())
     ch = rows[1]["changes"]["itl_ms_p99"]
     assert ch["ci_low_pct"] < ch["pct"] < ch["ci_high_pct"]
     assert ch["ci_low_pct"] > 0 and ch["verdict"] == "degraded"
@@ -134,3 +135,33 @@ def test_antagonist_active_only_while_latency_rises_ranks_first() -> None:
     assert [a["antagonist"] for a in ranked] == ["tt", "idle"]
     assert ranked[0]["itl_p99_effect_pct"] == 50.0 and ranked[0]["significant"]
     assert not ranked[1]["significant"]
+
+
+def test_a_group_with_one_phase_keeps_its_values_without_changes() -> None:
+    runs = run_objects([_run("n1", "hive0", "nightly", 800.0, 400.0), _run("n2", "hive0", "nightly", 820.0, 410.0)])
+    rows, _notes = phase_rows(runs, None, None, ReportOptions())
+    assert [(r["group"], r["phase"], r["baseline"], r["runs"]) for r in rows] == [("hive0", "nightly", "nightly", 2)]
+    assert rows[0]["metrics"]["output_tok_s"] == round((800.0 * 820.0) ** 0.5, 3) and rows[0]["changes"] == {}
+
+
+def test_a_run_record_that_is_not_a_run_is_left_out_and_said_so() -> None:
+    notes: list[str] = []
+    bad = {k: v for k, v in _run("x", "hive0", "stress", 1.0, 1.0).items() if k != "tool"}
+    assert [r.run_id for r in run_objects([_run("a", "hive0", "baseline", 800.0, 400.0), bad], notes)] == ["a"]
+    assert len(notes) == 1 and notes[0].startswith("run x left out of the phase table")
+
+
+def test_an_error_in_the_analysis_fails_the_report(monkeypatch) -> None:
+    import pytest
+
+    from analysis import degradation
+
+    def broken(*_a, **_k):
+        raise RuntimeError("half-landed")
+
+    monkeypatch.setattr(degradation, "phase_degradation", broken)
+    data = _empty_data()
+    data.runs = [_run("a", "hive0", "baseline", 800.0, 400.0), _run("b", "hive0", "stress", 760.0, 440.0)]
+    data.run_objects = run_objects(data.runs)
+    with pytest.raises(RuntimeError, match="half-landed"):
+        build_report(data, generated_at=T0)
