@@ -6,7 +6,8 @@ flush interval (the agent's default ``flush_s = 1.0``), each holding its 34 `acc
 and one `host_core` row per CPU core, built with `telemetry.batch.make_batch` and gzip-compressed JSON as
 `agents.transport.encode_batch` sends it (``Content-Encoding: gzip``, ``Authorization: Bearer``).
 
-One asyncio client (httpx.AsyncClient, one keep-alive connection per node) paces the sends: node i sends
+One asyncio client (uvloop, one keep-alive HTTP/1.1 connection per node on raw streams: httpx would spend
+more CPU per request than the collector, on the same cores) paces the sends: node i sends
 batch k at ``t0 + phase_i + k * flush_s`` (phases spread evenly over the interval, as agents started at
 random times would be; ``--aligned`` sends them all on the same tick instead). A node's next batch waits
 for the previous answer, as the agent's sender does, so a slow collector shows up as send lag. Bodies are
@@ -15,7 +16,8 @@ scheduled times.
 
 Fleet sizes are stepped up (``--steps``) until a step fails: p99 ingest latency (POST -> 200) over
 ``--target-s``, a non-200 answer, or sends falling behind (p99 lag > ``--max-lag-s`` or < 98 % of the
-scheduled batches sent). Each step gets a fresh collector and store and runs for ``--step-s`` seconds;
+scheduled batches sent), or the store not holding exactly the rows of the acknowledged batches (read
+back after the step with the default embedded store). Each step gets a fresh collector and store and runs for ``--step-s`` seconds;
 the whole run stops after ``--max-total-s``. The 1-minute load average is printed per step: on a shared
 machine other processes take CPU from the collector and the figures are a lower bound. The collector's RSS (psutil) is sampled every 0.5 s.
 All traffic goes to 127.0.0.1.
@@ -39,8 +41,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -55,6 +59,7 @@ from telemetry.schema import conform
 NEIGHBORSCOPE = [sys.executable, "-m", "telemetry.cli"]
 HOST = "127.0.0.1"
 MIB = 2**20
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -239,6 +244,56 @@ class StepResult:
     reasons: list[str] = field(default_factory=list)
 
 
+class _Conn:
+    """One keep-alive HTTP/1.1 connection on raw asyncio streams: the load generator shares the box with
+    the collector, and httpx spends several ms of CPU per request, so the client would otherwise take the
+    CPU the collector is being measured on. It sends a complete request and reads the complete answer
+    (status line, headers, Content-Length body), reconnecting when the server closed the connection."""
+
+    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+        self.host, self.port, self.timeout_s = host, port, timeout_s
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, head: bytes, body: bytes) -> tuple[int, bytes]:
+        for attempt in (0, 1):
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                return await asyncio.wait_for(self._exchange(head, body), self.timeout_s)
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                self.close()
+                if attempt:
+                    raise OSError(f"connection lost: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    async def _exchange(self, head: bytes, body: bytes) -> tuple[int, bytes]:
+        assert self.reader is not None and self.writer is not None
+        self.writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        await self.writer.drain()
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length = 0
+        close = False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                close = True
+        answer = await self.reader.readexactly(length) if length else b""
+        if close:
+            self.close()
+        return status, answer
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 async def _drive(url: str, bodies: list[list[bytes]], flush_s: float, t0: float, phases: list[float],
                  timeout_s: float, deadline: float) -> tuple[list[float], list[float], dict[str, int], int]:
     latencies: list[float] = []
@@ -246,14 +301,15 @@ async def _drive(url: str, bodies: list[list[bytes]], flush_s: float, t0: float,
     errors: dict[str, int] = {}
     sent = 0
     n = len(bodies)
-    limits = httpx.Limits(max_connections=n + 8, max_keepalive_connections=n + 8)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout_s) as client:
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
 
-        async def agent(i: int) -> None:
-            nonlocal sent
-            headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
-                       "Authorization": f"Bearer {_token(i)}"}  # fmt: skip
-            loop = asyncio.get_running_loop()
+    async def agent(i: int) -> None:
+        nonlocal sent
+        head = (f"POST /v1/batches HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                f"Content-Encoding: gzip\r\nAuthorization: Bearer {_token(i)}\r\n").encode()  # fmt: skip
+        conn = _Conn(host, int(port), timeout_s)
+        loop = asyncio.get_running_loop()
+        try:
             for k, body in enumerate(bodies[i]):
                 due = t0 + phases[i] + k * flush_s
                 if loop.time() > deadline:  # fell too far behind: the rest counts as not sent
@@ -265,18 +321,36 @@ async def _drive(url: str, bodies: list[list[bytes]], flush_s: float, t0: float,
                 lags.append(start - due)
                 sent += 1
                 try:
-                    resp = await client.post(url + "/v1/batches", content=body, headers=headers)
-                except httpx.HTTPError as exc:
+                    status, _ = await conn.post(head, body)
+                except (OSError, TimeoutError, ValueError, IndexError) as exc:
                     key = type(exc).__name__
                     errors[key] = errors.get(key, 0) + 1
+                    conn.close()
                     continue
                 latencies.append(loop.time() - start)
-                if resp.status_code != 200:
-                    key = f"HTTP {resp.status_code}"
+                if status != 200:
+                    key = f"HTTP {status}"
                     errors[key] = errors.get(key, 0) + 1
+        finally:
+            conn.close()
 
-        await asyncio.gather(*(agent(i) for i in range(n)))
+    await asyncio.gather(*(agent(i) for i in range(n)))
     return latencies, lags, errors, sent
+
+
+def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _stored_rows(store_dir: Path) -> dict[str, int]:
+    from telemetry.store.parquet import ParquetStore
+
+    store = ParquetStore(store_dir)
+    return {m: store.scan(m).select(pl.len()).collect().item() for m in ("accel", "host", "host_core")}
 
 
 def run_step(nodes: int, args: argparse.Namespace, workdir: Path, config: Path,
@@ -306,7 +380,7 @@ def run_step(nodes: int, args: argparse.Namespace, workdir: Path, config: Path,
                 return await _drive(url, bodies, args.flush_s, t0, phases, args.timeout_s,
                                     deadline=t0 + args.step_s + args.drain_s)
 
-            latencies, lags, errors, sent = asyncio.run(main())
+            latencies, lags, errors, sent = _run_loop(main())
             wall = time.perf_counter() - w0
             collector_cpu = rss.cpu_s()
             client_cpu = sum(me.cpu_times()[:2]) - me_cpu0
@@ -314,6 +388,7 @@ def run_step(nodes: int, args: argparse.Namespace, workdir: Path, config: Path,
         peak = max(rss.samples) if rss.samples else None
     finally:
         stop(proc)
+    stored = _stored_rows(step_dir / "store") if args.store is None else None
 
     scheduled = nodes * per_node
     lat = np.array(latencies) * 1000 if latencies else None
@@ -342,6 +417,11 @@ def run_step(nodes: int, args: argparse.Namespace, workdir: Path, config: Path,
         res.reasons.append(f"sends fell behind (p99 lag {res.lag_ms_p99:.0f} ms)")
     if ok < 0.98 * scheduled:
         res.reasons.append(f"only {ok}/{scheduled} batches stored")
+    if stored is not None:  # every acknowledged row is in the store, once
+        t = templates[0]
+        want = {"accel": ok * t.accel.height, "host": ok * t.host.height, "host_core": ok * t.host_core.height}
+        if stored != want:
+            res.reasons.append(f"store holds {stored} rows, the acknowledged batches {want}")
     if res.reasons:
         res.verdict = "FAIL"
     return res
