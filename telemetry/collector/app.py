@@ -12,8 +12,11 @@ Every error has one JSON shape, built in `error_response`:
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import inspect
 import json
+import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -31,7 +34,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from telemetry import __version__
-from telemetry.batch import BatchAck, BatchIn, ForeignNodeError, batch_frames
+from telemetry.batch import (
+    NODE_PATTERN,
+    BatchAck,
+    BatchIn,
+    Columns,
+    ForeignNodeError,
+    batch_frames,
+    validate_columns,
+)
 from telemetry.collector.metrics import CollectorMetrics
 from telemetry.collector.ratelimit import TokenBuckets, retry_after_header
 from telemetry.collector.settings import CollectorSettings
@@ -65,6 +76,26 @@ class _FastJsonRoute(APIRoute):
             return await handler(_FastJsonRequest(request.scope, request.receive))
 
         return route
+
+
+class _CollectorApp(FastAPI):
+    """FastAPI with one fast lane: ``POST /v1/batches`` goes to ``batch_lane`` (a plain ASGI handler: no
+    dependency injection, no pydantic model per batch, no response model), which hands anything unusual
+    back to the FastAPI route."""
+
+    batch_lane: ASGIApp | None = None
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        lane = self.batch_lane
+        if (
+            lane is not None
+            and scope["type"] == "http"
+            and scope["path"] == "/v1/batches"
+            and scope["method"] == "POST"
+        ):
+            await lane(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 class ErrorDetail(BaseModel):
@@ -103,6 +134,78 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+async def read_body(scope: dict, receive: Callable, send: Callable, max_bytes: int) -> tuple[dict, bytes] | None:
+    """The request body, inflated (gzip / deflate), and the scope to pass on (encoding headers dropped once
+    inflated); None when the request was answered here: 415 for an unknown Content-Encoding, 413 above
+    ``max_bytes`` (compressed or inflated: no zip bombs), 400 for a body that does not inflate."""
+    encoding = "identity"
+    length = None
+    for k, v in scope["headers"]:
+        k = k.lower()
+        if k == b"content-encoding":
+            encoding = v.decode("latin-1").strip().lower()
+        elif k == b"content-length":
+            length = v.decode("latin-1")
+    if encoding not in ("identity", "gzip", "deflate", ""):
+        await error_response(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported")(
+            scope, receive, send
+        )
+        return None
+    if length and length.isdigit() and int(length) > max_bytes:
+        await _too_large(max_bytes, scope, receive, send)
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        if chunk:
+            chunks.append(chunk)
+            size += len(chunk)
+        more = message.get("more_body", False)
+        if size > max_bytes:
+            await _too_large(max_bytes, scope, receive, send)
+            return None
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if encoding in ("gzip", "deflate"):
+        try:
+            wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+            inflater = zlib.decompressobj(wbits)
+            data = inflater.decompress(data, max_bytes + 1)
+            if len(data) > max_bytes or inflater.unconsumed_tail:
+                await _too_large(max_bytes, scope, receive, send)
+                return None
+        except (zlib.error, gzip.BadGzipFile) as exc:
+            await error_response(400, "bad_encoding", f"body is not valid {encoding}: {exc}")(scope, receive, send)
+            return None
+        scope = dict(scope)
+        scope["headers"] = [
+            (k, v) for k, v in scope["headers"] if k.lower() not in (b"content-encoding", b"content-length")
+        ] + [(b"content-length", str(len(data)).encode())]
+    return scope, data
+
+
+async def _too_large(max_bytes: int, scope: dict, receive: Callable, send: Callable) -> None:
+    await error_response(413, "too_large", f"body larger than {max_bytes} bytes")(scope, receive, send)
+
+
+def _replay(data: bytes, receive: Callable) -> Callable[[], Awaitable[dict]]:
+    """A ``receive`` that hands out ``data`` as the whole body once, then defers to the real one."""
+    sent = False
+
+    async def replay() -> dict:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": data, "more_body": False}
+
+    return replay
+
+
 class BodyLimit:
     """ASGI middleware: refuse bodies over ``max_bytes`` (413) and inflate gzip/deflate bodies,
     counting the inflated size against the same limit (no zip bombs)."""
@@ -112,60 +215,114 @@ class BodyLimit:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT"):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT") or scope.get("neighborscope.body"):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        encoding = headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("identity", "gzip", "deflate", ""):
-            await error_response(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported")(
-                scope, receive, send
+        got = await read_body(scope, receive, send, self.max_bytes)
+        if got is not None:
+            scope, data = got
+            await self.app(scope, _replay(data, receive), send)
+
+
+_BATCH_MEMBERS = frozenset({"node", "boot_id", "seq", "sent_at_ns", "frames"})
+_FRAME_MEMBERS = frozenset({"measurement", "columns"})
+_NODE_RE = re.compile(NODE_PATTERN)
+
+
+def plain_batch(doc: Any) -> tuple[str, str, int, list[tuple[str, dict]]] | None:
+    """``(node, boot_id, seq, [(measurement, columns), ...])`` when ``doc`` is plainly a valid `BatchIn`
+    (JSON types exactly as an agent sends them), else None: the FastAPI route then validates it with
+    pydantic (lax conversions, its error messages and locations). Stricter than pydantic, never looser."""
+    if type(doc) is not dict or not doc.keys() <= _BATCH_MEMBERS:
+        return None
+    node, boot_id, seq, frames = doc.get("node"), doc.get("boot_id"), doc.get("seq"), doc.get("frames")
+    if type(node) is not str or _NODE_RE.fullmatch(node) is None:
+        return None
+    if type(boot_id) is not str or not 1 <= len(boot_id) <= 64:
+        return None
+    if type(seq) is not int or not 0 <= seq <= 2**63 - 1:
+        return None
+    sent = doc.get("sent_at_ns")
+    if sent is not None and type(sent) is not int:
+        return None
+    if type(frames) is not list or len(frames) > 64:
+        return None
+    out = []
+    for fr in frames:
+        if type(fr) is not dict or fr.keys() != _FRAME_MEMBERS:
+            return None
+        name, columns = fr["measurement"], fr["columns"]
+        if type(name) is not str or type(columns) is not dict:
+            return None
+        for values in columns.values():
+            if type(values) is not list:
+                return None
+        out.append((name, columns))
+    return node, boot_id, seq, out
+
+
+class GroupCommitter:
+    """Hands the batches of concurrent requests to the store together: one ``write_batches`` call (one file
+    per measurement and one fsync each, for the whole group) on one worker thread, instead of a thread
+    per request contending for the GIL and the commit lock. A group starts at most every
+    ``min_interval_s`` (under load the batches of that interval share one commit; a lone request is
+    committed at once). Every caller gets its own batch's answer once the group is durable."""
+
+    def __init__(self, store: Any, min_interval_s: float = 0.05) -> None:
+        self.store = store
+        self.min_interval_s = min_interval_s
+        write_many = getattr(store, "write_batches", None)
+        columns = bool(getattr(store, "accepts_columns", False))
+
+        def built(items: list) -> list:  # a store that wants DataFrames: build each batch's frames
+            return [(k, {m: c.frame() if isinstance(c, Columns) else c for m, c in f.items()}) for k, f in items]
+
+        if write_many is not None and "conformed" in inspect.signature(write_many).parameters:
+            self._write_many: Callable | None = lambda items: write_many(
+                items if columns else built(items), conformed=True
             )
-            return
-        length = headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_bytes:
-            await self._too_large(scope, receive, send)
-            return
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                await self._too_large(scope, receive, send)
-                return
-        data = bytes(body)
-        if encoding in ("gzip", "deflate"):
+        elif write_many is not None:
+            self._write_many = lambda items: write_many(built(items))
+        else:
+            self._write_many = None
+        self._pending: list[tuple[BatchKey, dict, asyncio.Future]] = []
+        self._task: asyncio.Task | None = None
+        self._last_start = 0.0
+
+    async def write(self, key: BatchKey, frames: dict[str, Columns]) -> bool:
+        """Store one batch (validated columns); True when new, False for a replay."""
+        if self._write_many is None:
+            built = await run_in_threadpool(lambda: {m: c.frame() for m, c in frames.items()})
+            return await run_in_threadpool(self.store.write_batch, key, built)
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.append((key, frames, fut))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run())
+        return await fut
+
+    async def _run(self) -> None:
+        while self._pending:
+            wait = self._last_start + self.min_interval_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            group, self._pending = self._pending, []
+            self._last_start = time.monotonic()
             try:
-                wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-                inflater = zlib.decompressobj(wbits)
-                data = inflater.decompress(data, self.max_bytes + 1)
-                if len(data) > self.max_bytes or inflater.unconsumed_tail:
-                    await self._too_large(scope, receive, send)
-                    return
-            except (zlib.error, gzip.BadGzipFile) as exc:
-                await error_response(400, "bad_encoding", f"body is not valid {encoding}: {exc}")(scope, receive, send)
-                return
-            scope = dict(scope)
-            scope["headers"] = [
-                (k, v) for k, v in scope["headers"] if k.lower() not in (b"content-encoding", b"content-length")
-            ] + [(b"content-length", str(len(data)).encode())]
-        sent = False
-
-        async def replay() -> dict:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": data, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, scope: dict, receive: Callable, send: Callable) -> None:
-        await error_response(413, "too_large", f"body larger than {self.max_bytes} bytes")(scope, receive, send)
+                results = await run_in_threadpool(self._write_many, [(k, f) for k, f, _ in group])
+            except asyncio.CancelledError:  # shutting down: nobody is acknowledged
+                for _k, _f, fut in group:
+                    fut.cancel()
+                raise
+            except Exception as exc:  # every waiting request gets the error
+                results = [exc] * len(group)
+            for (_k, _f, fut), result in zip(group, results, strict=True):
+                if fut.done():  # the request went away; its batch is stored all the same
+                    continue
+                if isinstance(result, BaseException):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
 
 
 def _field_values(measurement_name: str, frame: pl.DataFrame) -> int:
@@ -187,7 +344,7 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
     """The collector app. ``app.state.settings`` may be replaced at run time (SIGHUP reload): tokens,
     limits and rate budgets are read from it on every request."""
     metrics = CollectorMetrics()
-    app = FastAPI(
+    app = _CollectorApp(
         title="neighborscope collector",
         version=__version__,
         description="Receives agents' telemetry batches and InfluxDB line protocol; stores them durably.",
@@ -294,6 +451,88 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
         return BatchAck(
             status="stored" if new else "duplicate", node=batch.node, boot_id=batch.boot_id, seq=batch.seq, rows=rows
         )
+
+    committer = GroupCommitter(store, min_interval_s=0.1)
+    max_body = settings.collector.max_body_bytes
+
+    def _store_error(exc: BaseException) -> ApiError | None:
+        if isinstance(exc, StoreUnavailableError):
+            metrics.rejects.labels("store_unavailable").inc()
+            return ApiError(503, "store_unavailable", str(exc), headers={"Retry-After": "5"})
+        if isinstance(exc, StoreError):
+            metrics.rejects.labels("store_error").inc()
+            return ApiError(503, "store_error", str(exc), headers={"Retry-After": "5"})
+        return None
+
+    async def _lane_batch(headers: dict[bytes, bytes], doc: tuple[str, str, int, list]) -> Response:
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, value = auth.partition(" ")
+        token = value.strip() if scheme.lower() in ("bearer", "token") and value.strip() else None
+        if token is None:
+            metrics.rejects.labels("unauthenticated").inc()
+            raise ApiError(401, "unauthenticated", "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        node = app.state.settings.node_for_token(token)
+        if node is None:
+            metrics.rejects.labels("unauthenticated").inc()
+            raise ApiError(401, "unauthenticated", "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        batch_node, boot_id, seq, raw_frames = doc
+        if batch_node != node:
+            metrics.rejects.labels("forbidden").inc()
+            raise ApiError(403, "forbidden", f"this token belongs to node {node!r}, not {batch_node!r}", "node")
+        try:
+            frames = validate_columns(batch_node, raw_frames)
+        except ForeignNodeError as exc:
+            metrics.rejects.labels("forbidden").inc()
+            raise ApiError(403, "forbidden", str(exc), exc.where) from None
+        except SchemaError as exc:
+            metrics.rejects.labels("invalid").inc()
+            raise ApiError(422, "invalid", str(exc), exc.where) from None
+        rows = sum(f.height for f in frames.values())
+        _limit(node, rows)
+        started = time.perf_counter()
+        try:
+            new = await committer.write(BatchKey(batch_node, boot_id, seq), frames)
+        except StoreError as exc:  # StoreUnavailableError is a StoreError
+            api_error = _store_error(exc)
+            assert api_error is not None
+            raise api_error from None
+        finally:
+            metrics.store_seconds.observe(time.perf_counter() - started)
+        metrics.batches.labels("stored" if new else "duplicate").inc()
+        if new:
+            for m, c in frames.items():
+                metrics.rows.labels(m).inc(c.height)
+                metrics.values.inc(c.field_values)
+        ack = {"status": "stored" if new else "duplicate", "node": batch_node, "boot_id": boot_id, "seq": seq}
+        return Response(orjson.dumps({**ack, "rows": rows}), media_type="application/json")
+
+    async def batch_lane(scope: dict, receive: Callable, send: Callable) -> None:
+        got = await read_body(scope, receive, send, max_body)
+        if got is None:
+            return
+        scope, data = got
+        headers = dict(scope["headers"])
+        ctype = headers.get(b"content-type", b"application/json").split(b";", 1)[0].strip().lower()
+        doc = None
+        if ctype == b"application/json" or ctype.endswith(b"+json"):
+            try:
+                doc = plain_batch(orjson.loads(data))
+            except orjson.JSONDecodeError:
+                doc = None
+        if doc is None:  # NaN literals, a non-JSON content type, anything pydantic has to judge: the route
+            scope = {**scope, "neighborscope.body": True}
+            await FastAPI.__call__(app, scope, _replay(data, receive), send)
+            return
+        try:
+            response: Response = await _lane_batch(headers, doc)
+        except ApiError as exc:
+            response = error_response(exc.status, exc.code, exc.message, exc.where, exc.headers)
+        except Exception as exc:
+            metrics.rejects.labels("internal").inc()
+            response = error_response(500, "internal", f"{type(exc).__name__}: {exc}")
+        await response(scope, receive, send)
+
+    app.batch_lane = batch_lane
 
     async def _write_lp(request: Request, node: str, precision: str) -> Response:
         factor = {"ns": 1, "n": 1, "us": 1_000, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000}.get(precision)

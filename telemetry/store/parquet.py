@@ -27,11 +27,12 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
+from telemetry.batch import Columns, build_frame
 from telemetry.errors import SchemaError, StoreError
 from telemetry.schema import MEASUREMENTS, TIME, as_time, conform
 from telemetry.store.base import BatchKey, TagFilter, register_scheme
@@ -51,12 +52,16 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _atomic_write(
-    frame: pl.DataFrame, target: Path, metadata: dict[str, str] | None = None, sync_dir: bool = True
+    frame: pl.DataFrame,
+    target: Path,
+    metadata: dict[str, str] | None = None,
+    sync_dir: bool = True,
+    compression: str = "zstd",
 ) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{uuid.uuid4().hex}.parquet"
     try:
-        frame.write_parquet(tmp, compression="zstd", statistics=True, metadata=metadata)
+        frame.write_parquet(tmp, compression=compression, statistics=True, metadata=metadata)  # type: ignore[arg-type]
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -111,12 +116,28 @@ class _Pending:
     error: BaseException | None = None
 
 
+_DAY_NS = 86_400 * 10**9
+_EPOCH_DAY = date(1970, 1, 1)
+
+
+def _group_frame(measurement: str, parts: list[pl.DataFrame | Columns]) -> pl.DataFrame:
+    """One frame of a group's rows: validated columns are built together, frames concatenated."""
+    if all(isinstance(p, Columns) for p in parts):
+        return build_frame(measurement, parts)  # type: ignore[arg-type]
+    frames = [p.frame() if isinstance(p, Columns) else p for p in parts]
+    if len(frames) == 1:
+        return frames[0]
+    return pl.concat(frames, how="vertical" if measurement in MEASUREMENTS else "diagonal_relaxed")
+
+
 def _day_of(value: datetime) -> date:
     return value.astimezone(UTC).date() if value.tzinfo else value.date()
 
 
 class ParquetStore:
     """The embedded `TelemetryStore`. Safe for one writing process and any number of readers."""
+
+    accepts_columns = True  # write_batches(conformed=True) takes telemetry.batch.Columns
 
     def __init__(
         self,
@@ -154,10 +175,21 @@ class ParquetStore:
             raise SchemaError("missing the 'time' column", measurement)
         return frame.with_columns(as_time(frame[TIME], f"{measurement}.time"))
 
+    def _split(self, frame: pl.DataFrame | Columns) -> list[tuple[str, pl.DataFrame | Columns]]:
+        """`_split_days` for a frame or validated columns (kept unbuilt when they fall on one day)."""
+        if isinstance(frame, Columns):
+            span = frame.time_range()
+            if span is not None and span[0] // _DAY_NS == span[1] // _DAY_NS:
+                return [(str(_EPOCH_DAY + timedelta(days=span[0] // _DAY_NS)), frame)]
+            frame = frame.frame()
+        return list(self._split_days(frame))
+
     def _split_days(self, frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
-        days = frame[TIME].dt.date().alias("_d")
-        if days.min() == days.max():
-            return [(str(days[0]), frame)]
+        t = frame[TIME]
+        lo, hi = t.min(), t.max()
+        if isinstance(lo, datetime) and isinstance(hi, datetime) and _day_of(lo) == _day_of(hi):
+            return [(str(_day_of(lo)), frame)]
+        days = t.dt.date().alias("_d")
         parts = frame.with_columns(days).partition_by("_d", as_dict=True, include_key=False)
         return [(str(k[0]), v) for k, v in parts.items()]
 
@@ -173,13 +205,53 @@ class ParquetStore:
     def write_batch(self, key: BatchKey, frames: Mapping[str, pl.DataFrame]) -> bool:
         """Store a batch durably, once. Concurrent callers are committed together (group commit): one
         file per measurement/day for all the batches waiting, one fsync each, then every caller returns."""
-        prepared = {m: f for m, f in ((m, self._prepare(m, f)) for m, f in frames.items()) if f.height}
-        if not prepared:
-            return self._empty_batch(key)
-        pending = _Pending(key, prepared)
+        (result,) = self.write_batches([(key, frames)])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def write_batches(
+        self, items: Sequence[tuple[BatchKey, Mapping[str, pl.DataFrame | Columns]]], *, conformed: bool = False
+    ) -> list[bool | BaseException]:
+        """`write_batch` for many batches at once (the collector hands over the batches of concurrent
+        requests together): they are committed as one group. Returns, per batch, True (stored), False
+        (a replay) or the exception that batch raised; every stored batch is durable on return.
+        ``conformed=True`` says the frames are already in schema form (`conform`), which skips a check;
+        they may then also be `telemetry.batch.Columns` (validated, not yet built): the rows of a group are
+        built into one DataFrame per measurement/day."""
+        results: list[bool | BaseException] = [False] * len(items)
+        waiting: list[tuple[int, _Pending]] = []
+        for i, (key, frames) in enumerate(items):
+            try:
+                if conformed and all(m in MEASUREMENTS for m in frames):
+                    prepared = {m: f for m, f in frames.items() if f.height}
+                elif any(isinstance(f, Columns) for f in frames.values()):
+                    raise TypeError("validated columns need conformed=True")
+                else:
+                    prepared = {m: f for m, f in ((m, self._prepare(m, f)) for m, f in frames.items()) if f.height}
+                if not prepared:
+                    results[i] = self._empty_batch(key)
+                    continue
+            except Exception as exc:
+                results[i] = exc
+                continue
+            waiting.append((i, _Pending(key, prepared)))
+        if waiting:
+            self._group_commit([p for _, p in waiting])
+        for i, p in waiting:
+            if p.error is not None:
+                err = StoreError(f"writing batch {p.key.slug()} failed: {p.error}")
+                err.__cause__ = p.error
+                results[i] = err
+            else:
+                results[i] = p.new
+        return results
+
+    def _group_commit(self, mine: list[_Pending]) -> None:
+        """Queue ``mine`` and return once all of them are committed (by this thread or another one)."""
         with self._commit_cv:
-            self._commit_queue.append(pending)
-            while not pending.done:
+            self._commit_queue.extend(mine)
+            while not all(p.done for p in mine):
                 if self._committing:
                     self._commit_cv.wait()
                     continue
@@ -195,9 +267,6 @@ class ParquetStore:
                     self._commit_cv.acquire()
                     self._committing = False
                     self._commit_cv.notify_all()
-        if pending.error is not None:
-            raise StoreError(f"writing batch {key.slug()} failed: {pending.error}") from pending.error
-        return pending.new
 
     def _commit(self, group: list[_Pending]) -> None:
         parts: dict[tuple[str, str], list[tuple[str, pl.DataFrame]]] = {}
@@ -205,7 +274,7 @@ class ParquetStore:
         for p in group:
             slug = p.key.slug()
             for measurement, frame in p.frames.items():
-                for day, part in self._split_days(frame):
+                for day, part in self._split(frame):
                     where = (measurement, day)
                     if slug in self._stored_batches(where) or (measurement, day, slug) in owners:
                         continue  # a replay: already stored (or twice in this group)
@@ -215,14 +284,14 @@ class ParquetStore:
             dirs = set()
             for (measurement, day), items in parts.items():
                 d = self.root / measurement / day
-                how = "vertical" if measurement in MEASUREMENTS else "diagonal_relaxed"
-                frame = items[0][1] if len(items) == 1 else pl.concat([f for _, f in items], how=how)
+                frame = _group_frame(measurement, [f for _, f in items])
                 slugs = [slug for slug, _ in items]
                 _atomic_write(
                     frame,
                     d / f"g-{uuid.uuid4().hex}.parquet",
                     metadata={BATCHES_KEY: json.dumps(slugs)},
                     sync_dir=False,
+                    compression="lz4",  # cheaper to write; compaction rewrites the rows with zstd
                 )
                 dirs.add(d)
             for d in dirs:
