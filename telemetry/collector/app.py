@@ -264,9 +264,12 @@ def plain_batch(doc: Any) -> tuple[str, str, int, list[tuple[str, dict]]] | None
 class GroupCommitter:
     """Hands the batches of concurrent requests to the store together: one ``write_batches`` call (one file
     per measurement and one fsync each, for the whole group) on one worker thread, instead of a thread
-    per request contending for the GIL and the commit lock. A group starts at most every
-    ``min_interval_s`` (under load the batches of that interval share one commit; a lone request is
-    committed at once). Every caller gets its own batch's answer once the group is durable."""
+    per request contending for the GIL and the commit lock. A group is committed as soon as the previous
+    one is done and no other request is on its way in (its body being read or validated: ``arriving``);
+    while some are, it waits for them, up to ``min_interval_s`` after the previous group started. So a
+    lone request is committed at once, a few clients sending back to back are not held up, and a busy
+    collector commits fewer, larger groups. Every caller gets its own batch's answer once the group is
+    durable."""
 
     def __init__(self, store: Any, min_interval_s: float = 0.05) -> None:
         self.store = store
@@ -288,6 +291,7 @@ class GroupCommitter:
         self._pending: list[tuple[BatchKey, dict, asyncio.Future]] = []
         self._task: asyncio.Task | None = None
         self._last_start = 0.0
+        self.arriving = 0  # requests received and not yet handed to write() (the fast lane counts them)
 
     async def write(self, key: BatchKey, frames: dict[str, Columns]) -> bool:
         """Store one batch (validated columns); True when new, False for a replay."""
@@ -303,9 +307,9 @@ class GroupCommitter:
 
     async def _run(self) -> None:
         while self._pending:
-            wait = self._last_start + self.min_interval_s - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            deadline = self._last_start + self.min_interval_s
+            while self.arriving > 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
             group, self._pending = self._pending, []
             self._last_start = time.monotonic()
             try:
@@ -464,7 +468,9 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
             return ApiError(503, "store_error", str(exc), headers={"Retry-After": "5"})
         return None
 
-    async def _lane_batch(headers: dict[bytes, bytes], doc: tuple[str, str, int, list]) -> Response:
+    async def _lane_batch(
+        headers: dict[bytes, bytes], doc: tuple[str, str, int, list], arriving: list[bool]
+    ) -> Response:
         auth = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, value = auth.partition(" ")
         token = value.strip() if scheme.lower() in ("bearer", "token") and value.strip() else None
@@ -490,6 +496,8 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
         rows = sum(f.height for f in frames.values())
         _limit(node, rows)
         started = time.perf_counter()
+        arriving[0] = False
+        committer.arriving -= 1
         try:
             new = await committer.write(BatchKey(batch_node, boot_id, seq), frames)
         except StoreError as exc:  # StoreUnavailableError is a StoreError
@@ -507,6 +515,15 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
         return Response(orjson.dumps({**ack, "rows": rows}), media_type="application/json")
 
     async def batch_lane(scope: dict, receive: Callable, send: Callable) -> None:
+        committer.arriving += 1
+        arriving = [True]  # until this request hands its batch to the committer (or gives up)
+        try:
+            await _batch_lane(scope, receive, send, arriving)
+        finally:
+            if arriving[0]:
+                committer.arriving -= 1
+
+    async def _batch_lane(scope: dict, receive: Callable, send: Callable, arriving: list[bool]) -> None:
         got = await read_body(scope, receive, send, max_body)
         if got is None:
             return
@@ -520,11 +537,13 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
             except orjson.JSONDecodeError:
                 doc = None
         if doc is None:  # NaN literals, a non-JSON content type, anything pydantic has to judge: the route
+            arriving[0] = False
+            committer.arriving -= 1
             scope = {**scope, "neighborscope.body": True}
             await FastAPI.__call__(app, scope, _replay(data, receive), send)
             return
         try:
-            response: Response = await _lane_batch(headers, doc)
+            response: Response = await _lane_batch(headers, doc, arriving)
         except ApiError as exc:
             response = error_response(exc.status, exc.code, exc.message, exc.where, exc.headers)
         except Exception as exc:

@@ -9,7 +9,8 @@ URLs (``open_store`` hands every non-file scheme to this module)::
     influx2s://...                                                 the same over https
 
 Query parameters common to both: ``queue=DIR`` (the local durable queue, see `telemetry.store.queued`),
-``batch_bytes=N`` (largest write body before gzip, default 4 MiB), ``timeout=SECONDS``, ``gzip=0|1``,
+``batch_bytes=N`` (largest write body before gzip, default 4 MiB), ``timeout=SECONDS``, ``gzip=0|1`` (default
+1, but 0 to a loopback host),
 ``artifacts=DIR`` (large frames are kept on local disk: InfluxDB is no place for per-token arrays),
 ``api=v1|v2`` to override the scheme, ``chunk_size=N`` for query streaming, ``retry_max_s=S`` (longest
 wait between retries of the queue, default 30).
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import ipaddress
 import json
 import logging
 import os
@@ -192,12 +194,25 @@ class InfluxConfig:
             org=params.get("org") or "-",
             batch_bytes=batch_bytes,
             timeout_s=timeout_s,
-            gzip=params.get("gzip", "1").lower() not in ("0", "false", "no", "off"),
+            gzip=_gzip_param(params.get("gzip"), parts.hostname),
             chunk_size=chunk_size,
             retry_max_s=retry_max_s,
             queue_dir=Path(params["queue"]).expanduser() if params.get("queue") else None,
             artifacts_dir=Path(params["artifacts"]).expanduser() if params.get("artifacts") else None,
         )
+
+
+def _gzip_param(value: str | None, hostname: str) -> bool:
+    """``gzip=0|1``; by default on, except to a loopback host, where compressing costs CPU (both ours and
+    InfluxDB's, on the same machine) and saves no network."""
+    if value is not None:
+        return value.lower() not in ("0", "false", "no", "off")
+    if hostname == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return True
 
 
 def _redact(url: str) -> str:

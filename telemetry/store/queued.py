@@ -2,10 +2,12 @@
 
 ``write_batch`` / ``write`` check the frames against the schema, write them as one queue file (Arrow IPC,
 lz4; temp file, fsync, rename, fsync the directory) and return: that is when the collector acknowledges
-the agent. A drainer thread sends the queue to the remote store in order: it takes the next run of queue
-files (up to ``drain_rows`` rows), concatenates each measurement's frames, encodes them to line protocol
-in one vectorised call (the encoder's cost is mostly per call, so this is where batching pays) and POSTs
-bodies of at most ``batch_bytes``, in order:
+the agent. ``write_batches`` does the same for the batches of concurrent requests together: one frame per
+measurement and one queue file (one fsync) for the whole group. A drainer thread sends the queue to the
+remote store in order: it takes the next run of queue files (up to ``drain_rows`` rows), concatenates each
+measurement's frames, encodes them to line protocol in one vectorised call (the encoder's cost is mostly
+per call, so this is where batching pays: encoding when queued would pay it per group) and POSTs bodies of
+at most ``batch_bytes``, in order:
 
 - the remote is down, slow, or answers 429 / 503: wait (``Retry-After`` when given, else exponential
   backoff up to ``retry_max_s``, 30 s by default) and send the same request again; never drop, never reorder;
@@ -21,8 +23,8 @@ successful send and the ``sent.log`` append re-sends a batch, which stores nothi
 
 Layout of the queue directory::
 
-    q-<n:020d>.arrow one queued write: a JSON header line (key, rows, parts), then one Arrow IPC stream
-                     (lz4) per measurement
+    q-<n:020d>.arrow one queued write or group of batches: a JSON header line (keys, rows, parts), then
+                     one Arrow IPC stream (lz4) per measurement
     sent.json        sent keys: {"node\\tboot_id": [[lo, hi], ...]} (rewritten at start)
     sent.log         sent keys appended since (one JSON [node, boot_id, seq] per line)
     rejected.lp      lines the remote refused, each after a "# reason" comment
@@ -56,6 +58,7 @@ from typing import Any
 import polars as pl
 
 from telemetry.errors import StoreError, StoreUnavailableError
+from telemetry.schema import MEASUREMENTS
 from telemetry.store.base import BatchKey, TagFilter
 
 log = logging.getLogger("neighborscope.queue")
@@ -105,7 +108,7 @@ class SeqSet:
 class _Entry:
     n: int
     path: Path
-    key: BatchKey | None
+    keys: list[BatchKey]
     rows: int
     parts: list[list[Any]]  # [measurement, nbytes, rows]
 
@@ -132,7 +135,7 @@ class QueuedStore:
         queue_dir: str | Path,
         *,
         max_queue_bytes: int = 8 * 2**30,
-        drain_rows: int = 50_000,
+        drain_rows: int = 10_000,
         linger_s: float = 0.05,
     ) -> None:
         self.remote = remote
@@ -220,10 +223,10 @@ class QueuedStore:
                 log.error("queue file %s is unreadable (%s); moved to %s.bad", path, exc, path.name)
                 path.rename(path.with_suffix(".bad"))
                 continue
-            key = BatchKey(*header["key"]) if header.get("key") else None
-            if key is not None:
+            keys = [BatchKey(*k) for k in header.get("keys") or ([header["key"]] if header.get("key") else [])]
+            for key in keys:
                 self._keys.setdefault((key.node, key.boot_id), SeqSet()).add(key.seq)
-            entries.append(_Entry(int(path.stem[2:]), path, key, header["rows"], header["parts"]))
+            entries.append(_Entry(int(path.stem[2:]), path, keys, header["rows"], header["parts"]))
             self._queued_bytes += path.stat().st_size
         self._entries.extend(entries)
         self._next_n = entries[-1].n + 1 if entries else 0
@@ -250,48 +253,109 @@ class QueuedStore:
 
     # ---- writing -------------------------------------------------------------------------------
 
+    accepts_columns = True  # write_batches(conformed=True) takes telemetry.batch.Columns
+
     def write(self, measurement: str, frame: pl.DataFrame) -> int:
-        self._enqueue(None, {measurement: self.remote.prepare(measurement, frame)})
+        prepared = self.remote.prepare(measurement, frame)
+        self._enqueue([], {measurement: [prepared]}, prepared.height)
         return frame.height
 
     def write_batch(self, key: BatchKey, frames: Mapping[str, pl.DataFrame]) -> bool:
+        (result,) = self.write_batches([(key, frames)])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def write_batches(
+        self, items: Sequence[tuple[BatchKey, Mapping[str, Any]]], *, conformed: bool = False
+    ) -> list[bool | BaseException]:
+        """`write_batch` for many batches at once: the new ones become one queue entry (one frame per
+        measurement, one fsync). Returns per batch True (queued), False (a replay) or
+        the exception it raised. ``conformed=True``: the frames are in schema form, or
+        `telemetry.batch.Columns` (validated, built here into one DataFrame per measurement)."""
+        from telemetry.batch import Columns, build_frame
+
         self.open()
+        results: list[bool | BaseException] = [False] * len(items)
+        checked: list[tuple[int, BatchKey, dict[str, Any]]] = []
+        for i, (key, frames) in enumerate(items):
+            try:
+                if conformed and all(isinstance(f, Columns) or m in MEASUREMENTS for m, f in frames.items()):
+                    ready = {m: f for m, f in frames.items() if f.height}
+                else:
+                    ready = {
+                        m: self.remote.prepare(m, f.frame() if isinstance(f, Columns) else f) for m, f in frames.items()
+                    }
+                    ready = {m: f for m, f in ready.items() if f.height}
+            except Exception as exc:
+                results[i] = exc
+                continue
+            checked.append((i, key, ready))
+        fresh: list[tuple[int, BatchKey, dict[str, Any]]] = []
         with self._lock:
-            if self._known(key):
-                return False
-        return self._enqueue(key, {m: self.remote.prepare(m, f) for m, f in frames.items()})
+            for i, key, ready in checked:
+                while key in self._pending_keys:  # the same batch, being written by another request
+                    self._lock.wait(1.0)
+                if self._known(key):
+                    continue
+                self._keys.setdefault((key.node, key.boot_id), SeqSet()).add(key.seq)
+                self._pending_keys.add(key)
+                fresh.append((i, key, ready))
+        if not fresh:
+            return results
+        keys = [key for _, key, _ in fresh]
+        by_measurement: dict[str, list[Any]] = {}
+        for _, _, ready in fresh:
+            for m, f in ready.items():
+                by_measurement.setdefault(m, []).append(f)
+        try:
+            frames_by_m: dict[str, list[pl.DataFrame]] = {}
+            for m, parts in by_measurement.items():
+                if all(isinstance(p, Columns) for p in parts):
+                    frames_by_m[m] = [build_frame(m, parts)]
+                else:
+                    frames_by_m[m] = [p.frame() if isinstance(p, Columns) else p for p in parts]
+            rows = sum(f.height for fs in frames_by_m.values() for f in fs)
+            self._enqueue(keys, frames_by_m, rows)
+        except BaseException as exc:
+            with self._lock:
+                for key in keys:
+                    self._forget(key)
+                    self._pending_keys.discard(key)
+                self._lock.notify_all()
+            if not isinstance(exc, Exception):
+                raise
+            for i, _, _ in fresh:
+                results[i] = exc
+            return results
+        for i, _, _ in fresh:
+            results[i] = True
+        return results
 
     def _known(self, key: BatchKey) -> bool:
         seqs = self._keys.get((key.node, key.boot_id))
         return seqs is not None and key.seq in seqs
 
-    def _enqueue(self, key: BatchKey | None, frames: Mapping[str, pl.DataFrame]) -> bool:
+    def _enqueue(self, keys: list[BatchKey], frames: Mapping[str, list[pl.DataFrame]], rows: int) -> None:
+        """Make ``frames`` one durable queue entry: one Arrow IPC stream per measurement (temp file, fsync,
+        rename, fsync the directory). ``keys`` are already recorded and pending; they stop being pending
+        here, on success (the caller forgets them on failure)."""
         self.open()
         chunks: list[bytes] = []
         parts: list[list[Any]] = []
-        for measurement, frame in frames.items():
-            if frame.height == 0:
+        for measurement, group in frames.items():
+            frame = _concat(group) if group else None
+            if frame is None or frame.height == 0:
                 continue
             buf = io.BytesIO()
             frame.write_ipc_stream(buf, compression="lz4")
             chunks.append(buf.getvalue())
             parts.append([measurement, len(chunks[-1]), frame.height])
         payload = b"".join(chunks)
-        rows = sum(p[2] for p in parts)
-        header = {"key": [key.node, key.boot_id, key.seq] if key else None, "rows": rows, "parts": parts}
+        header = {"keys": [[k.node, k.boot_id, k.seq] for k in keys], "rows": rows, "parts": parts}
         head = json.dumps(header).encode() + b"\n"
         with self._lock:
-            if key is not None:
-                while key in self._pending_keys:  # the same batch, being written by another request
-                    self._lock.wait(1.0)
-                if self._known(key):
-                    return False
-                self._keys.setdefault((key.node, key.boot_id), SeqSet()).add(key.seq)
-                self._pending_keys.add(key)
             if self._queued_bytes + len(head) + len(payload) > self.max_queue_bytes:
-                if key is not None:
-                    self._forget(key)
-                    self._pending_keys.discard(key)
                 raise StoreUnavailableError(
                     f"queue {self.queue_dir} is full ({self._queued_bytes} bytes waiting for "
                     f"{self.remote!r}; last error: {self.last_error}); retry later"
@@ -300,8 +364,8 @@ class QueuedStore:
             self._next_n += 1
             self._inflight.add(n)
         path = self.queue_dir / f"q-{n:020d}.arrow"
+        tmp = self.queue_dir / f".tmp-{n}-{uuid.uuid4().hex}"
         try:
-            tmp = self.queue_dir / f".tmp-{n}-{uuid.uuid4().hex}"
             with open(tmp, "wb") as fh:
                 fh.write(head + payload)
                 fh.flush()
@@ -313,12 +377,9 @@ class QueuedStore:
                 tmp.unlink()
             with self._lock:
                 self._inflight.discard(n)
-                if key is not None:
-                    self._forget(key)
-                    self._pending_keys.discard(key)
                 self._lock.notify_all()
             raise
-        entry = _Entry(n, path, key, rows, parts)
+        entry = _Entry(n, path, list(keys), rows, parts)
         with self._lock:
             # keep the deque ordered by n (writers may finish out of order)
             if not self._entries or self._entries[-1].n < n:
@@ -328,11 +389,10 @@ class QueuedStore:
                 bisect.insort(items, entry, key=lambda e: e.n)
                 self._entries = deque(items)
             self._inflight.discard(n)
-            if key is not None:
+            for key in keys:
                 self._pending_keys.discard(key)
             self._queued_bytes += len(head) + len(payload)
             self._lock.notify_all()
-        return True
 
     def _forget(self, key: BatchKey) -> None:
         # only used right after adding the key, before anyone saw it acknowledged
@@ -468,7 +528,7 @@ class QueuedStore:
             os.fsync(fh.fileno())
 
     def _done(self, batch: list[_Entry]) -> None:
-        keys = [e.key for e in batch if e.key is not None]
+        keys = [k for e in batch for k in e.keys]
         if keys:
             self._sent_log.write("".join(json.dumps([k.node, k.boot_id, k.seq]) + "\n" for k in keys))
             self._sent_log.flush()
