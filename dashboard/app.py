@@ -1,6 +1,8 @@
 """The neighborscope SRE dashboard (Streamlit). Start it with ``neighborscope dashboard``.
 
-Pages live in ``dashboard/pages/``; this script only sets the page frame and the navigation.
+Pages live in ``dashboard/views/``; this script only sets the page frame and the navigation. (Not ``pages/``:
+Streamlit also registers a ``pages/`` folder beside the main script as pages of its own, so the first visit to a
+deep link such as ``/node`` after a restart showed "Page not found".)
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import streamlit as st
 
 _started = time.perf_counter()
 
-PAGES = Path(__file__).resolve().parent / "pages"
+PAGES = Path(__file__).resolve().parent / "views"
 
 st.set_page_config(page_title="neighborscope", page_icon=":material/sensors:", layout="wide")
 

@@ -95,7 +95,6 @@ else:
              .alias("groups"))
         .sort("socket", "pcie_switch")
     )
-    st.dataframe(by_switch, hide_index=True, column_config={
-        "socket": "CPU socket", "pcie_switch": "PCIe switch", "cooling_zone": "cooling zone",
-        "devices": "devices", "groups": "groups (tenants)",
-    })
+    # a few rows: a static table (st.table) draws without loading the data grid's JavaScript (st.dataframe)
+    st.table(by_switch.rename({"socket": "CPU socket", "pcie_switch": "PCIe switch", "cooling_zone": "cooling zone",
+                               "groups": "groups (tenants)"}), hide_index=True)

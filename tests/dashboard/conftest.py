@@ -10,11 +10,11 @@ from tests.dashboard.demo_store import build_demo_store
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 PAGES = {
-    "overview": "pages/overview.py",
-    "node_detail": "pages/node_detail.py",
-    "noisy_neighbours": "pages/noisy_neighbours.py",
-    "runs": "pages/runs.py",
-    "alerts": "pages/alerts.py",
+    "overview": "views/overview.py",
+    "node_detail": "views/node_detail.py",
+    "noisy_neighbours": "views/noisy_neighbours.py",
+    "runs": "views/runs.py",
+    "alerts": "views/alerts.py",
 }
 
 

@@ -178,3 +178,19 @@ def test_dashboard_on_an_empty_store_explains_itself(chromium, tmp_path: Path):
         context.close()
     finally:
         stop(dash)
+
+
+def test_a_deep_link_opened_first_after_a_restart_finds_its_page(chromium, demo_store: Path, tmp_path: Path):
+    """A bookmarked /node is the first page a fresh dashboard server sees: no "Page not found" (Streamlit used to
+    register a `pages/` folder beside the script as pages of its own, without our url paths)."""
+    dash = start_dashboard(demo_store, tmp_path)
+    try:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(f"{dash.url}/node", wait_until="domcontentloaded")
+        wait_rendered(page, 1)
+        assert page.get_by_text("Page not found").count() == 0
+        assert page.locator("h1").first.inner_text().strip() == "Node detail"
+        context.close()
+    finally:
+        stop(dash)

@@ -133,8 +133,8 @@ def test_overview_flags_a_node_gone_quiet_and_its_stale_devices(tmp_path: Path, 
 
 def test_node_detail_lists_topology_by_switch(demo_store: Path, monkeypatch: pytest.MonkeyPatch):
     at = run_page("node_detail", demo_store, monkeypatch)
-    topo = at.dataframe[0].value
-    assert set(topo["pcie_switch"]) == {f"sw{k}" for k in range(8)}
+    topo = at.table[0].value
+    assert set(topo["PCIe switch"]) == {f"sw{k}" for k in range(8)}
 
 
 def test_node_detail_without_topology_says_where_to_put_it(demo_store: Path, monkeypatch: pytest.MonkeyPatch,
