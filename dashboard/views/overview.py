@@ -93,17 +93,25 @@ def node_devices(node: str, devs: pl.DataFrame, topo: pl.DataFrame, tr: layout.T
     st.plotly_chart(fig, key=f"heatmap-{node}", config={"displaylogo": False})
     if flags:
         st.markdown("**Devices needing attention**")
-        show = status.filter(pl.col("device").is_in(list(flags))).with_columns(
-            pl.col("device").replace_strict(flags, default="", return_dtype=pl.String).alias("flag"),
-            (pl.col("throttled_share") * 100).round(1).alias("throttled_pct"),
-        ).select("device", "flag", "last_seen", "temp_c", "power_w", "util_pct", "throttled_pct")
-        st.dataframe(show, hide_index=True, column_config={
-            "temp_c": st.column_config.NumberColumn("temp (°C)", format="%.1f"),
-            "power_w": st.column_config.NumberColumn("power (W)", format="%.0f"),
-            "util_pct": st.column_config.NumberColumn("util (%)", format="%.0f"),
-            "throttled_pct": st.column_config.NumberColumn("throttled (% of range)", format="%.1f"),
-            "last_seen": st.column_config.DatetimeColumn("last sample (UTC)"),
-        })
+        # a static table (st.table): at most a node's devices, and it draws without loading the data grid's
+        # JavaScript, which would otherwise compete with the heatmap for the browser's first seconds
+        show = (
+            status.filter(pl.col("device").is_in(list(flags)))
+            .with_columns(pl.col("device").replace_strict(flags, default="", return_dtype=pl.String).alias("flag"))
+            .sort(pl.col("throttled_share").fill_null(0),  # most throttled first, then in the heatmap's order
+                  pl.col("device").replace_strict({d: i for i, d in enumerate(device_groups)}, default=len(device_groups),
+                                                  return_dtype=pl.Int64), descending=[True, False])
+            .select(
+                "device", "flag",
+                pl.col("last_seen").dt.strftime("%Y-%m-%d %H:%M:%S").alias("last sample (UTC)"),
+                pl.col("temp_c").round(1).cast(pl.String).alias("temp (°C)"),
+                pl.col("power_w").round(0).cast(pl.Int64).cast(pl.String).alias("power (W)"),
+                pl.col("util_pct").round(0).cast(pl.Int64).cast(pl.String).alias("util (%)"),
+                (pl.col("throttled_share") * 100).round(1).cast(pl.String).alias("throttled (% of range)"),
+            )
+            .fill_null("—")
+        )
+        st.table(show, hide_index=True)
     else:
         st.success(f"All {len(device_groups)} accelerators of {node} reported and none throttled in this range.")
 

@@ -127,7 +127,7 @@ def test_overview_flags_a_node_gone_quiet_and_its_stale_devices(tmp_path: Path, 
     at = run_page("overview", tmp_path / "store", monkeypatch)
     assert not at.exception
     assert any("No telemetry from node quiet since 2026-03-02 09:00:59" in w for w in texts(at, "warning"))
-    flagged = at.dataframe[0].value  # busy comes first (sorted); its attention table
+    flagged = at.table[0].value  # busy comes first (sorted); its attention table
     assert dict(zip(flagged["device"], flagged["flag"], strict=True)) == {"d0": "throttled 16%", "d1": "stale"}
 
 
