@@ -13,7 +13,9 @@
    - ``cold``: the first visit after the server started (empty query caches, empty browser cache);
    - ``expired``: a new tab of the same browser profile after the query cache TTL passed (queries run again;
      what a returning user opening the dashboard sees);
-   - ``warm``: a new tab within the TTL (reduced results served from ``st.cache_data``).
+   - ``warm``: a new tab within the TTL (reduced results served from ``st.cache_data``);
+   - ``in app``: a click on the page's sidebar link from the other page, in the same tab (how an SRE moves
+     between pages; plotly.js is already loaded there).
 
    It also times the server-side reductions alone (no Streamlit), and prints the 1-minute load average, since
    a busy 2-core machine stretches every figure. Target: under 3 s per page.
@@ -36,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, DRAWN, start_dashboard, stop  # noqa: E402
 
 PAGES = {"overview": ("", 1), "node_detail": ("node", 1)}
+# sidebar link text and a selector only the page's own chart has (the overview's heatmap, node detail's lines)
+IN_APP = {"overview": ("Fleet overview", ".heatmaplayer .hm"), "node_detail": ("Node detail", ".scatterlayer .trace")}
 SCRIPT_DONE: list[float] = []  # seconds until the script finished, per load (the rest is the browser drawing)
 DEFAULT_STORE = ROOT / "neighborscope-demo" / "bench-24h" / "store"
 
@@ -99,6 +103,32 @@ def rendered_in(context, url: str, charts: int) -> float:  # a Playwright Browse
         if page.locator("[data-testid='stException']").count():
             raise RuntimeError(f"{url}: Streamlit exception on the page")
         return elapsed
+    finally:
+        page.close()
+
+
+def switched_in(context, url: str, name: str, other: str, repeat: int) -> list[float]:
+    """Seconds from a click on ``name``'s sidebar link, on the page ``other`` already drawn, until ``name``'s
+    chart is drawn: how an SRE moves between pages (plotly.js is already loaded in the tab)."""
+    page = context.new_page()
+    try:
+        page.goto(url + PAGES[other][0], wait_until="commit")
+        page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=120_000)
+        page.wait_for_function(DRAWN, arg=1, timeout=120_000)
+        out = []
+        for _ in range(repeat):
+            for target in (name, other):
+                title, marker = IN_APP[target]
+                t = time.perf_counter()
+                page.locator("[data-testid='stSidebarNav'] a", has_text=title).click()
+                page.wait_for_selector(f"[data-testid='stPlotlyChart'] {marker}", timeout=120_000)
+                page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=120_000)
+                page.wait_for_function(DRAWN, arg=1, timeout=120_000)
+                if target == name:
+                    out.append(time.perf_counter() - t)
+        if page.locator("[data-testid='stException']").count():
+            raise RuntimeError(f"{url}: Streamlit exception on the page")
+        return out
     finally:
         page.close()
 
@@ -180,13 +210,16 @@ def main() -> None:
                 for _ in range(max(1, args.repeat // 2)):
                     time.sleep(CACHE_TTL_S + 1)
                     expired.append(rendered_in(context, url, charts))
-                context.close()
                 script = statistics.median(SCRIPT_DONE[-(1 + len(warm) + len(expired)):])
+                other = next(k for k in PAGES if k != name)
+                in_app = switched_in(context, f"{dash.url}/", name, other, args.repeat)
+                context.close()
                 result[name] = {"script_done_median_s": script, "cold_s": cold, "expired_median_s": statistics.median(expired),
-                                "warm_median_s": statistics.median(warm), "warm_all_s": warm, "expired_all_s": expired}
+                                "warm_median_s": statistics.median(warm), "warm_all_s": warm, "expired_all_s": expired,
+                                "in_app_median_s": statistics.median(in_app), "in_app_all_s": in_app}
                 print(f"{name:12s} cold {cold:5.2f} s · after cache expiry {statistics.median(expired):5.2f} s · "
                       f"warm {statistics.median(warm):5.2f} s (median of {len(warm)}); script done after {script:5.2f} s "
-                      "(median)", flush=True)
+                      f"(median); from the other page in the same tab {statistics.median(in_app):5.2f} s", flush=True)
             browser.close()
     finally:
         stop(dash)
