@@ -135,7 +135,7 @@ class QueuedStore:
         queue_dir: str | Path,
         *,
         max_queue_bytes: int = 8 * 2**30,
-        drain_rows: int = 10_000,
+        drain_rows: int = 50_000,
         linger_s: float = 0.05,
     ) -> None:
         self.remote = remote
@@ -292,14 +292,18 @@ class QueuedStore:
                 continue
             checked.append((i, key, ready))
         fresh: list[tuple[int, BatchKey, dict[str, Any]]] = []
+        mine: set[BatchKey] = set()
         with self._lock:
             for i, key, ready in checked:
+                if key in mine:  # twice in this group: the first one is queued with it
+                    continue
                 while key in self._pending_keys:  # the same batch, being written by another request
                     self._lock.wait(1.0)
                 if self._known(key):
                     continue
                 self._keys.setdefault((key.node, key.boot_id), SeqSet()).add(key.seq)
                 self._pending_keys.add(key)
+                mine.add(key)
                 fresh.append((i, key, ready))
         if not fresh:
             return results

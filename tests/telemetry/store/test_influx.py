@@ -367,3 +367,11 @@ def test_benchmark_requests_dispatched_in_the_same_nanosecond_all_survive(influx
     assert sorted(got["request_index"].to_list()) == list(range(n + 1))
     offsets = (got["time"].dt.epoch("ns") - t0).to_list()
     assert max(offsets[:n]) < 1000  # moved by nanoseconds only
+
+
+def test_gzip_is_off_by_default_to_a_loopback_host():
+    assert InfluxConfig.from_url("influx://127.0.0.1:8086/db").gzip is False
+    assert InfluxConfig.from_url("influx://localhost:8086/db").gzip is False
+    assert InfluxConfig.from_url("influx://[::1]:8086/db").gzip is False
+    assert InfluxConfig.from_url("influx://db.example:8086/db").gzip is True
+    assert InfluxConfig.from_url("influx://127.0.0.1:8086/db?gzip=1").gzip is True

@@ -142,3 +142,27 @@ def test_concurrent_writer_and_reader_processes_see_no_torn_reads(tmp_path):
     assert w.wait(60) == 0
     assert seen[-1] == batches * ROWS_PER_BATCH
     assert len(seen) > 5
+
+
+def test_write_batches_commits_a_group_once_per_key(tmp_path):
+    from telemetry.batch import make_batch, validate_columns
+    from telemetry.schema import conform
+    from telemetry.store.base import BatchKey
+    from telemetry.store.parquet import ParquetStore
+
+    t0 = 1_700_000_000_000_000_000
+
+    def cols(i: int) -> dict:
+        f = conform(pl.DataFrame({"time": [t0 + i], "device": ["gpu0"], "temp_c": [float(i)]}), "accel")
+        doc = make_batch("n1", "b", i, {"accel": f})
+        return validate_columns("n1", [(x["measurement"], x["columns"]) for x in doc["frames"]])
+
+    store = ParquetStore(tmp_path / "s")
+    items = [(BatchKey("n1", "b", i), cols(i)) for i in (0, 1, 1, 2)]
+    assert store.write_batches(items, conformed=True) == [True, True, False, True]
+    assert store.write_batches([(BatchKey("n1", "b", 2), cols(2))], conformed=True) == [False]
+    assert store.query("accel")["temp_c"].to_list() == [0.0, 1.0, 2.0]
+    assert len(store.files("accel")) == 1  # one group file for the three batches
+    assert (
+        ParquetStore(tmp_path / "s").write_batch(BatchKey("n1", "b", 1), {"accel": cols(1)["accel"].frame()}) is False
+    )

@@ -319,3 +319,37 @@ def test_seq_set_merges_ranges():
     assert SeqSet([[1, 7], [10, 10]]).ranges() == [[1, 7], [10, 10]]
     assert SeqSet([[1, 7]]).without(4).ranges() == [[1, 3], [5, 7]]
     assert SeqSet([[1, 7]]).without(1).ranges() == [[2, 7]]
+
+
+def test_a_group_of_batches_is_queued_once_per_key(tmp_path):
+    from telemetry.batch import make_batch, validate_columns
+
+    remote = FakeRemote()
+    q = make(tmp_path, remote)
+    assert q.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)}) is True
+
+    def cols(i: int) -> dict:
+        doc = make_batch("n1", "b", i, {"accel": frame(i)})
+        return validate_columns("n1", [(f["measurement"], f["columns"]) for f in doc["frames"]])
+
+    items = [(BatchKey("n1", "b", i), cols(i)) for i in (0, 1, 2, 1)]  # 0: already queued; 1 twice
+    assert q.write_batches(items, conformed=True) == [False, True, True, False]
+    assert q.flush(10)
+    assert temps(remote) == [float(i) for i in range(3) for _ in range(3)]
+    q.close()
+    again = make(tmp_path, remote)  # the group's keys are known after a restart
+    assert again.write_batch(BatchKey("n1", "b", 2), {"accel": frame(2)}) is False
+    again.close()
+
+
+def test_a_bad_batch_in_a_group_fails_alone(tmp_path):
+    remote = FakeRemote()
+    q = make(tmp_path, remote)
+    bad = pl.DataFrame({"time": [T0], "temp_c": ["hot"]})
+    results = q.write_batches([(BatchKey("n1", "b", 0), {"accel": bad}), (BatchKey("n1", "b", 1), {"accel": frame(1)})])
+    assert isinstance(results[0], SchemaError) and results[1] is True
+    assert q.flush(10)
+    assert temps(remote) == [1.0] * 3
+    # the refused batch was not recorded: it can be sent again once fixed
+    assert q.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)}) is True
+    q.close()
