@@ -430,20 +430,25 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
         finally:
             metrics.store_seconds.observe(time.perf_counter() - started)
 
-    @app.post("/v1/batches", response_model=BatchAck, responses=ERRORS, tags=["ingest"])
-    async def post_batch(batch: BatchIn, node: str = Depends(authenticate)) -> BatchAck:
-        """Store one agent batch. A replay of a stored (node, boot_id, seq) is acknowledged as `duplicate`."""
-        if batch.node != node:
+    def _checked(node: str, batch_node: str, build: Callable[..., Any], *args: Any) -> Any:
+        """``build(*args)`` (the batch's validated frames or columns), once the token's node is the batch's;
+        403 for another node's data, 422 naming the field and sample for invalid data."""
+        if batch_node != node:
             metrics.rejects.labels("forbidden").inc()
-            raise ApiError(403, "forbidden", f"this token belongs to node {node!r}, not {batch.node!r}", "node")
+            raise ApiError(403, "forbidden", f"this token belongs to node {node!r}, not {batch_node!r}", "node")
         try:
-            frames = batch_frames(batch)
+            return build(*args)
         except ForeignNodeError as exc:
             metrics.rejects.labels("forbidden").inc()
             raise ApiError(403, "forbidden", str(exc), exc.where) from None
         except SchemaError as exc:
             metrics.rejects.labels("invalid").inc()
             raise ApiError(422, "invalid", str(exc), exc.where) from None
+
+    @app.post("/v1/batches", response_model=BatchAck, responses=ERRORS, tags=["ingest"])
+    async def post_batch(batch: BatchIn, node: str = Depends(authenticate)) -> BatchAck:
+        """Store one agent batch. A replay of a stored (node, boot_id, seq) is acknowledged as `duplicate`."""
+        frames = _checked(node, batch.node, batch_frames, batch)
         rows = sum(f.height for f in frames.values())
         _limit(node, rows)
         new = await _store(store.write_batch, BatchKey(batch.node, batch.boot_id, batch.seq), frames)
@@ -482,17 +487,7 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
             metrics.rejects.labels("unauthenticated").inc()
             raise ApiError(401, "unauthenticated", "unknown token", headers={"WWW-Authenticate": "Bearer"})
         batch_node, boot_id, seq, raw_frames = doc
-        if batch_node != node:
-            metrics.rejects.labels("forbidden").inc()
-            raise ApiError(403, "forbidden", f"this token belongs to node {node!r}, not {batch_node!r}", "node")
-        try:
-            frames = validate_columns(batch_node, raw_frames)
-        except ForeignNodeError as exc:
-            metrics.rejects.labels("forbidden").inc()
-            raise ApiError(403, "forbidden", str(exc), exc.where) from None
-        except SchemaError as exc:
-            metrics.rejects.labels("invalid").inc()
-            raise ApiError(422, "invalid", str(exc), exc.where) from None
+        frames = _checked(node, batch_node, validate_columns, batch_node, raw_frames)
         rows = sum(f.height for f in frames.values())
         _limit(node, rows)
         started = time.perf_counter()
