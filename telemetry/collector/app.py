@@ -334,11 +334,18 @@ def _field_values(measurement_name: str, frame: pl.DataFrame) -> int:
     return int(sum(frame.height - frame[c].null_count() for c in fields))
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+def _bearer_token(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <t>`` (or ``Token <t>``) header, else None."""
     scheme, _, value = header.partition(" ")
     if scheme.lower() in ("bearer", "token") and value.strip():
         return value.strip()
+    return None
+
+
+def _bearer(request: Request) -> str | None:
+    token = _bearer_token(request.headers.get("authorization", ""))
+    if token is not None:
+        return token
     if request.url.path == "/write":  # InfluxDB 1.x clients send the password as the token
         return request.query_params.get("p") or None
     return None
@@ -382,8 +389,8 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.collector.max_body_bytes)
     app.router.route_class = _FastJsonRoute
 
-    async def authenticate(request: Request) -> str:
-        token = _bearer(request)
+    def _node_for(token: str | None) -> str:
+        """The node a token belongs to; 401 for a missing or unknown token."""
         if token is None:
             metrics.rejects.labels("unauthenticated").inc()
             raise ApiError(401, "unauthenticated", "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
@@ -392,6 +399,9 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
             metrics.rejects.labels("unauthenticated").inc()
             raise ApiError(401, "unauthenticated", "unknown token", headers={"WWW-Authenticate": "Bearer"})
         return node
+
+    async def authenticate(request: Request) -> str:
+        return _node_for(_bearer(request))
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -476,16 +486,7 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
     async def _lane_batch(
         headers: dict[bytes, bytes], doc: tuple[str, str, int, list], arriving: list[bool]
     ) -> Response:
-        auth = headers.get(b"authorization", b"").decode("latin-1")
-        scheme, _, value = auth.partition(" ")
-        token = value.strip() if scheme.lower() in ("bearer", "token") and value.strip() else None
-        if token is None:
-            metrics.rejects.labels("unauthenticated").inc()
-            raise ApiError(401, "unauthenticated", "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        node = app.state.settings.node_for_token(token)
-        if node is None:
-            metrics.rejects.labels("unauthenticated").inc()
-            raise ApiError(401, "unauthenticated", "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        node = _node_for(_bearer_token(headers.get(b"authorization", b"").decode("latin-1")))
         batch_node, boot_id, seq, raw_frames = doc
         frames = _checked(node, batch_node, validate_columns, batch_node, raw_frames)
         rows = sum(f.height for f in frames.values())
