@@ -21,7 +21,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from telemetry.errors import SchemaError
-from telemetry.schema import TIME, TIME_DTYPE, measurement
+from telemetry.schema import MEASUREMENTS, TIME, TIME_DTYPE, measurement
 
 NODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
@@ -182,6 +182,17 @@ def validate_columns(node: str, frames: Sequence[tuple[str, Mapping[str, Any]]])
         else:
             out[m.name] = Columns(m.name, [*got.parts, (n, checked)], got.field_values + field_values)
     return out
+
+
+def group_frame(measurement_name: str, parts: Sequence[pl.DataFrame | Columns]) -> pl.DataFrame:
+    """One frame of a commit group's rows of one measurement: validated columns are built together
+    (`build_frame`), frames concatenated (a plain write of a non-schema measurement may differ in columns)."""
+    if all(isinstance(p, Columns) for p in parts):
+        return build_frame(measurement_name, parts)  # type: ignore[arg-type]
+    frames = [p.frame() if isinstance(p, Columns) else p for p in parts]
+    if len(frames) == 1:
+        return frames[0]
+    return pl.concat(frames, how="vertical" if measurement_name in MEASUREMENTS else "diagonal_relaxed")
 
 
 def build_frame(measurement_name: str, batches: Sequence[Columns]) -> pl.DataFrame:

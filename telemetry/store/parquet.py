@@ -32,7 +32,7 @@ from pathlib import Path
 
 import polars as pl
 
-from telemetry.batch import Columns, build_frame
+from telemetry.batch import Columns, group_frame
 from telemetry.errors import SchemaError, StoreError
 from telemetry.schema import MEASUREMENTS, TIME, as_time, conform
 from telemetry.store.base import BatchKey, TagFilter, register_scheme
@@ -118,16 +118,6 @@ class _Pending:
 
 _DAY_NS = 86_400 * 10**9
 _EPOCH_DAY = date(1970, 1, 1)
-
-
-def _group_frame(measurement: str, parts: list[pl.DataFrame | Columns]) -> pl.DataFrame:
-    """One frame of a group's rows: validated columns are built together, frames concatenated."""
-    if all(isinstance(p, Columns) for p in parts):
-        return build_frame(measurement, parts)  # type: ignore[arg-type]
-    frames = [p.frame() if isinstance(p, Columns) else p for p in parts]
-    if len(frames) == 1:
-        return frames[0]
-    return pl.concat(frames, how="vertical" if measurement in MEASUREMENTS else "diagonal_relaxed")
 
 
 def _day_of(value: datetime) -> date:
@@ -284,7 +274,7 @@ class ParquetStore:
             dirs = set()
             for (measurement, day), items in parts.items():
                 d = self.root / measurement / day
-                frame = _group_frame(measurement, [f for _, f in items])
+                frame = group_frame(measurement, [f for _, f in items])
                 slugs = [slug for slug, _ in items]
                 _atomic_write(
                     frame,

@@ -273,7 +273,7 @@ class QueuedStore:
         measurement, one fsync). Returns per batch True (queued), False (a replay) or
         the exception it raised. ``conformed=True``: the frames are in schema form, or
         `telemetry.batch.Columns` (validated, built here into one DataFrame per measurement)."""
-        from telemetry.batch import Columns, build_frame
+        from telemetry.batch import Columns, group_frame
 
         self.open()
         results: list[bool | BaseException] = [False] * len(items)
@@ -313,12 +313,7 @@ class QueuedStore:
             for m, f in ready.items():
                 by_measurement.setdefault(m, []).append(f)
         try:
-            frames_by_m: dict[str, list[pl.DataFrame]] = {}
-            for m, parts in by_measurement.items():
-                if all(isinstance(p, Columns) for p in parts):
-                    frames_by_m[m] = [build_frame(m, parts)]
-                else:
-                    frames_by_m[m] = [p.frame() if isinstance(p, Columns) else p for p in parts]
+            frames_by_m = {m: [group_frame(m, parts)] for m, parts in by_measurement.items()}
             rows = sum(f.height for fs in frames_by_m.values() for f in fs)
             self._enqueue(keys, frames_by_m, rows)
         except BaseException as exc:
