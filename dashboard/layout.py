@@ -41,6 +41,17 @@ def settings() -> data.Settings:
     return data.Settings.from_env()
 
 
+def page_header(title: str, intro: str) -> tuple[data.Settings, str]:
+    """Every page's start: its title and what it shows, a stop with the reason when the store cannot be read,
+    and the sidebar's range preset. Returns (settings, range preset)."""
+    s = settings()
+    st.title(title)
+    st.write(intro)
+    if store_problem(s.store_url):
+        st.stop()
+    return s, range_choice()
+
+
 def range_choice(key: str = "range") -> str:
     """The sidebar's range preset (shared by every page through session state)."""
     choice = st.sidebar.selectbox(

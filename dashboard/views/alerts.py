@@ -7,13 +7,11 @@ import streamlit as st
 
 from dashboard import alerts_view, layout
 
-s = layout.settings()
-st.title("Alerts")
-st.write("Noisy-neighbour degradation, performance regressions and thermal regressions raised by "
-         "`neighborscope alerts`, with their labels and annotations, and the silences in force.")
-if layout.store_problem(s.store_url):
-    st.stop()
-choice = layout.range_choice()
+s, choice = layout.page_header(
+    "Alerts",
+    "Noisy-neighbour degradation, performance regressions and thermal regressions raised by "
+    "`neighborscope alerts`, with their labels and annotations, and the silences in force.",
+)
 tr = layout.resolve_range(choice, s.store_url)
 layout.range_caption(tr, s.store_url)
 state = alerts_view.load_state(s)

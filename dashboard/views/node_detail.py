@@ -9,13 +9,11 @@ import streamlit as st
 from dashboard import charts, data, layout
 from telemetry.schema import ACCEL, HOST, TENANT
 
-s = layout.settings()
-st.title("Node detail")
-st.write("Pick a metric and devices: the accelerators, the host CPU and the co-tenants share one time axis; "
-         "the chosen groups' benchmark runs are shaded.")
-if layout.store_problem(s.store_url):
-    st.stop()
-choice = layout.range_choice()
+s, choice = layout.page_header(
+    "Node detail",
+    "Pick a metric and devices: the accelerators, the host CPU and the co-tenants share one time axis; "
+    "the chosen groups' benchmark runs are shaded.",
+)
 tr = layout.resolve_range(choice, s.store_url)
 layout.range_caption(tr, s.store_url)
 if data.freshest(s.store_url) is None:

@@ -9,13 +9,11 @@ import streamlit as st
 
 from dashboard import charts, data, interference, layout
 
-s = layout.settings()
-st.title("Noisy neighbours")
-st.write("Pick a victim (a serving group) and its runs: how each phase changed its throughput and latency, which "
-         "co-tenants are to blame and through what, and the victim's latency next to their activity.")
-if layout.store_problem(s.store_url):
-    st.stop()
-layout.range_choice()
+s, _ = layout.page_header(
+    "Noisy neighbours",
+    "Pick a victim (a serving group) and its runs: how each phase changed its throughput and latency, which "
+    "co-tenants are to blame and through what, and the victim's latency next to their activity.",
+)
 runs = data.runs(s.store_url)
 latest_run = runs["start"].max() if runs.height else None
 if runs.height == 0 or "group" not in runs.columns:

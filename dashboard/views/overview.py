@@ -14,12 +14,10 @@ from dashboard.downsample import bucket_seconds
 
 HEATMAP_BINS = 240
 
-s = layout.settings()
-st.title("Fleet overview")
-st.write("Temperature, power, PCIe traffic and utilisation of every accelerator, grouped by hive / tenant.")
-if layout.store_problem(s.store_url):
-    st.stop()
-choice = layout.range_choice()
+s, choice = layout.page_header(
+    "Fleet overview",
+    "Temperature, power, PCIe traffic and utilisation of every accelerator, grouped by hive / tenant.",
+)
 labels = {k: f"{v[0]} ({v[1]})" for k, v in data.HEATMAP_FIELDS.items()}
 field = st.radio("Heatmap", list(labels), format_func=labels.get, horizontal=True, key="overview_field") or "temp_c"
 

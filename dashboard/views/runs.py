@@ -17,13 +17,11 @@ METRICS = {
     "e2e_ms_p50": "median end-to-end latency (ms)",
 }
 
-s = layout.settings()
-st.title("Runs & history")
-st.write("Benchmark runs compared side by side (e.g. baseline vs dual hive vs full stress), the nightly history "
-         "with its change points, and the nightly HTML reports.")
-if layout.store_problem(s.store_url):
-    st.stop()
-layout.range_choice()
+s, _ = layout.page_header(
+    "Runs & history",
+    "Benchmark runs compared side by side (e.g. baseline vs dual hive vs full stress), the nightly history "
+    "with its change points, and the nightly HTML reports.",
+)
 runs = data.runs(s.store_url)
 latest_run = runs["start"].max() if runs.height else None
 st.caption(f"**Time range:** every stored run ({runs.height}) · **Data freshness:** newest run started "
