@@ -15,7 +15,9 @@ number and text of a bad line.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 import line_protocol_parser
 import polars as pl
@@ -56,6 +58,48 @@ def _field_expr(name: str, dtype: pl.DataType) -> pl.Expr:
     return pl.lit(key) + value
 
 
+@lru_cache(maxsize=256)
+def _line_parts(
+    measurement: str, schema: tuple[tuple[str, pl.DataType], ...], tag_cols: tuple[str, ...]
+) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """A line's three parts (measurement+tags, fields, timestamp) as expressions for one frame schema: built
+    once per (measurement, schema, tags) and cached, since building them costs about 1 ms of Python."""
+    types = dict(schema)
+    field_cols = [c for c, _ in schema if c != TIME and c not in tag_cols]
+    head: list[pl.Expr] = [pl.lit(_escape_text(measurement, ", "))]
+    for t in tag_cols:
+        v = pl.col(t).cast(pl.String)
+        head.append(
+            pl.when(v.is_not_null() & (v != "")).then(pl.lit("," + _escape_text(t, ",= ") + "=") + _escape(v, ",= "))
+        )
+    fields = pl.concat_str([_field_expr(c, types[c]) for c in field_cols], separator=",", ignore_nulls=True)
+    ts = pl.col(TIME).dt.epoch("ns") if isinstance(types[TIME], pl.Datetime) else pl.col(TIME).cast(pl.Int64)
+    return (
+        pl.concat_str(head, ignore_nulls=True).alias("_head"),
+        fields.alias("_fields"),
+        ts.cast(pl.String).alias("_ts"),
+    )
+
+
+def _tag_columns(frame: pl.DataFrame, measurement: str, tags: Iterable[str] | None) -> tuple[str, ...]:
+    """The frame's tag columns, sorted: ``tags`` if given, else the schema's, else every String column."""
+    if tags is None:
+        tags = (
+            MEASUREMENTS[measurement].tags
+            if measurement in MEASUREMENTS
+            else [c for c, t in frame.schema.items() if t == pl.String and c != TIME]
+        )
+    return tuple(sorted(t for t in tags if t in frame.columns))
+
+
+def repeats_points(frame: pl.DataFrame, measurement: str, tags: Iterable[str] | None = None) -> bool:
+    """True when two rows would be the same InfluxDB point (same tag set and timestamp): whichever InfluxDB
+    receives last wins, so such rows must reach it in order."""
+    if TIME not in frame.columns or frame.height < 2:
+        return False
+    return frame.select(TIME, *_tag_columns(frame, measurement, tags)).n_unique() < frame.height
+
+
 def encode_lines(frame: pl.DataFrame, measurement: str, tags: Iterable[str] | None = None) -> pl.Series:
     """One line-protocol line per row of ``frame`` (a String series; rows without any field are dropped).
 
@@ -64,40 +108,41 @@ def encode_lines(frame: pl.DataFrame, measurement: str, tags: Iterable[str] | No
     """
     if TIME not in frame.columns:
         raise SchemaError("missing the 'time' column", measurement)
-    if tags is None:
-        tags = (
-            MEASUREMENTS[measurement].tags
-            if measurement in MEASUREMENTS
-            else [c for c, t in frame.schema.items() if t == pl.String and c != TIME]
-        )
-    tag_cols = sorted(t for t in tags if t in frame.columns)
-    field_cols = [c for c in frame.columns if c != TIME and c not in tag_cols]
-    if frame.height == 0 or not field_cols:
+    tag_cols = _tag_columns(frame, measurement, tags)
+    # columns without a single value add nothing to any line: leave them out of the expressions (an agent
+    # fills only the fields its hardware reports; the schema has many more)
+    n = frame.height
+    nulls = dict(zip(frame.columns, frame.null_count().row(0), strict=True)) if n else {}
+    present = tuple((c, t) for c, t in frame.schema.items() if c == TIME or nulls.get(c, n) < n)
+    tag_cols = tuple(t for t in tag_cols if nulls.get(t, n) < n)
+    if n == 0 or all(c == TIME or c in tag_cols for c, _ in present):
         return pl.Series("line", [], dtype=pl.String)
-    schema = frame.schema
-    head: list[pl.Expr] = [pl.lit(_escape_text(measurement, ", "))]
-    for t in tag_cols:
-        v = pl.col(t).cast(pl.String)
-        head.append(
-            pl.when(v.is_not_null() & (v != "")).then(pl.lit("," + _escape_text(t, ",= ") + "=") + _escape(v, ",= "))
-        )
-    fields = pl.concat_str([_field_expr(c, schema[c]) for c in field_cols], separator=",", ignore_nulls=True)
-    time = frame[TIME]
-    ts = pl.col(TIME).dt.epoch("ns") if isinstance(time.dtype, pl.Datetime) else pl.col(TIME).cast(pl.Int64)
-    out = frame.select(
-        pl.concat_str(head, ignore_nulls=True).alias("_head"),
-        fields.alias("_fields"),
-        ts.cast(pl.String).alias("_ts"),
-    ).filter(pl.col("_fields") != "")
-    return out.select(pl.concat_str(["_head", "_fields", "_ts"], separator=" ").alias("line"))["line"]
+    parts = _line_parts(measurement, present, tag_cols)
+    plan = (
+        frame.lazy()
+        .select(*parts)
+        .filter(pl.col("_fields") != "")
+        .select(pl.concat_str(["_head", "_fields", "_ts"], separator=" ").alias("line"))
+    )
+    # no query optimisation: on this plan the optimiser only adds work (it takes twice as long with it)
+    return plan.collect(optimizations=pl.QueryOptFlags.none())["line"]
+
+
+def lines_bytes(lines: pl.Series) -> bytes:
+    """Newline-terminated UTF-8 bytes of encoded lines. Many lines go through polars' CSV writer (one unquoted
+    column; a line never holds a newline), without a Python string per line: 2-3x faster than joining them."""
+    if lines.len() == 0:
+        return b""
+    if lines.len() < 2000:  # below that, the writer's start-up costs more than it saves
+        return (lines.str.join("\n")[0] + "\n").encode("utf-8")
+    buf = io.BytesIO()
+    lines.to_frame("line").write_csv(buf, include_header=False, quote_style="never", line_terminator="\n")
+    return buf.getvalue()
 
 
 def encode(frame: pl.DataFrame, measurement: str, tags: Iterable[str] | None = None) -> bytes:
     """Line protocol for a whole frame, newline-terminated lines, UTF-8."""
-    lines = encode_lines(frame, measurement, tags)
-    if lines.len() == 0:
-        return b""
-    return ("\n".join(lines.to_list()) + "\n").encode("utf-8")
+    return lines_bytes(encode_lines(frame, measurement, tags))
 
 
 def encode_frames(frames: Mapping[str, pl.DataFrame]) -> bytes:

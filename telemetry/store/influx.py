@@ -48,7 +48,7 @@ import line_protocol_parser
 import polars as pl
 
 from telemetry.errors import ConfigError, SchemaError, StoreError, StoreUnavailableError
-from telemetry.line_protocol import encode_lines
+from telemetry.line_protocol import encode_lines, lines_bytes
 from telemetry.schema import MEASUREMENTS, TIME, TIME_DTYPE, as_time, conform
 from telemetry.store.base import BatchKey, TagFilter, register_scheme
 
@@ -419,10 +419,7 @@ class InfluxStore:
             return b""
         if measurement in EVENT_MEASUREMENTS:
             frame = _unique_times(frame, measurement)
-        lines = encode_lines(frame, measurement)
-        if lines.len() == 0:
-            return b""
-        return (lines.str.join("\n")[0] + "\n").encode("utf-8")
+        return lines_bytes(encode_lines(frame, measurement))
 
     def write(self, measurement: str, frame: pl.DataFrame) -> int:
         """Write a frame now (cut into ``batch_bytes`` bodies); returns its row count."""

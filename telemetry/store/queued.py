@@ -7,10 +7,13 @@ measurement and one queue file (one fsync) for the whole group. A drainer thread
 remote store in order: it takes the next run of queue files (up to ``drain_rows`` rows), concatenates each
 measurement's frames, encodes them to line protocol in one vectorised call (the encoder's cost is mostly
 per call, so this is where batching pays: encoding when queued would pay it per group) and POSTs bodies of
-at most ``batch_bytes``, in order:
+at most ``batch_bytes``, in order (the bodies of one run go ``post_parallel`` at a time, 2 by default, so the
+remote parses one while it commits the other; a run that writes some point twice, same series and
+timestamp, goes one body at a time, since only the order of requests tells InfluxDB which value wins):
 
 - the remote is down, slow, or answers 429 / 503: wait (``Retry-After`` when given, else exponential
-  backoff up to ``retry_max_s``, 30 s by default) and send the same request again; never drop, never reorder;
+  backoff up to ``retry_max_s``, 30 s by default) and send what is missing again; never drop, and never
+  send a run before the one ahead of it is stored;
 - the remote refuses some lines (HTTP 400: a field type conflict, ...): the offending lines are logged
   and appended to ``rejected.lp`` with the reason, every other line is stored, the queue moves on;
 - a configuration error (401, unknown database): logged, retried with backoff until fixed.
@@ -58,6 +61,7 @@ from typing import Any
 import polars as pl
 
 from telemetry.errors import StoreError, StoreUnavailableError
+from telemetry.line_protocol import repeats_points
 from telemetry.schema import MEASUREMENTS
 from telemetry.store.base import BatchKey, TagFilter
 
@@ -113,6 +117,14 @@ class _Entry:
     parts: list[list[Any]]  # [measurement, nbytes, rows]
 
 
+class _Bodies(list[bytes]):
+    """A run's line-protocol bodies; ``in_order``: send them one at a time (the run writes some point twice)."""
+
+    def __init__(self, bodies: list[bytes], in_order: bool) -> None:
+        super().__init__(bodies)
+        self.in_order = in_order
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -137,12 +149,14 @@ class QueuedStore:
         max_queue_bytes: int = 8 * 2**30,
         drain_rows: int = 50_000,
         linger_s: float = 0.05,
+        post_parallel: int = 2,
     ) -> None:
         self.remote = remote
         self.queue_dir = Path(queue_dir)
         self.max_queue_bytes = max_queue_bytes
         self.drain_rows = drain_rows
         self.linger_s = linger_s
+        self.post_parallel = max(1, post_parallel)
         self.compact_sent_after = 100_000
         self._pending_keys: set[BatchKey] = set()
         self._sent_log_lines = 0
@@ -418,7 +432,7 @@ class QueuedStore:
             size += e.rows
         return out
 
-    def _next_run(self, ahead: tuple[list[_Entry], Future] | None) -> tuple[list[_Entry], list[bytes]] | None:
+    def _next_run(self, ahead: tuple[list[_Entry], Future] | None) -> tuple[list[_Entry], _Bodies] | None:
         """Wait for the next run and encode it (or take the one encoded ahead); None when stopping."""
         with self._lock:
             while not self._stop.is_set() and not self._take():
@@ -434,34 +448,69 @@ class QueuedStore:
             return ahead[0], ahead[1].result()
         return batch, self._encode(batch)
 
-    def _encode(self, batch: list[_Entry]) -> list[bytes]:
-        """Line-protocol bodies (at most batch_bytes each) for a run of entries: one encoder call per measurement."""
+    def _encode(self, batch: list[_Entry]) -> _Bodies:
+        """Line-protocol bodies (at most batch_bytes each) for a run of entries: one encoder call per measurement;
+        and whether they must be sent one at a time (the run writes some point twice)."""
         from telemetry.store.influx import split_lines
 
         frames: dict[str, list[pl.DataFrame]] = {}
         for e in batch:
             for measurement, frame in _read_frames(e):
                 frames.setdefault(measurement, []).append(frame)
-        body = b"".join(self.remote.encode(m, _concat(fs)) for m, fs in frames.items())
-        return split_lines(body, self.batch_bytes) if body else []
+        whole = {m: _concat(fs) for m, fs in frames.items()}
+        body = b"".join(self.remote.encode(m, f) for m, f in whole.items())
+        bodies = split_lines(body, self.batch_bytes) if body else []
+        in_order = len(bodies) > 1 and any(repeats_points(f, m) for m, f in whole.items())
+        return _Bodies(bodies, in_order)
 
-    def _drain_loop(self) -> None:
-        """Send runs of entries in order. A run's bodies are fixed once encoded: a retry resumes at the first
-        body not yet stored. The next run is encoded (on a second thread) while this one is sent."""
+    def _send(self, bodies: _Bodies, stored: set[int], pool: ThreadPoolExecutor) -> None:
+        """POST the run's bodies not yet in ``stored``, ``post_parallel`` at a time (one at a time for a run that
+        must stay in order; the drainer's own thread takes the first of each step, ``pool`` the others), adding
+        each stored one (refused lines set aside in rejected.lp count as stored) to ``stored``. Raises the first
+        failure once every request of its step has ended: the retry sends only what is missing."""
         from telemetry.store.influx import InfluxWriteRejectedError
 
+        def post(i: int) -> Exception | None:
+            try:
+                self.remote.write_lines(bodies[i])
+            except Exception as exc:  # refused lines, or a failure the drain loop retries or reports
+                return exc
+            return None
+
+        step = 1 if bodies.in_order else self.post_parallel
+        todo = [i for i in range(len(bodies)) if i not in stored]
+        for at in range(0, len(todo), step):
+            first, *rest = todo[at : at + step]
+            others = [(i, pool.submit(post, i)) for i in rest]
+            outcomes = [(first, post(first)), *((i, f.result()) for i, f in others)]
+            self.sent_requests += len(outcomes)
+            failure: Exception | None = None
+            for i, outcome in outcomes:
+                if isinstance(outcome, InfluxWriteRejectedError):
+                    self._reject(outcome)
+                elif outcome is not None:
+                    failure = failure or outcome
+                    continue
+                stored.add(i)
+            if failure is not None:
+                raise failure
+
+    def _drain_loop(self) -> None:
+        """Send runs of entries in order. A run's bodies are fixed once encoded: a retry sends only the bodies
+        not yet stored. The next run is encoded (on a second thread) while this one is sent."""
         backoff = 0.5
-        current: tuple[list[_Entry], list[bytes]] | None = None
+        current: tuple[list[_Entry], _Bodies] | None = None
         ahead: tuple[list[_Entry], Future] | None = None
-        sent = 0
+        stored: set[int] = set()  # bodies of the current run already in the remote
         encoder = ThreadPoolExecutor(1, thread_name_prefix="queue-encoder")
+        posters = ThreadPoolExecutor(max(1, self.post_parallel - 1), thread_name_prefix="queue-post")
         try:
             while not self._stop.is_set():
                 try:
                     if current is None:
                         current = self._next_run(ahead)
                         ahead = None
-                        sent = 0
+                        stored = set()
                         if current is None:
                             return
                     batch, bodies = current
@@ -470,13 +519,7 @@ class QueuedStore:
                             nxt = self._take(after=batch[-1].n)
                         if nxt:
                             ahead = (nxt, encoder.submit(self._encode, nxt))
-                    while sent < len(bodies):
-                        try:
-                            self.remote.write_lines(bodies[sent])
-                        except InfluxWriteRejectedError as exc:
-                            self._reject(exc)
-                        sent += 1
-                        self.sent_requests += 1
+                    self._send(bodies, stored, posters)
                 except StoreUnavailableError as exc:
                     self._note_error(str(exc))
                     wait = getattr(exc, "retry_after_s", None)
@@ -504,6 +547,7 @@ class QueuedStore:
                 current = None
         finally:
             encoder.shutdown(wait=False, cancel_futures=True)
+            posters.shutdown(wait=False, cancel_futures=True)
 
     def _idle(self, seconds: float) -> None:
         self._stop.wait(min(seconds, 300.0))

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telemetry.errors import LineProtocolError
-from telemetry.line_protocol import decode, encode
+from telemetry.line_protocol import decode, encode, repeats_points
 from telemetry.schema import conform
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "line_protocol" / "accel.lp"
@@ -101,3 +101,25 @@ def test_round_trip_property(node, device, temp, gen, ts):
     assert back["time"].dt.epoch("ns")[0] == ts
     got = back["temp_c"][0]
     assert (got is None and math.isnan(temp)) or got == temp
+
+
+def test_many_lines_encode_as_the_same_bytes_as_few():
+    # above 2,000 lines the bytes come from polars' CSV writer, below from a join: one result either way
+    n = 2500
+    frame = conform(pl.DataFrame({"time": list(range(1, n + 1)), "node": ["n 1"] * n, "device": ["gpu,0"] * n,
+                                  "temp_c": [float(i) / 3 for i in range(n)]}), "accel")
+    whole = encode(frame, "accel")
+    parts = b"".join(encode(frame.slice(i, 500), "accel") for i in range(0, n, 500))
+    assert whole == parts and whole.count(b"\n") == n and whole.endswith(b"\n")
+
+
+def test_columns_without_any_value_change_nothing():
+    frame = pl.DataFrame({"time": [1, 2], "node": ["n1", "n1"], "device": ["gpu0", "gpu1"], "temp_c": [1.5, None]})
+    assert encode(conform(frame, "accel"), "accel") == encode(frame, "accel")  # conform adds every schema column
+
+
+def test_a_point_is_repeated_when_its_tags_and_time_come_twice():
+    frame = conform(pl.DataFrame({"time": [1, 1, 2], "node": ["n1"] * 3, "device": ["gpu0", "gpu1", "gpu0"],
+                                  "temp_c": [1.0, 2.0, 3.0]}), "accel")
+    assert not repeats_points(frame, "accel")
+    assert repeats_points(pl.concat([frame, frame.slice(2, 1).with_columns(pl.lit(9.0).alias("temp_c"))]), "accel")

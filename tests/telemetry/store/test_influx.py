@@ -311,6 +311,29 @@ def test_open_store_gives_a_queued_influx_store(influx_url):
         store.close()
 
 
+def test_a_point_written_twice_in_one_run_keeps_the_value_written_last(influx_url):
+    # two batches of one group rewrite the same 60 points (same series and time): one queue entry, one run of
+    # two bodies, one batch each; sent together, the older one could land last and win
+    rows = 60
+
+    def batch(temp: float) -> dict[str, pl.DataFrame]:
+        cols = {"time": [T0 + i for i in range(rows)], "node": ["n1"] * rows, "device": ["gpu0"] * rows,
+                "temp_c": [temp] * rows}
+        return {"accel": conform(pl.DataFrame(cols), "accel")}
+
+    one_body = len(store_for(influx_url).encode("accel", batch(1.0)["accel"]))
+    store = open_store(influx_url.replace("?", f"?batch_bytes={one_body + 1}&"))
+    try:
+        assert isinstance(store, QueuedStore) and store.post_parallel == 2
+        assert store.write_batches([(BatchKey("n1", "boot", 0), batch(1.0)), (BatchKey("n1", "boot", 1), batch(2.0))])
+        assert store.flush(30)
+        assert store.sent_requests == 2
+        got = store.query("accel")
+        assert got.height == rows and got["temp_c"].unique().to_list() == [2.0]
+    finally:
+        store.close()
+
+
 def test_url_parsing_covers_v1_v2_and_the_1_8_bucket_convention():
     c = InfluxConfig.from_url("influx://u:p%40ss@db.example:8087/metrics?rp=week&batch_bytes=65536&gzip=0")
     assert (c.url, c.api, c.database, c.retention_policy, c.username, c.password) == (

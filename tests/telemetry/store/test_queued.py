@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 from pathlib import Path
 
 import polars as pl
@@ -30,6 +31,10 @@ class FakeRemote:
         self.fail: list[Exception] = []
         self.down = threading.Event()
         self.closed = False
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.hold_s = 0.0  # how long each request takes (lets two requests overlap)
+        self._lock = threading.Lock()
 
     def prepare(self, measurement: str, frame: pl.DataFrame) -> pl.DataFrame:
         return self._encoder.prepare(measurement, frame)
@@ -38,14 +43,23 @@ class FakeRemote:
         return self._encoder.encode(measurement, frame)
 
     def write_lines(self, body: bytes, *, gzipped: bool = False) -> int:
-        self.requests += 1
-        if self.down.is_set():
-            raise InfluxUnavailableError("FakeRemote is down", retry_after_s=0.01)
-        if self.fail:
-            raise self.fail.pop(0)
-        raw = gzip.decompress(body) if gzipped else body
-        self.received += [ln for ln in raw.split(b"\n") if ln]
-        return raw.count(b"\n")
+        with self._lock:
+            self.requests += 1
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(self.hold_s)
+            if self.down.is_set():
+                raise InfluxUnavailableError("FakeRemote is down", retry_after_s=0.01)
+            with self._lock:
+                if self.fail:
+                    raise self.fail.pop(0)
+                raw = gzip.decompress(body) if gzipped else body
+                self.received += [ln for ln in raw.split(b"\n") if ln]
+            return raw.count(b"\n")
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def close(self) -> None:
         self.closed = True
@@ -88,7 +102,8 @@ def temps(remote: FakeRemote) -> list[float]:
 
 def test_batches_reach_the_remote_in_order(tmp_path):
     remote = FakeRemote(batch_bytes=1024)  # several requests per run
-    q = make(tmp_path, remote, drain_rows=9)  # several runs, each encoded while the one before is sent
+    # several runs, each encoded while the one before is sent; one request at a time
+    q = make(tmp_path, remote, drain_rows=9, post_parallel=1)
     for i in range(40):
         assert q.write_batch(BatchKey("n1", "b", i), {"accel": frame(i)}) is True
     assert q.flush(10)
@@ -261,7 +276,31 @@ def test_a_failed_send_resumes_after_the_bodies_already_stored(tmp_path):
     remote.write_lines = flaky
     remote.down.clear()
     assert q.flush(10)
-    assert temps(remote) == [float(i) for i in range(20) for _ in range(3)]  # no body sent twice
+    assert sorted(temps(remote)) == [float(i) for i in range(20) for _ in range(3)]  # no body sent twice
+    q.close()
+
+
+def test_the_bodies_of_a_run_go_two_at_a_time(tmp_path):
+    remote = FakeRemote(batch_bytes=1024)
+    remote.hold_s = 0.02
+    q = make(tmp_path, remote, drain_rows=10**6)
+    q.write_batches([(BatchKey("n1", "b", i), {"accel": frame(i)}) for i in range(20)])  # one entry, one run
+    assert q.flush(10)
+    assert remote.requests > 2 and remote.most_in_flight == 2
+    assert sorted(temps(remote)) == [float(i) for i in range(20) for _ in range(3)]
+    q.close()
+
+
+def test_a_run_that_writes_a_point_twice_goes_one_body_at_a_time(tmp_path):
+    remote = FakeRemote(batch_bytes=1024)
+    remote.hold_s = 0.02
+    q = make(tmp_path, remote, drain_rows=10**6)
+    again = frame(0).with_columns(pl.lit(99.0).alias("temp_c"))  # batch 0's points with a new value
+    items = [(BatchKey("n1", "b", i), {"accel": frame(i)}) for i in range(20)] + [(BatchKey("n1", "b", 20), {"accel": again})]
+    q.write_batches(items)
+    assert q.flush(10)
+    assert remote.requests > 2 and remote.most_in_flight == 1
+    assert temps(remote) == [float(i) for i in range(20) for _ in range(3)] + [99.0] * 3  # in order: 99 wins
     q.close()
 
 
