@@ -9,25 +9,37 @@ import streamlit as st
 from dashboard import charts, data, layout
 from telemetry.schema import ACCEL, HOST, TENANT
 
+# a dozen traces in three stacked panels: 1,000 points each is still about one per pixel column of a wide
+# screen, and the browser draws them in about half the time 2,000 take (benchmarks/dashboard_load.py)
+POINTS_PER_TRACE = 1000
+
 s, choice = layout.page_header(
     "Node detail",
     "Pick a metric and devices: the accelerators, the host CPU and the co-tenants share one time axis; "
     "the chosen groups' benchmark runs are shaded.",
 )
-tr = layout.resolve_range(choice, s.store_url)
-layout.range_caption(tr, s.store_url)
+# the controls' place, then the chart's, holding a "loading" chart from the start: the browser fetches and
+# starts plotly.js (see charts.loading_figure) while the controls and the series are still being read
+controls = st.container()
+slot = st.empty()
+slot.plotly_chart(charts.loading_figure("Loading the node's accelerators, host CPU and tenants …", height=3 * 260 + 80),
+                  config={"displayModeBar": False})
+with controls:
+    tr = layout.resolve_range(choice, s.store_url)
+    layout.range_caption(tr, s.store_url)
 if data.freshest(s.store_url) is None:
-    layout.no_telemetry(s.store_url)
+    with slot.container():
+        layout.no_telemetry(s.store_url)
     st.stop()
 
 devices = data.devices(s.store_url, tr.start, tr.end)
 if devices.height == 0:
-    st.warning(f"No accelerator telemetry between {layout.fmt_time(tr.start)} and {layout.fmt_time(tr.end)}; the "
-               f"newest sample is from {layout.fmt_time(data.freshest(s.store_url))}. Pick a longer range.")
+    slot.warning(f"No accelerator telemetry between {layout.fmt_time(tr.start)} and {layout.fmt_time(tr.end)}; the "
+                 f"newest sample is from {layout.fmt_time(data.freshest(s.store_url))}. Pick a longer range.")
     st.stop()
 
 nodes = devices["node"].unique(maintain_order=True).to_list()
-c1, c2, c3 = st.columns([1, 1, 2])
+c1, c2, c3 = controls.columns([1, 1, 2])
 node = c1.selectbox("Node", nodes, key="node") or nodes[0]
 metrics = {f.name: f for f in ACCEL.fields if f.kind in ("float", "int", "bool")}
 metric = c2.selectbox(
@@ -41,27 +53,25 @@ ordered = layout.device_order(node_devs, topo)
 groups = [g for g in dict.fromkeys(ordered.values()) if g]
 default_group = groups[:1]
 chosen_groups = c3.multiselect("Devices of group(s)", groups, default=default_group, key="node_groups")
-extra = st.multiselect("…and these devices", node_devs["device"].to_list(), key="node_devices")
+extra = controls.multiselect("…and these devices", node_devs["device"].to_list(), key="node_devices")
 chosen = sorted(set(node_devs.filter(pl.col("group").is_in(chosen_groups))["device"].to_list()) | set(extra))
+show_bands = controls.toggle("Shade benchmark runs", value=True, key="node_bands")
 if not chosen:
-    st.info("Choose at least one group or device above to plot it.")
+    slot.info("Choose at least one group or device above to plot it.")
     st.stop()
 
 unit = layout.axis_unit(metrics[metric].unit)
-show_bands = st.toggle("Shade benchmark runs", value=True, key="node_bands")
-# the chart's place, holding a "loading" chart until the series are read (see charts.loading_figure)
-slot = st.empty()
-slot.plotly_chart(charts.loading_figure(f"Loading {metric} of {len(chosen)} device(s), host CPU and tenants, "
-                                        f"{tr.label.lower()} …", height=3 * 260 + 80), config={"displayModeBar": False})
 panels = [{
     "frame": data.series(s.store_url, "accel", metric, tr.start, tr.end,
-                         (("node", (node,)), ("device", tuple(chosen))), ("device",)),
+                         (("node", (node,)), ("device", tuple(chosen))), ("device",), POINTS_PER_TRACE),
     "y": metric, "by": "device", "title": f"{metric} of {len(chosen)} device(s)", "unit": unit,
 }]
-host_frame = data.series(s.store_url, "host", "cpu_util_pct", tr.start, tr.end, (("node", (node,)),))
+host_frame = data.series(s.store_url, "host", "cpu_util_pct", tr.start, tr.end, (("node", (node,)),), (),
+                         POINTS_PER_TRACE)
 panels.append({"frame": host_frame, "y": "cpu_util_pct", "by": None, "title": "host CPU utilisation",
                "unit": layout.axis_unit(HOST.field_index["cpu_util_pct"].unit)})
-tenant_frame = data.series(s.store_url, "tenant", "cpu_pct", tr.start, tr.end, (("node", (node,)),), ("group",))
+tenant_frame = data.series(s.store_url, "tenant", "cpu_pct", tr.start, tr.end, (("node", (node,)),), ("group",),
+                           POINTS_PER_TRACE)
 panels.append({"frame": tenant_frame, "y": "cpu_pct", "by": "group", "title": "tenant CPU (100 % = one core)",
                "unit": layout.axis_unit(TENANT.field_index["cpu_pct"].unit)})
 events = data.run_events(s.store_url, tr.start, tr.end)
@@ -76,7 +86,8 @@ with slot.container():
     if host_frame.height == 0:
         st.caption(f"No host telemetry from {node} in this range.")
     st.plotly_chart(fig, key="node-series", config={"displaylogo": False})
-    st.caption(f"{points:,} points drawn (at most 2,000 per trace, min/max preserved).")
+    st.caption(f"{points:,} points drawn (at most {POINTS_PER_TRACE:,} per trace, min/max preserved; pick a "
+               "shorter range for more detail).")
 
 st.subheader("Topology")
 topo = topo.filter(pl.col("node") == node) if topo.height and node in topo["node"].to_list() else topo
