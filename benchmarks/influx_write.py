@@ -3,14 +3,15 @@
 1. collector: agents' gzip JSON batches over HTTP into `neighborscope collector --store influx://...` (auth,
    validation, durable local queue with fsync, in-order drain), timed until InfluxDB has answered 204 to every
    queued batch (the collector's queue gauge is 0; the point count is checked after the clock stops); the
-   ``--clients`` agents share one asyncio loop, each with its own keep-alive connection, and send their next
+   ``--clients`` agents (default 10: one per node, each sending only its node's batches, in order, as a
+   fleet's agents do) share one asyncio loop, each with its own keep-alive connection, and send their next
    batch once the last one is acknowledged (a cheap client: the CPU goes to the collector and InfluxDB);
 2. direct: `influx -import`-style POSTs of the same data as pre-encoded line protocol, 5000 lines a request;
 3. influxdb-client's DataFrame path: its pandas serializer (``DataframeSerializer``) on the same frames, then
    POSTs of the lines it produced to /write (its WriteApi speaks only /api/v2/write, which 1.x before 1.8
    does not serve: 404).
 
-    python benchmarks/influx_write.py [--batches 300] [--ticks 10] [--clients 4] [--repeat 3]
+    python benchmarks/influx_write.py [--batches 300] [--ticks 10] [--clients 10] [--repeat 3]
 
 Points = lines of line protocol (one per row per measurement). Target (issue 4): the collector within 20 %
 of the direct rate.
@@ -230,7 +231,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", type=int, default=300)
     ap.add_argument("--ticks", type=int, default=10, help="one-second ticks per batch (34 accelerators each)")
-    ap.add_argument("--clients", type=int, default=4, help="concurrent agents posting to the collector")
+    ap.add_argument(
+        "--clients", type=int, default=10,
+        help="concurrent agents posting to the collector (default: one per node of the 10, as in a fleet)",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="runs of every mode (median reported, order rotated)")
     args = ap.parse_args()
     binary = find_binary("influxd", "NEIGHBORSCOPE_INFLUXD")
