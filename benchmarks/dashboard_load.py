@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, DRAWN, start_dashboard, stop  # noqa: E402
+from tests.dashboard.test_browser import CHARTS, CHROMIUM, CHROMIUM_ARGS, DRAWN, start_dashboard, stop  # noqa: E402
 
 PAGES = {"overview": ("", 1), "node_detail": ("node", 1)}
 # sidebar link text and a selector only the page's own chart has (the overview's heatmap, node detail's lines)
@@ -121,7 +121,7 @@ def switched_in(context, url: str, name: str, other: str, repeat: int) -> list[f
                 title, marker = IN_APP[target]
                 t = time.perf_counter()
                 page.locator("[data-testid='stSidebarNav'] a", has_text=title).click()
-                page.wait_for_selector(f"[data-testid='stPlotlyChart'] {marker}", timeout=120_000)
+                page.wait_for_selector(", ".join(f"{c} {marker}" for c in CHARTS.split(", ")), timeout=120_000)
                 page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=120_000)
                 page.wait_for_function(DRAWN, arg=1, timeout=120_000)
                 if target == name:

@@ -142,7 +142,8 @@ def loading_figure(message: str, height: int = 300) -> go.Figure:
 
 def line_trace(points_in_figure: int) -> type[go.Scatter] | type[go.Scattergl]:
     """WebGL (``Scattergl``) for a dense figure, SVG (``Scatter``) below `WEBGL_MIN_POINTS`: with traces already
-    cut to 2,000 points, SVG draws sooner than WebGL starts up in a browser without a GPU (software GL)."""
+    cut to 2,000 points, SVG draws sooner than WebGL starts up in a browser without a GPU (software GL), and SVG
+    figures draw with plotly.js's small bundles (`dashboard.plotly_view`); WebGL needs the full one."""
     return go.Scattergl if points_in_figure >= WEBGL_MIN_POINTS else go.Scatter
 
 
@@ -207,10 +208,11 @@ def victim_vs_antagonists(victim: pl.DataFrame, activity: pl.DataFrame, victim_n
 def index_scatter(frame: pl.DataFrame, x_title: str, y_title: str) -> go.Figure:
     """Interference index (y) against each antagonist's activity (x), one colour per antagonist."""
     fig = go.Figure()
+    trace = line_trace(frame.height)
     if frame.height:
         for (name,), part in frame.partition_by("antagonist", as_dict=True, maintain_order=True).items():
-            fig.add_trace(go.Scattergl(x=part["activity"].to_list(), y=part["index"].to_list(), mode="markers",
-                                       name=str(name), marker={"size": 6, "opacity": 0.7}))
+            fig.add_trace(trace(x=part["activity"].to_list(), y=part["index"].to_list(), mode="markers",
+                                name=str(name), marker={"size": 6, "opacity": 0.7}))
     fig.update_layout(title="Interference index vs antagonist activity", xaxis_title=x_title, yaxis_title=y_title,
                       height=420, margin={"l": 10, "r": 10, "t": 50, "b": 40})
     return fig

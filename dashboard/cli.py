@@ -14,11 +14,14 @@ APP = Path(__file__).resolve().parent / "app.py"
 
 
 def streamlit_command(host: str, port: int, theme: str | None = None) -> list[str]:
-    """The ``streamlit run`` command line for the dashboard (headless, no telemetry, no file watcher)."""
-    args = [sys.executable, "-m", "streamlit", "run", str(APP),
+    """The ``streamlit run`` command line for the dashboard (headless, no telemetry, no file watcher), through
+    `dashboard.serve`, which imports the pages' heavy modules before the server listens."""
+    args = [sys.executable, "-m", "dashboard.serve", str(APP),
             "--server.address", host, "--server.port", str(port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-            "--global.developmentMode", "false", "--client.toolbarMode", "minimal"]
+            "--global.developmentMode", "false", "--client.toolbarMode", "minimal",
+            # serves dashboard/static/, where dashboard.plotly_view's plotly.js bundles live
+            "--server.enableStaticServing", "true"]
     if theme:
         args += ["--theme.base", theme]
     return args

@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboard import charts, data, layout
+from dashboard import charts, data, layout, plotly_view
 from telemetry.schema import ACCEL, HOST, TENANT
 
 # a dozen traces in three stacked panels: 1,000 points each is still about one per pixel column of a wide
@@ -22,8 +22,9 @@ s, choice = layout.page_header(
 # starts plotly.js (see charts.loading_figure) while the controls and the series are still being read
 controls = st.container()
 slot = st.empty()
-slot.plotly_chart(charts.loading_figure("Loading the node's accelerators, host CPU and tenants …", height=3 * 260 + 80),
-                  config={"displayModeBar": False})
+with slot:
+    plotly_view.chart(charts.loading_figure("Loading the node's accelerators, host CPU and tenants …",
+                                            height=3 * 260 + 80), config={"displayModeBar": False})
 with controls:
     tr = layout.resolve_range(choice, s.store_url)
     layout.range_caption(tr, s.store_url)
@@ -85,7 +86,7 @@ with slot.container():
                 "it: absent values are never drawn as 0).")
     if host_frame.height == 0:
         st.caption(f"No host telemetry from {node} in this range.")
-    st.plotly_chart(fig, key="node-series", config={"displaylogo": False})
+    plotly_view.chart(fig, key="node-series")
     st.caption(f"{points:,} points drawn (at most {POINTS_PER_TRACE:,} per trace, min/max preserved; pick a "
                "shorter range for more detail).")
 

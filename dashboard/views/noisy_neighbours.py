@@ -7,7 +7,7 @@ from datetime import timedelta
 import polars as pl
 import streamlit as st
 
-from dashboard import charts, data, interference, layout
+from dashboard import charts, data, interference, layout, plotly_view
 
 s, _ = layout.page_header(
     "Noisy neighbours",
@@ -52,7 +52,7 @@ if result is not None and result.phases.height:
     metric_names = phases["metric"].unique(maintain_order=True).to_list()
     metric = st.selectbox("Metric", metric_names, index=metric_names.index("itl_ms_p99")
                           if "itl_ms_p99" in metric_names else 0, key="nn_metric")
-    st.plotly_chart(interference.phase_chart(phases, metric), key="nn-phases", config={"displaylogo": False})
+    plotly_view.chart(interference.phase_chart(phases, metric), key="nn-phases")
     st.dataframe(interference.phase_table(phases), hide_index=True, column_config=interference.PHASE_TABLE_COLUMNS)
 else:
     st.caption(problem or "The degradation engine is not installed; plain per-phase means of the runs' summaries:")
@@ -80,9 +80,8 @@ if linked.victim.height == 0:
     st.info("These runs have no per-request data (summary-only imports), so there is no windowed latency to draw. "
             "Import the benchmark's detailed output (vLLM --save-detailed, AIPerf profile_export.jsonl) to get it.")
 else:
-    st.plotly_chart(charts.victim_vs_antagonists(linked.victim, linked.activity, victim, spans,
-                                                 activity_title=linked.activity_title),
-                    key="nn-linked", config={"displaylogo": False})
-    st.plotly_chart(charts.index_scatter(linked.scatter, linked.activity_title, linked.index_title),
-                    key="nn-scatter", config={"displaylogo": False})
+    plotly_view.chart(charts.victim_vs_antagonists(linked.victim, linked.activity, victim, spans,
+                                                   activity_title=linked.activity_title), key="nn-linked")
+    plotly_view.chart(charts.index_scatter(linked.scatter, linked.activity_title, linked.index_title),
+                      key="nn-scatter")
     st.caption(linked.index_note)

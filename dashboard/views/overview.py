@@ -8,7 +8,7 @@ from datetime import timedelta
 import polars as pl
 import streamlit as st
 
-from dashboard import charts, data, layout
+from dashboard import charts, data, layout, plotly_view
 from dashboard.alerts_view import firing_banner
 from dashboard.downsample import bucket_seconds
 
@@ -29,8 +29,9 @@ def live() -> None:
     banner = st.container()
     # the heatmap's place, holding a "loading" chart until the queries below are done (see charts.loading_figure)
     slot = st.empty()
-    slot.plotly_chart(charts.loading_figure(f"Loading {labels[field]} per device, {tr.label.lower()} …"),
-                      config={"displayModeBar": False})
+    with slot:
+        plotly_view.chart(charts.loading_figure(f"Loading {labels[field]} per device, {tr.label.lower()} …"),
+                          config={"displayModeBar": False})
     with banner:
         firing_banner(s)
     if data.freshest(s.store_url) is None:
@@ -88,7 +89,7 @@ def node_devices(node: str, devs: pl.DataFrame, topo: pl.DataFrame, tr: layout.T
     unit = "GB/s" if field == "pcie_bytes_per_s" else unit
     fig = charts.heatmap_figure(frame, field, f"{title} per device, {every_s} s bins (mean)", unit,
                                 device_groups, flags, scale)
-    st.plotly_chart(fig, key=f"heatmap-{node}", config={"displaylogo": False})
+    plotly_view.chart(fig, key=f"heatmap-{node}")
     if flags:
         st.markdown("**Devices needing attention**")
         # a static table (st.table): at most a node's devices, and it draws without loading the data grid's

@@ -6,7 +6,7 @@ import polars as pl
 import streamlit as st
 import streamlit.components.v1 as components
 
-from dashboard import charts, data, history, layout
+from dashboard import charts, data, history, layout, plotly_view
 
 METRICS = {
     "output_tok_s": "output throughput (tokens/s)",
@@ -50,7 +50,7 @@ else:
         sel = sel.sort(pl.col("run_id").replace_strict({r: i for i, r in enumerate(picked)}, default=0))
         metrics = {m: t for m, t in METRICS.items() if m in sel.columns}
         if metrics:
-            st.plotly_chart(charts.runs_side_by_side(sel, metrics), key="runs-bars", config={"displaylogo": False})
+            plotly_view.chart(charts.runs_side_by_side(sel, metrics), key="runs-bars")
             ref = sel.row(0, named=True)
             delta = sel.select(
                 "label",
@@ -67,10 +67,10 @@ if hist is None or hist.points.height == 0:
     st.info("No nightly history yet: it fills in once the nightly job (`neighborscope report --nightly`, "
             "`neighborscope alerts`) has stored results. Until then the runs above show what there is.")
     if runs.height and "output_tok_s" in runs.columns and "start" in runs.columns:
-        st.plotly_chart(
+        plotly_view.chart(
             charts.history_figure(runs.rename({"start": "time"}).drop_nulls("time"), "output_tok_s",
                                   "tokens/s", by="group", title="Output throughput of every stored run"),
-            key="runs-history", config={"displaylogo": False},
+            key="runs-history",
         )
 else:
     series_names = hist.points["series"].unique(maintain_order=True).to_list()
@@ -81,8 +81,7 @@ else:
     if pts.height < 2:
         st.info(f"Only {pts.height} night of history for this series so far: change points need several nights "
                 "on each side (see `analysis.regression`).")
-    st.plotly_chart(charts.history_figure(pts, "value", unit, change_points=cps, title=pick),
-                    key="history", config={"displaylogo": False})
+    plotly_view.chart(charts.history_figure(pts, "value", unit, change_points=cps, title=pick), key="history")
     if hist.change_points.height:
         st.markdown("**Change points**")
         st.dataframe(hist.change_points.filter(pl.col("series") == pick), hide_index=True)

@@ -124,10 +124,16 @@ def dashboard_url(demo_store: Path, tmp_path_factory: pytest.TempPathFactory) ->
     stop(dash)
 
 
+# a plotly chart: dashboard.plotly_view's (small plotly.js bundles), or st.plotly_chart's for what those cannot draw
+CHARTS = "[data-testid='nsPlotlyChart'], [data-testid='stPlotlyChart']"
 # n real charts drawn: a chart's SVG is there and it is not the "Loading …" placeholder a page shows at the chart's
 # place while its queries run (dashboard.charts.loading_figure)
-DRAWN = """n => [...document.querySelectorAll("[data-testid='stPlotlyChart']")].filter(c => c.querySelector('.main-svg')
-    && ![...c.querySelectorAll('.annotation-text')].some(a => a.textContent.startsWith('Loading '))).length >= n"""
+DRAWN = ("n => [...document.querySelectorAll(\"" + CHARTS + "\")].filter(c => c.querySelector('.main-svg') && "
+         "![...c.querySelectorAll('.annotation-text')].some(a => a.textContent.startsWith('Loading '))).length >= n")
+# luminance (0 dark .. 1 light) of the first y-axis tick label of the page's first chart, and of the page behind it
+TICK_AND_PAGE_LUMINANCE = """() => { const t = document.querySelector('g.ytick text'); if (!t) return null;
+    const lum = c => { const [r, g, b] = c.match(/[\\d.]+/g).map(Number); return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255; };
+    return [lum(getComputedStyle(t).fill), lum(getComputedStyle(document.querySelector("[data-testid='stApp']")).backgroundColor)]; }"""
 
 
 def wait_rendered(page, charts: int, timeout_ms: int = 60_000) -> None:
@@ -147,6 +153,8 @@ def test_page_renders_in_chromium(chromium, dashboard_url: str, path: str, schem
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    scripts: list[str] = []
+    page.on("request", lambda req: scripts.append(req.url) if req.resource_type == "script" else None)
     try:
         page.goto(f"{dashboard_url}/{path}", wait_until="domcontentloaded")
         wait_rendered(page, charts)
@@ -155,8 +163,16 @@ def test_page_renders_in_chromium(chromium, dashboard_url: str, path: str, schem
         assert page.locator("[data-testid='stException']").count() == 0
         assert page.get_by_text("Page not found").count() == 0
         assert page.locator("h1").first.inner_text().strip() == heading
-        assert page.locator("[data-testid='stPlotlyChart']").count() == charts
+        assert page.locator(CHARTS).count() == charts
         assert page.get_by_text("Loading ").count() == 0, "a chart's loading placeholder was never replaced"
+        if charts:
+            # drawn with a small plotly.js bundle: Streamlit's 4.7 MB one (its PlotlyChart chunk) is never fetched
+            assert any("/app/static/plotly-" in u for u in scripts), scripts
+            assert not any("PlotlyChart" in u for u in scripts), [u for u in scripts if "PlotlyChart" in u]
+            # themed from the page: tick labels stand out from the light and the dark theme's background
+            tick, background = page.evaluate(TICK_AND_PAGE_LUMINANCE)
+            assert abs(tick - background) > 0.3, (tick, background)
+            assert (background > 0.5) == (scheme == "light")
         assert page.get_by_text("Time range:").count() >= 1
         assert not errors, errors
     finally:
@@ -194,3 +210,26 @@ def test_a_deep_link_opened_first_after_a_restart_finds_its_page(chromium, demo_
         context.close()
     finally:
         stop(dash)
+
+
+def test_changing_the_node_metric_redraws_the_chart(chromium, dashboard_url: str):
+    """A rerun hands the chart component a new figure: it is drawn (with the bundle already in the page) where the
+    old one was, and no second chart, nor Streamlit's own plotly chart, appears."""
+    context = chromium.new_context(viewport={"width": 1440, "height": 1600})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{dashboard_url}/node", wait_until="domcontentloaded")
+        wait_rendered(page, 1)
+        panel_title = "(document.querySelector('.annotation-text')?.textContent ?? '')"
+        assert page.evaluate(panel_title).startswith("util_pct of ")
+        page.locator("[data-testid='stSelectbox']").filter(has_text="Accelerator metric").click()
+        page.get_by_role("option", name="temp_c (°C)").click()
+        page.wait_for_function(f"() => {panel_title}.startsWith('temp_c of ')", timeout=60_000)
+        wait_rendered(page, 1)
+        assert page.locator(CHARTS).count() == 1
+        assert page.locator("[data-testid='stPlotlyChart']").count() == 0
+        assert not errors, errors
+    finally:
+        context.close()

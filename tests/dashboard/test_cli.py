@@ -10,6 +10,7 @@ from dashboard.cli import APP, dashboard, streamlit_command
 
 def test_dashboard_binds_loopback_by_default_and_runs_headless():
     cmd = streamlit_command("127.0.0.1", 8501)
+    assert cmd[1:3] == ["-m", "dashboard.serve"]  # streamlit run, with the heavy imports done first
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--server.headless") + 1] == "true"
     assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
@@ -23,3 +24,24 @@ def test_dashboard_help_names_the_store_and_host_options():
     assert result.exit_code == 0
     assert "--store" in result.output and "--host" in result.output
     assert "NEIGHBORSCOPE_STORE" in result.output
+
+
+def test_dashboard_serves_its_static_folder_for_the_plotly_bundle():
+    cmd = streamlit_command("127.0.0.1", 8501)
+    assert cmd[cmd.index("--server.enableStaticServing") + 1] == "true"
+
+
+def test_warm_up_imports_the_heavy_modules_without_streamlit_and_reports_missing_ones():
+    import subprocess
+    import sys
+
+    code = ("import sys; from dashboard.serve import warm_up; missing = warm_up(('polars', 'no_such_module_x')); "
+            "print(missing, 'polars' in sys.modules, 'streamlit' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['no_such_module_x'] True False"
+
+
+def test_every_warm_module_is_importable():
+    from dashboard.serve import WARM_MODULES, warm_up
+
+    assert warm_up(WARM_MODULES) == []

@@ -37,9 +37,13 @@ def texts(at: AppTest, kind: str) -> list[str]:
 
 
 def plotly_specs(at: AppTest) -> list[dict]:
+    """Every plotly figure on the page: drawn by `dashboard.plotly_view`'s component (small plotly.js bundles)
+    or, for figures those bundles cannot draw, by st.plotly_chart."""
     import json
 
-    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+    drawn = [json.loads(json.loads(e.proto.json)["figure"]) for e in at.get("bidi_component")
+             if e.proto.component_name == "neighborscope_plotly"]
+    return drawn + [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
 
 
 def trace_len(values: object) -> int:
@@ -53,7 +57,7 @@ def test_page_renders_demo_data_without_exception(page: str, demo_store: Path, m
     at = run_page(page, demo_store, monkeypatch)
     assert not at.exception, at.exception
     assert texts(at, "title") == [TITLES[page]]
-    assert len(at.get("plotly_chart")) == DEMO_CHARTS[page]
+    assert len(plotly_specs(at)) == DEMO_CHARTS[page]
     assert any("Time range" in c and "freshness" in c for c in texts(at, "caption"))
 
 
@@ -63,7 +67,7 @@ def test_page_on_empty_store_shows_an_empty_state(page: str, empty_store: Path, 
     assert not at.exception, at.exception
     assert texts(at, "title") == [TITLES[page]]
     assert at.info, "an empty store must explain itself"
-    assert not at.get("plotly_chart") or page == "runs"
+    assert not plotly_specs(at) or page == "runs"
 
 
 @pytest.mark.parametrize("page", ["overview", "node_detail"])
@@ -96,7 +100,7 @@ def test_overview_fragment_refreshes_in_place(demo_store: Path, monkeypatch: pyt
     at = run_page("overview", demo_store, monkeypatch)
     at.run()  # AppTest ticks a run_every fragment once per run
     assert not at.exception
-    assert len(at.get("plotly_chart")) == 1
+    assert len(plotly_specs(at)) == 1
 
 
 def test_overview_heatmap_switches_metric(demo_store: Path, monkeypatch: pytest.MonkeyPatch):
