@@ -3,7 +3,8 @@
 Streamlit imports what a page imports on the page's first run, while the first visitor waits: polars, plotly, the
 store and the analysis code cost about a second here (benchmarks/dashboard_load.py's "cold" figure). Imported
 before the server starts listening, they are already in ``sys.modules`` when the first page runs. Only modules that
-do nothing Streamlit-specific at import are listed (no ``st.cache_*`` made outside the server's runtime).
+do nothing Streamlit-specific at import are listed (no ``st.cache_*`` made outside the server's runtime); the list
+comes from ``python -X importtime`` of a server's first page view.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import importlib
 import sys
 
 WARM_MODULES = (
-    "numpy", "polars", "pyarrow", "plotly.graph_objects", "plotly.subplots", "plotly.io", "tsdownsample",
+    # pandas: Streamlit converts tables through it (0.5 s); material_icon_names: the navigation's icons
+    "numpy", "pandas", "polars", "pyarrow", "streamlit.material_icon_names",
+    "plotly.graph_objects", "plotly.subplots", "plotly.io", "tsdownsample",
     "telemetry.schema", "telemetry.store.base", "telemetry.store.parquet", "telemetry.store.influx",
     "analysis.align", "analysis.analyze", "analysis.attribution", "analysis.regression", "analysis.report.figures",
     "analysis.ingest.model",
