@@ -8,7 +8,7 @@ Streamlit light and dark themes both stay readable.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import plotly.graph_objects as go
@@ -253,4 +253,13 @@ def history_figure(frame: pl.DataFrame, y: str, unit: str, by: str | None = None
         fig.add_vline(x=cp, line_dash="dash", line_color="#d62728")
     fig.update_layout(title=title, xaxis_title="time (UTC)", yaxis_title=unit, height=380,
                       margin={"l": 10, "r": 10, "t": 50, "b": 40})
+    if frame.height:
+        # a single night (or runs within one day): a day either side, not an axis a few nanoseconds wide
+        first, last = frame[TIME].min(), frame[TIME].max()
+        if last - first < timedelta(days=1):  # type: ignore[operator]
+            fig.update_xaxes(range=[first - timedelta(days=1), last + timedelta(days=1)])  # type: ignore[operator]
+        lo, hi = frame[y].min(), frame[y].max()
+        if lo is not None and lo == hi:  # one value: ±10 % around it, not ticks in its sixth digit
+            pad = abs(lo) * 0.1 or 1.0  # type: ignore[arg-type]
+            fig.update_yaxes(range=[lo - pad, hi + pad])  # type: ignore[operator]
     return fig

@@ -91,6 +91,8 @@ export default function (component) {
 }
 """
 
+# isolate_styles=False: plotly.js puts its stylesheet (modebar, hover labels) in the document's head, which a
+# shadow root would not see
 _component = st.components.v2.component("neighborscope_plotly", js=JS, isolate_styles=False)
 
 
