@@ -121,7 +121,7 @@ def switched_in(context, url: str, name: str, other: str, repeat: int) -> list[f
                 title, marker = IN_APP[target]
                 t = time.perf_counter()
                 page.locator("[data-testid='stSidebarNav'] a", has_text=title).click()
-                page.wait_for_selector(", ".join(f"{c} {marker}" for c in CHARTS.split(", ")), timeout=120_000)
+                page.wait_for_selector(f":is({CHARTS}) {marker}", timeout=120_000)
                 page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=120_000)
                 page.wait_for_function(DRAWN, arg=1, timeout=120_000)
                 if target == name:

@@ -143,7 +143,7 @@ def loading_figure(message: str, height: int = 300) -> go.Figure:
 def line_trace(points_in_figure: int) -> type[go.Scatter] | type[go.Scattergl]:
     """WebGL (``Scattergl``) for a dense figure, SVG (``Scatter``) below `WEBGL_MIN_POINTS`: with traces already
     cut to 2,000 points, SVG draws sooner than WebGL starts up in a browser without a GPU (software GL), and SVG
-    figures draw with plotly.js's small bundles (`dashboard.plotly_view`); WebGL needs the full one."""
+    figures draw with the dashboard's small plotly.js bundle (`dashboard.plotly_view`); WebGL needs the full one."""
     return go.Scattergl if points_in_figure >= WEBGL_MIN_POINTS else go.Scatter
 
 

@@ -20,7 +20,7 @@ def streamlit_command(host: str, port: int, theme: str | None = None) -> list[st
             "--server.address", host, "--server.port", str(port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
             "--global.developmentMode", "false", "--client.toolbarMode", "minimal",
-            # serves dashboard/static/, where dashboard.plotly_view's plotly.js bundles live
+            # serves dashboard/static/, where dashboard.plotly_view's plotly.js bundle lives
             "--server.enableStaticServing", "true"]
     if theme:
         args += ["--theme.base", theme]

@@ -29,8 +29,8 @@ BUNDLE_TRACES = frozenset({"scatter", "bar", "heatmap", "pie"})  # as registered
 DEFAULT_CONFIG = {"displaylogo": False, "responsive": True}
 
 # The component's JavaScript: load the bundle once per page (a classic script, so the browser keeps its compiled
-# code in the code cache), theme the figure from the page, then Plotly.react (cheap updates on reruns and on the
-# overview's live refresh). Until the bundle runs, the chart's box keeps the figure's height, so nothing jumps.
+# code in the code cache), theme the figure from the page, then Plotly.react (which redraws in place when a mounted
+# chart gets a new figure). Until the bundle runs, the chart's box keeps the figure's height, so nothing jumps.
 JS = r"""
 // the bundle is loaded once per page, as a classic script (the browser keeps its compiled code between visits)
 function bundle(url) {
@@ -85,9 +85,9 @@ export default function (component) {
   const layout = themed(fig.layout || {}, host);
   el.style.minHeight = (layout.height || 450) + 'px';
   bundle(data.url)
-    .then(Plotly => { el.__plotly = Plotly; return Plotly.react(el, fig.data || [], layout, data.config); })
+    .then(Plotly => Plotly.react(el, fig.data || [], layout, data.config))
     .catch(err => { el.textContent = 'The chart could not be drawn: ' + err.message; });
-  return () => { if (el.__plotly) el.__plotly.purge(el); };
+  return () => { if (window.Plotly) window.Plotly.purge(el); };
 }
 """
 
