@@ -113,7 +113,7 @@ def _import_runs(console: Console, result, sim_dir: Path, node: str, store: list
     """`neighborscope import bench` once per run (each has its own phase and group): two at a time into the
     embedded store; one at a time into a remote store (each importer owns the local queue while it runs)."""
     parallel = 2 if "://" not in store[1] or store[1].startswith("file://") else 1
-    from telemetry.simulator import BENCH_FORMATS
+    from telemetry.sim import BENCH_FORMATS
 
     started = time.perf_counter()
     pending = []
@@ -213,7 +213,7 @@ def demo(
             shutil.rmtree(p, ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
 
-    from telemetry.simulator import preset, simulate, write_output
+    from telemetry.sim import preset, simulate, write_output
 
     console.rule("[bold]1. simulate the seed-000 node")
     t = time.perf_counter()

@@ -3,11 +3,11 @@
 Jobs (one instance each, misfires coalesced: a scheduler that was asleep runs a late job once, not N times):
 
 - ``nightly`` (cron, default ``0 6 * * *`` in ``--timezone``): ``neighborscope report --nightly`` as a subprocess
-  (its output directory and store from the options), then `analysis.alert_engine.refresh_nightly` (regression and
-  thermal findings), `analysis.alert_engine.refresh_degradation` (who slows whom: the noisy-neighbour rule's
+  (its output directory and store from the options), then `analysis.alerts.engine.refresh_nightly` (regression and
+  thermal findings), `analysis.alerts.engine.refresh_degradation` (who slows whom: the noisy-neighbour rule's
   input), a rerun (``--rerun-command``) when a regression is suspected, then one alert evaluation so a new
   regression alerts at once;
-- ``alerts`` (every ``--alert-interval``, default 60 s): `analysis.alert_engine.evaluate_once`;
+- ``alerts`` (every ``--alert-interval``, default 60 s): `analysis.alerts.engine.evaluate_once`;
 - the collector (``neighborscope collector``) runs beside them as a child process, restarted if it dies
   (``--no-collector`` when it runs elsewhere).
 
@@ -57,7 +57,7 @@ class Jobs:
     """The scheduled jobs (plain methods: the scheduler calls them; tests may too)."""
 
     def __init__(self, opts: ServeOptions) -> None:
-        from analysis.alert_engine import load_config, state_dir_for
+        from analysis.alerts.engine import load_config, state_dir_for
 
         self.opts = opts
         self.cfg = load_config(opts.alerts_config)
@@ -70,7 +70,7 @@ class Jobs:
 
     def nightly(self) -> None:
         """The nightly report (subprocess), the nightly findings, then an alert evaluation."""
-        from analysis.alert_engine import refresh_degradation, refresh_nightly
+        from analysis.alerts.engine import refresh_degradation, refresh_nightly
         from telemetry.store.base import open_store
 
         self.runs["nightly"] += 1
@@ -101,7 +101,7 @@ class Jobs:
         """When a history is suspected (``reruns_requested.json`` not empty) and ``--rerun-command`` is set, run it
         once (e.g. ``neighborscope stress run nightly.toml``), then refresh the findings: a rerun that agrees
         confirms the regression the same night, one that does not leaves it suspected."""
-        from analysis.alert_engine import RERUNS_FILE, refresh_nightly
+        from analysis.alerts.engine import RERUNS_FILE, refresh_nightly
 
         path = self.state_dir / RERUNS_FILE
         wanted = json.loads(path.read_text()) if path.exists() else []
@@ -117,7 +117,7 @@ class Jobs:
 
     def alerts(self) -> None:
         """One alert evaluation (errors are logged; the next minute tries again)."""
-        from analysis.alert_engine import evaluate_once
+        from analysis.alerts.engine import evaluate_once
         from telemetry.store.base import open_store
 
         self.runs["alerts"] += 1

@@ -37,8 +37,8 @@ def build(store_dir: Path, node: str, days: float, cycles_per_day: int, seed: in
     import polars as pl
 
     from analysis.ingest.model import Run, artifact_key, run_event_frame
+    from telemetry.sim import simulate
     from telemetry.sim.scenario import Phase, preset, seed000_topology
-    from telemetry.simulator import simulate
     from telemetry.store.parquet import ParquetStore
 
     base = preset("seed000", num_prompts=num_prompts)

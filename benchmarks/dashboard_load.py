@@ -46,7 +46,7 @@ DEFAULT_STORE = ROOT / "neighborscope-demo" / "bench-24h" / "store"
 
 def build_store(path: Path, hours: int = 24, seed: int = 0) -> None:
     """24 h (three 8 h phases of seed 000) of telemetry only, written in hourly chunks then compacted."""
-    from telemetry.simulator import preset, simulate
+    from telemetry.sim import preset, simulate
     from telemetry.store.parquet import ParquetStore
 
     t = time.perf_counter()

@@ -15,7 +15,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from telemetry.simulator import preset, simulate
+from telemetry.sim import preset, simulate
 
 
 def main() -> None:

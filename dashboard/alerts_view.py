@@ -1,6 +1,6 @@
 """Alerts as the dashboard shows them: read from the alert engine's persisted state, flattened to frames.
 
-The state is the alert engine's ``state.json`` (`analysis.alert_engine`, which writes each alert in Alertmanager's
+The state is the alert engine's ``state.json`` (`analysis.alerts.engine`, which writes each alert in Alertmanager's
 shape too): ``--alert-state`` (env ``NEIGHBORSCOPE_ALERT_STATE``, a file or the engine's state directory), else
 ``alerts/state.json`` in or beside the store directory (the engine's default), or ``alert_state.json``. Alerts follow the Alertmanager shape (``labels``, ``annotations``,
 ``startsAt``, ``endsAt``, ``status`` firing | resolved); silences have ``matchers``, ``startsAt``, ``endsAt``,

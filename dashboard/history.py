@@ -1,6 +1,6 @@
 """Nightly history for the Runs & history page: one point per night and series, and the change points.
 
-Computed by `analysis.regression` (history of run summaries, Otava-style change points) from the runs the store
+Computed by `analysis.history.regression` (history of run summaries, Otava-style change points) from the runs the store
 holds; None while that module is not installed.
 """
 
@@ -52,7 +52,7 @@ def history_frames(history: pl.DataFrame, change_points: pl.DataFrame) -> Histor
 def load(settings: data.Settings, days: int = 90) -> History | None:
     """The nightly history of the last ``days`` days of stored runs (up to the newest run), or None."""
     try:
-        from analysis import regression
+        from analysis.history import regression
     except ImportError:
         return None
     runs = data.runs(settings.store_url)

@@ -17,7 +17,7 @@ WARM_MODULES = (
     "numpy", "pandas", "polars", "pyarrow", "streamlit.material_icon_names",
     "plotly.graph_objects", "plotly.subplots", "plotly.io", "tsdownsample",
     "telemetry.schema", "telemetry.store.base", "telemetry.store.parquet", "telemetry.store.influx",
-    "analysis.align", "analysis.analyze", "analysis.attribution", "analysis.regression", "analysis.report.figures",
+    "analysis.align", "analysis.analyze", "analysis.attribution", "analysis.history.regression", "analysis.report.figures",
     "analysis.ingest.model",
 )
 

@@ -31,10 +31,10 @@ def simulator_source(scenario: str, seed: int | None = None, chunk_s: int = 60) 
 
     The scenario is simulated once (without the benchmark runs), on the first call."""
     try:
-        from telemetry.simulator import iter_telemetry, preset, simulate
+        from telemetry.sim import iter_telemetry, preset, simulate
     except ImportError as exc:
         raise ConfigError(
-            f"the simulator (telemetry.simulator) is not available: {exc}", "samplers.simulated.scenario"
+            f"the simulator (telemetry.sim) is not available: {exc}", "samplers.simulated.scenario"
         ) from None
     try:
         sc = preset(scenario)

@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from analysis.history.thermal import ThermalLimits
 from analysis.report.data import ReportData, read_report_data
 from analysis.report.summary import Report, ReportOptions, build_report, degradation_thresholds
-from analysis.thermal import ThermalLimits
 
 __all__ = ["Report", "ReportData", "ReportOptions", "ThermalLimits", "build_report", "read_report_data",
            "render", "write_report"]

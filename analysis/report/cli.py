@@ -106,9 +106,9 @@ def report(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from analysis.history.thermal import ThermalLimits
     from analysis.report import write_report
     from analysis.report.summary import ReportOptions
-    from analysis.thermal import ThermalLimits
     from telemetry.store.base import open_store
 
     err = Console(stderr=True)

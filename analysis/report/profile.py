@@ -1,7 +1,7 @@
 """Presentation of the thermal profile in the nightly report: the plain-words findings list.
 
 The profile itself (per node and per device, seed 002's table, with its `ThermalLimits`) is
-`analysis.thermal.thermal_profile` / `analysis.thermal.device_thermal_profile`; this module only words it.
+`analysis.history.thermal.thermal_profile` / `analysis.history.thermal.device_thermal_profile`; this module only words it.
 """
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from analysis.changepoints import robust_z
-from analysis.thermal import ThermalLimits
+from analysis.history.changepoints import robust_z
+from analysis.history.thermal import ThermalLimits
 
 
 def thermal_finding_lines(nodes: pl.DataFrame, devices: pl.DataFrame, limits: ThermalLimits) -> list[str]:
     """Plain-words findings of the report's thermal section: nodes / devices over a limit, thermal throttling, peer
     outliers (robust z > 3.5 among the same model on a node).
 
-    ``nodes`` / ``devices``: `analysis.thermal.thermal_profile` / `analysis.thermal.device_thermal_profile`."""
+    ``nodes`` / ``devices``: `analysis.history.thermal.thermal_profile` / `analysis.history.thermal.device_thermal_profile`."""
     out: list[str] = []
     for r in nodes.filter(pl.col("status").is_in(["WARM", "HOT"])).iter_rows(named=True):
         out.append(f"Node {r['node']} is {r['status']}: {r['reason']}.")

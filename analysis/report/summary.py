@@ -15,8 +15,8 @@ hidden behind an estimate). ``summary["sources"]`` names the module of each sect
   here: the victim's p99 ITL per window vs each co-tenant's activity (accelerator power, or CPU for host-only
   tenants), effect = median p99 while on / while off - 1, 95 % CI by a seeded bootstrap over windows.
   Correlational only; co-tenants always on together are flagged as confounded.
-- thermal: `analysis.thermal.thermal_profile` / `device_thermal_profile`, worded by `analysis.report.profile`.
-- history: `analysis.regression` (nightly history, regression status, change points).
+- thermal: `analysis.history.thermal.thermal_profile` / `device_thermal_profile`, worded by `analysis.report.profile`.
+- history: `analysis.history.regression` (nightly history, regression status, change points).
 
 Sections without data (no runs, no accelerator telemetry, no runs in the history window) say so explicitly.
 """
@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from analysis import degradation, regression
+from analysis import degradation
+from analysis.history import regression
+from analysis.history.thermal import ThermalLimits, device_thermal_profile, thermal_profile
 from analysis.report.data import ReportData
 from analysis.report.profile import thermal_finding_lines
-from analysis.thermal import ThermalLimits, device_thermal_profile, thermal_profile
 
 SCHEMA_VERSION = 1
 
@@ -334,7 +335,7 @@ def _test_phase(test: str) -> str:
 
 
 def history_from_regression(hist: pl.DataFrame) -> pl.DataFrame:
-    """`analysis.regression.nightly_history` output as the history frame of `history_lines` (one point per night)."""
+    """`analysis.history.regression.nightly_history` output as the history frame of `history_lines` (one point per night)."""
     units = dict(HISTORY_METRICS)
     f = hist.filter(pl.col("metric").is_in(list(units)))
     return f.select(
@@ -346,7 +347,7 @@ def history_from_regression(hist: pl.DataFrame) -> pl.DataFrame:
 
 
 def _history(data: ReportData, o: ReportOptions) -> tuple[pl.DataFrame, list[dict[str, Any]], list[dict[str, Any]], str]:
-    """(history frame, change points, regressions, source): `analysis.regression` over the ``run_event`` summary
+    """(history frame, change points, regressions, source): `analysis.history.regression` over the ``run_event`` summary
     rows of the history window (``data.history_events``); none without runs there."""
     if data.history_events is None or data.history_events.is_empty():
         return pl.DataFrame(schema=HISTORY_SCHEMA), [], [], "none"
@@ -370,7 +371,7 @@ def _history(data: ReportData, o: ReportOptions) -> tuple[pl.DataFrame, list[dic
                      f"({_test_phase(r['test'])}, 95 % CI {_fmt_pct(r['ci_low_pct'])} to "
                      f"{_fmt_pct(r['ci_high_pct'])})."),
         })
-    return history_from_regression(hist), cps, regs, "analysis.regression"
+    return history_from_regression(hist), cps, regs, "analysis.history.regression"
 
 
 # ------------------------------------------------------------------------------------------------ verdict
@@ -521,7 +522,7 @@ def build_report(data: ReportData, options: ReportOptions | None = None, *, gene
     tell("thermal profile")
     nodes = thermal_profile(data.accel, data.host, o.limits)
     devices = device_thermal_profile(data.accel, o.limits)
-    sources["thermal"] = "analysis.thermal.thermal_profile"
+    sources["thermal"] = "analysis.history.thermal.thermal_profile"
     frames["thermal_nodes"], frames["thermal_devices"] = nodes, devices
     frames["accel"] = data.accel
     findings = thermal_finding_lines(nodes, devices, o.limits) if nodes.height else []

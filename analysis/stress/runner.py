@@ -280,7 +280,7 @@ class PlanRunner:
                                  command=p.command_text(), exit_code=code, failed=False)
             signal.signal(signal.SIGTERM, previous)
             if silence is not None and self.alert_state_dir is not None:
-                from analysis.alert_engine import expire_silence
+                from analysis.alerts.engine import expire_silence
 
                 expire_silence(self.alert_state_dir, silence)
             store.close()
@@ -293,7 +293,7 @@ class PlanRunner:
     def _silence(self) -> str | None:
         if not (self.plan.plan.silence_alerts and self.alert_state_dir):
             return None
-        from analysis.alert_engine import add_silence
+        from analysis.alerts.engine import add_silence
 
         now = datetime.now(UTC)
         sil = add_silence(self.alert_state_dir, {"node": self.node}, now,

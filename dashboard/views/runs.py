@@ -80,7 +80,7 @@ else:
     unit = pts["unit"][0] if "unit" in pts.columns and pts.height else ""
     if pts.height < 2:
         st.info(f"Only {pts.height} night of history for this series so far: change points need several nights "
-                "on each side (see `analysis.regression`).")
+                "on each side (see `analysis.history.regression`).")
     plotly_view.chart(charts.history_figure(pts, "value", unit, change_points=cps, title=pick), key="history")
     if hist.change_points.height:
         st.markdown("**Change points**")

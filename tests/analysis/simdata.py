@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 
 from analysis.attribution import topology_frame
-from telemetry.simulator import SimResult, preset, simulate
+from telemetry.sim import SimResult, preset, simulate
 
 
 @dataclass

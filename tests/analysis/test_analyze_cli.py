@@ -14,7 +14,7 @@ from analysis.attribution import ANTAGONIST_COLUMNS
 from analysis.cli import analyze as command
 from analysis.degradation import PHASE_COLUMNS
 from analysis.ingest import import_bench_files
-from telemetry.simulator import preset, simulate, write_output
+from telemetry.sim import preset, simulate, write_output
 from telemetry.store.base import open_store
 
 SEED000 = Path(__file__).parents[1] / "fixtures" / "bench" / "vllm" / "seed000_inferencex_sglang_mi300x_blog.txt"

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from analysis.alert_engine import read_state
+from analysis.alerts.engine import read_state
 from analysis.serve import Jobs, ServeOptions, build_scheduler
 from telemetry.errors import ConfigError
 from telemetry.store.base import open_store
@@ -82,7 +82,7 @@ def test_scheduler_runs_the_alert_job_at_start_and_only_once_at_a_time(tmp_path:
 RERUN = """
 import sys
 from datetime import timedelta
-from analysis.history_sim import HistorySpec, night_start
+from tests.analysis.history.history_sim import HistorySpec, night_start
 from analysis.ingest.model import Run, write_run
 from telemetry.store.base import open_store
 st = open_store(sys.argv[1])
@@ -98,7 +98,7 @@ st.close()
 def test_a_suspected_regression_triggers_the_rerun_command_which_confirms_it(tmp_path: Path) -> None:
     import polars as pl
 
-    from analysis.history_sim import HistorySpec, write_history
+    from tests.analysis.history.history_sim import HistorySpec, write_history
 
     st = open_store(tmp_path / "store")
     write_history(st, HistorySpec(nights=21, regression_night=20, sample_s=600))

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from analysis.ingest.importer import import_bench_files
-from telemetry.simulator import preset, simulate, write_output
+from telemetry.sim import preset, simulate, write_output
 from telemetry.store.parquet import ParquetStore
 
 

@@ -32,8 +32,8 @@ def test_silence_matchers_read_like_alertmanager():
 
 
 def test_the_alert_engines_state_file_is_read_as_is(tmp_path):
-    from analysis.alert_engine import EngineState, write_state
-    from analysis.alert_rules import Alert, AlertBook, Silence
+    from analysis.alerts.engine import EngineState, write_state
+    from analysis.alerts.rules import Alert, AlertBook, Silence
     from dashboard.alerts_view import load_state
     from dashboard.settings import Settings
 

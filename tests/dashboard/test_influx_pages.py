@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.simulator import preset, simulate
+from telemetry.sim import preset, simulate
 from telemetry.store.influx import InfluxConfig, InfluxStore
 from tests.dashboard.test_pages import plotly_specs, run_page
 from tests.telemetry.store.conftest import influx_db, influx_url, influxd  # noqa: F401 - fixtures

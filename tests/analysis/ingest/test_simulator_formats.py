@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from analysis.ingest import parse_bench_files, summary_from_requests
-from telemetry.simulator import (
+from telemetry.sim import (
     preset,
     simulate,
     write_aiperf_jsonl,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from analysis.ingest import import_bench_files
-from telemetry.simulator import preset, simulate, write_output
+from telemetry.sim import preset, simulate, write_output
 from telemetry.store.base import open_store
 
 SIM_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Per-node / per-device thermal profile (`analysis.thermal`) as the report shows it: statuses against configurable
+"""Per-node / per-device thermal profile (`analysis.history.thermal`) as the report shows it: statuses against configurable
 limits, like seed 002's table, and the report's plain-words findings (`analysis.report.profile`)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
+from analysis.history.thermal import ThermalLimits, device_thermal_profile, thermal_profile
 from analysis.report.profile import thermal_finding_lines
-from analysis.thermal import ThermalLimits, device_thermal_profile, thermal_profile
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -99,7 +99,7 @@ def test_throttling_in_seconds_and_as_a_fraction_of_samples() -> None:
 
 
 def test_thermal_summary_profile_is_the_report_profile() -> None:
-    from analysis.thermal import thermal_summary
+    from analysis.history.thermal import thermal_summary
 
     accel = pl.concat([_accel("spark1", [73, 73, 75], 34.1), _accel("spark4", [67, 68, 69], 31.0)])
     host = pl.concat([_host("spark1", 90.0), _host("spark4", 89.0)])

@@ -2,7 +2,7 @@
 
 ``evaluate(rules, book, inputs, now, silences) -> (book', transitions)`` is a pure function: the state before,
 the frames the rules read and the clock in; the state after and what changed out. No I/O: reading the store,
-POSTing to Alertmanager and saving the state are `analysis.alert_engine` and `analysis.alertmanager`.
+POSTing to Alertmanager and saving the state are `analysis.alerts.engine` and `analysis.alerts.alertmanager`.
 
 Semantics follow Prometheus alerting rules (analysis-methods.md §5):
 
@@ -21,8 +21,8 @@ Semantics follow Prometheus alerting rules (analysis-methods.md §5):
 Built-in rule kinds (`RuleKind`): ``thermal_temperature`` (temperature above ``threshold_c`` for the whole
 ``window``, ``for`` a duration), ``thermal_throttling`` (thermal-throttled fraction of the window above
 ``throttle_fraction``), ``noisy_neighbour`` (degradation CI lower bound above ``enter_pct``; resolve when
-``exit_field`` falls below ``exit_pct``), ``perf_regression`` (`analysis.regression` statuses), ``thermal_regression``
-(`analysis.thermal` findings), ``stale_telemetry`` (a node silent for ``intervals`` × ``interval``).
+``exit_field`` falls below ``exit_pct``), ``perf_regression`` (`analysis.history.regression` statuses), ``thermal_regression``
+(`analysis.history.thermal` findings), ``stale_telemetry`` (a node silent for ``intervals`` × ``interval``).
 """
 
 from __future__ import annotations
@@ -260,8 +260,8 @@ class AlertInputs:
     - ``last_seen``: node, last_seen (Datetime UTC) per node known in the lookback (stale telemetry);
     - ``degradation``: node, victim, antagonist, resource, metric, effect_pct, ci_low_pct, ci_high_pct[, q]
       (positive = the victim is slower);
-    - ``regressions``: `analysis.regression.STATUS_SCHEMA` rows;
-    - ``thermal``: `analysis.thermal.FINDING_SCHEMA` rows.
+    - ``regressions``: `analysis.history.regression.STATUS_SCHEMA` rows;
+    - ``thermal``: `analysis.history.thermal.FINDING_SCHEMA` rows.
     """
 
     accel: pl.DataFrame | None = None

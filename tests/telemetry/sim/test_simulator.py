@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from telemetry.errors import ConfigError
 from telemetry.schema import conform, measurement
-from telemetry.simulator import (
+from telemetry.sim import (
     PRESETS,
     TELEMETRY_MEASUREMENTS,
     aiperf_records,
@@ -335,7 +335,7 @@ def test_write_output_writes_telemetry_bench_files_and_ground_truth(short, tmp_p
 def test_simulate_command_writes_a_directory(tmp_path):
     import typer
 
-    from telemetry.simulator_cli import simulate as command
+    from telemetry.sim.cli import simulate as command
 
     app = typer.Typer()
     app.command()(command)

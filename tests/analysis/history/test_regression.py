@@ -11,8 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from analysis.history_sim import HistorySpec, simulate_history
-from analysis.regression import (
+from analysis.history.regression import (
     Acknowledgement,
     RegressionConfig,
     assess_series,
@@ -27,6 +26,7 @@ from analysis.regression import (
     save_acks,
 )
 from telemetry.errors import ConfigError
+from tests.analysis.history.history_sim import HistorySpec, simulate_history
 
 FLOOR = math.log1p(0.03)
 

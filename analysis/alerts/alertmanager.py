@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from analysis.alert_rules import ZERO_TIME, Alert, _iso
+from analysis.alerts.rules import ZERO_TIME, Alert, _iso
 from telemetry.errors import NeighborscopeError
 
 

@@ -3,10 +3,10 @@
 One evaluation (`evaluate_once`)::
 
     config (alerts.toml) + state.json  ->  inputs from the store (recent accel, last seen per node, the nightly
-    findings cache, the degradation table)  ->  analysis.alert_rules.evaluate  ->  notifiers (Alertmanager,
+    findings cache, the degradation table)  ->  analysis.alerts.rules.evaluate  ->  notifiers (Alertmanager,
     webhook, log)  ->  state.json (atomic rename)
 
-The nightly findings (`analysis.regression` statuses and `analysis.thermal` findings) are recomputed by
+The nightly findings (`analysis.history.regression` statuses and `analysis.history.thermal` findings) are recomputed by
 `refresh_nightly` (the scheduler's nightly job, or ``neighborscope alerts --refresh``) and cached as Parquet in the
 state directory, so the every-minute evaluation stays cheap. Silences live in the state file (``silences``, in
 Alertmanager's shape) and in alerts.toml ``[[silence]]`` tables.
@@ -29,7 +29,8 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from analysis.alert_rules import (
+from analysis.alerts.alertmanager import NotifyError, post_alertmanager, post_webhook, write_log
+from analysis.alerts.rules import (
     AlertBook,
     AlertInputs,
     Duration,
@@ -42,7 +43,6 @@ from analysis.alert_rules import (
     evaluate,
     mark_sent,
 )
-from analysis.alertmanager import NotifyError, post_alertmanager, post_webhook, write_log
 from analysis.toml_models import load_toml_model, model_from_dict
 from telemetry.errors import ConfigError
 
@@ -97,7 +97,7 @@ class EngineSettings(BaseModel):
 
 
 class RegressionSettings(BaseModel):
-    """``[regression]``: overrides of `analysis.regression.RegressionConfig`."""
+    """``[regression]``: overrides of `analysis.history.regression.RegressionConfig`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -111,7 +111,7 @@ class RegressionSettings(BaseModel):
 
 
 class ThermalSettings(BaseModel):
-    """``[thermal]``: overrides of `analysis.thermal.ThermalConfig`."""
+    """``[thermal]``: overrides of `analysis.history.thermal.ThermalConfig`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -146,12 +146,12 @@ class AlertsConfig(BaseModel):
         return [*merged, *own.values()]
 
     def regression_config(self) -> Any:
-        from analysis.regression import RegressionConfig
+        from analysis.history.regression import RegressionConfig
 
         return RegressionConfig(**self.regression.model_dump())
 
     def thermal_config(self) -> Any:
-        from analysis.thermal import ThermalConfig
+        from analysis.history.thermal import ThermalConfig
 
         return ThermalConfig(**self.thermal.model_dump())
 
@@ -310,8 +310,8 @@ def last_seen(store: Any, now: datetime, lookback_s: float, measurement: str = "
 
 def refresh_nightly(store: Any, cfg: AlertsConfig, state_dir: Path, now: datetime | None = None) -> dict[str, int]:
     """Recompute the nightly findings (regression statuses, thermal fits and findings) into the state directory."""
-    from analysis.regression import load_acks, regression_status, store_history
-    from analysis.thermal import nightly_residuals, thermal_findings, thermal_fits
+    from analysis.history.regression import load_acks, regression_status, store_history
+    from analysis.history.thermal import nightly_residuals, thermal_findings, thermal_fits
 
     now = now or datetime.now(UTC)
     rcfg, tcfg = cfg.regression_config(), cfg.thermal_config()
@@ -418,7 +418,7 @@ class EvalResult:
 
 
 def notify(cfg: AlertsConfig, book: AlertBook, now: datetime) -> tuple[AlertBook, dict[str, int], dict[str, str]]:
-    """Send what each notifier owes (`analysis.alert_rules.due`); mark delivered alerts. Failures are returned,
+    """Send what each notifier owes (`analysis.alerts.rules.due`); mark delivered alerts. Failures are returned,
     not raised: an undelivered alert stays due and goes out at the next evaluation."""
     sent: dict[str, int] = {}
     errors: dict[str, str] = {}
@@ -463,5 +463,5 @@ def evaluate_once(cfg: AlertsConfig, store: Any, state_dir: Path, now: datetime 
 
 
 def current_alerts(state_dir: Path | str) -> pl.DataFrame:
-    """The alerts of the persisted state as a frame (`analysis.alert_rules.ALERTS_SCHEMA`): for the report."""
+    """The alerts of the persisted state as a frame (`analysis.alerts.rules.ALERTS_SCHEMA`): for the report."""
     return alerts_frame(read_state(Path(state_dir)).book)

@@ -1,5 +1,5 @@
 """`neighborscope alerts`: evaluate the alert rules once (the scheduler runs this every minute), list alerts,
-acknowledge change points, silence alerts. Thin shells over `analysis.alert_engine`."""
+acknowledge change points, silence alerts. Thin shells over `analysis.alerts.engine`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from analysis.alert_rules import parse_duration
+from analysis.alerts.rules import parse_duration
 
 alerts = typer.Typer(
     name="alerts",
@@ -27,7 +27,7 @@ STATE = typer.Option(None, "--state-dir", envvar="NEIGHBORSCOPE_ALERT_STATE_DIR"
 
 
 def _setup(config: Path | None, store: str, state_dir: Path | None):
-    from analysis.alert_engine import load_config, state_dir_for
+    from analysis.alerts.engine import load_config, state_dir_for
 
     cfg = load_config(config)
     return cfg, state_dir or state_dir_for(cfg, store)
@@ -57,7 +57,7 @@ def main(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from analysis.alert_engine import evaluate_once, refresh_nightly
+    from analysis.alerts.engine import evaluate_once, refresh_nightly
     from telemetry.store.base import open_store
 
     cfg, sdir = _setup(config, store, state_dir)
@@ -93,7 +93,7 @@ def list_alerts(
 
     Example: neighborscope alerts list --store data/store
     """
-    from analysis.alert_engine import current_alerts, read_state
+    from analysis.alerts.engine import current_alerts, read_state
 
     _, sdir = _setup(config, store, state_dir)
     frame = current_alerts(sdir)
@@ -124,8 +124,8 @@ def ack(
 
     Example: neighborscope alerts ack --test 'vllm|m|c8|1024/256|baseline' --group hive0 --night 2026-11-20
     """
-    from analysis.alert_engine import ACKS_FILE
-    from analysis.regression import Acknowledgement, load_acks, save_acks
+    from analysis.alerts.engine import ACKS_FILE
+    from analysis.history.regression import Acknowledgement, load_acks, save_acks
 
     _, sdir = _setup(config, store, state_dir)
     acks = load_acks(sdir / ACKS_FILE)
@@ -149,7 +149,7 @@ def silence(
 
     Example: neighborscope alerts silence -m node=n1 -m alertname=~Noisy.* --duration 3h --comment "stress test"
     """
-    from analysis.alert_engine import add_silence
+    from analysis.alerts.engine import add_silence
     from telemetry.errors import ConfigError
 
     matchers = {}
@@ -179,7 +179,7 @@ def expire(
 
     Example: neighborscope alerts expire 3f2a9c1b7d4e
     """
-    from analysis.alert_engine import expire_silence
+    from analysis.alerts.engine import expire_silence
     from telemetry.errors import ConfigError
 
     _, sdir = _setup(config, store, state_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.changepoints import change_points, energy_split, robust_z, ttest_pvalue
+from analysis.history.changepoints import change_points, energy_split, robust_z, ttest_pvalue
 
 
 def test_a_clear_step_is_found_at_its_index() -> None:

@@ -9,7 +9,7 @@ Method (analysis-methods.md §3 and §6c):
   ``tool|model|c<concurrency>|<isl>/<osl>|<phase>``.
 - **Noise.** ``noise`` = robust night-to-night standard deviation (1.4826 · MAD of successive differences / √2: a
   single step does not inflate it). ``min_magnitude`` = max(log(1 + ``min_effect``), ``noise_mult`` · noise).
-- **Change points.** `analysis.changepoints.change_points` (Otava split + merge) on the log series with
+- **Change points.** `analysis.history.changepoints.change_points` (Otava split + merge) on the log series with
   ``window_len``, ``max_pvalue`` and that ``min_magnitude``; at least two nights on each side, so a change point
   is by construction *persistent* (confirmed).
 - **Same night.** Last night against the trailing stable segment (the nights since the last change point): a
@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from analysis.changepoints import change_points
+from analysis.history.changepoints import change_points
 from telemetry.errors import ConfigError
 
 Status = Literal["ok", "suspected", "confirmed", "acknowledged", "improved", "insufficient"]

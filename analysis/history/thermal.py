@@ -9,7 +9,7 @@ Method (analysis-methods.md §6c):
   varies. A covariate that does not vary in the period is left out (the intercept absorbs it).
 - **Residual.** Each night's mean of ``temp_c`` minus a *reference* model (the median coefficients of the device's
   first ``reference_nights`` nights): a device that runs hotter at the same power, inlet and neighbours.
-- **Change points.** `analysis.regression.assess_series` (Otava split + merge, same-night check with a Bonferroni
+- **Change points.** `analysis.history.regression.assess_series` (Otava split + merge, same-night check with a Bonferroni
   family of the node's devices × 2 metrics) on the nightly °C/W and on the residual, on linear scale, with floors
   ``min_c_per_w`` and ``min_residual_c``.
 - **Peers.** Among devices of the same model on a node, the robust z (0.6745 · (x - median) / MAD) of each night's
@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from analysis.changepoints import robust_z
-from analysis.regression import RegressionConfig, assess_series, change_points, night_of, series_noise
+from analysis.history.changepoints import robust_z
+from analysis.history.regression import RegressionConfig, assess_series, change_points, night_of, series_noise
 
 DEVICE_KEY = ("node", "device", "model")
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from analysis.alert_engine import AlertsConfig, evaluate_once, refresh_nightly
-from analysis.history_sim import HistorySpec, night_start, write_history
+from analysis.alerts.engine import AlertsConfig, evaluate_once, refresh_nightly
 from analysis.toml_models import model_from_dict
 from telemetry.store.base import open_store
-from tests.analysis.alert_receiver import RecordingReceiver
+from tests.analysis.alerts.alert_receiver import RecordingReceiver
+from tests.analysis.history.history_sim import HistorySpec, night_start, write_history
 
 
 def _replay(tmp_path: Path, spec: HistorySpec) -> dict[tuple[str, str, str], int]:

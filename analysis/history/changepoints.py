@@ -123,7 +123,7 @@ def change_points(
     """Change points of ``values`` (Otava's split + merge, see the module docstring), sorted by index.
 
     ``min_size`` points at least on each side, so a shift in the last point is not a change point yet (the
-    same-night check in `analysis.regression` covers it). Null / NaN values must be dropped by the caller.
+    same-night check in `analysis.history.regression` covers it). Null / NaN values must be dropped by the caller.
     """
     x = np.asarray(values, dtype=np.float64)
     n = len(x)

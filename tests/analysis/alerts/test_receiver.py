@@ -9,10 +9,10 @@ from pathlib import Path
 
 import polars as pl
 
-from analysis.alert_engine import AlertsConfig, evaluate_once, read_state
-from analysis.alert_rules import AlertInputs
+from analysis.alerts.engine import AlertsConfig, evaluate_once, read_state
+from analysis.alerts.rules import AlertInputs
 from analysis.toml_models import model_from_dict
-from tests.analysis.alert_receiver import RecordingReceiver
+from tests.analysis.alerts.alert_receiver import RecordingReceiver
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 V4_KEYS = {
@@ -269,7 +269,7 @@ def test_unreachable_receiver_retries_at_next_evaluation(tmp_path: Path) -> None
 
 
 def test_silenced_alert_is_tracked_but_not_sent(tmp_path: Path) -> None:
-    from analysis.alert_engine import add_silence
+    from analysis.alerts.engine import add_silence
 
     with RecordingReceiver() as rx:
         cfg = _config(rx.url, [{**NOISY, "for": 0}])

@@ -11,10 +11,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from analysis.alert_engine import load_config, read_state
+from analysis.alerts.engine import load_config, read_state
 from telemetry.errors import ConfigError
 from telemetry.store.base import open_store
-from tests.analysis.alert_receiver import RecordingReceiver
+from tests.analysis.alerts.alert_receiver import RecordingReceiver
 
 NEIGHBORSCOPE = [sys.executable, "-m", "telemetry.cli"]
 
@@ -142,7 +142,7 @@ def test_cli_keeps_state_across_processes(tmp_path: Path) -> None:
 def test_cli_silence_ack_and_expire(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from analysis.alerts_cli import alerts
+    from analysis.alerts.cli import alerts
 
     runner = CliRunner()
     store = str(tmp_path / "store")

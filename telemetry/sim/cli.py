@@ -38,8 +38,8 @@ def simulate(
 
     Example: neighborscope simulate --seed 1 --scenario seed000 --phase-s 120 --num-prompts 80 --out /tmp/sim
     """
-    from telemetry.simulator import PRESETS, preset, write_output
-    from telemetry.simulator import simulate as run_sim
+    from telemetry.sim import PRESETS, preset, write_output
+    from telemetry.sim import simulate as run_sim
 
     if scenario not in PRESETS:
         raise ConfigError(f"unknown scenario {scenario!r}; presets: {', '.join(PRESETS)}")

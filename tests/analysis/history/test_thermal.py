@@ -8,8 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from analysis.history_sim import HistorySpec, simulate_history
-from analysis.thermal import (
+from analysis.history.thermal import (
     ThermalLimits,
     nightly_residuals,
     peer_outliers,
@@ -20,6 +19,7 @@ from analysis.thermal import (
     thermal_profile,
     throttle_fraction,
 )
+from tests.analysis.history.history_sim import HistorySpec, simulate_history
 
 T0 = datetime(2026, 11, 1, 1, 0, tzinfo=UTC)
 

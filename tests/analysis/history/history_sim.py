@@ -1,6 +1,6 @@
 """A seeded many-night history of one node, for the regression / thermal detectors and their acceptance test.
 
-Not the node simulator (`telemetry.simulator`, one session at 1 Hz): this writes what the nightly detectors read,
+Not the node simulator (`telemetry.sim`, one session at 1 Hz): this writes what the nightly detectors read,
 for any number of nights, fast. Each night (at ``run_hour`` UTC) one benchmark run (``runs_per_night``; extra runs
 are reruns two hours later) stores a ``run_event`` summary row in the importer's form (`analysis.ingest.model.Run`
 JSON), and every device writes ``accel`` rows every ``sample_s`` seconds for the hour of the run:

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 import pytest
 
-from analysis.alert_rules import (
+from analysis.alerts.rules import (
     AlertBook,
     AlertInputs,
     Rule,
@@ -234,7 +234,7 @@ def test_book_round_trips_through_json() -> None:
 
 
 def test_antagonists_become_slowdowns_for_the_noisy_neighbour_rule() -> None:
-    from analysis.alert_engine import degradation_alert_frame
+    from analysis.alerts.engine import degradation_alert_frame
 
     ant = pl.DataFrame({"victim": ["hive0"], "antagonist": ["hive1"], "resource": ["pcie"], "effect_pct": [-12.0],
                         "ci_low": [-15.0], "ci_high": [-11.0], "q_value": [0.001]})
