@@ -85,7 +85,7 @@ def test_a_rule_of_the_same_name_replaces_the_builtin(tmp_path: Path) -> None:
 
 
 def test_example_config_in_the_docs_is_valid() -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     cfg = load_config(root / "examples" / "alerts.toml")
     assert {n.kind for n in cfg.notifier} == {"alertmanager", "webhook", "log"}
 

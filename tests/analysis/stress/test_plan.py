@@ -10,7 +10,7 @@ from analysis.stress.plan import Plan, command_argv, load_plan, schedule
 from analysis.toml_models import model_from_dict
 from telemetry.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 BASE = {
     "plan": {"name": "p", "design": "phases", "repetitions": 2},

@@ -17,7 +17,7 @@ from analysis.stress.runner import run_plan
 from analysis.toml_models import model_from_dict
 from telemetry.store.base import open_store
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PY = sys.executable
 
 
