@@ -147,7 +147,10 @@ def build_scheduler(jobs: Jobs, background: bool = True) -> Any:
     opts = jobs.opts
     defaults = {"coalesce": True, "max_instances": 1, "misfire_grace_time": int(opts.misfire_grace_s)}
     cls = BackgroundScheduler if background else BlockingScheduler
-    sched = cls(timezone=opts.timezone, job_defaults=defaults)
+    try:
+        sched = cls(timezone=opts.timezone, job_defaults=defaults)
+    except (LookupError, ValueError) as exc:  # zoneinfo.ZoneInfoNotFoundError is a KeyError
+        raise ConfigError(f"--timezone {opts.timezone!r}: unknown time zone ({exc})") from None
     try:
         cron = CronTrigger.from_crontab(opts.report_cron, timezone=opts.timezone)
     except ValueError as exc:
@@ -182,6 +185,15 @@ class CollectorChild:
                 self.proc.kill()
 
 
+def _split(option: str, text: str) -> list[str]:
+    from telemetry.errors import ConfigError
+
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option} {text!r}: {exc}") from None
+
+
 def serve(
     store: str = typer.Option("neighborscope-data/store", "--store", envvar="NEIGHBORSCOPE_STORE",
                               help="Store path or URL."),
@@ -212,11 +224,11 @@ def serve(
     if log_level.lower() != "debug":  # APScheduler logs every run of every job at INFO
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
     opts = ServeOptions(store=store, alerts_config=alerts_config, state_dir=state_dir, report_out=report_out,
-                        report_cron=report_cron, report_args=shlex.split(report_args), timezone=timezone,
+                        report_cron=report_cron, report_args=_split("--report-args", report_args), timezone=timezone,
                         alert_interval_s=alert_interval, rerun_command=rerun_command)  # fmt: skip
     jobs = Jobs(opts)
     sched = build_scheduler(jobs, background=True)
-    child = CollectorChild([*NEIGHBORSCOPE, "collector", "--store", store, *shlex.split(collector_args)]) \
+    child = CollectorChild([*NEIGHBORSCOPE, "collector", "--store", store, *_split("--collector-args", collector_args)]) \
         if collector else None
     stop = threading.Event()
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from analysis.alerts.rules import parse_duration
+from telemetry.config import parse_duration
+from telemetry.errors import ConfigError
 
 alerts = typer.Typer(
     name="alerts",
@@ -36,8 +37,18 @@ def _setup(config: Path | None, store: str, state_dir: Path | None):
 def _now(text: str | None) -> datetime:
     if not text:
         return datetime.now(UTC)
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--now {text!r}: expected an ISO time such as 2026-03-02T09:00:00Z") from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _night(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--night {text!r}: expected a date such as 2026-11-20") from None
 
 
 @alerts.callback()
@@ -51,7 +62,8 @@ def main(
     now: str | None = typer.Option(None, "--now", help="Evaluate as of this UTC time (ISO 8601; replays)."),
     as_json: bool = typer.Option(False, "--json", help="Print the transitions as JSON lines."),
 ) -> None:
-    """Evaluate every alert rule once: update pending / firing / resolved, notify, save the state.
+    """Evaluate every alert rule once: update pending / firing / resolved, notify, save the state. Exit code 1 when
+    a notifier could not be reached (the state is saved all the same), 2 for a bad config or option.
 
     Subcommands: list, ack, silence, expire. Example: neighborscope alerts --config alerts.toml --store data/store
     """
@@ -129,7 +141,7 @@ def ack(
 
     _, sdir = _setup(config, store, state_dir)
     acks = load_acks(sdir / ACKS_FILE)
-    acks.append(Acknowledgement(test=test, group=group, metric=metric, night=date.fromisoformat(night), node=node,
+    acks.append(Acknowledgement(test=test, group=group, metric=metric, night=_night(night), node=node,
                                 by=by, comment=comment))  # fmt: skip
     save_acks(sdir / ACKS_FILE, acks)
     typer.echo(f"acknowledged; {len(acks)} acknowledgement(s) in {sdir / ACKS_FILE}")
@@ -150,7 +162,6 @@ def silence(
     Example: neighborscope alerts silence -m node=n1 -m alertname=~Noisy.* --duration 3h --comment "stress test"
     """
     from analysis.alerts.engine import add_silence
-    from telemetry.errors import ConfigError
 
     matchers = {}
     for m in matcher:
@@ -180,7 +191,6 @@ def expire(
     Example: neighborscope alerts expire 3f2a9c1b7d4e
     """
     from analysis.alerts.engine import expire_silence
-    from telemetry.errors import ConfigError
 
     _, sdir = _setup(config, store, state_dir)
     if not expire_silence(sdir, silence_id):

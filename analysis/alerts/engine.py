@@ -33,7 +33,6 @@ from analysis.alerts.alertmanager import NotifyError, post_alertmanager, post_we
 from analysis.alerts.rules import (
     AlertBook,
     AlertInputs,
-    Duration,
     Rule,
     Silence,
     Transition,
@@ -43,7 +42,9 @@ from analysis.alerts.rules import (
     evaluate,
     mark_sent,
 )
-from analysis.toml_models import load_toml_model, model_from_dict
+from analysis.history.regression import RegressionConfig
+from analysis.history.thermal import ThermalConfig
+from telemetry.config import Duration, load_toml_model, model_from_dict
 from telemetry.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -96,38 +97,11 @@ class EngineSettings(BaseModel):
     heartbeat_measurement: str = "agent"
 
 
-class RegressionSettings(BaseModel):
-    """``[regression]``: overrides of `analysis.history.regression.RegressionConfig`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    window_len: int = 30
-    max_pvalue: float = 0.001
-    suspect_pvalue: float = 0.001
-    min_effect: float = 0.03
-    noise_mult: float = 2.0
-    min_history: int = 5
-    night_offset_h: float = 12.0
-
-
-class ThermalSettings(BaseModel):
-    """``[thermal]``: overrides of `analysis.history.thermal.ThermalConfig`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    min_c_per_w: float = 0.01
-    min_residual_c: float = 3.0
-    peer_z: float = 3.5
-    reference_nights: int = 7
-    night_offset_h: float = 12.0
-    max_pvalue: float = 0.001
-    suspect_pvalue: float = 0.001
-    noise_mult: float = 2.0
-    min_history: int = 5
-
-
 class AlertsConfig(BaseModel):
-    """alerts.toml: ``[alerts]``, ``[[rule]]``, ``[[notifier]]``, ``[[silence]]``, ``[regression]``, ``[thermal]``."""
+    """alerts.toml: ``[alerts]``, ``[[rule]]``, ``[[notifier]]``, ``[[silence]]``, ``[regression]``, ``[thermal]``.
+
+    ``[regression]`` and ``[thermal]`` are the detectors' own settings (`analysis.history.regression.RegressionConfig`,
+    `analysis.history.thermal.ThermalConfig`), validated as they are: one model each, no copy here."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -135,8 +109,8 @@ class AlertsConfig(BaseModel):
     rule: list[Rule] = Field(default_factory=list)
     notifier: list[Notifier] = Field(default_factory=list)
     silence: list[Silence] = Field(default_factory=list)
-    regression: RegressionSettings = Field(default_factory=RegressionSettings)
-    thermal: ThermalSettings = Field(default_factory=ThermalSettings)
+    regression: RegressionConfig = Field(default_factory=RegressionConfig)
+    thermal: ThermalConfig = Field(default_factory=ThermalConfig)
 
     def rules(self) -> list[Rule]:
         """Built-in rules (unless disabled), each replaced by a ``[[rule]]`` of the same name, plus the others."""
@@ -144,16 +118,6 @@ class AlertsConfig(BaseModel):
         base = builtin_rules() if self.alerts.builtin_rules else []
         merged = [own.pop(r.name, r) for r in base]
         return [*merged, *own.values()]
-
-    def regression_config(self) -> Any:
-        from analysis.history.regression import RegressionConfig
-
-        return RegressionConfig(**self.regression.model_dump())
-
-    def thermal_config(self) -> Any:
-        from analysis.history.thermal import ThermalConfig
-
-        return ThermalConfig(**self.thermal.model_dump())
 
 
 def load_config(path: Path | str | None) -> AlertsConfig:
@@ -314,7 +278,7 @@ def refresh_nightly(store: Any, cfg: AlertsConfig, state_dir: Path, now: datetim
     from analysis.history.thermal import nightly_residuals, thermal_findings, thermal_fits
 
     now = now or datetime.now(UTC)
-    rcfg, tcfg = cfg.regression_config(), cfg.thermal_config()
+    rcfg, tcfg = cfg.regression, cfg.thermal
     hist = store_history(store, rcfg, days=cfg.alerts.history_days, now=now)
     status = regression_status(hist, rcfg, load_acks(state_dir / ACKS_FILE))
     _write_cache(state_dir / REGRESSIONS_CACHE, status)

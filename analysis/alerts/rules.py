@@ -32,10 +32,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import polars as pl
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from telemetry.config import Duration
 
 AlertStateName = Literal["pending", "firing", "resolved"]
 RuleKind = Literal[
@@ -50,25 +52,6 @@ CORE_LABELS = ("alertname", "severity", "node", "victim", "antagonist", "resourc
 #: annotations every alert carries (empty string where a value does not apply)
 CORE_ANNOTATIONS = ("summary", "effect", "ci_low", "ci_high", "dashboard_url")
 
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w))+\s*$")
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number (seconds) or a Prometheus duration string (``90s``, ``5m``, ``1h30m``)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as '5m' or a number of seconds, got {value!r}")
-    if isinstance(value, int | float):
-        if value < 0 or not math.isfinite(value):
-            raise ValueError(f"a duration must be a finite number >= 0, got {value!r}")
-        return float(value)
-    if isinstance(value, str) and _DURATION.match(value):
-        return sum(float(n) * _UNIT_S[u] for n, u in _PART.findall(value))
-    raise ValueError(f"expected a duration such as '5m', '90s', '1h30m' or a number of seconds, got {value!r}")
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class Rule(BaseModel):

@@ -29,13 +29,14 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from analysis.history.changepoints import change_points
@@ -108,9 +109,11 @@ CHANGE_POINT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-@dataclass(frozen=True)
-class RegressionConfig:
-    """Detector settings. ``min_effect`` is the practical threshold δ (a fraction: 0.03 = 3 %)."""
+class RegressionConfig(BaseModel):
+    """Detector settings, and alerts.toml's ``[regression]`` table (`analysis.alerts.engine.AlertsConfig`).
+    ``min_effect`` is the practical threshold δ (a fraction: 0.03 = 3 %)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     window_len: int = 30
     max_pvalue: float = 0.001
@@ -120,7 +123,7 @@ class RegressionConfig:
     noise_mult: float = 2.0
     min_history: int = 5
     night_offset_h: float = 12.0
-    metrics: Mapping[str, bool] = field(default_factory=lambda: dict(DEFAULT_METRICS))
+    metrics: dict[str, bool] = Field(default_factory=lambda: dict(DEFAULT_METRICS))
     scale: Literal["log", "linear"] = "log"
     min_segment: int = 3
 

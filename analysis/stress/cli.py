@@ -30,7 +30,7 @@ def run(
 ) -> None:
     """Run a stress plan: start / stop the co-tenant loads on schedule (each switch a run_event), run the victim
     through the benchmark wrapper and import its results. A failing command is recorded, not fatal; the exit
-    code is 1 when any command failed.
+    code is 1 when any command failed, 2 for a plan it cannot use (missing, invalid TOML, a bad key).
 
     Example: neighborscope stress run examples/plans/simulated.toml --store /tmp/ns/store
     """

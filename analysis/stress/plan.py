@@ -42,8 +42,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from analysis.alerts.rules import Duration
-from analysis.toml_models import load_toml_model
+from telemetry.config import Duration, load_toml_model
 
 NAME = r"^[A-Za-z0-9_.:-]+$"
 

@@ -15,13 +15,13 @@ token = "s3cret"                 # or, better, the hash:
 from __future__ import annotations
 
 import hashlib
-import tomllib
+import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from telemetry.batch import NODE_PATTERN
-from telemetry.errors import ConfigError
+from telemetry.config import model_from_dict, read_toml
 
 
 def hash_token(token: str) -> str:
@@ -64,8 +64,6 @@ class CollectorSettings(BaseModel):
 
     @model_validator(mode="after")
     def _names(self) -> CollectorSettings:
-        import re
-
         for name in self.nodes:
             if not re.match(NODE_PATTERN, name):
                 raise ValueError(f"invalid node name {name!r}")
@@ -84,21 +82,10 @@ class CollectorSettings(BaseModel):
 
 
 def load_settings(path: str | Path | None, extra_tokens: dict[str, str] | None = None) -> CollectorSettings:
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: no such config file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    """The collector's settings: the TOML file at ``path`` (None: defaults) plus ``extra_tokens`` (node -> token,
+    from the command line). `ConfigError`, one line per problem naming the file and key, on a bad file."""
+    data: dict = read_toml(path) if path is not None else {}
     nodes = data.setdefault("nodes", {})
     for node, token in (extra_tokens or {}).items():
         nodes[node] = {"token": token}
-    try:
-        return CollectorSettings.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"{path or 'options'}: {where}: {err['msg']}") from None
+    return model_from_dict(CollectorSettings, data, str(path) if path is not None else "options")

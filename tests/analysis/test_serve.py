@@ -15,6 +15,8 @@ from analysis.serve import Jobs, ServeOptions, build_scheduler
 from telemetry.errors import ConfigError
 from telemetry.store.base import open_store
 
+ROOT = Path(__file__).resolve().parents[2]
+
 FAKE_REPORT = ("import sys, pathlib; a = sys.argv; out = pathlib.Path(a[a.index('--out') + 1]); "
                "out.mkdir(parents=True, exist_ok=True); (out / 'ran.txt').write_text(' '.join(a[1:]))")
 
@@ -82,6 +84,7 @@ def test_scheduler_runs_the_alert_job_at_start_and_only_once_at_a_time(tmp_path:
 RERUN = """
 import sys
 from datetime import timedelta
+sys.path.insert(0, sys.argv[2])  # the repository root: tests/ is not installed
 from tests.analysis.history.history_sim import HistorySpec, night_start
 from analysis.ingest.model import Run, write_run
 from telemetry.store.base import open_store
@@ -105,7 +108,7 @@ def test_a_suspected_regression_triggers_the_rerun_command_which_confirms_it(tmp
     st.close()
     script = tmp_path / "rerun.py"
     script.write_text(RERUN)
-    jobs = Jobs(_opts(tmp_path, rerun_command=f"{sys.executable} {script} {tmp_path / 'store'}"))
+    jobs = Jobs(_opts(tmp_path, rerun_command=f"{sys.executable} {script} {tmp_path / 'store'} {ROOT}"))
     jobs.nightly()
     status = pl.read_parquet(tmp_path / "alerts" / "regressions.parquet")
     tput = status.filter(pl.col("metric") == "output_tok_s").row(0, named=True)

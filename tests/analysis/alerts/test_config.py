@@ -84,6 +84,23 @@ def test_a_rule_of_the_same_name_replaces_the_builtin(tmp_path: Path) -> None:
     assert cfg.rules() == []
 
 
+def test_regression_and_thermal_tables_are_the_detectors_own_settings(tmp_path: Path) -> None:
+    from analysis.history.regression import RegressionConfig
+    from analysis.history.thermal import ThermalConfig
+
+    p = _write(tmp_path, "[regression]\nmin_effect = 0.05\nfamily_correction = false\n[thermal]\npeer_z = 4.0\n")
+    cfg = load_config(p)
+    assert cfg.regression == RegressionConfig(min_effect=0.05, family_correction=False)
+    assert cfg.thermal == ThermalConfig(peer_z=4.0)
+    p = _write(tmp_path, "[regression]\nmin_efect = 0.05\n[thermal]\npeer = 1\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    assert str(exc.value).splitlines() == [
+        f"{p}: regression.min_efect: unknown key (got 0.05)",
+        f"{p}: thermal.peer: unknown key (got 1)",
+    ]
+
+
 def test_example_config_in_the_docs_is_valid() -> None:
     root = Path(__file__).resolve().parents[3]
     cfg = load_config(root / "examples" / "alerts.toml")

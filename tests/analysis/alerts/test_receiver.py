@@ -11,7 +11,7 @@ import polars as pl
 
 from analysis.alerts.engine import AlertsConfig, evaluate_once, read_state
 from analysis.alerts.rules import AlertInputs
-from analysis.toml_models import model_from_dict
+from telemetry.config import model_from_dict
 from tests.analysis.alerts.alert_receiver import RecordingReceiver
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from analysis.stress.plan import Plan, command_argv, load_plan, schedule
-from analysis.toml_models import model_from_dict
+from telemetry.config import model_from_dict
 from telemetry.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]

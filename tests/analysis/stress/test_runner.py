@@ -14,7 +14,7 @@ import pytest
 
 from analysis.stress.plan import Plan, load_plan, schedule
 from analysis.stress.runner import run_plan
-from analysis.toml_models import model_from_dict
+from telemetry.config import model_from_dict
 from telemetry.store.base import open_store
 
 ROOT = Path(__file__).resolve().parents[3]
