@@ -53,7 +53,6 @@ nodes: one row per node with a ``node`` column).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -302,6 +301,15 @@ def device_windows(accel: Frame, window_s: float) -> pl.DataFrame:
     )
 
 
+_GROUP_MEANS = ("util_pct", "temp_c", "sm_clock_mhz", "throttle_thermal_share", "throttle_power_share",
+                "at_power_cap_share")
+"""Group fields averaged over the group's devices (power, power limit and PCIe are summed)."""
+
+
+def _window_means() -> list[pl.Expr]:
+    return [pl.col(c).mean() for c in _GROUP_MEANS]
+
+
 def group_windows(devices: pl.DataFrame) -> pl.DataFrame:
     """Per (window, group) activity from `device_windows`: power and PCIe summed, the rest averaged."""
     if devices.height == 0:
@@ -312,12 +320,7 @@ def group_windows(devices: pl.DataFrame) -> pl.DataFrame:
             pl.col("power_w").sum().alias("power_w"),
             pl.col("power_limit_w").sum().alias("power_limit_w"),
             pl.col("pcie_bytes_per_s").sum().alias("pcie_bytes_per_s"),
-            pl.col("util_pct").mean(),
-            pl.col("temp_c").mean(),
-            pl.col("sm_clock_mhz").mean(),
-            pl.col("throttle_thermal_share").mean(),
-            pl.col("throttle_power_share").mean(),
-            pl.col("at_power_cap_share").mean(),
+            *_window_means(),
             pl.len().cast(pl.Int64).alias("n_devices"),
         )
         .sort("window_start", "group")
@@ -403,12 +406,7 @@ def group_windows_direct(accel: Frame, window_s: float) -> pl.DataFrame:
              * pl.col("device").filter(pl.col("power_limit_w").is_not_null()).n_unique()).alias("power_limit_w"),
             (pl.col("pcie_bytes_per_s").mean()
              * pl.col("device").filter(pl.col("pcie_bytes_per_s").is_not_null()).n_unique()).alias("pcie_bytes_per_s"),
-            pl.col("util_pct").mean(),
-            pl.col("temp_c").mean(),
-            pl.col("sm_clock_mhz").mean(),
-            pl.col("throttle_thermal_share").mean(),
-            pl.col("throttle_power_share").mean(),
-            pl.col("at_power_cap_share").mean(),
+            *_window_means(),
             n_dev.cast(pl.Int64).alias("n_devices"),
         )
         .sort("window_start", "group")
@@ -465,15 +463,3 @@ def align(
     return Grid(window_s=window_s, victim=victim, devices=devices, groups=groups, host=hw, sockets=sw, tenants=tw,
                 notes=tuple(notes))
 
-
-def span_of(runs: pl.DataFrame, pad_s: float = 0.0) -> tuple[object, object] | None:
-    """(start, end) covering all runs, padded by ``pad_s`` seconds (None without runs)."""
-    if runs.height == 0:
-        return None
-    from datetime import timedelta
-
-    return runs["start"].min() - timedelta(seconds=pad_s), runs["end"].max() + timedelta(seconds=pad_s)
-
-
-def is_finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)

@@ -18,6 +18,11 @@ Method per (group, phase, metric), chosen by the data there is (analysis-methods
 - ``summary_only`` -- one printed summary per phase (seed 000): the change only, ``ci_*`` / ``p`` / ``q`` null,
   note "no per-run uncertainty". Never an invented interval.
 
+Structure (after Apache Otava's typed results and separate testers): one tester per method (`WelchTester`,
+`BootstrapTester`, `SummaryOnly`; `choose_tester` picks one from the data a metric has on both sides) returns
+an `Estimate`; `compare` makes it a `Comparison` (one metric of one `PhasePair`), `with_q_values` adds the
+q-values and verdicts, and `phase_degradation` assembles the frame.
+
 q-values: Benjamini–Hochberg over the metrics of one (group, phase) comparison. Verdict (harm = the change in
 the bad direction): ``degraded`` when q < ``thresholds.q`` and the CI excludes no change and the harm is at
 least the practical threshold; ``improved`` likewise the other way; ``equivalent`` when the whole CI lies
@@ -34,7 +39,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import ClassVar, NamedTuple, Protocol
 
 import numpy as np
 import polars as pl
@@ -165,19 +171,27 @@ def runs_frame(runs: Sequence[object]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=RUNS_SCHEMA)
 
 
-def _per_run_from_requests(requests: pl.DataFrame, slo_ttft: float | None, slo_tpot: float | None,
-                           tokens: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Per-run metrics recomputed from per-request data (numpy-linear percentiles, as the tools do); ITL from
-    ``tokens`` when given, else from the requests' ``itl_ms`` lists."""
-    ok = requests.filter(pl.col("error").is_null() & pl.col("ttft_ms").is_not_null())
-    tpot = pl.when(pl.col("output_tokens") > 1).then(
-        (pl.col("e2e_ms") - pl.col("ttft_ms")) / (pl.col("output_tokens") - 1))
-    ok = ok.with_columns(tpot.alias("_tpot"))
+_TPOT = pl.when(pl.col("output_tokens") > 1).then((pl.col("e2e_ms") - pl.col("ttft_ms")) / (pl.col("output_tokens") - 1))
+"""A request's time per output token after the first (null with one token or none)."""
+
+
+def _good(slo_ttft: float | None, slo_tpot: float | None) -> pl.Expr:
+    """A request within the goodput SLOs (None: no bound), on requests with a ``_tpot`` column."""
     good = pl.lit(True)
     if slo_ttft is not None:
         good = good & (pl.col("ttft_ms") <= slo_ttft)
     if slo_tpot is not None:
         good = good & (pl.col("_tpot").is_null() | (pl.col("_tpot") <= slo_tpot))
+    return good
+
+
+def _per_run_from_requests(requests: pl.DataFrame, slo_ttft: float | None, slo_tpot: float | None,
+                           tokens: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Per-run metrics recomputed from per-request data (numpy-linear percentiles, as the tools do); ITL from
+    ``tokens`` when given, else from the requests' ``itl_ms`` lists."""
+    ok = requests.filter(pl.col("error").is_null() & pl.col("ttft_ms").is_not_null()).with_columns(
+        _TPOT.alias("_tpot"))
+    good = _good(slo_ttft, slo_tpot)
     agg = ok.group_by("run_id").agg(
         pl.col("ttft_ms").quantile(0.5, "linear").alias("ttft_ms_p50"),
         pl.col("ttft_ms").quantile(0.99, "linear").alias("ttft_ms_p99"),
@@ -243,67 +257,75 @@ class _Side:
     hists: dict[str, tuple[np.ndarray, np.ndarray]]  # metric value kind -> (hist, edges)
     good: np.ndarray
     count: np.ndarray
-    run_of_window: np.ndarray
 
 
-def _side(requests: pl.DataFrame, tokens: pl.DataFrame | None, runs: pl.DataFrame, window_s: float,
-          slo_ttft: float | None, slo_tpot: float | None) -> _Side:
-    w_ns = int(window_s * 1e9)
-    run_ids = runs["run_id"].to_list()
-    offsets, secs, run_of = {}, [], []
+def _window_grid(runs: pl.DataFrame, window_s: float) -> tuple[pl.DataFrame, np.ndarray]:
+    """The runs' windows numbered in one sequence: per run (``run_id``) its first window ``_k``, start ``_t0``
+    (ns) and number of windows ``_nw``; and the seconds of each window (the last one of a run is partial)."""
+    offsets, secs = {}, []
     k = 0
     for rid, st, en in zip(runs["run_id"], runs["start"], runs["end"], strict=True):
         dur = (en - st).total_seconds() if (st is not None and en is not None) else window_s
         nw = max(1, math.ceil(dur / window_s))
         offsets[rid] = (k, int(st.timestamp() * 1e9) if st is not None else 0, nw)
-        last = dur - (nw - 1) * window_s
-        secs.extend([window_s] * (nw - 1) + [max(last, 1e-9)])
-        run_of.extend([rid] * nw)
+        secs.extend([window_s] * (nw - 1) + [max(dur - (nw - 1) * window_s, 1e-9)])
         k += nw
-    n = k
-    req = requests.filter(pl.col("run_id").is_in(run_ids))
     off = pl.DataFrame({"run_id": list(offsets), "_k": [v[0] for v in offsets.values()],
                         "_t0": [v[1] for v in offsets.values()], "_nw": [v[2] for v in offsets.values()]})
-    req = req.join(off, on="run_id", how="inner").with_columns(
-        (pl.col("_k") + ((pl.col("time").cast(pl.Int64) - pl.col("_t0")) // w_ns).clip(0, pl.col("_nw") - 1))
-        .alias("_win")
-    )
-    ok = req.filter(pl.col("error").is_null() & pl.col("ttft_ms").is_not_null()).with_columns(
-        pl.when(pl.col("output_tokens") > 1).then(
-            (pl.col("e2e_ms") - pl.col("ttft_ms")) / (pl.col("output_tokens") - 1)).alias("_tpot"))
-    win_ok = ok["_win"].to_numpy()
-    tok = np.zeros(n)
+    return off, np.asarray(secs, dtype=float)
+
+
+def _window_of(window_s: float) -> pl.Expr:
+    """The grid window (`_window_grid`, joined) a row's ``time`` falls in, clipped to its run's windows."""
+    w_ns = int(window_s * 1e9)
+    return pl.col("_k") + ((pl.col("time").cast(pl.Int64) - pl.col("_t0")) // w_ns).clip(0, pl.col("_nw") - 1)
+
+
+def _emitted_tokens(ok: pl.DataFrame, tokens: pl.DataFrame | None, off: pl.DataFrame, window_s: float,
+                    n: int) -> np.ndarray:
+    """Output tokens per window: by emission time with per-token data, else with the request that started there."""
+    out = np.zeros(n)
+    if tokens is None:
+        np.add.at(out, ok["_win"].to_numpy(), ok["output_tokens"].fill_null(0).to_numpy().astype(float))
+        return out
+    count = pl.col("tokens") if "tokens" in tokens.columns else pl.lit(1)
+    te = tokens.join(off, on="run_id", how="inner").select(
+        _window_of(window_s).alias("_w"), count.cast(pl.Float64).alias("_n"))
+    np.add.at(out, te["_w"].to_numpy(), te["_n"].to_numpy())
+    return out
+
+
+def _itl_hist(ok: pl.DataFrame, tokens: pl.DataFrame | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window histogram of ITLs, each in the window its request started in (per-token data, else ``itl_ms`` lists)."""
+    if tokens is None:
+        ex = ok.select("_win", "itl_ms").explode("itl_ms").drop_nulls()
+        return stats.window_hist(ex["itl_ms"].to_numpy(), ex["_win"].to_numpy(), n)
+    t = tokens.filter(pl.col("itl_ms").is_not_null()).select("run_id", "request_index", "itl_ms").join(
+        ok.select("run_id", "request_index", "_win"), on=["run_id", "request_index"], how="inner")
+    return stats.window_hist(t["itl_ms"].to_numpy(), t["_win"].to_numpy(), n)
+
+
+def _side(requests: pl.DataFrame, tokens: pl.DataFrame | None, runs: pl.DataFrame, window_s: float,
+          slo_ttft: float | None, slo_tpot: float | None) -> _Side:
+    """``runs``' windows with their tokens, seconds, latency histograms, good and all requests."""
+    run_ids = runs["run_id"].to_list()
+    off, secs = _window_grid(runs, window_s)
+    n = len(secs)
+    req = requests.filter(pl.col("run_id").is_in(run_ids)).join(off, on="run_id", how="inner").with_columns(
+        _window_of(window_s).alias("_win"))
+    ok = req.filter(pl.col("error").is_null() & pl.col("ttft_ms").is_not_null()).with_columns(_TPOT.alias("_tpot"))
     if tokens is not None and tokens.height:
         tokens = tokens.filter(pl.col("run_id").is_in(run_ids)).with_columns(pl.col("run_id").cast(pl.String))
-        # throughput: tokens by emission time (the window they were emitted in)
-        te = tokens.filter(pl.col("run_id").is_in(run_ids)).join(off, on="run_id", how="inner").select(
-            (pl.col("_k") + ((pl.col("time").cast(pl.Int64) - pl.col("_t0")) // w_ns).clip(0, pl.col("_nw") - 1))
-            .alias("_w"), (pl.col("tokens") if "tokens" in tokens.columns else pl.lit(1)).cast(pl.Float64).alias("_n"))
-        np.add.at(tok, te["_w"].to_numpy(), te["_n"].to_numpy())
     else:
-        np.add.at(tok, win_ok, ok["output_tokens"].fill_null(0).to_numpy().astype(float))
-    hists = {}
-    for name, col in (("ttft", "ttft_ms"), ("tpot", "_tpot"), ("e2e", "e2e_ms")):
-        vals = ok[col].to_numpy().astype(float)
-        hists[name] = stats.window_hist(vals, win_ok, n)
-    if tokens is not None and tokens.height:
-        t = tokens.filter(pl.col("run_id").is_in(run_ids) & pl.col("itl_ms").is_not_null()).select(
-            "run_id", "request_index", "itl_ms").join(ok.select("run_id", "request_index", "_win"),
-                                                       on=["run_id", "request_index"], how="inner")
-        hists["itl"] = stats.window_hist(t["itl_ms"].to_numpy(), t["_win"].to_numpy(), n)
-    else:
-        ex = ok.select("_win", "itl_ms").explode("itl_ms").drop_nulls()
-        hists["itl"] = stats.window_hist(ex["itl_ms"].to_numpy(), ex["_win"].to_numpy(), n)
-    good_expr = pl.lit(True)
-    if slo_ttft is not None:
-        good_expr = good_expr & (pl.col("ttft_ms") <= slo_ttft)
-    if slo_tpot is not None:
-        good_expr = good_expr & (pl.col("_tpot").is_null() | (pl.col("_tpot") <= slo_tpot))
-    good = np.zeros(n)
-    np.add.at(good, win_ok, ok.select(good_expr.cast(pl.Float64)).to_series().to_numpy())
-    count = np.zeros(n)
+        tokens = None
+    win_ok = ok["_win"].to_numpy()
+    hists = {name: stats.window_hist(ok[col].to_numpy().astype(float), win_ok, n)
+             for name, col in (("ttft", "ttft_ms"), ("tpot", "_tpot"), ("e2e", "e2e_ms"))}
+    hists["itl"] = _itl_hist(ok, tokens if tokens is not None and tokens.height else None, n)
+    good, count = np.zeros(n), np.zeros(n)
+    np.add.at(good, win_ok, ok.select(_good(slo_ttft, slo_tpot).cast(pl.Float64)).to_series().to_numpy())
     np.add.at(count, req["_win"].to_numpy(), 1.0)
-    return _Side(n, tok, np.asarray(secs, dtype=float), hists, good, count, np.asarray(run_of))
+    return _Side(n, _emitted_tokens(ok, tokens, off, window_s, n), secs, hists, good, count)
 
 
 def _replicates(side: _Side, metric: str, counts: np.ndarray) -> np.ndarray:
@@ -315,6 +337,186 @@ def _replicates(side: _Side, metric: str, counts: np.ndarray) -> np.ndarray:
     name, _, q = metric.split("_")
     hist, edges = side.hists[name]
     return stats.hist_quantiles(counts @ hist, edges, int(q[1:]) / 100.0)
+
+
+@dataclass
+class WindowSides:
+    """The window-bootstrap sides of one group's phases, each built on first use and then kept. ``runs``: run_id,
+    phase, start, end; ``requests`` / ``tokens``: their per-request / per-token data (tokens optional)."""
+
+    requests: pl.DataFrame
+    tokens: pl.DataFrame | None
+    runs: pl.DataFrame
+    window_s: float
+    slo_ttft_ms: float | None
+    slo_tpot_ms: float | None
+    built: dict[str, _Side] = field(default_factory=dict, init=False, repr=False)
+
+    def of(self, phase: str) -> _Side:
+        if phase not in self.built:
+            runs = self.runs.filter(pl.col("phase") == phase)
+            self.built[phase] = _side(self.requests, self.tokens, runs, self.window_s, self.slo_ttft_ms,
+                                      self.slo_tpot_ms)
+        return self.built[phase]
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+
+def central_value(values: np.ndarray) -> float:
+    """A phase's value of a metric from its runs' (positive) values: the one run's value, else the geometric mean."""
+    return float(values[0]) if len(values) == 1 else float(np.exp(np.mean(np.log(values))))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A tester's answer for one metric: the ratio new / baseline, its interval and p-values (NaN: none) and how far
+    to trust it. ``note`` is added to the metric's own note (the goodput SLOs), or stands alone (``own_note``)."""
+
+    ratio: float
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    p: float = math.nan
+    p_check: float = math.nan
+    confidence: str = "none"
+    note: str = ""
+    own_note: bool = False
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric of one phase against its baseline phase: values, change, interval (percent), p, q, verdict.
+
+    Values are None where there are none (no interval, no test, the metric missing on one side: method "none").
+    """
+
+    metric: MetricSpec
+    threshold_pct: float
+    n_runs_baseline: int
+    n_runs: int
+    method: str
+    confidence: str
+    note: str
+    baseline_value: float | None = None
+    value: float | None = None
+    change_pct: float | None = None
+    ci_low_pct: float | None = None
+    ci_high_pct: float | None = None
+    p_value: float | None = None
+    p_check: float | None = None
+    q_value: float | None = None
+    verdict: str = "inconclusive"
+
+    def harm_interval(self) -> tuple[float, float]:
+        """The interval as harm (the change in the bad direction); NaN without one."""
+        lo, hi = self.ci_low_pct, self.ci_high_pct
+        if lo is None or hi is None:
+            return math.nan, math.nan
+        return (-hi, -lo) if self.metric.higher_is_better else (lo, hi)
+
+
+@dataclass(frozen=True)
+class PhasePair:
+    """The phases a block of comparisons sets side by side; ``n_samples``: the phase's requests (None: summaries)."""
+
+    group: str
+    phase: str
+    baseline_phase: str
+    n_samples: int | None
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _pct(ratio: float) -> float | None:
+    return 100.0 * (ratio - 1.0) if math.isfinite(ratio) else None
+
+
+# ------------------------------------------------------------------------------------------------ testers
+
+
+class Tester(Protocol):
+    """One method of comparing a metric's per-run values (positive, >= 1 per side) between two phases."""
+
+    method: str
+
+    def estimate(self, metric: MetricSpec, base: np.ndarray, new: np.ndarray) -> Estimate: ...
+
+
+@dataclass(frozen=True)
+class WelchTester:
+    """K >= 2 runs per side: ratio of geometric means, Welch-t interval on the logs, Mann–Whitney as the check."""
+
+    level: float = 0.95
+    method: ClassVar[str] = "runs_welch"
+
+    def estimate(self, metric: MetricSpec, base: np.ndarray, new: np.ndarray) -> Estimate:
+        res = stats.welch_log_ratio(base, new, self.level)
+        confidence = "high" if min(len(base), len(new)) >= 5 else "medium"
+        return Estimate(res.ratio, res.ci_low, res.ci_high, res.p, res.p_check, confidence)
+
+
+@dataclass
+class BootstrapTester:
+    """Fewer runs but per-request data: a circular block bootstrap over time windows of each phase (low confidence:
+    windows are not independent runs). Draws from ``rng`` in call order, so a table is reproducible per seed."""
+
+    sides: WindowSides
+    baseline_phase: str
+    phase: str
+    rng: np.random.Generator
+    n_boot: int = 1000
+    level: float = 0.95
+    method: ClassVar[str] = "window_bootstrap"
+
+    def estimate(self, metric: MetricSpec, base: np.ndarray, new: np.ndarray) -> Estimate:
+        ratio = central_value(new) / central_value(base)
+        note = (f"one run per phase: block bootstrap over {self.sides.window_s:g} s windows "
+                "(low confidence, under-covers)")
+        lr = self.log_ratios(metric.name)
+        if len(lr) < 20:
+            return Estimate(ratio, confidence="low", note=note)
+        d = math.log(ratio)
+        centred = d + (lr - np.median(lr))
+        a = (1 - self.level) / 2
+        lo, hi = (math.exp(x) for x in np.quantile(centred, [a, 1 - a]))
+        return Estimate(ratio, lo, hi, stats.bootstrap_z_pvalue(d, lr), confidence="low", note=note)
+
+    def log_ratios(self, metric: str) -> np.ndarray:
+        """Finite log(new / baseline) of the metric over ``n_boot`` replicates."""
+        b, n = self.sides.of(self.baseline_phase), self.sides.of(self.phase)
+        cb = stats.bootstrap_counts(b.n_windows, self.n_boot, stats.block_length(b.n_windows), self.rng)
+        cn = stats.bootstrap_counts(n.n_windows, self.n_boot, stats.block_length(n.n_windows), self.rng)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lr = np.log(_replicates(n, metric, cn)) - np.log(_replicates(b, metric, cb))
+        return lr[np.isfinite(lr)]
+
+
+@dataclass(frozen=True)
+class SummaryOnly:
+    """One printed summary per phase: the change only, never an invented interval."""
+
+    method: ClassVar[str] = "summary_only"
+
+    def estimate(self, metric: MetricSpec, base: np.ndarray, new: np.ndarray) -> Estimate:
+        return Estimate(central_value(new) / central_value(base), note=NO_PER_RUN, own_note=True)
+
+
+class PhaseTesters(NamedTuple):
+    """The testers of one phase comparison, one per method."""
+
+    welch: Tester
+    bootstrap: Tester
+    summary: Tester
+
+
+def choose_tester(testers: PhaseTesters, n_base: int, n_new: int, per_request: bool) -> Tester:
+    """The method the data allows: Welch with >= 2 runs per side, else the bootstrap with per-request data on
+    both phases, else the summaries only."""
+    if n_base >= 2 and n_new >= 2:
+        return testers.welch
+    return testers.bootstrap if per_request else testers.summary
 
 
 # ------------------------------------------------------------------------------------------------ table
@@ -332,25 +534,77 @@ def _verdict(harm: float, lo: float, hi: float, q: float, thr: float, qmax: floa
     return "inconclusive"
 
 
+def compare(metric: MetricSpec, base: np.ndarray, new: np.ndarray, tester: Tester, *, threshold_pct: float,
+            note: str = "") -> Comparison:
+    """``tester``'s comparison of one metric's per-run values (positive, >= 1 per side); no q, no verdict yet."""
+    est = tester.estimate(metric, base, new)
+    return Comparison(
+        metric=metric, threshold_pct=threshold_pct, n_runs_baseline=len(base), n_runs=len(new),
+        method=tester.method, confidence=est.confidence,
+        note=est.note if est.own_note else "; ".join(x for x in (note, est.note) if x),
+        baseline_value=central_value(base), value=central_value(new), change_pct=100.0 * (est.ratio - 1.0),
+        ci_low_pct=_pct(est.ci_low), ci_high_pct=_pct(est.ci_high), p_value=_finite(est.p),
+        p_check=_finite(est.p_check),
+    )  # fmt: skip
+
+
+def judged(c: Comparison, q: float, q_max: float) -> Comparison:
+    """``c`` with its q-value (NaN: none) and verdict (see the module docstring)."""
+    q_value = float(q) if math.isfinite(q) else None
+    if c.change_pct is None:
+        return replace(c, q_value=q_value)
+    harm = -c.change_pct if c.metric.higher_is_better else c.change_pct
+    lo, hi = c.harm_interval()
+    return replace(c, q_value=q_value, verdict=_verdict(harm, lo, hi, q, c.threshold_pct, q_max))
+
+
+def with_q_values(comparisons: Sequence[Comparison], q_max: float) -> list[Comparison]:
+    """Benjamini–Hochberg over the comparisons of one phase pair, then each one's verdict."""
+    qs = stats.bh([math.nan if c.p_value is None else c.p_value for c in comparisons])
+    return [judged(c, q, q_max) for c, q in zip(comparisons, qs, strict=True)]
+
+
+def _positive(values: pl.Series) -> np.ndarray:
+    v = values.drop_nulls().to_numpy()
+    return v[v > 0]
+
+
+def _phase_comparisons(b_met: pl.DataFrame, n_met: pl.DataFrame, testers: PhaseTesters, per_request: bool,
+                       th: Thresholds, goodput_note: str) -> list[Comparison]:
+    """Every metric present on either side, baseline ``b_met`` against ``n_met`` (`run_metrics` rows)."""
+    out = []
+    for spec in METRICS:
+        bv, nv = _positive(b_met[spec.name]), _positive(n_met[spec.name])
+        thr = th.for_kind(spec.kind)
+        if len(bv) == 0 or len(nv) == 0:
+            if len(bv) or len(nv):
+                out.append(Comparison(spec, thr, len(bv), len(nv), "none", "none", "metric missing on one side"))
+            continue
+        tester = choose_tester(testers, len(bv), len(nv), per_request)
+        out.append(compare(spec, bv, nv, tester, threshold_pct=thr,
+                           note=goodput_note if spec.name == "goodput_pct" else ""))
+    return with_q_values(out, th.q)
+
+
+def _ordered_phases(runs: pl.DataFrame, phase_order: Sequence[str] | None) -> list[str]:
+    """A group's phases by start time, those named in ``phase_order`` first and in its order."""
+    phases = runs.sort("start", nulls_last=True)["phase"].unique(maintain_order=True).to_list()
+    if phase_order:
+        phases = [p for p in phase_order if p in phases] + [p for p in phases if p not in phase_order]
+    return phases
+
+
 def _baselines(runs: pl.DataFrame, baseline: str | Mapping[str, str] | None,
                phase_order: Sequence[str] | None) -> dict[str, str]:
     out = {}
     for group in runs["group"].unique(maintain_order=True).to_list():
-        phases = runs.filter(pl.col("group") == group).sort("start", nulls_last=True)["phase"].unique(
-            maintain_order=True).to_list()
-        if phase_order:
-            phases = [p for p in phase_order if p in phases] + [p for p in phases if p not in phase_order]
+        phases = _ordered_phases(runs.filter(pl.col("group") == group), phase_order)
         b = baseline.get(group) if isinstance(baseline, Mapping) else baseline
         if b is None or b not in phases:
             b = phases[0] if phases else None
         if b is not None:
             out[group] = b
     return out
-
-
-def central_value(values: np.ndarray) -> float:
-    """A phase's value of a metric from its runs' (positive) values: the one run's value, else the geometric mean."""
-    return float(values[0]) if len(values) == 1 else float(np.exp(np.mean(np.log(values))))
 
 
 PHASE_VALUE_COLUMNS: dict[str, pl.DataType] = {
@@ -374,12 +628,92 @@ def phase_values(runs: pl.DataFrame, requests: pl.DataFrame | None = None,
         for spec in METRICS:
             if spec.name == "goodput_pct":
                 continue
-            v = part[spec.name].drop_nulls().to_numpy()
-            v = v[v > 0]
+            v = _positive(part[spec.name])
             if len(v):
                 rows.append({"group": group, "phase": phase, "metric": spec.name, "value": central_value(v),
                              "n_runs": len(v)})  # fmt: skip
     return pl.DataFrame(rows, schema=PHASE_VALUE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class _Slos:
+    """Goodput SLOs (None: not known yet) and the note that says where they came from."""
+
+    ttft_ms: float | None
+    tpot_ms: float | None
+    note: str = ""
+
+
+def _goodput_slos(slos: _Slos, group: str, base_requests: pl.DataFrame) -> _Slos:
+    """SLOs not configured: the p90 of ``group``'s baseline requests (then kept for the groups after it)."""
+    if slos.ttft_ms is not None and slos.tpot_ms is not None:
+        return slos
+    ok = base_requests.filter(pl.col("error").is_null())
+    tp = ok.select(_TPOT.quantile(0.9, "linear"))
+    ttft, tpot = slos.ttft_ms, slos.tpot_ms
+    if ttft is None and ok.height:
+        ttft = float(ok["ttft_ms"].quantile(0.9, "linear"))
+    if tpot is None and tp.height:
+        tpot = float(tp.item())
+    return _Slos(ttft, tpot, f"goodput SLOs: TTFT <= {ttft:.0f} ms, TPOT <= {tpot:.1f} ms "
+                             f"(the {group} baseline's p90 where not configured)")
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One group's runs and their per-request data (None: summaries only)."""
+
+    name: str
+    baseline: str
+    runs: pl.DataFrame
+    requests: pl.DataFrame | None
+    tokens: pl.DataFrame | None  # the group's tokens, for `run_metrics`
+    all_tokens: pl.DataFrame | None  # every group's, for the bootstrap sides (which filter them by run)
+
+
+def _group(name: str, baseline: str, runs: pl.DataFrame, requests: pl.DataFrame | None,
+           tokens: pl.DataFrame | None) -> _Group:
+    g_runs = runs.filter(pl.col("group") == name)
+    ids = g_runs["run_id"].to_list()
+    g_req = requests.filter(pl.col("run_id").is_in(ids)) if requests is not None else None
+    with_tokens = g_req is not None and tokens is not None and tokens.height > 0
+    g_tok = tokens.filter(pl.col("run_id").is_in(ids)) if with_tokens else None
+    return _Group(name, baseline, g_runs, g_req, g_tok, tokens)
+
+
+def _group_comparisons(g: _Group, slos: _Slos, th: Thresholds, rng: np.random.Generator,
+                       phase_order: Sequence[str] | None) -> list[tuple[PhasePair, Comparison]]:
+    """Every non-baseline phase of group ``g`` against its baseline, phases in order."""
+    metrics = run_metrics(g.runs, g.requests, slo_ttft_ms=slos.ttft_ms, slo_tpot_ms=slos.tpot_ms, tokens=g.tokens)
+    b_met = metrics.filter(pl.col("phase") == g.baseline)
+    sides = None
+    if g.requests is not None:
+        sides = WindowSides(g.requests, g.all_tokens, g.runs, th.bootstrap_window_s, slos.ttft_ms, slos.tpot_ms)
+    out = []
+    for phase in _ordered_phases(g.runs, phase_order):
+        if phase == g.baseline:
+            continue
+        n_met = metrics.filter(pl.col("phase") == phase)
+        per_request = bool(b_met["per_request"].all() and n_met["per_request"].all())
+        pair = PhasePair(g.name, phase, g.baseline,
+                         int(n_met["n_samples"].fill_null(0).sum()) if per_request else None)
+        # without requests no metric is per-request, so the bootstrap slot is never chosen
+        bootstrap = SummaryOnly() if sides is None else BootstrapTester(sides, g.baseline, phase, rng, th.n_boot,
+                                                                        th.level)
+        testers = PhaseTesters(welch=WelchTester(th.level), bootstrap=bootstrap, summary=SummaryOnly())
+        out += [(pair, c) for c in _phase_comparisons(b_met, n_met, testers, per_request, th, slos.note)]
+    return out
+
+
+def _row(pair: PhasePair, c: Comparison) -> dict[str, object]:
+    """One row of the phase table (`PHASE_COLUMNS`)."""
+    return {"group": pair.group, "phase": pair.phase, "baseline_phase": pair.baseline_phase, "metric": c.metric.name,
+            "side": c.metric.side, "unit": c.metric.unit, "higher_is_better": c.metric.higher_is_better,
+            "baseline_value": c.baseline_value, "value": c.value, "change_pct": c.change_pct,
+            "ci_low_pct": c.ci_low_pct, "ci_high_pct": c.ci_high_pct, "p_value": c.p_value, "p_check": c.p_check,
+            "q_value": c.q_value, "threshold_pct": c.threshold_pct, "n_runs_baseline": c.n_runs_baseline,
+            "n_runs": c.n_runs, "n_samples": pair.n_samples, "method": c.method, "confidence": c.confidence,
+            "verdict": c.verdict, "note": c.note}  # fmt: skip
 
 
 def phase_degradation(
@@ -406,110 +740,20 @@ def phase_degradation(
         runs = runs.filter(pl.col("group").is_in(list(groups)))
         if runs.height == 0:
             raise ConfigError(f"no benchmark runs of group(s) {list(groups)}")
-    has_req = requests is not None and requests.height > 0
-    bases = _baselines(runs, baseline, phase_order)
-    slo_ttft, slo_tpot, slo_note = th.slo_ttft_ms, th.slo_tpot_ms, ""
+    if requests is not None and requests.height == 0:
+        requests = None
+    slos = _Slos(th.slo_ttft_ms, th.slo_tpot_ms)
     rng = np.random.default_rng(th.seed)
-    rows: list[dict] = []
-    for group, bphase in bases.items():
-        g_runs = runs.filter(pl.col("group") == group)
-        g_req = requests.filter(pl.col("run_id").is_in(g_runs["run_id"].to_list())) if has_req else None
-        base_runs = g_runs.filter(pl.col("phase") == bphase)
-        if has_req and (slo_ttft is None or slo_tpot is None):
-            b_req = g_req.filter(pl.col("run_id").is_in(base_runs["run_id"].to_list()) & pl.col("error").is_null())
-            tp = b_req.filter(pl.col("output_tokens") > 1).select(
-                ((pl.col("e2e_ms") - pl.col("ttft_ms")) / (pl.col("output_tokens") - 1)).quantile(0.9, "linear"))
-            if slo_ttft is None and b_req.height:
-                slo_ttft = float(b_req["ttft_ms"].quantile(0.9, "linear"))
-            if slo_tpot is None and tp.height:
-                slo_tpot = float(tp.item())
-            slo_note = (f"goodput SLOs: TTFT <= {slo_ttft:.0f} ms, TPOT <= {slo_tpot:.1f} ms "
-                        f"(the {group} baseline's p90 where not configured)")
-        g_tok = tokens.filter(pl.col("run_id").is_in(g_runs["run_id"].to_list())) if (
-            has_req and tokens is not None and tokens.height) else None
-        metrics = run_metrics(g_runs, g_req, slo_ttft_ms=slo_ttft, slo_tpot_ms=slo_tpot, tokens=g_tok)
-        phases = g_runs.sort("start", nulls_last=True)["phase"].unique(maintain_order=True).to_list()
-        if phase_order:
-            phases = [p for p in phase_order if p in phases] + [p for p in phases if p not in phase_order]
-        b_met = metrics.filter(pl.col("phase") == bphase)
-        b_side = None
-        for phase in phases:
-            if phase == bphase:
-                continue
-            n_met = metrics.filter(pl.col("phase") == phase)
-            per_request = bool(b_met["per_request"].all() and n_met["per_request"].all())
-            n_side = None
-            block = []
-            for spec in METRICS:
-                bv = b_met[spec.name].drop_nulls().to_numpy()
-                nv = n_met[spec.name].drop_nulls().to_numpy()
-                bv, nv = bv[bv > 0], nv[nv > 0]
-                row = {"group": group, "phase": phase, "baseline_phase": bphase, "metric": spec.name,
-                       "side": spec.side, "unit": spec.unit, "higher_is_better": spec.higher_is_better,
-                       "threshold_pct": th.for_kind(spec.kind), "n_runs_baseline": len(bv), "n_runs": len(nv),
-                       "n_samples": int(n_met["n_samples"].fill_null(0).sum()) if per_request else None,
-                       "note": slo_note if spec.name == "goodput_pct" else ""}
-                if len(bv) == 0 and len(nv) == 0:
-                    continue
-                if len(bv) == 0 or len(nv) == 0:
-                    block.append({**row, "method": "none", "confidence": "none", "verdict": "inconclusive",
-                                  "note": "metric missing on one side"})
-                    continue
-                bval, nval = central_value(bv), central_value(nv)
-                ratio = nval / bval
-                lo = hi = p = p_check = math.nan
-                if len(bv) >= 2 and len(nv) >= 2:
-                    res = stats.welch_log_ratio(bv, nv, th.level)
-                    ratio, lo, hi, p, p_check = res.ratio, res.ci_low, res.ci_high, res.p, res.p_check
-                    method = "runs_welch"
-                    confidence = "high" if min(len(bv), len(nv)) >= 5 else "medium"
-                elif per_request:
-                    if b_side is None:
-                        b_side = _side(g_req, tokens, g_runs.filter(pl.col("phase") == bphase),
-                                       th.bootstrap_window_s, slo_ttft, slo_tpot)
-                    if n_side is None:
-                        n_side = _side(g_req, tokens, g_runs.filter(pl.col("phase") == phase),
-                                       th.bootstrap_window_s, slo_ttft, slo_tpot)
-                    cb = stats.bootstrap_counts(b_side.n_windows, th.n_boot, stats.block_length(b_side.n_windows), rng)
-                    cn = stats.bootstrap_counts(n_side.n_windows, th.n_boot, stats.block_length(n_side.n_windows), rng)
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        lr = np.log(_replicates(n_side, spec.name, cn)) - np.log(_replicates(b_side, spec.name, cb))
-                    lr = lr[np.isfinite(lr)]
-                    method, confidence = "window_bootstrap", "low"
-                    if len(lr) >= 20:
-                        d = math.log(ratio)
-                        centred = d + (lr - np.median(lr))
-                        a = (1 - th.level) / 2
-                        lo, hi = (math.exp(x) for x in np.quantile(centred, [a, 1 - a]))
-                        p = stats.bootstrap_z_pvalue(d, lr)
-                    row["note"] = (row["note"] + "; " if row["note"] else "") + (
-                        "one run per phase: block bootstrap over "
-                        f"{th.bootstrap_window_s:g} s windows (low confidence, under-covers)")
-                else:
-                    method, confidence = "summary_only", "none"
-                    row["note"] = NO_PER_RUN
-                sign = 1.0 if spec.higher_is_better else -1.0
-                change = 100.0 * (ratio - 1.0)
-                block.append({**row, "baseline_value": bval, "value": nval, "change_pct": change,
-                              "ci_low_pct": 100.0 * (lo - 1.0) if math.isfinite(lo) else None,
-                              "ci_high_pct": 100.0 * (hi - 1.0) if math.isfinite(hi) else None,
-                              "p_value": p if math.isfinite(p) else None,
-                              "p_check": p_check if math.isfinite(p_check) else None,
-                              "method": method, "confidence": confidence, "_sign": sign})
-            qs = stats.bh([r.get("p_value") if r.get("p_value") is not None else math.nan for r in block])
-            for r, q in zip(block, qs, strict=True):
-                r["q_value"] = float(q) if math.isfinite(q) else None
-                if "_sign" in r:
-                    sign = r.pop("_sign")
-                    harm = -sign * r["change_pct"]
-                    lo_pct, hi_pct = r["ci_low_pct"], r["ci_high_pct"]
-                    h_lo = -sign * (hi_pct if sign > 0 else lo_pct) if lo_pct is not None else math.nan
-                    h_hi = -sign * (lo_pct if sign > 0 else hi_pct) if hi_pct is not None else math.nan
-                    r["verdict"] = _verdict(harm, h_lo, h_hi, q, r["threshold_pct"], th.q)
-                rows.append(r)
+    rows: list[tuple[PhasePair, Comparison]] = []
+    for name, bphase in _baselines(runs, baseline, phase_order).items():
+        g = _group(name, bphase, runs, requests, tokens)
+        if g.requests is not None:
+            base_ids = g.runs.filter(pl.col("phase") == bphase)["run_id"].to_list()
+            slos = _goodput_slos(slos, name, g.requests.filter(pl.col("run_id").is_in(base_ids)))
+        rows += _group_comparisons(g, slos, th, rng, phase_order)
     if not rows:
         return pl.DataFrame(schema=PHASE_COLUMNS)
-    return pl.DataFrame([{k: r.get(k) for k in PHASE_COLUMNS} for r in rows], schema=PHASE_COLUMNS)
+    return pl.DataFrame([_row(p, c) for p, c in rows], schema=PHASE_COLUMNS)
 
 
 def headline(table: pl.DataFrame) -> pl.DataFrame:

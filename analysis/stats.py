@@ -118,16 +118,6 @@ def hist_quantiles(hist: np.ndarray, edges_log: np.ndarray, q: float) -> np.ndar
     return np.where(tot > 0, np.exp(centre[k]), np.nan)
 
 
-def bootstrap_pvalue(log_ratios: np.ndarray) -> float:
-    """Two-sided bootstrap p-value of 'log ratio = 0' from replicates (percentile method)."""
-    x = log_ratios[np.isfinite(log_ratios)]
-    if len(x) == 0:
-        return math.nan
-    lo = (np.sum(x <= 0) + 1) / (len(x) + 1)
-    hi = (np.sum(x >= 0) + 1) / (len(x) + 1)
-    return float(min(1.0, 2 * min(lo, hi)))
-
-
 def bootstrap_z_pvalue(estimate: float, replicates: np.ndarray) -> float:
     """Two-sided p of 'no change' from a normal approximation: z = estimate / (IQR of replicates / 1.349).
     Robust to a few wild replicates and not floored at 1 / n_boot."""
