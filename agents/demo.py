@@ -14,11 +14,9 @@ Stages talk over HTTP and the command line, never by import (STYLE.md): each is 
 
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -29,9 +27,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from telemetry.collector.process import NEIGHBORSCOPE, CollectorStartError, running_collector
 from telemetry.errors import NeighborscopeError
 
-CLI = [sys.executable, "-m", "telemetry.cli"]
+CLI = NEIGHBORSCOPE
 
 
 class DemoError(NeighborscopeError):
@@ -50,37 +49,12 @@ def _run(console: Console, title: str, args: list[str], cwd: Path, show: bool = 
     return proc.stdout
 
 
-def _start_collector(workdir: Path, store: str, node: str, token: str) -> tuple[subprocess.Popen, str]:
-    port_file = workdir / "collector.port"
-    port_file.unlink(missing_ok=True)
-    log = open(workdir / "collector.log", "wb")  # noqa: SIM115 - lives as long as the process
-    args = [*CLI, "collector", "--store", str(store), "--port", "0", "--port-file", str(port_file)]
-    args += ["--node-token", f"{node}={token}"]
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    deadline = time.monotonic() + 60
-    import httpx
-
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DemoError(f"the collector exited: {(workdir / 'collector.log').read_text()[-2000:]}")
-        if port_file.exists():
-            url = f"http://127.0.0.1:{port_file.read_text().strip()}"
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    return proc, url
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.1)
-    proc.kill()
-    raise DemoError("the collector did not start within 60 s")
-
-
 def _push_telemetry(console: Console, result, node: str, url: str, token: str, chunk_s: int) -> tuple[int, int]:
-    """Stream the simulated node's telemetry to the collector as an agent would."""
-    import gzip
-
+    """Stream the simulated node's telemetry to the collector as an agent would: the agent's encoder and
+    transport, and its retry policy (backoff, the collector's Retry-After)."""
     from agents.transport import Transport
-    from telemetry.batch import make_batch
+    from telemetry.batch import encode_batch
+    from telemetry.retry import Backoff
 
     transport = Transport(url, token)
     boot_id = uuid.uuid4().hex
@@ -92,14 +66,15 @@ def _push_telemetry(console: Console, result, node: str, url: str, token: str, c
         task = progress.add_task("push", total=total)
         for seq, (_t0, frames) in enumerate(result.iter_telemetry(chunk_s)):
             frames = {m: f for m, f in frames.items() if m != "run_event" and f.height}
-            body = gzip.compress(json.dumps(make_batch(node, boot_id, seq, frames)).encode(), 5)
-            for attempt in range(20):
+            body = encode_batch(node, boot_id, seq, frames)
+            backoff = Backoff(min_s=0.1, max_s=2.0)
+            for _attempt in range(20):
                 res = transport.post(body)
                 if res.outcome == "ok":
                     break
                 if res.outcome == "rejected" or res.status in (401, 403):
                     raise DemoError(f"the collector rejected batch {seq}: {res.status} {res.message}")
-                time.sleep(min(0.1 * 2**attempt, 2.0))
+                time.sleep(backoff.next_wait(res.retry_after_s))
             else:
                 raise DemoError(f"batch {seq} was not acknowledged: {res.status} {res.message}")
             batches += 1
@@ -135,7 +110,7 @@ def _import_runs(console: Console, result, sim_dir: Path, node: str, store: list
 
 
 def _summary_table(store_url: str) -> Table:
-    from telemetry.store.base import open_store
+    from telemetry.store.factory import open_store
 
     store = open_store(store_url)
     table = Table(title=f"stored in {store_url}")
@@ -143,7 +118,7 @@ def _summary_table(store_url: str) -> Table:
         table.add_column(col, justify="right" if col in ("series", "points") else "left")
     try:
         for m in store.measurements():
-            frame = store.scan(m).select("time").collect() if hasattr(store, "scan") else store.query(m)
+            frame = store.scan(m).select("time").collect()   # every store scans (lazily or not)
             lo, hi = (frame["time"].min(), frame["time"].max()) if frame.height else (None, None)
             table.add_row(
                 m, f"{store.series(m).height:,}", f"{frame.height:,}",
@@ -155,7 +130,7 @@ def _summary_table(store_url: str) -> Table:
 
 
 def _phase_table(store_url: str) -> Table:
-    from telemetry.store.base import open_store
+    from telemetry.store.factory import open_store
 
     store = open_store(store_url)
     try:
@@ -228,19 +203,16 @@ def demo(
 
     console.rule("[bold]2. start a collector on loopback")
     token = secrets.token_urlsafe(24)
-    proc, url = _start_collector(workdir, store_url, node, token)
-    console.print(f"collector at {url}, store {store_url}")
+    (workdir / "collector.log").unlink(missing_ok=True)
     try:
-        console.rule("[bold]3. push telemetry through the HTTP ingest path")
-        t = time.perf_counter()
-        batches, rows = _push_telemetry(console, result, node, url, token, chunk_s)
-        console.print(f"{batches} batches, {rows:,} rows acknowledged ({time.perf_counter() - t:.1f} s)")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        with running_collector(store_url, workdir, tokens={node: token}) as collector:
+            console.print(f"collector at {collector.url}, store {store_url}")
+            console.rule("[bold]3. push telemetry through the HTTP ingest path")
+            t = time.perf_counter()
+            batches, rows = _push_telemetry(console, result, node, collector.url, token, chunk_s)
+            console.print(f"{batches} batches, {rows:,} rows acknowledged ({time.perf_counter() - t:.1f} s)")
+    except CollectorStartError as exc:
+        raise DemoError(str(exc)) from None
 
     console.rule("[bold]4. import the benchmark results (AIPerf profile_export.jsonl)")
     env_store = ["--store", store_url]

@@ -1,10 +1,11 @@
 """Batches to the collector: encode, spool, send with retries and backoff.
 
-`encode_batch` turns rows into the gzip JSON body of ``POST /v1/batches`` (pure). `Transport.post`
-sends one body and classifies the answer:
+`telemetry.batch.encode_batch` turns rows into the gzip JSON body of ``POST /v1/batches`` (pure).
+`Transport.post` sends one body and classifies the answer:
 
 - 200 -> ``ok`` (stored, or a duplicate the collector already had: replays are safe);
-- 5xx, 408, 429, connection errors, timeouts -> ``retry`` (the batch stays first in the spool);
+- 5xx, 408, 429, connection errors, timeouts -> ``retry`` (the batch stays first in the spool); the wait
+  before the next try is `telemetry.retry.Backoff`'s, or the collector's ``Retry-After`` (429, 503);
 - 401, 403, 404 -> ``retry`` a few times (``auth_attempts``; a token fixed in time loses nothing), then
   ``rejected``;
 - any other 4xx -> ``rejected`` at once: logged with the collector's message and moved out of the way.
@@ -15,11 +16,9 @@ are replayed in order after an outage; sequence numbers let the collector drop d
 
 from __future__ import annotations
 
-import gzip
 import http.client
 import json
 import logging
-import random
 import ssl
 import threading
 import time
@@ -28,14 +27,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import polars as pl
+from typing import Literal
 
 from agents.samplers.base import Row
 from agents.spool import Spool
-from telemetry.errors import ConfigError, SchemaError
-from telemetry.schema import TIME, measurement
+from telemetry.batch import encode_batch
+from telemetry.errors import ConfigError
+from telemetry.retry import Backoff, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -43,94 +41,8 @@ Outcome = Literal["ok", "retry", "rejected"]
 BATCH_PATH = "/v1/batches"
 
 
-def rows_frame(name: str, rows: list[Row]) -> pl.DataFrame:
-    """Rows of one measurement -> a schema frame (columns no row has are left out: absent)."""
-    cols = rows_columns(name, rows)
-    schema = measurement(name).polars_schema()
-    series = [pl.Series(TIME, cols.pop(TIME), dtype=pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")]
-    series += [pl.Series(c, v, dtype=schema[c], strict=False) for c, v in cols.items()]
-    return pl.DataFrame(series)
-
-
-def _float(v: Any) -> float | None:
-    return None if v is None or v != v else float(v)  # NaN -> absent
-
-
-def _int(v: Any) -> int | None:
-    return None if v is None else int(v)
-
-
-def _bool(v: Any) -> bool | None:
-    return None if v is None else bool(v)
-
-
-def _str(v: Any) -> str | None:
-    return None if v is None else str(v)
-
-
-_KIND_TYPE = {"float": float, "int": int, "bool": bool, "str": str}
-_KIND_CONV = {"float": _float, "int": _int, "bool": _bool, "str": _str}
-_COLUMNS: dict[str, dict[str, tuple[type, Any]]] = {}
-
-
-def _columns_of(name: str) -> dict[str, tuple[type, Any]]:
-    cols = _COLUMNS.get(name)
-    if cols is None:
-        m = measurement(name)
-        cols = {TIME: (int, int)}
-        cols.update({t: (str, _str) for t in m.tags})
-        cols.update({f.name: (_KIND_TYPE[f.kind], _KIND_CONV[f.kind]) for f in m.fields})
-        _COLUMNS[name] = cols
-    return cols
-
-
-def rows_columns(name: str, rows: list[Row]) -> dict[str, list[Any]]:
-    """Rows of one measurement -> the batch's columns (what `telemetry.batch.frame_to_columns` gives
-    for the same frame), built without a DataFrame: the agent's hot path. Columns no row has a value
-    for are left out; values are converted to their field's kind; NaN becomes null."""
-    spec = _columns_of(name)
-    present: set[str] = set()
-    for r in rows:
-        present.update(r)
-    unknown = present - spec.keys()
-    if unknown:
-        raise SchemaError(f"unknown column(s) {sorted(unknown)}", name)
-    out: dict[str, list[Any]] = {}
-    n = len(rows)
-    for c, (typ, conv) in spec.items():
-        if c not in present:
-            continue
-        values = [r.get(c) for r in rows]
-        if values.count(None) == n:
-            continue
-        if typ is float:
-            # floats pass as they are unless NaN (v != v) or of another type
-            values = [v if v.__class__ is float and v == v else conv(v) for v in values]
-        elif not all(v.__class__ is typ or v is None for v in values):
-            values = [conv(v) for v in values]
-        out[c] = values
-    return out
-
-
-def batch_document(
-    node: str, boot_id: str, seq: int, rows: Mapping[str, list[Row]], sent_at_ns: int | None = None
-) -> dict[str, Any]:
-    """The batch as `telemetry.batch.make_batch` builds it, from rows."""
-    return {
-        "node": node,
-        "boot_id": boot_id,
-        "seq": seq,
-        "sent_at_ns": sent_at_ns,
-        "frames": [
-            {"measurement": name, "columns": rows_columns(name, items)} for name, items in rows.items() if items
-        ],
-    }
-
-
-def encode_batch(node: str, boot_id: str, seq: int, rows: Mapping[str, list[Row]]) -> bytes:
-    """Rows by measurement -> the gzip-compressed JSON body of one batch."""
-    doc = batch_document(node, boot_id, seq, rows, sent_at_ns=time.time_ns())
-    return gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), compresslevel=5)
+#: answers whose ``Retry-After`` the sender honours
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
 @dataclass
@@ -138,6 +50,7 @@ class PostResult:
     outcome: Outcome
     status: int | None
     message: str
+    retry_after_s: float | None = None  # the collector's Retry-After (429, 503), in seconds
 
 
 class Transport:
@@ -183,6 +96,7 @@ class Transport:
                 resp = conn.getresponse()
                 data = resp.read()
                 status = resp.status
+                retry_after = resp.getheader("Retry-After") if status in RETRY_AFTER_STATUSES else None
                 if resp.will_close:
                     self.close()
                 break
@@ -196,7 +110,7 @@ class Transport:
             return PostResult("ok", 200, "")
         message = _error_message(data)
         if status >= 500 or status in (408, 429):
-            return PostResult("retry", status, message)
+            return PostResult("retry", status, message, parse_retry_after(retry_after))
         if status in (401, 403, 404):
             return PostResult("retry", status, message)
         return PostResult("rejected", status, message)
@@ -256,7 +170,7 @@ class Sender:
         with self._lock:
             seq = self.seq
             self.seq += 1
-            body = encode_batch(self.node, self.boot_id, seq, rows)
+            body = encode_batch(self.node, self.boot_id, seq, rows, sent_at_ns=time.time_ns())
             self.spool.append(body)
             for name, items in rows.items():
                 self.rows_total[name] = self.rows_total.get(name, 0) + len(items)
@@ -270,7 +184,7 @@ class Sender:
         self._thread.start()
 
     def _loop(self) -> None:
-        delay = self.backoff_min_s
+        backoff = Backoff(min_s=self.backoff_min_s, max_s=self.backoff_max_s)
         auth_failures = 0
         while not self._stop.is_set():
             entry = self.spool.peek()
@@ -286,7 +200,7 @@ class Sender:
                 if self.last_error:
                     log.info("collector reachable again; %d batch(es) waiting in the spool", len(self.spool))
                 self.last_error = ""
-                delay = self.backoff_min_s
+                backoff.reset()
                 auth_failures = 0
                 continue
             if result.outcome == "retry" and result.status in (401, 403, 404):
@@ -302,8 +216,9 @@ class Sender:
             if result.message != self.last_error:
                 log.warning("collector unavailable (%s); spooling and retrying", result.message or result.status)
                 self.last_error = result.message
-            self._hurry.wait(delay * random.uniform(0.8, 1.2))
-            delay = self.backoff_min_s if self._hurry.is_set() else min(self.backoff_max_s, delay * 2)
+            self._hurry.wait(backoff.next_wait(result.retry_after_s))
+            if self._hurry.is_set():  # shutting down: no more backing off
+                backoff.reset()
 
     def drain(self, timeout_s: float) -> bool:
         """Try to deliver the spool for up to ``timeout_s`` (shutdown); True when it is empty."""

@@ -17,37 +17,15 @@ import os
 import platform
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
-NEIGHBORSCOPE = [sys.executable, "-m", "telemetry.cli"]
+from telemetry.collector.process import NEIGHBORSCOPE, running_collector
+
 TARGET_PCT = {1.0: 1.0, 0.1: 5.0}
-
-
-def start_collector(workdir: Path) -> tuple[subprocess.Popen, str]:
-    port_file = workdir / "collector.port"
-    proc = subprocess.Popen(
-        [*NEIGHBORSCOPE, "collector", "--store", str(workdir / "store"), "--host", "127.0.0.1", "--port", "0",
-         "--port-file", str(port_file), "--node-token", "bench=bench-token"],
-        stdout=subprocess.DEVNULL, stderr=open(workdir / "collector.log", "wb"),  # noqa: SIM115
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if port_file.exists():
-            url = f"http://127.0.0.1:{port_file.read_text().strip()}"
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    return proc, url
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("collector did not start")
 
 
 def agent_config(workdir: Path, url: str, cadence_s: float) -> Path:
@@ -128,12 +106,8 @@ def main() -> None:
     cadences = args.cadence or [1.0, 0.1]
     with tempfile.TemporaryDirectory(prefix="agent-overhead-") as tmp:
         workdir = Path(tmp)
-        collector, url = start_collector(workdir)
-        try:
-            results = [measure(url, workdir, c, args.warmup, args.window) for c in cadences]
-        finally:
-            collector.send_signal(signal.SIGTERM)
-            collector.wait(30)
+        with running_collector(workdir / "store", workdir, tokens={"bench": "bench-token"}) as collector:
+            results = [measure(collector.url, workdir, c, args.warmup, args.window) for c in cadences]
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     print(f"agent overhead: 34 simulated accelerators + host + tenants ({machine})")
     print(f"{'cadence':>8} {'CPU % of 1 core':>16} {'CPU ms/tick':>12} {'target':>7} {'RSS MiB':>8} {'rows':>8}")

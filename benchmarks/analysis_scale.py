@@ -84,7 +84,7 @@ def analyse_child(store_dir: str, node: str, victim: str) -> None:
     """Run in a subprocess: analyse one node and print time and peak RSS as JSON."""
     t = time.perf_counter()
     from analysis.analyze import analyze
-    from telemetry.store.base import open_store
+    from telemetry.store.factory import open_store
 
     st = open_store(store_dir)
     res = analyze(st, victim, node=node)
@@ -95,7 +95,7 @@ def analyse_child(store_dir: str, node: str, victim: str) -> None:
     top = res.antagonists.row(0, named=True) if res.antagonists.height else None
     print(json.dumps({
         "node": node, "wall_s": round(wall, 2), "cpu_s": round(use.ru_utime + use.ru_stime, 2), "peak_rss_bytes": rss, "window_s": res.window_s,
-        "phase_rows": res.phases.height, "victim_windows": 0 if res.grid is None else res.grid.victim.height,
+        "phase_rows": res.phases.height, "victim_windows": 0 if res.attribution is None else res.attribution.grid.victim.height,
         "top": None if top is None else [top["antagonist"], top["resource"], top["significant"]],
         "methods": sorted(set(res.phases["method"].to_list())),
     }))

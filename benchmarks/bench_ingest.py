@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.ingest import import_bench_files, parse_bench_files
-from telemetry.store.base import open_store
+from telemetry.store.factory import open_store
 
 N, OSL, ISL, CONC = 640, 1024, 8192, 64
 

@@ -66,8 +66,8 @@ def build_store(path: Path, hours: int = 24, seed: int = 0) -> None:
 
 def server_side(store_path: Path) -> dict[str, float]:
     """Seconds the reductions behind each page take on their own (no Streamlit, no browser)."""
+    from analysis.figures.reduce import bucket_seconds
     from dashboard.data import Reader
-    from dashboard.downsample import bucket_seconds
     from telemetry.store.parquet import ParquetStore
 
     r = Reader(ParquetStore(store_path))

@@ -3,8 +3,8 @@
 Starts a real `neighborscope collector` (a subprocess on 127.0.0.1, embedded Parquet store in a temp dir,
 one token per node in its config) and drives it with N simulated agents: every node sends one batch per
 flush interval (the agent's default ``flush_s = 1.0``), each holding its 34 `accel` rows, one `host` row
-and one `host_core` row per CPU core, built with `telemetry.batch.make_batch` and gzip-compressed JSON as
-`agents.transport.encode_batch` sends it (``Content-Encoding: gzip``, ``Authorization: Bearer``).
+and one `host_core` row per CPU core, built with `telemetry.batch.encode_batch`, the gzip-compressed JSON the agent
+sends (``Content-Encoding: gzip``, ``Authorization: Bearer``).
 
 One asyncio client (uvloop, one keep-alive HTTP/1.1 connection per node on raw streams: httpx would spend
 more CPU per request than the collector, on the same cores) paces the sends: node i sends
@@ -31,12 +31,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gzip
 import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,17 +44,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import numpy as np
 import polars as pl
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from telemetry.batch import make_batch
+from telemetry.batch import encode_batch
+from telemetry.collector.process import CollectorProcess
 from telemetry.schema import conform
 
-NEIGHBORSCOPE = [sys.executable, "-m", "telemetry.cli"]
 HOST = "127.0.0.1"
 MIB = 2**20
 T = TypeVar("T")
@@ -136,8 +133,7 @@ def batch_body(t: NodeTemplate, boot_id: str, seq: int, ts_ns: int, rng: np.rand
         cols = [pl.lit(ts_ns).cast(pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").alias("time")]
         cols += [(pl.col(c) * pl.Series(rng.normal(1.0, 0.01, frame.height))).alias(c) for c in _JITTER[name]]
         frames[name] = frame.with_columns(cols)
-    doc = make_batch(t.node, boot_id, seq, frames, sent_at_ns=ts_ns)
-    return gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), compresslevel=5)
+    return encode_batch(t.node, boot_id, seq, frames, sent_at_ns=ts_ns)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -151,37 +147,9 @@ def write_config(path: Path, nodes: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def start_collector(workdir: Path, config: Path, store: str | None = None) -> tuple[subprocess.Popen, str]:
-    port_file = workdir / "collector.port"
+def start_collector(workdir: Path, config: Path, store: str | None = None) -> CollectorProcess:
     store = (store or "{dir}/store").replace("{dir}", str(workdir))
-    proc = subprocess.Popen(
-        [*NEIGHBORSCOPE, "collector", "--store", store, "--host", HOST, "--port", "0",
-         "--port-file", str(port_file), "--config", str(config)],
-        stdout=subprocess.DEVNULL, stderr=open(workdir / "collector.log", "wb"),  # noqa: SIM115
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"collector exited with {proc.returncode}: {(workdir / 'collector.log').read_text()}")
-        if port_file.exists():
-            url = f"http://{HOST}:{port_file.read_text().strip()}"
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    return proc, url
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("collector did not start within 60 s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return CollectorProcess(store, workdir, host=HOST, extra_args=["--config", str(config)]).start()
 
 
 class RssSampler:
@@ -368,7 +336,9 @@ def run_step(nodes: int, args: argparse.Namespace, workdir: Path, config: Path,
 
     step_dir = workdir / f"step-{nodes}"
     step_dir.mkdir()
-    proc, url = start_collector(step_dir, config, args.store)
+    collector = start_collector(step_dir, config, args.store)
+    proc, url = collector.proc, collector.url
+    assert proc is not None
     me = psutil.Process()
     try:
         with RssSampler(proc.pid) as rss:
@@ -387,7 +357,7 @@ def run_step(nodes: int, args: argparse.Namespace, workdir: Path, config: Path,
             rss_end = rss.proc.memory_info().rss
         peak = max(rss.samples) if rss.samples else None
     finally:
-        stop(proc)
+        collector.stop(15)
     stored = _stored_rows(step_dir / "store") if args.store is None else None
 
     scheduled = nodes * per_node

@@ -20,8 +20,6 @@ of the direct rate.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import shutil
 import statistics
@@ -41,7 +39,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from telemetry.batch import make_batch
+from telemetry.batch import encode_batch
+from telemetry.collector.process import running_collector
 from telemetry.line_protocol import encode_lines
 from telemetry.schema import MEASUREMENTS, conform
 from tests.telemetry.store.conftest import InfluxServer, find_binary
@@ -141,25 +140,13 @@ def _run_agents(host: str, port: int, bodies: list[tuple[str, bytes]], clients: 
 
 
 def run_collector(server: InfluxServer, db: str, work: Path, batches, nodes, clients: int, points: int) -> float:
-    bodies = [
-        (node, gzip.compress(json.dumps(make_batch(node, "bench", b, frames)).encode(), 1))
-        for node, b, frames in batches
-    ]
+    bodies = [(node, encode_batch(node, "bench", b, frames, compresslevel=1)) for node, b, frames in batches]
     url = f"influx://127.0.0.1:{server.http_port}/{db}?queue={work / f'queue-{db}'}&retry_max_s=1"
-    port_file = work / f"port-{db}"  # one per run: a stale port file would point at a stopped collector
-    args = [sys.executable, "-m", "telemetry.cli", "collector", "--store", url, "--port", "0"]
-    args += ["--port-file", str(port_file)] + [x for n in nodes for x in ("--node-token", f"{n}=token-{n}-xxxx")]
-    proc = subprocess.Popen(args, stderr=open(work / "collector.log", "wb"))  # noqa: SIM115
-    try:
-        while not port_file.exists():
-            time.sleep(0.05)
-        base = f"http://127.0.0.1:{port_file.read_text()}"
-        while True:
-            try:
-                httpx.get(f"{base}/healthz")
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
+    tokens = {n: f"token-{n}-xxxx" for n in nodes}
+    with running_collector(url, work, tokens=tokens, timeout_s=120, log=work / f"collector-{db}.log") as collector:
+        base = collector.url
+        proc = collector.proc
+        assert proc is not None
         cpu0 = psutil.Process(proc.pid).cpu_times()
         host, port = base.split("://", 1)[1].rsplit(":", 1)
         start = time.perf_counter()
@@ -180,14 +167,12 @@ def run_collector(server: InfluxServer, db: str, work: Path, batches, nodes, cli
             f"{points // len(bodies)} points, drain included)"
         )
         return total_s
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def run_store(server: InfluxServer, db: str, work: Path, batches, clients: int, points: int, gzip_on: bool) -> float:
     """The collector's store alone, in process: QueuedStore.write_batch from `clients` threads, drained."""
-    from telemetry.store.base import BatchKey, open_store
+    from telemetry.store.base import BatchKey
+    from telemetry.store.factory import open_store
 
     url = f"influx://127.0.0.1:{server.http_port}/{db}?queue={work / f'queue-{db}'}&gzip={int(gzip_on)}"
     store = open_store(url)

@@ -10,12 +10,8 @@ Target (issue 2): >= 300k field values/s end to end on a 2-core machine.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +24,8 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from telemetry.batch import make_batch
+from telemetry.batch import encode_batch
+from telemetry.collector.process import CollectorProcess
 from telemetry.schema import MEASUREMENTS, conform
 from telemetry.store.base import BatchKey
 from telemetry.store.parquet import ParquetStore
@@ -93,6 +90,7 @@ def main() -> None:
         batches.append((node, b, frames))
     values = sum(field_values(f) for _, _, f in batches)
     work = Path(tempfile.mkdtemp(prefix="ns-bench-"))
+    collector: CollectorProcess | None = None
     try:
         # 1. raw: the same frames straight into the store (the baseline)
         raw = ParquetStore(work / "raw")
@@ -102,23 +100,9 @@ def main() -> None:
         raw_s = time.perf_counter() - start
 
         # 2. end to end: agents' JSON (gzip) over HTTP into a collector process
-        bodies = [
-            (node, gzip.compress(json.dumps(make_batch(node, "bench", b, frames)).encode(), 1))
-            for node, b, frames in batches
-        ]
-        port_file = work / "port"
-        args_c = [sys.executable, "-m", "telemetry.cli", "collector", "--store", str(work / "e2e"), "--port", "0"]
-        args_c += ["--port-file", str(port_file)] + [x for n in nodes for x in ("--node-token", f"{n}=token-{n}")]
-        proc = subprocess.Popen(args_c, stderr=subprocess.DEVNULL)
-        while not port_file.exists():
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port_file.read_text()}/v1/batches"
-        while True:
-            try:
-                httpx.get(url.replace("/v1/batches", "/healthz"))
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
+        bodies = [(node, encode_batch(node, "bench", b, frames, compresslevel=1)) for node, b, frames in batches]
+        collector = CollectorProcess(str(work / "e2e"), work, tokens={n: f"token-{n}" for n in nodes}).start()
+        url = f"{collector.url}/v1/batches"
 
         clients = [httpx.Client(timeout=60) for _ in range(args.clients)]
 
@@ -136,7 +120,7 @@ def main() -> None:
             r.raise_for_status()
             return r.json()["rows"]
 
-        collector_proc = psutil.Process(proc.pid)
+        collector_proc = psutil.Process(collector.proc.pid)  # type: ignore[union-attr]
         cpu0 = collector_proc.cpu_times()
         start = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:
@@ -144,11 +128,12 @@ def main() -> None:
         e2e_s = time.perf_counter() - start
         cpu1 = collector_proc.cpu_times()
         collector_cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-        proc.terminate()
-        proc.wait(30)
+        collector.stop(30)
         stored = ParquetStore(work / "e2e").query("accel").height
         assert stored == sum(f["accel"].height for _, _, f in batches), "collector lost rows"
     finally:
+        if collector is not None:
+            collector.stop(30)
         shutil.rmtree(work, ignore_errors=True)
 
     table = Table(

@@ -8,12 +8,18 @@
 
 Columns hold one list per tag / field, all as long as ``time`` (epoch nanoseconds, UTC). A null is an
 absent value. Columnar frames keep the collector's hot path vectorised (no per-sample Python loop).
+
+Both ends live here: `make_batch` / `encode_batch` build a batch from schema frames or samplers' rows (the
+agent, the demo and the benchmarks all send through them); `BatchIn`, `validate_columns` and
+`batch_frames` check one and turn it back into schema frames (the collector).
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,7 +64,7 @@ class BatchAck(BaseModel):
 
 
 def frame_to_columns(frame: pl.DataFrame) -> dict[str, list[Any]]:
-    """A schema frame -> JSON-ready columns (time as epoch ns)."""
+    """A schema frame -> JSON-ready columns (time as epoch ns; float NaN as null)."""
     cols: dict[str, list[Any]] = {}
     for name in frame.columns:
         s = frame[name]
@@ -71,19 +77,102 @@ def frame_to_columns(frame: pl.DataFrame) -> dict[str, list[Any]]:
     return cols
 
 
-def make_batch(
-    node: str, boot_id: str, seq: int, frames: Mapping[str, pl.DataFrame], sent_at_ns: int | None = None
-) -> dict:
-    """Build the JSON document of a batch from schema frames (used by agents and the demo)."""
+def rows_to_columns(name: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Rows (dicts) of one measurement -> JSON-ready columns, built without a DataFrame (the agent's hot path).
+    A column no row has a value for is left out (absent); values are converted to their field's kind; NaN
+    becomes null. `SchemaError` for a column the measurement does not have."""
+    spec = _row_columns(name)
+    present: set[str] = set()
+    for r in rows:
+        present.update(r)
+    unknown = present - spec.keys()
+    if unknown:
+        raise SchemaError(f"unknown column(s) {sorted(unknown)}", name)
+    out: dict[str, list[Any]] = {}
+    n = len(rows)
+    for c, (typ, conv) in spec.items():
+        if c not in present:
+            continue
+        values = [r.get(c) for r in rows]
+        if values.count(None) == n:
+            continue
+        if typ is float:
+            # floats pass as they are unless NaN (v != v) or of another type
+            values = [v if v.__class__ is float and v == v else conv(v) for v in values]
+        elif not all(v.__class__ is typ or v is None for v in values):
+            values = [conv(v) for v in values]
+        out[c] = values
+    return out
+
+
+#: what a batch carries per measurement: a schema frame, or rows (one dict per sample, as samplers read them)
+Measurements = Mapping[str, pl.DataFrame | Sequence[Mapping[str, Any]]]
+
+
+def make_batch(node: str, boot_id: str, seq: int, data: Measurements, sent_at_ns: int | None = None) -> dict:
+    """The JSON document of a batch (the one encoder: agents, the demo, benchmarks and tests use it).
+    ``data`` maps a measurement to a schema frame (`frame_to_columns`) or to rows (`rows_to_columns`);
+    empty ones are left out."""
     return {
         "node": node,
         "boot_id": boot_id,
         "seq": seq,
         "sent_at_ns": sent_at_ns,
         "frames": [
-            {"measurement": name, "columns": frame_to_columns(frame)} for name, frame in frames.items() if frame.height
+            {"measurement": name, "columns": _to_columns(name, items)} for name, items in data.items() if len(items)
         ],
     }
+
+
+def encode_batch(
+    node: str,
+    boot_id: str,
+    seq: int,
+    data: Measurements,
+    sent_at_ns: int | None = None,
+    compresslevel: int = 5,
+) -> bytes:
+    """`make_batch` as the body of ``POST /v1/batches``: compact JSON, gzip-compressed
+    (``Content-Type: application/json``, ``Content-Encoding: gzip``)."""
+    doc = make_batch(node, boot_id, seq, data, sent_at_ns=sent_at_ns)
+    return gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), compresslevel=compresslevel)
+
+
+def _to_columns(name: str, items: pl.DataFrame | Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    return frame_to_columns(items) if isinstance(items, pl.DataFrame) else rows_to_columns(name, items)
+
+
+def _float(v: Any) -> float | None:
+    return None if v is None or v != v else float(v)  # NaN -> absent
+
+
+def _int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def _bool(v: Any) -> bool | None:
+    return None if v is None else bool(v)
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+_KIND_TYPE: dict[str, type] = {"float": float, "int": int, "bool": bool, "str": str}
+_KIND_CONV: dict[str, Callable[[Any], Any]] = {"float": _float, "int": _int, "bool": _bool, "str": _str}
+_ROW_COLUMNS: dict[str, dict[str, tuple[type, Callable[[Any], Any]]]] = {}
+
+
+def _row_columns(name: str) -> dict[str, tuple[type, Callable[[Any], Any]]]:
+    """Column -> (plain type, converter) of a measurement, in schema order (cached)."""
+    cols = _ROW_COLUMNS.get(name)
+    if cols is None:
+        m = measurement(name)
+        cols = {TIME: (int, int)}
+        cols.update({t: (str, _str) for t in m.tags})
+        cols.update({f.name: (_KIND_TYPE[f.kind], _KIND_CONV[f.kind]) for f in m.fields})
+        _ROW_COLUMNS[name] = cols
+    return cols
 
 
 def batch_frames(batch: BatchIn) -> dict[str, pl.DataFrame]:

@@ -3,77 +3,16 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
+from telemetry.collector.process import NEIGHBORSCOPE, CollectorProcess
+
 ROOT = Path(__file__).resolve().parent.parent
-NEIGHBORSCOPE = [sys.executable, "-m", "telemetry.cli"]
-
-
-@dataclass
-class CollectorProcess:
-    """A `neighborscope collector` subprocess; `url` is its base URL, `tokens` node -> token."""
-
-    store: str
-    workdir: Path
-    tokens: dict[str, str]
-    extra_args: list[str] = field(default_factory=list)
-    port: int = 0
-    proc: subprocess.Popen | None = None
-    scheme: str = "http"
-    verify: str | bool = True
-
-    @property
-    def url(self) -> str:
-        host = "localhost" if self.scheme == "https" else "127.0.0.1"
-        return f"{self.scheme}://{host}:{self.port}"
-
-    def start(self, timeout_s: float = 30.0) -> CollectorProcess:
-        port_file = self.workdir / f"collector-{time.monotonic_ns()}.port"
-        args = [*NEIGHBORSCOPE, "collector", "--store", self.store, "--host", "127.0.0.1"]
-        args += ["--port", str(self.port), "--port-file", str(port_file), *self.extra_args]
-        for node, token in self.tokens.items():
-            args += ["--node-token", f"{node}={token}"]
-        log = open(self.workdir / "collector.log", "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"collector exited: {(self.workdir / 'collector.log').read_text()[-2000:]}")
-            if port_file.exists():
-                self.port = int(port_file.read_text())
-                try:
-                    if httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code == 200:
-                        return self
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.05)
-        raise RuntimeError("collector did not start in time")
-
-    def kill(self) -> None:
-        """kill -9: no chance to flush anything."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def headers(self, node: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[node]}"}
+__all__ = ["NEIGHBORSCOPE", "ROOT", "CollectorProcess"]
 
 
 @pytest.fixture
@@ -97,7 +36,7 @@ def collector_factory(tmp_path: Path) -> Iterator:
             verify=verify,
         )
         started.append(cp)
-        return cp.start()
+        return cp.start(timeout_s=30)
 
     yield make
     for cp in started:

@@ -147,7 +147,7 @@ def itl_by_cotenant(store: str, victim: str, cotenant: str, margin_s: float = 0.
     import polars as pl
 
     from analysis.ingest.model import list_runs, load_tokens
-    from telemetry.store.base import open_store
+    from telemetry.store.factory import open_store
 
     st = open_store(store)
     try:
@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import importlib.util
 
+    from telemetry.collector.process import CollectorStartError, running_collector
+
     if importlib.util.find_spec("llama_benchy") is None:
         raise SystemExit("cpu-neighbor: llama-benchy is not installed in this Python: pip install llama-benchy")
     block_s = args.block_s
@@ -242,13 +244,15 @@ def main(argv: list[str] | None = None) -> int:
 
     with Stack() as stack:
         say("starting the collector, the server and the agent")
-        cport = wd / "collector.port"
-        coll = stack.start("collector", [*NEIGHBORSCOPE, "collector", "--store", store, "--port", "0", "--port-file",
-                                         str(cport), "--node-token", f"{NODE}={token}"], wd / "logs" / "collector.log")
         sport = wd / "server.port"
         server = stack.start("server", [sys.executable, str(HERE / "server.py"), "--port", "0", "--port-file",
                                         str(sport), "--token-ms", str(args.token_ms)], wd / "logs" / "server.log")
-        curl = wait_port(coll, cport, "/healthz", "collector", wd / "logs" / "collector.log")
+        try:
+            coll = stack.enter_context(running_collector(store, wd, tokens={NODE: token}, timeout_s=90,
+                                                         log=wd / "logs" / "collector.log"))
+        except CollectorStartError as exc:
+            raise SystemExit(str(exc)) from None
+        curl = coll.url
         surl = wait_port(server, sport, "/health", "server", wd / "logs" / "server.log")
         (wd / "tokenizer.json").write_bytes(httpx.get(surl + "/tokenizer.json", timeout=10).content)
         (wd / "agent.toml").write_text(agent_toml(curl, token, wd / "spool"))
@@ -277,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(1.5)  # the agent's last flush
         stop(agent, "agent")
         stop(server, "server")
-        stop(coll, "collector")
+        coll.stop()
     if sr.returncode != 0:
         say(f"the stress plan reported failures (exit {sr.returncode}); see {wd / 'stress'}")
 

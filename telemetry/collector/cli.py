@@ -94,7 +94,7 @@ def collector(
     import uvicorn
 
     from telemetry.collector.app import create_app
-    from telemetry.store.base import open_store
+    from telemetry.store.factory import open_store
 
     db = open_store(store)
     if hasattr(db, "start_compactor"):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class CollectorMetrics:
@@ -25,3 +27,12 @@ class CollectorMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+
+    def watch_store(self, store: Any) -> None:
+        """A store with a local queue (InfluxDB) reports its depth and rejects: exposed as gauges."""
+        status = getattr(store, "status", None)
+        if not callable(status):
+            return
+        for key in ("queued_batches", "queued_bytes", "rejected_lines"):
+            gauge = Gauge(f"neighborscope_store_{key}", f"store queue: {key.replace('_', ' ')}", registry=self.registry)
+            gauge.set_function(lambda k=key: float(status().get(k) or 0))

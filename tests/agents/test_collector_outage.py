@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.store.base import open_store
+from telemetry.store.factory import open_store
 from tests.conftest import NEIGHBORSCOPE
 
 PERIOD_NS = 200_000_000

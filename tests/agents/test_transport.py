@@ -1,4 +1,5 @@
-"""Transport and sender against a fake collector (httpx.MockTransport): gzip, auth, retries, 4xx."""
+"""Transport and sender against a fake collector (a real loopback HTTP server): gzip, auth, retries, 4xx,
+the collector's Retry-After."""
 
 from __future__ import annotations
 
@@ -11,19 +12,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from agents.spool import MemorySpool
-from agents.transport import Sender, Transport, encode_batch
-from telemetry.batch import BatchIn, batch_frames
+from agents.transport import Sender, Transport
+from telemetry.batch import BatchIn, batch_frames, encode_batch
 
 
 class FakeCollector:
     """A fake collector on a real loopback HTTP server: answers each POST with the next status of a
-    script (then 200), keeping the batches it stored."""
+    script (then 200; an entry may be ``(status, headers)``), keeping the batches it stored and when each
+    POST arrived."""
 
-    def __init__(self, script: list[int] | None = None, drop_idle: bool = False) -> None:
+    def __init__(self, script: list[int | tuple[int, dict]] | None = None, drop_idle: bool = False) -> None:
         self.script = list(script or [])
         self.drop_idle = drop_idle  # close each connection after answering, without saying so
         self.received: list[dict] = []
         self.headers: list[dict[str, str]] = []
+        self.arrived: list[float] = []  # time.monotonic() of each POST
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -31,8 +34,10 @@ class FakeCollector:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                fake.arrived.append(time.monotonic())
                 fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                 status = fake.script.pop(0) if fake.script else 200
+                status, extra = status if isinstance(status, tuple) else (status, {})
                 if status == 200:
                     fake.received.append(json.loads(gzip.decompress(body)))
                     out = b'{"status": "stored"}'
@@ -41,6 +46,8 @@ class FakeCollector:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
+                for k, v in extra.items():
+                    self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(out)
                 self.close_connection = fake.drop_idle
@@ -61,7 +68,7 @@ class FakeCollector:
 def fake_collector():
     made: list[FakeCollector] = []
 
-    def make(script: list[int] | None = None, drop_idle: bool = False) -> FakeCollector:
+    def make(script: list[int | tuple[int, dict]] | None = None, drop_idle: bool = False) -> FakeCollector:
         made.append(FakeCollector(script, drop_idle))
         return made[-1]
 
@@ -135,16 +142,21 @@ def wait_for(cond, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def run_until(sender: Sender, cond) -> None:
+    """Run the sender's thread until ``cond()`` holds."""
+    sender.start()
+    try:
+        wait_for(cond)
+    finally:
+        sender.stop()
+
+
 def test_sender_replays_in_order_after_5xx_with_increasing_seq(fake_collector):
     fake = fake_collector([503, 503, 500])
     s = Sender("node1", MemorySpool(), transport(fake), backoff_min_s=0.01, backoff_max_s=0.02)
     for i in range(3):
         s.submit(rows(i + 1))
-    s.start()
-    try:
-        wait_for(lambda: len(fake.received) == 3)
-    finally:
-        s.stop()
+    run_until(s, lambda: len(fake.received) == 3)
     assert [d["seq"] for d in fake.received] == [0, 1, 2]
     assert len(s.spool) == 0 and s.sent_total == 3
 
@@ -154,11 +166,7 @@ def test_a_4xx_is_logged_with_the_collector_message_and_not_retried_forever(fake
     s = Sender("node1", MemorySpool(), transport(fake), backoff_min_s=0.01)
     s.submit(rows())
     s.submit(rows())
-    s.start()
-    try:
-        wait_for(lambda: len(fake.received) == 1)
-    finally:
-        s.stop()
+    run_until(s, lambda: len(fake.received) == 1)
     assert s.rejected_total == 1 and fake.received[0]["seq"] == 1
     assert "bad: status 422 (at x)" in caplog.text
 
@@ -167,11 +175,7 @@ def test_a_wrong_token_is_retried_a_few_times_then_given_up(fake_collector):
     fake = fake_collector([401] * 3)
     s = Sender("node1", MemorySpool(), transport(fake), backoff_min_s=0.01, backoff_max_s=0.01, auth_attempts=3)
     s.submit(rows())
-    s.start()
-    try:
-        wait_for(lambda: s.rejected_total == 1)
-    finally:
-        s.stop()
+    run_until(s, lambda: s.rejected_total == 1)
     assert len(fake.headers) == 3 and len(s.spool) == 0
 
 
@@ -180,17 +184,23 @@ def test_empty_rows_make_no_batch():
     assert s.submit({"host": []}) is None and len(s.spool) == 0
 
 
-def test_batch_document_is_what_make_batch_builds_from_the_same_rows():
-    from agents.transport import batch_document, rows_frame
-    from telemetry.batch import make_batch
+@pytest.mark.parametrize("status", [429, 503])
+def test_the_collectors_retry_after_is_read_from_429_and_503(fake_collector, status):
+    result = transport(fake_collector([(status, {"Retry-After": "7"})])).post(b"x")
+    assert (result.outcome, result.retry_after_s) == ("retry", 7.0)
 
-    rows = {
-        "accel": [{"time": 1, "device": "gpu0", "power_w": 300, "temp_c": float("nan"), "throttle_power": 1,
-                   "pcie_link_gen": 5},
-                  {"time": 2, "device": "gpu1", "power_w": None, "temp_c": 41.5, "throttle_power": False}],
-        "agent": [{"time": 3, "sampler": "host", "ok": True, "errors_total": 0}],
-    }
-    ours = batch_document("n", "b", 4, rows, sent_at_ns=9)
-    theirs = make_batch("n", "b", 4, {k: rows_frame(k, v) for k, v in rows.items()}, sent_at_ns=9)
-    assert ours == theirs
-    assert ours["frames"][0]["columns"]["temp_c"] == [None, 41.5]
+
+def test_retry_after_of_other_answers_is_not_read(fake_collector):
+    fake = fake_collector([(500, {"Retry-After": "7"}), 503])
+    assert transport(fake).post(b"x").retry_after_s is None
+    assert transport(fake).post(b"x").retry_after_s is None  # 503 without the header
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_the_sender_waits_what_the_collectors_retry_after_says(fake_collector, status):
+    fake = fake_collector([(status, {"Retry-After": "1"})])
+    s = Sender("node1", MemorySpool(), transport(fake), backoff_min_s=0.01, backoff_max_s=0.02)
+    s.submit(rows())
+    run_until(s, lambda: len(fake.received) == 1)
+    waited = fake.arrived[1] - fake.arrived[0]
+    assert waited >= 0.95  # its own backoff would have come back after ~0.01 s

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import gzip
-import json
-
 from agents.config import parse_config
 from agents.transport import Transport
-from telemetry.batch import make_batch
+from telemetry.batch import encode_batch
 from tests.telemetry.collector.test_http_ingest import accel_frame
 
 
 def body(seq: int) -> bytes:
-    return gzip.compress(json.dumps(make_batch("node1", "boot", seq, {"accel": accel_frame()})).encode())
+    return encode_batch("node1", "boot", seq, {"accel": accel_frame()})
 
 
 def test_agent_posts_to_a_tls_collector_trusting_a_custom_ca(collector_factory, tls_files):

@@ -1,16 +1,27 @@
-"""The collector's batch validation: the column fast path (`validate_columns` + `build_frame`) gives the
-same frames and the same errors as the pydantic route (`BatchIn` + `batch_frames` + `conform`)."""
+"""The batch wire format: what `make_batch` / `encode_batch` send (from frames or rows) decodes to the same
+schema frames; and the collector's column fast path (`validate_columns` + `build_frame`) gives the same
+frames and the same errors as the pydantic route (`BatchIn` + `batch_frames` + `conform`)."""
 
 from __future__ import annotations
 
 import copy
+import gzip
+import json
 import math
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from telemetry.batch import BatchIn, ForeignNodeError, batch_frames, build_frame, make_batch, validate_columns
+from telemetry.batch import (
+    BatchIn,
+    ForeignNodeError,
+    batch_frames,
+    build_frame,
+    encode_batch,
+    make_batch,
+    validate_columns,
+)
 from telemetry.errors import SchemaError
 from telemetry.schema import conform
 
@@ -113,3 +124,65 @@ def test_a_group_is_built_into_one_frame_in_order():
     want = pl.concat([_slow(d)["accel"] for d in docs])
     assert_frame_equal(frame, want)
     assert [c["accel"].field_values for c in cols] == [12, 12, 12]
+
+
+def _decoded(body: bytes) -> tuple[dict, dict[str, pl.DataFrame]]:
+    """What the collector makes of a body: the document and its schema frames."""
+    doc = json.loads(gzip.decompress(body))
+    return doc, batch_frames(BatchIn.model_validate(doc))
+
+
+ROWS = {
+    "accel": [
+        {"time": T0, "device": "gpu0", "vendor": "amd", "power_w": 300, "temp_c": float("nan"), "throttle_power": 1,
+         "pcie_link_gen": 5},
+        {"time": T0 + 1, "device": "gpu1", "vendor": "amd", "power_w": None, "temp_c": 41.5, "throttle_power": False},
+    ],
+    "agent": [{"time": T0 + 2, "sampler": "host", "ok": True, "errors_total": 0}],
+    "host": [],
+}  # fmt: skip
+
+
+def test_frames_round_trip_through_the_wire():
+    frames = {m: conform(pl.DataFrame(cols), m) for m, cols in [
+        ("accel", {"time": [T0, T0 + 1], "device": ["gpu0", "gpu1"], "temp_c": [40.0, None], "pcie_link_gen": [4, 5]}),
+        ("host", {"time": [T0], "cpu_util_pct": [12.5], "cpu_count": [64]}),
+    ]}  # fmt: skip
+    doc, got = _decoded(encode_batch("n1", "boot", 3, frames, sent_at_ns=T0))
+    assert (doc["node"], doc["boot_id"], doc["seq"], doc["sent_at_ns"]) == ("n1", "boot", 3, T0)
+    assert set(got) == set(frames)
+    for m, want in frames.items():
+        assert_frame_equal(conform(got[m], m), want.with_columns(pl.lit("n1").alias("node")))
+
+
+def test_rows_round_trip_as_the_frames_they_describe():
+    _, got = _decoded(encode_batch("n1", "boot", 0, ROWS))
+    want = {m: conform(pl.DataFrame(rows, infer_schema_length=None), m) for m, rows in ROWS.items() if rows}
+    assert set(got) == set(want)  # an empty measurement is not sent
+    for m in want:
+        assert_frame_equal(conform(got[m], m), want[m].with_columns(pl.lit("n1").alias("node")), check_dtypes=False)
+
+
+def test_rows_are_converted_to_their_fields_kinds_and_nan_is_absent():
+    cols = make_batch("n1", "b", 0, ROWS)["frames"][0]["columns"]
+    assert cols["power_w"] == [300.0, None] and type(cols["power_w"][0]) is float
+    assert cols["temp_c"] == [None, 41.5]
+    assert cols["throttle_power"] == [True, False]
+    assert cols["pcie_link_gen"] == [5, None]
+
+
+def test_a_column_no_row_has_is_not_sent():
+    cols = make_batch("n1", "b", 0, {"accel": [{"time": T0, "device": "gpu0", "power_w": None}]})["frames"][0]
+    assert set(cols["columns"]) == {"time", "device"}
+
+
+def test_rows_and_frames_of_the_same_samples_decode_alike():
+    frame = conform(pl.DataFrame(ROWS["accel"], infer_schema_length=None), "accel")
+    _, from_rows = _decoded(encode_batch("n1", "b", 0, {"accel": ROWS["accel"]}))
+    _, from_frame = _decoded(encode_batch("n1", "b", 0, {"accel": frame}))
+    assert_frame_equal(conform(from_rows["accel"], "accel"), conform(from_frame["accel"], "accel"))
+
+
+def test_a_row_with_a_column_the_schema_lacks_is_a_schema_error():
+    with pytest.raises(SchemaError, match="temp_f"):
+        make_batch("n1", "b", 0, {"accel": [{"time": T0, "device": "gpu0", "temp_f": 100.0}]})

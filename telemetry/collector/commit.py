@@ -1,0 +1,128 @@
+"""Writes to the store: agent batches committed in groups (`GroupCommitter`), and the one mapping of a store
+failure to an answer (503 with ``Retry-After``: the sender comes back later, nothing is lost)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from telemetry.batch import Columns
+from telemetry.collector.errors import ApiError
+from telemetry.collector.metrics import CollectorMetrics
+from telemetry.errors import StoreError, StoreUnavailableError
+from telemetry.store.base import BatchKey
+
+#: what a store failure tells the sender to wait, in seconds
+STORE_RETRY_AFTER_S = 5
+
+
+def store_error(exc: StoreError, metrics: CollectorMetrics) -> ApiError:
+    """A store failure as the 503 the sender retries (counted by reason)."""
+    code = "store_unavailable" if isinstance(exc, StoreUnavailableError) else "store_error"
+    metrics.rejects.labels(code).inc()
+    return ApiError(503, code, str(exc), headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+
+
+async def call_store(metrics: CollectorMetrics, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` on a worker thread, timed (``store_write_seconds``); a `StoreError` becomes a 503."""
+    started = time.perf_counter()
+    try:
+        return await run_in_threadpool(fn, *args)
+    except StoreError as exc:  # StoreUnavailableError is a StoreError
+        raise store_error(exc, metrics) from None
+    finally:
+        metrics.store_seconds.observe(time.perf_counter() - started)
+
+
+class Arrival:
+    """A request on its way in (its body being read or validated): the committer waits for it before
+    committing a group. `done` once its batch is handed over, or it gives up; more calls do nothing."""
+
+    __slots__ = ("_committer",)
+
+    def __init__(self, committer: GroupCommitter) -> None:
+        self._committer: GroupCommitter | None = committer
+        committer.arriving += 1
+
+    def done(self) -> None:
+        if self._committer is not None:
+            self._committer.arriving -= 1
+            self._committer = None
+
+
+class GroupCommitter:
+    """Hands the batches of concurrent requests to the store together: one ``write_batches`` call (one file
+    per measurement and one fsync each, for the whole group) on one worker thread, instead of a thread
+    per request contending for the GIL and the commit lock. A group is committed as soon as the previous
+    one is done and no other request is on its way in (an `Arrival`); while some are, it waits for them,
+    up to ``min_interval_s`` after the previous group started. So a lone request is committed at once, a
+    few clients sending back to back are not held up, and a busy collector commits fewer, larger groups.
+    Every caller gets its own batch's answer once the group is durable."""
+
+    def __init__(self, store: Any, min_interval_s: float = 0.05) -> None:
+        self.store = store
+        self.min_interval_s = min_interval_s
+        write_many = getattr(store, "write_batches", None)
+        columns = bool(getattr(store, "accepts_columns", False))
+
+        def built(items: list) -> list:  # a store that wants DataFrames: build each batch's frames
+            return [(k, {m: c.frame() if isinstance(c, Columns) else c for m, c in f.items()}) for k, f in items]
+
+        if write_many is not None and "conformed" in inspect.signature(write_many).parameters:
+            self._write_many: Callable | None = lambda items: write_many(
+                items if columns else built(items), conformed=True
+            )
+        elif write_many is not None:
+            self._write_many = lambda items: write_many(built(items))
+        else:
+            self._write_many = None
+        self._pending: list[tuple[BatchKey, dict, asyncio.Future]] = []
+        self._task: asyncio.Task | None = None
+        self._last_start = 0.0
+        self.arriving = 0  # requests received and not yet handed to write()
+
+    def arrival(self) -> Arrival:
+        return Arrival(self)
+
+    async def write(self, key: BatchKey, frames: dict[str, Columns], arrival: Arrival | None = None) -> bool:
+        """Store one batch (validated columns); True when new, False for a replay. ``arrival``, the request's,
+        is done from here on."""
+        if arrival is not None:
+            arrival.done()
+        if self._write_many is None:
+            built = await run_in_threadpool(lambda: {m: c.frame() for m, c in frames.items()})
+            return await run_in_threadpool(self.store.write_batch, key, built)
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.append((key, frames, fut))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run())
+        return await fut
+
+    async def _run(self) -> None:
+        while self._pending:
+            deadline = self._last_start + self.min_interval_s
+            while self.arriving > 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
+            group, self._pending = self._pending, []
+            self._last_start = time.monotonic()
+            try:
+                results = await run_in_threadpool(self._write_many, [(k, f) for k, f, _ in group])
+            except asyncio.CancelledError:  # shutting down: nobody is acknowledged
+                for _k, _f, fut in group:
+                    fut.cancel()
+                raise
+            except Exception as exc:  # every waiting request gets the error
+                results = [exc] * len(group)
+            for (_k, _f, fut), result in zip(group, results, strict=True):
+                if fut.done():  # the request went away; its batch is stored all the same
+                    continue
+                if isinstance(result, BaseException):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)

@@ -1,0 +1,169 @@
+"""The collector's HTTP surface: the FastAPI routes (`ingest_router`, `ops_router`) and the fast lane for
+``POST /v1/batches`` (`BatchLane`). Both batch paths end in `ingest.ingest_batch`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from telemetry import __version__
+from telemetry.batch import BatchAck, BatchIn
+from telemetry.collector.auth import bearer_token, request_token
+from telemetry.collector.body import BODY_READ, ASGIApp, read_body, replay
+from telemetry.collector.errors import ERRORS, ApiError, internal_error
+from telemetry.collector.ingest import Ingest, ingest_batch, ingest_lines, plain_batch
+from telemetry.collector.metrics import CollectorMetrics
+from telemetry.store.base import TelemetryStore
+
+BATCH_PATH = "/v1/batches"
+
+
+class FastJsonRequest(Request):
+    """Parses JSON bodies with orjson (3-4x faster than the standard library); falls back to `json` for the
+    non-standard NaN / Infinity literals Python's own encoder writes."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                self._json = json.loads(body)
+        return self._json
+
+
+class FastJsonRoute(APIRoute):
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(FastJsonRequest(request.scope, request.receive))
+
+        return route
+
+
+_LP_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"text/plain": {"schema": {"type": "string", "description": "InfluxDB line protocol"}}},
+    }
+}
+
+
+def ingest_router(ing: Ingest) -> APIRouter:
+    """``POST /v1/batches`` (what the fast lane hands back: anything pydantic has to judge), ``POST
+    /api/v2/write`` and ``POST /write`` (line protocol)."""
+    router = APIRouter(route_class=FastJsonRoute, tags=["ingest"], responses=ERRORS)
+
+    async def authenticate(request: Request) -> str:
+        return ing.node_for(request_token(request))
+
+    @router.post(BATCH_PATH, response_model=BatchAck)
+    async def post_batch(batch: BatchIn, node: str = Depends(authenticate)) -> BatchAck:
+        """Store one agent batch. A replay of a stored (node, boot_id, seq) is acknowledged as `duplicate`."""
+        frames = [(fr.measurement, fr.columns) for fr in batch.frames]
+        return BatchAck(**await ingest_batch(ing, node, batch.node, batch.boot_id, batch.seq, frames))
+
+    @router.post("/api/v2/write", status_code=204, openapi_extra=_LP_BODY)
+    async def write_v2(
+        request: Request,
+        node: str = Depends(authenticate),
+        org: str | None = Query(default=None, description="ignored (InfluxDB 2.x compatibility)"),
+        bucket: str | None = Query(default=None, description="ignored (InfluxDB 2.x compatibility)"),
+        precision: str = Query(default="ns", description="timestamp precision: ns, us, ms or s"),
+    ) -> Response:
+        """InfluxDB 2.x-compatible line-protocol write (`Authorization: Token <node token>`)."""
+        await ingest_lines(ing, node, await request.body(), precision)
+        return Response(status_code=204)
+
+    @router.post("/write", status_code=204, openapi_extra=_LP_BODY)
+    async def write_v1(
+        request: Request,
+        node: str = Depends(authenticate),
+        db: str | None = Query(default=None, description="ignored (InfluxDB 1.x compatibility)"),
+        precision: str = Query(default="ns", description="timestamp precision: ns, u, ms or s"),
+    ) -> Response:
+        """InfluxDB 1.x-compatible line-protocol write (token as bearer, or as the `p` parameter)."""
+        await ingest_lines(ing, node, await request.body(), precision)
+        return Response(status_code=204)
+
+    return router
+
+
+def ops_router(store: TelemetryStore, metrics: CollectorMetrics) -> APIRouter:
+    """``GET /healthz`` and ``GET /metrics``."""
+    router = APIRouter(tags=["ops"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict:
+        """Liveness: the collector answers and knows its store."""
+        return {"status": "ok", "store": repr(store), "version": __version__}
+
+    @router.get("/metrics", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """The collector's own counters in Prometheus text format."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+class BatchLane:
+    """``POST /v1/batches`` as a plain ASGI handler: no dependency injection, no pydantic model per batch,
+    no response model. It reads the body (limits, inflation), and hands a batch that is not plainly valid
+    JSON of the agents' types (NaN literals, another content type, ...) to ``fallback``, the FastAPI app,
+    whose route validates it with pydantic and answers its way."""
+
+    def __init__(self, ing: Ingest, max_body_bytes: int, fallback: ASGIApp) -> None:
+        self.ing = ing
+        self.max_body_bytes = max_body_bytes
+        self.fallback = fallback
+
+    def handles(self, scope: dict) -> bool:
+        return scope["type"] == "http" and scope["path"] == BATCH_PATH and scope["method"] == "POST"
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        arrival = self.ing.committer.arrival()  # until this request hands its batch over (or gives up)
+        try:
+            await self._handle(scope, receive, send, arrival)
+        finally:
+            arrival.done()
+
+    async def _handle(self, scope: dict, receive: Callable, send: Callable, arrival: Any) -> None:
+        got = await read_body(scope, receive, send, self.max_body_bytes)
+        if got is None:
+            return
+        scope, data = got
+        headers = dict(scope["headers"])
+        ctype = headers.get(b"content-type", b"application/json").split(b";", 1)[0].strip().lower()
+        doc = None
+        if ctype == b"application/json" or ctype.endswith(b"+json"):
+            try:
+                doc = plain_batch(orjson.loads(data))
+            except orjson.JSONDecodeError:
+                doc = None
+        if doc is None:
+            arrival.done()
+            await self.fallback({**scope, BODY_READ: True}, replay(data, receive), send)
+            return
+        try:
+            node = self.ing.node_for(bearer_token(headers.get(b"authorization", b"").decode("latin-1")))
+            ack = await ingest_batch(self.ing, node, *doc, arrival=arrival)
+            response: Response = Response(orjson.dumps(ack), media_type="application/json")
+        except ApiError as exc:
+            response = exc.response()
+        except Exception as exc:
+            response = internal_error(exc, self.ing.metrics)
+        await response(scope, receive, send)
+
+
+def mount(app: FastAPI, ing: Ingest) -> None:
+    """The routes on ``app``."""
+    app.include_router(ingest_router(ing))
+    app.include_router(ops_router(ing.store, ing.metrics))
