@@ -16,7 +16,7 @@ number and text of a bad line.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from functools import lru_cache
 
 import line_protocol_parser
@@ -145,8 +145,27 @@ def encode(frame: pl.DataFrame, measurement: str, tags: Iterable[str] | None = N
     return lines_bytes(encode_lines(frame, measurement, tags))
 
 
-def encode_frames(frames: Mapping[str, pl.DataFrame]) -> bytes:
-    return b"".join(encode(f, m) for m, f in frames.items())
+def split_lines(body: bytes, max_bytes: int) -> list[bytes]:
+    """Line-protocol ``body`` cut on line ends into parts of at most ``max_bytes`` (a longer line stands alone)."""
+    if len(body) <= max_bytes:
+        return [body]
+    parts: list[bytes] = []
+    start = 0
+    n = len(body)
+    while start < n:
+        stop = start + max_bytes
+        if stop >= n:
+            parts.append(body[start:])
+            break
+        cut = body.rfind(b"\n", start, stop)
+        if cut < start:  # one line longer than max_bytes
+            cut = body.find(b"\n", stop)
+            if cut < 0:
+                parts.append(body[start:])
+                break
+        parts.append(body[start : cut + 1])
+        start = cut + 1
+    return [p for p in parts if p and not p.isspace()]  # (strip() would copy every part)
 
 
 def decode(

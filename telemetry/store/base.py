@@ -5,16 +5,16 @@ Frames follow `telemetry.schema`: a ``time`` column (UTC, ns), tag columns, fiel
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import polars as pl
 
-from telemetry.errors import StoreError
+from telemetry.errors import SchemaError
 
 TagFilter = Mapping[str, str | Sequence[str]]
 
@@ -37,7 +37,11 @@ def _safe(text: str) -> str:
 
 @runtime_checkable
 class TelemetryStore(Protocol):
-    """Write frames, read them back by time range and tags, list series."""
+    """Write frames, read them back by time range and tags (whole, lazily or downsampled), list series."""
+
+    lazy_scan: ClassVar[bool]
+    """True when `scan` reads lazily with the filters pushed down to local files (cheap for any range); False
+    when it fetches the rows from a server first (reduce there with `downsample`)."""
 
     def write(self, measurement: str, frame: pl.DataFrame) -> int:
         """Store rows durably; returns the number of rows written."""
@@ -62,6 +66,43 @@ class TelemetryStore(Protocol):
         """Rows with start <= time < end whose tags match (a value or any of a list), sorted by time."""
         ...
 
+    def scan(
+        self,
+        measurement: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        tags: TagFilter | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> pl.LazyFrame:
+        """The rows `query` returns, as a lazy frame (in no particular order): an empty frame when the
+        measurement holds nothing."""
+        ...
+
+    def time_bounds(self, measurement: str) -> tuple[datetime, datetime] | None:
+        """(first, last) sample time of a measurement, or None when it holds no row."""
+        ...
+
+    def downsample(
+        self,
+        measurement: str,
+        every: str | float,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        tags: TagFilter | None = None,
+        fields: Sequence[str] | None = None,
+        agg: str = "mean",
+        group_by: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """One row per ``every`` interval (seconds, or a duration such as ``10s``, ``5m``, ``1h``; intervals
+        are aligned on the epoch) and series (``group_by`` tags, default every tag of the measurement).
+
+        Each field (default: the schema's numeric fields) is reduced by ``agg`` (one of `AGGREGATES`, or
+        ``pNN`` for a percentile, nearest rank) over its values in the interval: absent values are left out, a
+        Float64 (Int64 for ``count``). ``time`` is the interval start; intervals without any value are left out.
+        Columns: ``time``, the ``group_by`` tags, the fields; sorted by time, then tags.
+        """
+        ...
+
     def series(self, measurement: str | None = None) -> pl.DataFrame:
         """Distinct tag sets: columns ``measurement`` plus the tag columns."""
         ...
@@ -79,40 +120,53 @@ class TelemetryStore(Protocol):
     def close(self) -> None: ...
 
 
-StoreFactory = Callable[[str], TelemetryStore]
-_FACTORIES: dict[str, StoreFactory] = {}
+# ---- the downsampling vocabulary (what `TelemetryStore.downsample` accepts) ---------------------------
+
+AGGREGATES = ("mean", "max", "min", "median", "sum", "count", "first", "last")
+_UNIT_NS = {"ns": 1, "u": 1_000, "µ": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_UNIT_NS |= {"d": 86_400 * 10**9, "w": 7 * 86_400 * 10**9}
 
 
-def register_scheme(*schemes: str) -> Callable[[StoreFactory], StoreFactory]:
-    """Register a store factory for URL schemes (``file``, ``influx``, ...)."""
-
-    def deco(factory: StoreFactory) -> StoreFactory:
-        for scheme in schemes:
-            _FACTORIES[scheme] = factory
-        return factory
-
-    return deco
-
-
-def open_store(url: str | Path) -> TelemetryStore:
-    """Open a store from a URL: a plain path or ``file://PATH`` is the embedded Parquet store;
-    ``influx://`` / ``influxs://`` / ``influx2://`` is InfluxDB (see `telemetry.store.influx`)."""
-    text = str(url)
-    scheme = text.split("://", 1)[0] if "://" in text else "file"
-    if scheme not in _FACTORIES:
-        _load_builtin(scheme)
-    try:
-        factory = _FACTORIES[scheme]
-    except KeyError:
-        raise StoreError(
-            f"unknown store URL scheme {scheme!r} in {text!r}; use a path, file://PATH or influx://HOST:PORT/DB"
-        ) from None
-    return factory(text)
+def parse_every(every: str | float) -> str:
+    """A ``downsample`` interval as a duration (``10s``, ``5m``, ``1h``, ...; InfluxQL's syntax): seconds (a
+    number) become milliseconds; raises `SchemaError` for anything else."""
+    if isinstance(every, int | float):
+        if every <= 0 or round(every * 1000) == 0:
+            raise SchemaError(f"downsampling interval must be at least 1 ms, got {every}")
+        return f"{round(every * 1000)}ms"
+    if not re.fullmatch(_DURATION, every) or not _duration_ns(every):
+        raise SchemaError(f"bad downsampling interval {every!r}; use e.g. 10s, 5m, 1h")
+    return every
 
 
-def _load_builtin(scheme: str) -> None:
-    import importlib
+def every_ns(every: str | float) -> int:
+    """A ``downsample`` interval in nanoseconds."""
+    return _duration_ns(parse_every(every))
 
-    module = {"file": "telemetry.store.parquet"}.get(scheme, "telemetry.store.influx")
-    with contextlib.suppress(ModuleNotFoundError):
-        importlib.import_module(module)
+
+_DURATION = r"(\d+(ns|u|µ|ms|s|m|h|d|w))+"
+
+
+def _duration_ns(text: str) -> int:
+    return sum(int(n) * _UNIT_NS[unit] for n, unit in re.findall(r"(\d+)(ns|u|µ|ms|s|m|h|d|w)", text))
+
+
+def parse_agg(agg: str) -> tuple[str, float | None]:
+    """``(name, None)`` for one of `AGGREGATES`, ``("percentile", p)`` for ``pNN`` / ``percentile:NN``."""
+    if agg in AGGREGATES:
+        return agg, None
+    m = re.fullmatch(r"p(\d{1,2}(?:\.\d+)?)|percentile:(\d{1,2}(?:\.\d+)?)", agg)
+    if m:
+        return "percentile", float(m.group(1) or m.group(2))
+    raise SchemaError(f"unknown aggregate {agg!r}; use one of {', '.join(AGGREGATES)}, p50, p95, p99")
+
+
+__all__ = [
+    "AGGREGATES",
+    "BatchKey",
+    "TagFilter",
+    "TelemetryStore",
+    "every_ns",
+    "parse_agg",
+    "parse_every",
+]

@@ -38,7 +38,6 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -47,49 +46,28 @@ import httpx
 import line_protocol_parser
 import polars as pl
 
-from telemetry.errors import ConfigError, SchemaError, StoreError, StoreUnavailableError
-from telemetry.line_protocol import encode_lines, lines_bytes
+from telemetry.errors import (
+    ConfigError,
+    InfluxUnavailableError,
+    InfluxWriteRejectedError,
+    RejectedLine,
+    SchemaError,
+    StoreError,
+)
+from telemetry.line_protocol import encode_lines, lines_bytes, split_lines
+from telemetry.retry import parse_retry_after
 from telemetry.schema import MEASUREMENTS, TIME, TIME_DTYPE, as_time, conform
-from telemetry.store.base import BatchKey, TagFilter, register_scheme
+from telemetry.store.base import BatchKey, TagFilter, parse_agg, parse_every
+from telemetry.store.factory import register_scheme
+from telemetry.store.queued import QueuedStore
 
 log = logging.getLogger("neighborscope.influx")
 
 Api = Literal["v1", "v2"]
 DEFAULT_BATCH_BYTES = 4 * 2**20
-AGGREGATES = ("mean", "max", "min", "median", "sum", "count", "first", "last")
 
 
 # ---- errors --------------------------------------------------------------------------------------
-
-
-class InfluxUnavailableError(StoreUnavailableError):
-    """InfluxDB is down, slow or asks us to wait (429 / 503 / 5xx / connection refused / timeout)."""
-
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
-        self.retry_after_s = retry_after_s
-        super().__init__(message)
-
-
-@dataclass(frozen=True)
-class RejectedLine:
-    """A line InfluxDB refused, and why."""
-
-    line: str
-    reason: str
-
-
-class InfluxWriteRejectedError(StoreError):
-    """InfluxDB refused some points (HTTP 400: a field type conflict, an unparsable line, ...).
-
-    ``rejected`` lists the offending lines; every other line of the write was stored.
-    """
-
-    def __init__(self, rejected: list[RejectedLine], written_lines: int) -> None:
-        self.rejected = rejected
-        self.written_lines = written_lines
-        first = rejected[0] if rejected else RejectedLine("", "")
-        more = f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
-        super().__init__(f"InfluxDB rejected {first.line[:200]!r}: {first.reason}{more}")
 
 
 class _TooLargeError(Exception):
@@ -260,43 +238,12 @@ def where_clause(start: datetime | None = None, end: datetime | None = None, tag
     return (" WHERE " + " AND ".join(conds)) if conds else ""
 
 
-def parse_every(every: str | int | float) -> str:
-    """A ``GROUP BY time(...)`` interval: seconds (number) or an InfluxQL duration (``10s``, ``5m``, ``1h``)."""
-    if isinstance(every, int | float):
-        if every <= 0:
-            raise SchemaError(f"downsampling interval must be positive, got {every}")
-        return f"{round(every * 1000)}ms"
-    if not re.fullmatch(r"(\d+(ns|u|µ|ms|s|m|h|d|w))+", every):
-        raise SchemaError(f"bad downsampling interval {every!r}; use e.g. 10s, 5m, 1h")
-    return every
-
-
 def _aggregate(agg: str, ident: str) -> str:
-    if agg in AGGREGATES:
-        return f"{agg}({ident})"
-    m = re.fullmatch(r"p(\d{1,2}(?:\.\d+)?)|percentile:(\d{1,2}(?:\.\d+)?)", agg)
-    if m:
-        return f"percentile({ident}, {m.group(1) or m.group(2)})"
-    raise SchemaError(f"unknown aggregate {agg!r}; use one of {', '.join(AGGREGATES)}, p50, p95, p99")
+    name, pct = parse_agg(agg)
+    return f"percentile({ident}, {pct:g})" if name == "percentile" else f"{name}({ident})"
 
 
 # ---- HTTP details --------------------------------------------------------------------------------
-
-
-def retry_after_s(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    with contextlib.suppress(ValueError):
-        return max(0.0, float(value))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _error_text(body: bytes | str) -> str:
@@ -305,29 +252,6 @@ def _error_text(body: bytes | str) -> str:
         doc = json.loads(text)
         return str(doc.get("error") or doc.get("message") or text)
     return text.strip()
-
-
-def split_lines(body: bytes, max_bytes: int) -> list[bytes]:
-    """Line-protocol ``body`` cut on line ends into parts of at most ``max_bytes`` (a longer line stands alone)."""
-    if len(body) <= max_bytes:
-        return [body]
-    parts: list[bytes] = []
-    start = 0
-    n = len(body)
-    while start < n:
-        stop = start + max_bytes
-        if stop >= n:
-            parts.append(body[start:])
-            break
-        cut = body.rfind(b"\n", start, stop)
-        if cut < start:  # one line longer than max_bytes
-            cut = body.find(b"\n", stop)
-            if cut < 0:
-                parts.append(body[start:])
-                break
-        parts.append(body[start : cut + 1])
-        start = cut + 1
-    return [p for p in parts if p and not p.isspace()]  # (strip() would copy every part)
 
 
 _CONFLICT = re.compile(
@@ -384,6 +308,8 @@ def _unique_times(frame: pl.DataFrame, measurement: str) -> pl.DataFrame:
 
 class InfluxStore:
     """A synchronous `TelemetryStore` on InfluxDB (no local queue: see `QueuedStore`)."""
+
+    lazy_scan = False  # scan() fetches the rows first: reduce on the server with downsample()
 
     def __init__(self, config: InfluxConfig) -> None:
         self.config = config
@@ -534,7 +460,7 @@ class InfluxStore:
         if status == 413:
             raise _TooLargeError(f"{where}: write body too large (HTTP 413); lower batch_bytes")
         if status in (408, 429) or status >= 500:
-            raise InfluxUnavailableError(f"{where} answered HTTP {status}: {text}", retry_after_s(retry_after))
+            raise InfluxUnavailableError(f"{where} answered HTTP {status}: {text}", parse_retry_after(retry_after))
         raise StoreError(f"{where} answered HTTP {status}: {text}")
 
     def _post_v2(self, body: bytes) -> None:
@@ -671,6 +597,28 @@ class InfluxStore:
         elif TIME in frame.columns:
             frame = frame.with_columns(as_time(frame[TIME]))
         return frame.sort(TIME, maintain_order=True)
+
+    def scan(
+        self,
+        measurement: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        tags: TagFilter | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> pl.LazyFrame:
+        """`query` as a lazy frame: the rows cross the network first (prefer `downsample` for long ranges)."""
+        return self.query(measurement, start, end, tags, fields).lazy()
+
+    def time_bounds(self, measurement: str) -> tuple[datetime, datetime] | None:
+        """(first, last) sample time: the oldest and the newest point of any series and field."""
+        bounds = []
+        for order in ("ASC", "DESC"):
+            q = f"SELECT * FROM {quote_ident(measurement)} ORDER BY time {order} LIMIT 1"  # noqa: S608 - quoted
+            rows = [values[0][0] for _tags, _cols, values in self._rows(q) if values]
+            if not rows:
+                return None
+            bounds.append(datetime.fromtimestamp(0, tz=UTC) + timedelta(microseconds=rows[0] // 1000))
+        return bounds[0], bounds[1]
 
     def downsample(
         self,
@@ -874,10 +822,8 @@ def default_state_dir(config: InfluxConfig) -> Path:
 
 
 @register_scheme("influx", "influxs", "influx2", "influx2s")
-def open_influx(url: str) -> Any:
+def open_influx(url: str) -> QueuedStore:
     """``open_store`` for InfluxDB URLs: an `InfluxStore` behind a durable local `QueuedStore`."""
-    from telemetry.store.queued import QueuedStore
-
     config = InfluxConfig.from_url(url)
     queue_dir = config.queue_dir or default_state_dir(config) / "queue"
     return QueuedStore(InfluxStore(config), queue_dir)

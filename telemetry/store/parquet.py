@@ -25,18 +25,21 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
 from telemetry.batch import Columns, group_frame
 from telemetry.errors import SchemaError, StoreError
 from telemetry.schema import MEASUREMENTS, TIME, as_time, conform
-from telemetry.store.base import BatchKey, TagFilter, register_scheme
+from telemetry.store.base import BatchKey, TagFilter, every_ns, parse_agg
+from telemetry.store.factory import register_scheme
 
+_T = TypeVar("_T")
 COVERS_KEY = "neighborscope.covers"
 BATCHES_KEY = "neighborscope.batches"
 _META_CACHE: dict[tuple[str, float, str], frozenset[str]] = {}
@@ -128,6 +131,7 @@ class ParquetStore:
     """The embedded `TelemetryStore`. Safe for one writing process and any number of readers."""
 
     accepts_columns = True  # write_batches(conformed=True) takes telemetry.batch.Columns
+    lazy_scan = True  # scan() reads the files lazily, time range and tags pushed down
 
     def __init__(
         self,
@@ -396,15 +400,66 @@ class ParquetStore:
         tags: TagFilter | None = None,
         fields: Sequence[str] | None = None,
     ) -> pl.DataFrame:
-        for attempt in range(8):
-            try:
-                return self.scan(measurement, start, end, tags, fields).collect().sort(TIME, maintain_order=True)
-            except (FileNotFoundError, pl.exceptions.ComputeError) as exc:
-                # a file vanished between listing and reading (compaction): list again
-                if isinstance(exc, pl.exceptions.ComputeError) and "No such file" not in str(exc):
-                    raise
-                time.sleep(0.02 * (attempt + 1))
-        raise StoreError(f"{measurement}: files kept changing while reading; try again")
+        return _relisting(
+            measurement,
+            lambda: self.scan(measurement, start, end, tags, fields).collect().sort(TIME, maintain_order=True),
+        )
+
+    def time_bounds(self, measurement: str) -> tuple[datetime, datetime] | None:
+        """(first, last) sample time, read from the first and the last day's files only."""
+
+        def read() -> tuple[datetime, datetime] | None:
+            files = self.files(measurement)
+            if not files:
+                return None
+            first_day = [f for f in files if f.parent == files[0].parent]
+            last_day = [f for f in files if f.parent == files[-1].parent]
+            lo = pl.scan_parquet(first_day).select(pl.col(TIME).min()).collect().item()
+            hi = pl.scan_parquet(last_day).select(pl.col(TIME).max()).collect().item()
+            return (lo, hi) if lo is not None and hi is not None else None
+
+        return _relisting(measurement, read)
+
+    def downsample(
+        self,
+        measurement: str,
+        every: str | float,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        tags: TagFilter | None = None,
+        fields: Sequence[str] | None = None,
+        agg: str = "mean",
+        group_by: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """`TelemetryStore.downsample` on a lazy scan: epoch-aligned bins (integer division of the time, no
+        sort), one polars ``group_by`` per (bin, series)."""
+        step = every_ns(every)
+        name, pct = parse_agg(agg)
+        if fields is None:
+            if measurement not in MEASUREMENTS:
+                raise SchemaError(f"name the fields to downsample for measurement {measurement!r}")
+            fields = [f.name for f in MEASUREMENTS[measurement].fields if f.kind in ("float", "int")]
+        fields = list(fields)
+
+        def read() -> pl.DataFrame:
+            lf = self.scan(measurement, start, end, tags)
+            names = lf.collect_schema()
+            by = list(_tag_names(measurement, names) if group_by is None else group_by)
+            dtype = pl.Int64() if name == "count" else pl.Float64()
+            missing = [pl.lit(None, pl.String).alias(t) for t in by if t not in names]
+            missing += [pl.lit(None, dtype).alias(f) for f in fields if f not in names]
+            bin_start = (pl.col(TIME).dt.epoch("ns") // step * step).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
+            return (
+                lf.with_columns(missing)
+                .filter(pl.any_horizontal([pl.col(f).is_not_null() for f in fields]) if fields else pl.lit(False))
+                .group_by(bin_start.alias(TIME), *by)
+                .agg([_reduce(pl.col(f), name, pct).cast(dtype).alias(f) for f in fields])
+                .select(TIME, *by, *fields)
+                .sort([TIME, *by])
+                .collect()
+            )
+
+        return _relisting(measurement, read)
 
     def series(self, measurement: str | None = None) -> pl.DataFrame:
         frames = []
@@ -525,6 +580,33 @@ class ParquetStore:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+
+
+def _relisting(measurement: str, read: Callable[[], _T]) -> _T:
+    """``read()``, listed and read again when a file vanished between listing and reading (compaction)."""
+    for attempt in range(8):
+        try:
+            return read()
+        except (FileNotFoundError, pl.exceptions.ComputeError) as exc:
+            if isinstance(exc, pl.exceptions.ComputeError) and "No such file" not in str(exc):
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    raise StoreError(f"{measurement}: files kept changing while reading; try again")
+
+
+def _reduce(col: pl.Expr, name: str, pct: float | None) -> pl.Expr:
+    """One field's ``downsample`` aggregate over its present values (null when there are none)."""
+    values = col.cast(pl.Float64).drop_nulls()
+    if name == "count":
+        return values.count()
+    if name in ("first", "last"):
+        out = getattr(values, name)()
+    elif name == "percentile":  # nearest rank, as InfluxQL's percentile()
+        rank = (values.len() * (pct or 0.0) / 100 + 0.5).floor().cast(pl.Int64) - 1
+        out = values.sort().get(rank, null_on_oob=True)
+    else:
+        out = getattr(values, name)()
+    return pl.when(values.len() > 0).then(out)
 
 
 def _tag_names(measurement: str, schema: Mapping[str, pl.DataType]) -> list[str]:

@@ -46,7 +46,6 @@ import io
 import json
 import logging
 import os
-import random
 import threading
 import time
 import uuid
@@ -60,8 +59,10 @@ from typing import Any
 
 import polars as pl
 
-from telemetry.errors import StoreError, StoreUnavailableError
-from telemetry.line_protocol import repeats_points
+from telemetry.batch import Columns, group_frame
+from telemetry.errors import InfluxWriteRejectedError, StoreError, StoreUnavailableError
+from telemetry.line_protocol import repeats_points, split_lines
+from telemetry.retry import Backoff
 from telemetry.schema import MEASUREMENTS
 from telemetry.store.base import BatchKey, TagFilter
 
@@ -268,6 +269,7 @@ class QueuedStore:
     # ---- writing -------------------------------------------------------------------------------
 
     accepts_columns = True  # write_batches(conformed=True) takes telemetry.batch.Columns
+    lazy_scan = False  # reads go to the remote server: reduce there with downsample()
 
     def write(self, measurement: str, frame: pl.DataFrame) -> int:
         prepared = self.remote.prepare(measurement, frame)
@@ -287,8 +289,6 @@ class QueuedStore:
         measurement, one fsync). Returns per batch True (queued), False (a replay) or
         the exception it raised. ``conformed=True``: the frames are in schema form, or
         `telemetry.batch.Columns` (validated, built here into one DataFrame per measurement)."""
-        from telemetry.batch import Columns, group_frame
-
         self.open()
         results: list[bool | BaseException] = [False] * len(items)
         checked: list[tuple[int, BatchKey, dict[str, Any]]] = []
@@ -451,8 +451,6 @@ class QueuedStore:
     def _encode(self, batch: list[_Entry]) -> _Bodies:
         """Line-protocol bodies (at most batch_bytes each) for a run of entries: one encoder call per measurement;
         and whether they must be sent one at a time (the run writes some point twice)."""
-        from telemetry.store.influx import split_lines
-
         frames: dict[str, list[pl.DataFrame]] = {}
         for e in batch:
             for measurement, frame in _read_frames(e):
@@ -468,7 +466,6 @@ class QueuedStore:
         must stay in order; the drainer's own thread takes the first of each step, ``pool`` the others), adding
         each stored one (refused lines set aside in rejected.lp count as stored) to ``stored``. Raises the first
         failure once every request of its step has ended: the retry sends only what is missing."""
-        from telemetry.store.influx import InfluxWriteRejectedError
 
         def post(i: int) -> Exception | None:
             try:
@@ -497,8 +494,10 @@ class QueuedStore:
 
     def _drain_loop(self) -> None:
         """Send runs of entries in order. A run's bodies are fixed once encoded: a retry sends only the bodies
-        not yet stored. The next run is encoded (on a second thread) while this one is sent."""
-        backoff = 0.5
+        not yet stored. The next run is encoded (on a second thread) while this one is sent. A failure waits
+        (the remote's ``Retry-After`` when it gave one, else exponential backoff up to ``retry_max_s``) and
+        sends what is missing again."""
+        backoff = Backoff(min_s=0.5, max_s=max(0.5, self.retry_max_s), jitter=0.25)
         current: tuple[list[_Entry], _Bodies] | None = None
         ahead: tuple[list[_Entry], Future] | None = None
         stored: set[int] = set()  # bodies of the current run already in the remote
@@ -522,26 +521,20 @@ class QueuedStore:
                     self._send(bodies, stored, posters)
                 except StoreUnavailableError as exc:
                     self._note_error(str(exc))
-                    wait = getattr(exc, "retry_after_s", None)
-                    if wait is None:
-                        wait = backoff * (0.75 + random.random() / 2)
-                        backoff = min(backoff * 2, self.retry_max_s)
-                    self._idle(wait)
+                    self._idle(backoff.next_wait(exc.retry_after_s))
                     continue
                 except StoreError as exc:  # auth, missing database: someone has to fix it; keep everything
                     self._note_error(str(exc))
                     log.error("cannot write to %r: %s (queued data kept, retrying)", self.remote, exc)
-                    self._idle(backoff)
-                    backoff = min(backoff * 2, self.retry_max_s)
+                    self._idle(backoff.next_wait())
                     continue
                 except Exception as exc:  # a bug must not kill the drainer silently
                     self._note_error(f"{type(exc).__name__}: {exc}")
                     log.exception("drainer failed")
                     ahead = None
-                    self._idle(backoff)
-                    backoff = min(backoff * 2, self.retry_max_s)
+                    self._idle(backoff.next_wait())
                     continue
-                backoff = 0.5
+                backoff.reset()
                 self.sent_lines += sum(b.count(b"\n") for b in bodies)
                 self._done(batch)
                 current = None
@@ -649,8 +642,31 @@ class QueuedStore:
     ) -> pl.DataFrame:
         return self.remote.query(measurement, start, end, tags, fields)
 
-    def downsample(self, measurement: str, every: str | float, **kwargs: Any) -> pl.DataFrame:
-        return self.remote.downsample(measurement, every, **kwargs)
+    def scan(
+        self,
+        measurement: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        tags: TagFilter | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> pl.LazyFrame:
+        return self.remote.scan(measurement, start, end, tags, fields)
+
+    def time_bounds(self, measurement: str) -> tuple[datetime, datetime] | None:
+        return self.remote.time_bounds(measurement)
+
+    def downsample(
+        self,
+        measurement: str,
+        every: str | float,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        tags: TagFilter | None = None,
+        fields: Sequence[str] | None = None,
+        agg: str = "mean",
+        group_by: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        return self.remote.downsample(measurement, every, start, end, tags, fields, agg, group_by)
 
     def series(self, measurement: str | None = None) -> pl.DataFrame:
         return self.remote.series(measurement)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telemetry.errors import LineProtocolError
-from telemetry.line_protocol import decode, encode, repeats_points
+from telemetry.line_protocol import decode, encode, repeats_points, split_lines
 from telemetry.schema import conform
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "line_protocol" / "accel.lp"
@@ -123,3 +123,16 @@ def test_a_point_is_repeated_when_its_tags_and_time_come_twice():
                                   "temp_c": [1.0, 2.0, 3.0]}), "accel")
     assert not repeats_points(frame, "accel")
     assert repeats_points(pl.concat([frame, frame.slice(2, 1).with_columns(pl.lit(9.0).alias("temp_c"))]), "accel")
+
+
+def test_split_lines_cuts_on_line_ends_within_the_limit():
+    body = b"".join(b"m v=%di %d\n" % (i, i) for i in range(100))
+    parts = split_lines(body, 64)
+    assert b"".join(parts) == body
+    assert all(len(p) <= 64 and p.endswith(b"\n") for p in parts)
+    assert split_lines(body, len(body)) == [body]
+
+
+def test_split_lines_keeps_a_line_longer_than_the_limit_whole():
+    long = b"m s=\"" + b"x" * 100 + b"\" 1\n"
+    assert split_lines(b"m v=1 0\n" + long + b"m v=2 2\n", 32) == [b"m v=1 0\n", long, b"m v=2 2\n"]

@@ -10,18 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from telemetry.errors import ConfigError, StoreError
+from telemetry.errors import ConfigError, InfluxUnavailableError, InfluxWriteRejectedError, StoreError
 from telemetry.schema import ACCEL, conform
-from telemetry.store.base import BatchKey, open_store
-from telemetry.store.influx import (
-    InfluxConfig,
-    InfluxStore,
-    InfluxUnavailableError,
-    InfluxWriteRejectedError,
-    quote_string,
-    retry_after_s,
-    where_clause,
-)
+from telemetry.store.base import BatchKey
+from telemetry.store.factory import open_store
+from telemetry.store.influx import InfluxConfig, InfluxStore, quote_string, where_clause
 from telemetry.store.queued import QueuedStore
 
 pytestmark = pytest.mark.influx
@@ -259,13 +252,6 @@ def test_busy_server_gives_its_retry_after(status):
     with pytest.raises(InfluxUnavailableError) as err:
         store.write_lines(b"m v=1 1\n")
     assert err.value.retry_after_s == 7.0
-
-
-def test_retry_after_reads_seconds_and_http_dates():
-    assert retry_after_s("3") == 3.0
-    assert retry_after_s(None) is None
-    assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: no wait
-    assert retry_after_s("garbage") is None
 
 
 def test_down_server_is_unavailable_not_an_error():

@@ -8,17 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from telemetry.store.base import open_store
-from tests.telemetry.store.test_contract import (  # noqa: F401 - collected here with this module's `store`
-    test_absent_values_stay_absent_not_zero,
-    test_artifacts_round_trip,
-    test_batch_replay_is_stored_once,
-    test_query_filters_by_time_range_and_tags,
-    test_series_lists_distinct_tag_sets,
-    test_store_implements_the_protocol,
-    test_unknown_measurement_and_empty_query,
-    test_written_rows_read_back_identically,
-)
+from telemetry.store.factory import open_store
+from tests.telemetry.store import test_contract
+
+# every test of the contract, collected here with this module's `store`
+globals().update({name: fn for name, fn in vars(test_contract).items() if name.startswith("test_")})
 
 pytestmark = pytest.mark.influx
 

@@ -10,9 +10,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import polars as pl
 import pytest
 
+from telemetry.errors import InfluxUnavailableError, InfluxWriteRejectedError
 from telemetry.schema import conform
-from telemetry.store.base import BatchKey, open_store
-from telemetry.store.influx import InfluxConfig, InfluxStore, InfluxUnavailableError, InfluxWriteRejectedError
+from telemetry.store.base import BatchKey
+from telemetry.store.factory import open_store
+from telemetry.store.influx import InfluxConfig, InfluxStore
 from telemetry.store.queued import QueuedStore
 
 pytestmark = pytest.mark.influx

@@ -10,11 +10,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from telemetry.errors import SchemaError, StoreError, StoreUnavailableError
+from telemetry.errors import (
+    InfluxUnavailableError,
+    InfluxWriteRejectedError,
+    SchemaError,
+    StoreError,
+    StoreUnavailableError,
+)
+from telemetry.errors import RejectedLine as Rejected
 from telemetry.schema import conform
 from telemetry.store.base import BatchKey
-from telemetry.store.influx import InfluxConfig, InfluxStore, InfluxUnavailableError, InfluxWriteRejectedError
-from telemetry.store.influx import RejectedLine as Rejected
+from telemetry.store.influx import InfluxConfig, InfluxStore
 from telemetry.store.queued import QueuedStore, SeqSet
 
 T0 = 1_763_600_000_000_000_000
@@ -175,6 +181,21 @@ def test_without_retry_after_the_backoff_grows(tmp_path):
     q.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)})
     assert q.flush(10)
     assert len(q.waits) == 4 and q.waits[0] < q.waits[-1]
+    q.close()
+
+
+def test_backoff_stops_at_retry_max_s_and_starts_over_after_a_send(tmp_path):
+    remote = FakeRemote()
+    remote.fail = [InfluxUnavailableError("503") for _ in range(8)]
+    q = make(tmp_path, remote, cls=RecordingQueue)
+    q.retry_max_s = 2.0
+    q.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)})
+    assert q.flush(10)
+    assert len(q.waits) == 8 and max(q.waits) <= 2.0 * 1.25 and q.waits[-1] >= 2.0 * 0.75
+    remote.fail = [InfluxUnavailableError("503")]
+    q.write_batch(BatchKey("n1", "b", 1), {"accel": frame(1)})
+    assert q.flush(10)
+    assert len(q.waits) == 9 and q.waits[-1] <= 0.5 * 1.25  # the send in between reset the backoff
     q.close()
 
 
