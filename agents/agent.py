@@ -26,7 +26,9 @@ from agents.samplers.base import (
     Rows,
     Sampler,
     SamplerContext,
+    build_order,
     check_device_claims,
+    config_error,
     sampler_class,
 )
 from agents.spool import DiskSpool, MemorySpool, Spool
@@ -35,9 +37,6 @@ from agents.transport import Sender, Transport
 from telemetry.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-# nvml first: it feeds the tenants sampler with accelerator memory per host PID
-BUILD_ORDER = ("nvml", "amdgpu", "hwmon", "simulated", "host", "tenants")
 
 
 @dataclass
@@ -51,7 +50,8 @@ def build_samplers(cfg: AgentConfig) -> list[Built]:
     out (logged); an explicitly enabled one that fails raises `ConfigError`."""
     built: list[Built] = []
     accel_memory = None
-    names = [n for n in BUILD_ORDER if n in cfg.samplers] + [n for n in cfg.samplers if n not in BUILD_ORDER]
+    order = build_order()  # each sampler's declared `order`: nvml before tenants, which it feeds
+    names = [n for n in order if n in cfg.samplers] + [n for n in cfg.samplers if n not in order]
     for name in names:
         sc = cfg.samplers[name]
         if sc.enabled is False:
@@ -67,16 +67,16 @@ def build_samplers(cfg: AgentConfig) -> list[Built]:
             raise
         except Exception as exc:
             if sc.enabled is True:
-                raise ConfigError(f"sampler {name!r} could not start: {type(exc).__name__}: {exc}",
-                                  f"samplers.{name}") from None
+                raise config_error(f"sampler {name!r} could not start: {type(exc).__name__}: {exc}",
+                                   f"samplers.{name}") from None
             log.info("sampler %s not started: %s: %s", name, type(exc).__name__, exc)
             continue
         if "accel" in cls.fields and not sampler.devices() and sc.enabled == "auto":
             log.info("sampler %s: no devices found, not started", name)
             sampler.close()
             continue
-        if name == "nvml":
-            accel_memory = sampler.process_memory  # type: ignore[attr-defined]
+        if accel_memory is None and callable(getattr(sampler, "process_memory", None)):
+            accel_memory = sampler.process_memory  # type: ignore[attr-defined]  # host PID -> bytes, for tenants
         built.append(Built(sampler, sc.cadence_s))
     check_device_claims({b.sampler.name: b.sampler.devices() for b in built})
     return built
@@ -113,8 +113,8 @@ class Agent:
                 spool = (DiskSpool(cfg.spool_dir, cfg.spool_max_bytes) if cfg.spool_dir
                          else MemorySpool(cfg.spool_max_bytes))
             except OSError as exc:
-                raise ConfigError(f"cannot use the spool directory {cfg.spool_dir}: {exc.strerror} "
-                                  "(set [agent] spool_dir, or \"\" for a memory spool)", "agent.spool_dir") from None
+                raise config_error(f"cannot use the spool directory {cfg.spool_dir}: {exc.strerror} "
+                                   "(set it, or \"\" for a memory spool)", "agent.spool_dir") from None
         if transport is None and cfg.collector_url:
             transport = Transport(cfg.collector_url, cfg.token, cfg.timeout_s, ca_file=cfg.ca_file)
         if transport is None:

@@ -32,24 +32,19 @@ from __future__ import annotations
 
 import re
 import socket
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, model_validator
+
+from agents.samplers.base import SAMPLERS, config_error, config_located
 from telemetry.batch import NODE_PATTERN
+from telemetry.config import model_from_dict, read_toml
 from telemetry.errors import ConfigError
 
 MIN_CADENCE_S = 0.1
 MAX_CADENCE_S = 3600.0
-DEFAULT_ENABLED: dict[str, bool | str] = {
-    "host": True,
-    "tenants": "auto",
-    "nvml": "auto",
-    "amdgpu": "auto",
-    "hwmon": "auto",
-    "simulated": False,
-}
 
 
 @dataclass
@@ -62,20 +57,22 @@ class SamplerConfig:
 
 @dataclass
 class AgentConfig:
+    """The effective config the agent runs (defaults: the ``*Table`` models below)."""
+
     node: str
-    collector_url: str | None = None
-    token: str | None = None
-    timeout_s: float = 10.0
-    ca_file: Path | None = None
-    cadence_s: float = 1.0
-    flush_s: float = 1.0
-    spool_dir: Path | None = Path("/var/lib/neighborscope/spool")
-    spool_max_bytes: int = 256 * 2**20
-    metrics_port: int = 0
-    metrics_host: str = "127.0.0.1"
-    shutdown_timeout_s: float = 10.0
-    sysfs_root: Path = Path("/sys")
-    proc_root: Path = Path("/proc")
+    collector_url: str | None
+    token: str | None
+    timeout_s: float
+    ca_file: Path | None
+    cadence_s: float
+    flush_s: float
+    spool_dir: Path | None
+    spool_max_bytes: int
+    metrics_port: int
+    metrics_host: str
+    shutdown_timeout_s: float
+    sysfs_root: Path
+    proc_root: Path
     groups: dict[str, list[str]] = field(default_factory=dict)
     samplers: dict[str, SamplerConfig] = field(default_factory=dict)
     tenants: list[dict[str, Any]] = field(default_factory=list)
@@ -85,118 +82,198 @@ class AgentConfig:
         return {dev: group for group, devs in self.groups.items() for dev in devs}
 
 
-def expand_devices(value: Any, where: str) -> list[str]:
-    """``["gpu0", "gpu1"]`` or ``"gpu0..gpu7"`` (or a list mixing both) -> device names."""
+def _expand(value: Any) -> list[str]:
     items = value if isinstance(value, list) else [value]
     out: list[str] = []
     for item in items:
         if not isinstance(item, str):
-            raise ConfigError(f"device names are strings, got {item!r}", where)
+            raise ValueError(f"device names are strings, got {item!r}")
         m = re.fullmatch(r"([A-Za-z_-]*)(\d+)\.\.([A-Za-z_-]*)(\d+)", item)
         if m:
             prefix, lo, prefix2, hi = m.group(1), int(m.group(2)), m.group(3) or m.group(1), int(m.group(4))
             if prefix2 != prefix or hi < lo:
-                raise ConfigError(f'bad device range {item!r} (want e.g. "gpu0..gpu7")', where)
+                raise ValueError(f'bad device range {item!r} (want e.g. "gpu0..gpu7")')
             out.extend(f"{prefix}{i}" for i in range(lo, hi + 1))
         else:
             out.append(item)
     return out
 
 
-def _cadence(value: Any, where: str) -> float:
+def expand_devices(value: Any, where: str = "") -> list[str]:
+    """``["gpu0", "gpu1"]`` or ``"gpu0..gpu7"`` (or a list mixing both) -> device names."""
+    try:
+        return _expand(value)
+    except ValueError as exc:
+        raise config_error(str(exc), where) from None
+
+
+def _cadence(value: Any) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"cadence must be a number of seconds, got {value!r}", where) from None
+        raise ValueError("must be a number of seconds") from None
     if not MIN_CADENCE_S <= v <= MAX_CADENCE_S:
-        raise ConfigError(f"cadence {v} s is outside {MIN_CADENCE_S} .. {MAX_CADENCE_S} s", where)
+        raise ValueError(f"{v} s is outside {MIN_CADENCE_S} .. {MAX_CADENCE_S} s")
     return v
 
 
-def _take(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any) -> Any:
-    if key not in table:
-        return default
-    value = table.pop(key)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float, (int, float))):
-        raise ConfigError(f"{key} has the wrong type ({type(value).__name__})", f"{where}.{key}")
+def _enabled(value: Any) -> bool | str:
+    if not isinstance(value, bool) and value != "auto":  # 1 and 0 are not booleans in the config
+        raise ValueError('must be true, false or "auto"')
     return value
 
 
-def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> AgentConfig:
-    """A parsed TOML document -> `AgentConfig`; raises `ConfigError` naming the key."""
-    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
-    node = _take(raw, "node", str, "", None) or socket.gethostname().split(".")[0]
-    if not re.fullmatch(NODE_PATTERN, node):
-        raise ConfigError(f"node name {node!r} is not valid (letters, digits, _ . : -)", "node")
-    cfg = AgentConfig(node=node)
-    coll = raw.pop("collector", {})
-    cfg.collector_url = _take(coll, "url", str, "collector", None)
-    cfg.token = _take(coll, "token", str, "collector", None)
-    token_file = _take(coll, "token_file", str, "collector", None)
-    if token_file:
-        path = Path(token_file) if base_dir is None else base_dir / token_file
-        try:
-            cfg.token = path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the token file {path}: {exc.strerror}", "collector.token_file") from None
-    cfg.timeout_s = float(_take(coll, "timeout_s", (int, float), "collector", 10.0))
-    ca_file = _take(coll, "ca_file", str, "collector", None)
-    if ca_file:
-        cfg.ca_file = Path(ca_file) if base_dir is None else base_dir / ca_file
-        if not cfg.ca_file.is_file():
-            raise ConfigError(f"no CA file at {cfg.ca_file}", "collector.ca_file")
-    if coll:
-        raise ConfigError(
-            f"unknown key(s) {sorted(coll)} (known: url, token, token_file, timeout_s, ca_file)", "collector"
-        )
-    agent = raw.pop("agent", {})
-    cfg.cadence_s = _cadence(agent.pop("cadence_s", 1.0), "agent.cadence_s")
-    cfg.flush_s = float(_take(agent, "flush_s", (int, float), "agent", 1.0))
-    if not 0.05 <= cfg.flush_s <= 600:
-        raise ConfigError(f"flush_s {cfg.flush_s} is outside 0.05 .. 600 s", "agent.flush_s")
-    spool = _take(agent, "spool_dir", str, "agent", str(cfg.spool_dir))
-    cfg.spool_dir = Path(spool) if spool else None
-    cfg.spool_max_bytes = int(_take(agent, "spool_max_bytes", int, "agent", cfg.spool_max_bytes))
-    cfg.metrics_port = int(_take(agent, "metrics_port", int, "agent", 0))
-    cfg.metrics_host = _take(agent, "metrics_host", str, "agent", "127.0.0.1")
-    cfg.shutdown_timeout_s = float(_take(agent, "shutdown_timeout_s", (int, float), "agent", 10.0))
-    cfg.sysfs_root = Path(_take(agent, "sysfs_root", str, "agent", "/sys"))
-    cfg.proc_root = Path(_take(agent, "proc_root", str, "agent", "/proc"))
-    if agent:
-        raise ConfigError(f"unknown key(s) {sorted(agent)}", "agent")
-    groups = raw.pop("groups", {})
-    seen: dict[str, str] = {}
-    for group, devs in groups.items():
-        cfg.groups[group] = expand_devices(devs, f"groups.{group}")
-        for d in cfg.groups[group]:
-            if d in seen:
-                raise ConfigError(f"device {d!r} is in both group {seen[d]!r} and {group!r}", f"groups.{group}")
-            seen[d] = group
-    tenants = raw.pop("tenants", [])
-    if not isinstance(tenants, list):
-        raise ConfigError("tenants is a list of rules ([[tenants]])", "tenants")
-    cfg.tenants = [dict(t) for t in tenants]
-    samplers = raw.pop("samplers", {})
-    from agents.samplers import load_builtin
-    from agents.samplers.base import SAMPLERS
+def _rules(value: Any) -> Any:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of rules ([[tenants]])")
+    return value
 
-    load_builtin()
-    unknown = sorted(set(samplers) - set(SAMPLERS))
+
+Cadence = Annotated[float, BeforeValidator(_cadence)]
+Devices = Annotated[list[str], BeforeValidator(_expand)]
+
+
+class _Table(BaseModel):
+    """A config table: typed keys (an int is a float, a bool is not a number); an unknown key is named with the
+    known ones."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    closed: ClassVar[bool] = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if cls.closed and isinstance(data, dict):
+            unknown = sorted(set(data) - set(cls.model_fields))
+            if unknown:
+                raise ValueError(f"unknown key(s) {unknown} (known: {', '.join(cls.model_fields)})")
+        return data
+
+
+class NodeFile(_Table):
+    """The top level of the node config; each table is validated by its own model below."""
+
+    node: str | None = None
+    collector: dict[str, Any] = Field(default_factory=dict)
+    agent: dict[str, Any] = Field(default_factory=dict)
+    groups: dict[str, Any] = Field(default_factory=dict)
+    samplers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    tenants: Annotated[list[dict[str, Any]], BeforeValidator(_rules)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _node_name(self) -> NodeFile:
+        if self.node and not re.fullmatch(NODE_PATTERN, self.node):
+            raise ValueError(f"node name {self.node!r} is not valid (letters, digits, _ . : -)")
+        return self
+
+
+class CollectorTable(_Table):
+    """``[collector]``"""
+
+    url: str | None = None
+    token: str | None = None
+    token_file: str | None = None
+    timeout_s: float = 10.0
+    ca_file: str | None = None
+
+
+class AgentTable(_Table):
+    """``[agent]``"""
+
+    cadence_s: Cadence = 1.0
+    flush_s: float = Field(1.0, ge=0.05, le=600)
+    spool_dir: str = "/var/lib/neighborscope/spool"
+    spool_max_bytes: int = 256 * 2**20
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    shutdown_timeout_s: float = 10.0
+    sysfs_root: str = "/sys"
+    proc_root: str = "/proc"
+
+
+class GroupsTable(RootModel[dict[str, Devices]]):
+    """``[groups]``: group -> devices; a device is in one group at most."""
+
+    model_config = ConfigDict(strict=True)
+
+    @model_validator(mode="after")
+    def _one_group_per_device(self) -> GroupsTable:
+        seen: dict[str, str] = {}
+        for group, devs in self.root.items():
+            for d in devs:
+                if d in seen:
+                    raise ValueError(f"device {d!r} is in both group {seen[d]!r} and {group!r}")
+                seen[d] = group
+        return self
+
+
+class SamplerTable(_Table):
+    """``[samplers.<name>]``: the keys every sampler has; the others are the sampler's options."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    closed: ClassVar[bool] = False
+
+    enabled: Annotated[bool | Literal["auto"], BeforeValidator(_enabled)] | None = None
+    cadence_s: Cadence | None = None
+    devices: Devices | None = None
+
+
+def _path(value: str, base_dir: Path | None) -> Path:
+    return Path(value) if base_dir is None else base_dir / value
+
+
+def parse_config(raw: dict[str, Any], base_dir: Path | None = None, source: str = "agent.toml") -> AgentConfig:
+    """A parsed TOML document -> `AgentConfig`; raises `ConfigError` as ``<source>: [section] key: problem``."""
+
+    def error(message: str, where: str = "") -> ConfigError:
+        return ConfigError(f"{source}: {config_located(message, where)}")
+
+    top = model_from_dict(NodeFile, raw, source)
+    coll = model_from_dict(CollectorTable, top.collector, source, "collector")
+    agent = model_from_dict(AgentTable, top.agent, source, "agent")
+    groups = model_from_dict(GroupsTable, top.groups, source, "groups").root
+    token = coll.token
+    if coll.token_file:
+        path = _path(coll.token_file, base_dir)
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise error(f"cannot read the token file {path}: {exc.strerror}", "collector.token_file") from None
+    ca_file = _path(coll.ca_file, base_dir) if coll.ca_file else None
+    if ca_file is not None and not ca_file.is_file():
+        raise error(f"no CA file at {ca_file}", "collector.ca_file")
+    cfg = AgentConfig(
+        node=top.node or socket.gethostname().split(".")[0],
+        collector_url=coll.url,
+        token=token,
+        timeout_s=coll.timeout_s,
+        ca_file=ca_file,
+        cadence_s=agent.cadence_s,
+        flush_s=agent.flush_s,
+        spool_dir=Path(agent.spool_dir) if agent.spool_dir else None,
+        spool_max_bytes=agent.spool_max_bytes,
+        metrics_port=agent.metrics_port,
+        metrics_host=agent.metrics_host,
+        shutdown_timeout_s=agent.shutdown_timeout_s,
+        sysfs_root=Path(agent.sysfs_root),
+        proc_root=Path(agent.proc_root),
+        groups=groups,
+        tenants=[dict(t) for t in top.tenants],
+    )
+    known = SAMPLERS.names()
+    unknown = sorted(set(top.samplers) - set(known))
     if unknown:
-        raise ConfigError(f"unknown sampler(s) {unknown}; known: {sorted(SAMPLERS)}", "samplers")
-    for name in SAMPLERS:
-        table = dict(samplers.get(name, {}))
-        enabled = table.pop("enabled", DEFAULT_ENABLED.get(name, "auto"))
-        if enabled not in (True, False, "auto"):
-            raise ConfigError(f'enabled is true, false or "auto", got {enabled!r}', f"samplers.{name}.enabled")
-        cadence = _cadence(table.pop("cadence_s", cfg.cadence_s), f"samplers.{name}.cadence_s")
-        if "devices" in table:
-            table["devices"] = expand_devices(table["devices"], f"samplers.{name}.devices")
-        cfg.samplers[name] = SamplerConfig(name, enabled, cadence, table)
+        raise error(f"unknown sampler(s) {unknown}; known: {', '.join(known)}", "samplers")
+    for name in known:
+        table = model_from_dict(SamplerTable, top.samplers.get(name, {}), source, f"samplers.{name}")
+        options = dict(table.model_extra or {})
+        if table.devices is not None:
+            options["devices"] = table.devices
+        enabled = table.enabled if table.enabled is not None else SAMPLERS.get(name).enabled_by_default
+        cadence = table.cadence_s if table.cadence_s is not None else cfg.cadence_s
+        cfg.samplers[name] = SamplerConfig(name, enabled, cadence, options)
     if cfg.tenants:
         cfg.samplers["tenants"].options["rules"] = cfg.tenants
-    if raw:
-        raise ConfigError(f"unknown key(s) {sorted(raw)} (known: node, collector, agent, groups, samplers, tenants)")
     return cfg
 
 
@@ -204,16 +281,7 @@ def load_config(path: Path | None) -> AgentConfig:
     """Read a node config file (None: all defaults)."""
     if path is None:
         return parse_config({})
-    try:
-        raw = tomllib.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        return parse_config(raw, Path(path).parent)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return parse_config(read_toml(path), Path(path).parent, str(path))
 
 
 def effective_toml(cfg: AgentConfig, detected: dict[str, list[str]] | None = None) -> str:

@@ -31,8 +31,6 @@ _DTYPES: dict[str, pl.DataType] = {
     "str": pl.String(),
 }
 
-VENDORS = ("nvidia", "amd", "tenstorrent", "furiosa", "other")
-
 
 @dataclass(frozen=True)
 class FieldSpec:

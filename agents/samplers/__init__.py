@@ -1,24 +1,12 @@
 """Sampler plugins, one module each, registered by name (the module's file stem).
 
-A new vendor is one module here plus its line in `BUILTIN` and a fixture tree under
-``tests/fixtures/sysfs/``.
+A new vendor is one module here that declares what it claims (``vendor``, ``pci_vendor_ids``,
+``enabled_by_default``, ``order``: see `agents.samplers.base.SamplerBase`), its line in `BUILTIN`, and a
+fixture tree under ``tests/fixtures/sysfs/`` with its test. The registry (`agents.samplers.base.SAMPLERS`)
+imports these modules on first use.
 """
 
 from __future__ import annotations
 
-import importlib
-
-BUILTIN = (
-    "agents.samplers.nvml",
-    "agents.samplers.amdgpu",
-    "agents.samplers.hwmon",
-    "agents.samplers.host",
-    "agents.samplers.tenants",
-    "agents.samplers.simulated",
-)
-
-
-def load_builtin() -> None:
-    """Import every built-in sampler so it registers itself."""
-    for module in BUILTIN:
-        importlib.import_module(module)
+BUILTIN = ("nvml", "amdgpu", "hwmon", "host", "tenants", "simulated")
+"""The built-in sampler modules (file stems), one line per plugin."""

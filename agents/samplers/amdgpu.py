@@ -31,8 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agents.samplers.base import Row, Rows, SamplerBase, SamplerContext, read_int, read_text, register, scaled
-from telemetry.errors import ConfigError
+from agents.samplers.base import (
+    Row,
+    Rows,
+    SamplerBase,
+    SamplerContext,
+    config_error,
+    read_int,
+    read_text,
+    register,
+    scaled,
+)
 from telemetry.schema import ACCEL
 
 log = logging.getLogger(__name__)
@@ -239,6 +248,9 @@ class AmdgpuSampler(SamplerBase):
         ),
         "accel_event": ("code", "message"),
     }
+    vendor: ClassVar = "amd"
+    pci_vendor_ids: ClassVar = (AMD_VENDOR,)
+    order: ClassVar = 20
 
     def __init__(
         self,
@@ -269,7 +281,7 @@ class AmdgpuSampler(SamplerBase):
         pcie_bw = bool(opts.pop("pcie_bw", False))
         use_info = bool(opts.pop("pyamdgpuinfo", True))
         if opts:
-            raise ConfigError(
+            raise config_error(
                 f"unknown option(s) {sorted(opts)} (known: devices, name_prefix, pcie_bw, pyamdgpuinfo)",
                 "samplers.amdgpu",
             )
@@ -354,12 +366,12 @@ class AmdgpuSampler(SamplerBase):
         return {"accel": rows, "accel_event": events}
 
     def _event(self, card: _Card, kind: str, message: str) -> Row:
-        return {"time": time.time_ns(), "device": card.name, "vendor": "amd", "kind": kind, "code": 0,
+        return {"time": time.time_ns(), "device": card.name, "vendor": self.vendor, "kind": kind, "code": 0,
                 "message": message}
 
     def _read_card(self, card: _Card) -> Row:
         d, h = card.path, card.hwmon
-        row: Row = {"device": card.name, "vendor": "amd", "model": card.model, "pci_bus": card.pci_bus}
+        row: Row = {"device": card.name, "vendor": self.vendor, "model": card.model, "pci_bus": card.pci_bus}
         for key, path in card.temp_files.items():
             row[key] = scaled(read_int(path), 1e-3)  # m°C -> °C
         if h is not None:

@@ -1,4 +1,4 @@
-"""The sampler contract: a tiny protocol, a registry by name, and a field-support ledger.
+"""The sampler contract: a tiny protocol, the registry by name (`telemetry.registry`), and a field-support ledger.
 
 A sampler only gathers. `agents.tick` adds the shared timestamp, the node and group tags, timing and
 error counts (the `agent` health measurement). A sampler declares the fields it can produce per
@@ -9,6 +9,8 @@ measurement (`fields`) and reports, per device and field, whether the hardware s
 @register("hwmon")
 class HwmonSampler(SamplerBase):
     fields = {"accel": ("temp_c", "power_w")}
+    pci_vendor_ids = (0x1E52, 0x1ED2)   # what it claims: the agent, the config and hwmon read these from
+    order = 30                          # the registry (`SAMPLERS`), never from hand-kept lists
     def read(self, ts: float) -> Rows: ...
 ```
 """
@@ -19,9 +21,11 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from agents.samplers import BUILTIN
 from telemetry.errors import ConfigError
+from telemetry.registry import Registry
 from telemetry.schema import MEASUREMENTS
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,27 @@ Row = dict[str, Any]
 
 Rows = dict[str, list[Row]]
 """measurement name -> rows."""
+
+
+CONFIG_TABLES = ("collector", "agent", "groups", "samplers", "tenants")
+
+
+def config_located(message: str, where: str = "") -> str:
+    """``message`` at a config location, as the TOML reader sees it: ``("bad", "samplers.nvml.devices")`` ->
+    ``[samplers.nvml] devices: bad``; ``("bad", "samplers")`` -> ``[samplers] bad``."""
+    parts = where.split(".") if where else []
+    if not parts:
+        return message
+    if parts[0] not in CONFIG_TABLES:
+        return f"{where}: {message}"
+    split = 2 if parts[0] == "samplers" else 1
+    section, key = ".".join(parts[:split]), ".".join(parts[split:])
+    return f"[{section}] {key}: {message}" if key else f"[{section}] {message}"
+
+
+def config_error(message: str, where: str = "") -> ConfigError:
+    """A node-config error as one sentence: ``[section] key: message`` (`load_config` adds the file name)."""
+    return ConfigError(config_located(message, where))
 
 
 @dataclass
@@ -78,6 +103,14 @@ class SamplerBase:
 
     name: ClassVar[str] = ""
     fields: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    vendor: ClassVar[str | None] = None
+    """The ``vendor`` tag of this sampler's accelerators (None: not an accelerator sampler, or several)."""
+    pci_vendor_ids: ClassVar[tuple[int, ...]] = ()
+    """PCI vendor ids whose devices this sampler reports; other samplers (hwmon) leave them alone."""
+    enabled_by_default: ClassVar[bool | Literal["auto"]] = "auto"
+    """``enabled`` when the config does not say: ``"auto"`` starts it when it finds devices."""
+    order: ClassVar[int] = 50
+    """Build position, lower first (nvml feeds the tenants sampler, so it is built before it)."""
 
     def __init__(self) -> None:
         self._support: dict[str, dict[str, bool]] = {}
@@ -88,7 +121,7 @@ class SamplerBase:
     def from_context(cls, ctx: SamplerContext) -> SamplerBase:
         """Build from the node config. Override to read options; raise `ConfigError` on bad ones."""
         if ctx.options:
-            raise ConfigError(f"sampler {cls.name!r} takes no options, got {sorted(ctx.options)}", f"samplers.{cls.name}")
+            raise config_error(f"sampler {cls.name!r} takes no options, got {sorted(ctx.options)}", f"samplers.{cls.name}")
         return cls()
 
     def mark(self, device: str, name: str, value: Any) -> Any:
@@ -139,39 +172,42 @@ class SamplerBase:
 
 
 SamplerClass = type[SamplerBase]
-SAMPLERS: dict[str, SamplerClass] = {}
 
 
-def register(name: str) -> Callable[[SamplerClass], SamplerClass]:
-    """Register a sampler class under ``name`` (its module's file stem).
+def _check_fields(name: str, cls: SamplerClass) -> None:
+    """Refuse fields that the schema does not declare."""
+    for meas, names in cls.fields.items():
+        if meas not in MEASUREMENTS:
+            raise ValueError(f"sampler {name!r}: unknown measurement {meas!r}")
+        unknown = [n for n in names if n not in MEASUREMENTS[meas].field_index]
+        if unknown:
+            raise ValueError(f"sampler {name!r}: fields {unknown} are not in measurement {meas!r}")
 
-    Refuses a second sampler of the same name and fields that the schema does not declare.
-    """
 
-    def deco(cls: SamplerClass) -> SamplerClass:
-        if name in SAMPLERS and SAMPLERS[name] is not cls:
-            raise ValueError(f"sampler {name!r} registered twice ({SAMPLERS[name].__module__} and {cls.__module__})")
-        for meas, names in cls.fields.items():
-            if meas not in MEASUREMENTS:
-                raise ValueError(f"sampler {name!r}: unknown measurement {meas!r}")
-            unknown = [n for n in names if n not in MEASUREMENTS[meas].field_index]
-            if unknown:
-                raise ValueError(f"sampler {name!r}: fields {unknown} are not in measurement {meas!r}")
-        cls.name = name
-        SAMPLERS[name] = cls
-        return cls
+SAMPLERS: Registry[SamplerClass] = Registry(
+    "sampler", "agents.samplers", BUILTIN, check=_check_fields, error=lambda msg: config_error(msg, "samplers")
+)
+"""Every sampler class by name (its module's file stem); the built-ins are imported on first use."""
 
-    return deco
+register = SAMPLERS.register
+"""``@register("nvml")``: register a sampler class under its file stem; refuses a second sampler of the same
+name and fields that the schema does not declare."""
 
 
 def sampler_class(name: str) -> SamplerClass:
-    from agents.samplers import load_builtin
+    """The sampler class named ``name``; `ConfigError` naming the known samplers otherwise."""
+    return SAMPLERS.get(name)
 
-    load_builtin()
-    try:
-        return SAMPLERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown sampler {name!r}; known: {', '.join(sorted(SAMPLERS))}", "samplers") from None
+
+def build_order() -> list[str]:
+    """Sampler names in the order the agent builds them (`SamplerBase.order`, then registry order)."""
+    names = SAMPLERS.names()
+    return sorted(names, key=lambda n: (SAMPLERS.get(n).order, names.index(n)))
+
+
+def pci_vendors_claimed(but: str = "") -> dict[int, str]:
+    """PCI vendor id -> the sampler that reports that vendor's devices (every sampler but ``but``)."""
+    return {vid: name for name, cls in SAMPLERS.items() if name != but for vid in cls.pci_vendor_ids}
 
 
 def check_device_claims(claims: Mapping[str, list[str]]) -> None:
@@ -182,7 +218,7 @@ def check_device_claims(claims: Mapping[str, list[str]]) -> None:
     for sampler, devices in claims.items():
         for dev in devices:
             if dev in owner:
-                raise ConfigError(
+                raise config_error(
                     f"device {dev!r} is reported by both sampler {owner[dev]!r} and {sampler!r}; "
                     "give one of them other device names (name_prefix) or exclude it (devices = [...])",
                     "samplers",

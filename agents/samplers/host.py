@@ -15,8 +15,7 @@ from typing import Any, ClassVar
 
 import psutil
 
-from agents.samplers.base import Rows, SamplerBase, SamplerContext, read_int, register
-from telemetry.errors import ConfigError
+from agents.samplers.base import Rows, SamplerBase, SamplerContext, config_error, read_int, register
 
 # /proc/stat cpu columns: user nice system idle iowait irq softirq steal guest guest_nice (USER_HZ ticks).
 _USER, _NICE, _SYSTEM, _IDLE, _IOWAIT, _IRQ, _SOFTIRQ, _STEAL = range(8)
@@ -69,6 +68,7 @@ class HostSampler(SamplerBase):
         ),
         "host_core": ("util_pct", "user_pct", "system_pct", "iowait_pct", "freq_mhz"),
     }
+    enabled_by_default: ClassVar = True
 
     def __init__(
         self,
@@ -94,7 +94,7 @@ class HostSampler(SamplerBase):
         per_core = bool(opts.pop("per_core", True))
         freq_every_s = float(opts.pop("freq_every_s", 5.0))
         if opts:
-            raise ConfigError(f"unknown option(s) {sorted(opts)} (known: per_core, freq_every_s)", "samplers.host")
+            raise config_error(f"unknown option(s) {sorted(opts)} (known: per_core, freq_every_s)", "samplers.host")
         return cls(ctx.proc_root, ctx.sysfs_root, per_core, freq_every_s)
 
     def _socket(self, core: str) -> str | None:

@@ -2,9 +2,10 @@
 
 Walks ``<sysfs_root>/class/hwmon/hwmonN``, follows ``device`` to the PCI function and keeps the
 accelerators: PCI class 0x12 (processing accelerator) or 0x0b40 (co-processor), or a known NPU vendor
-(Tenstorrent 0x1e52, Furiosa 0x1ed2). NVIDIA and AMD GPUs are left to the `nvml` and `amdgpu` samplers
-(one device, one source). hwmon units (kernel ``Documentation/hwmon/sysfs-interface``): ``temp*`` m°C,
-``power*`` µW, ``energy*`` µJ, ``in*`` mV, ``curr*`` mA, converted here.
+(Tenstorrent 0x1e52, Furiosa 0x1ed2). Devices of a vendor another sampler claims (its ``pci_vendor_ids``:
+NVIDIA for `nvml`, AMD for `amdgpu`) are left to it (one device, one source). hwmon units (kernel
+``Documentation/hwmon/sysfs-interface``): ``temp*`` m°C, ``power*`` µW, ``energy*`` µJ, ``in*`` mV, ``curr*`` mA,
+converted here.
 
 Tenstorrent adds ``<pci>/tenstorrent/tenstorrent!N/``: ``tt_aiclk`` (MHz) and
 ``pcie_perf_counters/``, twelve counters of 32-byte flits (two NOCs each) that wrap at 2^32 and cannot
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -29,25 +30,28 @@ from agents.samplers.base import (
     Rows,
     SamplerBase,
     SamplerContext,
+    config_error,
     counter_delta,
+    pci_vendors_claimed,
     read_int,
     read_text,
     register,
     scaled,
 )
-from telemetry.errors import ConfigError
 
 VENDORS = {0x1E52: ("tenstorrent", "tt"), 0x1ED2: ("furiosa", "furiosa")}
-OTHER_SAMPLERS = {0x10DE: "nvml", 0x1002: "amdgpu"}
+"""PCI vendor id -> (vendor tag, device name prefix) of the NPUs this sampler claims."""
 BDF = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 RX_COUNTERS = ("slv_posted_wr_data_word_received", "slv_nonposted_wr_data_word_received", "mst_rd_data_word_received")
 TX_COUNTERS = ("slv_rd_data_word_sent", "mst_posted_wr_data_word_sent", "mst_nonposted_wr_data_word_sent")
 
 
-def is_accelerator(pci_class: int | None, vendor: int | None) -> bool:
+def is_accelerator(pci_class: int | None, vendor: int | None, elsewhere: Collection[int] = ()) -> bool:
+    """An accelerator this sampler reports: a known NPU vendor, or an accelerator PCI class whose vendor no other
+    sampler claims (``elsewhere``: their PCI vendor ids, see `pci_vendors_claimed`)."""
     if vendor in VENDORS:
         return True
-    if vendor in OTHER_SAMPLERS or pci_class is None:
+    if vendor in elsewhere or pci_class is None:
         return False
     return pci_class >> 16 == 0x12 or pci_class >> 8 == 0x0B40
 
@@ -77,6 +81,8 @@ class HwmonSampler(SamplerBase):
         ),
         "accel_event": ("code", "message"),
     }
+    pci_vendor_ids: ClassVar = tuple(VENDORS)
+    order: ClassVar = 30
 
     def __init__(
         self,
@@ -100,7 +106,7 @@ class HwmonSampler(SamplerBase):
         flit_bytes = int(opts.pop("flit_bytes", 32))
         counter_bits = int(opts.pop("counter_bits", 32))
         if opts:
-            raise ConfigError(
+            raise config_error(
                 f"unknown option(s) {sorted(opts)} (known: devices, flit_bytes, counter_bits)", "samplers.hwmon"
             )
         return cls(ctx.sysfs_root, devices, flit_bytes, counter_bits)
@@ -108,6 +114,7 @@ class HwmonSampler(SamplerBase):
     def _discover(self, wanted: list[str] | None) -> list[_Chip]:
         base = self.sysfs_root / "class/hwmon"
         found: list[tuple[str, Path, Path]] = []
+        elsewhere = pci_vendors_claimed(but=self.name)
         for hw in sorted(base.glob("hwmon*"), key=lambda p: int(p.name[5:]) if p.name[5:].isdigit() else 0):
             dev = hw / "device"
             if not dev.exists():
@@ -115,7 +122,7 @@ class HwmonSampler(SamplerBase):
             pci_dir = dev.resolve()
             if not BDF.fullmatch(pci_dir.name):
                 continue
-            if not is_accelerator(read_int(pci_dir / "class"), read_int(pci_dir / "vendor")):
+            if not is_accelerator(read_int(pci_dir / "class"), read_int(pci_dir / "vendor"), elsewhere):
                 continue
             found.append((pci_dir.name, hw, pci_dir))
         chips: list[_Chip] = []

@@ -30,8 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from agents.samplers.base import Row, Rows, SamplerBase, SamplerContext, counter_delta, register, scaled
-from telemetry.errors import ConfigError
+from agents.samplers.base import Row, Rows, SamplerBase, SamplerContext, config_error, counter_delta, register, scaled
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +111,9 @@ class NvmlSampler(SamplerBase):
         ),
         "accel_event": ("code", "message"),
     }
+    vendor: ClassVar = "nvidia"
+    pci_vendor_ids: ClassVar = (0x10DE,)
+    order: ClassVar = 10  # first: it feeds the tenants sampler with accelerator memory per host PID
 
     def __init__(
         self,
@@ -155,7 +157,7 @@ class NvmlSampler(SamplerBase):
         prefix = str(opts.pop("name_prefix", "gpu"))
         events = bool(opts.pop("events", True))
         if opts:
-            raise ConfigError(f"unknown option(s) {sorted(opts)} (known: devices, name_prefix, events)", "samplers.nvml")
+            raise config_error(f"unknown option(s) {sorted(opts)} (known: devices, name_prefix, events)", "samplers.nvml")
         return cls(devices=devices, name_prefix=prefix, cadence_s=ctx.cadence_s, events=events)
 
     # --- NVML access --------------------------------------------------------------------------
@@ -228,7 +230,7 @@ class NvmlSampler(SamplerBase):
         return {"accel": rows, "accel_event": events}
 
     def _event(self, dev: _Device, kind: str, code: int, message: str) -> Row:
-        return {"time": time.time_ns(), "device": dev.name, "vendor": "nvidia", "kind": kind, "code": code,
+        return {"time": time.time_ns(), "device": dev.name, "vendor": self.vendor, "kind": kind, "code": code,
                 "message": message}
 
     def _retry(self, dev: _Device, now: float, events: list[Row]) -> None:
@@ -253,7 +255,7 @@ class NvmlSampler(SamplerBase):
         ecc_u = q(dev, "ecc_u", "nvmlDeviceGetTotalEccErrors", MEMORY_ERROR_UNCORRECTED, VOLATILE_ECC)
         row: Row = {
             "device": dev.name,
-            "vendor": "nvidia",
+            "vendor": self.vendor,
             "model": dev.model,
             "pci_bus": dev.pci_bus,
             "temp_c": scaled(q(dev, "temp", "nvmlDeviceGetTemperatureV", TEMPERATURE_GPU), 1.0),

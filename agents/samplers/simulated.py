@@ -16,8 +16,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from agents.samplers.base import Row, Rows, SamplerBase, SamplerContext, register
-from telemetry.errors import ConfigError
+from agents.samplers.base import Row, Rows, SamplerBase, SamplerContext, config_error, register
 from telemetry.schema import ACCEL
 
 Chunk = Mapping[str, pl.DataFrame]
@@ -33,13 +32,13 @@ def simulator_source(scenario: str, seed: int | None = None, chunk_s: int = 60) 
     try:
         from telemetry.sim import iter_telemetry, preset, simulate
     except ImportError as exc:
-        raise ConfigError(
+        raise config_error(
             f"the simulator (telemetry.sim) is not available: {exc}", "samplers.simulated.scenario"
         ) from None
     try:
         sc = preset(scenario)
     except Exception as exc:
-        raise ConfigError(f"unknown scenario {scenario!r}: {exc}", "samplers.simulated.scenario") from None
+        raise config_error(f"unknown scenario {scenario!r}: {exc}", "samplers.simulated.scenario") from None
     cache: list[Any] = []
 
     def factory() -> Iterator[Chunk]:
@@ -55,6 +54,8 @@ class SimulatedSampler(SamplerBase):
     """Replays simulated accelerators in real time."""
 
     fields: ClassVar = {"accel": ACCEL_FIELDS, "accel_event": ("code", "message")}
+    enabled_by_default: ClassVar = False
+    order: ClassVar = 40
 
     def __init__(self, source: SourceFactory, speed: float = 1.0, loop: bool = True,
                  devices: list[str] | None = None) -> None:
@@ -85,7 +86,7 @@ class SimulatedSampler(SamplerBase):
         loop = bool(opts.pop("loop", True))
         devices = opts.pop("devices", None)
         if opts:
-            raise ConfigError(
+            raise config_error(
                 f"unknown option(s) {sorted(opts)} (known: scenario, seed, speed, loop, devices)", "samplers.simulated"
             )
         return cls(simulator_source(scenario, seed), speed, loop, devices)

@@ -33,8 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agents.samplers.base import Rows, SamplerBase, SamplerContext, read_text, register
-from telemetry.errors import ConfigError
+from agents.samplers.base import Rows, SamplerBase, SamplerContext, config_error, read_text, register
 
 CONTAINER_ID = re.compile(r"(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -59,9 +58,9 @@ class TenantRule:
         known = {"group", "cmdline", "name", "cgroup", "container", "user", "children"}
         unknown = set(raw) - known
         if unknown:
-            raise ConfigError(f"unknown key(s) {sorted(unknown)}; known: {sorted(known)}", where)
+            raise config_error(f"unknown key(s) {sorted(unknown)}; known: {sorted(known)}", where)
         if not isinstance(raw.get("group"), str) or not raw["group"]:
-            raise ConfigError("a tenant rule needs a group name (group = \"hive0\")", where)
+            raise config_error("a tenant rule needs a group name (group = \"hive0\")", where)
         pats: dict[str, re.Pattern[str] | None] = {}
         for key in ("cmdline", "name", "cgroup", "container"):
             value = raw.get(key)
@@ -71,9 +70,9 @@ class TenantRule:
             try:
                 pats[key] = re.compile(str(value))
             except re.error as exc:
-                raise ConfigError(f"bad regular expression {value!r} for {key}: {exc}", where) from None
+                raise config_error(f"bad regular expression {value!r} for {key}: {exc}", where) from None
         if not any(pats.values()) and raw.get("user") is None:
-            raise ConfigError("a tenant rule needs at least one of cmdline, name, cgroup, container, user", where)
+            raise config_error("a tenant rule needs at least one of cmdline, name, cgroup, container, user", where)
         return cls(raw["group"], user=raw.get("user"), children=bool(raw.get("children", True)), **pats)
 
     def matches(self, proc: ProcInfo) -> bool:
@@ -162,6 +161,7 @@ class TenantsSampler(SamplerBase):
     fields: ClassVar = {
         "tenant": ("cpu_pct", "rss_bytes", "accel_mem_bytes", "process_count", "threads_count", "pids"),
     }
+    order: ClassVar = 90  # after the accelerator samplers: reads their process memory
 
     def __init__(
         self,
@@ -194,7 +194,7 @@ class TenantsSampler(SamplerBase):
         rescan_s = float(opts.pop("rescan_s", 1.0))
         other = opts.pop("other_group", None) or None
         if opts:
-            raise ConfigError(f"unknown option(s) {sorted(opts)} (known: rescan_s, other_group)", "samplers.tenants")
+            raise config_error(f"unknown option(s) {sorted(opts)} (known: rescan_s, other_group)", "samplers.tenants")
         return cls(rules, ctx.proc_root, ctx.accel_process_memory, rescan_s, other)
 
     def _user(self, pid_dir: Path) -> str:

@@ -1,5 +1,7 @@
 """What SGLang ``bench_serving`` and vLLM ``benchmark_serving`` / ``bench serve`` share (one reader, not copies):
-the printed "Serving Benchmark Result" block, the JSON summary keys and the per-request detail arrays.
+the printed "Serving Benchmark Result" block, the JSON summary keys and the per-request detail arrays, and the runs
+made of them (`printed_run`, and `json_run` for vLLM-style result objects, which InferenceX's client writes too):
+parsers share this module, never each other.
 
 Labels and keys are matched case-insensitively; unknown lines / keys are kept in ``meta['extra']`` (version drift),
 but a known label whose value is not a number is an error naming the line.
@@ -12,6 +14,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -19,7 +22,7 @@ import polars as pl
 
 from analysis.ingest.base import integer, number
 from analysis.ingest.errors import BenchFormatError
-from analysis.ingest.model import raw_requests
+from analysis.ingest.model import ParsedRun, raw_requests
 
 # ---------------------------------------------------------------------------------------------------------------
 # Printed block
@@ -70,17 +73,6 @@ METRIC_NAMES = {
     "client queue time": "client_queue",
     "e2el incl. client queue": "e2e_incl_queue",
 }
-# Labels only SGLang prints (vLLM's client never does): used to tell the two printed blocks apart.
-SGLANG_ONLY_LABELS = (
-    "backend",
-    "concurrency",
-    "total generated tokens (retokenized)",
-    "input token throughput (tok/s)",
-    "accept length",
-    "mean e2e latency (ms)",
-    "median e2e latency (ms)",
-    "total input text tokens",
-)
 
 
 def stat_key(metric: str, stat: str) -> str:
@@ -98,12 +90,7 @@ class PrintedBlock:
     title: str | None
     summary: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
-    labels: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def is_sglang(self) -> bool:
-        return any(label in SGLANG_ONLY_LABELS for label in self.labels)
 
 
 def has_printed_block(head: str) -> bool:
@@ -161,7 +148,6 @@ def printed_blocks(text: str, source: str) -> list[PrintedBlock]:
 
 def _read_label(block: PrintedBlock, raw_label: str, value: str, source: str, line: int) -> None:
     label = " ".join(raw_label.lower().split())
-    block.labels.append(label)
     if label in SCALAR_LABELS:
         block.summary[SCALAR_LABELS[label]] = _printed_number(value, raw_label, source, line)
         return
@@ -387,3 +373,83 @@ def _int_list(values: Any, n: int, what: str, source: str, line: int) -> list[in
     if values is None:
         return [None] * n
     return [integer(v, f"{what}[{i}]", source, line) for i, v in enumerate(values)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Runs: a printed block (SGLang, vLLM) and a vLLM-style result object (vLLM, InferenceX's vendored client)
+
+
+def printed_run(block: PrintedBlock, source: str, tool: str) -> ParsedRun:
+    extra: dict[str, Any] = {"format": "printed", **block.extra}
+    if block.title:
+        extra["title"] = block.title
+    meta = {**block.meta, "extra": extra}
+    return ParsedRun(tool=tool, source=f"{source}:{block.line}", summary=block.summary, meta=meta)
+
+
+VLLM_KNOWN_KEYS = {
+    "date", "backend", "endpoint_type", "label", "model_id", "tokenizer_id", "num_prompts", "request_rate",
+    "burstiness", "max_concurrency", "best_of", "generated_texts", "benchmark_start_time_unix",
+    "benchmark_end_time_unix", "rps_change_events",
+}  # fmt: skip
+
+
+def json_run(obj: Any, source: str, line: int, tool: str) -> ParsedRun:
+    """A vLLM-style result object (also InferenceX's vendored client) as a `ParsedRun`."""
+    if not isinstance(obj, Mapping):
+        raise BenchFormatError("expected a JSON object (a vLLM benchmark result)", source, line)
+    if "completed" not in obj and "duration" not in obj:
+        raise BenchFormatError("expected vLLM result keys ('completed', 'duration')", source, line)
+    summary = json_summary(obj, source, line)
+    extra: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key in VLLM_KNOWN_KEYS or key in DETAIL_KEYS or key in JSON_SCALARS or JSON_STAT.match(key):
+            continue
+        if isinstance(value, str | int | float | bool) or value is None:
+            extra[key] = value  # --metadata k=v keys and newer scalars
+    for key in ("label", "endpoint_type", "burstiness", "tokenizer_id"):
+        if obj.get(key) is not None:
+            extra[key] = obj[key]
+    meta: dict[str, Any] = {
+        "model": obj.get("model_id"),
+        "backend": obj.get("backend"),
+        "request_rate": request_rate(obj.get("request_rate"), source, line),
+        "concurrency": integer(obj.get("max_concurrency"), "max_concurrency", source, line),
+        "num_prompts": integer(obj.get("num_prompts"), "num_prompts", source, line),
+        "extra": extra,
+    }
+    for key, names in (
+        ("isl", ("random_input_len", "input_len", "isl")),
+        ("osl", ("random_output_len", "output_len", "osl")),
+    ):
+        for name in names:
+            value = obj.get(name)
+            if value not in (None, ""):
+                try:
+                    meta[key] = int(float(value))
+                except (TypeError, ValueError):
+                    continue
+                break
+    end_local = None
+    if isinstance(obj.get("date"), str):
+        try:
+            end_local = datetime.strptime(obj["date"], "%Y%m%d-%H%M%S")
+        except ValueError:
+            raise BenchFormatError(f"date: expected YYYYmmdd-HHMMSS, got {obj['date']!r}", source, line) from None
+    requests = requests_from_arrays(detail_arrays(obj), source, line)
+    start = number(obj.get("benchmark_start_time_unix"), "benchmark_start_time_unix", source, line)
+    end = number(obj.get("benchmark_end_time_unix"), "benchmark_end_time_unix", source, line)
+    clock = "none"
+    if requests is not None and requests["start_s"].null_count() < requests.height:
+        clock = "monotonic"
+    return ParsedRun(
+        tool=tool,
+        source=f"{source}:{line}",
+        summary=summary,
+        meta=meta,
+        requests=requests,
+        clock=clock,
+        start_epoch_s=start,
+        end_epoch_s=end,
+        end_local=end_local,
+    )

@@ -7,21 +7,22 @@ name. It recognises its files by content (``sniff``), never by file name, and tu
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from analysis.ingest.errors import BenchFormatError
 from analysis.ingest.model import ParsedRun
+from telemetry.registry import Registry
 
 try:  # optional: 3-4x faster JSON decoding of detailed files; the standard library gives the same values
     import orjson
 except ImportError:  # pragma: no cover - depends on the environment
     orjson = None
 
-# Detection order: the more specific formats first (InferenceX results are vLLM JSON with extra keys).
+# The built-in parsers, one line per plugin, in detection order: the more specific formats first (InferenceX
+# results are vLLM JSON with extra keys).
 BUILTIN = ("aiperf", "llama_benchy", "inferencex", "sglang", "vllm")
 
 SNIFF_CHARS = 65536
@@ -42,40 +43,25 @@ class BenchParser(Protocol):
         ...
 
 
-P = TypeVar("P")
-PARSERS: dict[str, BenchParser] = {}
+PARSERS: Registry[BenchParser] = Registry(
+    "benchmark format", "analysis.ingest", BUILTIN, build=lambda cls: cls(), error=BenchFormatError
+)
+"""Every parser by name (its module's file stem), in detection order; the built-ins are imported on first use."""
 
-
-def register(name: str) -> Callable[[type[P]], type[P]]:
-    """Register a parser class under ``name`` (its module's file name). Refuses duplicates."""
-
-    def deco(cls: type[P]) -> type[P]:
-        if name in PARSERS and type(PARSERS[name]) is not cls:
-            raise ValueError(f"bench parser {name!r} registered twice")
-        cls.name = name  # type: ignore[attr-defined]
-        PARSERS[name] = cls()  # type: ignore[assignment]
-        return cls
-
-    return deco
-
-
-def load_builtin() -> dict[str, BenchParser]:
-    for module in BUILTIN:
-        importlib.import_module(f"analysis.ingest.{module}")
-    return {name: PARSERS[name] for name in BUILTIN} | PARSERS
+register = PARSERS.register
+"""``@register("vllm")``: register a parser class under its module's file name (one instance). Refuses duplicates."""
 
 
 def detect(text: str, source: str = "") -> BenchParser:
     """The parser whose format ``text`` is in; `BenchFormatError` naming the formats tried when none fits."""
-    parsers = load_builtin()
     head = text[:SNIFF_CHARS]
-    for parser in parsers.values():
-        if parser.sniff(head):
-            return parser
+    parser = PARSERS.first(lambda p: p.sniff(head))
+    if parser is not None:
+        return parser
     first = next((i + 1 for i, line in enumerate(text.splitlines()) if line.strip()), 0)
     shown = text.strip().splitlines()[0][:80] if text.strip() else "(empty file)"
     raise BenchFormatError(
-        f"matches no known benchmark format (tried {', '.join(parsers)}); it starts with {shown!r}. Expected SGLang "
+        f"matches no known benchmark format (tried {', '.join(PARSERS.names())}); it starts with {shown!r}. Expected SGLang "
         "bench_serving output, vLLM benchmark JSON / printed summary, llama-benchy results or progress JSONL, "
         "AIPerf profile_export.jsonl, genai-perf profile_export.json or an InferenceX result",
         source,
@@ -84,11 +70,8 @@ def detect(text: str, source: str = "") -> BenchParser:
 
 
 def parser_named(name: str) -> BenchParser:
-    parsers = load_builtin()
-    try:
-        return parsers[name.replace("-", "_")]
-    except KeyError:
-        raise BenchFormatError(f"unknown benchmark format {name!r}; known: {', '.join(parsers)}") from None
+    """The parser named ``name`` (``-`` read as ``_``); `BenchFormatError` naming the known formats otherwise."""
+    return PARSERS.get(name)
 
 
 def parse_text(text: str, source: str = "<text>", fmt: str | None = None) -> list[ParsedRun]:

@@ -69,7 +69,7 @@ def bench(
         if dry_run:
             runs = parse_bench_files(files, **kwargs)
         else:
-            from telemetry.store.base import open_store
+            from telemetry.store.factory import open_store
 
             st = open_store(store)
             try:
@@ -117,7 +117,7 @@ def telemetry(
         if dry_run:
             frames = parse_telemetry_files(files, node=node, tz=tz, fmt=fmt)
         else:
-            from telemetry.store.base import open_store
+            from telemetry.store.factory import open_store
 
             st = open_store(store)
             try:

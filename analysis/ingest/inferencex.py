@@ -18,7 +18,6 @@ from analysis.ingest import _serving as sv
 from analysis.ingest.base import integer, json_documents, looks_like_json, number, register
 from analysis.ingest.errors import BenchFormatError
 from analysis.ingest.model import ParsedRun
-from analysis.ingest.vllm import json_run
 
 _MARK = re.compile(r'"(benchmark_start_time_unix|tput_per_gpu|output_tput_per_gpu|infmax_model_prefix)"\s*:')
 _AGG_LAT = re.compile(r"^(?P<stat>mean|median|std|min|max|p\d+(?:\.\d+)?)_(?P<metric>ttft|tpot|itl|e2el)$")
@@ -43,7 +42,7 @@ class InferencexParser:
                 if "tput_per_gpu" in obj or "output_tput_per_gpu" in obj:
                     runs.append(aggregate_run(obj, src, line))
                 else:
-                    runs.append(json_run(obj, src, line, "inferencex"))
+                    runs.append(sv.json_run(obj, src, line, "inferencex"))
         return runs
 
 

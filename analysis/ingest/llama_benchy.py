@@ -26,6 +26,7 @@ from analysis.ingest.model import ParsedRun, raw_requests, summary_from_requests
 
 PROGRESS_SCHEMA = "llama-benchy-progress.v1"
 START_KEYS = ("model", "prompt_size", "response_size", "context_size", "concurrency")
+END_KEYS = ("total_tokens", "prompt_tokens")
 _MD_HEADER = re.compile(r"^\|\s*model\s*\|\s*test\s*\|", re.IGNORECASE | re.MULTILINE)
 _CSV_HEADER = re.compile(r"^\s*model,test_name,", re.IGNORECASE)
 _JSON_MARK = re.compile(r'"(latency_mode|tg_throughput|pp_throughput)"\s*:')
@@ -301,6 +302,9 @@ def progress_runs(text: str, source: str) -> list[ParsedRun]:
             r["token_ts"].append(ts)
             r["token_counts"].append(integer(ev.get("count"), "count", source, line) or 0)
         else:
+            absent = [k for k in END_KEYS if k not in ev]
+            if absent:  # a corrupt key must not read as "no prompt tokens"
+                raise BenchFormatError(f"request_end: expected keys {absent}", source, line)
             r["end"] = ts
             r["total_tokens"] = integer(ev.get("total_tokens"), "total_tokens", source, line)
             r["prompt_tokens"] = integer(ev.get("prompt_tokens"), "prompt_tokens", source, line)

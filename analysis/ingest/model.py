@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -446,8 +446,3 @@ def load_tokens(store: Any, run_id: str) -> pl.DataFrame:
         requests = load_requests(store, run_id)
         return pl.DataFrame(schema=TOKENS_SCHEMA) if requests is None else tokens_frame(requests)
     return frame
-
-
-def concat_tokens(runs: Iterable[Run]) -> pl.DataFrame:
-    frames = [tokens_frame(r) for r in runs]
-    return pl.concat(frames) if frames else pl.DataFrame(schema=TOKENS_SCHEMA)

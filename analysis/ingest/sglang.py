@@ -41,7 +41,7 @@ class SglangParser:
     def parse(self, text: str, source: str) -> list[ParsedRun]:
         if looks_like_json(text[:4096]):
             return [self._json_run(obj, source, line) for line, obj in json_documents(text, source)]
-        return [printed_run(b, source, "sglang") for b in sv.printed_blocks(text, source)]
+        return [sv.printed_run(b, source, "sglang") for b in sv.printed_blocks(text, source)]
 
     def _json_run(self, obj: Any, source: str, line: int) -> ParsedRun:
         if not isinstance(obj, Mapping):
@@ -74,11 +74,3 @@ class SglangParser:
             requests=requests,
             clock="none",
         )
-
-
-def printed_run(block: sv.PrintedBlock, source: str, tool: str) -> ParsedRun:
-    extra: dict[str, Any] = {"format": "printed", **block.extra}
-    if block.title:
-        extra["title"] = block.title
-    meta = {**block.meta, "extra": extra}
-    return ParsedRun(tool=tool, source=f"{source}:{block.line}", summary=block.summary, meta=meta)

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from telemetry.cli import app
-from telemetry.store.base import open_store
+from telemetry.store.factory import open_store
 from tests.conftest import NEIGHBORSCOPE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +45,8 @@ def test_a_bad_config_is_one_line_not_a_traceback(tmp_path):
     cfg.write_text('[agent]\ncadence_s = 0.001\n')
     proc = subprocess.run([*NEIGHBORSCOPE, "agent", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert "agent.cadence_s" in proc.stderr and "Traceback" not in proc.stderr
+    assert "agent.toml: [agent] cadence_s: 0.001 s is outside" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1
 
 
 def node_config(tmp_path: Path, url: str) -> Path:

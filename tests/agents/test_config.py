@@ -49,22 +49,52 @@ cmdline = "sglang"
 
 
 @pytest.mark.parametrize(
-    ("raw", "where"),
+    ("raw", "message"),
     [
-        ({"agent": {"cadence_s": 0.01}}, "agent.cadence_s"),
-        ({"samplers": {"host": {"cadence_s": 0.05}}}, "samplers.host.cadence_s"),
-        ({"samplers": {"gpu": {}}}, "samplers"),
-        ({"samplers": {"nvml": {"enabled": "yes"}}}, "samplers.nvml.enabled"),
-        ({"groups": {"a": ["gpu0"], "b": ["gpu0"]}}, "groups.b"),
-        ({"collector": {"uri": "x"}}, "collector"),
-        ({"node": "bad node!"}, "node"),
-        ({"groups": {"a": "gpu3..gpu1"}}, "groups.a"),
+        ({"agent": {"cadence_s": 0.01}}, "agent.toml: [agent] cadence_s: 0.01 s is outside 0.1 .. 3600.0 s"),
+        ({"samplers": {"host": {"cadence_s": 0.05}}}, "agent.toml: [samplers.host] cadence_s: 0.05 s is outside"),
+        ({"samplers": {"gpu": {}}}, "agent.toml: [samplers] unknown sampler(s) ['gpu']; known: nvml, "),
+        ({"samplers": {"nvml": {"enabled": "yes"}}}, 'agent.toml: [samplers.nvml] enabled: must be true, false or "auto"'),
+        ({"samplers": {"nvml": {"enabled": 1}}}, 'agent.toml: [samplers.nvml] enabled: must be true, false or "auto"'),
+        ({"groups": {"a": ["gpu0"], "b": ["gpu0"]}}, "agent.toml: [groups] device 'gpu0' is in both group 'a' and 'b'"),
+        ({"collector": {"uri": "x"}}, "agent.toml: [collector] unknown key(s) ['uri'] (known: url, token, token_file,"),
+        ({"collector": {"timeout_s": "5"}}, "agent.toml: [collector] timeout_s: Input should be a valid number"),
+        ({"agent": {"flush_s": 0.01}}, "agent.toml: [agent] flush_s: Input should be greater than or equal to 0.05"),
+        ({"agent": {"metrics_port": True}}, "agent.toml: [agent] metrics_port: Input should be a valid integer"),
+        ({"node": "bad node!"}, "agent.toml: node name 'bad node!' is not valid"),
+        ({"groups": {"a": "gpu3..gpu1"}}, "agent.toml: [groups] a: bad device range 'gpu3..gpu1'"),
+        ({"tenants": {"group": "g"}}, "agent.toml: tenants: must be a list of rules ([[tenants]])"),
+        ({"nodes": "n2"}, "agent.toml: unknown key(s) ['nodes'] (known: node, collector, agent, groups, samplers,"),
     ],
 )
-def test_bad_configs_say_what_and_where(raw, where):
+def test_bad_configs_say_what_and_where_in_one_sentence(raw, message):
     with pytest.raises(ConfigError) as exc:
         parse_config({"node": "n1", **raw} if "node" not in raw else raw)
-    assert where in str(exc.value)
+    assert str(exc.value).startswith(message)
+    assert "\n" not in str(exc.value)  # one problem, one line: no tuple, no pydantic dump
+
+
+def test_a_config_error_names_the_file_it_came_from(tmp_path):
+    path = tmp_path / "node7.toml"
+    path.write_text("[agent]\ncadence_s = 0.01\n")
+    with pytest.raises(ConfigError, match=r"^.*node7\.toml: \[agent\] cadence_s: 0\.01 s is outside"):
+        load_config(path)
+
+
+def test_an_unreadable_token_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[collector\] token_file: cannot read the token file .*nope"):
+        parse_config({"node": "n1", "collector": {"token_file": "nope"}}, tmp_path)
+
+
+def test_unset_keys_take_the_defaults():
+    cfg = parse_config({"node": "n1", "agent": {"flush_s": 2}})
+    assert cfg.flush_s == 2.0 and cfg.cadence_s == 1.0 and cfg.timeout_s == 10.0
+    assert cfg.spool_dir is not None and cfg.spool_max_bytes == 256 * 2**20 and cfg.metrics_port == 0
+
+
+def test_sampler_options_pass_through_to_the_sampler():
+    cfg = parse_config({"node": "n1", "samplers": {"hwmon": {"flit_bytes": 4, "devices": "tt0..tt1"}}})
+    assert cfg.samplers["hwmon"].options == {"flit_bytes": 4, "devices": ["tt0", "tt1"]}
 
 
 def test_invalid_toml_names_the_file(tmp_path):

@@ -57,7 +57,12 @@ def test_a_batch_larger_than_the_spool_is_dropped(make_spool):
 
 def test_removing_a_missing_key_is_not_an_error(make_spool):
     s = make_spool()
+    s.append(b"a")
+    s.append(b"bb")
+    used, dropped = s.bytes_used, s.dropped_total
     s.remove("nope")
+    assert len(s) == 2 and s.bytes_used == used and s.dropped_total == dropped
+    assert drain(s) == [b"a", b"bb"]  # the other entries are intact, still in order
 
 
 def test_disk_spool_survives_a_restart_in_order(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 
 from agents.samplers.base import SamplerBase
 from agents.tick import SamplerRunner, TickClock, Ticker, stamp_rows
@@ -104,7 +103,8 @@ def test_a_slow_sampler_never_delays_the_others_and_its_skips_are_counted():
     def stamp(rows, ts_ns):
         return stamp_rows(rows, ts_ns, {})
 
-    slow = SamplerRunner(SlowSampler(gate), 1, sink, stamp)
+    reads = iter([10.0, 10.25])  # the slow read starts at 10 s and ends at 10.25 s on its monotonic clock
+    slow = SamplerRunner(SlowSampler(gate), 1, sink, stamp, mono=lambda: next(reads))
     fast = SamplerRunner(FastSampler(), 1, sink, stamp)
     try:
         for k in range(3):
@@ -122,7 +122,7 @@ def test_a_slow_sampler_never_delays_the_others_and_its_skips_are_counted():
         slow_rows = [r for rows in got for r in rows.get("host", []) if "load1" in r]
         assert [r["time"] for r in slow_rows] == [1_000_000_000]  # stamped with the tick it was given
         health = [r for rows in got for r in rows.get("agent", []) if r["sampler"] == "slow"][-1]
-        assert health["ok"] is True and health["latency_ms"] > 0
+        assert health["ok"] is True and health["latency_ms"] == 250.0
     finally:
         gate.set()
         slow.stop()
@@ -159,12 +159,32 @@ def test_stamping_gives_rows_the_tick_time_and_the_configured_group():
     assert out["accel_event"][0]["time"] == 5  # events keep their own time
 
 
-def test_real_ticker_stops_promptly():
-    stop = threading.Event()
+def test_ticks_stop_when_the_stop_event_is_set_during_a_tick():
+    ft = FakeTime()
+    stop = FakeStop(ft)
+    stamps: list[int] = []
+
+    def on_tick(k: int, ts_ns: int) -> None:
+        stamps.append(ts_ns)
+        if len(stamps) == 3:
+            stop.set()
+
+    Ticker(0.5, TickClock(wall=ft.wall, mono=ft.mono)).run(on_tick, stop)
+    assert [b - a for a, b in itertools.pairwise(stamps)] == [500_000_000, 500_000_000]
+
+
+def test_real_ticker_stops_while_waiting_for_the_next_tick():
+    """The next tick is an hour away: the ticker must leave its wait when stop is set, not when the hour ends."""
+    stop, first = threading.Event(), threading.Event()
     ticks: list[int] = []
-    t = threading.Thread(target=Ticker(0.05).run, args=(lambda k, ts: ticks.append(ts), stop))
+
+    def on_tick(k: int, ts_ns: int) -> None:
+        ticks.append(k)
+        first.set()
+
+    t = threading.Thread(target=Ticker(3600.0, align=False).run, args=(on_tick, stop))
     t.start()
-    time.sleep(0.3)
+    assert first.wait(10)
     stop.set()
-    t.join(2)
-    assert not t.is_alive() and len(ticks) >= 2
+    t.join(10)
+    assert not t.is_alive() and ticks == [0]

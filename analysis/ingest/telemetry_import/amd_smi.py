@@ -6,21 +6,17 @@ edge -> temp_c, gfx_usage / gfx_activity -> util_pct, gfx_0_clk -> sm_clock_mhz,
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 
 from analysis.ingest.errors import TelemetryFormatError
 from analysis.ingest.telemetry_import.base import (
     Frames,
+    accel_value,
+    csv_records,
     parse_time_ns,
     register,
-    text_of,
-    unit_factor,
-    value_and_unit,
     wide_frame,
 )
-from telemetry.schema import ACCEL
 
 PATTERNS: tuple[tuple[str, str, str | None], ...] = (
     (r"(current_)?socket_power|power_usage|average_socket_power|power", "power_w", "W"),
@@ -60,11 +56,7 @@ class AmdSmiFormat:
     def parse(self, data: bytes, source: str, node: str | None, tz: str | None) -> Frames:
         if not node:
             raise TelemetryFormatError("amd-smi logs do not name their node: expected --node NODE", source)
-        reader = csv.reader(io.StringIO(text_of(data, source)), skipinitialspace=True)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise TelemetryFormatError("empty file: expected an amd-smi CSV header", source, 1) from None
+        header, rows = csv_records(data, source, "amd-smi")
         cols: list[tuple[str, str | None]] = []
         for h in header:
             m = _HEADER.match(h)
@@ -76,14 +68,7 @@ class AmdSmiFormat:
         mapped = {n: field_of(n) for n in names}
         fields = sorted({f[0] for f in mapped.values() if f})
         out: dict[str, list] = {"time": [], "node": [], "device": [], "vendor": []} | {f: [] for f in fields}
-        for row in reader:
-            line = reader.line_num
-            if not row or not any(c.strip() for c in row):
-                continue
-            if len(row) != len(cols):
-                raise TelemetryFormatError(
-                    f"expected {len(cols)} fields as in the header, got {len(row)} (truncated line?)", source, line
-                )
+        for line, row in rows:
             rec: dict[str, object] = dict.fromkeys(fields)
             rec.update({"node": node, "vendor": "amd", "device": None})
             for (name, unit), cell in zip(cols, row, strict=True):
@@ -93,13 +78,7 @@ class AmdSmiFormat:
                     rec["device"] = f"gpu{cell.strip()}" if cell.strip() else None
                 elif mapped.get(name) and rec.get(mapped[name][0]) is None:
                     field, default_unit = mapped[name]
-                    parsed = value_and_unit(cell)
-                    if parsed is None:
-                        raise TelemetryFormatError(f"{name}: expected a number, got {cell.strip()!r}", source, line)
-                    v, vunit = parsed
-                    if v is not None:
-                        target = ACCEL.field_index[field].unit
-                        rec[field] = v * unit_factor(vunit or unit or default_unit, target, name, source, line)
+                    rec[field] = accel_value(cell, unit or default_unit, field, name, source, line)
             for k in out:
                 out[k].append(rec.get(k))
         if not out["time"]:

@@ -6,20 +6,24 @@ converted to the field's unit; the importer writes them through the store protoc
 
 from __future__ import annotations
 
-import importlib
+import csv
+import io
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import ClassVar, Protocol, TypeVar
+from typing import ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from analysis.ingest.errors import TelemetryFormatError
+from telemetry.registry import Registry
+from telemetry.schema import ACCEL
 
 BUILTIN = ("line_protocol", "nvidia_smi", "amd_smi", "long_format")
+"""The built-in formats (module file stems), one line per plugin, in detection order."""
 
 Frames = dict[str, pl.DataFrame]
 
@@ -32,36 +36,23 @@ class TelemetryFormat(Protocol):
     def parse(self, data: bytes, source: str, node: str | None, tz: str | None) -> Frames: ...
 
 
-P = TypeVar("P")
-FORMATS: dict[str, TelemetryFormat] = {}
+FORMATS: Registry[TelemetryFormat] = Registry(
+    "telemetry format", "analysis.ingest.telemetry_import", BUILTIN, build=lambda cls: cls(), error=TelemetryFormatError
+)
+"""Every telemetry file format by name (its module's file stem), in detection order; built-ins imported on first use."""
 
-
-def register(name: str) -> Callable[[type[P]], type[P]]:
-    def deco(cls: type[P]) -> type[P]:
-        if name in FORMATS and type(FORMATS[name]) is not cls:
-            raise ValueError(f"telemetry format {name!r} registered twice")
-        cls.name = name  # type: ignore[attr-defined]
-        FORMATS[name] = cls()  # type: ignore[assignment]
-        return cls
-
-    return deco
-
-
-def load_builtin() -> dict[str, TelemetryFormat]:
-    for module in BUILTIN:
-        importlib.import_module(f"analysis.ingest.telemetry_import.{module}")
-    return {name: FORMATS[name] for name in BUILTIN} | FORMATS
+register = FORMATS.register
+"""``@register("nvidia_smi")``: register a format class under its module's file name (one instance)."""
 
 
 def detect(data: bytes, source: str) -> TelemetryFormat:
-    formats = load_builtin()
     head = data[:65536]
-    for fmt in formats.values():
-        if fmt.sniff(head):
-            return fmt
+    fmt = FORMATS.first(lambda f: f.sniff(head))
+    if fmt is not None:
+        return fmt
     first = head.split(b"\n", 1)[0][:80].decode("utf-8", "replace")
     raise TelemetryFormatError(
-        f"matches no telemetry format (tried {', '.join(formats)}); it starts with {first!r}. Expected InfluxDB line "
+        f"matches no telemetry format (tried {', '.join(FORMATS.names())}); it starts with {first!r}. Expected InfluxDB line "
         "protocol, a long CSV / Parquet with columns time,node,device,metric,value, nvidia-smi --query-gpu "
         "--format=csv output or amd-smi metric --csv output",
         source,
@@ -70,11 +61,8 @@ def detect(data: bytes, source: str) -> TelemetryFormat:
 
 
 def format_named(name: str) -> TelemetryFormat:
-    formats = load_builtin()
-    try:
-        return formats[name.replace("-", "_")]
-    except KeyError:
-        raise TelemetryFormatError(f"unknown telemetry format {name!r}; known: {', '.join(formats)}") from None
+    """The format named ``name`` (``-`` read as ``_``); `TelemetryFormatError` naming the known formats otherwise."""
+    return FORMATS.get(name)
 
 
 def parse_file(path: str | Path, *, node: str | None = None, tz: str | None = None, fmt: str | None = None) -> Frames:
@@ -179,6 +167,42 @@ def parse_time_ns(text: str, tz: str | None, what: str, source: str, line: int) 
         return local_epoch_ns(datetime.fromisoformat(s.replace("Z", "+00:00")), tz)
     except ValueError:
         raise TelemetryFormatError(f"{what}: expected a timestamp, got {s!r}", source, line) from None
+
+
+def csv_records(data: bytes, source: str, tool: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """A vendor tool's CSV log: its header cells and an iterator of (line, row) for each non-blank row, every row
+    as wide as the header (`TelemetryFormatError` for an empty file or a truncated row)."""
+    reader = csv.reader(io.StringIO(text_of(data, source)), skipinitialspace=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise TelemetryFormatError(f"empty file: expected an {tool} CSV header", source, 1) from None
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        for row in reader:
+            if not row or not any(c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                raise TelemetryFormatError(
+                    f"expected {len(header)} fields as in the header, got {len(row)} (truncated line?)",
+                    source,
+                    reader.line_num,
+                )
+            yield reader.line_num, row
+
+    return header, rows()
+
+
+def accel_value(cell: str, unit: str | None, field: str, what: str, source: str, line: int) -> float | None:
+    """A CSV cell (``250.12 W``, ``N/A``, ``42``) as ``field``'s value in its schema unit; ``unit`` is the column's
+    when the cell has none. None for a value the tool could not give; `TelemetryFormatError` for a non-number."""
+    parsed = value_and_unit(cell)
+    if parsed is None:
+        raise TelemetryFormatError(f"{what}: expected a number, got {cell.strip()!r}", source, line)
+    v, vunit = parsed
+    if v is None:
+        return None
+    return v * unit_factor(vunit or unit, ACCEL.field_index[field].unit, what, source, line)
 
 
 def wide_frame(columns: Mapping[str, list], measurement: str, source: str) -> pl.DataFrame:

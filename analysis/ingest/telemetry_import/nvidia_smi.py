@@ -6,21 +6,17 @@ one as ``gpu_metrics.csv`` beside each run) -> ``accel`` rows, units converted (
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 
 from analysis.ingest.errors import TelemetryFormatError
 from analysis.ingest.telemetry_import.base import (
     Frames,
+    accel_value,
+    csv_records,
     parse_time_ns,
     register,
-    text_of,
-    unit_factor,
-    value_and_unit,
     wide_frame,
 )
-from telemetry.schema import ACCEL
 
 # query name -> schema field
 FIELDS = {
@@ -75,11 +71,7 @@ class NvidiaSmiFormat:
     def parse(self, data: bytes, source: str, node: str | None, tz: str | None) -> Frames:
         if not node:
             raise TelemetryFormatError("nvidia-smi logs do not name their node: expected --node NODE", source)
-        reader = csv.reader(io.StringIO(text_of(data, source)), skipinitialspace=True)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise TelemetryFormatError("empty file: expected an nvidia-smi CSV header", source, 1) from None
+        header, rows = csv_records(data, source, "nvidia-smi")
         cols = []
         for h in header:
             m = _HEADER.match(h)
@@ -94,14 +86,7 @@ class NvidiaSmiFormat:
         fields |= {THROTTLE[n.rsplit(".", 1)[1]] for n in names if "reasons." in n and n.rsplit(".", 1)[1] in THROTTLE}
         for f in fields:
             out[f] = []
-        for row in reader:
-            line = reader.line_num
-            if not row or not any(c.strip() for c in row):
-                continue
-            if len(row) != len(cols):
-                raise TelemetryFormatError(
-                    f"expected {len(cols)} fields as in the header, got {len(row)} (truncated line?)", source, line
-                )
+        for line, row in rows:
             rec: dict[str, object] = dict.fromkeys(fields)
             rec.update({"node": node, "device": None, "vendor": "nvidia", "model": None, "pci_bus": None})
             for (name, unit), cell in zip(cols, row, strict=True):
@@ -111,14 +96,9 @@ class NvidiaSmiFormat:
                     v = cell.strip()
                     rec[TAGS[name]] = (f"gpu{v}" if name == "index" else v) or None
                 elif name in FIELDS:
-                    parsed = value_and_unit(cell)
-                    if parsed is None:
-                        raise TelemetryFormatError(f"{name}: expected a number, got {cell.strip()!r}", source, line)
-                    v, vunit = parsed
-                    if v is not None:
-                        field = FIELDS[name]
-                        target = ACCEL.field_index[field].unit
-                        rec[field] = v * unit_factor(vunit or unit, target, name, source, line)
+                    value = accel_value(cell, unit, FIELDS[name], name, source, line)
+                    if value is not None:
+                        rec[FIELDS[name]] = value
                 elif name.endswith("reasons.active"):
                     s = cell.strip()
                     if s.lower() not in ("", "[n/a]", "[not supported]"):

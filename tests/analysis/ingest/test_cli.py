@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from analysis.ingest import load_run
 from analysis.ingest.cli import app
-from telemetry.store.base import open_store
+from telemetry.store.factory import open_store
 from tests.analysis.ingest.fake_bench import fake_workload, vllm_detailed, write_json
 
 BENCH = Path(__file__).resolve().parents[2] / "fixtures" / "bench"

@@ -143,3 +143,10 @@ def test_corruption_gives_an_error_or_no_wrong_number(name: str, data: st.DataOb
 def test_unknown_content_is_a_clear_error(text: str) -> None:
     with pytest.raises(BenchFormatError, match=rf"^{SOURCE}"):
         parse_text(text, SOURCE)
+
+
+def test_a_corrupt_key_in_a_request_end_is_an_error_not_a_missing_count() -> None:
+    text = TEXTS["llama-benchy progress (2 requests)"]
+    damaged = text.replace('"prompt_tokens"', '"prompt_toxkens"', 1)
+    with pytest.raises(BenchFormatError, match=r"request_end: expected keys \['prompt_tokens'\]"):
+        parse_text(damaged, SOURCE)

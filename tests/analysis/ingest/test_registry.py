@@ -9,7 +9,8 @@ import pytest
 
 import analysis.ingest as ingest_pkg
 from analysis.ingest import base
-from analysis.ingest.base import BenchParser, detect, load_builtin, parse_file
+from analysis.ingest.base import PARSERS, BenchParser, detect, parse_file, parser_named
+from analysis.ingest.errors import BenchFormatError, TelemetryFormatError
 from analysis.ingest.telemetry_import import base as tbase
 
 INGEST = Path(ingest_pkg.__file__).parent
@@ -18,19 +19,38 @@ NOT_PARSERS = {"__init__", "base", "model", "errors", "cli", "importer", "timing
 
 
 def test_every_parser_module_is_registered_under_its_file_name() -> None:
-    parsers = load_builtin()
     modules = {p.stem for p in INGEST.glob("*.py")} - NOT_PARSERS
-    assert modules == set(base.BUILTIN) == set(parsers)
-    for name, parser in parsers.items():
+    assert modules == set(base.BUILTIN) == set(PARSERS.names())
+    for name, parser in PARSERS.items():
         assert parser.name == name
         assert isinstance(parser, BenchParser)
 
 
 def test_every_telemetry_format_is_registered_under_its_file_name() -> None:
-    formats = tbase.load_builtin()
     modules = {p.stem for p in (INGEST / "telemetry_import").glob("*.py")} - {"__init__", "base"}
-    assert modules == set(tbase.BUILTIN) == set(formats)
-    assert all(f.name == n for n, f in formats.items())
+    assert modules == set(tbase.BUILTIN) == set(tbase.FORMATS.names())
+    assert all(f.name == n for n, f in tbase.FORMATS.items())
+
+
+def test_parsers_import_no_other_parser() -> None:
+    """What two parsers share lives in a shared module (``_serving``), so each parser stands alone."""
+    for module in base.BUILTIN:
+        text = (INGEST / f"{module}.py").read_text()
+        others = [m for m in base.BUILTIN if m != module and f"analysis.ingest.{m} import" in text]
+        assert not others, f"{module} imports {others}"
+
+
+def test_detection_tries_the_more_specific_formats_first() -> None:
+    assert PARSERS.names() == list(base.BUILTIN)
+    assert PARSERS.names().index("inferencex") < PARSERS.names().index("vllm")
+
+
+def test_an_unknown_format_name_is_refused_naming_the_known_ones() -> None:
+    assert parser_named("llama-benchy").name == "llama_benchy"
+    with pytest.raises(BenchFormatError, match=r"unknown benchmark format 'nope'; known: aiperf, llama_benchy, "):
+        parser_named("nope")
+    with pytest.raises(TelemetryFormatError, match=r"unknown telemetry format 'nope'; known: line_protocol, "):
+        tbase.format_named("nope")
 
 
 @pytest.mark.parametrize("path", sorted(p for p in BENCH.glob("*/*") if p.suffix != ".md" or "benchy" in p.name))

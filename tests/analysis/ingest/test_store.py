@@ -9,7 +9,7 @@ import pytest
 
 from analysis.ingest import import_bench_files, list_runs, load_requests, load_run, load_tokens, tokens_frame
 from telemetry.errors import StoreError
-from telemetry.store.base import open_store
+from telemetry.store.factory import open_store
 from tests.analysis.ingest.fake_bench import aiperf_records, fake_workload, write_jsonl
 
 SEED000 = (

@@ -12,7 +12,7 @@ from analysis.ingest.errors import TelemetryFormatError
 from analysis.ingest.telemetry_import import import_telemetry_files, parse_telemetry_files
 from telemetry.line_protocol import encode
 from telemetry.schema import conform
-from telemetry.store.base import open_store
+from telemetry.store.factory import open_store
 
 T0 = 1_772_841_600_000_000_000
 
