@@ -5,11 +5,14 @@ Public API::
     from analysis.analyze import analyze, analyze_frames, analyze_bench_files, AnalysisResult
 
     res = analyze(store, victim="hive0")                      # reads the store (lazy scans), then analyze_frames
-    res = analyze_frames(runs, requests, tokens, victim="hive0", accel=..., host=..., host_core=..., tenant=...,
-                         run_events=..., topology=topo_frame)  # pure: frames in
+    res = analyze_frames(runs, requests, tokens, victim="hive0",      # pure: frames in
+                         telemetry=TelemetryFrames(accel=..., host=..., host_core=..., tenant=..., run_events=...,
+                                                   topology=topo_frame),
+                         options=AnalysisOptions(seed=0))
     res = analyze_bench_files(["seed000.txt"], blocks=[("baseline", "hive0"), ("dual", "hive0"), ...])
     res.phases        # pl.DataFrame, analysis.degradation.PHASE_COLUMNS
-    res.antagonists   # pl.DataFrame, analysis.attribution.ANTAGONIST_COLUMNS
+    res.antagonists   # pl.DataFrame, analysis.attribution.ANTAGONIST_COLUMNS (= res.attribution.antagonists)
+    res.attribution   # analysis.attribution.Attribution: index, activity, antagonists, suspects, notes (or None)
     res.notes         # tuple[str, ...]
     res.to_json()     # {"schema_version", "victim", "window_s", "phases": [...], "antagonists": [...], "notes": [...]}
 
@@ -29,25 +32,67 @@ from typing import Any
 import polars as pl
 
 from analysis import attribution as attr
-from analysis.align import Grid, align
+from analysis.align import align
 from analysis.degradation import PHASE_COLUMNS, Thresholds, phase_degradation, runs_frame
 from telemetry.errors import ConfigError
+from telemetry.store.base import TelemetryStore
+from telemetry.topology import lookup as topology_lookup
 
 SCHEMA_VERSION = 1
 TELEMETRY_PAD_S = 60.0
 
 
+Frame = pl.DataFrame | pl.LazyFrame
+
+
+@dataclass(frozen=True)
+class TelemetryFrames:
+    """The telemetry around the victim's runs (schema frames, eager or lazy; None = not collected), the
+    ``run_event`` switch_on / switch_off rows of a randomised schedule, and the topology
+    (`telemetry.topology.TOPOLOGY_COLUMNS`)."""
+
+    accel: Frame | None = None
+    host: Frame | None = None
+    host_core: Frame | None = None
+    tenant: Frame | None = None
+    run_events: pl.DataFrame | None = None
+    topology: pl.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How to analyse: the baseline phase (one, or per group), the phase order, the degradation thresholds
+    (`analysis.degradation.Thresholds`; default seeded with ``seed``), the grid's window (None: chosen from the
+    data), circular shifts of the permutation test, and the seed."""
+
+    baseline: str | Mapping[str, str] | None = None
+    phase_order: Sequence[str] | None = None
+    thresholds: Thresholds | None = None
+    window_s: float | None = None
+    n_shifts: int = attr.N_SHIFTS
+    seed: int = 0
+
+
 @dataclass(frozen=True)
 class AnalysisResult:
-    """What `neighborscope analyze` reports. ``grid`` / ``index`` are kept for figures (None when not computed)."""
+    """What `neighborscope analyze` reports: the phase table, the notes, and the victim's `Attribution` (None
+    when attribution did not run: no victim, no per-token data or no telemetry; the notes say which)."""
 
     victim: str | None
     phases: pl.DataFrame
-    antagonists: pl.DataFrame
     notes: tuple[str, ...] = ()
-    window_s: float | None = None
-    grid: Grid | None = field(default=None, repr=False, compare=False)
-    index: pl.DataFrame | None = field(default=None, repr=False, compare=False)
+    attribution: attr.Attribution | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def antagonists(self) -> pl.DataFrame:
+        """The ranked antagonists (`analysis.attribution.ANTAGONIST_COLUMNS`; empty without attribution)."""
+        if self.attribution is None:
+            return pl.DataFrame(schema=attr.ANTAGONIST_COLUMNS)
+        return self.attribution.antagonists
+
+    @property
+    def window_s(self) -> float | None:
+        return None if self.attribution is None else self.attribution.window_s
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,35 +125,51 @@ def _clean(row: Mapping[str, Any]) -> dict[str, Any]:
 def analyze_frames(
     runs: pl.DataFrame,
     requests: pl.DataFrame | None = None,
-    tokens: pl.DataFrame | pl.LazyFrame | None = None,
+    tokens: Frame | None = None,
     *,
     victim: str | None = None,
-    accel: pl.DataFrame | pl.LazyFrame | None = None,
-    host: pl.DataFrame | pl.LazyFrame | None = None,
-    host_core: pl.DataFrame | pl.LazyFrame | None = None,
-    tenant: pl.DataFrame | pl.LazyFrame | None = None,
-    run_events: pl.DataFrame | None = None,
-    topology: pl.DataFrame | None = None,
-    baseline: str | Mapping[str, str] | None = None,
-    phase_order: Sequence[str] | None = None,
-    thresholds: Thresholds | None = None,
-    window_s: float | None = None,
-    n_shifts: int = attr.N_SHIFTS,
-    seed: int = 0,
+    telemetry: TelemetryFrames | None = None,
+    options: AnalysisOptions | None = None,
 ) -> AnalysisResult:
     """Phase table for the victim's group (every group when ``victim`` is None) and, when the victim has
-    per-token data and telemetry, the ranked antagonists. ``runs``: `analysis.degradation.runs_frame`."""
-    th = thresholds or Thresholds(seed=seed)
-    notes: list[str] = []
+    per-token data and telemetry, its `Attribution`. ``runs``: `analysis.degradation.runs_frame`."""
+    tel = telemetry or TelemetryFrames()
+    opt = options or AnalysisOptions()
+    th = opt.thresholds or Thresholds(seed=opt.seed)
     if runs.height == 0:
         raise ConfigError("no benchmark runs to analyse (check --store / --run / --phase / --victim)")
-    groups = [victim] if victim else None
     if victim and victim not in runs["group"].to_list():
         known = sorted(set(runs["group"].to_list()))
         raise ConfigError(f"no benchmark runs of group {victim!r}; groups with runs: {known}")
     tok_df = tokens.collect() if isinstance(tokens, pl.LazyFrame) else tokens
-    phases = phase_degradation(runs, requests, tok_df, baseline=baseline, phase_order=phase_order, groups=groups,
-                               thresholds=th)
+    phases = phase_degradation(runs, requests, tok_df, baseline=opt.baseline, phase_order=opt.phase_order,
+                               groups=[victim] if victim else None, thresholds=th)
+    notes = _phase_notes(runs, phases, victim, th)
+    attribution = None
+    if victim is None:
+        notes.append("no --victim: phase table for every group, no attribution")
+    elif tok_df is None or tok_df.height == 0 or requests is None or requests.height == 0:
+        notes.append(f"no per-token data for {victim}: attribution needs per-request / per-token benchmark output "
+                     "(summaries alone cannot be put on the telemetry grid)")
+    elif tel.accel is None and tel.tenant is None:
+        notes.append("no telemetry: attribution skipped")
+    else:
+        v_runs = runs.filter((pl.col("group") == victim) & pl.col("start").is_not_null() & pl.col("end").is_not_null())
+        ids = v_runs["run_id"].to_list()
+        grid = align(requests.filter(pl.col("run_id").is_in(ids)), tok_df.filter(pl.col("run_id").is_in(ids)), v_runs,
+                     accel=tel.accel, host=tel.host, host_core=tel.host_core, tenant=tel.tenant,
+                     window_s=opt.window_s)
+        bases = phases.filter(pl.col("group") == victim)["baseline_phase"].unique().to_list()
+        bphase = opt.baseline if isinstance(opt.baseline, str) else (bases[0] if bases else None)
+        attribution = attr.attribute(grid, victim, baseline_phase=bphase, topology=tel.topology,
+                                     run_events=tel.run_events, q=th.q, n_shifts=opt.n_shifts, seed=opt.seed)
+        notes.extend(attribution.notes)
+    return AnalysisResult(victim=victim, phases=phases, notes=tuple(notes), attribution=attribution)
+
+
+def _phase_notes(runs: pl.DataFrame, phases: pl.DataFrame, victim: str | None, th: Thresholds) -> list[str]:
+    """What limits the phase table: groups with one phase only, comparisons without per-run uncertainty."""
+    notes = []
     for g in ([victim] if victim else runs["group"].unique(maintain_order=True).to_list()):
         n_ph = runs.filter(pl.col("group") == g)["phase"].n_unique()
         if n_ph < 2:
@@ -123,94 +184,21 @@ def analyze_frames(
             notes.append(f"{n} comparison(s) with one run per phase: block bootstrap over "
                          f"{th.bootstrap_window_s:g} s windows, low confidence (under-covers); K >= 5 runs per "
                          "phase give honest intervals")
-    antagonists = pl.DataFrame(schema=attr.ANTAGONIST_COLUMNS)
-    grid = index = None
-    win = None
-    if victim is None:
-        notes.append("no --victim: phase table for every group, no attribution")
-    elif tok_df is None or tok_df.height == 0 or requests is None or requests.height == 0:
-        notes.append(f"no per-token data for {victim}: attribution needs per-request / per-token benchmark output "
-                     "(summaries alone cannot be put on the telemetry grid)")
-    elif accel is None and tenant is None:
-        notes.append("no telemetry: attribution skipped")
-    else:
-        v_runs = runs.filter((pl.col("group") == victim) & pl.col("start").is_not_null() & pl.col("end").is_not_null())
-        ids = v_runs["run_id"].to_list()
-        v_req = requests.filter(pl.col("run_id").is_in(ids))
-        v_tok = tok_df.filter(pl.col("run_id").is_in(ids))
-        grid = align(v_req, v_tok, v_runs, accel=accel, host=host, host_core=host_core, tenant=tenant,
-                     window_s=window_s)
-        win = grid.window_s
-        notes.extend(grid.notes)
-        bases = phases.filter(pl.col("group") == victim)["baseline_phase"].unique().to_list()
-        bphase = baseline if isinstance(baseline, str) else (bases[0] if bases else None)
-        schedule = attr.switch_schedule(run_events, grid.window_s) if run_events is not None else None
-        sus = attr.suspects(victim, grid, topology)
-        if sus.height == 0:
-            notes.append(f"no co-tenant shares a resource with {victim} in the declared topology")
-        act = attr.suspect_activity(grid, sus, schedule)
-        base_mask = None
-        no_base = bphase is None or bphase not in grid.victim["phase"].to_list() or grid.victim["phase"].n_unique() < 2
-        if no_base and act.height:
-            # one continuous run: fit the load model on windows where no suspect is active
-            quiet = act.group_by("window_start").agg(pl.col("activity").max().alias("a"))
-            v = attr.victim_series(grid.victim).join(
-                quiet, on="window_start", how="left")
-            base_mask = (v["a"].fill_null(0.0) < 0.1).to_numpy()
-            notes.append("no baseline phase for the victim: its load model is fitted on windows where no "
-                         "suspect was active")
-        load_cols: tuple[str, ...] = attr.LOAD_COLS
-        if act.height and (act["design"] == "interventional").any():
-            # randomised on/off: the schedule is independent of the victim's own load, so the effect comes from
-            # on vs off windows with no load regression (the victim's load reacts to its slowdown: a bad control)
-            load_cols = ()
-            notes.append("interventional design: the interference index is the victim's slowdown against the "
-                         "windows with every switched co-tenant off, with no load model")
-        index = attr.interference_index(grid.victim, baseline_phase=bphase, baseline_mask=base_mask,
-                                        load_cols=load_cols)
-        vs = attr.victim_series(grid.victim)
-        no_p99 = int(vs["itl_ms_p99"].null_count()) if vs.height else 0
-        if no_p99:
-            notes.append(f"{no_p99} of {vs.height} victim windows have too few ITLs for a p99; the index uses "
-                         "their throughput only")
-        med = attr.mediators(grid, victim, topology, index["in_baseline"].to_numpy() if index.height else None)
-        med = index.select("window_start").join(med, on="window_start", how="left")
-        antagonists, more = attr.rank_antagonists(index, act, med, sus, victim=victim, window_s=grid.window_s,
-                                                  q=th.q, n_shifts=n_shifts, seed=seed)
-        notes.extend(more)
-        sig = antagonists.filter(pl.col("significant"))
-        if antagonists.height and sig.height == 0:
-            notes.append(f"no co-tenant significantly slows {victim} (q >= {th.q})")
-    return AnalysisResult(victim=victim, phases=phases, antagonists=antagonists, notes=tuple(notes), window_s=win,
-                          grid=grid, index=index)
+    return notes
 
 
 # ------------------------------------------------------------------------------------------------ I/O edges
 
 
-def _lazy_or_eager(store: Any, measurement: str, start: datetime, end: datetime,
-                   tags: Mapping[str, Any] | None = None) -> pl.DataFrame | pl.LazyFrame | None:
+def _lazy_or_eager(store: TelemetryStore, measurement: str, start: datetime, end: datetime,
+                   tags: Mapping[str, Any] | None = None) -> Frame | None:
+    """A lazy scan where the store scans lazily (embedded Parquet), else the rows (None when there are none)."""
     if measurement not in store.measurements():
         return None
-    if hasattr(store, "scan"):
+    if store.lazy_scan:
         return store.scan(measurement, start, end, tags=tags)
     frame = store.query(measurement, start, end, tags=tags)
     return frame if frame.height else None
-
-
-def load_topology(path: str | Path) -> pl.DataFrame:
-    """Read a topology file (the simulator's topology.json, or JSON / CSV / Parquet with device rows)."""
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"topology file {str(p)!r} does not exist")
-    if p.suffix == ".parquet":
-        return attr.topology_frame(pl.read_parquet(p))
-    if p.suffix == ".csv":
-        return attr.topology_frame(pl.read_csv(p))
-    try:
-        return attr.topology_frame(json.loads(p.read_text()))
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise ConfigError(f"{p}: not a topology JSON ({exc})") from None
 
 
 def analyze(
@@ -232,8 +220,8 @@ def analyze(
 ) -> AnalysisResult:
     """Read the runs (and their requests / tokens artifacts) and the telemetry around them from ``store``, then
     `analyze_frames`. Runs are selected by ``run_ids`` / ``phases`` / ``node`` / time range (a run counts when
-    it starts in [start, end)). A topology artifact ``topology/<node>`` in the store is used when ``topology``
-    is None."""
+    it starts in [start, end)). ``topology`` None: the lookup rule of `telemetry.topology.lookup` (the store's
+    ``topology/<node>`` artifact of the runs' node)."""
     from analysis.ingest.model import list_runs, load_requests, load_tokens
 
     tags: dict[str, Any] = {}
@@ -282,16 +270,11 @@ def analyze(
             if "run_event" in store.measurements() else None
         events = ev if ev is not None and ev.height else None
         if topology is None:
-            nodes = sorted({r.node for r in runs if r.node}) or [node or ""]
-            for n in nodes:
-                art = store.read_artifact(f"topology/{n}") if n else None
-                if art is not None and art.height:
-                    topology = attr.topology_frame(art)
-                    break
-    return analyze_frames(rf, requests, tokens, victim=victim, accel=accel, host=host, host_core=host_core,
-                          tenant=tenant, run_events=events, topology=topology, baseline=baseline,
-                          phase_order=phase_order, thresholds=thresholds, window_s=window_s, n_shifts=n_shifts,
-                          seed=seed)
+            found = topology_lookup(None, store, sorted({r.node for r in runs if r.node}) or [node or ""])
+            topology = found[0] if found else None
+    telemetry = TelemetryFrames(accel, host, host_core, tenant, events, topology)
+    options = AnalysisOptions(baseline, phase_order, thresholds, window_s, n_shifts, seed)
+    return analyze_frames(rf, requests, tokens, victim=victim, telemetry=telemetry, options=options)
 
 
 def _tokens_compat(tok: pl.DataFrame) -> pl.DataFrame:
@@ -357,8 +340,8 @@ def analyze_bench_files(
         from analysis.ingest.model import tokens_frame
 
         tokens = tokens_frame(requests)
-    res = analyze_frames(rf, requests, tokens, victim=None, baseline=baseline, phase_order=phase_order,
-                         thresholds=thresholds, seed=seed)
+    res = analyze_frames(rf, requests, tokens, options=AnalysisOptions(baseline, phase_order, thresholds,
+                                                                       seed=seed))
     if victim:
         if victim not in rf["group"].to_list():
             raise ConfigError(f"no block of group {victim!r}; groups: {sorted(set(rf['group'].to_list()))}")
@@ -367,12 +350,12 @@ def analyze_bench_files(
         phases = res.phases
     notes = [n for n in res.notes if not n.startswith("no --victim")]
     notes.append("benchmark files only: no telemetry, so no attribution")
-    return AnalysisResult(victim=victim, phases=phases, antagonists=res.antagonists, notes=tuple(notes))
+    return AnalysisResult(victim=victim, phases=phases, notes=tuple(notes))
 
 
 def empty_result(victim: str | None = None) -> AnalysisResult:
-    return AnalysisResult(victim, pl.DataFrame(schema=PHASE_COLUMNS), pl.DataFrame(schema=attr.ANTAGONIST_COLUMNS))
+    return AnalysisResult(victim, pl.DataFrame(schema=PHASE_COLUMNS))
 
 
-__all__ = ["AnalysisResult", "analyze", "analyze_bench_files", "analyze_frames", "bench_runs", "empty_result",
-           "load_topology", "parse_blocks"]
+__all__ = ["AnalysisOptions", "AnalysisResult", "TelemetryFrames", "analyze", "analyze_bench_files", "analyze_frames",
+           "bench_runs", "empty_result", "parse_blocks"]

@@ -2,7 +2,8 @@
 
 Public API (pure, frames in, frames out)::
 
-    topo = topology_frame(json.load(open("topology.json")))         # optional
+    topo = telemetry.topology.read_file("topology.json")           # optional (`telemetry.topology`)
+    res = attribute(grid, "hive0", baseline_phase="baseline", topology=topo)  # all of the below: `Attribution`
     sus = suspects("hive0", grid, topo)                               # who could interfere, and via what
     idx = interference_index(grid.victim, baseline_phase="baseline")  # load-adjusted victim slowdown
     act = suspect_activity(grid, sus, schedule=switch_schedule(run_events, grid.window_s))
@@ -47,14 +48,14 @@ itl_p99_effect_pct, itl_ci_low, itl_ci_high, p_value, q_value, share_explained, 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from analysis import stats
-from analysis.align import Grid, window_expr
+from analysis.align import Grid
 
 RESOURCES = ("pcie", "cpu", "thermal", "power")
 LAGS = (0, 1, 2, 3)
@@ -98,31 +99,6 @@ _SHARE_TO_RESOURCE = {"pcie_switch": "pcie", "socket": "cpu", "cooling_zone": "t
 
 
 # ------------------------------------------------------------------------------------------------ topology
-
-
-def topology_frame(doc: Mapping[str, Any] | pl.DataFrame) -> pl.DataFrame:
-    """Devices and the places they share: device, group, pcie_switch, socket, cooling_zone, power_zone.
-
-    Accepts the simulator's ``topology.json`` (``{"devices": [{"id", "group", "pcie_switch", "socket",
-    "cooling_zone", ...}]}``) or a frame with those columns (``id`` or ``device``). Host-only groups (a CPU job)
-    can be declared as ``{"groups": {"cpuhog": {"socket": 0}}}``: they share their socket.
-    """
-    if isinstance(doc, pl.DataFrame):
-        df = doc
-    else:
-        df = pl.DataFrame(list(doc.get("devices", [])), infer_schema_length=None) if doc.get("devices") else \
-            pl.DataFrame(schema={"device": pl.String})
-        extra = doc.get("groups") or {}
-        if extra:
-            host = pl.DataFrame([{"device": None, "group": g, **{k: v for k, v in spec.items()}}
-                                 for g, spec in extra.items()], infer_schema_length=None)
-            df = pl.concat([df.rename({"id": "device"}) if "id" in df.columns else df, host], how="diagonal_relaxed")
-    if "id" in df.columns and "device" not in df.columns:
-        df = df.rename({"id": "device"})
-    cols = []
-    for c in ("device", "group", "pcie_switch", "socket", "cooling_zone", "power_zone"):
-        cols.append(pl.col(c).cast(pl.String) if c in df.columns else pl.lit(None, dtype=pl.String).alias(c))
-    return df.select(cols)
 
 
 def suspects(victim: str, grid: Grid, topology: pl.DataFrame | None = None,
@@ -738,6 +714,65 @@ def _num(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
-def window_of(frame: pl.DataFrame, window_s: float, col: str = "time") -> pl.DataFrame:
-    """``frame`` with its ``col`` floored to the grid as ``window_start`` (helper for callers)."""
-    return frame.with_columns(window_expr(window_s, col).alias("window_start"))
+# ------------------------------------------------------------------------------------------------ the whole
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """What attribution found for one victim: ``index`` (`interference_index`: the victim's windows, its
+    itl_ms_p99 / output_tok_s and the interference ``index``), ``activity`` (`suspect_activity`: window_start,
+    suspect, activity 0..1, design), ``antagonists`` (`rank_antagonists`, `ANTAGONIST_COLUMNS`), ``suspects``
+    (`SUSPECT_COLUMNS`) and the notes of each step. ``grid`` is the aligned input (for callers that draw it)."""
+
+    victim: str
+    window_s: float
+    index: pl.DataFrame
+    activity: pl.DataFrame
+    antagonists: pl.DataFrame
+    suspects: pl.DataFrame
+    notes: tuple[str, ...] = ()
+    grid: Grid | None = field(default=None, repr=False, compare=False)
+
+
+def attribute(grid: Grid, victim: str, *, baseline_phase: str | None = None, topology: pl.DataFrame | None = None,
+              run_events: pl.DataFrame | None = None, q: float = 0.05, n_shifts: int = N_SHIFTS,
+              seed: int = 0) -> Attribution:
+    """Steps 1-5 of the module docstring on one victim's grid: suspects, their activity, the interference index
+    (against ``baseline_phase``, or the windows where no suspect is active when the victim has no baseline
+    phase; with no load model under a randomised schedule), mediators and the ranked antagonists."""
+    notes = list(grid.notes)
+    schedule = switch_schedule(run_events, grid.window_s) if run_events is not None else None
+    sus = suspects(victim, grid, topology)
+    if sus.height == 0:
+        notes.append(f"no co-tenant shares a resource with {victim} in the declared topology")
+    act = suspect_activity(grid, sus, schedule)
+    base_mask = None
+    phases = grid.victim["phase"]
+    if (baseline_phase is None or baseline_phase not in phases.to_list() or phases.n_unique() < 2) and act.height:
+        # one continuous run: fit the load model on windows where no suspect is active
+        quiet = act.group_by("window_start").agg(pl.col("activity").max().alias("a"))
+        v = victim_series(grid.victim).join(quiet, on="window_start", how="left")
+        base_mask = (v["a"].fill_null(0.0) < 0.1).to_numpy()
+        notes.append("no baseline phase for the victim: its load model is fitted on windows where no suspect was "
+                     "active")
+    load_cols: tuple[str, ...] = LOAD_COLS
+    if act.height and (act["design"] == "interventional").any():
+        # randomised on/off: the schedule is independent of the victim's own load, so the effect comes from on vs
+        # off windows with no load regression (the victim's load reacts to its slowdown: a bad control)
+        load_cols = ()
+        notes.append("interventional design: the interference index is the victim's slowdown against the windows "
+                     "with every switched co-tenant off, with no load model")
+    index = interference_index(grid.victim, baseline_phase=baseline_phase, baseline_mask=base_mask,
+                               load_cols=load_cols)
+    no_p99 = int(index["itl_ms_p99"].null_count()) if index.height else 0
+    if no_p99:
+        notes.append(f"{no_p99} of {index.height} victim windows have too few ITLs for a p99; the index uses their "
+                     "throughput only")
+    med = mediators(grid, victim, topology, index["in_baseline"].to_numpy() if index.height else None)
+    med = index.select("window_start").join(med, on="window_start", how="left")
+    ranked, more = rank_antagonists(index, act, med, sus, victim=victim, window_s=grid.window_s, q=q,
+                                    n_shifts=n_shifts, seed=seed)
+    notes.extend(more)
+    if ranked.height and not ranked["significant"].any():
+        notes.append(f"no co-tenant significantly slows {victim} (q >= {q})")
+    return Attribution(victim, grid.window_s, index, act, ranked, sus, tuple(notes), grid)

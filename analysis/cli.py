@@ -112,8 +112,9 @@ def analyze(
     from datetime import datetime
 
     from analysis.analyze import analyze as run_analysis
-    from analysis.analyze import analyze_bench_files, load_topology, parse_blocks
+    from analysis.analyze import analyze_bench_files, parse_blocks
     from analysis.degradation import Thresholds
+    from telemetry import topology as topo_file
 
     th = Thresholds(throughput_pct=tput_pct, p99_pct=p99_pct, p50_pct=p50_pct, slo_ttft_ms=slo_ttft,
                     slo_tpot_ms=slo_tpot, q=q, seed=seed)
@@ -123,9 +124,9 @@ def analyze(
             result = analyze_bench_files(bench, parse_blocks(blocks) if blocks else None, victim=victim,
                                          baseline=baseline, phase_order=order, thresholds=th, fmt=fmt, seed=seed)
         else:
-            from telemetry.store.base import open_store
+            from telemetry.store.factory import open_store
 
-            topo = load_topology(topology) if topology else None
+            topo = topo_file.read_file(topology) if topology else None
             st = open_store(store)
             try:
                 result = run_analysis(

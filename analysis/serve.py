@@ -71,7 +71,7 @@ class Jobs:
     def nightly(self) -> None:
         """The nightly report (subprocess), the nightly findings, then an alert evaluation."""
         from analysis.alerts.engine import refresh_degradation, refresh_nightly
-        from telemetry.store.base import open_store
+        from telemetry.store.factory import open_store
 
         self.runs["nightly"] += 1
         cmd = self.report_command()
@@ -118,7 +118,7 @@ class Jobs:
     def alerts(self) -> None:
         """One alert evaluation (errors are logged; the next minute tries again)."""
         from analysis.alerts.engine import evaluate_once
-        from telemetry.store.base import open_store
+        from telemetry.store.factory import open_store
 
         self.runs["alerts"] += 1
         st = open_store(self.opts.store)

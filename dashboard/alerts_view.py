@@ -1,15 +1,14 @@
-"""Alerts as the dashboard shows them: read from the alert engine's persisted state, flattened to frames.
+"""Alerts as the dashboard shows them: the alert engine's persisted state, flattened to frames.
 
-The state is the alert engine's ``state.json`` (`analysis.alerts.engine`, which writes each alert in Alertmanager's
-shape too): ``--alert-state`` (env ``NEIGHBORSCOPE_ALERT_STATE``, a file or the engine's state directory), else
-``alerts/state.json`` in or beside the store directory (the engine's default), or ``alert_state.json``. Alerts follow the Alertmanager shape (``labels``, ``annotations``,
-``startsAt``, ``endsAt``, ``status`` firing | resolved); silences have ``matchers``, ``startsAt``, ``endsAt``,
-``createdBy``, ``comment``.
+The state is read by the engine's own reader (`analysis.alerts.engine.read_state`) from its state directory:
+``--alert-state`` (env ``NEIGHBORSCOPE_ALERT_STATE``: the directory, or its ``state.json``), else ``alerts/`` in or
+beside the store directory (the engine's default). Alerts are shown in Alertmanager's shape (``labels``,
+``annotations``, ``startsAt``, ``endsAt``, ``status`` firing | resolved, as `Alert.to_dict` writes them);
+silences as their matchers, period, author and comment.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,12 +17,16 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
+from analysis.alerts import engine
+from analysis.alerts.rules import Silence
 from dashboard import data
+from telemetry.errors import ConfigError
 
-STATE_NAMES = ("alerts/state.json", "alert_state.json", "alerts.json")
 ALERT_SCHEMA = {"status": pl.String, "alertname": pl.String, "severity": pl.String, "node": pl.String,
                 "summary": pl.String, "starts_at": pl.Datetime("us", "UTC"), "ends_at": pl.Datetime("us", "UTC"),
                 "silenced": pl.Boolean, "labels": pl.String, "annotations": pl.String}
+SILENCE_SCHEMA = {"matchers": pl.String, "starts_at": pl.Datetime("us", "UTC"), "ends_at": pl.Datetime("us", "UTC"),
+                  "created_by": pl.String, "comment": pl.String}
 
 
 @dataclass(frozen=True)
@@ -66,51 +69,40 @@ def alerts_frame(items: list[dict[str, Any]], now: datetime | None = None) -> pl
     return pl.DataFrame(rows, schema=ALERT_SCHEMA).sort(["status", "starts_at"], descending=[False, True])
 
 
-def silences_frame(items: list[dict[str, Any]]) -> pl.DataFrame:
-    rows = []
-    for s in items:
-        matchers = s.get("matchers") or []
-        text = ", ".join(f"{m.get('name')}{'=~' if m.get('isRegex') else '='}{m.get('value')}" for m in matchers
-                         if isinstance(m, dict))
-        rows.append({"matchers": text, "starts_at": _when(s.get("startsAt")), "ends_at": _when(s.get("endsAt")),
-                     "created_by": s.get("createdBy"), "comment": s.get("comment")})
-    schema = {"matchers": pl.String, "starts_at": pl.Datetime("us", "UTC"), "ends_at": pl.Datetime("us", "UTC"),
-              "created_by": pl.String, "comment": pl.String}
-    return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+def silences_frame(items: list[Silence]) -> pl.DataFrame:
+    """The engine's silences as rows, matchers written as Alertmanager does (``name=value``, ``name=~regex``)."""
+    rows = [{"matchers": ", ".join(f"{k}={v}" if not v.startswith("~") else f"{k}=~{v[1:]}"
+                                   for k, v in sorted(s.matchers.items())),
+             "starts_at": data.utc(s.starts_at), "ends_at": data.utc(s.ends_at), "created_by": s.created_by or None,
+             "comment": s.comment or None} for s in items]
+    return pl.DataFrame(rows, schema=SILENCE_SCHEMA) if rows else pl.DataFrame(schema=SILENCE_SCHEMA)
 
 
 def find_state(settings: data.Settings) -> Path | None:
+    """The engine's state directory: ``--alert-state`` (a directory, or the ``state.json`` in one), else
+    ``alerts/`` in or beside the store directory when it holds a state file."""
     if settings.alert_state:
         p = Path(settings.alert_state)
-        return p / "state.json" if p.is_dir() else p
-    for name in STATE_NAMES:
-        for p in settings.beside_store(name):
-            if p.is_file():
-                return p
-    return None
+        return p.parent if p.name == engine.STATE_FILE else p
+    return next((p for p in settings.beside_store("alerts") if (p / engine.STATE_FILE).is_file()), None)
 
 
 @st.cache_data(ttl=data.CACHE_TTL_S, show_spinner=False)
 def load_state(settings: data.Settings) -> AlertState:
     """The alert engine's current alerts and silences (empty frames when it has not run yet)."""
-    path = find_state(settings)
-    if path is None or not path.is_file():
+    state_dir = find_state(settings)
+    if state_dir is None or not (state_dir / engine.STATE_FILE).is_file():
         return AlertState(alerts_frame([]), silences_frame([]), None)
-    doc = json.loads(path.read_text())
-    if isinstance(doc, list):
-        doc = {"alerts": doc}
-    alerts = doc.get("alerts") or []
-    if isinstance(alerts, dict):  # keyed by fingerprint
-        alerts = list(alerts.values())
-    silences = doc.get("silences") or []
-    return AlertState(alerts_frame(alerts), silences_frame(silences), str(path))
+    state = engine.read_state(state_dir)
+    return AlertState(alerts_frame([a.to_dict() for a in state.book.alerts.values()]),
+                      silences_frame(state.silences), str(state_dir / engine.STATE_FILE))
 
 
 def firing_banner(settings: data.Settings) -> None:
     """The firing alerts, on top of the overview."""
     try:
         state = load_state(settings)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ConfigError) as exc:
         st.warning(f"could not read the alert state: {exc}")
         return
     firing = state.alerts.filter(pl.col("status") == "firing")

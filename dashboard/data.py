@@ -4,7 +4,7 @@ Every page reads through the cached functions at the bottom (`st.cache_data`, ke
 range, bin width), which call `Reader`: a thin layer over any `TelemetryStore` that reduces on the server side:
 
 - embedded Parquet: a lazy ``scan()`` with the time range and tags pushed down, then polars
-  ``group_by_dynamic`` (heatmap bins) or MinMaxLTTB (`dashboard.downsample.reduce_series`) per trace;
+  ``group_by_dynamic`` (heatmap bins) or MinMaxLTTB (`analysis.figures.reduce.reduce_series`) per trace;
 - InfluxDB: ``downsample()`` = InfluxQL ``GROUP BY time(...)`` (min and max per interval, interleaved), so
   only a few thousand rows per trace cross the network.
 
@@ -18,19 +18,20 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import streamlit as st
 
-from dashboard.downsample import MAX_POINTS_PER_TRACE, interleave_min_max, reduce_series, time_buckets
+from analysis.analyze import AnalysisResult, analyze
+from analysis.figures.reduce import MAX_POINTS_PER_TRACE, interleave_min_max, reduce_series, time_buckets
 from dashboard.settings import Settings
-from telemetry.errors import StoreError
+from telemetry import topology as topo
+from telemetry.errors import ConfigError, StoreError
 from telemetry.schema import MEASUREMENTS, TIME
-from telemetry.store.base import TagFilter, TelemetryStore, open_store
+from telemetry.store.base import TagFilter, TelemetryStore
+from telemetry.store.factory import open_store
 
 CACHE_TTL_S = 15
 HEATMAP_FIELDS = {
@@ -46,12 +47,12 @@ def utc(value: datetime) -> datetime:
 
 
 class Reader:
-    """Reduced reads from a `TelemetryStore` (Parquet: lazy scans; InfluxDB: server-side ``GROUP BY time``)."""
+    """Reduced reads from a `TelemetryStore`: a store whose ``scan`` is lazy (embedded Parquet) is scanned with the
+    filters pushed down; a remote one (InfluxDB) reduces on its server (``downsample``: ``GROUP BY time``)."""
 
     def __init__(self, store: TelemetryStore) -> None:
         self.store = store
-        self.lazy_capable = hasattr(store, "scan")
-        self.server_downsample = not self.lazy_capable and hasattr(store, "downsample")
+        self.server_downsample = not store.lazy_scan
 
     # ---- raw -------------------------------------------------------------------------------
 
@@ -66,40 +67,14 @@ class Reader:
         if measurement not in self.measurements():
             schema = MEASUREMENTS[measurement].polars_schema() if measurement in MEASUREMENTS else {TIME: pl.Datetime}
             return pl.LazyFrame(schema=schema)
-        if self.lazy_capable:
-            return self.store.scan(measurement, start, end, tags, fields)  # type: ignore[attr-defined]
-        return self.store.query(measurement, start, end, tags, fields).lazy()
+        return self.store.scan(measurement, start, end, tags, fields)
 
     def measurements(self) -> list[str]:
         return self.store.measurements()
 
     def extent(self, measurement: str) -> tuple[datetime, datetime] | None:
         """(first, last) sample time of a measurement, or None when it holds nothing."""
-        if measurement not in self.measurements():
-            return None
-        if self.lazy_capable and hasattr(self.store, "files"):
-            files = self.store.files(measurement)  # type: ignore[attr-defined]
-            if not files:
-                return None
-            first_day = [f for f in files if f.parent == files[0].parent]
-            last_day = [f for f in files if f.parent == files[-1].parent]
-            lo = pl.scan_parquet(first_day).select(pl.col(TIME).min()).collect().item()
-            hi = pl.scan_parquet(last_day).select(pl.col(TIME).max()).collect().item()
-            return (lo, hi) if lo is not None and hi is not None else None
-        remote = getattr(self.store, "remote", self.store)
-        if hasattr(remote, "influxql") and measurement in MEASUREMENTS:
-            field = next(f.name for f in MEASUREMENTS[measurement].fields if f.kind in ("float", "int"))
-            out = []
-            for fn in ("first", "last"):
-                rows = list(remote._rows(f'SELECT {fn}("{field}") FROM "{measurement}"'))  # noqa: S608
-                if not rows or not rows[0][2]:
-                    return None
-                out.append(datetime.fromtimestamp(rows[0][2][0][0] / 1e9, tz=UTC))
-            return out[0], out[1]
-        frame = self.store.query(measurement, fields=[])
-        if frame.height == 0:
-            return None
-        return frame[TIME].min(), frame[TIME].max()  # type: ignore[return-value]
+        return self.store.time_bounds(measurement)
 
     # ---- reduced ---------------------------------------------------------------------------
 
@@ -114,16 +89,11 @@ class Reader:
         by: Sequence[str] = (),
         agg: str = "mean",
     ) -> pl.DataFrame:
-        """``agg`` of each field per ``every_s`` bin and ``by`` tags (time = bin start)."""
-        if self.server_downsample:
-            if measurement not in self.measurements():
-                return pl.DataFrame(schema={TIME: pl.Datetime("ns", "UTC"), **dict.fromkeys(by, pl.String)})
-            frame = self.store.downsample(  # type: ignore[attr-defined]
-                measurement, every_s, start=start, end=end, tags=tags, fields=list(fields), agg=agg, group_by=list(by)
-            )
-            return frame.sort([*by, TIME])
-        lf = self.lazy(measurement, start, end, tags, list(fields))
-        return time_buckets(lf.select([TIME, *by, *fields]), fields, every_s, by, agg)
+        """``agg`` of each field per ``every_s`` bin and ``by`` tags (time = bin start), reduced by the store."""
+        if measurement not in self.measurements():
+            return pl.DataFrame(schema={TIME: pl.Datetime("ns", "UTC"), **dict.fromkeys(by, pl.String)})
+        frame = self.store.downsample(measurement, every_s, start, end, tags, list(fields), agg, list(by))
+        return frame.sort([*by, TIME])
 
     def series(
         self,
@@ -141,35 +111,19 @@ class Reader:
             expected = (end - start).total_seconds() / sample_interval_s
             if expected > n_out and measurement in self.measurements():
                 every_s = max(1, math.ceil(2 * (end - start).total_seconds() / n_out))
-                kw: dict[str, Any] = {"start": start, "end": end, "tags": tags, "fields": [field], "group_by": list(by)}
-                low = self.store.downsample(measurement, every_s, agg="min", **kw)  # type: ignore[attr-defined]
-                high = self.store.downsample(measurement, every_s, agg="max", **kw)  # type: ignore[attr-defined]
+                low = self.store.downsample(measurement, every_s, start, end, tags, [field], "min", list(by))
+                high = self.store.downsample(measurement, every_s, start, end, tags, [field], "max", list(by))
                 return interleave_min_max(low, high, field, by)
         frame = self.lazy(measurement, start, end, tags, [field]).select([TIME, *by, field]).collect()
         return reduce_series(frame, field, by, n_out)
 
 
-# ---- topology, reports, alert state (files beside the store) -----------------------------------
-
-
-def topology_frame(doc: dict[str, Any]) -> pl.DataFrame:
-    """The devices of a ``topology.json`` (as `neighborscope simulate` writes it) as a frame."""
-    node = doc.get("node", "")
-    rows = [{"node": d.get("node", node), **d} for d in doc.get("devices", [])]
-    schema = {
-        "node": pl.String, "id": pl.String, "vendor": pl.String, "model": pl.String, "group": pl.String,
-        "pci_bus": pl.String, "pcie_switch": pl.String, "socket": pl.Int64, "cooling_zone": pl.String,
-    }
-    if not rows:
-        return pl.DataFrame(schema=schema)
-    return pl.DataFrame(rows, infer_schema_length=None).select(
-        [pl.col(c).cast(t) if c in rows[0] else pl.lit(None, t).alias(c) for c, t in schema.items()]
-    )
+# ---- topology, reports (files beside the store) ------------------------------------------------------
 
 
 def find_topology(settings: Settings) -> Path | None:
-    candidates = [Path(settings.topology_path)] if settings.topology_path else settings.beside_store("topology.json")
-    return next((p for p in candidates if p.is_file()), None)
+    """The explicit topology file: ``--topology``, else ``topology.json`` in or beside the store directory."""
+    return Path(settings.topology_path) if settings.topology_path else topo.store_file(settings.store_url)
 
 
 def find_reports_dir(settings: Settings) -> Path | None:
@@ -358,16 +312,15 @@ def tokens(store_url: str, run_id: str) -> pl.DataFrame | None:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def topology(settings: Settings) -> tuple[pl.DataFrame, str | None]:
-    """The devices of topology.json (empty frame when absent) and where it was read from."""
-    path = find_topology(settings)
-    if path is None:
-        return topology_frame({}), None
+def topology(settings: Settings, nodes: tuple[str, ...] = ()) -> tuple[pl.DataFrame, str | None]:
+    """The topology (`telemetry.topology.lookup`: the explicit file, else the store's ``topology/<node>``
+    artifact of the first of ``nodes`` that has one), empty when there is none, and where it was read from."""
     try:
-        return topology_frame(json.loads(path.read_text())), str(path)
-    except (OSError, json.JSONDecodeError, pl.exceptions.PolarsError) as exc:
-        st.warning(f"could not read the topology {path}: {exc}")
-        return topology_frame({}), None
+        found = topo.lookup(find_topology(settings), reader(settings.store_url).store, nodes)
+    except (ConfigError, StoreError, OSError) as exc:
+        st.warning(f"could not read the topology: {exc}")
+        return topo.empty_frame(), None
+    return found if found is not None else (topo.empty_frame(), None)
 
 
 def window_end(latest: datetime | None, now: datetime | None = None, grid_s: int = 10) -> datetime:
@@ -381,88 +334,16 @@ def window_end(latest: datetime | None, now: datetime | None = None, grid_s: int
     return datetime.fromtimestamp((epoch // grid_s + 1) * grid_s, tz=UTC)
 
 
-# ---- noisy neighbours: the analysis engine (cached) and the linked charts' frames ---------------------------
+# ---- noisy neighbours: the analysis (cached) ---------------------------------------------------------------
 
 
 @st.cache_data(ttl=300, show_spinner=False, max_entries=32)
-def analysis(settings: Settings, victim: str, run_ids: tuple[str, ...]) -> tuple[Any, str | None]:
-    """`analysis.analyze.analyze` of the victim's chosen runs: (AnalysisResult | None, why not)."""
-    try:
-        from analysis import attribution
-        from analysis.analyze import analyze
-    except ImportError as exc:
-        return None, f"the analysis engine is not installed ({exc.name})"
-    topo, _ = topology(settings)
-    topo_frame = attribution.topology_frame({"devices": topo.to_dicts()}) if topo.height else None
+def analysis(settings: Settings, victim: str, run_ids: tuple[str, ...]) -> tuple[AnalysisResult | None, str | None]:
+    """`analysis.analyze.analyze` of the victim's chosen runs: (its result, None) or (None, why it could not run).
+    The topology is the explicit file when there is one (else `analyze` looks up the store's artifact)."""
+    frame, _ = topology(settings)
     try:
         return analyze(reader(settings.store_url).store, victim=victim, run_ids=list(run_ids),
-                       topology=topo_frame), None
+                       topology=frame if frame.height else None), None
     except (StoreError, ValueError) as exc:  # ConfigError is a ValueError: no runs, unknown group
         return None, f"the analysis could not run: {exc}"
-
-
-@dataclass(frozen=True)
-class Linked:
-    """Frames of the linked charts: victim windows, antagonist activity, index-vs-activity points."""
-
-    victim: pl.DataFrame  # time, itl_ms_p99, output_tok_s
-    activity: pl.DataFrame  # time, antagonist, activity
-    scatter: pl.DataFrame  # antagonist, activity, index
-    activity_title: str
-    index_title: str
-    index_note: str
-
-
-def linked_frames(settings: Settings, result: Any, victim: str, runs_sel: pl.DataFrame, top: int = 3) -> Linked:
-    """From the analysis (its grid, index and ranked antagonists) when it ran, else from raw tokens and tenant
-    CPU (`dashboard.interference` stand-ins)."""
-    from dashboard import interference
-
-    grid = getattr(result, "grid", None)
-    index = getattr(result, "index", None)
-    if grid is not None and index is not None and grid.victim.height:
-        from analysis import attribution
-
-        topo, _ = topology(settings)
-        topo_frame = attribution.topology_frame({"devices": topo.to_dicts()}) if topo.height else None
-        sus = attribution.suspects(victim, grid, topo_frame)
-        act = attribution.suspect_activity(grid, sus, None).rename({"window_start": TIME, "suspect": "antagonist"})
-        ranked: list[str] = []
-        for name in result.antagonists["antagonist"].to_list() if result.antagonists.height else []:
-            ranked += [m for m in str(name).split("+") if m not in ranked]
-        ranked += [a for a in act["antagonist"].unique(maintain_order=True).to_list() if a not in ranked]
-        act = act.filter(pl.col("antagonist").is_in(ranked[:top])).select(TIME, "antagonist", "activity")
-        v = attribution.victim_series(grid.victim).rename({"window_start": TIME}).select(TIME, "itl_ms_p99",
-                                                                                          "output_tok_s")
-        idx = index.rename({"window_start": TIME}).select(TIME, "index")
-        return Linked(v, act, interference.index_vs_activity(idx, act), "activity (0 = idle, 1 = busiest)",
-                      "interference index (z, + = slower than own load explains)",
-                      f"Interference index from the attribution engine ({grid.window_s:g} s windows): the victim's "
-                      "throughput and p99 ITL residuals after its own load, robustly standardised against the "
-                      "baseline. Points that climb with an antagonist's activity point at it.")
-    # stand-in: windowed quantiles of the tokens, tenant CPU as activity
-    from analysis.ingest.model import load_tokens
-
-    store = reader(settings.store_url).store
-    frames = []
-    for run_id in runs_sel["run_id"].to_list():
-        try:
-            tok = load_tokens(store, run_id)
-        except (StoreError, OSError):
-            continue
-        if tok.height:
-            frames.append(tok)
-    tokens = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-    window_s = 10.0
-    spans = runs_sel.select("run_id", "phase", "group", "start", pl.col("end").fill_null(pl.col("start")))
-    vw = interference.victim_windows(tokens, spans, window_s)
-    start, end = spans["start"].min(), spans["end"].max()
-    tenant = reader(settings.store_url).lazy("tenant", start, end).collect() if start is not None else pl.DataFrame()
-    activity = interference.activity_windows(tenant, window_s, victim)
-    idx = interference.simple_index(vw)
-    return Linked(vw.select(TIME, "itl_ms_p99", "output_tok_s"), activity,
-                  interference.index_vs_activity(idx, activity), "tenant CPU (%, 100 = one core)",
-                  "interference index (robust z of log p99 ITL)",
-                  "Interference index here: the window's log p99 ITL as a robust z-score against the first phase's "
-                  "windows (0 = as in the baseline); the attribution engine's load-adjusted index replaces it "
-                  "when it runs.")

@@ -1,7 +1,7 @@
 """Nightly history for the Runs & history page: one point per night and series, and the change points.
 
 Computed by `analysis.history.regression` (history of run summaries, Otava-style change points) from the runs the store
-holds; None while that module is not installed.
+holds.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import streamlit as st
 
+from analysis.history import regression
 from dashboard import data
 
 
@@ -49,12 +50,8 @@ def history_frames(history: pl.DataFrame, change_points: pl.DataFrame) -> Histor
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def load(settings: data.Settings, days: int = 90) -> History | None:
-    """The nightly history of the last ``days`` days of stored runs (up to the newest run), or None."""
-    try:
-        from analysis.history import regression
-    except ImportError:
-        return None
+def load(settings: data.Settings, days: int = 90) -> History:
+    """The nightly history of the last ``days`` days of stored runs (up to the newest run)."""
     runs = data.runs(settings.store_url)
     if runs.height == 0:
         return History(pl.DataFrame(schema={"series": pl.String}), pl.DataFrame(schema={"series": pl.String}))

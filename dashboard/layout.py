@@ -125,21 +125,12 @@ def axis_unit(unit: str) -> str:
     return UNIT_LABELS.get(unit, unit)
 
 
-def human_bytes_per_s(value: float | None) -> str:
-    if value is None:
-        return "—"
-    for unit, scale in (("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.1f} {unit}"
-    return f"{value:.0f} B/s"
-
-
 def device_order(devs: pl.DataFrame, topo: pl.DataFrame) -> dict[str, str | None]:
     """device -> group, grouped in topology order (hives, then tenants), devices in natural order (gpu2 < gpu10)."""
     order = devs.select("device", "group")
     rank: dict[str, int] = {}
     if topo.height:
-        order = order.join(topo.select(pl.col("id").alias("device"), pl.col("group").alias("tgroup")),
+        order = order.join(topo.select("device", pl.col("group").alias("tgroup")).drop_nulls("device"),
                            on="device", how="left").with_columns(pl.coalesce("group", "tgroup").alias("group"))
         rank = {g: i for i, g in enumerate(topo["group"].unique(maintain_order=True).to_list())}
     rows = order.select("device", "group").rows()

@@ -70,7 +70,7 @@ def main(
     if ctx.invoked_subcommand is not None:
         return
     from analysis.alerts.engine import evaluate_once, refresh_nightly
-    from telemetry.store.base import open_store
+    from telemetry.store.factory import open_store
 
     cfg, sdir = _setup(config, store, state_dir)
     t = _now(now)

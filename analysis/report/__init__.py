@@ -3,7 +3,7 @@
     from analysis.report import write_report
     paths = write_report(store, start, end, "out/")      # {"html": out/index.html, "summary": out/summary.json}
 
-`analysis.report.figures` holds the ``frame -> plotly Figure`` functions the dashboard reuses.
+Its figures are drawn by `analysis.figures`, the builders the dashboard draws with too.
 """
 
 from __future__ import annotations

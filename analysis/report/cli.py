@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from telemetry import config
 from telemetry.errors import ConfigError, NeighborscopeError
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(text: str) -> timedelta:
-    """``90s``, ``15m``, ``24h``, ``7d``, ``1w`` (or a sum such as ``1d12h``) as a timedelta."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip().lower())
-    if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*([smhdw])", "", text.strip().lower()).strip():
-        raise ConfigError(f"--since {text!r}: expected a duration such as 90s, 15m, 24h, 7d")
-    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+    """``--since``: ``90s``, ``15m``, ``24h``, ``7d``, ``1w`` (or a sum such as ``1d12h``) as a timedelta."""
+    try:
+        return timedelta(seconds=config.parse_duration(text))
+    except ValueError:
+        raise ConfigError(f"--since {text!r}: expected a duration such as 90s, 15m, 24h, 7d") from None
 
 
 def parse_time(text: str, option: str) -> datetime:
@@ -109,7 +107,7 @@ def report(
     from analysis.history.thermal import ThermalLimits
     from analysis.report import write_report
     from analysis.report.summary import ReportOptions
-    from telemetry.store.base import open_store
+    from telemetry.store.factory import open_store
 
     err = Console(stderr=True)
     try:

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from telemetry.errors import ConfigError
+from telemetry import topology
 from telemetry.schema import empty_frame
 
 ACCEL_FIELDS = ("temp_c", "power_w", "util_pct", "throttle_thermal", "sm_clock_mhz")
@@ -150,25 +150,14 @@ def read_latency(store: Any, runs: list[dict[str, Any]], start: datetime, end: d
     return pl.concat([f.with_columns(pl.col("time").dt.cast_time_unit("ns")) for f in frames]).sort("time")
 
 
-def read_topology(store_name: str) -> pl.DataFrame | None:
-    """``topology.json`` in the store directory or beside it (as the simulator and the demo write it), as
-    `analysis.attribution.topology_frame`; None when there is none. A file that is not a topology is a
-    `ConfigError` (the report would otherwise attribute without it, silently)."""
-    import json
-    from pathlib import Path
-
-    from analysis.attribution import topology_frame
-
-    if not store_name or "://" in store_name:
-        return None
-    root = Path(store_name)
-    for p in (root / "topology.json", root.parent / "topology.json"):
-        if p.is_file():
-            try:
-                return topology_frame(json.loads(p.read_text()))
-            except (ValueError, TypeError, AttributeError, pl.exceptions.PolarsError) as exc:
-                raise ConfigError(f"{p}: not a topology file ({exc})") from None
-    return None
+def read_topology(store: Any, store_name: str, runs: list[dict[str, Any]]) -> pl.DataFrame | None:
+    """The topology the attribution uses (`telemetry.topology.lookup`): ``topology.json`` in or beside the store
+    directory (as the simulator and the demo write it), else the store's ``topology/<node>`` artifact of the
+    runs' node, else None. A file that is not a topology is a `ConfigError` (the report would otherwise
+    attribute without it, silently)."""
+    nodes = sorted({r.get("node") or "" for r in runs} - {""})
+    found = topology.lookup(topology.store_file(store_name), store, nodes)
+    return found[0] if found else None
 
 
 def read_analyses(store: Any, victims: list[str], start: datetime, end: datetime, *, thresholds: Any = None,
@@ -215,7 +204,8 @@ def read_report_data(store: Any, start: datetime, end: datetime, *, history_days
     groups = list(dict.fromkeys(r.get("group") or "" for r in runs if r.get("group")))
     want = [g for g in (victims if victims is not None else groups) if g in groups]
     analyses, notes = read_analyses(store, want, start, end, thresholds=thresholds,
-                                    topology=read_topology(store_name), seed=seed, step=step) if want else ({}, [])
+                                    topology=read_topology(store, store_name, runs), seed=seed,
+                                    step=step) if want else ({}, [])
     return ReportData(history_events=events, analyses=analyses, notes=notes, start=start, end=end, accel=accel, host=host, tenant=tenant, run_event=run_event, runs=runs,
                       latency=latency, history=history, store=store_name, run_objects=run_objects(runs, notes),
                       requests=_concat(requests), tokens=_concat(tokens))

@@ -1,7 +1,7 @@
 """Assemble one self-contained HTML page from a `Report` (summary dict + figure frames).
 
 Every sentence and table cell comes from ``report.summary`` (the content of ``summary.json``); figures are drawn by
-`analysis.report.figures` from ``report.frames``. plotly.js is embedded inline once in ``<head>`` (no CDN), so the
+`analysis.figures` (shared with the dashboard) from ``report.frames``. plotly.js is embedded inline once in ``<head>`` (no CDN), so the
 file works offline. Tables carry ``data-*`` attributes with the raw values so tests can compare page and JSON.
 """
 
@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import plotly.offline
 import polars as pl
 
-from analysis.report import figures as fg
+from analysis import figures as fg
 from analysis.report.summary import Report
 
 CSS = """

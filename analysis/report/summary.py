@@ -296,13 +296,6 @@ def antagonists_from_analysis(analyses: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _victim_windows(analyses: dict[str, Any]) -> pl.DataFrame | None:
-    frames = [res.grid.victim.select(pl.col("window_start").alias("time"), pl.lit(v).alias("group"),
-                                     "itl_ms_p99").drop_nulls("itl_ms_p99")
-              for v, res in analyses.items() if res.grid is not None and res.grid.victim.height]
-    return pl.concat(frames) if frames else None
-
-
 def _antagonists(data: ReportData, o: ReportOptions) -> tuple[list[dict[str, Any]], pl.DataFrame, str]:
     """(items, victim p99 windows, source): `analysis.analyze` results when there are any, else the estimate."""
     p99 = victim_p99_series(data.latency, o.window_s, o.min_tokens_per_window)
@@ -310,12 +303,10 @@ def _antagonists(data: ReportData, o: ReportOptions) -> tuple[list[dict[str, Any
         p99 = p99.filter(pl.col("group").is_in(list(o.victims)))
     if data.analyses:
         items = antagonists_from_analysis(data.analyses)
-        grid = _victim_windows(data.analyses)
         done = set(data.analyses)
         rest = p99.filter(~pl.col("group").is_in(list(done)))
         if rest.height:  # victims the analysis could not attribute (e.g. no per-token data): the estimate
             items += antagonist_ranking(rest, activity_series(data.accel, data.tenant, o.window_s), o)
-        del grid  # its windows are short (~1k ITLs each): too spiky to read; the plots use o.window_s windows
         return items, p99, "analysis.analyze (attribution.rank_antagonists)"
     return antagonist_ranking(p99, activity_series(data.accel, data.tenant, o.window_s), o), p99, \
         "analysis.report.summary.antagonist_ranking"

@@ -255,7 +255,7 @@ class PlanRunner:
         return len(schedule(self.plan, "x")) * (ps.warmup_s + ps.settle_s + 60.0)
 
     def run(self) -> StressReport:
-        from telemetry.store.base import open_store
+        from telemetry.store.factory import open_store
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         steps = schedule(self.plan, self.stress_id)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboard import charts, data, layout, plotly_view
+from analysis import figures as charts
+from dashboard import data, layout, plotly_view
 from telemetry.schema import ACCEL, HOST, TENANT
 
 # a dozen traces in three stacked panels: 1,000 points each is still about one per pixel column of a wide
@@ -49,7 +50,7 @@ metric = c2.selectbox(
     help="Fields of the accel measurement; the unit is the last part of the name.",
 ) or "util_pct"
 node_devs = devices.filter(pl.col("node") == node)
-topo, source = data.topology(s)
+topo, source = data.topology(s, (node,))
 ordered = layout.device_order(node_devs, topo)
 groups = [g for g in dict.fromkeys(ordered.values()) if g]
 default_group = groups[:1]
@@ -91,6 +92,7 @@ with slot.container():
                "shorter range for more detail).")
 
 st.subheader("Topology")
+topo = topo.filter(pl.col("device").is_not_null())  # host-only groups (a CPU job) have no row to place here
 topo = topo.filter(pl.col("node") == node) if topo.height and node in topo["node"].to_list() else topo
 if topo.height == 0:
     st.info("No topology.json found (the simulator and the demo write one beside the store; pass "
@@ -101,7 +103,7 @@ else:
                "root complex and CPU cores; a cooling zone shares an air path.")
     by_switch = (
         topo.group_by("socket", "pcie_switch", "cooling_zone")
-        .agg(pl.col("id").sort().str.join(", ").alias("devices"), pl.col("group").unique().sort().str.join(", ")
+        .agg(pl.col("device").sort().str.join(", ").alias("devices"), pl.col("group").unique().sort().str.join(", ")
              .alias("groups"))
         .sort("socket", "pcie_switch")
     )

@@ -7,7 +7,8 @@ from datetime import timedelta
 import polars as pl
 import streamlit as st
 
-from dashboard import charts, data, interference, layout, plotly_view
+from analysis import figures as charts
+from dashboard import data, interference, layout, plotly_view
 
 s, _ = layout.page_header(
     "Noisy neighbours",
@@ -47,39 +48,40 @@ with st.spinner("Analysing the runs (phase table, attribution)…"):
     result, problem = data.analysis(s, victim, tuple(sorted(picked)))
 
 st.header("Phases")
-if result is not None and result.phases.height:
-    phases = result.phases.filter(pl.col("group") == victim)
+if result is None:
+    st.info(problem or "The analysis could not run.")
+    st.stop()
+phases = result.phases.filter(pl.col("group") == victim)
+if phases.height:
     metric_names = phases["metric"].unique(maintain_order=True).to_list()
     metric = st.selectbox("Metric", metric_names, index=metric_names.index("itl_ms_p99")
                           if "itl_ms_p99" in metric_names else 0, key="nn_metric")
     plotly_view.chart(interference.phase_chart(phases, metric), key="nn-phases")
     st.dataframe(interference.phase_table(phases), hide_index=True, column_config=interference.PHASE_TABLE_COLUMNS)
 else:
-    st.caption(problem or "The degradation engine is not installed; plain per-phase means of the runs' summaries:")
-    st.dataframe(interference.phase_summary(sel), hide_index=True)
+    st.info("No phase table for these runs. " + " ".join(n for n in result.notes if "phase" in n))
 
 st.header("Ranked antagonists")
-if result is None:
-    st.info(problem or "The attribution engine (`analysis.attribution`) is not installed in this build.")
-elif result.antagonists.height == 0:
+if result.antagonists.height == 0:
     st.info("No antagonist ranked for these runs. " + " ".join(n for n in result.notes if "attribution" in n
                                                               or "suspect" in n or "per-token" in n))
 else:
     st.dataframe(interference.antagonist_table(result.antagonists), hide_index=True,
                  column_config=interference.ANTAGONIST_TABLE_COLUMNS)
-if result is not None and result.notes:
+if result.notes:
     with st.expander("How this was computed (notes)"):
         for note in result.notes:
             st.markdown(f"- {note}")
 
 st.header("Victim latency against co-tenant activity")
-linked = data.linked_frames(s, result, victim, sel)
-events = data.run_events(s.store_url, span_start - timedelta(minutes=1), span_end + timedelta(minutes=1))  # type: ignore[operator]
-spans = charts.bands(events, victim)
-if linked.victim.height == 0:
-    st.info("These runs have no per-request data (summary-only imports), so there is no windowed latency to draw. "
-            "Import the benchmark's detailed output (vLLM --save-detailed, AIPerf profile_export.jsonl) to get it.")
+if result.attribution is None or result.attribution.index.height == 0:
+    st.info("No windowed latency to draw: the attribution did not run on these runs (summary-only imports have no "
+            "per-request data; import the benchmark's detailed output, vLLM --save-detailed or AIPerf "
+            "profile_export.jsonl, and the node's telemetry).")
 else:
+    linked = interference.linked(result.attribution)
+    events = data.run_events(s.store_url, span_start - timedelta(minutes=1), span_end + timedelta(minutes=1))  # type: ignore[operator]
+    spans = charts.bands(events, victim)
     plotly_view.chart(charts.victim_vs_antagonists(linked.victim, linked.activity, victim, spans,
                                                    activity_title=linked.activity_title), key="nn-linked")
     plotly_view.chart(charts.index_scatter(linked.scatter, linked.activity_title, linked.index_title),

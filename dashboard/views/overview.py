@@ -8,9 +8,10 @@ from datetime import timedelta
 import polars as pl
 import streamlit as st
 
-from dashboard import charts, data, layout, plotly_view
+from analysis import figures as charts
+from analysis.figures.reduce import bucket_seconds
+from dashboard import data, layout, plotly_view
 from dashboard.alerts_view import firing_banner
-from dashboard.downsample import bucket_seconds
 
 HEATMAP_BINS = 240
 

@@ -6,7 +6,8 @@ import polars as pl
 import streamlit as st
 import streamlit.components.v1 as components
 
-from dashboard import charts, data, history, layout, plotly_view
+from analysis import figures as charts
+from dashboard import data, history, layout, plotly_view
 
 METRICS = {
     "output_tok_s": "output throughput (tokens/s)",
@@ -63,7 +64,7 @@ else:
 
 st.header("Nightly history")
 hist = history.load(s)
-if hist is None or hist.points.height == 0:
+if hist.points.height == 0:
     st.info("No nightly history yet: it fills in once the nightly job (`neighborscope report --nightly`, "
             "`neighborscope alerts`) has stored results. Until then the runs above show what there is.")
     if runs.height and "output_tok_s" in runs.columns and "start" in runs.columns:

@@ -8,8 +8,8 @@ from typing import Any
 
 import polars as pl
 
-from analysis.attribution import topology_frame
 from telemetry.sim import SimResult, preset, simulate
+from telemetry.topology import topology_frame
 
 
 @dataclass

@@ -15,7 +15,7 @@ from analysis.cli import analyze as command
 from analysis.degradation import PHASE_COLUMNS
 from analysis.ingest import import_bench_files
 from telemetry.sim import preset, simulate, write_output
-from telemetry.store.base import open_store
+from telemetry.store.factory import open_store
 
 SEED000 = Path(__file__).parents[1] / "fixtures" / "bench" / "vllm" / "seed000_inferencex_sglang_mi300x_blog.txt"
 BLOCKS = "baseline/hive0,dual/hive0,dual/hive1,stress/hive0,stress/hive1"

@@ -8,13 +8,12 @@ import polars as pl
 import pytest
 
 from analysis.align import align
-from analysis.analyze import AnalysisResult, analyze_frames
+from analysis.analyze import AnalysisOptions, AnalysisResult, TelemetryFrames, analyze_frames
 from analysis.attribution import (
     ANTAGONIST_COLUMNS,
     interference_index,
     suspects,
     switch_schedule,
-    topology_frame,
 )
 from tests.analysis.simdata import SimFrames, sim_frames
 
@@ -26,14 +25,15 @@ def _analyze(f: SimFrames, topology: bool = True, seed: int = 0) -> AnalysisResu
         f.requests,
         f.tokens,
         victim="hive0",
-        accel=t["accel"],
-        host=t["host"],
-        host_core=t["host_core"],
-        tenant=t["tenant"],
-        run_events=t["run_event"],
-        topology=f.topology if topology else None,
-        seed=seed,
-        n_shifts=499,
+        telemetry=TelemetryFrames(
+            accel=t["accel"],
+            host=t["host"],
+            host_core=t["host_core"],
+            tenant=t["tenant"],
+            run_events=t["run_event"],
+            topology=f.topology if topology else None,
+        ),
+        options=AnalysisOptions(seed=seed, n_shifts=499),
     )
 
 
@@ -87,6 +87,10 @@ def test_randomised_schedule_is_labelled_interventional() -> None:
     designs = dict(zip(res.antagonists["antagonist"], res.antagonists["design"], strict=True))
     assert set(designs) == {"hive1", "tt", "furiosa"}
     assert set(designs.values()) == {"interventional"}
+    # the schedule the ranking tested is the activity the result carries (what the dashboard draws)
+    act = res.attribution.activity
+    assert set(act["suspect"]) >= set(designs) and set(act["activity"].unique()) <= {0.0, 1.0}
+    assert res.attribution.index.height == act.filter(pl.col("suspect") == "tt").height
 
 
 def test_co_tenants_switched_together_are_merged() -> None:
@@ -121,17 +125,6 @@ def test_suspects_follow_the_declared_topology() -> None:
     assert by["hive1"]["resources"] == []  # other switches, socket and zones: a control
     free = suspects("hive0", grid, None)
     assert set(free["suspect"]) == {"tt", "cpuhog", "hive1", "furiosa"}
-
-
-def test_topology_frame_reads_devices_and_host_only_groups() -> None:
-    topo = topology_frame(
-        {
-            "devices": [{"id": "gpu0", "group": "a", "pcie_switch": "sw0", "socket": 0, "cooling_zone": "z0"}],
-            "groups": {"cpujob": {"socket": 0}},
-        }
-    )
-    assert topo.columns == ["device", "group", "pcie_switch", "socket", "cooling_zone", "power_zone"]
-    assert topo.filter(pl.col("group") == "cpujob")["socket"].to_list() == ["0"]
 
 
 def test_interference_index_is_centred_on_baseline_windows() -> None:

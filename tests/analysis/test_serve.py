@@ -13,7 +13,7 @@ import pytest
 from analysis.alerts.engine import read_state
 from analysis.serve import Jobs, ServeOptions, build_scheduler
 from telemetry.errors import ConfigError
-from telemetry.store.base import open_store
+from telemetry.store.factory import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,7 +87,7 @@ from datetime import timedelta
 sys.path.insert(0, sys.argv[2])  # the repository root: tests/ is not installed
 from tests.analysis.history.history_sim import HistorySpec, night_start
 from analysis.ingest.model import Run, write_run
-from telemetry.store.base import open_store
+from telemetry.store.factory import open_store
 st = open_store(sys.argv[1])
 start = night_start(HistorySpec(), 20) + timedelta(hours=2)
 summary = {"output_tok_s": 5200 * 0.93, "total_tok_s": 26000 * 0.93, "requests_per_s": 20.3 * 0.93,

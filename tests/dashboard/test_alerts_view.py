@@ -27,8 +27,12 @@ def test_alert_labels_and_annotations_are_kept_as_text():
 
 
 def test_silence_matchers_read_like_alertmanager():
-    frame = silences_frame([{"matchers": [{"name": "node", "value": "n.*", "isRegex": True}], "createdBy": "x"}])
-    assert frame["matchers"].to_list() == ["node=~n.*"]
+    from analysis.alerts.rules import Silence
+
+    frame = silences_frame([Silence(matchers={"node": "~n.*", "alertname": "A"}, starts_at=NOW, ends_at=NOW,
+                                    created_by="x")])
+    assert frame["matchers"].to_list() == ["alertname=A, node=~n.*"]
+    assert frame["created_by"].to_list() == ["x"]
 
 
 def test_the_alert_engines_state_file_is_read_as_is(tmp_path):
@@ -44,6 +48,8 @@ def test_the_alert_engines_state_file_is_read_as_is(tmp_path):
     write_state(tmp_path / "alerts", EngineState(AlertBook({alert.fingerprint: alert}, NOW), [silence]))
     state = load_state(Settings(str(tmp_path / "store"), None, None, None, 30))
     assert state.source == str(tmp_path / "alerts" / "state.json")
+    named = load_state(Settings(str(tmp_path / "elsewhere"), None, None, str(tmp_path / "alerts" / "state.json"), 30))
+    assert named.alerts.equals(state.alerts)
     assert state.alerts.select("alertname", "status", "summary").rows() == [
         ("NoisyNeighborDegradation", "firing", "hive0 slowed by tt")]
     assert state.silences["matchers"].to_list() == ["node=n1"]

@@ -127,7 +127,7 @@ def dashboard_url(demo_store: Path, tmp_path_factory: pytest.TempPathFactory) ->
 # a plotly chart: dashboard.plotly_view's (small plotly.js bundles), or st.plotly_chart's for what those cannot draw
 CHARTS = "[data-testid='nsPlotlyChart'], [data-testid='stPlotlyChart']"
 # n real charts drawn: a chart's SVG is there and it is not the "Loading …" placeholder a page shows at the chart's
-# place while its queries run (dashboard.charts.loading_figure)
+# place while its queries run (analysis.figures.loading_figure)
 DRAWN = ("n => [...document.querySelectorAll(\"" + CHARTS + "\")].filter(c => c.querySelector('.main-svg') && "
          "![...c.querySelectorAll('.annotation-text')].some(a => a.textContent.startsWith('Loading '))).length >= n")
 # luminance (0 dark .. 1 light) of the first y-axis tick label of the page's first chart, and of the page behind it

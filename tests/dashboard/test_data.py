@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dashboard.data import Reader, Settings, topology_frame, window_end
+from dashboard.data import Reader, Settings, find_topology, window_end
 from telemetry.store.parquet import ParquetStore
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -24,7 +24,9 @@ def store(tmp_path: Path) -> ParquetStore:
 
 
 class FakeDownsamplingStore:
-    """A fake InfluxDB-like store: no scan(); downsample() records its calls and aggregates itself."""
+    """A fake InfluxDB-like store: scan() is not lazy; downsample() records its calls and aggregates itself."""
+
+    lazy_scan = False
 
     def __init__(self, inner: ParquetStore) -> None:
         self.inner = inner
@@ -84,11 +86,9 @@ def test_topology_is_read_from_beside_the_store(tmp_path: Path):
     assert Settings("influx://h:8086/db", None, None, None, 30).beside_store("topology.json") == []
 
 
-def test_topology_frame_has_switch_socket_and_zone():
-    doc = {"node": "n1", "devices": [{"id": "gpu0", "vendor": "amd", "model": "MI300X", "group": "hive0",
-                                      "pci_bus": "0000:11:00.0", "pcie_switch": "sw0", "socket": 0,
-                                      "cooling_zone": "zone0"}]}
-    frame = topology_frame(doc)
-    assert frame.row(0, named=True)["pcie_switch"] == "sw0"
-    assert frame["node"].to_list() == ["n1"]
-    assert topology_frame({}).height == 0
+def test_an_explicit_topology_file_wins_over_the_one_beside_the_store(tmp_path: Path):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "topology.json").write_text("{}")
+    assert find_topology(Settings(str(tmp_path / "store"), None, None, None, 30)) == tmp_path / "topology.json"
+    mine = tmp_path / "mine.json"
+    assert find_topology(Settings(str(tmp_path / "store"), str(mine), None, None, 30)) == mine

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.downsample import MAX_POINTS_PER_TRACE
+from analysis.figures.reduce import MAX_POINTS_PER_TRACE
 from telemetry.store.parquet import ParquetStore
 from tests.dashboard.conftest import APP, PAGES
 
@@ -81,7 +81,7 @@ def test_every_trace_sent_to_the_browser_is_reduced(page: str, demo_store: Path,
 def test_node_detail_shades_runs_and_labels_every_axis(demo_store: Path, monkeypatch: pytest.MonkeyPatch):
     at = run_page("node_detail", demo_store, monkeypatch)
     spec = plotly_specs(at)[0]
-    assert {t["type"] for t in spec["data"]} == {"scatter"}  # few points: SVG (see charts.line_trace)
+    assert {t["type"] for t in spec["data"]} == {"scatter"}  # few points: SVG (see analysis.figures.line_trace)
     assert any(s.get("type") == "rect" for s in spec["layout"].get("shapes", []))
     assert all(spec["layout"][k]["title"]["text"] for k in spec["layout"] if k.startswith("yaxis"))
 
@@ -163,29 +163,31 @@ def test_runs_page_lists_nightly_reports(demo_store: Path, monkeypatch: pytest.M
 
 def test_alerts_page_shows_firing_alerts_and_silences(demo_store: Path, monkeypatch: pytest.MonkeyPatch,
                                                       tmp_path: Path):
-    import json
+    from datetime import UTC, datetime
 
-    state = tmp_path / "alert_state.json"
-    state.write_text(json.dumps({
-        "alerts": [
-            {"labels": {"alertname": "NoisyNeighborDegradation", "severity": "critical", "node": "n1",
-                        "victim": "hive0", "antagonist": "tt"},
-             "annotations": {"summary": "hive0 p99 ITL +12 % while tt is on"}, "startsAt": "2026-03-02T09:00:00Z",
-             "status": "firing"},
-            {"labels": {"alertname": "ThermalRegression", "severity": "warning", "node": "n1"},
-             "annotations": {"summary": "gpu3 +4 °C/W"}, "startsAt": "2026-03-01T09:00:00Z",
-             "endsAt": "2026-03-01T10:00:00Z", "status": "resolved"},
-        ],
-        "silences": [{"matchers": [{"name": "node", "value": "n1", "isRegex": False}],
-                      "startsAt": "2026-03-02T08:00:00Z", "endsAt": "2026-03-02T12:00:00Z",
-                      "createdBy": "sre", "comment": "planned stress test"}],
-    }))
-    at = run_page("alerts", demo_store, monkeypatch, NEIGHBORSCOPE_ALERT_STATE=str(state))
-    assert not at.exception
-    assert [m.value for m in at.metric] == ["1", "1", "1"]
-    assert at.dataframe[0].value["alertname"].to_list() == ["NoisyNeighborDegradation"]
-    at.switch_page(PAGES["overview"]).run()
-    assert any("NoisyNeighborDegradation" in e for e in texts(at, "error"))
+    from analysis.alerts.engine import EngineState, write_state
+    from analysis.alerts.rules import Alert, AlertBook, Silence
+
+    def at(h: int) -> datetime:
+        return datetime(2026, 3, 2, h, tzinfo=UTC)
+
+    firing = Alert(labels={"alertname": "NoisyNeighborDegradation", "severity": "critical", "node": "n1",
+                           "victim": "hive0", "antagonist": "tt"},
+                   annotations={"summary": "hive0 p99 ITL +12 % while tt is on"}, state="firing", active_at=at(9),
+                   last_active_at=at(9), fired_at=at(9))
+    resolved = Alert(labels={"alertname": "ThermalRegression", "severity": "warning", "node": "n1"},
+                     annotations={"summary": "gpu3 +4 °C/W"}, state="resolved", active_at=at(1), last_active_at=at(2),
+                     fired_at=at(1), resolved_at=at(2))
+    silence = Silence(matchers={"node": "n1"}, starts_at=at(8), ends_at=at(12), created_by="sre",
+                      comment="planned stress test")
+    state = tmp_path / "alerts"
+    write_state(state, EngineState(AlertBook({a.fingerprint: a for a in (firing, resolved)}, at(9)), [silence]))
+    app = run_page("alerts", demo_store, monkeypatch, NEIGHBORSCOPE_ALERT_STATE=str(state))
+    assert not app.exception
+    assert [m.value for m in app.metric] == ["1", "1", "1"]
+    assert app.dataframe[0].value["alertname"].to_list() == ["NoisyNeighborDegradation"]
+    app.switch_page(PAGES["overview"]).run()
+    assert any("NoisyNeighborDegradation" in e for e in texts(app, "error"))
 
 
 def test_noisy_neighbours_ranks_antagonists_with_evidence(demo_store: Path, monkeypatch: pytest.MonkeyPatch):

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs_version
 from streamlit.testing.v1 import AppTest
 
-from dashboard import charts
+from analysis import figures as charts
 from dashboard.plotly_view import BUNDLE, BUNDLE_TRACES, BUNDLE_VERSION, STATIC, drawable, trace_types
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from analysis.alerts.engine import load_config, read_state
 from telemetry.errors import ConfigError
-from telemetry.store.base import open_store
+from telemetry.store.factory import open_store
 from tests.analysis.alerts.alert_receiver import RecordingReceiver
 
 NEIGHBORSCOPE = [sys.executable, "-m", "telemetry.cli"]

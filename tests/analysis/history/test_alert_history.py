@@ -11,7 +11,7 @@ import pytest
 
 from analysis.alerts.engine import AlertsConfig, evaluate_once, refresh_nightly
 from telemetry.config import model_from_dict
-from telemetry.store.base import open_store
+from telemetry.store.factory import open_store
 from tests.analysis.alerts.alert_receiver import RecordingReceiver
 from tests.analysis.history.history_sim import HistorySpec, night_start, write_history
 

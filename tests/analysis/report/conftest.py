@@ -10,7 +10,7 @@ import pytest
 
 from analysis.ingest import import_bench_files
 from telemetry.sim import preset, simulate, write_output
-from telemetry.store.base import open_store
+from telemetry.store.factory import open_store
 
 SIM_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

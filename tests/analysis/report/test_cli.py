@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from analysis.report.cli import parse_duration, resolve_window
 from telemetry.cli import app
 from telemetry.errors import ConfigError
-from telemetry.store.base import open_store
+from telemetry.store.factory import open_store
 
 
 def _invoke(*args: str):
@@ -110,7 +110,7 @@ def test_bad_input_is_one_error_line_without_a_traceback(tmp_path: Path) -> None
 def test_a_topology_file_that_is_not_one_is_a_config_error(tmp_path: Path) -> None:
     from analysis.report.data import read_topology
 
-    (tmp_path / "store").mkdir()
+    store = open_store(tmp_path / "store")
     (tmp_path / "store" / "topology.json").write_text("[1, 2")
     with pytest.raises(ConfigError, match="not a topology file"):
-        read_topology(str(tmp_path / "store"))
+        read_topology(store, str(tmp_path / "store"), [{"run_id": "r1", "node": "n1"}])

@@ -15,7 +15,7 @@ import pytest
 from analysis.stress.plan import Plan, load_plan, schedule
 from analysis.stress.runner import run_plan
 from telemetry.config import model_from_dict
-from telemetry.store.base import open_store
+from telemetry.store.factory import open_store
 
 ROOT = Path(__file__).resolve().parents[3]
 PY = sys.executable

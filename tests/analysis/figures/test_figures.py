@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import polars as pl
 import pytest
 
-from analysis.report import figures as fg
+from analysis import figures as fg
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from dashboard.charts import WEBGL_MIN_POINTS, line_trace
+from analysis.figures import WEBGL_MIN_POINTS, line_trace
 
 
 def test_dense_figures_use_webgl_and_light_ones_svg():
@@ -18,7 +18,7 @@ def test_a_single_night_of_history_gets_a_readable_time_and_value_axis():
 
     import polars as pl
 
-    from dashboard.charts import history_figure
+    from analysis.figures import history_figure
 
     night = datetime(2026, 3, 1, tzinfo=UTC)
     fig = history_figure(pl.DataFrame({"time": [night], "value": [98153.5]}), "value", "ms")
@@ -32,7 +32,7 @@ def test_history_over_many_nights_keeps_plotlys_own_axes():
 
     import polars as pl
 
-    from dashboard.charts import history_figure
+    from analysis.figures import history_figure
 
     nights = [datetime(2026, 3, 1, tzinfo=UTC) + timedelta(days=i) for i in range(5)]
     fig = history_figure(pl.DataFrame({"time": nights, "value": [1.0, 2.0, 3.0, 2.0, 1.0]}), "value", "ms")

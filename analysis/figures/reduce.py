@@ -1,4 +1,5 @@
-"""Pure reductions of telemetry frames to what a browser can draw fast: frames in, frames out.
+"""The one series reducer: telemetry frames cut to what a browser draws fast (frames in, frames out). The
+dashboard's store reader and every figure builder (`analysis.figures`) reduce through it.
 
 - `reduce_series`: per trace, at most ``n_out`` points chosen by MinMaxLTTB (``tsdownsample``), which keeps
   every local minimum and maximum that LTTB would otherwise smooth away (a throttle dip stays visible).

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
-from dashboard.downsample import bucket_seconds, interleave_min_max, reduce_series, time_buckets
+from analysis.figures.reduce import bucket_seconds, interleave_min_max, reduce_series, time_buckets
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
