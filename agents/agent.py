@@ -151,11 +151,18 @@ class Agent:
     def flush(self, ts_ns: int) -> None:
         rows = self.buffer.take()
         spool = self.sender.spool
-        rows.setdefault("agent", []).append({
+        health = {
             "time": ts_ns, "sampler": "spool", "spool_bytes": float(spool.bytes_used),
-            "spool_dropped_total": spool.dropped_total, "ok": not self.sender.last_error,
-        })
-        self.sender.submit(rows)
+            "spool_dropped_total": spool.dropped_total,
+            "ok": not self.sender.last_error and not getattr(spool, "write_failing", False),
+        }
+        rows.setdefault("agent", []).append(health)
+        if self.latest is not None:  # /metrics shows the spool too (drops while the disk is full, ...)
+            self.latest.update({"agent": [health]})
+        try:
+            self.sender.submit(rows)
+        except Exception:  # a bug in one batch must not stop the ticker (systemd would restart us in a loop)
+            log.exception("could not submit the batch of %d ns; its rows are lost", ts_ns)
 
     def run(self, stop: threading.Event, max_ticks: int | None = None) -> dict[str, Any]:
         """Tick until ``stop`` is set; then flush, drain and return a summary."""
@@ -172,17 +179,22 @@ class Agent:
         return summary
 
     def shutdown(self) -> dict[str, Any]:
-        for r in self.runners:
-            if not r.wait_idle(2.0):
-                log.warning("sampler %s still reading at shutdown", r.name)
-        for r in self.runners:
-            r.stop()
-        last_ns = self.buffer_time()
-        self.flush(last_ns)
-        delivered = self.sender.drain(self.cfg.shutdown_timeout_s)
-        self.sender.stop()
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
+        """Stop the samplers, flush, try to deliver the spool, summarise. Never raises: a failing step is
+        logged and the next one still runs (a crash here would make systemd restart the agent in a loop)."""
+        delivered = False
+
+        def drain() -> None:
+            nonlocal delivered
+            delivered = self.sender.drain(self.cfg.shutdown_timeout_s)
+
+        steps = (("stopping the samplers", self._stop_samplers), ("the last flush", lambda: self.flush(self.buffer_time())),
+                 ("delivering the spool", drain), ("stopping the sender", self.sender.stop),
+                 ("stopping /metrics", self._stop_metrics))  # fmt: skip
+        for what, step in steps:
+            try:
+                step()
+            except Exception:
+                log.exception("shutdown: %s failed; going on", what)
         summary = {
             "node": self.cfg.node,
             "boot_id": self.sender.boot_id,
@@ -198,6 +210,17 @@ class Agent:
         }
         log.info("agent summary: %s", json.dumps(summary, sort_keys=True))
         return summary
+
+    def _stop_samplers(self) -> None:
+        for r in self.runners:
+            if not r.wait_idle(2.0):
+                log.warning("sampler %s still reading at shutdown", r.name)
+        for r in self.runners:
+            r.stop()
+
+    def _stop_metrics(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
 
     def buffer_time(self) -> int:
         import time

@@ -6,12 +6,17 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 
 from agents.agent import Agent, build_samplers, summary_line
-from agents.config import effective_toml, load_config
+from agents.config import AgentConfig, effective_toml, init_config_toml, load_config
+from telemetry.errors import ConfigError
+
+T = TypeVar("T")
 
 
 def _logging(level: str) -> None:
@@ -48,6 +53,9 @@ def agent(
                                        help="Node config (TOML)."),
     print_config: bool = typer.Option(False, "--print-config",
                                       help="Print the effective config (defaults, detected devices) and exit."),
+    init_config: bool = typer.Option(False, "--init-config",
+                                     help="Write a commented config for this host (detected devices, the --collector "
+                                          "URL) to the --config file (never overwritten), or print it; then exit."),
     collector: str | None = typer.Option(None, "--collector", help="Collector URL (overrides the config's collector.url)."),
     token: str | None = typer.Option(None, "--token", envvar="NEIGHBORSCOPE_TOKEN",
                                      help="Node token (overrides the config's collector token)."),
@@ -61,6 +69,11 @@ def agent(
     Example: neighborscope agent --config /etc/neighborscope/agent.toml
     """
     _logging(log_level)
+    if collector:
+        _check_url(collector)
+    if init_config:
+        _init_config(config, collector)
+        return
     cfg = load_config(config)
     if collector:
         cfg.collector_url = collector
@@ -68,7 +81,7 @@ def agent(
         cfg.token = token
     if spool_dir is not None:
         cfg.spool_dir = spool_dir
-    built = build_samplers(cfg)
+    built = _located(config, lambda: build_samplers(cfg))
     if print_config:
         detected = {b.sampler.name: b.sampler.devices() for b in built}
         support = support_comments(built)
@@ -85,8 +98,47 @@ def agent(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    summary = Agent(cfg, built).run(stop)
+    summary = _located(config, lambda: Agent(cfg, built)).run(stop)
     typer.echo(summary_line(summary), err=True)
+
+
+def _check_url(url: str) -> None:
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--collector: the collector URL must look like http(s)://HOST[:PORT], not {url!r}")
+
+
+def _located(config: Path | None, build: Callable[[], T]) -> T:
+    """Run ``build``; a config error it raises names the config file (samplers see only their own table)."""
+    try:
+        return build()
+    except ConfigError as exc:
+        if config is None or str(exc).startswith(f"{config}:"):
+            raise
+        raise ConfigError(f"{config}: {exc}") from None
+
+
+def _init_config(path: Path | None, collector: str | None) -> None:
+    """Detect this host's devices with the default config, then write (or print) the commented config."""
+    cfg: AgentConfig = load_config(None)
+    if path is not None and path.exists():
+        raise ConfigError(f"{path}: already exists, not overwritten (move it away, or leave out --config to print "
+                          "the new config)")
+    built = build_samplers(cfg)
+    detected = {b.sampler.name: b.sampler.devices() for b in built}
+    for b in built:
+        b.sampler.close()
+    text = init_config_toml(cfg.node, collector, detected)
+    if path is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write: {exc.strerror}") from None
+    typer.echo(f"wrote {path}; check it with: neighborscope agent --config {path} --print-config", err=True)
 
 
 def run(

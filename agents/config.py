@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 import socket
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -133,6 +134,11 @@ Cadence = Annotated[float, BeforeValidator(_cadence)]
 Devices = Annotated[list[str], BeforeValidator(_expand)]
 
 
+def _keys(names: list[str]) -> str:
+    """``key 'a'`` or ``keys 'a', 'b'``: names in a sentence, not a Python list."""
+    return ("key " if len(names) == 1 else "keys ") + ", ".join(repr(n) for n in names)
+
+
 class _Table(BaseModel):
     """A config table: typed keys (an int is a float, a bool is not a number); an unknown key is named with the
     known ones."""
@@ -146,7 +152,7 @@ class _Table(BaseModel):
         if cls.closed and isinstance(data, dict):
             unknown = sorted(set(data) - set(cls.model_fields))
             if unknown:
-                raise ValueError(f"unknown key(s) {unknown} (known: {', '.join(cls.model_fields)})")
+                raise ValueError(f"unknown {_keys(unknown)}; the known keys are {', '.join(cls.model_fields)}")
         return data
 
 
@@ -263,7 +269,13 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None, source: str 
     known = SAMPLERS.names()
     unknown = sorted(set(top.samplers) - set(known))
     if unknown:
-        raise error(f"unknown sampler(s) {unknown}; known: {', '.join(known)}", "samplers")
+        names = ", ".join(repr(n) for n in unknown)
+        raise error(f"unknown sampler{'s' if len(unknown) > 1 else ''} {names}; the known samplers are "
+                    f"{', '.join(known)}", "samplers")
+    if coll.url is not None:
+        parts = urllib.parse.urlsplit(coll.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise error(f"the collector URL must look like http(s)://HOST[:PORT], not {coll.url!r}", "collector.url")
     for name in known:
         table = model_from_dict(SamplerTable, top.samplers.get(name, {}), source, f"samplers.{name}")
         options = dict(table.model_extra or {})
@@ -359,3 +371,64 @@ def toml_text(doc: dict[str, Any], prefix: str = "") -> str:
         for item in items:
             out += f"\n[[{prefix}{key}]]\n" + toml_text(item, f"{prefix}{key}.")
     return out
+
+
+def init_config_toml(node: str, collector_url: str | None, detected: dict[str, list[str]],
+                     written_by: str = "neighborscope agent --init-config") -> str:
+    """A commented node config for this host: its name, the collector URL, every sampler on or off as found here
+    (``detected``: sampler -> devices, for the samplers that started), the defaults spelled out."""
+    defaults = AgentTable()
+    url = _toml_value(collector_url) if collector_url else '"http://COLLECTOR:8428"   # <- set the collector URL'
+    lines = [
+        f"# neighborscope agent config for {node}, written by `{written_by}`.",
+        "# Check what the agent will run: neighborscope agent --config THIS_FILE --print-config",
+        "",
+        f"node = {_toml_value(node)}",
+        "",
+        "[collector]",
+        f"url = {url}",
+        '# token_file = "/etc/neighborscope/token"   # the node token (or token = "..."); the collector keeps its hash',
+        '# ca_file = "/etc/neighborscope/ca.pem"     # https: trust this CA (default: the system\'s CAs)',
+        f"timeout_s = {_toml_value(CollectorTable().timeout_s)}",
+        "",
+        "[agent]",
+        f"cadence_s = {_toml_value(defaults.cadence_s)}          # seconds between samples ({MIN_CADENCE_S} .. "
+        f"{MAX_CADENCE_S:g}), per sampler below",
+        f"flush_s = {_toml_value(defaults.flush_s)}            # seconds between batches sent to the collector",
+        f"spool_dir = {_toml_value(defaults.spool_dir)}   # batches wait here while the collector is "
+        'unreachable ("" = in memory)',
+        f"spool_max_bytes = {defaults.spool_max_bytes}   # beyond this, or when the disk is full, the oldest "
+        "batches are dropped (counted)",
+        f"shutdown_timeout_s = {_toml_value(defaults.shutdown_timeout_s)} # on SIGTERM, how long to try to "
+        "deliver the spool",
+        f"metrics_port = {defaults.metrics_port}             # Prometheus /metrics on the agent; 0 = off",
+        "",
+        "# [groups]                    # which devices share a co-tenant group (a list, or a range)",
+        '# hive0 = "gpu0..gpu7"',
+    ]
+    for name in SAMPLERS.names():
+        cls = SAMPLERS.get(name)
+        lines += ["", f"[samplers.{name}]"]
+        devices = detected.get(name)
+        is_device_sampler = "accel" in cls.fields
+        if name == "tenants":
+            lines += ['enabled = "auto"            # on when [[tenants]] rules are given below']
+        elif devices is None:
+            why = "not enabled by default" if cls.enabled_by_default is False else "found nothing on this host"
+            lines += [f"enabled = false             # {why}"]
+        elif is_device_sampler:
+            lines += [f"enabled = true              # found {len(devices)}: {', '.join(devices)}",
+                      "# devices = [...]            # restrict to these (names or PCI addresses); default: all found"]
+        else:
+            lines += ["enabled = true"]
+        lines += [f"# cadence_s = {_toml_value(defaults.cadence_s)}"]
+    lines += [
+        "",
+        "# Co-tenants: processes whose cmdline, name, cgroup, container or user match a rule belong to its group;",
+        "# one [[tenants]] table per rule.",
+        "# [[tenants]]",
+        '# group = "hive0"',
+        '# cmdline = "sglang.*--port 30000"',
+        "",
+    ]
+    return "\n".join(lines)

@@ -9,11 +9,19 @@ oldest batches and counts them (``dropped_total``). Both spools implement one co
 (``<epoch ns>-<pid>-<n>.batch.gz``). Writes go to a temporary name and are renamed into place, so a
 crash never leaves half a batch. Other processes (``neighborscope run``) may drop batches in the same
 directory; the agent's sender delivers them too.
+
+A disk that fills up (ENOSPC, EDQUOT) is the same as a full spool, the way Vector's disk buffers and
+Prometheus' WAL treat it: the oldest batches are dropped until the new one fits (``dropped_total``), the
+temporary file is removed, the agent keeps sampling, and the spool recovers by itself once there is space
+again. Each episode is logged once when it starts and once when it ends; any other write error drops the
+new batch the same way instead of stopping the agent. `append` never raises `OSError`.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -27,11 +35,16 @@ log = logging.getLogger(__name__)
 SUFFIX = ".batch.gz"
 
 
+#: write errors that mean "no space": the spool drops its oldest batches to make room
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 class Spool(Protocol):
     """A bounded FIFO of encoded batches."""
 
     max_bytes: int
     dropped_total: int
+    write_failing: bool  # True during a disk-full or write-error episode (batches are being dropped)
 
     def append(self, body: bytes) -> None:
         """Add a batch at the end; drop the oldest ones while the spool would exceed ``max_bytes``."""
@@ -57,6 +70,7 @@ class MemorySpool:
     def __init__(self, max_bytes: int = 64 * 2**20) -> None:
         self.max_bytes = max_bytes
         self.dropped_total = 0
+        self.write_failing = False
         self._items: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         self._bytes = 0
         self._n = itertools.count()
@@ -103,6 +117,9 @@ class DiskSpool:
         self.path.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.dropped_total = 0
+        self.write_failing = False
+        self._episode: _Episode | None = None  # the current disk-full / write-error episode
+        self._full_episode: _Episode | None = None  # the current max_bytes episode
         self._n = itertools.count()
         self._lock = threading.Lock()
         for tmp in self.path.glob("*.tmp"):
@@ -113,7 +130,12 @@ class DiskSpool:
 
     def _rescan(self) -> None:
         sizes: dict[str, int] = {}
-        for entry in os.scandir(self.path):
+        try:
+            entries = list(os.scandir(self.path))
+        except OSError as exc:
+            log.error("cannot list the spool %s: %s", self.path, exc.strerror)
+            return
+        for entry in entries:
             if entry.name.endswith(SUFFIX):
                 try:
                     sizes[entry.name] = entry.stat().st_size
@@ -126,21 +148,78 @@ class DiskSpool:
         name = f"{time.time_ns():020d}-{os.getpid()}-{next(self._n):06d}{SUFFIX}"
         with self._lock:
             while self._sizes and self.bytes_used + len(body) > self.max_bytes:
-                oldest = next(iter(self._sizes))
-                self._drop(oldest)
+                self._drop(next(iter(self._sizes)), "full")
             if len(body) > self.max_bytes:
                 self.dropped_total += 1
+                log.warning("batch of %d bytes is larger than the whole spool (%d bytes): dropped", len(body),
+                            self.max_bytes)
                 return
-            tmp = self.path / (name + ".tmp")
-            tmp.write_bytes(body)
-            os.replace(tmp, self.path / name)
-            self._sizes[name] = len(body)
+            if self._full_episode is not None and self.bytes_used + len(body) <= self.max_bytes // 2:
+                self._full_episode = self._full_episode.end(log, "spool below its limit again")
+            first_try = True
+            while True:
+                err = self._write(name, body)
+                if err is None:
+                    self._sizes[name] = len(body)
+                    if self._episode is not None and first_try and self._room_for(4 * len(body)):
+                        self._episode = self._episode.end(log, f"spool {self.path} writable again")
+                    self.write_failing = self._episode is not None
+                    return
+                self.write_failing = True
+                first_try = False
+                if err.errno in NO_SPACE and self._sizes:
+                    self._start_episode(err)
+                    self._drop(next(iter(self._sizes)), "disk")  # make room: the oldest batch goes
+                    continue
+                self._start_episode(err)
+                self.dropped_total += 1  # nothing left to drop (or not a space problem): this batch goes
+                self._episode.dropped += 1  # type: ignore[union-attr]
+                return
 
-    def _drop(self, name: str) -> None:
-        (self.path / name).unlink(missing_ok=True)
+    def _room_for(self, nbytes: int) -> bool:
+        """Whether the spool's file system has ``nbytes`` free (ends an episode without flapping)."""
+        try:
+            st = os.statvfs(self.path)
+        except OSError:
+            return False
+        free = st.f_bfree if os.geteuid() == 0 else st.f_bavail  # root may write into the reserved blocks
+        return free * st.f_frsize >= nbytes
+
+    def _write(self, name: str, body: bytes) -> OSError | None:
+        """Write one batch file (temporary name, then rename); on error leave no file behind."""
+        tmp = self.path / (name + ".tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(body)
+            os.replace(tmp, self.path / name)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            return exc
+        return None
+
+    def _start_episode(self, err: OSError) -> None:
+        if self._episode is None:
+            if err.errno in NO_SPACE:
+                what = (f"no space left for the spool in {self.path} ({err.strerror}): dropping the oldest "
+                        "batches to make room; the agent keeps sampling")
+            else:
+                what = f"cannot write to the spool in {self.path} ({err.strerror}): dropping new batches"
+            log.error("%s", what)
+            self._episode = _Episode()
+
+    def _drop(self, name: str, why: str) -> None:
+        with contextlib.suppress(OSError):
+            (self.path / name).unlink(missing_ok=True)
         self._sizes.pop(name, None)
         self.dropped_total += 1
-        log.warning("spool full (%d bytes max): dropped the oldest batch %s", self.max_bytes, name)
+        if why == "disk":
+            self._episode.dropped += 1  # type: ignore[union-attr]
+            return
+        if self._full_episode is None:
+            log.warning("spool full (%d bytes max): dropping the oldest batches", self.max_bytes)
+            self._full_episode = _Episode()
+        self._full_episode.dropped += 1
 
     def peek(self) -> tuple[str, bytes] | None:
         with self._lock:
@@ -151,11 +230,17 @@ class DiskSpool:
                     return name, (self.path / name).read_bytes()
                 except FileNotFoundError:
                     self._sizes.pop(name, None)
+                except OSError as exc:  # unreadable (I/O error): set it aside, keep delivering the rest
+                    log.error("cannot read spooled batch %s: %s; it stays on disk, skipped", name, exc.strerror)
+                    self._sizes.pop(name, None)
             return None
 
     def remove(self, key: str) -> None:
         with self._lock:
-            (self.path / key).unlink(missing_ok=True)
+            try:
+                (self.path / key).unlink(missing_ok=True)
+            except OSError as exc:
+                log.error("cannot remove delivered batch %s: %s", key, exc.strerror)
             self._sizes.pop(key, None)
 
     def __len__(self) -> int:
@@ -164,3 +249,15 @@ class DiskSpool:
     @property
     def bytes_used(self) -> int:
         return sum(self._sizes.values())
+
+
+class _Episode:
+    """One stretch of dropping (disk full, write errors, spool at its limit): logged when it starts and ends."""
+
+    def __init__(self) -> None:
+        self.dropped = 0
+        self.since = time.monotonic()
+
+    def end(self, logger: logging.Logger, what: str) -> None:
+        logger.warning("%s after %.0f s: %d batch(es) dropped meanwhile", what, time.monotonic() - self.since,
+                       self.dropped)

@@ -171,7 +171,11 @@ class Sender:
             seq = self.seq
             self.seq += 1
             body = encode_batch(self.node, self.boot_id, seq, rows, sent_at_ns=time.time_ns())
-            self.spool.append(body)
+            try:
+                self.spool.append(body)  # a full disk drops the oldest batches there; never stop sampling here
+            except Exception:
+                self.spool.dropped_total += 1
+                log.exception("could not spool batch %d: dropped", seq)
             for name, items in rows.items():
                 self.rows_total[name] = self.rows_total.get(name, 0) + len(items)
         self._wake.set()
@@ -184,6 +188,14 @@ class Sender:
         self._thread.start()
 
     def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._deliver()
+            except Exception:  # the spool's disk failed under us: never let the sender thread die silently
+                log.exception("sender: unexpected error; retrying in 1 s")
+                self._hurry.wait(1.0)
+
+    def _deliver(self) -> None:
         backoff = Backoff(min_s=self.backoff_min_s, max_s=self.backoff_max_s)
         auth_failures = 0
         while not self._stop.is_set():

@@ -14,7 +14,9 @@ Public API::
     res.antagonists   # pl.DataFrame, analysis.attribution.ANTAGONIST_COLUMNS (= res.attribution.antagonists)
     res.attribution   # analysis.attribution.Attribution: index, activity, antagonists, suspects, notes (or None)
     res.notes         # tuple[str, ...]
-    res.to_json()     # {"schema_version", "victim", "window_s", "phases": [...], "antagonists": [...], "notes": [...]}
+    res.unreadable    # ((path, reason), ...): store files that could not be read (the result is incomplete)
+    res.to_json()     # {"schema_version", "victim", "window_s", "phases", "antagonists", "notes", "complete",
+                      #  "unreadable_inputs"}
 
 The JSON schema is documented in docs/analysis.md. Store reading is the only I/O here; the rest is pure.
 """
@@ -24,8 +26,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ import polars as pl
 from analysis import attribution as attr
 from analysis.align import align
 from analysis.degradation import PHASE_COLUMNS, Thresholds, phase_degradation, runs_frame
-from telemetry.errors import ConfigError
+from telemetry.errors import ConfigError, StoreError
 from telemetry.store.base import TelemetryStore
 from telemetry.topology import lookup as topology_lookup
 
@@ -82,6 +84,13 @@ class AnalysisResult:
     phases: pl.DataFrame
     notes: tuple[str, ...] = ()
     attribution: attr.Attribution | None = field(default=None, repr=False, compare=False)
+    unreadable: tuple[tuple[str, str], ...] = ()
+    """(path, reason) of every store file that could not be read and was left out: the result is incomplete."""
+
+    @property
+    def complete(self) -> bool:
+        """False when store files could not be read (``unreadable``): what they hold is missing from the result."""
+        return not self.unreadable
 
     @property
     def antagonists(self) -> pl.DataFrame:
@@ -102,6 +111,8 @@ class AnalysisResult:
             "phases": [_clean(r) for r in self.phases.to_dicts()],
             "antagonists": [_clean(r) for r in self.antagonists.to_dicts()],
             "notes": list(self.notes),
+            "complete": self.complete,
+            "unreadable_inputs": [{"path": p, "reason": r} for p, r in self.unreadable],
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -142,7 +153,9 @@ def analyze_frames(
         known = sorted(set(runs["group"].to_list()))
         raise ConfigError(f"no benchmark runs of group {victim!r}; groups with runs: {known}")
     tok_df = tokens.collect() if isinstance(tokens, pl.LazyFrame) else tokens
-    phases = phase_degradation(runs, requests, tok_df, baseline=opt.baseline, phase_order=opt.phase_order,
+    baselines = baseline_phases(runs.filter(pl.col("group") == victim) if victim else runs, opt.baseline,
+                                opt.phase_order)
+    phases = phase_degradation(runs, requests, tok_df, baseline=baselines, phase_order=opt.phase_order,
                                groups=[victim] if victim else None, thresholds=th)
     notes = _phase_notes(runs, phases, victim, th)
     attribution = None
@@ -165,6 +178,89 @@ def analyze_frames(
                                      run_events=tel.run_events, q=th.q, n_shifts=opt.n_shifts, seed=opt.seed)
         notes.extend(attribution.notes)
     return AnalysisResult(victim=victim, phases=phases, notes=tuple(notes), attribution=attribution)
+
+
+def baseline_phases(runs: pl.DataFrame, baseline: str | Mapping[str, str] | None = None,
+                    phase_order: Sequence[str] | None = None) -> dict[str, str]:
+    """The baseline phase of each group of ``runs`` (`analysis.degradation.runs_frame`): ``baseline`` when given
+    (one name, or one per group), else the phase named ``baseline``, else the group's first phase (``phase_order``,
+    else by start time). A ``baseline`` that a group does not have is a `ConfigError` naming the phases it has."""
+    out: dict[str, str] = {}
+    for group in runs["group"].unique(maintain_order=True).to_list():
+        part = runs.filter(pl.col("group") == group)
+        have = part.sort("start", nulls_last=True, maintain_order=True)["phase"].unique(maintain_order=True).to_list()
+        if phase_order:
+            have = [p for p in phase_order if p in have] + [p for p in have if p not in phase_order]
+        wanted = baseline.get(group) if isinstance(baseline, Mapping) else baseline
+        if wanted is not None:
+            if wanted not in have:
+                raise ConfigError(f"--baseline {wanted!r}: {group or '(no group)'} has no runs in phase {wanted!r}; "
+                                  f"its phases: {have}")
+            out[group] = wanted
+        elif have:
+            out[group] = "baseline" if "baseline" in have else have[0]
+    return out
+
+
+_INVENTED_TIME = ("file_mtime", "file_mtime_chain", "unknown")
+"""`analysis.ingest.model.Run.time_source` values that are no wall-clock start: the file's modification time minus
+the run's duration (when a summary is pasted into a file, that is the import time), or nothing at all."""
+
+
+def has_wall_clock_start(run: Any) -> bool:
+    """Whether ``run`` (an `analysis.ingest.model.Run`) started at a known wall-clock time: its ``timed`` flag where
+    the importer sets one, else a start that was not made up from the file's modification time."""
+    timed = getattr(run, "timed", None)
+    if timed is not None:
+        return bool(timed)
+    return run.start is not None and (getattr(run, "time_source", "") or "") not in _INVENTED_TIME
+
+
+def import_position(run: Any) -> int | None:
+    """The run's import sequence number (`analysis.ingest.model.Run.import_seq`), None when it has none."""
+    seq = getattr(run, "import_seq", None)
+    return None if seq is None else int(seq)
+
+
+def run_time(run: Any) -> datetime | None:
+    """When the run counts for a time range (--start / --end, a report's window): its wall-clock start, else its
+    import time (``import_seq`` is the import's ``time.time_ns()``), else None."""
+    if has_wall_clock_start(run):
+        return run.start
+    seq = import_position(run)
+    return None if seq is None else datetime.fromtimestamp(seq / 1e9, UTC)
+
+
+def in_import_order(runs: Sequence[Any]) -> list[Any]:
+    """``runs`` by import sequence number where every run has one; else as given (the store's order)."""
+    seqs = [import_position(r) for r in runs]
+    if runs and all(s is not None for s in seqs):
+        return [runs[i] for i in sorted(range(len(runs)), key=lambda i: (seqs[i], i))]
+    return list(runs)
+
+
+def phase_order_of(runs: Sequence[Any]) -> tuple[list[str], str | None]:
+    """(phases in order, note). When every run has a wall-clock start, phases by their first run's start. Else (a
+    printed summary has no start) in import order, which the note says; where the importer recorded no import
+    sequence number, in the order the runs' files were written (a made-up start's end is its file's time)."""
+    if not runs:
+        return [], None
+    if all(has_wall_clock_start(r) for r in runs):
+        ordered = sorted(range(len(runs)), key=lambda i: (runs[i].start, i))
+        return list(dict.fromkeys(runs[i].phase or "" for i in ordered)), None
+    if all(import_position(r) is not None for r in runs):
+        ordered_runs, how = in_import_order(runs), "import order"
+    elif all(r.end is not None for r in runs):
+        ordered_runs = [runs[i] for i in sorted(range(len(runs)), key=lambda i: (runs[i].end, i))]
+        how = "the order their files were written"
+    else:
+        ordered_runs, how = list(runs), "the store's order"
+    phases = list(dict.fromkeys(r.phase or "" for r in ordered_runs))
+    untimed = [r.run_id for r in ordered_runs if not has_wall_clock_start(r)]
+    shown = ", ".join(untimed[:3]) + (f" and {len(untimed) - 3} more" if len(untimed) > 3 else "")
+    note = (f"{len(untimed)} run(s) have no wall-clock start ({shown}; printed summaries carry none), so phases "
+            f"are in {how}: {' -> '.join(p or '(none)' for p in phases)} (--phase-order changes it)")
+    return phases, note
 
 
 def _phase_notes(runs: pl.DataFrame, phases: pl.DataFrame, victim: str | None, th: Thresholds) -> list[str]:
@@ -220,7 +316,7 @@ def analyze(
 ) -> AnalysisResult:
     """Read the runs (and their requests / tokens artifacts) and the telemetry around them from ``store``, then
     `analyze_frames`. Runs are selected by ``run_ids`` / ``phases`` / ``node`` / time range (a run counts when
-    it starts in [start, end)). ``topology`` None: the lookup rule of `telemetry.topology.lookup` (the store's
+    it starts in [start, end); a run without a wall-clock start counts at its import time). ``topology`` None: the lookup rule of `telemetry.topology.lookup` (the store's
     ``topology/<node>`` artifact of the runs' node)."""
     from analysis.ingest.model import list_runs, load_requests, load_tokens
 
@@ -237,25 +333,32 @@ def analyze(
     if phases:
         runs = [r for r in runs if r.phase in set(phases)]
     if start is not None:
-        runs = [r for r in runs if r.start is not None and r.start >= start]
+        runs = [r for r in runs if (t := run_time(r)) is not None and t >= start]
     if end is not None:
-        runs = [r for r in runs if r.start is not None and r.start < end]
+        runs = [r for r in runs if (t := run_time(r)) is not None and t < end]
     # the last stored summary of a run id wins
-    runs = list({r.run_id: r for r in runs}.values())
+    runs = in_import_order(list({r.run_id: r for r in runs}.values()))
+    order_note = None
+    if phase_order is None:
+        phase_order, order_note = phase_order_of([r for r in runs if r.group == victim] if victim else runs)
     rf = runs_frame(runs)
     if rf.height == 0:
         raise ConfigError("no benchmark runs in the store match (import some with `neighborscope import bench`)")
-    req_frames, tok_frames = [], []
+    req_frames, tok_frames, broken = [], [], []
     analysed = [r for r in runs if r.group == victim] if victim else runs
     for r in analysed:
-        req = load_requests(store, r.run_id)
+        try:
+            req = load_requests(store, r.run_id)
+            tok = load_tokens(store, r.run_id) if req is not None and req.height else None
+        except StoreError as exc:  # an unreadable artifact: the store lists its file among unreadable_files
+            broken.append(f"{r.run_id} ({exc})")
+            continue
         if req is not None and req.height:
             req_frames.append(req)
-            tok = load_tokens(store, r.run_id)
-            if tok.height:
+            if tok is not None and tok.height:
                 tok_frames.append(_tokens_compat(tok))
-    requests = pl.concat(req_frames, how="diagonal_relaxed") if req_frames else None
-    tokens = pl.concat(tok_frames, how="diagonal_relaxed") if tok_frames else None
+    requests = pl.concat(req_frames, how="diagonal_relaxed") if req_frames and not broken else None
+    tokens = pl.concat(tok_frames, how="diagonal_relaxed") if tok_frames and not broken else None
     accel = host = host_core = tenant = events = None
     v_runs = rf.filter(pl.col("group") == victim) if victim else rf.head(0)
     if victim and v_runs.height and v_runs["start"].null_count() < v_runs.height:
@@ -274,7 +377,21 @@ def analyze(
             topology = found[0] if found else None
     telemetry = TelemetryFrames(accel, host, host_core, tenant, events, topology)
     options = AnalysisOptions(baseline, phase_order, thresholds, window_s, n_shifts, seed)
-    return analyze_frames(rf, requests, tokens, victim=victim, telemetry=telemetry, options=options)
+    result = analyze_frames(rf, requests, tokens, victim=victim, telemetry=telemetry, options=options)
+    notes = [*([order_note] if order_note else []), *result.notes]
+    if broken:  # one phase per request against another per summary would not compare like with like
+        notes.insert(0, f"per-request data of {len(broken)} run(s) could not be read ({'; '.join(broken[:2])}): every "
+                     "phase is compared from the runs' summaries only, and there is no attribution")
+    unreadable = unreadable_inputs(store)
+    listed = {path for path, _ in unreadable}
+    unreadable += tuple((f"artifact of run {b.split(' ', 1)[0]}", b.split(" ", 1)[1].strip("()")) for b in broken
+                        if not any(path in b for path in listed))
+    return replace(result, notes=tuple(notes), unreadable=unreadable)
+
+
+def unreadable_inputs(store: TelemetryStore) -> tuple[tuple[str, str], ...]:
+    """(path, reason) of the store files its reads so far skipped because they could not be read."""
+    return tuple((str(path), str(reason)) for path, reason in store.unreadable_files())
 
 
 def _tokens_compat(tok: pl.DataFrame) -> pl.DataFrame:
@@ -308,8 +425,6 @@ def bench_runs(paths: Sequence[str | Path], blocks: Sequence[tuple[str, str]] | 
             titles = [str(r.extra.get("title", r.source)) for r in runs]
             raise ConfigError(f"--blocks lists {len(blocks)} block(s) but the file(s) hold {len(runs)} run(s): "
                               f"{titles}")
-        from dataclasses import replace
-
         runs = [replace(r, phase=p, group=g) for r, (p, g) in zip(runs, blocks, strict=True)]
     elif any(not r.phase or not r.group for r in runs):
         raise ConfigError("the benchmark runs carry no phase / group: pass --blocks PHASE/GROUP,... (one per run, "

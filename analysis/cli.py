@@ -26,14 +26,30 @@ def _q(v: float | None) -> str:
 _METHOD = {"runs_welch": "welch", "window_bootstrap": "bootstrap", "summary_only": "summary", "none": "-"}
 
 
-def render(result: AnalysisResult, console: Console | None = None) -> None:
-    """Print the phase table and the ranked antagonists as rich tables (at least 150 columns wide)."""
+VERDICTS = ("verdicts: degraded / improved = the 95 % interval lies beyond the threshold on the worse / better side "
+            "and q < FDR; equivalent = the interval lies within ±threshold; inconclusive = neither, or no interval "
+            "(one printed summary per phase)")
+"""The legend printed under the phase table: what each verdict word means."""
+
+PIPED_WIDTH = 200
+"""Columns of the output when it is not a terminal (a pipe or a file): wide enough that no table row wraps."""
+
+
+def console_for_output() -> Console:
+    """A rich console on stdout: the terminal's width (at least 150 columns) on a terminal, `PIPED_WIDTH` when piped."""
     from rich.console import Console
+
+    con = Console()
+    if not con.is_terminal:
+        return Console(width=PIPED_WIDTH)
+    return con if con.width >= 150 else Console(width=150)
+
+
+def render(result: AnalysisResult, console: Console | None = None) -> None:
+    """Print the phase table (with the legend of its verdicts) and the ranked antagonists as rich tables."""
     from rich.table import Table
 
-    con = console or Console()
-    if console is None and con.width < 150:
-        con = Console(width=150)
+    con = console or console_for_output()
     ph = result.phases
     if ph.height:
         several = ph["group"].n_unique() > 1
@@ -52,6 +68,7 @@ def render(result: AnalysisResult, console: Console | None = None) -> None:
                 _METHOD.get(r["method"], r["method"]), f"[{style}]{r['verdict']}[/]" if style else r["verdict"]]
             tab.add_row(*cells)
         con.print(tab)
+        con.print(f"[dim]{VERDICTS}[/]", soft_wrap=True)
     ant = result.antagonists
     if ant.height:
         tab = Table(title=f"Who slows {result.victim} (ranked; effect = sustained idle -> its busiest)")
@@ -67,7 +84,9 @@ def render(result: AnalysisResult, console: Console | None = None) -> None:
                         r["confidence"], ev)
         con.print(tab)
     for n in result.notes:
-        con.print(f"[dim]note: {n}[/]")
+        con.print(f"[dim]note: {n}[/]", soft_wrap=True)
+    for path, reason in result.unreadable:
+        con.print(f"[red]unreadable: {path}: {reason}[/]", soft_wrap=True)
 
 
 def analyze(
@@ -76,7 +95,8 @@ def analyze(
                               help="Store path or URL (file://, influx://)."),
     run: list[str] = typer.Option([], "--run", help="Run id(s) to include (repeatable); default: all."),
     phase: list[str] = typer.Option([], "--phase", help="Phase(s) to include (repeatable); default: all."),
-    baseline: str | None = typer.Option(None, "--baseline", help="Baseline phase (default: each group's first)."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Baseline phase (default: the phase named "
+                                        "'baseline', else each group's first; an unknown phase is an error)."),
     phase_order: str | None = typer.Option(None, "--phase-order", help="Phases in order, comma-separated."),
     node: str | None = typer.Option(None, "--node", help="Only runs / telemetry of this node."),
     start: str | None = typer.Option(None, "--start", help="Runs starting at or after (ISO time)."),
@@ -111,6 +131,8 @@ def analyze(
     """
     from datetime import datetime
 
+    from polars.exceptions import PolarsError
+
     from analysis.analyze import analyze as run_analysis
     from analysis.analyze import analyze_bench_files, parse_blocks
     from analysis.degradation import Thresholds
@@ -127,7 +149,7 @@ def analyze(
             from telemetry.store.factory import open_store
 
             topo = topo_file.read_file(topology) if topology else None
-            st = open_store(store)
+            st = open_store(store, create=False)  # reading: a store that does not exist is an error
             try:
                 result = run_analysis(
                     st, victim, run_ids=run or None, phases=phase or None, node=node,
@@ -139,6 +161,10 @@ def analyze(
     except (NeighborscopeError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except (OSError, PolarsError) as exc:  # a read the store could not turn into a skipped, listed file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"error: reading the store {store}: {first}", err=True)
+        raise typer.Exit(2) from None
     if json_out is not None:
         text = result.to_json()
         if str(json_out) == "-":
@@ -147,4 +173,9 @@ def analyze(
             json_out.write_text(text + "\n")
     if not quiet and str(json_out) != "-":
         render(result)
+    if result.unreadable:  # done, but the result may miss what those files hold: exit 1 (docs/architecture.md)
+        files = "; ".join(f"{path} ({reason})" for path, reason in result.unreadable)
+        typer.echo(f"error: incomplete result: {len(result.unreadable)} store file(s) could not be read and were "
+                   f"left out: {files}", err=True)
+        raise typer.Exit(1)
 

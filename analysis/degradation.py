@@ -645,18 +645,26 @@ class _Slos:
 
 
 def _goodput_slos(slos: _Slos, group: str, base_requests: pl.DataFrame) -> _Slos:
-    """SLOs not configured: the p90 of ``group``'s baseline requests (then kept for the groups after it)."""
+    """The goodput SLOs of one group: the configured ones, else the p90 of that group's own baseline requests
+    (each group against its own baseline: hives serving different models have different latencies). An SLO that
+    can be neither configured nor measured (no successful baseline request) stays None: no goodput then."""
     if slos.ttft_ms is not None and slos.tpot_ms is not None:
         return slos
     ok = base_requests.filter(pl.col("error").is_null())
-    tp = ok.select(_TPOT.quantile(0.9, "linear"))
     ttft, tpot = slos.ttft_ms, slos.tpot_ms
     if ttft is None and ok.height:
-        ttft = float(ok["ttft_ms"].quantile(0.9, "linear"))
-    if tpot is None and tp.height:
-        tpot = float(tp.item())
+        ttft = _finite(ok["ttft_ms"].quantile(0.9, "linear"))
+    if tpot is None and ok.height:
+        tpot = _finite(ok.select(_TPOT.quantile(0.9, "linear")).item())
+    if ttft is None or tpot is None:
+        return _Slos(ttft, tpot, f"no goodput for {group}: its baseline has no successful request to set an SLO "
+                                 "from (configure --slo-ttft-ms / --slo-tpot-ms)")
     return _Slos(ttft, tpot, f"goodput SLOs: TTFT <= {ttft:.0f} ms, TPOT <= {tpot:.1f} ms "
                              f"(the {group} baseline's p90 where not configured)")
+
+
+def _finite(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and np.isfinite(value) else None
 
 
 @dataclass(frozen=True)
@@ -742,14 +750,15 @@ def phase_degradation(
             raise ConfigError(f"no benchmark runs of group(s) {list(groups)}")
     if requests is not None and requests.height == 0:
         requests = None
-    slos = _Slos(th.slo_ttft_ms, th.slo_tpot_ms)
+    configured = _Slos(th.slo_ttft_ms, th.slo_tpot_ms)
     rng = np.random.default_rng(th.seed)
     rows: list[tuple[PhasePair, Comparison]] = []
     for name, bphase in _baselines(runs, baseline, phase_order).items():
         g = _group(name, bphase, runs, requests, tokens)
+        slos = configured
         if g.requests is not None:
             base_ids = g.runs.filter(pl.col("phase") == bphase)["run_id"].to_list()
-            slos = _goodput_slos(slos, name, g.requests.filter(pl.col("run_id").is_in(base_ids)))
+            slos = _goodput_slos(configured, name, g.requests.filter(pl.col("run_id").is_in(base_ids)))
         rows += _group_comparisons(g, slos, th, rng, phase_order)
     if not rows:
         return pl.DataFrame(schema=PHASE_COLUMNS)

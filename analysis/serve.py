@@ -226,6 +226,12 @@ def serve(
     opts = ServeOptions(store=store, alerts_config=alerts_config, state_dir=state_dir, report_out=report_out,
                         report_cron=report_cron, report_args=_split("--report-args", report_args), timezone=timezone,
                         alert_interval_s=alert_interval, rerun_command=rerun_command)  # fmt: skip
+    # the jobs run beside the collector that creates and owns the store; without it, nothing here creates the
+    # store, so it must exist (a mistyped --store is exit 2 at start, not jobs reading an empty store every minute)
+    if not collector:
+        from telemetry.store.factory import open_store
+
+        open_store(store, create=False).close()
     jobs = Jobs(opts)
     sched = build_scheduler(jobs, background=True)
     child = CollectorChild([*NEIGHBORSCOPE, "collector", "--store", store, *_split("--collector-args", collector_args)]) \

@@ -27,7 +27,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from telemetry.errors import SchemaError
-from telemetry.schema import MEASUREMENTS, TIME, TIME_DTYPE, measurement
+from telemetry.schema import MEASUREMENTS, TIME, TIME_DTYPE, measurement, tag_values_problem, time_problem
 
 NODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
@@ -226,8 +226,13 @@ class Columns:
         return None if lo is None else (lo, hi)
 
 
-def validate_columns(node: str, frames: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Columns]:
-    """Validate a batch's frames (same checks and errors as `batch_frames`) without building DataFrames."""
+def validate_columns(
+    node: str, frames: Sequence[tuple[str, Mapping[str, Any]]], time_window: tuple[int, int] | None = None
+) -> dict[str, Columns]:
+    """Validate a batch's frames (same checks and errors as `batch_frames`) without building DataFrames.
+    Tag values must be text every store can hold (`telemetry.schema.text_problem`); with ``time_window``
+    (epoch ns, inclusive: the collector's `telemetry.schema.time_window_ns`) a time outside it is refused
+    saying the unit looks wrong."""
     out: dict[str, Columns] = {}
     for i, (name, columns) in enumerate(frames):
         where = f"frames[{i}]"
@@ -250,9 +255,13 @@ def validate_columns(node: str, frames: Sequence[tuple[str, Mapping[str, Any]]])
             if len(values) != n:
                 raise SchemaError(f"{len(values)} values but 'time' has {n}", col_where)
             value = values if _plain(values, kind) else _column(col, values, kind, schema[col], col_where)
+            if kind == "str" and col in m.tags and (bad := tag_values_problem(values)) is not None:
+                raise SchemaError(bad[1], f"{col_where}[{bad[0]}]")
             checked[col] = value
             if col in m.field_index:
                 field_values += _present(value, kind, n)
+        if time_window is not None and n:
+            _check_times(columns[TIME], time_window, f"{where}.columns.{TIME}")
         nodes = columns.get("node")
         if nodes is not None:
             if not set(nodes) <= {node, None}:
@@ -271,6 +280,14 @@ def validate_columns(node: str, frames: Sequence[tuple[str, Mapping[str, Any]]])
         else:
             out[m.name] = Columns(m.name, [*got.parts, (n, checked)], got.field_values + field_values)
     return out
+
+
+def _check_times(times: list[int], window: tuple[int, int], where: str) -> None:
+    lo, hi = window
+    if lo <= min(times) and max(times) <= hi:
+        return
+    j, t = next((j, t) for j, t in enumerate(times) if not lo <= t <= hi)
+    raise SchemaError(time_problem(t, window) or "time out of range", f"{where}[{j}]")
 
 
 def group_frame(measurement_name: str, parts: Sequence[pl.DataFrame | Columns]) -> pl.DataFrame:
@@ -406,6 +423,9 @@ def _series(name: str, values: list[Any], dtype: pl.DataType, where: str) -> pl.
             if not isinstance(v, int) or isinstance(v, bool):
                 raise SchemaError(f"time must be an integer of epoch nanoseconds, got {v!r}", f"{where}[{j}]")
         return pl.Series(name, values, dtype=TIME_DTYPE)  # epoch ns straight into UTC datetimes (no cast query)
+    if dtype.is_numeric() and bool in set(map(type, values)):  # booleans are not numbers (polars takes them)
+        j = next(j for j, v in enumerate(values) if isinstance(v, bool))
+        raise SchemaError(f"expected a number, got {values[j]!r}", f"{where}[{j}]")
     try:
         return pl.Series(name, values, dtype=dtype, strict=True)
     except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):

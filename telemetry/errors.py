@@ -34,6 +34,19 @@ class StoreError(NeighborscopeError):
     """The store could not write or read."""
 
 
+class StoreLockedError(StoreError):
+    """The embedded store is already held by another writing process (its lock file names the holder).
+
+    ``pid`` and ``owner`` (free text, e.g. the collector's command line or listen address) describe the holder,
+    when its lock file says.
+    """
+
+    def __init__(self, message: str, pid: int | None = None, owner: str = "") -> None:
+        self.pid = pid
+        self.owner = owner
+        super().__init__(message)
+
+
 class StoreUnavailableError(StoreError):
     """The store's backend is down, unreachable or busy (retry later).
 

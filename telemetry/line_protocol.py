@@ -23,7 +23,18 @@ import line_protocol_parser
 import polars as pl
 
 from telemetry.errors import LineProtocolError, SchemaError
-from telemetry.schema import MEASUREMENTS, TIME, conform
+from telemetry.schema import (
+    INFLUX_MAX_NS,
+    INFLUX_MIN_NS,
+    MAX_SERIES_KEY_BYTES,
+    MEASUREMENTS,
+    RESERVED_KEYS,
+    TIME,
+    conform,
+    measurement_name_problem,
+    text_problem,
+    time_problem,
+)
 
 
 def _escape(expr: pl.Expr, chars: str) -> pl.Expr:
@@ -169,14 +180,25 @@ def split_lines(body: bytes, max_bytes: int) -> list[bytes]:
 
 
 def decode(
-    text: str | bytes, default_time_ns: int | None = None, strict_schema: bool = True, precision_factor: int = 1
+    text: str | bytes,
+    default_time_ns: int | None = None,
+    strict_schema: bool = True,
+    precision_factor: int = 1,
+    time_window: tuple[int, int] | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """Parse line protocol into one frame per measurement.
+    """Parse line protocol into one frame per measurement, judging every line before returning anything.
 
     Schema measurements are conformed to the schema (an unknown field raises `SchemaError` naming the
     line); other measurements keep the tags and fields they carry. Lines without a timestamp get
     ``default_time_ns`` (the receive time), or raise when it is None. Timestamps are multiplied by
     ``precision_factor`` (1 for ns, 1000 for us, ...) to give nanoseconds.
+
+    `LineProtocolError` naming the line for a line that does not parse; `SchemaError` whose ``where`` is
+    ``line N`` for a line that parses but holds what no store can keep: a measurement name outside
+    `telemetry.schema.MEASUREMENT_NAME_PATTERN`, a tag or field named ``time``, a key used as both tag and
+    field, a key or tag value `telemetry.schema.text_problem` refuses, a series key over 64 KiB, a timestamp
+    outside InfluxDB's range once ``precision_factor`` is applied, a boolean for a number (or a number for a
+    boolean) of a schema field; with ``time_window`` (epoch ns), a time outside it.
     """
     if isinstance(text, bytes):
         try:
@@ -184,6 +206,7 @@ def decode(
         except UnicodeDecodeError as exc:
             raise LineProtocolError(f"not UTF-8 at byte {exc.start}", 0) from None
     rows: dict[str, list[tuple[int, dict, dict, int]]] = {}
+    judged: dict[str, bool] = {}  # measurement names, keys and tag values already found fine
     for no, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -197,8 +220,64 @@ def decode(
             if default_time_ns is None:
                 raise LineProtocolError("no timestamp", no, line)
             ts = default_time_ns
-        rows.setdefault(p["measurement"], []).append((no, p["tags"], p["fields"], ts * precision_factor))
+        ts *= precision_factor
+        problem = _line_problem(p, ts, judged, time_window)
+        if problem is not None:
+            error = SchemaError(f"{problem}: {line if len(line) <= 200 else line[:200] + '...'!r}", f"line {no}")
+            error.line_no = no  # type: ignore[attr-defined] - as a LineProtocolError has, for importers
+            raise error
+        rows.setdefault(p["measurement"], []).append((no, p["tags"], p["fields"], ts))
     return {m: _rows_to_frame(m, r, strict_schema) for m, r in rows.items()}
+
+
+def _line_problem(p: dict, ts: int, judged: dict[str, bool], time_window: tuple[int, int] | None) -> str | None:
+    """Why a parsed line cannot be stored, or None (``judged`` caches the texts found fine)."""
+    name, tags, fields = p["measurement"], p["tags"], p["fields"]
+    if not INFLUX_MIN_NS <= ts <= INFLUX_MAX_NS:
+        return (
+            f"timestamp {ts} (in ns) is outside 1677-09-21 .. 2262-04-11: the unit looks wrong (is ?precision right?)"
+        )
+    if time_window is not None and (why := time_problem(ts, time_window)) is not None:
+        return why
+    if name not in judged:
+        if (why := measurement_name_problem(name)) is not None:
+            return why
+        judged[name] = True
+    for key in (*tags, *fields):
+        if key in RESERVED_KEYS:
+            kind = "tag" if key in tags else "field"
+            return f"a {kind} may not be named {key!r} (the timestamp is the line's last part)"
+        if key not in judged:
+            if (why := text_problem(key, "key")) is not None:
+                return why
+            judged[key] = True
+    both = tags.keys() & fields.keys()
+    if both:
+        return f"{sorted(both)[0]!r} is both a tag and a field"
+    if "node" in fields:
+        return "'node' is a tag (the writing node), not a field"
+    size = len(name)
+    for key, value in tags.items():
+        if value not in judged:
+            if (why := text_problem(value, f"tag {key!r}")) is not None:
+                return why
+            judged[value] = True
+        size += len(key) + len(value) + 2
+    if (
+        size > MAX_SERIES_KEY_BYTES // 4
+        and len(name.encode()) + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in tags.items())
+        > MAX_SERIES_KEY_BYTES
+    ):
+        return f"series key (measurement and tags) over {MAX_SERIES_KEY_BYTES:,} bytes"
+    known = MEASUREMENTS.get(name)
+    if known is not None:
+        for key, value in fields.items():
+            spec = known.field_index.get(key)
+            if spec is None or spec.kind == "str":
+                continue
+            if (spec.kind == "bool") != isinstance(value, bool):  # booleans are not numbers, nor numbers booleans
+                return f"field {key!r} expects {'true/false' if spec.kind == 'bool' else 'a number'}, got {value!r}"
+    return None
 
 
 def _rows_to_frame(measurement: str, rows: list[tuple[int, dict, dict, int]], strict_schema: bool) -> pl.DataFrame:

@@ -11,7 +11,9 @@ that the two agree.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
@@ -246,6 +248,100 @@ MEASUREMENTS: dict[str, Measurement] = {
 }
 
 
+# ---- what every store can hold: the rules both ingest paths (batches, line protocol) and the stores apply ----
+
+#: a measurement name outside the schema (Telegraf's ``cpu``, ``mem``, ...): it names a directory of the embedded
+#: store, so no leading dot or underscore, no path separator, ASCII letters, digits and ``_ . : -``
+MEASUREMENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
+_MEASUREMENT_NAME_RE = re.compile(MEASUREMENT_NAME_PATTERN)
+RESERVED_MEASUREMENTS = frozenset({"artifacts"})
+#: keys no line may use: ``time`` is the timestamp (InfluxDB refuses it as a tag or field key)
+RESERVED_KEYS = frozenset({TIME})
+#: longest tag key, tag value or field key, in UTF-8 bytes (InfluxDB refuses series keys of 64 KiB and more)
+MAX_KEY_BYTES = 4096
+#: longest series key (measurement plus every ``,tag=value``), InfluxDB's limit
+MAX_SERIES_KEY_BYTES = 65_535
+#: InfluxDB's time range in epoch ns (1677-09-21 .. 2262-04-11)
+INFLUX_MIN_NS, INFLUX_MAX_NS = -9_223_372_036_854_775_806, 9_223_372_036_854_775_806
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def measurement_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a measurement (None when it can): schema measurements always can."""
+    if name in MEASUREMENTS:
+        return None
+    if name in RESERVED_MEASUREMENTS or _MEASUREMENT_NAME_RE.fullmatch(name) is None:
+        return (
+            f"invalid measurement name {name[:80]!r}: use 1-200 ASCII letters, digits, '_', '.', ':' or '-', "
+            "starting with a letter or digit"
+        )
+    return None
+
+
+def text_problem(text: str, what: str = "tag value") -> str | None:
+    """Why ``text`` cannot be a tag key, tag value or field key (None when it can). Line protocol cannot
+    carry a trailing backslash (it would escape the separator after it) nor a line break, InfluxDB refuses
+    keys of 64 KiB, and the rule is the same for every store so an answer never depends on the backend."""
+    if not text:
+        return f"empty {what}"
+    if text.endswith("\\"):
+        return f"{what} ends in a backslash, which line protocol cannot carry"
+    if _CONTROL_RE.search(text):
+        return f"{what} holds a control character (line break, tab, ...)"
+    if len(text) * 4 > MAX_KEY_BYTES and len(text.encode("utf-8")) > MAX_KEY_BYTES:
+        return f"{what} is {len(text.encode('utf-8')):,} bytes; at most {MAX_KEY_BYTES:,} bytes"
+    return None
+
+
+def tag_values_problem(values: list) -> tuple[int, str] | None:
+    """The first sample of a tag column (index, why) that `text_problem` refuses; None when all are fine.
+    Checks each distinct value once (a tag column holds few)."""
+    bad: dict[str, str] = {}
+    for v in set(values):
+        if isinstance(v, str) and v and (why := text_problem(v)) is not None:  # "" is absent, as null is
+            bad[v] = why
+    if not bad:
+        return None
+    index = next(j for j, v in enumerate(values) if v in bad)
+    return index, bad[values[index]]
+
+
+#: the earliest time the collector takes (2000-01-01T00:00:00Z): anything before is a unit mistake
+EARLIEST_NS = 946_684_800 * 10**9
+
+
+def time_window_ns(now_ns: int, future_s: float = 86_400.0) -> tuple[int, int]:
+    """The times the collector takes, in epoch ns: from 2000-01-01 to ``future_s`` after ``now_ns``."""
+    return EARLIEST_NS, now_ns + int(future_s * 1e9)
+
+
+def time_problem(t_ns: int, window: tuple[int, int]) -> str | None:
+    """Why epoch-ns ``t_ns`` is refused by the collector (None when it is taken), with the likely unit
+    mistake: seconds or milliseconds sent as nanoseconds land in 1970, nanoseconds sent as seconds far
+    in the future."""
+    lo, hi = window
+    if lo <= t_ns <= hi:
+        return None
+    when = _describe_ns(t_ns)
+    if t_ns < lo:
+        return (
+            f"time {t_ns} is {when}, before 2000-01-01: the unit looks wrong (time is epoch nanoseconds; for line "
+            "protocol give ?precision=s / ms / us to match the timestamps)"
+        )
+    return (
+        f"time {t_ns} is {when}, too far in the future (max_future_s, a day by default): the unit looks wrong "
+        "(time is epoch nanoseconds; for line protocol ?precision must match the timestamps), or the sender's "
+        "clock is off"
+    )
+
+
+def _describe_ns(t_ns: int) -> str:
+    try:
+        return datetime.fromtimestamp(t_ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return "beyond any calendar date"
+
+
 def measurement(name: str) -> Measurement:
     try:
         return MEASUREMENTS[name]
@@ -350,8 +446,11 @@ def _cast(s: pl.Series, dtype: pl.DataType, where: str) -> pl.Series:
     # numeric targets
     if s.dtype == pl.Null:
         return s.cast(dtype)
-    if s.dtype == pl.Boolean:
-        return s.cast(dtype)
+    if s.dtype == pl.Boolean:  # booleans are not numbers (one rule for every way in)
+        row = int(s.is_not_null().arg_true()[0]) if s.null_count() < s.len() else None
+        if row is None:
+            return s.cast(dtype)
+        raise SchemaError(f"expected a number, got {s[row]!r}", f"{where}[{row}]")
     if s.dtype == pl.String or not s.dtype.is_numeric():
         cast = s.cast(dtype, strict=False)
         row = _bad_row(s, cast)

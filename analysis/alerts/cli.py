@@ -74,7 +74,7 @@ def main(
 
     cfg, sdir = _setup(config, store, state_dir)
     t = _now(now)
-    st = open_store(store)
+    st = open_store(store, create=False)  # reading: a store that does not exist is an error
     try:
         if refresh:
             counts = refresh_nightly(st, cfg, sdir, t)

@@ -178,49 +178,105 @@ def runs_side_by_side(frame: pl.DataFrame, metrics: Mapping[str, str], cols: int
     return fig
 
 
+def nights_only(times: pl.Series) -> bool:
+    """Whether every time is a UTC midnight: the points are nights (dates), not moments."""
+    t = times.drop_nulls()
+    return t.len() > 0 and bool((t.dt.truncate("1d") == t).all())
+
+
+def date_axis(fig: go.Figure, times: pl.Series, title: str = "time (UTC)") -> pl.Series:
+    """Set up ``fig``'s x axis for ``times`` and return the x values to draw.
+
+    Nights (every time a UTC midnight: `analysis.history.regression` dates, a night being the 24 h from
+    ``night_offset_h`` after that date's midnight) are drawn at the middle of the night they name, under day ticks
+    labelled with the date: the night of 03-01 (noon to noon) sits at 03-02 00:00, where its runs ran, not on the
+    previous day. Moments keep their times, with a day either side when they span less than a day (never an axis a
+    few milliseconds wide, ticked "23:59:59.999 ... 00:00:00.001")."""
+    t = times.drop_nulls()
+    if t.len() == 0:
+        return times
+    first, last = t.min(), t.max()
+    if nights_only(times):
+        from analysis.history.regression import RegressionConfig
+
+        middle = timedelta(hours=RegressionConfig().night_offset_h + 12.0)
+        days = (last - first).days  # type: ignore[operator, union-attr]
+        fig.update_xaxes(title_text=f"night (UTC; each from {RegressionConfig().night_offset_h:02.0f}:00, shown at "
+                         "its middle)", tickformat="%Y-%m-%d", dtick=86_400_000 * max(1, -(-days // 10)))
+        if days < 1:  # one night: a day either side of it
+            fig.update_xaxes(range=[first + middle - timedelta(days=1), last + middle + timedelta(days=1)])  # type: ignore[operator]
+        return times + middle
+    fig.update_xaxes(title_text=title)
+    if last - first < timedelta(days=1):  # type: ignore[operator]
+        fig.update_xaxes(range=[first - timedelta(days=1), last + timedelta(days=1)])  # type: ignore[operator]
+    return times
+
+
+def night_labels(times: pl.Series) -> list[str]:
+    """``night of YYYY-MM-DD`` per time (the hover text of a night's point)."""
+    return [f"night of {t:%Y-%m-%d}" if t is not None else "" for t in times.to_list()]
+
+
 def history_lines(history: pl.DataFrame, change_points: pl.DataFrame | None = None,
                   metric: str = "output_tok_s") -> go.Figure:
-    """One line per (group, phase) of a run metric over the history window; change points as vertical markers."""
+    """One line per (group, phase) of a run metric over the history window; change points as vertical markers.
+    Nights (midnight times) sit in the middle of their date under day ticks (`date_axis`)."""
     title = f"history: {LABELS.get(metric, metric)}"
     f = history.filter(pl.col("metric") == metric) if history.height else history
     if f.is_empty():
         return empty_figure("no benchmark runs in the history window", title)
     unit = f["unit"][0]
     fig = go.Figure()
+    nights = nights_only(f["time"])
+    f = f.with_columns(pl.Series("_label", night_labels(f["time"]) if nights else [""] * f.height),
+                       pl.Series("time", date_axis(fig, f["time"], "run start (UTC)")))
+    when = "%{customdata}" if nights else "%{x}"
     keys = f.select("group", "phase").unique(maintain_order=True).rows()
     for i, (g, p) in enumerate(keys):
         part = f.filter((pl.col("group") == g) & (pl.col("phase") == p)).sort("time")
         fig.add_trace(go.Scatter(x=part["time"].to_list(), y=part["value"].to_list(), name=f"{g} {p}".strip(),
                                  mode="lines+markers", marker={"size": 6}, line={"color": color(i)},
-                                 hovertemplate="%{x}: %{y:.2f} " + unit + "<extra>%{fullData.name}</extra>"))
+                                 customdata=part["_label"].to_list(),
+                                 hovertemplate=when + ": %{y:.2f} " + unit + "<extra>%{fullData.name}</extra>"))
+
     cps = change_points.filter(pl.col("metric") == metric) if change_points is not None and change_points.height else None
     if cps is not None:
         for r in cps.iter_rows(named=True):
-            fig.add_vline(x=r["time"], line_dash="dash", line_color="#e11d48")
-            fig.add_annotation(x=r["time"], y=1, yref="paper", text=f"change point {r['group']} {r['phase']}",
+            at = pl.Series([datetime.fromisoformat(str(r["time"]))], dtype=pl.Datetime("us", "UTC"))
+            x = date_axis(go.Figure(), at)[0] if nights else at[0]
+            fig.add_vline(x=x, line_dash="dash", line_color="#e11d48")
+            fig.add_annotation(x=x, y=1, yref="paper", text=f"change point {r['group']} {r['phase']}",
                                showarrow=False, font={"color": "#e11d48", "size": 10}, yanchor="bottom")
-    fig.update_xaxes(title_text="run start (UTC)")
     fig.update_yaxes(title_text=f"{LABELS.get(metric, metric)} ({unit})")
-    return style(fig, title)
+    style(fig, title)
+    if len(keys) > 3:
+        fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.3, "xanchor": "left", "x": 0},
+                          height=440, margin={"b": 120})
+    return fig
 
 
 def history_figure(frame: pl.DataFrame, y: str, unit: str, by: str | None = None,
                    change_points: Sequence[datetime] = (), title: str = "") -> go.Figure:
-    """A metric per run / night over time, with change points as dashed vertical lines."""
+    """A metric per run / night over time, with change points as dashed vertical lines. Nights (midnight times)
+    sit in the middle of their date under day ticks; runs keep their start times (`date_axis`)."""
     fig = go.Figure()
+    nights = frame.height > 0 and nights_only(frame[TIME])
+    if frame.height:
+        frame = frame.with_columns(pl.Series("_x", date_axis(fig, frame[TIME])))
+    else:
+        fig.update_xaxes(title_text="time (UTC)")
     parts = frame.partition_by(by, as_dict=True, maintain_order=True) if by and frame.height else {(y,): frame}
     for (name,), part in parts.items():
-        part = part.sort(TIME)
-        fig.add_trace(go.Scatter(x=part[TIME].to_list(), y=part[y].to_list(), mode="lines+markers", name=str(name)))
+        part = part.sort(TIME) if part.height else part
+        fig.add_trace(go.Scatter(x=part["_x"].to_list() if part.height else [], y=part[y].to_list() if part.height
+                                 else [], mode="lines+markers", name=str(name),
+                                 customdata=night_labels(part[TIME]) if nights else None,
+                                 hovertemplate="%{customdata}: %{y}<extra>%{fullData.name}</extra>" if nights else None))
     for cp in change_points:
-        fig.add_vline(x=cp, line_dash="dash", line_color="#d62728")
-    fig.update_layout(title=title, xaxis_title="time (UTC)", yaxis_title=unit, height=380,
-                      margin={"l": 10, "r": 10, "t": 50, "b": 40})
+        at = date_axis(go.Figure(), pl.Series([cp], dtype=pl.Datetime("us", "UTC")))[0] if nights else cp
+        fig.add_vline(x=at, line_dash="dash", line_color="#d62728")
+    fig.update_layout(title=title, yaxis_title=unit, height=380, margin={"l": 10, "r": 10, "t": 50, "b": 40})
     if frame.height:
-        # a single night (or runs within one day): a day either side, not an axis a few nanoseconds wide
-        first, last = frame[TIME].min(), frame[TIME].max()
-        if last - first < timedelta(days=1):  # type: ignore[operator]
-            fig.update_xaxes(range=[first - timedelta(days=1), last + timedelta(days=1)])  # type: ignore[operator]
         lo, hi = frame[y].min(), frame[y].max()
         if lo is not None and lo == hi:  # one value: ±10 % around it, not ticks in its sixth digit
             pad = abs(lo) * 0.1 or 1.0  # type: ignore[arg-type]

@@ -1,6 +1,6 @@
-"""Benchmark and telemetry ingest: read what SGLang, vLLM, llama-benchy, AIPerf / genai-perf and InferenceX write,
-per request, on the telemetry clock (`neighborscope import bench`), and telemetry recorded without our agent
-(`neighborscope import telemetry`).
+"""Benchmark and telemetry ingest: read what the benchmark clients write (SGLang, vLLM, llama-benchy, AIPerf /
+genai-perf, InferenceX, ...: docs/benchmarks.md), per request, on the telemetry clock (`neighborscope import bench`),
+and telemetry recorded without our agent (`neighborscope import telemetry`).
 
 Public API (for analysis and tests)::
 

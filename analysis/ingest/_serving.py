@@ -344,10 +344,16 @@ def list_column(values: list[Any], what: str, source: str, line: int) -> pl.Seri
         raise BenchFormatError(f"{what}[{i}]: expected numbers, found {bad!r}", source, line) from None
     if np.isnan(flat).any():
         raise BenchFormatError(f"{what}: expected numbers, found NaN", source, line)
+    return list_from_flat(flat, lens, what)
+
+
+def list_from_flat(flat: np.ndarray, lens: np.ndarray, name: str) -> pl.Series:
+    """A List(Float64) Series from all values in one flat array and each row's length (rows in order)."""
+    n = lens.size
     idx = np.repeat(np.arange(n, dtype=np.int64), lens)
     grouped = pl.DataFrame({"i": idx, "v": flat}).group_by("i", maintain_order=True).agg(pl.col("v"))
     full = pl.DataFrame({"i": np.arange(n, dtype=np.int64)}).join(grouped, on="i", how="left", maintain_order="left")
-    return full["v"].fill_null(pl.lit([], dtype=pl.List(pl.Float64))).alias(what)
+    return full["v"].fill_null(pl.lit([], dtype=pl.List(pl.Float64))).alias(name)
 
 
 def _first_non_number(values: list[Any]) -> tuple[int, Any]:

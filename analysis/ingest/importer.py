@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.ingest.base import parse_file
-from analysis.ingest.model import ParsedRun, Run, write_run
+from analysis.ingest.model import ParsedRun, Run, stamped, write_run
 from analysis.ingest.timing import ImportOptions, resolve, safe_run_id
 
 
@@ -28,7 +28,8 @@ def parse_bench_files(
 
     Run ids: ``run_id`` for a single run, ``run_id.1``, ``run_id.2``, ... when the files hold several; without
     ``run_id``, the file name (plus ``.k``). ``wall_monotonic_pair`` = (time.time(), time.monotonic()) read
-    together on the benchmark host; it maps vLLM ``start_times`` to the wall clock exactly.
+    together on the benchmark host; it maps vLLM ``start_times`` to the wall clock exactly. Every run gets its
+    ``import_seq`` (the reading order, `analysis.ingest.model.next_import_seq`).
     """
     wall, mono = wall_monotonic_pair if wall_monotonic_pair else (wall_start_s, None)
     options = ImportOptions(
@@ -50,13 +51,13 @@ def parse_bench_files(
             mtime = os.stat(path).st_mtime
         except OSError:
             mtime = None
-        runs.extend(resolve(parsed, options, ids, mtime))
+        runs.extend(stamped(run) for run in resolve(parsed, options, ids, mtime))
     return runs
 
 
 def import_bench_files(store: Any, paths: Sequence[str | Path], *, tokens: bool = False, **kwargs: Any) -> list[Run]:
     """`parse_bench_files`, then store every run (run_event and bench_request rows, the requests artifact, and with
-    ``tokens`` the materialised tokens artifact)."""
+    ``tokens`` the materialised tokens artifact), each with its ``import_seq`` (the import order)."""
     runs = parse_bench_files(paths, **kwargs)
     for run in runs:
         write_run(store, run, tokens=tokens)

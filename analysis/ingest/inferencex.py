@@ -27,6 +27,10 @@ _AGG_META = {"conc": "concurrency", "isl": "isl", "osl": "osl", "tp": "tp", "ep"
 @register("inferencex")
 class InferencexParser:
     name = "inferencex"
+    markers = (
+        "benchmark_start_time_unix", "benchmark_end_time_unix", "tput_per_gpu", "output_tput_per_gpu",
+        "infmax_model_prefix", "conc", "isl", "osl", "tp", "ep", "model_id", "median_ttft", "p99_itl",
+    )  # fmt: skip
 
     def sniff(self, head: str) -> bool:
         return looks_like_json(head) and bool(_MARK.search(head))

@@ -71,6 +71,10 @@ _JSON_FIELDS = {
 @register("llama_benchy")
 class LlamaBenchyParser:
     name = "llama_benchy"
+    markers = (
+        "schema", "event", "ts", "version", "timestamp", "latency_mode", "model", "max_concurrency", "benchmarks",
+        "pp_throughput", "tg_throughput", "ttfr", "e2e_ttft", "test_name", "t/s", "ttfr (ms)",
+    )  # fmt: skip
 
     def sniff(self, head: str) -> bool:
         if PROGRESS_SCHEMA in head[:4096]:

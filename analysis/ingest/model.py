@@ -46,6 +46,9 @@ tokens             Int64                   tokens in this chunk (1 normally; spr
 ``event=end`` at the run end, ``event=summary`` at the run start with ``metadata_json`` = `Run.to_json()`
 (metadata + summary metrics in canonical names). `load_run(store, run_id)` rebuilds the `Run`.
 
+When a run happened (``Run.start`` / ``end`` / ``time_source`` / ``timed`` / ``import_seq``): nothing is made up; a
+summary without a tool or wrapper time has no start, and analysis orders it by ``import_seq`` (docs/benchmarks.md).
+
 Timing quality (``timing``): ``wall_clock`` = the tool logged wall-clock starts (AIPerf, llama-benchy progress);
 ``reconstructed`` = monotonic ``start_times`` mapped through a wall/monotonic pair, or a replay of a
 fixed-concurrency dispatch, anchored at the run start; ``unaligned`` = per-request values are known but their start
@@ -63,6 +66,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -169,6 +173,12 @@ class Run:
 
     ``requests`` follows the requests layout above (None for summary-only runs). ``extra`` holds whatever else the
     tool wrote that has no canonical name (labels, metadata keys, the printed block's title, ...).
+
+    When the run happened: ``start`` / ``end`` (None when unknown: no time is made up), ``time_source`` (where
+    ``start`` came from, `analysis.ingest.timing`), ``timed`` (True: ``start`` is a wall-clock time the tool or the
+    wrapper recorded; False: unknown, or only guessed from the file's modification time for per-request rows that
+    need a place on the clock). ``import_seq``: the import order (`time.time_ns()` when stored, strictly increasing
+    within a process), set by `write_run`; analysis orders runs without ``timed`` starts by it.
     """
 
     run_id: str
@@ -179,6 +189,8 @@ class Run:
     end: datetime | None = None
     timing: Timing = "summary_only"
     time_source: str = ""
+    timed: bool | None = None
+    import_seq: int | None = None
     tool_version: str | None = None
     node: str = ""
     group: str = ""
@@ -366,14 +378,17 @@ def tokens_frame(run: Run | pl.DataFrame) -> pl.DataFrame:
 
 
 def run_event_frame(run: Run) -> pl.DataFrame:
-    """Rows of the ``run_event`` measurement for this run: start, end and summary (metadata_json)."""
-    start = run.start or datetime.fromtimestamp(0, UTC)
-    rows: list[dict[str, Any]] = [
-        {"time": start, "event": "summary", "metadata_json": run.to_json()},
-        {"time": start, "event": "start"},
-    ]
-    if run.end is not None:
-        rows.append({"time": run.end, "event": "end"})
+    """Rows of the ``run_event`` measurement for this run: start and end where known (``timed``), and the summary
+    (metadata_json) at the start, else at the import time (a run without a known start gets no made-up one)."""
+    rows: list[dict[str, Any]] = []
+    if run.start is not None and run.timed is not False:
+        rows.append({"time": run.start, "event": "summary", "metadata_json": run.to_json()})
+        rows.append({"time": run.start, "event": "start"})
+        if run.end is not None:
+            rows.append({"time": run.end, "event": "end"})
+    else:
+        at = datetime.fromtimestamp((run.import_seq or time.time_ns()) / 1e9, UTC)
+        rows.append({"time": at, "event": "summary", "metadata_json": run.to_json()})
     frame = pl.DataFrame(
         {
             "time": pl.Series([r["time"] for r in rows], dtype=pl.Datetime("us", "UTC")),
@@ -397,10 +412,22 @@ def artifact_key(run_id: str, what: str) -> str:
     return f"bench/{run_id}/{what}"
 
 
+_last_seq = 0
+
+
+def next_import_seq() -> int:
+    """`time.time_ns()`, strictly increasing within this process: the import order of runs."""
+    global _last_seq
+    _last_seq = max(time.time_ns(), _last_seq + 1)
+    return _last_seq
+
+
 def write_run(store: Any, run: Run, *, tokens: bool = False) -> dict[str, int]:
     """Store a run: run_event rows, bench_request rows and the requests artifact (Parquet, with the per-request
     ITL lists: every token's time follows from it). ``tokens=True`` also materialises the tokens artifact (the
-    tokens layout, ~10 bytes per token); `load_tokens` derives it from the requests artifact otherwise."""
+    tokens layout, ~10 bytes per token); `load_tokens` derives it from the requests artifact otherwise. A run
+    without ``import_seq`` gets one (`stamped` gives the caller the stamped run first)."""
+    run = stamped(run)
     existing = store.query("run_event", tags={"run_id": run.run_id})
     events = set(existing["event"].to_list()) if existing.height else set()
     if "summary" in events:
@@ -418,11 +445,31 @@ def write_run(store: Any, run: Run, *, tokens: bool = False) -> dict[str, int]:
     return counts
 
 
+def stamped(run: Run) -> Run:
+    """``run`` with its ``import_seq`` set (kept when it has one)."""
+    from dataclasses import replace
+
+    return run if run.import_seq is not None else replace(run, import_seq=next_import_seq())
+
+
 def list_runs(store: Any, tags: Mapping[str, str | Sequence[str]] | None = None) -> list[Run]:
-    """Every stored run (optionally filtered by run_event tags such as group / phase / node), by start time."""
+    """Every stored run (optionally filtered by run_event tags such as group / phase / node): by start time, runs
+    without a known start last; ties (and runs without a start) in import order."""
     flt = {"event": "summary", **(tags or {})}
     rows = store.query("run_event", tags=flt)
-    return [Run.from_json(text) for text in rows["metadata_json"].to_list() if text]
+    runs = [Run.from_json(text) for text in rows["metadata_json"].to_list() if text]
+    far = datetime.max.replace(tzinfo=UTC)
+    order = sorted(
+        range(len(runs)),
+        key=lambda i: (
+            runs[i].start is None,
+            runs[i].start or far,
+            runs[i].import_seq is None,
+            runs[i].import_seq or 0,
+            i,
+        ),
+    )
+    return [runs[i] for i in order]
 
 
 def load_run(store: Any, run_id: str, *, with_requests: bool = True) -> Run:

@@ -32,6 +32,12 @@ _SGLANG_PRINTED = re.compile(
 @register("sglang")
 class SglangParser:
     name = "sglang"
+    markers = (
+        "backend", "dataset_name", "request_rate", "max_concurrency", "random_input_len", "random_output_len",
+        "sharegpt_output_len", "duration", "completed", "total_output_tokens_retokenized", "request_throughput",
+        "output_throughput", "median_e2e_latency_ms", "mean_ttft_ms", "concurrency", "accept_length",
+        "Successful requests", "Concurrency", "Mean E2E Latency (ms)",
+    )  # fmt: skip
 
     def sniff(self, head: str) -> bool:
         if looks_like_json(head):

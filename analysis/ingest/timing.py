@@ -6,6 +6,11 @@ end time (vLLM ``date``, local, 1 s; llama-benchy ``timestamp``, UTC) minus the 
 duration (the tools write their file at the end; earlier runs appended to the same file end where the next one
 starts); the wrapper's wall start. ``Run.time_source`` says which one was used.
 
+The file's modification time is a guess (a summary pasted into a file has the paste time): it places only runs
+with per-request rows, which need a place on the clock, and they get ``Run.timed = False``. A summary-only run
+without a tool or wrapper time gets no start at all (``start = None``, ``time_source = "unknown"``,
+``timed = False``); analysis orders such runs by ``Run.import_seq``.
+
 Per-request starts: ``wall_clock`` when the tool logged them on the wall clock; ``reconstructed`` for monotonic
 ``start_times`` (exact with the wrapper's pair) or a replay of the client's dispatch for ``--request-rate inf``
 (requests go in index order into ``max_concurrency`` slots, each held for its latency); otherwise ``unaligned``.
@@ -105,8 +110,9 @@ def _resolve_one(p: ParsedRun, o: ImportOptions, run_id: str, next_start: float 
         start_s = float(np.nanmin(starts))
         source, timing = "wrapper_wall_monotonic_pair", "reconstructed"
 
+    has_requests = req is not None and req.height > 0
     if start_s is None:
-        start_s, end_s, source = _anchor(p, o, duration, next_start, next_source)
+        start_s, end_s, source = _anchor(p, o, duration, next_start if has_requests else None, next_source)
 
     if req is not None and req.height and starts is None:
         if p.clock == "monotonic":
@@ -152,6 +158,7 @@ def _resolve_one(p: ParsedRun, o: ImportOptions, run_id: str, next_start: float 
         end=_dt(end_s),
         timing=timing,
         time_source=source,
+        timed=source in TIMED_SOURCES and start_s is not None,
         tool_version=p.tool_version,
         node=o.node,
         group=o.group,
@@ -160,6 +167,21 @@ def _resolve_one(p: ParsedRun, o: ImportOptions, run_id: str, next_start: float 
         requests=requests,
         **{k: _typed(k, v) for k, v in meta.items()},
     )
+
+
+TIMED_SOURCES = frozenset(
+    {
+        "tool_wall_clock",
+        "wrapper_wall_monotonic_pair",
+        "tool_start_time",
+        "tool_end_time",
+        "tool_end_time_utc",
+        "tool_end_time_local",
+        "wrapper_wall_start",
+    }
+)
+"""``Run.time_source`` values that are wall-clock times a tool or the wrapper recorded (the others are guesses:
+``file_mtime``, ``file_mtime_chain``, ``next_run_start``, or ``unknown``)."""
 
 
 def _typed(key: str, value: Any) -> Any:

@@ -3,8 +3,10 @@
 printed "Serving Benchmark Result" block (old ``Total Token throughput`` and new ``Failed requests`` / ``Peak``
 variants, titled blocks such as InferenceX's).
 
-``start_times`` are ``time.perf_counter()`` (monotonic) seconds: mapped to the wall clock through the wrapper's
-wall/monotonic pair (``analysis.ingest.timing``). ``date`` is local time taken after the run (1 s resolution).
+Checked against the vLLM 0.34.0 release (``vllm/benchmarks/serve.py``; every key it writes, with units:
+``tests/fixtures/bench/vllm/README.md``, ``docs/benchmarks.md``). ``start_times`` are ``time.perf_counter()``
+(monotonic) seconds: mapped to the wall clock through the wrapper's wall/monotonic pair
+(``analysis.ingest.timing``). ``date`` is local time taken after the run (1 s resolution).
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ _VLLM_KEYS = re.compile(r'"(request_throughput|num_prompts|completed|total_token
 @register("vllm")
 class VllmParser:
     name = "vllm"
+    markers = (
+        "date", "backend", "model_id", "tokenizer_id", "num_prompts", "request_rate", "burstiness", "max_concurrency",
+        "duration", "completed", "failed", "request_throughput", "output_throughput", "total_token_throughput",
+        "mean_ttft_ms", "median_tpot_ms", "p99_itl_ms", "ttfts", "itls", "start_times", "latencies",
+        "Successful requests", "Benchmark duration (s)", "Output token throughput (tok/s)",
+    )  # fmt: skip
 
     def sniff(self, head: str) -> bool:
         if looks_like_json(head):

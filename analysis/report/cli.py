@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,10 @@ def report(
     """Write the nightly report: a verdict in plain words, the phase table with changes and intervals, ranked
     antagonists with evidence plots, thermal / power panels and a per-node thermal profile (COOL / OK / WARM / HOT), run
     history with change points, and the run metadata. OUT/index.html is self-contained (plotly inline, works
-    offline); OUT/summary.json holds everything the page says. Bad input (window, store, topology.json) is one
-    "error: ..." line and exit code 2; an error inside the analysis fails the report with its traceback.
+    offline); OUT/summary.json holds everything the page says. Bad input (window, a store that does not exist,
+    topology.json) is one "error: ..." line and exit code 2; store files that cannot be read are listed in the
+    report, which says it is incomplete, and the exit code is 1; an error inside the analysis fails the report
+    with its traceback.
 
     Example: neighborscope report --store neighborscope-data/store --since 24h --out reports/
     """
@@ -111,7 +114,8 @@ def report(
 
     err = Console(stderr=True)
     try:
-        st = open_store(store)
+        parse_duration(since)  # options first: a bad --since is named even when the store is wrong too
+        st = open_store(store, create=False)  # reading: a mistyped store is an error, not a "NO DATA" report
         try:
             t0, t1, notes = resolve_window(st, since, start, end)
             options = ReportOptions(
@@ -135,5 +139,12 @@ def report(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     for n in notes:
-        err.print(f"[yellow]note:[/] {n}")
+        err.print(f"[yellow]note:[/] {n}", soft_wrap=True)
     typer.echo(str(paths["html"]))
+    summary = json.loads(paths["summary"].read_text())
+    bad = summary.get("unreadable_inputs") or []
+    if bad:  # written, but incomplete: exit 1 so that cron and CI notice (docs/architecture.md "Exit codes")
+        files = "; ".join(f"{b['path']} ({b['reason']})" for b in bad)
+        typer.echo(f"error: incomplete report: {len(bad)} input(s) could not be read and were left out: {files}",
+                   err=True)
+        raise typer.Exit(1)

@@ -7,7 +7,6 @@ per-request) latencies, and the history of runs over ``history_days`` before ``e
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,21 +47,43 @@ class ReportData:
     analyses: dict[str, Any] = field(default_factory=dict)  # victim -> analysis.analyze.AnalysisResult
     store: str = ""
     notes: list[str] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    """(path or input, reason) of what could not be read: the report is incomplete (never an all-clear)."""
+
+
+class _Unreadable:
+    """What this report's reads could not read (besides the files the store itself skipped)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, what: str, exc: BaseException) -> None:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        self.items.append((what, reason))
 
 
 def _query(store: Any, name: str, start: datetime | None, end: datetime | None,
-           fields: tuple[str, ...] | None = None) -> pl.DataFrame:
+           fields: tuple[str, ...] | None = None, unreadable: _Unreadable | None = None) -> pl.DataFrame:
+    """The rows of ``name`` in [start, end); a measurement the store does not hold is empty. A read that fails is
+    recorded in ``unreadable`` (and the rows are empty: the report says so and is incomplete, never silent), or
+    raised without one."""
+    if name not in store.measurements():
+        return empty_frame(name)
     try:
         return store.query(name, start=start, end=end, fields=list(fields) if fields else None)
-    except Exception:  # an unknown field on an old store: read them all
+    except Exception:
         try:
             return store.query(name, start=start, end=end)
-        except Exception:
+        except Exception as exc:
+            if unreadable is None:
+                raise
+            unreadable.add(f"measurement {name}", exc)
             return empty_frame(name)
 
 
-def _runs(store: Any, start: datetime | None, end: datetime) -> list[dict[str, Any]]:
-    ev = _query(store, "run_event", start, end)
+def _runs(store: Any, start: datetime | None, end: datetime, unreadable: _Unreadable | None = None
+          ) -> list[dict[str, Any]]:
+    ev = _query(store, "run_event", start, end, unreadable=unreadable)
     if ev.is_empty() or "event" not in ev.columns:
         return []
     return runs_from_events(ev)
@@ -90,18 +111,23 @@ def runs_from_events(ev: pl.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def _artifacts(store: Any, runs: list[dict[str, Any]], what: str) -> dict[str, pl.DataFrame]:
+def _artifacts(store: Any, runs: list[dict[str, Any]], what: str,
+               unreadable: _Unreadable | None = None) -> dict[str, pl.DataFrame]:
     out: dict[str, pl.DataFrame] = {}
     for r in runs:
         frame = None
-        with contextlib.suppress(Exception):
+        try:
             frame = store.read_artifact(f"bench/{r['run_id']}/{what}")
+        except Exception as exc:
+            if unreadable is None:
+                raise
+            unreadable.add(f"artifact bench/{r['run_id']}/{what}", exc)
         if frame is not None and frame.height:
             out[r["run_id"]] = frame
     return out
 
 
-def _tokens(store: Any, runs: list[dict[str, Any]]) -> dict[str, pl.DataFrame]:
+def _tokens(store: Any, runs: list[dict[str, Any]], unreadable: _Unreadable | None = None) -> dict[str, pl.DataFrame]:
     """Per run, the tokens layout: the stored artifact, else derived from the requests artifact
     (`analysis.ingest.model.load_tokens`)."""
     from analysis.ingest.model import load_tokens
@@ -109,8 +135,12 @@ def _tokens(store: Any, runs: list[dict[str, Any]]) -> dict[str, pl.DataFrame]:
     out: dict[str, pl.DataFrame] = {}
     for r in runs:
         frame = None
-        with contextlib.suppress(Exception):
+        try:
             frame = load_tokens(store, r["run_id"])
+        except Exception as exc:
+            if unreadable is None:
+                raise
+            unreadable.add(f"artifact bench/{r['run_id']}/tokens", exc)
         if frame is not None and frame.height:
             out[r["run_id"]] = frame
     return out
@@ -124,12 +154,12 @@ def _concat(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
 
 
 def read_latency(store: Any, runs: list[dict[str, Any]], start: datetime, end: datetime,
-                 tokens: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
+                 tokens: dict[str, pl.DataFrame] | None = None, unreadable: _Unreadable | None = None) -> pl.DataFrame:
     """Per-token ITL of the runs (artifact ``bench/<run_id>/tokens``) or, without tokens, the per-request
     ``itl_ms_mean`` of `bench_request` rows. Columns: time, run_id, group, phase, itl_ms, source."""
     frames = []
     tags = {r["run_id"]: (r.get("group") or "", r.get("phase") or "") for r in runs}
-    toks = tokens if tokens is not None else _tokens(store, runs)
+    toks = tokens if tokens is not None else _tokens(store, runs, unreadable)
     for rid, (group, phase) in tags.items():
         tok = toks.get(rid)
         if tok is not None and tok.height and "itl_ms" in tok.columns:
@@ -139,7 +169,7 @@ def read_latency(store: Any, runs: list[dict[str, Any]], start: datetime, end: d
     have = {f["run_id"][0] for f in frames if f.height}
     missing = [r for r in tags if r not in have]
     if missing:
-        br = _query(store, "bench_request", start, end)
+        br = _query(store, "bench_request", start, end, unreadable=unreadable)
         if br.height:
             br = br.filter(pl.col("run_id").is_in(missing) & pl.col("itl_ms_mean").is_not_null())
             frames.append(br.select("time", "run_id", "group", "phase", pl.col("itl_ms_mean").alias("itl_ms"),
@@ -184,21 +214,23 @@ def read_report_data(store: Any, start: datetime, end: datetime, *, history_days
     """Read everything the report needs for ``[start, end)``; ``step`` is told what is being read.
 
     ``victims``: groups to attribute (default: every group with a benchmark run in the window)."""
+    bad = _Unreadable()
     step("reading accelerator telemetry")
-    accel = _query(store, "accel", start, end, ("node", "device", "group", "model", *ACCEL_FIELDS))
+    accel, accel_notes = with_device_labels(
+        _query(store, "accel", start, end, ("node", "device", "group", "model", *ACCEL_FIELDS), bad))
     step("reading host and tenant telemetry")
-    host = _query(store, "host", start, end)
-    tenant = _query(store, "tenant", start, end, ("cpu_pct",))
+    host = _query(store, "host", start, end, unreadable=bad)
+    tenant = _query(store, "tenant", start, end, ("cpu_pct",), bad)
     step("reading benchmark runs")
-    run_event = _query(store, "run_event", start, end)
-    runs = _runs(store, start, end)
+    run_event = _query(store, "run_event", start, end, unreadable=bad)
+    runs = _runs(store, start, end, bad)
     step("reading per-request and per-token latencies")
-    tokens = _tokens(store, runs)
-    requests = _artifacts(store, runs, "requests")
-    latency = read_latency(store, runs, start, end, tokens)
+    tokens = _tokens(store, runs, bad)
+    requests = _artifacts(store, runs, "requests", bad)
+    latency = read_latency(store, runs, start, end, tokens, bad)
     step("reading run history")
     h0 = end - timedelta(days=history_days)
-    events = _query(store, "run_event", h0, end)
+    events = _query(store, "run_event", h0, end, unreadable=bad)
     events = events.filter(pl.col("event") == "summary") if events.height else events
     history = runs_from_events(events)
     groups = list(dict.fromkeys(r.get("group") or "" for r in runs if r.get("group")))
@@ -206,9 +238,39 @@ def read_report_data(store: Any, start: datetime, end: datetime, *, history_days
     analyses, notes = read_analyses(store, want, start, end, thresholds=thresholds,
                                     topology=read_topology(store, store_name, runs), seed=seed,
                                     step=step) if want else ({}, [])
-    return ReportData(history_events=events, analyses=analyses, notes=notes, start=start, end=end, accel=accel, host=host, tenant=tenant, run_event=run_event, runs=runs,
-                      latency=latency, history=history, store=store_name, run_objects=run_objects(runs, notes),
-                      requests=_concat(requests), tokens=_concat(tokens))
+    skipped = unreadable_store_files(store)  # what the store skipped; then what else failed, once per file
+    unreadable = list(dict.fromkeys([*skipped, *((what, why) for what, why in bad.items
+                                                 if not any(path in why for path, _ in skipped))]))
+    return ReportData(history_events=events, analyses=analyses, notes=[*accel_notes, *notes], start=start, end=end,
+                      accel=accel, host=host, tenant=tenant, run_event=run_event, runs=runs, latency=latency,
+                      history=history, store=store_name, run_objects=run_objects(runs, notes),
+                      requests=_concat(requests), tokens=_concat(tokens), unreadable=unreadable)
+
+
+def unreadable_store_files(store: Any) -> list[tuple[str, str]]:
+    """(path, reason) of the files the store skipped in its reads so far because they could not be read."""
+    return [(str(path), str(reason)) for path, reason in store.unreadable_files()]
+
+
+UNKNOWN_DEVICE = "device unknown"
+"""The label of ``accel`` rows without a ``device`` tag (the collector accepts them; the report names them)."""
+
+
+def with_device_labels(accel: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """``accel`` with rows that carry no ``device`` (or ``node``) tag labelled `UNKNOWN_DEVICE` (``node unknown``),
+    and a note saying how many there were, so that they are shown, not lost or crashed on."""
+    notes = []
+    for tag, label in (("node", "node unknown"), ("device", UNKNOWN_DEVICE)):
+        if tag not in accel.columns:
+            if accel.height:
+                accel = accel.with_columns(pl.lit(label).alias(tag))
+                notes.append(f"{accel.height} accelerator row(s) have no {tag} tag: shown as '{label}'.")
+            continue
+        n = accel[tag].null_count()
+        if n:
+            accel = accel.with_columns(pl.col(tag).fill_null(label))
+            notes.append(f"{n} accelerator row(s) have no {tag} tag: shown as '{label}'.")
+    return accel, notes
 
 
 def run_objects(runs: list[dict[str, Any]], notes: list[str] | None = None) -> list[Any]:

@@ -33,7 +33,7 @@ nav a { color: var(--accent); margin-right: 14px; text-decoration: none; font-si
 .verdict { border:1px solid var(--line); background:var(--card); border-radius:10px; padding:14px 18px; margin-top:16px; }
 .status { display:inline-block; font-weight:700; padding:2px 10px; border-radius:999px; border:2px solid currentColor; }
 .status-OK { color:var(--ok); } .status-WATCH { color:var(--watch); } .status-ATTENTION { color:var(--bad); }
-.status-NODATA { color:var(--muted); }
+.status-NODATA { color:var(--muted); } .status-INCOMPLETE { color:var(--bad); }
 .verdict ul { margin: 8px 0 0; padding-left: 20px; } .verdict li { margin: 3px 0; }
 .topic { display:inline-block; min-width: 96px; color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0; font-size: 13.5px; font-variant-numeric: tabular-nums; }
@@ -42,7 +42,12 @@ th { color: var(--muted); font-weight: 600; } th:first-child, td:first-child, td
 .chg { display:block; font-size: 12px; color: var(--muted); } .worse { color: var(--bad); } .better { color: var(--ok); }
 .badge { font-weight:700; } .badge-OK, .badge-COOL { color: var(--ok); } .badge-WARM { color: var(--watch); } .badge-HOT { color: var(--bad); }
 .empty { border:1px dashed var(--line); border-radius:8px; padding:12px 16px; color:var(--muted); }
-figure { margin: 10px 0 18px; } .grid { display:grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 8px 18px; }
+figure { margin: 10px 0 18px; min-width: 0; }
+/* two fixed columns, not auto-fit: plotly draws each chart while the page is parsed, when the right-hand chart is
+   not in the grid yet; with auto-fit the left one was then one full-width column and kept that width (its SVG ran
+   under the right chart). minmax(0, 1fr) lets a column shrink below a chart's drawn width. */
+.grid { display:grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 8px 18px; }
+@media (max-width: 960px) { .grid { grid-template-columns: minmax(0, 1fr); } }
 details summary { cursor: pointer; color: var(--accent); margin: 6px 0; }
 code { font-size: 12.5px; }
 """
@@ -54,7 +59,10 @@ THEME_JS = """
     var dark = mq && mq.matches;
     var color = dark ? '#cbd5e1' : '#374151';
     document.querySelectorAll('.js-plotly-plot').forEach(function (el) {
-      if (window.Plotly) { Plotly.relayout(el, {'font.color': color}); }
+      if (window.Plotly) {
+        Plotly.relayout(el, {'font.color': color});
+        Plotly.Plots.resize(el);  // fit the chart to its cell now that the whole page is laid out
+      }
     });
   }
   window.addEventListener('load', apply);
@@ -92,9 +100,16 @@ def _verdict(s: dict[str, Any]) -> str:
         f'<li data-topic="{_attr(line["topic"])}"><span class="topic">{escape(line["topic"])}</span> '
         f'<span class="text">{escape(line["text"])}</span></li>' for line in v["lines"])
     status_cls = v["status"].replace(" ", "")
+    bad = s.get("unreadable_inputs") or []
+    unreadable = ("" if not bad else
+                  '<table id="unreadable-inputs"><thead><tr><th class="text">input that could not be read</th>'
+                  '<th class="text">reason</th></tr></thead><tbody>'
+                  + "".join(f'<tr data-path="{_attr(b["path"])}"><td class="text"><code>{escape(b["path"])}</code></td>'
+                            f'<td class="text">{escape(b["reason"])}</td></tr>' for b in bad)
+                  + "</tbody></table>")
     return (f'<section id="verdict" class="verdict" data-status="{_attr(v["status"])}">'
             f'<span class="status status-{status_cls}">{escape(v["status"])}</span> '
-            f'<strong class="headline">{escape(v["headline"])}</strong><ul>{items}</ul></section>')
+            f'<strong class="headline">{escape(v["headline"])}</strong><ul>{items}</ul>{unreadable}</section>')
 
 
 def _change_cell(ch: dict[str, Any] | None, higher_is_better: bool) -> str:
@@ -185,7 +200,7 @@ def _profile_table(rows: list[dict[str, Any]], table_id: str, label: str) -> str
         rng = ("n/a" if r["gpu_min_c"] is None else f'{r["gpu_min_c"]:.0f}–{r["gpu_max_c"]:.0f} °C')
         body.append(
             f'<tr data-{label}="{_attr(r[label])}" data-status="{_attr(r["status"])}">'
-            f'<td class="text">{escape(r[label])}</td>{extra}<td data-col="gpu_avg_c">{_num(r["gpu_avg_c"], 0, "°C")}</td>'
+            f'<td class="text">{escape(str(r[label] or f"{label} unknown"))}</td>{extra}<td data-col="gpu_avg_c">{_num(r["gpu_avg_c"], 0, "°C")}</td>'
             f'<td>{escape(rng)}</td><td data-col="power_avg_w">{_num(r["power_avg_w"], 1, "W")}</td>{cpu}'
             f'<td>{_throttle(r)}</td>'
             f'<td class="text" title="{_attr(r["reason"])}"><span class="badge badge-{_attr(r["status"])}">{escape(r["status"])}</span></td></tr>')
@@ -258,14 +273,38 @@ def _runs(s: dict[str, Any]) -> str:
         f'<tr data-run="{_attr(r["run_id"])}"><td class="text"><code>{escape(r["run_id"] or "")}</code></td>'
         f'<td class="text">{escape(r["group"])}</td><td class="text">{escape(r["phase"])}</td>'
         f'<td class="text">{escape(str(r["tool"] or ""))} {escape(str(r["tool_version"] or ""))}</td>'
-        f'<td class="text">{escape(str(r["model"] or ""))}</td><td>{escape(str(r["isl"] or ""))}/{escape(str(r["osl"] or ""))}</td>'
-        f'<td>{escape(str(r["concurrency"] or ""))}</td><td class="text">{escape(str(r["start"] or ""))}</td>'
+        f'<td class="text">{escape(str(r["model"] or "n/a"))}</td>{_tokens_cell(r)}{_concurrency_cell(r)}'
+        f'<td class="text">{escape(str(r["start"] or ""))}</td>'
         f'<td>{_num(r["duration_s"], 1, "s")}</td><td>{_num(r["completed"], 0)}</td><td>{_num(r["output_tok_s"], 2)}</td>'
         f'<td class="text">{escape(str(r["timing"] or ""))}</td></tr>' for r in runs)
     return meta + ('<table id="runs-table"><thead><tr><th class="text">run</th><th class="text">group</th>'
                    '<th class="text">phase</th><th class="text">tool</th><th class="text">model</th><th>ISL/OSL (tokens)</th>'
                    '<th>concurrency</th><th class="text">start (UTC)</th><th>duration</th><th>requests</th>'
                    f'<th>output (tok/s)</th><th class="text">timing</th></tr></thead><tbody>{body}</tbody></table>')
+
+
+MEASURED = "measured from the run's requests (the tool's file does not give the setting)"
+
+
+def _tokens_cell(r: dict[str, Any]) -> str:
+    """ISL/OSL: the tool's setting, or ≈ the mean per completed request (marked, with a tooltip)."""
+    if r.get("isl") is None and r.get("osl") is None:
+        return '<td data-col="isl_osl">n/a</td>'
+    text = f'{"n/a" if r.get("isl") is None else r["isl"]:,}/{"n/a" if r.get("osl") is None else r["osl"]:,}'
+    if r.get("tokens_source") == "measured":
+        return (f'<td data-col="isl_osl" data-source="measured" title="mean per request, {escape(MEASURED)}">'
+                f'≈{escape(text)}</td>')
+    return f'<td data-col="isl_osl" data-source="config">{escape(text)}</td>'
+
+
+def _concurrency_cell(r: dict[str, Any]) -> str:
+    """Concurrency: the tool's setting, or ≈ the requests in flight for most of the run (marked, with a tooltip)."""
+    if r.get("concurrency") is None:
+        return '<td data-col="concurrency">n/a</td>'
+    if r.get("concurrency_source") == "measured":
+        return (f'<td data-col="concurrency" data-source="measured" title="requests in flight for most of the run, '
+                f'{escape(MEASURED)}">≈{r["concurrency"]}</td>')
+    return f'<td data-col="concurrency" data-source="config">{r["concurrency"]}</td>'
 
 
 def _attribution(s: dict[str, Any], frames: dict[str, pl.DataFrame]) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 
 from analysis import degradation
+from analysis.analyze import baseline_phases, in_import_order, phase_order_of
 from analysis.history import regression
 from analysis.history.thermal import ThermalLimits, device_thermal_profile, thermal_profile
 from analysis.report.data import ReportData
@@ -124,10 +125,22 @@ def phase_rows(runs: list[Any], requests: pl.DataFrame | None, tokens: pl.DataFr
     with one phase only has its values and no changes."""
     if not runs:
         return [], []
+    runs = in_import_order(runs)
+    order, order_note = phase_order_of(runs)
     frame = degradation.runs_frame(runs)
-    phases = frame["phase"].unique(maintain_order=True).to_list()
-    table = degradation.phase_degradation(frame, requests, tokens, baseline="baseline" if "baseline" in phases
-                                          else None, thresholds=degradation_thresholds(options))
+    # a group compares per request only when every one of its runs has its requests (some may be summaries, or
+    # an artifact may not have been readable); the others compare their printed summaries
+    have = set() if requests is None or requests.is_empty() else set(requests["run_id"].unique().to_list())
+    per_request = [g for g in frame["group"].unique(maintain_order=True).to_list()
+                   if have and set(frame.filter(pl.col("group") == g)["run_id"].to_list()) <= have]
+    partial = [g for g in frame["group"].unique(maintain_order=True).to_list() if g not in per_request
+               and have & set(frame.filter(pl.col("group") == g)["run_id"].to_list())]
+    th = degradation_thresholds(options)
+    parts = [degradation.phase_degradation(part, req, tok, baseline=baseline_phases(part, None, order),
+                                           phase_order=order, thresholds=th)
+             for part, req, tok in ((frame.filter(pl.col("group").is_in(per_request)), requests, tokens),
+                                    (frame.filter(~pl.col("group").is_in(per_request)), None, None)) if part.height]
+    table = pl.concat(parts) if parts else degradation.phase_degradation(frame.head(0))
     values = {(g, p, m): v for g, p, m, v in
               degradation.phase_values(frame, requests, tokens).select("group", "phase", "metric", "value").iter_rows()}
     counts: dict[tuple[str, str], tuple[int, int]] = {}
@@ -160,7 +173,9 @@ def phase_rows(runs: list[Any], requests: pl.DataFrame | None, tokens: pl.DataFr
                 }
             rows.append(row)
     notes = sorted({n for n in table["note"].drop_nulls().to_list() if n})
-    return rows, notes
+    notes = [f"{g or '(no group)'}: not every run has per-request data, so its phases are compared from the runs' "
+             "summaries only" for g in partial] + notes
+    return rows, [order_note, *notes] if order_note else notes
 
 
 # ------------------------------------------------------------------------------------------------ attribution
@@ -453,29 +468,80 @@ def _verdict(s: dict[str, Any]) -> dict[str, Any]:
             bump("WATCH")
     if not s["phases"]["rows"] and not prof and not s["history"]["points"]:
         status = "NO DATA"
+    bad = s.get("unreadable_inputs") or []
+    if bad:  # never an all-clear (nor "no data") on a partial read
+        shown = "; ".join(f"{b['path']} ({b['reason']})" for b in bad[:5]) + (
+            f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        lines.insert(0, {"topic": "incomplete", "text": f"{len(bad)} input(s) could not be read and were left out, "
+                         f"so every section below may miss what they hold: {shown}."})
+        if status != "ATTENTION":
+            status = "INCOMPLETE"
     headline = {
         "OK": "No noisy-neighbour slowdown, regression or thermal problem found.",
         "WATCH": "Something to watch: see the lines below.",
         "ATTENTION": "Attention: a slowdown, regression or thermal limit was found.",
         "NO DATA": "No data in this window: nothing to judge.",
+        "INCOMPLETE": "Incomplete: some inputs could not be read, so this report cannot say that all is clear.",
     }[status]
-    return {"status": status, "headline": headline, "lines": lines}
+    if bad and status == "ATTENTION":
+        headline += f" The result is incomplete: {len(bad)} input(s) could not be read."
+    return {"status": status, "headline": headline, "lines": lines, "complete": not bad}
 
 
 # ------------------------------------------------------------------------------------------------ build
 
 
-def _run_meta(r: dict[str, Any]) -> dict[str, Any]:
+def _run_meta(r: dict[str, Any], requests: pl.DataFrame | None = None) -> dict[str, Any]:
+    """One row of the runs table: the run's metadata; where the tool's file did not say the ISL / OSL or the
+    concurrency, what the run itself shows: mean input / output tokens per completed request and the number of
+    requests in flight for most of the run (``*_source``: ``config`` = the tool's settings, ``measured`` = from the
+    run's requests; None = not known)."""
     sm = r.get("summary") or {}
+    extra = r.get("extra") or {}
+    completed = _num(sm.get("completed"), 0)
+    isl, osl, conc = r.get("isl"), r.get("osl"), r.get("concurrency")
+    tokens_source = "config" if isl is not None or osl is not None else None
+    if isl is None and osl is None and completed:
+        total_in, total_out = sm.get("total_input_tokens"), sm.get("total_output_tokens")
+        isl = None if total_in is None else round(float(total_in) / completed)
+        osl = None if total_out is None else round(float(total_out) / completed)
+        tokens_source = "measured" if isl is not None or osl is not None else None
+    conc_source = "config" if conc is not None else None
+    if conc is None:
+        conc = typical_in_flight(requests, r.get("run_id"))
+        conc_source = "measured" if conc is not None else None
     return {
         "run_id": r.get("run_id"), "node": r.get("node") or "", "group": r.get("group") or "",
         "phase": r.get("phase") or "", "tool": r.get("tool"), "tool_version": r.get("tool_version"),
-        "model": r.get("model"), "backend": r.get("backend"), "isl": r.get("isl"), "osl": r.get("osl"),
-        "concurrency": r.get("concurrency"), "num_prompts": r.get("num_prompts"), "tp": r.get("tp"),
+        "model": r.get("model") or extra.get("model"), "backend": r.get("backend"), "isl": isl, "osl": osl,
+        "tokens_source": tokens_source, "concurrency": None if conc is None else int(conc),
+        "concurrency_source": conc_source, "num_prompts": r.get("num_prompts"), "tp": r.get("tp"),
         "start": r.get("start"), "end": r.get("end"), "timing": r.get("timing"),
-        "completed": _num(sm.get("completed"), 0), "output_tok_s": _num(sm.get("output_tok_s"), 2),
+        "completed": completed, "output_tok_s": _num(sm.get("output_tok_s"), 2),
         "duration_s": _num(sm.get("duration_s"), 2),
     }
+
+
+def typical_in_flight(requests: pl.DataFrame | None, run_id: str | None) -> int | None:
+    """The number of requests of run ``run_id`` in flight for the longest total time (start ``time`` to start +
+    ``e2e_ms``): a fixed-concurrency run's concurrency, not a momentary peak where one request starts a millisecond
+    before another ends. None without per-request times (``unaligned`` requests all share the run start)."""
+    if requests is None or run_id is None or not {"run_id", "time", "e2e_ms", "timing"} <= set(requests.columns):
+        return None
+    req = requests.filter((pl.col("run_id") == run_id) & pl.col("e2e_ms").is_not_null()
+                          & (pl.col("timing") != "unaligned"))
+    if req.height == 0:
+        return None
+    start = req["time"].dt.epoch("us").to_numpy()
+    end = start + (req["e2e_ms"].to_numpy() * 1000.0).astype(np.int64)
+    times = np.concatenate([start, end])
+    steps = np.concatenate([np.ones(len(start), np.int64), -np.ones(len(end), np.int64)])
+    order = np.lexsort((steps, times))  # at equal times an end (-1) goes before a start (+1)
+    level = np.cumsum(steps[order])[:-1]
+    held = np.diff(times[order])
+    if held.sum() <= 0:
+        return None
+    return int(np.argmax(np.bincount(level, weights=held)))
 
 
 def build_report(data: ReportData, options: ReportOptions | None = None, *, generated_at: datetime | None = None,
@@ -554,7 +620,7 @@ def build_report(data: ReportData, options: ReportOptions | None = None, *, gene
                     "change_points": cps, "note": "ok" if hist.height else NO_HISTORY},
         "regressions": {"items": regressions, "note": reg_note},
         "alerts": [],
-        "runs": [_run_meta(r) for r in data.runs],
+        "runs": [_run_meta(r, data.requests) for r in data.runs],
         "metadata": {
             "nodes": sorted(set(data.accel["node"].unique().to_list())) if "node" in data.accel.columns else [],
             "accelerators": devices_meta.height,
@@ -565,6 +631,7 @@ def build_report(data: ReportData, options: ReportOptions | None = None, *, gene
         },
         "sources": sources,
         "notes": list(data.notes),
+        "unreadable_inputs": [{"path": p, "reason": r} for p, r in data.unreadable],
     }
     s["verdict"] = _verdict(s)
     return Report(summary=s, frames=frames)

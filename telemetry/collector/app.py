@@ -9,9 +9,11 @@ Endpoints
 Every error has one JSON shape, built in `errors.error_response`:
 ``{"error": {"code": "...", "message": "...", "where": "..."}}``.
 
-The parts, one concern each: `body` (size limit, gzip / deflate), `auth` (token -> node), `limits` (rows per
-batch, rate budget), `commit` (group commit to the store), `ingest` (what a write does), `routes` (the
-FastAPI routes and the batch fast lane), `errors` (the error shape). This module composes them.
+The parts, one concern each: `body` (size limit, read deadline, gzip / deflate), `auth` (token -> node, checked
+before a body is read), `limits` (rows per batch, rate budget), `commit` (group commit to the store), `ingest`
+(what a write does), `routes` (the FastAPI routes and the batch fast lane), `errors` (the error shape),
+`protocol` (uvicorn's HTTP protocol with a header deadline and a connection cap, used by `cli`). This module
+composes them.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from telemetry import __version__
+from telemetry.collector.auth import scope_tokens
 from telemetry.collector.body import BodyLimit
 from telemetry.collector.commit import GroupCommitter
 from telemetry.collector.errors import install_error_handlers
 from telemetry.collector.ingest import Ingest
 from telemetry.collector.limits import RowLimits
 from telemetry.collector.metrics import CollectorMetrics
-from telemetry.collector.routes import BatchLane, mount
+from telemetry.collector.routes import INGEST_PATHS, NODE, BatchLane, mount
 from telemetry.collector.settings import CollectorSettings
 from telemetry.store.base import TelemetryStore
 
@@ -48,7 +51,8 @@ class CollectorApp(FastAPI):
 
 def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
     """The collector app. ``app.state.settings`` may be replaced at run time (SIGHUP reload): tokens,
-    limits and rate budgets are read from it on every request (the body size limit is fixed at start)."""
+    limits and rate budgets are read from it on every request (the body size limit and timeout are fixed at
+    start)."""
     metrics = CollectorMetrics()
     metrics.watch_store(store)
     app = CollectorApp(
@@ -66,9 +70,20 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
         committer=GroupCommitter(store, min_interval_s=0.1),
         limits=RowLimits(metrics),
     )
+    metrics.watch_committer(ing.committer)
+
+    def admit(scope: dict) -> dict:
+        """A write's token, checked from its headers before its body is read (401 at once)."""
+        if scope["path"] not in INGEST_PATHS:
+            return scope
+        return {**scope, NODE: ing.node_for(scope_tokens(scope))}
+
     max_body = settings.collector.max_body_bytes
-    app.add_middleware(BodyLimit, max_bytes=max_body)
+    body_timeout_s = settings.collector.body_timeout_s
+    app.add_middleware(BodyLimit, max_bytes=max_body, timeout_s=body_timeout_s, admit=admit)
     install_error_handlers(app, metrics)
     mount(app, ing)
-    app.batch_lane = BatchLane(ing, max_body, fallback=lambda s, r, se: FastAPI.__call__(app, s, r, se))
+    app.batch_lane = BatchLane(
+        ing, max_body, fallback=lambda s, r, se: FastAPI.__call__(app, s, r, se), body_timeout_s=body_timeout_s
+    )
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import resource
 import signal
 import socket
 from pathlib import Path
@@ -29,6 +30,20 @@ def _parse_tokens(values: list[str]) -> dict[str, str]:
             raise ConfigError(f"--node-token wants NODE=TOKEN, got {v!r}")
         out[node] = token
     return out
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft file-descriptor limit to the hard one (as Go programs do at start) and return it: a
+    collector holds a descriptor per client connection and per store file it writes."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -94,6 +109,8 @@ def collector(
     import uvicorn
 
     from telemetry.collector.app import create_app
+    from telemetry.collector.protocol import guarded_protocol
+    from telemetry.collector.settings import FD_RESERVE, connection_limit
     from telemetry.store.factory import open_store
 
     db = open_store(store)
@@ -118,9 +135,15 @@ def collector(
 
     signal.signal(signal.SIGHUP, reload)
     scheme = "https" if tls_cert else "http"
+    opts = settings.collector
+    limit = connection_limit(opts, raise_nofile_limit())
     server = uvicorn.Server(
         uvicorn.Config(
             app,
+            http=guarded_protocol(opts.header_timeout_s, hard_limit=limit + FD_RESERVE // 2),
+            limit_concurrency=limit,  # uvicorn answers 503 to a request while this many connections are open
+            timeout_keep_alive=opts.keep_alive_timeout_s,  # type: ignore[arg-type] - a float works
+            h11_max_incomplete_event_size=64 * 1024,  # request line and headers (h11; httptools has its own)
             log_level=log_level,
             access_log=False,
             timeout_graceful_shutdown=10,

@@ -4,6 +4,7 @@ failure to an answer (503 with ``Retry-After``: the sender comes back later, not
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
 import time
 from collections.abc import Callable
@@ -28,20 +29,44 @@ def store_error(exc: StoreError, metrics: CollectorMetrics) -> ApiError:
     return ApiError(503, code, str(exc), headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
 
 
+#: operating-system errors that pass: the collector is out of file descriptors (or the system is)
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE)
+
+
+def os_error(exc: OSError, metrics: CollectorMetrics) -> ApiError | OSError:
+    """An operating-system error of a store write: running out of file descriptors is a 503 the sender retries
+    (too many connections at once: `telemetry.collector.settings.connection_limit`); anything else is left
+    as it is (a bug or a broken disk: a 500)."""
+    if exc.errno not in _OUT_OF_FDS:
+        return exc
+    metrics.rejects.labels("out_of_file_descriptors").inc()
+    return ApiError(
+        503,
+        "out_of_file_descriptors",
+        f"the collector is out of file descriptors ({exc.strerror}); retry later (raise `ulimit -n` or lower "
+        "max_connections in collector.toml)",
+        headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+    )
+
+
 async def call_store(metrics: CollectorMetrics, fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` on a worker thread, timed (``store_write_seconds``); a `StoreError` becomes a 503."""
+    """``fn(*args)`` on a worker thread, timed (``store_write_seconds``); a `StoreError` becomes a 503, as does
+    running out of file descriptors."""
     started = time.perf_counter()
     try:
         return await run_in_threadpool(fn, *args)
     except StoreError as exc:  # StoreUnavailableError is a StoreError
         raise store_error(exc, metrics) from None
+    except OSError as exc:
+        raise os_error(exc, metrics) from None
     finally:
         metrics.store_seconds.observe(time.perf_counter() - started)
 
 
 class Arrival:
-    """A request on its way in (its body being read or validated): the committer waits for it before
-    committing a group. `done` once its batch is handed over, or it gives up; more calls do nothing."""
+    """A request on its way in (its body read, being validated): the committer waits for it before
+    committing a group. Never created before the body is in (`routes.BatchLane`): a slow client must not
+    hold up the group. `done` once its batch is handed over, or it gives up; more calls do nothing."""
 
     __slots__ = ("_committer",)
 

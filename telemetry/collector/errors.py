@@ -51,14 +51,15 @@ def internal_error(exc: Exception, metrics: CollectorMetrics) -> JSONResponse:
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorBody, "description": d}
     for s, d in {
-        400: "Malformed body (bad JSON, bad line protocol, unknown field)",
-        401: "Missing or wrong token",
+        400: "Malformed body (bad JSON, a line that does not parse, a cut-off gzip stream, unknown field)",
+        401: "Missing or wrong token (answered before the body is read)",
+        408: "The body did not arrive within body_timeout_s",
         403: "The token belongs to another node",
         413: "Body larger than max_body_bytes, or more rows than max_batch_rows",
         429: "The node is over its rate budget; retry after Retry-After seconds",
         415: "Unsupported Content-Encoding",
-        422: "A value does not fit the schema (the field and sample index are named)",
-        503: "The store is unavailable; retry later",
+        422: "A value does not fit the schema or the store (the field and sample index, or the line, are named)",
+        503: "The store is unavailable, or the collector is out of connections or file descriptors; retry later",
     }.items()
 }
 

@@ -1,6 +1,8 @@
 """What a write does, whichever route it came by: `ingest_batch` (an agent batch: the fast lane and the
 FastAPI route both call it) and `ingest_lines` (InfluxDB line protocol). Each checks the node against the
-token's, validates against the schema, applies the row limits, stores, and counts."""
+token's, validates the whole write against the schema and the rules every store shares (tag text, the time
+window: `telemetry.schema`), applies the row limits, then stores, and counts. Nothing is stored of a write
+that is refused."""
 
 from __future__ import annotations
 
@@ -14,17 +16,27 @@ import polars as pl
 
 from telemetry.batch import NODE_PATTERN, ForeignNodeError, validate_columns
 from telemetry.collector.auth import node_for
-from telemetry.collector.commit import Arrival, GroupCommitter, call_store, store_error
+from telemetry.collector.commit import Arrival, GroupCommitter, call_store, os_error, store_error
 from telemetry.collector.errors import ApiError
 from telemetry.collector.limits import RowLimits
 from telemetry.collector.metrics import CollectorMetrics
 from telemetry.collector.settings import CollectorSettings
 from telemetry.errors import LineProtocolError, SchemaError, StoreError
 from telemetry.line_protocol import decode
+from telemetry.schema import time_window_ns
 from telemetry.store.base import BatchKey, TelemetryStore
 
-#: line-protocol ``precision`` -> nanoseconds per unit
-PRECISIONS = {"ns": 1, "n": 1, "us": 1_000, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+#: line-protocol ``precision`` -> nanoseconds per unit (InfluxDB 1.x also takes minutes and hours)
+PRECISIONS = {
+    "ns": 1,
+    "n": 1,
+    "us": 1_000,
+    "u": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
 
 
 @dataclass
@@ -37,8 +49,12 @@ class Ingest:
     committer: GroupCommitter
     limits: RowLimits
 
-    def node_for(self, token: str | None) -> str:
-        return node_for(self.settings(), token, self.metrics)
+    def node_for(self, tokens: list[str]) -> str:
+        return node_for(self.settings(), tokens, self.metrics)
+
+    def time_window(self) -> tuple[int, int]:
+        """The times a write may carry now (epoch ns): 2000-01-01 to ``max_future_s`` ahead."""
+        return time_window_ns(time.time_ns(), self.settings().collector.max_future_s)
 
 
 async def ingest_batch(
@@ -53,7 +69,7 @@ async def ingest_batch(
     """Store one agent batch sent with ``node``'s token; its acknowledgement (``status`` stored | duplicate,
     node, boot_id, seq, rows). ``frames`` are ``(measurement, columns)`` pairs. 403 for another node's data,
     422 naming the field and sample for invalid data, 413 / 429 over the limits, 503 when the store fails."""
-    columns = _validated(ing.metrics, node, batch_node, frames)
+    columns = _validated(ing.metrics, node, batch_node, frames, ing.time_window())
     rows = sum(c.height for c in columns.values())
     ing.limits.check(ing.settings().collector, node, rows)
     started = time.perf_counter()
@@ -61,6 +77,8 @@ async def ingest_batch(
         new = await ing.committer.write(BatchKey(batch_node, boot_id, seq), columns, arrival)
     except StoreError as exc:  # StoreUnavailableError is a StoreError
         raise store_error(exc, ing.metrics) from None
+    except OSError as exc:
+        raise os_error(exc, ing.metrics) from None
     finally:
         ing.metrics.store_seconds.observe(time.perf_counter() - started)
     status = "stored" if new else "duplicate"
@@ -72,12 +90,14 @@ async def ingest_batch(
     return {"status": status, "node": batch_node, "boot_id": boot_id, "seq": seq, "rows": rows}
 
 
-def _validated(metrics: CollectorMetrics, node: str, batch_node: str, frames: Sequence[tuple[str, Any]]) -> dict:
+def _validated(
+    metrics: CollectorMetrics, node: str, batch_node: str, frames: Sequence[tuple[str, Any]], window: tuple[int, int]
+) -> dict:
     if batch_node != node:
         metrics.rejects.labels("forbidden").inc()
         raise ApiError(403, "forbidden", f"this token belongs to node {node!r}, not {batch_node!r}", "node")
     try:
-        return validate_columns(batch_node, frames)
+        return validate_columns(batch_node, frames, window)
     except ForeignNodeError as exc:
         metrics.rejects.labels("forbidden").inc()
         raise ApiError(403, "forbidden", str(exc), exc.where) from None
@@ -88,19 +108,25 @@ def _validated(metrics: CollectorMetrics, node: str, batch_node: str, frames: Se
 
 async def ingest_lines(ing: Ingest, node: str, body: bytes, precision: str) -> None:
     """Store InfluxDB line protocol sent with ``node``'s token: rows without a ``node`` tag get it, a line
-    tagged with another node is 403; 400 for a bad precision, bad line or value."""
+    tagged with another node is 403; 400 for a bad precision or a line that does not parse, 422 for a value
+    the schema or a store refuses (a reserved name, a tag or field named ``time``, a time outside the
+    window, ...), each naming the line. The body is judged whole before anything is stored: a refused
+    body stores nothing, so a client can fix and resend it without storing a line twice (see
+    docs/influxdb.md: unlike InfluxDB's partial writes)."""
     factor = PRECISIONS.get(precision)
     if factor is None:
-        raise ApiError(400, "invalid", f"precision must be one of ns, us, ms, s; got {precision!r}", "precision")
+        raise ApiError(
+            400, "invalid", f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}", "precision"
+        )
     metrics = ing.metrics
     try:
-        frames = decode(body, default_time_ns=time.time_ns() // factor, precision_factor=factor)
+        frames = decode(body, time.time_ns() // factor, precision_factor=factor, time_window=ing.time_window())
     except LineProtocolError as exc:
         metrics.rejects.labels("malformed").inc()
         raise ApiError(400, "malformed", str(exc), f"line {exc.line_no}") from None
     except SchemaError as exc:
         metrics.rejects.labels("invalid").inc()
-        raise ApiError(400, "invalid", str(exc), exc.where) from None
+        raise ApiError(422, "invalid", str(exc), exc.where) from None
     for m, f in list(frames.items()):
         if "node" in f.columns:
             other = f.filter(pl.col("node").is_not_null() & (pl.col("node") != node))

@@ -36,3 +36,12 @@ class CollectorMetrics:
         for key in ("queued_batches", "queued_bytes", "rejected_lines"):
             gauge = Gauge(f"neighborscope_store_{key}", f"store queue: {key.replace('_', ' ')}", registry=self.registry)
             gauge.set_function(lambda k=key: float(status().get(k) or 0))
+
+    def watch_committer(self, committer: Any) -> None:
+        """The group committer's requests on their way in (body read, being validated): it waits for them."""
+        gauge = Gauge(
+            "neighborscope_collector_requests_arriving",
+            "Requests whose body is in and whose batch the group committer waits for",
+            registry=self.registry,
+        )
+        gauge.set_function(lambda: float(committer.arriving))

@@ -13,6 +13,7 @@ started again on the same port and store.
 
 from __future__ import annotations
 
+import resource
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -48,6 +50,7 @@ class CollectorProcess:
     scheme: str = "http"
     verify: str | bool = True  # what the health check trusts: a CA bundle for a TLS collector
     log: Path | None = None
+    nofile_limit: int | None = None  # `ulimit -n` for the process (soft and hard), e.g. to test running out
     proc: subprocess.Popen | None = None
 
     @property
@@ -73,7 +76,12 @@ class CollectorProcess:
         port_file = self.workdir / f"collector-{time.monotonic_ns()}.port"
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                self.argv(port_file), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir
+                self.argv(port_file),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                preexec_fn=None if self.nofile_limit is None else partial(_set_nofile, self.nofile_limit),
             )
         try:
             self._wait_healthy(port_file, timeout_s)
@@ -126,6 +134,11 @@ class CollectorProcess:
     def headers(self, node: str) -> dict[str, str]:
         """The ``Authorization`` header of ``node``'s token."""
         return {"Authorization": f"Bearer {self.tokens[node]}"}
+
+
+def _set_nofile(limit: int) -> None:
+    """`ulimit -n limit` (soft and hard) in the child, before it runs the collector."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from telemetry import __version__
 from telemetry.batch import BatchAck, BatchIn
-from telemetry.collector.auth import bearer_token, request_token
+from telemetry.collector.auth import scope_tokens
 from telemetry.collector.body import BODY_READ, ASGIApp, read_body, replay
 from telemetry.collector.errors import ERRORS, ApiError, internal_error
 from telemetry.collector.ingest import Ingest, ingest_batch, ingest_lines, plain_batch
@@ -23,6 +23,10 @@ from telemetry.collector.metrics import CollectorMetrics
 from telemetry.store.base import TelemetryStore
 
 BATCH_PATH = "/v1/batches"
+#: the routes that write: their token is checked from the headers before the body is read
+INGEST_PATHS = frozenset({BATCH_PATH, "/api/v2/write", "/write"})
+#: set in an ASGI scope whose token was checked: the node it belongs to
+NODE = "neighborscope.node"
 
 
 class FastJsonRequest(Request):
@@ -63,7 +67,8 @@ def ingest_router(ing: Ingest) -> APIRouter:
     router = APIRouter(route_class=FastJsonRoute, tags=["ingest"], responses=ERRORS)
 
     async def authenticate(request: Request) -> str:
-        return ing.node_for(request_token(request))
+        node = request.scope.get(NODE)
+        return node if node is not None else ing.node_for(scope_tokens(request.scope))
 
     @router.post(BATCH_PATH, response_model=BatchAck)
     async def post_batch(batch: BatchIn, node: str = Depends(authenticate)) -> BatchAck:
@@ -77,9 +82,10 @@ def ingest_router(ing: Ingest) -> APIRouter:
         node: str = Depends(authenticate),
         org: str | None = Query(default=None, description="ignored (InfluxDB 2.x compatibility)"),
         bucket: str | None = Query(default=None, description="ignored (InfluxDB 2.x compatibility)"),
-        precision: str = Query(default="ns", description="timestamp precision: ns, us, ms or s"),
+        precision: str = Query(default="ns", description="timestamp precision: ns, us, ms, s"),
     ) -> Response:
-        """InfluxDB 2.x-compatible line-protocol write (`Authorization: Token <node token>`)."""
+        """InfluxDB 2.x-compatible line-protocol write (`Authorization: Token <node token>`, or any form `/write`
+        takes). The body is judged whole: one bad line refuses it all (400 / 422 naming the line)."""
         await ingest_lines(ing, node, await request.body(), precision)
         return Response(status_code=204)
 
@@ -88,9 +94,11 @@ def ingest_router(ing: Ingest) -> APIRouter:
         request: Request,
         node: str = Depends(authenticate),
         db: str | None = Query(default=None, description="ignored (InfluxDB 1.x compatibility)"),
-        precision: str = Query(default="ns", description="timestamp precision: ns, u, ms or s"),
+        precision: str = Query(default="ns", description="timestamp precision: ns (n), u, ms, s, m or h"),
     ) -> Response:
-        """InfluxDB 1.x-compatible line-protocol write (token as bearer, or as the `p` parameter)."""
+        """InfluxDB 1.x-compatible line-protocol write: the node token as HTTP Basic password, as the `p`
+        parameter, or as `Authorization: Token` / `Bearer`. The body is judged whole: one bad line refuses it
+        all (400 / 422 naming the line)."""
         await ingest_lines(ing, node, await request.body(), precision)
         return Response(status_code=204)
 
@@ -120,26 +128,37 @@ class BatchLane:
     JSON of the agents' types (NaN literals, another content type, ...) to ``fallback``, the FastAPI app,
     whose route validates it with pydantic and answers its way."""
 
-    def __init__(self, ing: Ingest, max_body_bytes: int, fallback: ASGIApp) -> None:
+    def __init__(
+        self, ing: Ingest, max_body_bytes: int, fallback: ASGIApp, body_timeout_s: float | None = None
+    ) -> None:
         self.ing = ing
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
         self.fallback = fallback
 
     def handles(self, scope: dict) -> bool:
         return scope["type"] == "http" and scope["path"] == BATCH_PATH and scope["method"] == "POST"
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        arrival = self.ing.committer.arrival()  # until this request hands its batch over (or gives up)
+        try:  # the token first, from the headers: 401 before a byte of the body is read
+            node = self.ing.node_for(scope_tokens(scope))
+        except ApiError as exc:
+            await exc.response()(scope, receive, send)
+            return
+        got = await read_body(scope, receive, send, self.max_body_bytes, self.body_timeout_s)
+        if got is None:
+            return
+        # from here until its batch is handed over (or it gives up) the group committer waits for this request;
+        # never while its body is still on the way, so a slow client cannot hold up every other agent
+        arrival = self.ing.committer.arrival()
         try:
-            await self._handle(scope, receive, send, arrival)
+            await self._handle({**got[0], NODE: node}, got[1], receive, send, node, arrival)
         finally:
             arrival.done()
 
-    async def _handle(self, scope: dict, receive: Callable, send: Callable, arrival: Any) -> None:
-        got = await read_body(scope, receive, send, self.max_body_bytes)
-        if got is None:
-            return
-        scope, data = got
+    async def _handle(
+        self, scope: dict, data: bytes, receive: Callable, send: Callable, node: str, arrival: Any
+    ) -> None:
         headers = dict(scope["headers"])
         ctype = headers.get(b"content-type", b"application/json").split(b";", 1)[0].strip().lower()
         doc = None
@@ -153,7 +172,6 @@ class BatchLane:
             await self.fallback({**scope, BODY_READ: True}, replay(data, receive), send)
             return
         try:
-            node = self.ing.node_for(bearer_token(headers.get(b"authorization", b"").decode("latin-1")))
             ack = await ingest_batch(self.ing, node, *doc, arrival=arrival)
             response: Response = Response(orjson.dumps(ack), media_type="application/json")
         except ApiError as exc:

@@ -5,6 +5,11 @@
 max_body_bytes = 16777216        # 413 above this (compressed or not)
 max_batch_rows = 1000000         # 413 for a batch with more rows
 rate_limit_rows_per_s = 50000    # per node; 429 + Retry-After above (0 = unlimited)
+header_timeout_s = 10            # a connection whose request headers are not in by then is closed
+body_timeout_s = 30              # 408 for a body not received in full by then
+keep_alive_timeout_s = 5         # an idle keep-alive connection is closed after this
+max_connections = 0              # 503 above this many open connections (0: from `ulimit -n`, see below)
+max_future_s = 86400             # 422 for a time further ahead than this (or before 2000-01-01)
 
 [nodes.node1]
 token = "s3cret"                 # or, better, the hash:
@@ -53,6 +58,28 @@ class CollectorOptions(BaseModel):
         default=0.0, ge=0, description="per-node budget of rows per second (0 = unlimited); 429 + Retry-After above"
     )
     rate_limit_burst_rows: float = Field(default=0.0, ge=0, description="bucket size; default 10 s of the rate")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600, description="close a connection whose request headers are not in by then"
+    )
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600, description="408 for a body not in full by then")
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0, le=3600, description="close idle keep-alive connections")
+    max_connections: int = Field(
+        default=0,
+        ge=0,
+        description="503 for requests while this many connections are open; 0: the file-descriptor limit less "
+        "a reserve for the store (`connection_limit`)",
+    )
+    max_future_s: float = Field(default=86_400.0, ge=0, description="422 for a time further ahead than this")
+
+
+#: file descriptors kept for the store (Parquet files, the queue, InfluxDB connections) out of ``ulimit -n``
+FD_RESERVE = 128
+
+
+def connection_limit(opts: CollectorOptions, nofile: int) -> int:
+    """Connections served at once: ``max_connections``, else the file-descriptor limit ``nofile`` less
+    `FD_RESERVE` (at least 16), so idle or slow clients can never take the descriptors the store needs."""
+    return opts.max_connections or max(16, nofile - FD_RESERVE)
 
 
 class CollectorSettings(BaseModel):

@@ -28,11 +28,21 @@ class BatchKey:
     seq: int
 
     def slug(self) -> str:
+        """The key as one file-name-safe string, injective (two keys never share a slug) and never containing
+        ``.`` inside a part, so ``slug.rpartition(".")`` splits off the seq."""
         return f"{_safe(self.node)}.{_safe(self.boot_id)}.{self.seq:012d}"
 
 
 def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else f"%{ord(c):02x}" for c in text)
+    """Letters, digits, ``-`` and ``_`` as they are; any other character as ``%xx`` (code points below 256, two hex
+    digits, as before) or ``%uxxxxxx`` (above, six hex digits). The two escapes are prefix-free (``u`` is not a
+    hex digit), so the encoding is injective: ``"\\x1f600"`` is ``%1f600`` and ``"😀"`` is ``%u01f600``."""
+    return "".join(c if c.isalnum() or c in "-_" else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    return f"%{code:02x}" if code < 0x100 else f"%u{code:06x}"
 
 
 @runtime_checkable
@@ -108,6 +118,12 @@ class TelemetryStore(Protocol):
         ...
 
     def measurements(self) -> list[str]: ...
+
+    def unreadable_files(self) -> list[tuple[str, str]]:
+        """(path, reason) of every stored file this store skipped while reading (corrupt, empty, quarantined), so
+        a caller can say its result is incomplete instead of giving an all-clear; empty when nothing was
+        skipped (and always for a store without local files)."""
+        ...
 
     def write_artifact(self, key: str, frame: pl.DataFrame) -> Path:
         """Keep a large frame (e.g. per-token arrays) beside the store, under a slash-separated key."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +20,8 @@ from telemetry.errors import StoreError
 if TYPE_CHECKING:
     from telemetry.store.base import TelemetryStore
 
-StoreFactory = Callable[[str], "TelemetryStore"]
+StoreFactory = Callable[..., "TelemetryStore"]
+"""``factory(url)``, or ``factory(url, create=False)`` for a factory with a ``create`` keyword (a local store)."""
 _FACTORIES: dict[str, StoreFactory] = {}
 #: the module that registers each built-in scheme (imported on first use)
 BUILTIN_SCHEMES = {
@@ -42,9 +44,14 @@ def register_scheme(*schemes: str) -> Callable[[StoreFactory], StoreFactory]:
     return deco
 
 
-def open_store(url: str | Path) -> TelemetryStore:
+def open_store(url: str | Path, *, create: bool = True) -> TelemetryStore:
     """Open a store from a URL: a plain path or ``file://PATH`` is the embedded Parquet store;
-    ``influx://`` / ``influxs://`` / ``influx2://`` is InfluxDB (see `telemetry.store.influx`)."""
+    ``influx://`` / ``influxs://`` / ``influx2://`` is InfluxDB (see `telemetry.store.influx`).
+
+    ``create=False`` (every reading command): a local store that does not exist is a `StoreError` ("store DIR
+    does not exist; ...") instead of an empty one created on the spot. A factory that takes a ``create`` keyword
+    is told; one that does not (a server-side store) is opened as usual.
+    """
     text = str(url)
     scheme = text.split("://", 1)[0] if "://" in text else "file"
     if scheme not in _FACTORIES:
@@ -55,6 +62,8 @@ def open_store(url: str | Path) -> TelemetryStore:
         raise StoreError(
             f"unknown store URL scheme {scheme!r} in {text!r}; use a path, file://PATH or influx://HOST:PORT/DB"
         ) from None
+    if not create and "create" in inspect.signature(factory).parameters:
+        return factory(text, create=False)
     return factory(text)
 
 

@@ -56,7 +56,18 @@ from telemetry.errors import (
 )
 from telemetry.line_protocol import encode_lines, lines_bytes, split_lines
 from telemetry.retry import parse_retry_after
-from telemetry.schema import MEASUREMENTS, TIME, TIME_DTYPE, as_time, conform
+from telemetry.schema import (
+    INFLUX_MAX_NS,
+    INFLUX_MIN_NS,
+    MEASUREMENTS,
+    TIME,
+    TIME_DTYPE,
+    as_time,
+    conform,
+    measurement_name_problem,
+    tag_values_problem,
+    text_problem,
+)
 from telemetry.store.base import BatchKey, TagFilter, parse_agg, parse_every
 from telemetry.store.factory import register_scheme
 from telemetry.store.queued import QueuedStore
@@ -335,12 +346,15 @@ class InfluxStore:
     # ---- writing -------------------------------------------------------------------------------
 
     def prepare(self, measurement: str, frame: pl.DataFrame) -> pl.DataFrame:
-        """The frame checked against the schema (raises `SchemaError` naming the column and row)."""
-        return _prepare(measurement, frame)
+        """The frame checked against the schema and against what InfluxDB refuses (raises `SchemaError` naming
+        the column and row): the queue calls it before a write is queued and acknowledged."""
+        frame, tags = _prepare(measurement, frame)
+        _check_influx_values(measurement, frame, tags)
+        return frame
 
     def encode(self, measurement: str, frame: pl.DataFrame) -> bytes:
         """Line protocol for a frame (conformed to the schema for a schema measurement)."""
-        frame = _prepare(measurement, frame)
+        frame, _tags = _prepare(measurement, frame)
         if frame.height == 0:
             return b""
         if measurement in EVENT_MEASUREMENTS:
@@ -762,6 +776,10 @@ class InfluxStore:
     def list_artifacts(self, prefix: str = "") -> list[str]:
         return self._artifact_store().list_artifacts(prefix)
 
+    def unreadable_files(self) -> list[tuple[str, str]]:
+        """Store files that could not be read: none (InfluxDB keeps its own files)."""
+        return []
+
     def close(self) -> None:
         self._http.close()
         if self._v2 is not None:
@@ -780,17 +798,45 @@ def _duration_s(text: str) -> int:
     return total
 
 
-def _prepare(measurement: str, frame: pl.DataFrame) -> pl.DataFrame:
+def _prepare(measurement: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """The frame in the form it is written (conformed for a schema measurement) and its tag columns."""
     known = MEASUREMENTS.get(measurement)
     if known is not None:
-        if dict(frame.schema) == dict(known.polars_schema()):
-            return frame  # already in schema form (the collector conforms every batch)
-        return conform(frame, measurement)
+        if dict(frame.schema) != dict(known.polars_schema()):  # else: in schema form (the collector conforms)
+            frame = conform(frame, measurement)
+        return frame, [t for t in known.tags if t in frame.columns]
     if not measurement:
         raise SchemaError("empty measurement name")
     if TIME not in frame.columns:
         raise SchemaError("missing the 'time' column", measurement)
-    return frame.with_columns(as_time(frame[TIME], f"{measurement}.time"))
+    frame = frame.with_columns(as_time(frame[TIME], f"{measurement}.time"))
+    return frame, [c for c, t in frame.schema.items() if t == pl.String and c != TIME]
+
+
+def _check_influx_values(measurement: str, frame: pl.DataFrame, tags: list[str]) -> None:
+    """What InfluxDB would refuse, refused before a write is queued and acknowledged (never found later in
+    ``rejected.lp``): a measurement name, key or tag value no store keeps (`telemetry.schema`), a time outside
+    InfluxDB's range. `SchemaError` naming the column and row."""
+    if measurement not in MEASUREMENTS:
+        why = measurement_name_problem(measurement)
+        if why is not None:
+            raise SchemaError(why)
+        for key in frame.columns:
+            if key != TIME and (why := text_problem(key, "key")) is not None:
+                raise SchemaError(why, f"{measurement}.{key}")
+    if frame.height == 0:
+        return
+    for tag in tags:
+        values = frame[tag].unique().drop_nulls().to_list()
+        bad = tag_values_problem(values)
+        if bad is not None:
+            row = int(frame[tag].eq_missing(values[bad[0]]).arg_true()[0])
+            raise SchemaError(bad[1], f"{measurement}.{tag}[{row}]")
+    t = frame[TIME].dt.epoch("ns")
+    lo, hi = t.min(), t.max()
+    if lo is not None and (lo < INFLUX_MIN_NS or hi > INFLUX_MAX_NS):  # type: ignore[operator]
+        row = int(((t < INFLUX_MIN_NS) | (t > INFLUX_MAX_NS)).arg_true()[0])
+        raise SchemaError("time outside InfluxDB's range 1677-09-21 .. 2262-04-11", f"{measurement}.{TIME}[{row}]")
 
 
 def _to_frame(columns: list[str], rows: list[list]) -> pl.DataFrame:

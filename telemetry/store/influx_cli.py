@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from telemetry.errors import ConfigError
 from telemetry.store.influx import InfluxConfig, InfluxStore, default_state_dir
 
 app = typer.Typer(
@@ -14,9 +15,25 @@ app = typer.Typer(
 )
 
 
+STORE_OPTION = typer.Option(None, "--store", envvar="NEIGHBORSCOPE_STORE",
+                            help="Store URL (influx:// or influx2://), as every command takes it.")
+
+
+def store_url(url: str | None, store: str | None) -> str:
+    """The store URL given as the argument or as ``--store`` (the same if both)."""
+    if url and store and url != store:
+        raise ConfigError(f"two store URLs: {url!r} and --store {store!r}; give one")
+    chosen = url or store
+    if not chosen:
+        raise ConfigError("no store URL: give it with --store (or NEIGHBORSCOPE_STORE), e.g. "
+                          "--store influx://127.0.0.1:8086/neighborscope")
+    return chosen
+
+
 @app.command()
 def init(
-    url: str = typer.Argument(..., help="Store URL, e.g. influx://user:pass@127.0.0.1:8086/neighborscope?rp=autogen"),
+    url: str | None = typer.Argument(None, help="Store URL, e.g. influx://user:pass@127.0.0.1:8086/neighborscope?rp=autogen"),
+    store_opt: str | None = STORE_OPTION,
     retention: str | None = typer.Option(
         None, "--retention", help="Keep data this long (InfluxQL duration: 30d, 12w, INF). Default: forever."
     ),
@@ -24,9 +41,9 @@ def init(
 ) -> None:
     """Create the database (and retention policy) on InfluxDB 1.x, or the bucket on 2.x. Idempotent.
 
-    Example: neighborscope influx init 'influx://127.0.0.1:8086/neighborscope?rp=month' --retention 30d
+    Example: neighborscope influx init --store 'influx://127.0.0.1:8086/neighborscope?rp=month' --retention 30d
     """
-    store = InfluxStore(InfluxConfig.from_url(url))
+    store = InfluxStore(InfluxConfig.from_url(store_url(url, store_opt)))
     try:
         version = store.ping()
         done = store.init(retention=retention, default=default)
@@ -41,13 +58,14 @@ def init(
 
 @app.command()
 def status(
-    url: str = typer.Argument(..., help="Store URL (the same as the collector's --store)."),
+    url: str | None = typer.Argument(None, help="Store URL (the same as the collector's --store)."),
+    store_opt: str | None = STORE_OPTION,
 ) -> None:
     """Ping InfluxDB and show the collector's local queue (batches waiting, rejected lines).
 
-    Example: neighborscope influx status 'influx://127.0.0.1:8086/neighborscope'
+    Example: neighborscope influx status --store 'influx://127.0.0.1:8086/neighborscope'
     """
-    config = InfluxConfig.from_url(url)
+    config = InfluxConfig.from_url(store_url(url, store_opt))
     store = InfluxStore(config)
     try:
         try:

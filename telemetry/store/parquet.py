@@ -2,121 +2,88 @@
 
 Layout under the root directory::
 
-    <measurement>/<YYYY-MM-DD>/b-<node>.<boot_id>.<seq>.parquet   one agent batch (name = batch key)
+    LOCK                                                          the writer's lock (flock) and who holds it
+    <measurement>/<YYYY-MM-DD>/g-<uuid>.parquet                   one group commit: the agent batches it holds
+                                                                  are listed in its Parquet metadata
     <measurement>/<YYYY-MM-DD>/w-<uuid>.parquet                   one plain write
     <measurement>/<YYYY-MM-DD>/c-<uuid>.parquet                   compacted; its Parquet metadata lists
                                                                   the files it replaces ("covers")
+    <measurement>/<YYYY-MM-DD>/b-<slug>.parquet                   one agent batch (older stores)
+    _empty_batches/b-<slug>.parquet                               an agent batch without rows (its key only)
+    quarantine/<measurement>/<YYYY-MM-DD>/<file>[.reason]         unreadable files, moved aside (never deleted)
     artifacts/<key>.parquet                                       large frames (per-token arrays)
 
-Every file is written to a hidden temp file in the same directory, fsynced and renamed into place, so
-a reader in another process never sees half a file, and an acknowledged write survives a kill -9.
-A batch is idempotent because its file name is its key: a replay finds the file (or a compacted file
-covering it) and writes nothing. Compaction (a background thread of the writing process) merges the
-small files of a day into one time-sorted file, renames it in, and deletes the covered files after a
-grace period; readers skip files that a compacted file covers, and re-list when a file vanished under
-them. Queries use ``pl.scan_parquet`` with the time range and tag filters pushed down.
+Every file is written to a hidden temp file (``.tmp-<pid>-<uuid>``) in its directory, fsynced and renamed
+into place, so a reader in another process never sees half a file, and an acknowledged write survives a
+kill -9. One process at a time is the *writer* (`ParquetStore.acquire_writer`, taken by the first
+`write_batch` or `compact` and by `start_compactor`): it holds an exclusive ``flock`` on ``LOCK``, which
+names its PID and owner, and it alone commits agent batches, compacts, recovers and cleans up; a second
+writer is refused with `StoreLockedError`. Readers and plain `write` / `write_artifact` calls (each one new
+file under a unique name) need no lock.
+
+A group commit is all-or-nothing across measurements: every file is written and fsynced under a temp name
+(its Parquet metadata lists the whole group: temp and final names), then the files are renamed in and their
+directories fsynced; the batch keys enter the duplicate index only then. When the writer opens the store, it
+finishes every group that a stop interrupted between two renames, deletes temp files left by killed writers,
+deletes files
+that a compacted file covers (after the grace period), moves unreadable files to ``quarantine/`` and
+rebuilds the duplicate index (one entry per batch key, whatever days its rows fall on) from the files on
+disk. Compaction (a background thread of the writer) merges the small files of a day into one time-sorted
+file and renames it in; readers skip the files it covers and re-list when a file vanished under them.
+Readers skip a file they cannot read and list it in `ParquetStore.unreadable_files`. Queries use
+``pl.scan_parquet`` with the time range and tag filters pushed down. The guarantees: docs/durability.md.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 import polars as pl
 
-from telemetry.batch import Columns, group_frame
+from telemetry.batch import Columns
 from telemetry.errors import SchemaError, StoreError
 from telemetry.schema import MEASUREMENTS, TIME, as_time, conform
 from telemetry.store.base import BatchKey, TagFilter, every_ns, parse_agg
 from telemetry.store.factory import register_scheme
+from telemetry.store.parquet_writer import (
+    ARTIFACTS_DIR,
+    BATCHES_KEY,
+    COVERS_KEY,
+    EMPTY_DIR,
+    QUARANTINE_DIR,
+    READ_ERRORS,
+    WRITERS,
+    WRITERS_LOCK,
+    Footer,
+    Pending,
+    Writer,
+    atomic_write,
+    batches_of,
+    covers_of,
+    damaged,
+    default_owner,
+    describe_holder,
+    listdir,
+    lock_store,
+    mark_unreadable,
+    parquet_files,
+    read_footer,
+    reserved_name,
+    unreadable_reason,
+    vanished,
+)
 
 _T = TypeVar("_T")
-COVERS_KEY = "neighborscope.covers"
-BATCHES_KEY = "neighborscope.batches"
-_META_CACHE: dict[tuple[str, float, str], frozenset[str]] = {}
-_META_LOCK = threading.Lock()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(
-    frame: pl.DataFrame,
-    target: Path,
-    metadata: dict[str, str] | None = None,
-    sync_dir: bool = True,
-    compression: str = "zstd",
-) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{uuid.uuid4().hex}.parquet"
-    try:
-        frame.write_parquet(tmp, compression=compression, statistics=True, metadata=metadata)  # type: ignore[arg-type]
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        if sync_dir:
-            _fsync_dir(target.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
-def _meta_names(path: Path, key: str) -> frozenset[str]:
-    """A JSON list kept in a Parquet file's key-value metadata, as a set (cached by path, mtime and key)."""
-    try:
-        mtime = path.stat().st_mtime
-    except FileNotFoundError:
-        return frozenset()
-    cache_key = (str(path), mtime, key)
-    with _META_LOCK:
-        hit = _META_CACHE.get(cache_key)
-    if hit is not None:
-        return hit
-    try:
-        meta = pl.read_parquet_metadata(path)
-    except FileNotFoundError:
-        return frozenset()
-    names = frozenset(json.loads(meta.get(key, "[]")))
-    with _META_LOCK:
-        _META_CACHE[cache_key] = names
-    return names
-
-
-def _covers(path: Path) -> frozenset[str]:
-    """Names of the files a compacted file replaces."""
-    return _meta_names(path, COVERS_KEY)
-
-
-def _batches(path: Path) -> frozenset[str]:
-    """Slugs of the agent batches a group-commit or compacted file holds."""
-    return _meta_names(path, BATCHES_KEY)
-
-
-@dataclass
-class _Pending:
-    key: BatchKey
-    frames: dict[str, pl.DataFrame]
-    new: bool = False
-    done: bool = False
-    error: BaseException | None = None
+log = logging.getLogger(__name__)
 
 
 _DAY_NS = 86_400 * 10**9
@@ -128,7 +95,7 @@ def _day_of(value: datetime) -> date:
 
 
 class ParquetStore:
-    """The embedded `TelemetryStore`. Safe for one writing process and any number of readers."""
+    """The embedded `TelemetryStore`: one writing process (the lock holder) and any number of readers."""
 
     accepts_columns = True  # write_batches(conformed=True) takes telemetry.batch.Columns
     lazy_scan = True  # scan() reads the files lazily, time range and tags pushed down
@@ -140,30 +107,86 @@ class ParquetStore:
         compact_min_files: int = 32,
         compact_interval_s: float = 5.0,
         delete_grace_s: float = 30.0,
+        create: bool = True,
     ) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"store {self.root} is not a directory")
+        if not create and not self.root.is_dir():
+            raise StoreError(
+                f"store {self.root} does not exist; check --store (or NEIGHBORSCOPE_STORE): a reading command "
+                "never creates a store"
+            )
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store {self.root}: {exc.strerror or exc}") from None
         self.compact_min_files = compact_min_files
         self.compact_interval_s = compact_interval_s
         self.delete_grace_s = delete_grace_s
-        self._write_lock = threading.Lock()
-        self._pending_delete: list[tuple[float, Path]] = []
+        self._writer: Writer | None = None
+        self._writer_guard = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._commit_cv = threading.Condition()
-        self._commit_queue: list[_Pending] = []
-        self._committing = False
-        self._batch_index: dict[tuple[str, str], set[str]] = {}
+        self._unreadable: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"ParquetStore({str(self.root)!r})"
+
+    # ---- the writer lock -----------------------------------------------------------------------
+
+    def acquire_writer(self, owner: str | None = None) -> None:
+        """Become the store's writer (idempotent): take the exclusive lock (`StoreLockedError` naming the holder
+        when another process has it), then recover, clean up and load the duplicate index. ``owner`` is written
+        into the lock file for the next one to read (default: this process's command line), e.g. the address a
+        collector serves; calling again with an owner (once the address is known) rewrites it. Several handles
+        in one process share one writer."""
+        with self._writer_guard:
+            if self._writer is not None:
+                if owner:
+                    describe_holder(self._writer.fd, owner)
+                return
+            key = os.path.realpath(self.root)
+            with WRITERS_LOCK:
+                writer = WRITERS.get(key)
+                if writer is None:
+                    writer = Writer(self.root, lock_store(self.root, owner or default_owner()))
+                    try:
+                        writer.open(self.delete_grace_s)
+                    except BaseException as exc:
+                        writer.release()
+                        if isinstance(exc, OSError):
+                            raise StoreError(f"store {self.root}: opening it for writing failed: {exc}") from exc
+                        raise
+                    WRITERS[key] = writer
+                elif owner:
+                    describe_holder(writer.fd, owner)
+                writer.refs += 1
+            self._writer = writer
+
+    def _lease(self) -> Writer:
+        if self._writer is None:
+            self.acquire_writer()
+        assert self._writer is not None
+        return self._writer
+
+    def _release_writer(self) -> None:
+        with self._writer_guard:
+            writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        with WRITERS_LOCK:
+            writer.refs -= 1
+            if writer.refs == 0:
+                WRITERS.pop(os.path.realpath(writer.root), None)
+                writer.release()
 
     # ---- writing -------------------------------------------------------------------------------
 
     def _prepare(self, measurement: str, frame: pl.DataFrame) -> pl.DataFrame:
         if measurement in MEASUREMENTS:
             return conform(frame, measurement)
-        if not measurement or "/" in measurement or measurement.startswith((".", "_")) or measurement == "artifacts":
+        if "/" in measurement or reserved_name(measurement):
             raise SchemaError(f"invalid measurement name {measurement!r}")
         if TIME not in frame.columns:
             raise SchemaError("missing the 'time' column", measurement)
@@ -188,12 +211,12 @@ class ParquetStore:
         return [(str(k[0]), v) for k, v in parts.items()]
 
     def write(self, measurement: str, frame: pl.DataFrame) -> int:
+        """Store rows durably (one new file per day; any process may call it, the writer lock is not needed)."""
         frame = self._prepare(measurement, frame)
         if frame.height == 0:
             return 0
-        with self._write_lock:
-            for day, part in self._split_days(frame):
-                _atomic_write(part, self.root / measurement / day / f"w-{uuid.uuid4().hex}.parquet")
+        for day, part in self._split_days(frame):
+            atomic_write(part, self.root / measurement / day / f"w-{uuid.uuid4().hex}.parquet")
         return frame.height
 
     def write_batch(self, key: BatchKey, frames: Mapping[str, pl.DataFrame]) -> bool:
@@ -208,13 +231,15 @@ class ParquetStore:
         self, items: Sequence[tuple[BatchKey, Mapping[str, pl.DataFrame | Columns]]], *, conformed: bool = False
     ) -> list[bool | BaseException]:
         """`write_batch` for many batches at once (the collector hands over the batches of concurrent
-        requests together): they are committed as one group. Returns, per batch, True (stored), False
-        (a replay) or the exception that batch raised; every stored batch is durable on return.
+        requests together): they are committed as one group, all or nothing. Returns, per batch, True (stored),
+        False (a replay: its key is stored already) or the exception that batch raised; every stored batch is
+        durable on return. Takes the writer lock (`acquire_writer`) on first use.
         ``conformed=True`` says the frames are already in schema form (`conform`), which skips a check;
         they may then also be `telemetry.batch.Columns` (validated, not yet built): the rows of a group are
         built into one DataFrame per measurement/day."""
+        writer = self._lease()
         results: list[bool | BaseException] = [False] * len(items)
-        waiting: list[tuple[int, _Pending]] = []
+        waiting: list[tuple[int, Pending]] = []
         for i, (key, frames) in enumerate(items):
             try:
                 if conformed and all(m in MEASUREMENTS for m in frames):
@@ -224,14 +249,14 @@ class ParquetStore:
                 else:
                     prepared = {m: f for m, f in ((m, self._prepare(m, f)) for m, f in frames.items()) if f.height}
                 if not prepared:
-                    results[i] = self._empty_batch(key)
+                    results[i] = self._empty_batch(writer, key)
                     continue
             except Exception as exc:
                 results[i] = exc
                 continue
-            waiting.append((i, _Pending(key, prepared)))
+            waiting.append((i, Pending(key, prepared)))
         if waiting:
-            self._group_commit([p for _, p in waiting])
+            self._group_commit(writer, [p for _, p in waiting])
         for i, p in waiting:
             if p.error is not None:
                 err = StoreError(f"writing batch {p.key.slug()} failed: {p.error}")
@@ -241,96 +266,60 @@ class ParquetStore:
                 results[i] = p.new
         return results
 
-    def _group_commit(self, mine: list[_Pending]) -> None:
+    def _group_commit(self, writer: Writer, mine: list[Pending]) -> None:
         """Queue ``mine`` and return once all of them are committed (by this thread or another one)."""
-        with self._commit_cv:
-            self._commit_queue.extend(mine)
+        cv = writer.commit_cv
+        with cv:
+            writer.queue.extend(mine)
             while not all(p.done for p in mine):
-                if self._committing:
-                    self._commit_cv.wait()
+                if writer.committing:
+                    cv.wait()
                     continue
-                self._committing = True
-                group, self._commit_queue = self._commit_queue, []
-                self._commit_cv.release()
+                writer.committing = True
+                group, writer.queue = writer.queue, []
+                cv.release()
                 try:
-                    self._commit(group)
+                    writer.commit(group, self._split)
                 except BaseException as exc:
                     for p in group:
-                        p.error, p.done = exc, True
+                        p.error = exc
                 finally:
-                    self._commit_cv.acquire()
-                    self._committing = False
-                    self._commit_cv.notify_all()
+                    for p in group:
+                        p.done = True
+                    cv.acquire()
+                    writer.committing = False
+                    cv.notify_all()
 
-    def _commit(self, group: list[_Pending]) -> None:
-        parts: dict[tuple[str, str], list[tuple[str, pl.DataFrame]]] = {}
-        owners: dict[tuple[str, str, str], _Pending] = {}
-        for p in group:
-            slug = p.key.slug()
-            for measurement, frame in p.frames.items():
-                for day, part in self._split(frame):
-                    where = (measurement, day)
-                    if slug in self._stored_batches(where) or (measurement, day, slug) in owners:
-                        continue  # a replay: already stored (or twice in this group)
-                    owners[(measurement, day, slug)] = p
-                    parts.setdefault(where, []).append((slug, part))
-        with self._write_lock:
-            dirs = set()
-            for (measurement, day), items in parts.items():
-                d = self.root / measurement / day
-                frame = group_frame(measurement, [f for _, f in items])
-                slugs = [slug for slug, _ in items]
-                _atomic_write(
-                    frame,
-                    d / f"g-{uuid.uuid4().hex}.parquet",
-                    metadata={BATCHES_KEY: json.dumps(slugs)},
-                    sync_dir=False,
-                    compression="lz4",  # cheaper to write; compaction rewrites the rows with zstd
-                )
-                dirs.add(d)
-            for d in dirs:
-                _fsync_dir(d)
-            for (measurement, day), items in parts.items():
-                self._stored_batches((measurement, day)).update(slug for slug, _ in items)
-        for (_m, _d, _slug), p in owners.items():
-            p.new = True
-        for p in group:
-            p.done = True
-
-    def _stored_batches(self, where: tuple[str, str]) -> set[str]:
-        """Slugs of the batches stored in one measurement/day directory (loaded from disk once)."""
-        index = self._batch_index.get(where)
-        if index is None:
-            index = set()
-            d = self.root / where[0] / where[1]
-            if d.is_dir():
-                for p in d.iterdir():
-                    if p.name.startswith(".") or p.suffix != ".parquet":
-                        continue
-                    if p.name.startswith("b-"):
-                        index.add(p.name[2:-8])
-                    else:
-                        index |= _batches(p)
-            self._batch_index[where] = index
-        return index
-
-    def _empty_batch(self, key: BatchKey) -> bool:
-        """An empty batch: remember it so a replay is still recognised."""
-        marker = self.root / "_empty_batches" / f"b-{key.slug()}.parquet"
-        with self._write_lock:
-            if marker.exists():
+    def _empty_batch(self, writer: Writer, key: BatchKey) -> bool:
+        """An empty batch: remember its key so a replay is still recognised."""
+        slug = key.slug()
+        with writer.write_lock:
+            if slug in writer.index:
                 return False
-            _atomic_write(pl.DataFrame({TIME: [0]}), marker)
+            atomic_write(pl.DataFrame({TIME: [0]}), self.root / EMPTY_DIR / f"b-{slug}.parquet")
+            writer.index.add(slug)
         return True
 
     # ---- reading -------------------------------------------------------------------------------
 
     def measurements(self) -> list[str]:
-        return sorted(
-            p.name
-            for p in self.root.iterdir()
-            if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "artifacts"
-        )
+        return sorted(name for name in listdir(self.root) if not reserved_name(name) and (self.root / name).is_dir())
+
+    def unreadable_files(self) -> list[tuple[str, str]]:
+        """(path, reason) of the files this handle skipped while reading: unreadable ones (corrupt, empty) and
+        quarantined ones of the days it read. Empty when every file it needed was read."""
+        return sorted(self._unreadable.items())
+
+    def _skip(self, path: Path, reason: str) -> None:
+        """A file that cannot be read: left out of the result, recorded, and quarantined by the writer."""
+        if str(path) not in self._unreadable:
+            log.warning("skipping unreadable file %s (%s)", path, reason)
+        self._unreadable[str(path)] = reason
+        if self._writer is not None:
+            dest = self._writer.quarantine(path, reason)
+            if dest is not None:
+                self._unreadable.pop(str(path), None)
+                self._unreadable[str(dest)] = reason
 
     def _day_dirs(self, measurement: str, start: datetime | None, end: datetime | None) -> list[Path]:
         base = self.root / measurement
@@ -350,8 +339,24 @@ class ParquetStore:
         return dirs
 
     def files(self, measurement: str, start: datetime | None = None, end: datetime | None = None) -> list[Path]:
-        """The live files of a measurement for a time range (covered files excluded)."""
-        return [p for d in self._day_dirs(measurement, start, end) for p in self.files_in_dir(d)]
+        """The live, readable files of a measurement for a time range (covered files excluded; unreadable and
+        quarantined ones recorded in `unreadable_files`)."""
+        out = []
+        for d in self._day_dirs(measurement, start, end):
+            out += self.files_in_dir(d)
+            self._note_quarantined(d)
+        return out
+
+    def _note_quarantined(self, d: Path) -> None:
+        q = self.root / QUARANTINE_DIR / d.relative_to(self.root)
+        for name in listdir(q):
+            if name.endswith(".parquet"):
+                reason_file = q / (name + ".reason")
+                try:
+                    reason = reason_file.read_text(encoding="utf-8").strip() or "quarantined"
+                except OSError:
+                    reason = "quarantined"
+                self._unreadable[str(q / name)] = f"quarantined: {reason}"
 
     def scan(
         self,
@@ -400,9 +405,11 @@ class ParquetStore:
         tags: TagFilter | None = None,
         fields: Sequence[str] | None = None,
     ) -> pl.DataFrame:
-        return _relisting(
+        return self._relisting(
             measurement,
             lambda: self.scan(measurement, start, end, tags, fields).collect().sort(TIME, maintain_order=True),
+            start,
+            end,
         )
 
     def time_bounds(self, measurement: str) -> tuple[datetime, datetime] | None:
@@ -418,7 +425,7 @@ class ParquetStore:
             hi = pl.scan_parquet(last_day).select(pl.col(TIME).max()).collect().item()
             return (lo, hi) if lo is not None and hi is not None else None
 
-        return _relisting(measurement, read)
+        return self._relisting(measurement, read)
 
     def downsample(
         self,
@@ -459,16 +466,51 @@ class ParquetStore:
                 .collect()
             )
 
-        return _relisting(measurement, read)
+        return self._relisting(measurement, read, start, end)
+
+    def _relisting(
+        self, measurement: str, read: Callable[[], _T], start: datetime | None = None, end: datetime | None = None
+    ) -> _T:
+        """``read()``, listed and read again when a file vanished between listing and reading (compaction), or
+        when a file turned out unreadable past its footer (found by reading each file; then skipped)."""
+        for attempt in range(8):
+            try:
+                return read()
+            except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
+                if vanished(exc):
+                    time.sleep(0.02 * (attempt + 1))
+                elif not (damaged(exc) and self._find_unreadable(measurement, start, end)):
+                    raise
+        raise StoreError(f"{measurement}: files kept changing while reading; try again")
+
+    def _find_unreadable(self, measurement: str, start: datetime | None, end: datetime | None) -> bool:
+        """Read each file of the range whole; mark and skip those that fail. True when one was found."""
+        found = False
+        for p in self.files(measurement, start, end):
+            try:
+                pl.read_parquet(p)
+            except READ_ERRORS as exc:
+                if vanished(exc):
+                    continue
+                if not damaged(exc):
+                    raise StoreError(f"cannot read {p}: {exc}") from None
+                mark_unreadable(p, unreadable_reason(exc))
+                self._skip(p, unreadable_reason(exc))
+                found = True
+        return found
 
     def series(self, measurement: str | None = None) -> pl.DataFrame:
         frames = []
         for m in [measurement] if measurement else self.measurements():
-            lf = self.scan(m)
-            tags = _tag_names(m, lf.collect_schema())
-            if not tags:
-                continue
-            frames.append(lf.select(tags).unique().collect().with_columns(pl.lit(m).alias("measurement")))
+
+            def read(m: str = m) -> pl.DataFrame | None:
+                lf = self.scan(m)
+                tags = _tag_names(m, lf.collect_schema())
+                return lf.select(tags).unique().collect().with_columns(pl.lit(m).alias("measurement")) if tags else None
+
+            found = self._relisting(m, read)
+            if found is not None:
+                frames.append(found)
         if not frames:
             return pl.DataFrame(schema={"measurement": pl.String})
         return pl.concat(frames, how="diagonal_relaxed").select("measurement", pl.exclude("measurement"))
@@ -479,19 +521,28 @@ class ParquetStore:
         parts = [p for p in key.split("/") if p]
         if not parts or any(p in (".", "..") or p.startswith(".") for p in parts):
             raise StoreError(f"invalid artifact key {key!r}")
-        return self.root.joinpath("artifacts", *parts).with_suffix(".parquet")
+        return self.root.joinpath(ARTIFACTS_DIR, *parts).with_suffix(".parquet")
 
     def write_artifact(self, key: str, frame: pl.DataFrame) -> Path:
         path = self._artifact_path(key)
-        _atomic_write(frame, path)
+        atomic_write(frame, path)
         return path
 
     def read_artifact(self, key: str) -> pl.DataFrame | None:
+        """The artifact, None when there is none; `StoreError` naming the file when it cannot be read."""
         path = self._artifact_path(key)
-        return pl.read_parquet(path) if path.exists() else None
+        try:
+            return pl.read_parquet(path)
+        except READ_ERRORS as exc:
+            if vanished(exc):
+                return None
+            if not damaged(exc):
+                raise StoreError(f"cannot read artifact {key!r} ({path}): {exc}") from None
+            self._unreadable[str(path)] = unreadable_reason(exc, path.stat().st_size if path.exists() else None)
+            raise StoreError(f"artifact {key!r} ({path}) is unreadable: {self._unreadable[str(path)]}") from None
 
     def list_artifacts(self, prefix: str = "") -> list[str]:
-        base = self.root / "artifacts"
+        base = self.root / ARTIFACTS_DIR
         if not base.is_dir():
             return []
         keys = [str(p.relative_to(base).with_suffix("")) for p in base.rglob("*.parquet") if not p.name.startswith(".")]
@@ -504,24 +555,41 @@ class ParquetStore:
 
         Per measurement/day: once ``min_files`` batch / write files have gathered, they become one
         compacted file; once ``fanout`` compacted files under ``max_bytes`` have gathered, they are merged.
-        (Merging everything every time would rewrite the whole day on each pass.)
+        (Merging everything every time would rewrite the whole day on each pass.) Only the writer compacts:
+        this takes the writer lock (`acquire_writer`) on first use.
         """
+        writer = self._lease()
         min_files = self.compact_min_files if min_files is None else min_files
         merged = 0
         for m in self.measurements():
             for d in self._day_dirs(m, None, None):
                 live = self.files_in_dir(d)
                 small = [p for p in live if not p.name.startswith("c-")]
-                compacted = [p for p in live if p.name.startswith("c-") and p.stat().st_size < max_bytes]
+                compacted = [p for p in live if p.name.startswith("c-") and _size(p) < max_bytes]
                 for group, needed in ((small, max(min_files, 2)), (compacted, max(fanout, 2))):
                     if len(group) >= needed:
-                        self._merge(m, d, group)
-                        merged += len(group)
-        self._delete_due()
+                        merged += self._merge(writer, m, d, group)
+        writer.delete_due()
         return merged
 
-    def _merge(self, measurement: str, d: Path, files: list[Path]) -> None:
-        frames = [pl.read_parquet(p) for p in files]
+    def _merge(self, writer: Writer, measurement: str, d: Path, files: list[Path]) -> int:
+        """Merge ``files`` into one compacted file; a file that cannot be read is quarantined and left out."""
+        frames = []
+        readable = []
+        for p in files:
+            try:
+                frames.append(pl.read_parquet(p))
+                readable.append(p)
+            except READ_ERRORS as exc:
+                if vanished(exc):
+                    continue
+                if not damaged(exc):
+                    raise
+                mark_unreadable(p, unreadable_reason(exc))
+                self._skip(p, unreadable_reason(exc))
+        files = readable
+        if len(files) < 2:
+            return 0
         how = "vertical" if measurement in MEASUREMENTS else "diagonal_relaxed"
         frame = pl.concat(frames, how=how).sort(TIME)
         covers: set[str] = set()
@@ -529,39 +597,42 @@ class ParquetStore:
         for p in files:
             covers.add(p.name)
             if p.name.startswith("c-"):
-                covers |= _covers(p)
+                covers |= covers_of(p)
             if p.name.startswith("b-"):
                 batches.add(p.name[2:-8])
             else:
-                batches |= _batches(p)
+                batches |= batches_of(p)
         meta = {COVERS_KEY: json.dumps(sorted(covers)), BATCHES_KEY: json.dumps(sorted(batches))}
-        with self._write_lock:
-            _atomic_write(frame, d / f"c-{uuid.uuid4().hex}.parquet", metadata=meta)
-        due = time.monotonic() + self.delete_grace_s
-        self._pending_delete.extend((due, p) for p in files)
+        with writer.write_lock:
+            atomic_write(frame, d / f"c-{uuid.uuid4().hex}.parquet", metadata=meta)
+            due = time.monotonic() + self.delete_grace_s
+            writer.pending_delete.extend((due, p) for p in files)
+        return len(files)
 
     def files_in_dir(self, d: Path) -> list[Path]:
-        """The live files of one measurement/day directory: files a compacted file covers are left out."""
-        names = [p for p in d.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".")]
+        """The live files of one measurement/day directory: files a compacted file covers are left out, and
+        so are files whose footer cannot be read (recorded in `unreadable_files`)."""
+        names = parquet_files(d)
+        footers: dict[Path, Footer | str | None] = {p: read_footer(p) for p in names if p.name.startswith("c-")}
         covered: set[str] = set()
-        for p in names:
-            if p.name.startswith("c-"):
-                covered |= _covers(p)
-        return sorted(p for p in names if p.name not in covered)
+        for found in footers.values():
+            if isinstance(found, Footer):
+                covered |= found.covers
+        live = []
+        for p in sorted(names):
+            if p.name in covered:
+                continue
+            found = footers[p] if p in footers else read_footer(p)
+            if isinstance(found, str):
+                self._skip(p, found)
+            elif found is not None:
+                live.append(p)
+        return live
 
-    def _delete_due(self, force: bool = False) -> None:
-        now = time.monotonic()
-        keep = []
-        for due, p in self._pending_delete:
-            if force or due <= now:
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
-            else:
-                keep.append((due, p))
-        self._pending_delete = keep
-
-    def start_compactor(self) -> None:
-        """Compact in a background thread until `close()`."""
+    def start_compactor(self, owner: str | None = None) -> None:
+        """Become the writer (`acquire_writer`, with ``owner`` for the lock file) and compact in a background
+        thread until `close()`."""
+        self.acquire_writer(owner)
         if self._thread is not None:
             return
 
@@ -570,28 +641,26 @@ class ParquetStore:
                 try:
                     self.compact()
                 except Exception as exc:
+                    log.error("store %s: compaction failed: %s", self.root, exc)
                     print(f"neighborscope: compaction failed: {exc}", flush=True)
 
         self._thread = threading.Thread(target=loop, name="parquet-compactor", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        """Stop the compactor and give the writer lock back (when no other handle of this process uses it)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        self._release_writer()
 
 
-def _relisting(measurement: str, read: Callable[[], _T]) -> _T:
-    """``read()``, listed and read again when a file vanished between listing and reading (compaction)."""
-    for attempt in range(8):
-        try:
-            return read()
-        except (FileNotFoundError, pl.exceptions.ComputeError) as exc:
-            if isinstance(exc, pl.exceptions.ComputeError) and "No such file" not in str(exc):
-                raise
-            time.sleep(0.02 * (attempt + 1))
-    raise StoreError(f"{measurement}: files kept changing while reading; try again")
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _reduce(col: pl.Expr, name: str, pct: float | None) -> pl.Expr:
@@ -623,6 +692,6 @@ def _utc(value: datetime) -> datetime:
 
 
 @register_scheme("file")
-def _open(url: str) -> ParquetStore:
+def _open(url: str, *, create: bool = True) -> ParquetStore:
     path = url[len("file://") :] if url.startswith("file://") else url
-    return ParquetStore(path)
+    return ParquetStore(path, create=create)

@@ -201,8 +201,11 @@ class QueuedStore:
                 raise StoreError(
                     f"queue {self.queue_dir} is in use by another process; give each writer its own ?queue=DIR"
                 ) from None
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+            try:  # the holder's PID, for people: informational, so a full disk must not stop the start
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+            except OSError as exc:
+                log.warning("queue %s: cannot note this PID in its lock file (%s)", self.queue_dir, exc)
             self._lock_fd = fd
             self._stop.clear()
             self._entries.clear()
@@ -245,7 +248,10 @@ class QueuedStore:
             self._queued_bytes += path.stat().st_size
         self._entries.extend(entries)
         self._next_n = entries[-1].n + 1 if entries else 0
-        self._write_sent_state()
+        try:  # folds sent.log into sent.json; both stay valid if it cannot (a full disk), and it is redone later
+            self._write_sent_state()
+        except OSError as exc:
+            log.warning("queue %s: cannot compact its sent-batch index now (%s); kept as it is", self.queue_dir, exc)
         self._sent_log = open(sent_log, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         if entries:
             log.info("queue %s: %d batch(es) left from before, draining", self.queue_dir, len(entries))
@@ -256,11 +262,15 @@ class QueuedStore:
             keys[(key.node, key.boot_id)] = keys[(key.node, key.boot_id)].without(key.seq)
         state = {f"{n}\t{b}": s.ranges() for (n, b), s in keys.items()}
         tmp = self.queue_dir / f".tmp-{uuid.uuid4().hex}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.queue_dir / "sent.json")
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.queue_dir / "sent.json")
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         with open(self.queue_dir / "sent.log", "w", encoding="utf-8") as fh:
             fh.flush()
             os.fsync(fh.fileno())
@@ -682,6 +692,9 @@ class QueuedStore:
 
     def list_artifacts(self, prefix: str = "") -> list[str]:
         return self.remote.list_artifacts(prefix)
+
+    def unreadable_files(self) -> list[tuple[str, str]]:
+        return self.remote.unreadable_files()
 
 
 def _read_header(path: Path) -> dict[str, Any]:

@@ -112,3 +112,51 @@ def test_run_without_a_result_file_says_there_is_nothing_to_import(tmp_path):
     proc = run_wrapper(tmp_path, "http://127.0.0.1:9", "--result", str(tmp_path / "missing.json"),
                        bench=[sys.executable, "-c", "pass"])
     assert proc.returncode == 0 and "nothing to import" in proc.stderr
+
+
+def test_init_config_writes_a_commented_config_for_this_host_that_the_agent_reads_back(tmp_path):
+    path = tmp_path / "agent.toml"
+    result = CliRunner().invoke(app, ["agent", "--init-config", "--collector", "http://collector:8428",
+                                      "--config", str(path), "--log-level", "warning"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    assert text.startswith("# neighborscope agent config for ") and "\n# token_file = " in text
+    from agents.config import load_config
+
+    cfg = load_config(path)
+    assert cfg.collector_url == "http://collector:8428"
+    assert cfg.samplers["host"].enabled is True and cfg.samplers["simulated"].enabled is False
+    again = subprocess.run([*NEIGHBORSCOPE, "agent", "--init-config", "--config", str(path)], capture_output=True,
+                           text=True)
+    assert again.returncode == 2 and "already exists, not overwritten" in again.stderr
+    assert path.read_text() == text
+
+
+def test_init_config_lists_the_devices_it_found_and_enables_their_sampler():
+    import tomllib
+
+    from agents.config import init_config_toml, parse_config
+
+    text = init_config_toml("n7", "https://c.example:8428", {"hwmon": ["npu0", "npu1"], "host": []})
+    assert "enabled = true              # found 2: npu0, npu1" in text
+    cfg = parse_config(tomllib.loads(text))
+    assert (cfg.node, cfg.collector_url) == ("n7", "https://c.example:8428")
+    assert cfg.samplers["hwmon"].enabled is True and cfg.samplers["nvml"].enabled is False
+    assert "devices" not in cfg.samplers["hwmon"].options  # devices found later are picked up too
+
+
+@pytest.mark.parametrize(("toml", "expected"), [
+    ("[agent]\nbogus = 1\n", "[agent] unknown key 'bogus'; the known keys are cadence_s, "),
+    ("[samplers.nope]\n", "[samplers] unknown sampler 'nope'; the known samplers are "),
+    ('[collector]\nurl = "ftp://x"\n', "[collector] url: the collector URL must look like http(s)://HOST[:PORT]"),
+    ('[[tenants]]\ngroup = "hive0"\n', "tenants[0]: a tenant rule needs at least one of"),
+])
+def test_config_errors_are_sentences_that_name_the_file(tmp_path, toml, expected):
+    path = tmp_path / "agent.toml"
+    path.write_text(toml)
+    result = subprocess.run([*NEIGHBORSCOPE, "agent", "--config", str(path), "--log-level", "warning"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert line.startswith(f"error: {path}: ") and expected in line, line
+    assert "['" not in line and "('" not in line  # no Python lists or tuples

@@ -186,3 +186,27 @@ def test_rows_and_frames_of_the_same_samples_decode_alike():
 def test_a_row_with_a_column_the_schema_lacks_is_a_schema_error():
     with pytest.raises(SchemaError, match="temp_f"):
         make_batch("n1", "b", 0, {"accel": [{"time": T0, "device": "gpu0", "temp_f": 100.0}]})
+
+
+@pytest.mark.parametrize(("field", "value"), [("temp_c", True), ("pcie_link_gen", False)])
+def test_a_boolean_is_not_a_number(field, value):
+    with pytest.raises(SchemaError, match="expected a number") as err:
+        validate_columns("n1", [("accel", {"time": [T0, T0], "device": ["a", "b"], field: [None, value]})])
+    assert err.value.where == f"frames[0].columns.{field}[1]"
+
+
+@pytest.mark.parametrize(
+    ("device", "says"), [("gpu0\\", "backslash"), ("gpu\n0", "control character"), ("g" * 5000, "bytes")]
+)
+def test_a_tag_value_no_store_can_keep_is_named_with_its_sample(device, says):
+    with pytest.raises(SchemaError, match=says) as err:
+        validate_columns("n1", [("accel", {"time": [T0, T0], "device": ["gpu1", device]})])
+    assert err.value.where == "frames[0].columns.device[1]"
+
+
+def test_a_time_outside_the_window_is_named_and_the_message_says_the_unit_looks_wrong():
+    window = (T0 - 10**9, T0 + 10**9)
+    validate_columns("n1", [("accel", {"time": [T0], "device": ["a"]})], window)
+    with pytest.raises(SchemaError, match="unit looks wrong") as err:
+        validate_columns("n1", [("accel", {"time": [T0, T0 // 10**9], "device": ["a", "a"]})], window)
+    assert err.value.where == "frames[0].columns.time[1]"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telemetry.errors import LineProtocolError
+from telemetry.errors import LineProtocolError, SchemaError
 from telemetry.line_protocol import decode, encode, repeats_points, split_lines
 from telemetry.schema import conform
 
@@ -106,8 +106,17 @@ def test_round_trip_property(node, device, temp, gen, ts):
 def test_many_lines_encode_as_the_same_bytes_as_few():
     # above 2,000 lines the bytes come from polars' CSV writer, below from a join: one result either way
     n = 2500
-    frame = conform(pl.DataFrame({"time": list(range(1, n + 1)), "node": ["n 1"] * n, "device": ["gpu,0"] * n,
-                                  "temp_c": [float(i) / 3 for i in range(n)]}), "accel")
+    frame = conform(
+        pl.DataFrame(
+            {
+                "time": list(range(1, n + 1)),
+                "node": ["n 1"] * n,
+                "device": ["gpu,0"] * n,
+                "temp_c": [float(i) / 3 for i in range(n)],
+            }
+        ),
+        "accel",
+    )
     whole = encode(frame, "accel")
     parts = b"".join(encode(frame.slice(i, 500), "accel") for i in range(0, n, 500))
     assert whole == parts and whole.count(b"\n") == n and whole.endswith(b"\n")
@@ -119,8 +128,12 @@ def test_columns_without_any_value_change_nothing():
 
 
 def test_a_point_is_repeated_when_its_tags_and_time_come_twice():
-    frame = conform(pl.DataFrame({"time": [1, 1, 2], "node": ["n1"] * 3, "device": ["gpu0", "gpu1", "gpu0"],
-                                  "temp_c": [1.0, 2.0, 3.0]}), "accel")
+    frame = conform(
+        pl.DataFrame(
+            {"time": [1, 1, 2], "node": ["n1"] * 3, "device": ["gpu0", "gpu1", "gpu0"], "temp_c": [1.0, 2.0, 3.0]}
+        ),
+        "accel",
+    )
     assert not repeats_points(frame, "accel")
     assert repeats_points(pl.concat([frame, frame.slice(2, 1).with_columns(pl.lit(9.0).alias("temp_c"))]), "accel")
 
@@ -134,5 +147,48 @@ def test_split_lines_cuts_on_line_ends_within_the_limit():
 
 
 def test_split_lines_keeps_a_line_longer_than_the_limit_whole():
-    long = b"m s=\"" + b"x" * 100 + b"\" 1\n"
+    long = b'm s="' + b"x" * 100 + b'" 1\n'
     assert split_lines(b"m v=1 0\n" + long + b"m v=2 2\n", 32) == [b"m v=1 0\n", long, b"m v=2 2\n"]
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("_internal value=1 1700000000000000000", "measurement name"),
+        ("cpu,time=x usage=1 1700000000000000000", "'time'"),
+        ("cpu usage=1,time=2 1700000000000000000", "'time'"),
+        ("cpu,x=a x=1 1700000000000000000", "both a tag and a field"),
+        ("cpu node=1 1700000000000000000", "'node' is a tag"),
+        ("accel,device=gpu0 temp_c=true 1700000000000000000", "a number"),
+        ("accel,device=gpu0 throttle_thermal=1i 1700000000000000000", "true/false"),
+        ("cpu,host=" + "h" * 5000 + " usage=1 1700000000000000000", "4,096 bytes"),
+    ],
+)
+def test_decode_refuses_what_no_store_keeps_naming_the_line(line, says):
+    with pytest.raises(SchemaError, match=says) as err:
+        decode(f"cpu usage=1 1700000000000000000\n{line}\n")
+    assert err.value.where == "line 2"
+
+
+def test_a_timestamp_is_checked_after_the_precision_is_applied():
+    with pytest.raises(SchemaError, match="outside 1677-09-21") as err:
+        decode("cpu usage=1 9223372036854775\n", precision_factor=10**9)
+    assert err.value.where == "line 1"
+    assert decode("cpu usage=1 1700000000\n", precision_factor=10**9)["cpu"]["time"].dt.epoch("s").to_list() == [
+        1_700_000_000
+    ]
+
+
+def test_with_a_time_window_a_time_outside_says_the_unit_looks_wrong():
+    window = (946_684_800 * 10**9, 1_800_000_000 * 10**9)
+    assert decode("cpu usage=1 1700000000000000000\n", time_window=window)["cpu"].height == 1
+    with pytest.raises(SchemaError, match="unit looks wrong") as err:
+        decode("cpu usage=1 1700000000000000000\ncpu usage=1 1700000000\n", time_window=window)
+    assert err.value.where == "line 2"
+
+
+def test_a_backslash_inside_a_tag_round_trips_and_one_at_the_end_is_refused():
+    frame = conform(
+        pl.DataFrame({"time": [1_700_000_000 * 10**9], "device": ["a\\b,c=d e\\x"], "temp_c": [1.0]}), "accel"
+    )
+    assert decode(encode(frame, "accel"))["accel"]["device"].to_list() == ["a\\b,c=d e\\x"]

@@ -96,3 +96,9 @@ def test_time_accepts_epoch_ns_seconds_and_iso_text():
     s = conform(pl.DataFrame({"time": [1_700_000_000.0]}), "host")["time"]
     iso = conform(pl.DataFrame({"time": ["2023-11-14T22:13:20Z"]}), "host")["time"]
     assert ns.equals(s) and ns.equals(iso)
+
+
+def test_conform_refuses_a_boolean_for_a_number():
+    with pytest.raises(SchemaError, match=r"expected a number") as exc:
+        conform(pl.DataFrame({"time": [1, 2], "temp_c": [None, True]}), "accel")
+    assert exc.value.where == "temp_c[1]"

@@ -28,7 +28,15 @@ BUILTIN = ("line_protocol", "nvidia_smi", "amd_smi", "long_format")
 Frames = dict[str, pl.DataFrame]
 
 
+#: bytes of a file parsed at once by formats that stream (`TelemetryFormat.parse_chunks`): bounds an import's memory
+CHUNK_BYTES = 8 * 2**20
+HEAD_BYTES = 65536
+
+
 class TelemetryFormat(Protocol):
+    """``sniff`` the head of a file, ``parse`` it whole. A format that can read a file in pieces also has
+    ``parse_chunks(chunks, source, node, tz) -> Iterator[Frames]`` (chunks: (first line number, whole lines))."""
+
     name: ClassVar[str]
 
     def sniff(self, head: bytes) -> bool: ...
@@ -73,6 +81,51 @@ def parse_file(path: str | Path, *, node: str | None = None, tz: str | None = No
         raise TelemetryFormatError(f"cannot read: {exc.strerror or exc}", str(path)) from None
     parser = format_named(fmt) if fmt else detect(data, str(path))
     return parser.parse(data, str(path), node, tz)
+
+
+def line_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, bytes]]:
+    """The file in pieces of about ``chunk_bytes``, each ending at a line end: (first line number, bytes).
+    The cut points depend only on the content, so the same file always gives the same chunks."""
+    line = 1
+    rest = b""
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk_bytes):
+                data = rest + block
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # one line longer than a chunk: keep reading
+                    rest = data
+                    continue
+                chunk, rest = data[:cut], data[cut:]
+                yield line, chunk
+                line += chunk.count(b"\n")
+    except OSError as exc:
+        raise TelemetryFormatError(f"cannot read: {exc.strerror or exc}", str(path)) from None
+    if rest:
+        yield line, rest
+
+
+def iter_file(
+    path: str | Path, *, node: str | None = None, tz: str | None = None, fmt: str | None = None,
+    chunk_bytes: int = CHUNK_BYTES, chunks: Iterator[tuple[int, bytes]] | None = None,
+) -> Iterator[Frames]:
+    """A file's frames, chunk by chunk where its format streams (line protocol), else whole (one item).
+    ``chunks``: the file's `line_chunks` when the caller reads them itself (to hash them)."""
+    path = Path(path)
+    source = str(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    except OSError as exc:
+        raise TelemetryFormatError(f"cannot read: {exc.strerror or exc}", source) from None
+    if not head.strip():
+        raise TelemetryFormatError("empty file: no telemetry to import", source)
+    parser = format_named(fmt) if fmt else detect(head, source)
+    stream = getattr(parser, "parse_chunks", None)
+    if stream is None:
+        yield parse_file(path, node=node, tz=tz, fmt=parser.name)
+        return
+    yield from stream(chunks if chunks is not None else line_chunks(path, chunk_bytes), source, node, tz)
 
 
 def text_of(data: bytes, source: str) -> str:

@@ -10,6 +10,7 @@ Lines without a timestamp are refused (a file has no receive time).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 
 import polars as pl
 
@@ -58,14 +59,56 @@ class LineProtocolFormat:
         return False
 
     def parse(self, data: bytes, source: str, node: str | None, tz: str | None) -> Frames:
+        parts: dict[str, list[pl.DataFrame]] = {}
+        for frames in self.parse_chunks([(1, data)], source, node, tz):
+            for m, frame in frames.items():
+                parts.setdefault(m, []).append(frame)
+        return {m: pl.concat(fs, how="diagonal_relaxed") if len(fs) > 1 else fs[0] for m, fs in parts.items()}
+
+    def parse_chunks(
+        self, chunks: Iterable[tuple[int, bytes]], source: str, node: str | None, tz: str | None
+    ) -> Iterator[Frames]:
+        """Frames per chunk of whole lines ((first line number, bytes)), so a file of any size is read in bounded
+        memory. Telegraf's cpu / mem / system lines of the last time of a chunk are held back and merged with the
+        next chunk's (one host row per time and node)."""
+        skipped: set[str] = set()
+        found = False
+        held: pl.DataFrame | None = None  # Telegraf host rows of a chunk's last time, merged with the next chunk
+        for first_line, data in chunks:
+            frames, telegraf_host = self._parse_chunk(data, source, node, first_line, skipped)
+            if held is not None:
+                frames["host"] = _merge_host(pl.concat([held, *frames.get("host", [])], how="diagonal_relaxed"))
+                held = None
+            elif telegraf_host and "host" in frames:
+                frames["host"] = _merge_host(pl.concat(frames["host"], how="diagonal_relaxed"))
+            out = {m: (fs if isinstance(fs, pl.DataFrame) else
+                       pl.concat(fs, how="diagonal_relaxed") if len(fs) > 1 else fs[0]) for m, fs in frames.items()}
+            if telegraf_host and "host" in out and out["host"].height:
+                last = out["host"]["time"].max()
+                held, out["host"] = out["host"].filter(pl.col("time") == last), out["host"].filter(pl.col("time") < last)
+            found = found or bool(out) or held is not None
+            yield {m: f for m, f in out.items() if f.height}
+        if held is not None:
+            yield {"host": held}
+        if not found:
+            raise TelemetryFormatError(
+                f"no measurement of the schema or of Telegraf's nvidia_smi / cpu / mem / system inputs (found: "
+                f"{', '.join(sorted(skipped)) or 'none'})",
+                source,
+            )
+
+    def _parse_chunk(
+        self, data: bytes, source: str, node: str | None, first_line: int, skipped: set[str]
+    ) -> tuple[dict[str, list[pl.DataFrame]], bool]:
         text = text_of(data, source)
         try:
             decoded = decode(text, strict_schema=True)
         except NeighborscopeError as exc:
             line = getattr(exc, "line_no", 0)
-            raise TelemetryFormatError(f"line protocol: {exc}", source, line) from None
+            message = str(exc).removeprefix(f"line {line}: ") if line else str(exc)
+            raise TelemetryFormatError(f"line protocol: {message}", source, line + first_line - 1 if line else 0) from None
         out: dict[str, list[pl.DataFrame]] = {}
-        skipped: list[str] = []
+        telegraf_host = False
         for m, frame in decoded.items():
             if m in MEASUREMENTS:
                 mapped = frame
@@ -74,22 +117,14 @@ class LineProtocolFormat:
                 mapped, target = _telegraf_nvidia(frame), "accel"
             elif m in TELEGRAF_HOST:
                 mapped, target = _telegraf_host(m, frame), "host"
+                telegraf_host = True
             else:
-                skipped.append(m)
+                skipped.add(m)
                 continue
             if node is not None and "node" in mapped.columns:
                 mapped = mapped.with_columns(pl.col("node").fill_null(node))
             out.setdefault(target, []).append(conform(mapped, target))
-        if not out:
-            raise TelemetryFormatError(
-                f"no measurement of the schema or of Telegraf's nvidia_smi / cpu / mem / system inputs (found: "
-                f"{', '.join(skipped) or 'none'})",
-                source,
-            )
-        frames = {m: pl.concat(fs, how="diagonal_relaxed") if len(fs) > 1 else fs[0] for m, fs in out.items()}
-        if "host" in frames and len(out["host"]) > 1:
-            frames["host"] = _merge_host(frames["host"])
-        return frames
+        return out, telegraf_host
 
 
 def _node(frame: pl.DataFrame) -> pl.Expr:

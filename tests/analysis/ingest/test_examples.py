@@ -8,13 +8,14 @@ import pytest
 
 from analysis.ingest import parse_bench_files
 from analysis.ingest.base import parse_file
+from tests.analysis.ingest.bench_fixtures import result_files
 
 BENCH = Path(__file__).resolve().parents[2] / "fixtures" / "bench"
 SEED000 = BENCH / "vllm" / "seed000_inferencex_sglang_mi300x_blog.txt"
-ALL_FILES = sorted(p for p in BENCH.glob("*/*") if p.is_file())
+ALL_FILES = result_files()
 
 
-@pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.name[:50])
+@pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: str(p.relative_to(BENCH))[:60])
 def test_every_example_file_parses(path: Path) -> None:
     runs = parse_bench_files([path], run_id="r")
     assert runs

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from analysis.ingest.base import parse_text
 from analysis.ingest.errors import BenchFormatError
 from analysis.ingest.model import ParsedRun
+from tests.analysis.ingest.bench_fixtures import result_files
 from tests.analysis.ingest.fake_bench import (
     aiperf_records,
     fake_workload,
@@ -32,7 +33,7 @@ SOURCE = "damaged.file"
 
 
 def _texts() -> dict[str, str]:
-    texts = {p.name[:40]: p.read_text() for p in sorted(BENCH.glob("*/*")) if p.is_file() and "progress" not in p.name}
+    texts = {p.name[:40]: p.read_text() for p in result_files(flat_only=True) if "progress" not in p.name}
     progress = (BENCH / "llama_benchy" / "llama-benchy_0.3.7_Gabe298_rdtand-prismaaura_progress.jsonl").read_text()
     lines = progress.splitlines(keepends=True)
     # the first two requests of the stream (header .. second request_end) keep the examples fast
@@ -42,6 +43,8 @@ def _texts() -> dict[str, str]:
     texts["vllm --save-detailed"] = json.dumps(vllm_detailed(w), indent=1)
     texts["sglang --output-details nested"] = json.dumps(sglang_details(w, nested=True)) + "\n"
     texts["aiperf records"] = "".join(json.dumps(r) + "\n" for r in aiperf_records(w))
+    real = (BENCH / "aiperf" / "0.13.0-concurrency2" / "profile_export.jsonl").read_text().splitlines(keepends=True)
+    texts["aiperf 0.13.0 records (3 requests)"] = "".join(real[:3])
     texts["genai-perf export"] = json.dumps(genai_perf_export(w), indent=1)
     raw = vllm_detailed(w, legacy=True) | {"benchmark_start_time_unix": 1.7e9, "benchmark_end_time_unix": 1.7e9 + 9}
     texts["inferencex raw result"] = json.dumps(raw)

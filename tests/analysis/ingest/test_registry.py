@@ -9,9 +9,10 @@ import pytest
 
 import analysis.ingest as ingest_pkg
 from analysis.ingest import base
-from analysis.ingest.base import PARSERS, BenchParser, detect, parse_file, parser_named
+from analysis.ingest.base import PARSERS, BenchParser, detect_file, parse_file, parser_named
 from analysis.ingest.errors import BenchFormatError, TelemetryFormatError
 from analysis.ingest.telemetry_import import base as tbase
+from tests.analysis.ingest.bench_fixtures import REFUSED, refused_files, result_files, tool_of
 
 INGEST = Path(ingest_pkg.__file__).parent
 BENCH = Path(__file__).resolve().parents[2] / "fixtures" / "bench"
@@ -53,17 +54,19 @@ def test_an_unknown_format_name_is_refused_naming_the_known_ones() -> None:
         tbase.format_named("nope")
 
 
-@pytest.mark.parametrize("path", sorted(p for p in BENCH.glob("*/*") if p.suffix != ".md" or "benchy" in p.name))
+@pytest.mark.parametrize("path", result_files() + refused_files(), ids=lambda p: str(p.relative_to(BENCH)))
 def test_detection_ignores_the_file_name(path: Path, tmp_path: Path) -> None:
-    if path.name == "SOURCES.md":
-        pytest.skip("not a result")
     renamed = tmp_path / "results.dat"
     shutil.copy(path, renamed)
-    expected = path.parent.name
+    expected = tool_of(path)
     if "sglang_0.5" in path.name or "sglang_bench" in path.name:
         expected = "sglang"
-    assert detect(renamed.read_text()).name == expected
-    assert parse_file(renamed)
+    assert detect_file(renamed).name == expected
+    if path.name in REFUSED:  # detected, then refused with a pointer to the files to import
+        with pytest.raises(BenchFormatError, match="import"):
+            parse_file(renamed)
+    else:
+        assert parse_file(renamed)
 
 
 def test_duplicate_registration_is_refused() -> None:

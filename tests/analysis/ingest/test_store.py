@@ -92,3 +92,45 @@ def test_the_wrappers_start_and_end_events_are_not_duplicated(store, tmp_path: P
     import_bench_files(store, [path], run_id="w1", phase="baseline", group="hive0", node="n1")
     events = store.query("run_event", tags={"run_id": "w1"})
     assert sorted(events["event"].to_list()) == ["end", "start", "summary"]
+
+
+def test_a_summary_without_a_time_gets_no_made_up_start(store, tmp_path: Path) -> None:
+    """Seed 000's printed blocks carry no time: no start, no start / end events, a summary event at the import time
+    (never 1970, never "the file's time minus the duration") and the import order."""
+    import time
+
+    pasted = tmp_path / "block.txt"
+    pasted.write_text(SEED000.read_text())  # a paste: its mtime is now
+    before = time.time_ns()
+    runs = import_bench_files(store, [pasted], run_id="seed", phase="baseline")
+    after = time.time_ns()
+    assert [(r.start, r.end, r.timed, r.time_source) for r in runs] == [(None, None, False, "unknown")] * 5
+    seqs = [r.import_seq for r in runs]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 5 and before <= seqs[0] and seqs[-1] <= after
+    events = store.query("run_event", tags={"run_id": "seed.1"})
+    assert events["event"].to_list() == ["summary"]
+    assert before // 1000 <= events["time"][0].timestamp() * 1e6 <= after // 1000 + 1
+    back = load_run(store, "seed.1")
+    assert back.start is None and back.timed is False and back.import_seq == seqs[0]
+
+
+def test_runs_without_a_start_list_in_import_order(store) -> None:
+    first = import_bench_files(store, [SEED000], run_id="stress", phase="stress")
+    second = import_bench_files(store, [SEED000], run_id="base", phase="baseline")
+    assert min(r.import_seq for r in second) > max(r.import_seq for r in first)
+    assert [r.run_id for r in list_runs(store)] == [r.run_id for r in first + second]
+
+
+def test_a_per_request_run_placed_by_the_files_mtime_says_its_time_is_a_guess(tmp_path: Path) -> None:
+    import json
+    import os
+
+    from analysis.ingest import parse_bench_files
+    from tests.analysis.ingest.fake_bench import sglang_details
+
+    path = tmp_path / "sglang.jsonl"
+    path.write_text(json.dumps(sglang_details(fake_workload(seed=5))) + "\n")
+    os.utime(path, (1_763_800_000, 1_763_800_000))
+    [run] = parse_bench_files([path], run_id="s")
+    assert run.time_source == "file_mtime" and run.timed is False
+    assert run.end.timestamp() == pytest.approx(1_763_800_000, abs=1e-3)

@@ -77,3 +77,87 @@ def test_report_renders_without_console_errors_or_network(chromium_path: str, si
         assert requests == [], name
     assert results[0][2] >= 8 and results[1][2] >= 8
     assert (SHOTS / "report-light.png").stat().st_size > 50_000
+
+
+WIDTHS = (1280, 1600, 1920)
+
+# Per side-by-side grid: each chart's cell and the boxes of every SVG layer drawn in it (page pixels).
+_GRID_BOXES = """() => Array.from(document.querySelectorAll('.grid')).map(grid =>
+  Array.from(grid.querySelectorAll(':scope > figure')).map(fig => {
+    const box = r => ({left: r.left, right: r.right, top: r.top, bottom: r.bottom});
+    return {id: fig.dataset.figure, cell: box(fig.getBoundingClientRect()),
+            svgs: Array.from(fig.querySelectorAll('svg.main-svg')).map(s => box(s.getBoundingClientRect()))};
+  }))"""
+
+# Per bar of a phase-change chart: its trace (group), category (phase) and the value its drawn end stands for on
+# the chart's y axis (plotly's own pixel -> value mapping of the axis it drew), and one pixel in axis units.
+_DRAWN_BARS = """(id) => {
+  const gd = document.getElementById(id); const ya = gd._fullLayout.yaxis; const out = [];
+  gd.querySelectorAll('.barlayer .trace').forEach((tr, t) => {
+    const trace = gd._fullData[t];
+    tr.querySelectorAll('.point path').forEach((p, i) => {
+      const m = /M([\\d.e+-]+),([\\d.e+-]+)V([\\d.e+-]+)H([\\d.e+-]+)V/.exec(p.getAttribute('d') || '');
+      if (!m) { return; }
+      out.push({group: trace.name, phase: trace.x[i], base: ya.p2c(+m[2]), end: ya.p2c(+m[3]),
+                px: Math.abs(ya.p2c(0) - ya.p2c(1))});
+    });
+  });
+  return out;
+}"""
+
+
+def _layout_check(chromium_path: str, html: Path) -> list[tuple[int, str, list[str], list, dict]]:
+    """Open ``html`` at each width in light and dark: (width, scheme, console errors, grid boxes, drawn bars)."""
+    from playwright.sync_api import sync_playwright
+
+    out = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
+        try:
+            for width in WIDTHS:
+                for scheme in ("light", "dark"):
+                    errors: list[str] = []
+                    page = browser.new_page(viewport={"width": width, "height": 1000}, color_scheme=scheme)
+                    page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
+                    page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+                    page.route("http*://**", lambda r: r.abort())
+                    page.goto(html.as_uri())
+                    page.wait_for_function("window.Plotly !== undefined && document.readyState === 'complete'",
+                                           timeout=60_000)
+                    page.wait_for_timeout(400)
+                    bars = {fid: page.evaluate(_DRAWN_BARS, fid) for fid in ("fig-phase-p99", "fig-phase-tput")}
+                    out.append((width, scheme, errors, page.evaluate(_GRID_BOXES), bars))
+                    if width == 1600:
+                        page.screenshot(path=str(SHOTS / f"report-1600-{scheme}.png"), full_page=True)
+                    page.close()
+        finally:
+            browser.close()
+    return out
+
+
+def test_side_by_side_charts_stay_in_their_cells_and_bars_show_the_data(chromium_path: str, sim_report) -> None:
+    import json
+
+    summary = json.loads(sim_report["summary"].read_text())
+    changes = {(r["group"], r["phase"], k): ch["pct"] for r in summary["phases"]["rows"]
+               for k, ch in r["changes"].items() if ch and ch.get("pct") is not None}
+    for width, scheme, errors, grids, bars in _layout_check(chromium_path, sim_report["html"]):
+        where = f"{width} px, {scheme}"
+        assert errors == [], where
+        assert len(grids) == 3 and all(len(cells) == 2 for cells in grids), where  # phases, thermal, history
+        for left, right in grids:
+            assert left["cell"]["right"] <= right["cell"]["left"], f"{where}: {left['id']} overlaps {right['id']}"
+            for fig in (left, right):
+                assert fig["svgs"], f"{where}: {fig['id']} drew nothing"
+                for svg in fig["svgs"]:
+                    assert fig["cell"]["left"] - 1 <= svg["left"] and svg["right"] <= fig["cell"]["right"] + 1, (
+                        f"{where}: {fig['id']}'s SVG spans {svg['left']:.0f}-{svg['right']:.0f} px, its cell "
+                        f"{fig['cell']['left']:.0f}-{fig['cell']['right']:.0f} px")
+        for fid, metric in (("fig-phase-p99", "itl_ms_p99"), ("fig-phase-tput", "output_tok_s")):
+            want = {(g, p): v for (g, p, k), v in changes.items() if k == metric}
+            drawn = {(b["group"], b["phase"]): b for b in bars[fid]}
+            assert set(drawn) == set(want), f"{where}: {fid}"
+            for key, b in drawn.items():
+                assert abs(b["base"]) <= 2 * b["px"], f"{where}: {fid} {key} does not start at 0"
+                assert abs(b["end"] - want[key]) <= 2 * b["px"], (
+                    f"{where}: {fid} {key} is drawn at {b['end']:+.2f} %, the data say {want[key]:+.2f} %")

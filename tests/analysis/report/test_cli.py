@@ -42,6 +42,7 @@ def test_without_end_the_window_ends_at_the_newest_data_and_says_so(sim_store: P
 
 
 def test_an_empty_store_gives_a_report_that_says_there_is_no_data(tmp_path: Path) -> None:
+    open_store(tmp_path / "store").close()
     res = _invoke("--store", str(tmp_path / "store"), "--out", str(tmp_path / "r"))
     assert res.exit_code == 0, res.output
     s = json.loads((tmp_path / "r" / "summary.json").read_text())

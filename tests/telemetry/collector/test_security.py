@@ -26,7 +26,7 @@ def config(tmp_path, body: str):
 def test_rate_limited_node_gets_429_with_retry_after_and_others_are_not_slowed(collector_factory, tmp_path):
     cfg = config(
         tmp_path,
-        "[collector]\nrate_limit_rows_per_s = 10\nrate_limit_burst_rows = 10\n"
+        "[collector]\nrate_limit_rows_per_s = 1\nrate_limit_burst_rows = 10\n"  # 6 s to refill: no race
         '[nodes.node1]\ntoken = "token-node1"\n[nodes.node2]\ntoken = "token-node2"\n',
     )
     c = collector_factory(tokens={}, extra_args=["--config", str(cfg)])

@@ -178,3 +178,9 @@ def test_artifacts_round_trip(store):
     assert store.read_artifact("tokens/run-1").equals(tokens)
     assert store.read_artifact("tokens/none") is None
     assert store.list_artifacts("tokens/") == ["tokens/run-1"]
+
+
+def test_a_store_that_read_every_file_reports_none_unreadable(store):
+    store.write("accel", frame())
+    assert store.query("accel").height == 6
+    assert store.unreadable_files() == []

@@ -91,3 +91,30 @@ def test_bad_line_names_file_and_line(tmp_path: Path) -> None:
     p.write_text("host,node=n1 load1=1.0 1772841600000000000\nhost,node=n1 load1= 1772841600000000000\n")
     with pytest.raises(TelemetryFormatError, match=r"bad.lp:2: line protocol"):
         parse_telemetry_files([p])
+
+
+def test_a_file_read_in_small_chunks_gives_the_same_rows_as_read_whole(tmp_path: Path) -> None:
+    """Telegraf's cpu / mem / system lines of one time may straddle a chunk boundary: still one host row per time."""
+    from analysis.ingest.telemetry_import import import_telemetry_file
+
+    lines = []
+    for i in range(400):
+        t = T0 + i * 10**9
+        lines += [
+            f"cpu,cpu=cpu-total,host=h1 usage_user={i % 50}.5,usage_idle=50 {t}",
+            f"mem,host=h1 total=1000i,used={i}i {t}",
+            f"system,host=h1 load1={i / 100},n_cpus=64i {t}",
+            f"nvidia_smi,host=h1,index=0 power_draw={100 + i}.25 {t}",
+        ]
+    p = tmp_path / "telegraf.out"
+    p.write_text("\n".join(lines) + "\n")
+    whole = parse_telemetry_files([p])
+    st = open_store(tmp_path / "store")
+    try:
+        result = import_telemetry_file(st, p, chunk_bytes=4096)  # about 60 lines a chunk
+        assert result.chunks_stored > 20
+        for m in ("host", "accel"):
+            got = st.query(m).sort("time").select(whole[m].columns)
+            assert got.height == 400 and got.equals(whole[m].sort("time")), m
+    finally:
+        st.close()
