@@ -1,11 +1,20 @@
-"""How long the dashboard takes to render 24 h of a 34-accelerator node at 1 Hz, in real headless Chromium.
+"""How long the dashboard takes to render, in real headless Chromium: 24 h of one 34-accelerator node at 1 Hz, the
+demo's store, or a fleet of N nodes.
 
-    .venv/bin/python benchmarks/dashboard_load.py [--store DIR] [--repeat 5] [--json out.json]
+    .venv/bin/python benchmarks/dashboard_load.py [--store DIR] [--nodes N] [--repeat 5] [--pages P,...] [--json out.json]
 
-1. Builds (once, then reuses) an embedded store with 24 h of simulated seed-000 telemetry: 34 accelerators,
-   host, 64 host cores and 4 tenants at 1 Hz (2.9 M accel rows), compacted as the collector leaves it.
-2. Starts ``neighborscope dashboard`` on a free port over it and opens the Fleet overview and the Node detail
-   page (range "Last 24 hours") in Debian's chromium through Playwright.
+1. Builds (once, then reuses) an embedded store, unless ``--store`` names one that holds accel data (e.g. the demo's,
+   ``neighborscope-demo/store``):
+
+   - default: 24 h of simulated seed-000 telemetry: 34 accelerators, host, 64 host cores and 4 tenants at 1 Hz
+     (2.9 M accel rows), compacted as the collector leaves it;
+   - ``--nodes N`` (N > 1): a fleet of N seed-000-shaped nodes (34 accelerators each), 1 h at 1 Hz, written by the
+     synthetic fleet writer (`tests/dashboard/fleet_store.py`: numpy, seeded, one file per 5 minutes of every node
+     in time order, as the collector writes them; 500 nodes = 61 M accel rows, 2.2 GB, about 5 minutes to write;
+     the simulator would take hours), with trouble planted on known nodes and an alert state beside the store.
+2. Starts ``neighborscope dashboard`` on a free port over it and opens each page of ``--pages`` (default: the Fleet
+   overview and the Node detail page; also ``noisy_neighbours``, ``runs``, ``alerts``), range "Last 24 hours", in
+   Debian's chromium through Playwright.
 3. Time to rendered = from navigation start until the script has finished (``data-test-script-state=notRunning``)
    and every plotly chart has drawn its SVG (the "Loading …" placeholder that holds a chart's place while its
    queries run does not count). Reported per page:
@@ -15,7 +24,9 @@
      what a returning user opening the dashboard sees);
    - ``warm``: a new tab within the TTL (reduced results served from ``st.cache_data``);
    - ``in app``: a click on the page's sidebar link from the other page, in the same tab (how an SRE moves
-     between pages; plotly.js is already loaded there).
+     between pages; plotly.js is already loaded there);
+   - ``first content`` (noisy neighbours): until the chosen runs are on the page (the analysis then runs in the
+     background behind a progress line).
 
    It also times the server-side reductions alone (no Streamlit), and prints the 1-minute load average, since
    a busy 2-core machine stretches every figure. Target: under 3 s per page.
@@ -37,11 +48,30 @@ sys.path.insert(0, str(ROOT))
 
 from tests.dashboard.test_browser import CHARTS, CHROMIUM, CHROMIUM_ARGS, DRAWN, start_dashboard, stop  # noqa: E402
 
-PAGES = {"overview": ("", 1), "node_detail": ("node", 1)}
+# page -> (url path, plotly charts drawn on it)
+ALL_PAGES = {"overview": ("overview", 1), "node_detail": ("node-detail", 1), "noisy_neighbours": ("noisy-neighbours", 3),
+             "runs": ("runs", 2), "alerts": ("alerts", 0)}
+PAGES = {k: ALL_PAGES[k] for k in ("overview", "node_detail")}
 # sidebar link text and a selector only the page's own chart has (the overview's heatmap, node detail's lines)
 IN_APP = {"overview": ("Fleet overview", ".heatmaplayer .hm"), "node_detail": ("Node detail", ".scatterlayer .trace")}
+FIRST_CONTENT = {"noisy_neighbours": "[data-testid='stExpander']"}
+FIRST_CONTENT_S: list[float] = []
 SCRIPT_DONE: list[float] = []  # seconds until the script finished, per load (the rest is the browser drawing)
 DEFAULT_STORE = ROOT / "neighborscope-demo" / "bench-24h" / "store"
+
+
+def fleet_store_path(nodes: int) -> Path:
+    return ROOT / "neighborscope-demo" / f"bench-fleet{nodes}" / "store"
+
+
+def build_fleet(path: Path, nodes: int) -> None:
+    """1 h at 1 Hz of ``nodes`` nodes (`tests.dashboard.fleet_store`), ending now."""
+    from tests.dashboard.fleet_store import build_fleet_store
+
+    t = time.perf_counter()
+    build_fleet_store(path.parent, nodes=nodes, seconds=3600)
+    print(f"built {path}: {nodes} nodes x 34 accelerators x 3600 s ({nodes * 34 * 3600:,} accel rows) in "
+          f"{time.perf_counter() - t:.1f} s", flush=True)
 
 
 def build_store(path: Path, hours: int = 24, seed: int = 0) -> None:
@@ -67,14 +97,17 @@ def build_store(path: Path, hours: int = 24, seed: int = 0) -> None:
 def server_side(store_path: Path) -> dict[str, float]:
     """Seconds the reductions behind each page take on their own (no Streamlit, no browser)."""
     from analysis.figures.reduce import bucket_seconds
-    from dashboard.data import Reader
+    from dashboard.data import Reader, fleet_frame
     from telemetry.store.parquet import ParquetStore
 
     r = Reader(ParquetStore(store_path))
     _, last = r.extent("accel")  # type: ignore[misc]
     start = last - timedelta(hours=24)
-    node = r.lazy("accel", last - timedelta(minutes=1), last).select("node").collect()["node"][0]
     out = {}
+    t = time.perf_counter()
+    status = fleet_frame(r, start, last)
+    out["overview_fleet_table_s"] = time.perf_counter() - t
+    node = status["node"][0]
     t = time.perf_counter()
     every = bucket_seconds(start, last, 240)
     r.buckets("accel", ["temp_c", "power_w", "util_pct", "pcie_rx_bytes_per_s", "pcie_tx_bytes_per_s"], every,
@@ -96,9 +129,14 @@ def rendered_in(context, url: str, charts: int) -> float:  # a Playwright Browse
         page.goto(url, wait_until="commit")
         page.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']", timeout=120_000)
         page.wait_for_selector("h1", timeout=120_000)
+        marker = next((m for name, m in FIRST_CONTENT.items() if url.endswith(ALL_PAGES[name][0])), None)
+        if marker:
+            page.wait_for_selector(marker, timeout=120_000)
+            FIRST_CONTENT_S.append(time.perf_counter() - t)
         page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=120_000)
         SCRIPT_DONE.append(time.perf_counter() - t)
-        page.wait_for_function(DRAWN, arg=charts, timeout=120_000)
+        if charts:
+            page.wait_for_function(DRAWN, arg=charts, timeout=120_000)
         elapsed = time.perf_counter() - t
         if page.locator("[data-testid='stException']").count():
             raise RuntimeError(f"{url}: Streamlit exception on the page")
@@ -179,31 +217,38 @@ def baseline(workdir: Path, repeat: int = 3) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    ap.add_argument("--store", type=Path, default=None)
+    ap.add_argument("--nodes", type=int, default=1, help="a fleet store of N nodes (1 h at 1 Hz) instead of one node")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--pages", default="overview,node_detail", help=f"comma-separated, of {', '.join(ALL_PAGES)}")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    if not (args.store / "accel").is_dir():
-        build_store(args.store)
+    pages = {p: ALL_PAGES[p] for p in args.pages.split(",")}
+    store = args.store or (fleet_store_path(args.nodes) if args.nodes > 1 else DEFAULT_STORE)
+    if not (store / "accel").is_dir() and args.nodes > 1:
+        build_fleet(store, args.nodes)
+    elif not (store / "accel").is_dir():
+        build_store(store)
     from playwright.sync_api import sync_playwright
 
     from dashboard.data import CACHE_TTL_S
 
-    result: dict[str, object] = {"server_side": server_side(args.store)}
+    result: dict[str, object] = {"store": str(store), "server_side": server_side(store)}
     print("server-side reductions:", {k: round(v, 3) for k, v in result["server_side"].items()}, flush=True)
-    workdir = args.store.parent
+    workdir = store.parent
     result["baseline_hello_s"] = baseline(workdir)
     print(f"baseline: a one-chart hello-world Streamlit page renders in {result['baseline_hello_s']:.2f} s here now "
           "(the floor this machine sets)", flush=True)
-    dash = start_dashboard(args.store, workdir, "--refresh-s", "600")
+    dash = start_dashboard(store, workdir, "--refresh-s", "600")
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            for name, (path, charts) in PAGES.items():
+            for name, (path, charts) in pages.items():
                 url = f"{dash.url}/{path}"
                 # one browser profile per page, as a returning user has: the first visit fetches the app's
                 # JavaScript, later visits find it in the browser cache
                 context = browser.new_context(viewport={"width": 1440, "height": 1000})
+                del FIRST_CONTENT_S[:]
                 cold = rendered_in(context, url, charts)
                 warm = [rendered_in(context, url, charts) for _ in range(args.repeat)]
                 expired = []
@@ -211,15 +256,24 @@ def main() -> None:
                     time.sleep(CACHE_TTL_S + 1)
                     expired.append(rendered_in(context, url, charts))
                 script = statistics.median(SCRIPT_DONE[-(1 + len(warm) + len(expired)):])
-                other = next(k for k in PAGES if k != name)
-                in_app = switched_in(context, f"{dash.url}/", name, other, args.repeat)
+                entry: dict[str, object] = {"script_done_median_s": script, "cold_s": cold,
+                                            "expired_median_s": statistics.median(expired),
+                                            "warm_median_s": statistics.median(warm), "warm_all_s": warm,
+                                            "expired_all_s": expired}
+                line = (f"{name:16s} cold {cold:5.2f} s · after cache expiry {statistics.median(expired):5.2f} s · "
+                        f"warm {statistics.median(warm):5.2f} s (median of {len(warm)}); script done after "
+                        f"{script:5.2f} s (median)")
+                if FIRST_CONTENT_S:
+                    entry["first_content_cold_s"] = FIRST_CONTENT_S[0]
+                    line += f"; first content (cold) after {FIRST_CONTENT_S[0]:5.2f} s"
+                if name in IN_APP:
+                    other = next(k for k in IN_APP if k != name)
+                    in_app = switched_in(context, f"{dash.url}/", name, other, args.repeat)
+                    entry |= {"in_app_median_s": statistics.median(in_app), "in_app_all_s": in_app}
+                    line += f"; from the other page in the same tab {statistics.median(in_app):5.2f} s"
                 context.close()
-                result[name] = {"script_done_median_s": script, "cold_s": cold, "expired_median_s": statistics.median(expired),
-                                "warm_median_s": statistics.median(warm), "warm_all_s": warm, "expired_all_s": expired,
-                                "in_app_median_s": statistics.median(in_app), "in_app_all_s": in_app}
-                print(f"{name:12s} cold {cold:5.2f} s · after cache expiry {statistics.median(expired):5.2f} s · "
-                      f"warm {statistics.median(warm):5.2f} s (median of {len(warm)}); script done after {script:5.2f} s "
-                      f"(median); from the other page in the same tab {statistics.median(in_app):5.2f} s", flush=True)
+                result[name] = entry
+                print(line, flush=True)
             browser.close()
     finally:
         stop(dash)

@@ -23,7 +23,7 @@ from dashboard import data
 from telemetry.errors import ConfigError
 
 ALERT_SCHEMA = {"status": pl.String, "alertname": pl.String, "severity": pl.String, "node": pl.String,
-                "summary": pl.String, "starts_at": pl.Datetime("us", "UTC"), "ends_at": pl.Datetime("us", "UTC"),
+                "device": pl.String, "victim": pl.String, "antagonist": pl.String, "summary": pl.String, "starts_at": pl.Datetime("us", "UTC"), "ends_at": pl.Datetime("us", "UTC"),
                 "silenced": pl.Boolean, "labels": pl.String, "annotations": pl.String}
 SILENCE_SCHEMA = {"matchers": pl.String, "starts_at": pl.Datetime("us", "UTC"), "ends_at": pl.Datetime("us", "UTC"),
                   "created_by": pl.String, "comment": pl.String}
@@ -46,6 +46,12 @@ def _when(text: Any) -> datetime | None:
     return data.utc(value)
 
 
+def _label(labels: dict[str, Any], name: str) -> str | None:
+    """A label's value; the engine's "none" placeholder (a label that does not apply) is absent."""
+    value = labels.get(name)
+    return None if value in (None, "", "none") else str(value)
+
+
 def alerts_frame(items: list[dict[str, Any]], now: datetime | None = None) -> pl.DataFrame:
     """Alertmanager-shaped alerts as rows (status firing unless resolved or ended before ``now``)."""
     now = now or datetime.now(UTC)
@@ -59,7 +65,8 @@ def alerts_frame(items: list[dict[str, Any]], now: datetime | None = None) -> pl
             status = "firing" if status.get("state") == "active" else str(status.get("state"))
         rows.append({
             "status": status, "alertname": labels.get("alertname"), "severity": labels.get("severity"),
-            "node": labels.get("node"), "summary": ann.get("summary") or ann.get("description"),
+            "node": _label(labels, "node"), "device": _label(labels, "device"), "victim": _label(labels, "victim"),
+            "antagonist": _label(labels, "antagonist"), "summary": ann.get("summary") or ann.get("description"),
             "starts_at": _when(a.get("startsAt")), "ends_at": ends, "silenced": bool(a.get("silenced", False)),
             "labels": ", ".join(f"{k}={v}" for k, v in sorted(labels.items())),
             "annotations": "; ".join(f"{k}: {v}" for k, v in sorted(ann.items())),

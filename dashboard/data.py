@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -126,9 +129,18 @@ def find_topology(settings: Settings) -> Path | None:
     return Path(settings.topology_path) if settings.topology_path else topo.store_file(settings.store_url)
 
 
+REPORT_DIRS = ("reports", "report")  # `neighborscope serve` keeps nightly reports; the demo writes one to report/
+
+
 def find_reports_dir(settings: Settings) -> Path | None:
-    candidates = [Path(settings.reports_dir)] if settings.reports_dir else settings.beside_store("reports")
-    return next((p for p in candidates if p.is_dir()), None)
+    """``--reports``, else the first of ``reports/`` or ``report/`` in or beside the store directory that holds an
+    HTML report (else the first that exists)."""
+    if settings.reports_dir:
+        candidates = [Path(settings.reports_dir)]
+    else:
+        candidates = [p for name in REPORT_DIRS for p in settings.beside_store(name)]
+    dirs = [p for p in candidates if p.is_dir()]
+    return next((p for p in dirs if next(p.glob("**/*.html"), None)), dirs[0] if dirs else None)
 
 
 # ---- cached entry points (what pages call) --------------------------------------------------------
@@ -162,8 +174,8 @@ def freshest(store_url: str, measurements: tuple[str, ...] = ("accel", "host", "
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def devices(store_url: str, start: datetime, end: datetime) -> pl.DataFrame:
-    """node, device, group, vendor, model of every accelerator seen in [start, end)."""
+def devices(store_url: str, start: datetime, end: datetime, node: str | None = None) -> pl.DataFrame:
+    """node, device, group, vendor, model of every accelerator (of ``node``, or of every node) seen in [start, end)."""
     cols = ["node", "device", "group", "vendor", "model"]
     r = reader(store_url)
     if r.server_downsample:
@@ -171,32 +183,34 @@ def devices(store_url: str, start: datetime, end: datetime) -> pl.DataFrame:
         frame = frame.select([c for c in cols if c in frame.columns]) if frame.height else pl.DataFrame(
             schema=dict.fromkeys(cols, pl.String)
         )
+        frame = frame.filter(pl.col("node") == node) if node and "node" in frame.columns else frame
     else:
-        frame = r.lazy("accel", start, end).select(cols).unique().collect()
+        frame = r.lazy("accel", start, end, {"node": node} if node else None).select(cols).unique().collect()
     return frame.sort(["node", "group", "device"], nulls_last=True)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def accel_heatmap(store_url: str, node: str, start: datetime, end: datetime, every_s: int) -> pl.DataFrame:
-    """Per device and bin: mean temp_c, power_w, util_pct, pcie_bytes_per_s (rx+tx) and the throttled share."""
+    """Per device (with its group) and bin: mean temp_c, power_w, util_pct, pcie_bytes_per_s (rx+tx) and the
+    throttled share."""
     r = reader(store_url)
     fields = ["temp_c", "power_w", "util_pct", "pcie_rx_bytes_per_s", "pcie_tx_bytes_per_s"]
     tags = {"node": node}
     if r.server_downsample:
-        frame = r.buckets("accel", fields, every_s, start, end, tags, by=["device"])
+        frame = r.buckets("accel", fields, every_s, start, end, tags, by=["device", "group"])
         # InfluxQL aggregates no booleans but first / last: the flag at the end of each bin (a sample of it)
         throttle = r.buckets(
-            "accel", ["throttle_thermal", "throttle_power"], every_s, start, end, tags, by=["device"], agg="last"
+            "accel", ["throttle_thermal", "throttle_power"], every_s, start, end, tags, by=["device", "group"], agg="last"
         )
-        frame = frame.join(throttle, on=[TIME, "device"], how="left")
+        frame = frame.join(throttle, on=[TIME, "device", "group"], how="left", nulls_equal=True)
     else:
         lf = r.lazy("accel", start, end, tags).select(
-            TIME, "device", *fields,
+            TIME, "device", "group", *fields,
             (pl.col("throttle_thermal").fill_null(False) | pl.col("throttle_power").fill_null(False))
             .cast(pl.Float64)
             .alias("throttled"),
         )
-        frame = time_buckets(lf, [*fields, "throttled"], every_s, ["device"])
+        frame = time_buckets(lf, [*fields, "throttled"], every_s, ["device", "group"])
     if "throttled" not in frame.columns:
         cols = [c for c in ("throttle_thermal", "throttle_power") if c in frame.columns]
         frame = frame.with_columns(
@@ -210,51 +224,142 @@ def accel_heatmap(store_url: str, node: str, start: datetime, end: datetime, eve
     )
 
 
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def device_status(store_url: str, node: str, start: datetime, end: datetime) -> pl.DataFrame:
-    """Per device over [start, end): last_seen, last temp_c / power_w / util_pct, throttled share (0..1)."""
-    r = reader(store_url)
-    schema = {"device": pl.String, "last_seen": pl.Datetime("ns", "UTC"), "temp_c": pl.Float64,
-              "power_w": pl.Float64, "util_pct": pl.Float64, "throttled_share": pl.Float64}
+STATUS_SCHEMA = {"node": pl.String, "device": pl.String, "last_seen": pl.Datetime("ns", "UTC"), "temp_c": pl.Float64,
+                 "power_w": pl.Float64, "util_pct": pl.Float64, "throttled_share": pl.Float64}
+
+
+def status_frame(r: Reader, node: str | None, start: datetime, end: datetime) -> pl.DataFrame:
+    """Per device of ``node`` (None: of every node) over [start, end): last_seen, temp_c / power_w / util_pct at
+    the device's last sample, and the throttled share of its samples (0..1), from every row: ``GROUP BY time`` on
+    the server (InfluxDB), or one pass of a lazy scan (embedded; `fleet_frame` reads far fewer rows)."""
+    tags = {"node": node} if node else None
+    cols = ["temp_c", "power_w", "util_pct"]
+    key = ["node", "device"]
+    if "accel" not in r.measurements():
+        return pl.DataFrame(schema=STATUS_SCHEMA)
     if r.server_downsample:
-        # the newest minute of each device, and the throttled share per device from 1-minute maxima
+        # the newest value per bin and device, and the throttled share per device from the bins' last flags
         every = max(60, int((end - start).total_seconds() // 200))
-        frame = r.buckets("accel", ["temp_c", "power_w", "util_pct"], every, start, end, {"node": node},
-                          by=["device"], agg="last")
-        thr = r.buckets("accel", ["throttle_thermal", "throttle_power"], every, start, end, {"node": node},
-                        by=["device"], agg="last")  # booleans: InfluxQL has only first / last for them
+        frame = r.buckets("accel", cols, every, start, end, tags, by=key, agg="last")
+        thr = r.buckets("accel", ["throttle_thermal", "throttle_power"], every, start, end, tags,
+                        by=key, agg="last")  # booleans: InfluxQL has only first / last for them
         if frame.height == 0:
-            return pl.DataFrame(schema=schema)
-        last = frame.group_by("device").agg(pl.col(TIME).max().alias("last_seen"),
-                                            *[pl.col(c).last() for c in ("temp_c", "power_w", "util_pct")])
-        share = thr.group_by("device").agg(
+            return pl.DataFrame(schema=STATUS_SCHEMA)
+        last = frame.group_by(key).agg(pl.col(TIME).max().alias("last_seen"), *[pl.col(c).last() for c in cols])
+        share = thr.group_by(key).agg(
             pl.max_horizontal(pl.col("throttle_thermal").cast(pl.Float64).mean(),
                               pl.col("throttle_power").cast(pl.Float64).mean()).alias("throttled_share"))
-        return last.join(share, on="device", how="left").select(list(schema)).sort("device")
-    cols = ["temp_c", "power_w", "util_pct"]
-    lf = r.lazy("accel", start, end, {"node": node}, [*cols, "throttle_thermal", "throttle_power"])
-    seen = (
-        lf.group_by("device")
-        .agg(
-            pl.col(TIME).max().alias("last_seen"),
-            (pl.col("throttle_thermal").fill_null(False) | pl.col("throttle_power").fill_null(False))
-            .mean()
-            .alias("throttled_share"),
+        out = last.join(share, on=key, how="left")
+    else:
+        # the whole range in one cheap pass (newest time, throttled share per device), then the values at each
+        # device's last sample from the newest minutes only (an O(n) pick per device there, no sort)
+        seen = (
+            r.lazy("accel", start, end, tags, ["throttle_thermal", "throttle_power"])
+            .group_by(key)
+            .agg(
+                pl.col(TIME).max().alias("last_seen"),
+                (pl.col("throttle_thermal").fill_null(False) | pl.col("throttle_power").fill_null(False))
+                .mean()
+                .alias("throttled_share"),
+            )
+            .collect()
         )
+        if seen.height == 0:
+            return pl.DataFrame(schema=STATUS_SCHEMA)
+        recent = max(utc(seen["last_seen"].max()) - timedelta(minutes=2), start)  # type: ignore[arg-type]
+        newest = pl.col(TIME).arg_max()
+        latest = (
+            r.lazy("accel", recent, end, tags, cols)
+            .group_by(key)
+            .agg(*[pl.col(c).get(newest).alias(c) for c in cols])
+            .collect()
+        )
+        out = seen.join(latest, on=key, how="left")
+    if out.height == 0:
+        return pl.DataFrame(schema=STATUS_SCHEMA)
+    return out.with_columns(pl.col(c).cast(t) for c, t in STATUS_SCHEMA.items()).select(list(STATUS_SCHEMA)).sort(key)
+
+
+FLEET_SAMPLE_S = 10  # the inventory pass reads the first 10 s of every minute (at least one sample at <= 0.1 Hz)
+FLEET_REFINE_MINUTES = 30
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def fleet_status(store_url: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """`fleet_frame`, cached: every device of every node, cheap enough for a fleet (500 nodes x 34 devices)."""
+    return fleet_frame(reader(store_url), start, end)
+
+
+def fleet_frame(r: Reader, start: datetime, end: datetime) -> pl.DataFrame:
+    """Per node and device over [start, end): last_seen, the values at the last sample, throttled share.
+
+    A remote store reduces on its server (`status_frame`). On the embedded store three lazy scans, each reading
+    few rows, so 60 M rows an hour (500 nodes x 34 devices at 1 Hz) stay interactive:
+
+    - which devices reported, and when last, from the first `FLEET_SAMPLE_S` seconds of every minute (a time
+      filter, pushed into the Parquet reader: tag strings are decoded for a sixth of the rows);
+    - throttling from the throttled rows only (a flag filter, pushed down likewise);
+    - the exact last sample and its values from the newest two minutes; for a device silent before them, its
+      exact last sample from its last sampled minute.
+
+    ``throttled_share`` is the share of the device's minutes with any throttled sample (the node heatmap's share
+    is of samples).
+    """
+    if r.server_downsample:
+        return status_frame(r, None, start, end)
+    if "accel" not in r.measurements():
+        return pl.DataFrame(schema=STATUS_SCHEMA)
+    key = ["node", "device"]
+    cols = ["temp_c", "power_w", "util_pct"]
+    minute = pl.col(TIME).dt.truncate("1m")
+    seen = (
+        r.lazy("accel", start, end, None, [])
+        .filter(pl.col(TIME).dt.epoch("s") % 60 < FLEET_SAMPLE_S)
+        .group_by(key)
+        .agg(pl.col(TIME).max().alias("last_seen"), minute.n_unique().alias("minutes"))
         .collect()
     )
     if seen.height == 0:
-        return pl.DataFrame(schema=schema)
-    # the latest values: only the last few minutes of each device need sorting
-    recent = seen["last_seen"].min() - timedelta(minutes=5)  # type: ignore[operator]
-    latest = (
-        r.lazy("accel", max(recent, start), end, {"node": node}, cols)
-        .sort(TIME)
-        .group_by("device")
-        .agg(pl.col(c).drop_nulls().last() for c in cols)
+        return pl.DataFrame(schema=STATUS_SCHEMA)
+    throttled = (
+        r.lazy("accel", start, end, None, ["throttle_thermal", "throttle_power"])
+        .filter(pl.col("throttle_thermal").fill_null(False) | pl.col("throttle_power").fill_null(False))
+        .group_by(key)
+        .agg(minute.n_unique().alias("throttled_minutes"))
         .collect()
     )
-    return seen.join(latest, on="device", how="left").select(list(schema)).sort("device")
+    newest = utc(seen["last_seen"].max())  # type: ignore[arg-type]
+    latest = (
+        r.lazy("accel", max(newest - timedelta(minutes=2), start), end, None, cols)
+        .group_by(key)
+        .agg(pl.col(TIME).max().alias("last"), *[pl.col(c).get(pl.col(TIME).arg_max()).alias(c) for c in cols])
+        .collect()
+    )
+    # devices silent before the newest minutes: their exact last sample, read from their last sampled minute
+    # only (a time filter again; at most `FLEET_REFINE_MINUTES` distinct minutes, else they stay to the minute)
+    quiet = seen.join(latest.select(key), on=key, how="anti")
+    minutes = quiet.select(pl.col("last_seen").dt.truncate("1m").unique())["last_seen"]
+    if 0 < minutes.len() <= FLEET_REFINE_MINUTES:
+        exact = (
+            r.lazy("accel", minutes.min(), minutes.max() + timedelta(minutes=1), None, [])  # type: ignore[operator]
+            .filter(pl.col(TIME).dt.truncate("1m").is_in(minutes.implode()))
+            .group_by(key)
+            .agg(pl.col(TIME).max().alias("exact"))
+            .collect()
+        )
+        seen = seen.join(exact, on=key, how="left").with_columns(
+            pl.max_horizontal("last_seen", "exact").alias("last_seen")).drop("exact")
+    out = (
+        seen.join(latest, on=key, how="full", coalesce=True)
+        .join(throttled, on=key, how="left")
+        .with_columns(
+            pl.max_horizontal("last_seen", "last").alias("last_seen"),
+            (pl.col("throttled_minutes").fill_null(0) / pl.max_horizontal(pl.col("minutes").fill_null(1), 1))
+            .clip(0, 1)
+            .alias("throttled_share"),
+        )
+    )
+    return out.with_columns(pl.col(c).cast(t) for c, t in STATUS_SCHEMA.items()).select(list(STATUS_SCHEMA)).sort(key)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
@@ -337,13 +442,37 @@ def window_end(latest: datetime | None, now: datetime | None = None, grid_s: int
 # ---- noisy neighbours: the analysis (cached) ---------------------------------------------------------------
 
 
-@st.cache_data(ttl=300, show_spinner=False, max_entries=32)
-def analysis(settings: Settings, victim: str, run_ids: tuple[str, ...]) -> tuple[AnalysisResult | None, str | None]:
-    """`analysis.analyze.analyze` of the victim's chosen runs: (its result, None) or (None, why it could not run).
-    The topology is the explicit file when there is one (else `analyze` looks up the store's artifact)."""
-    frame, _ = topology(settings)
+@dataclass
+class AnalysisJob:
+    """`analysis.analyze.analyze` of a victim's runs, running in a background thread: the page shows the chosen
+    runs and a progress line at once, and the result when ``future`` is done (then (result, None), or (None, why
+    it could not run))."""
+
+    future: Future
+    started: float
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started
+
+
+_ANALYSES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neighborscope-analysis")
+
+
+def run_analysis(store: TelemetryStore, topology_frame: pl.DataFrame, victim: str,
+                 run_ids: tuple[str, ...]) -> tuple[AnalysisResult | None, str | None]:
+    """`analysis.analyze.analyze` of ``run_ids`` (the topology: the explicit file's frame when not empty, else
+    `analyze`'s own lookup of the store's artifact)."""
     try:
-        return analyze(reader(settings.store_url).store, victim=victim, run_ids=list(run_ids),
-                       topology=frame if frame.height else None), None
+        return analyze(store, victim=victim, run_ids=list(run_ids),
+                       topology=topology_frame if topology_frame.height else None), None
     except (StoreError, ValueError) as exc:  # ConfigError is a ValueError: no runs, unknown group
         return None, f"the analysis could not run: {exc}"
+
+
+@st.cache_resource(ttl=300, show_spinner=False, max_entries=32)
+def analysis_job(settings: Settings, victim: str, run_ids: tuple[str, ...]) -> AnalysisJob:
+    """The analysis of ``victim``'s ``run_ids``, started once per 5 minutes and shared by every session (one
+    at a time: a second victim waits for the first rather than halving both)."""
+    frame, _ = topology(settings)  # read here, in the script's thread (it may warn on the page)
+    store = reader(settings.store_url).store
+    return AnalysisJob(_ANALYSES.submit(run_analysis, store, frame, victim, run_ids), time.monotonic())

@@ -29,9 +29,29 @@ def _unit(metric: str) -> str:
     return next((u for k, u in UNITS.items() if k in metric or metric.endswith(k.strip("_"))), "")
 
 
+UNKNOWN_PARTS = {"", "?", "c?", "?/?", "none"}
+
+
+def test_label(test: str | None) -> str:
+    """A run's test name (`analysis.history.regression.bench_test_name`: ``tool|model|c<N>|<isl>/<osl>|<phase>``,
+    ``?`` where unknown) with only its known parts: ``aiperf|?|c?|?/?|baseline`` -> ``aiperf · baseline``."""
+    known = []
+    for part in (p.strip() for p in str(test or "").split("|")):
+        if part in UNKNOWN_PARTS:
+            continue
+        if part.count("/") == 1 and "?" in part:  # one of ISL / OSL known
+            isl, osl = part.split("/")
+            part = f"ISL {isl}" if osl == "?" else f"OSL {osl}"
+        known.append(part)
+    return " · ".join(known)
+
+
 def _series_name(frame: pl.DataFrame) -> pl.Expr:
-    return pl.concat_str([pl.col("metric"), pl.lit(" · "), pl.col("group"), pl.lit(" · "), pl.col("node"),
-                          pl.lit(" · "), pl.col("test")])
+    """metric · group · node · test, leaving out the parts that are unknown."""
+    test = pl.col("test").map_elements(test_label, return_dtype=pl.String)
+    parts = [pl.col("metric"), pl.col("group"), pl.col("node"), test]
+    cleaned = [pl.when(p.is_in(list(UNKNOWN_PARTS)) | p.is_null()).then(None).otherwise(p) for p in parts]
+    return pl.concat_list(cleaned).list.drop_nulls().list.join(" · ")
 
 
 def history_frames(history: pl.DataFrame, change_points: pl.DataFrame) -> History:

@@ -7,7 +7,7 @@ import polars as pl
 import streamlit as st
 
 from analysis import figures as charts
-from dashboard import data, layout, plotly_view
+from dashboard import data, figure_tweaks, layout, plotly_view
 from telemetry.schema import ACCEL, HOST, TENANT
 
 # a dozen traces in three stacked panels: 1,000 points each is still about one per pixel column of a wide
@@ -34,22 +34,34 @@ if data.freshest(s.store_url) is None:
         layout.no_telemetry(s.store_url)
     st.stop()
 
-devices = data.devices(s.store_url, tr.start, tr.end)
-if devices.height == 0:
+fleet_status = data.fleet_status(s.store_url, tr.start, tr.end)  # cached, shared with the overview
+if fleet_status.height == 0:
     slot.warning(f"No accelerator telemetry between {layout.fmt_time(tr.start)} and {layout.fmt_time(tr.end)}; the "
                  f"newest sample is from {layout.fmt_time(data.freshest(s.store_url))}. Pick a longer range.")
     st.stop()
 
-nodes = devices["node"].unique(maintain_order=True).to_list()
+nodes = sorted(fleet_status["node"].unique().to_list(), key=layout.natural)
+# ?node=NAME (the overview's rows link here so): select it, once per new value, then let the picker rule; the
+# picked node goes back into the URL, so the address bar always names what the page shows
+asked = st.query_params.get("node")
+if asked in nodes and st.session_state.get("_node_asked") != asked:
+    st.session_state["node"] = asked
+    st.session_state["_node_asked"] = asked
+elif asked and asked not in nodes:
+    controls.warning(f"Node {asked!r} (from the address) has no accelerator telemetry in this range; showing "
+                     f"{nodes[0]} instead.")
 c1, c2, c3 = controls.columns([1, 1, 2])
 node = c1.selectbox("Node", nodes, key="node") or nodes[0]
+if st.query_params.get("node") != node:
+    st.query_params["node"] = node
+    st.session_state["_node_asked"] = node
 metrics = {f.name: f for f in ACCEL.fields if f.kind in ("float", "int", "bool")}
 metric = c2.selectbox(
     "Accelerator metric", list(metrics), index=list(metrics).index("util_pct"), key="node_metric",
     format_func=lambda m: f"{m} ({layout.axis_unit(metrics[m].unit)})",
     help="Fields of the accel measurement; the unit is the last part of the name.",
 ) or "util_pct"
-node_devs = devices.filter(pl.col("node") == node)
+node_devs = data.devices(s.store_url, tr.start, tr.end, node)
 topo, source = data.topology(s, (node,))
 ordered = layout.device_order(node_devs, topo)
 groups = [g for g in dict.fromkeys(ordered.values()) if g]
@@ -70,23 +82,26 @@ panels = [{
 }]
 host_frame = data.series(s.store_url, "host", "cpu_util_pct", tr.start, tr.end, (("node", (node,)),), (),
                          POINTS_PER_TRACE)
-panels.append({"frame": host_frame, "y": "cpu_util_pct", "by": None, "title": "host CPU utilisation",
-               "unit": layout.axis_unit(HOST.field_index["cpu_util_pct"].unit)})
+if host_frame.height:  # an empty panel draws NaN axis lines (console errors); the caption below says it is absent
+    panels.append({"frame": host_frame, "y": "cpu_util_pct", "by": None, "title": "host CPU utilisation",
+                   "unit": layout.axis_unit(HOST.field_index["cpu_util_pct"].unit)})
 tenant_frame = data.series(s.store_url, "tenant", "cpu_pct", tr.start, tr.end, (("node", (node,)),), ("group",),
                            POINTS_PER_TRACE)
-panels.append({"frame": tenant_frame, "y": "cpu_pct", "by": "group", "title": "tenant CPU (100 % = one core)",
-               "unit": layout.axis_unit(TENANT.field_index["cpu_pct"].unit)})
+if tenant_frame.height:
+    panels.append({"frame": tenant_frame, "y": "cpu_pct", "by": "group", "title": "tenant CPU (100 % = one core)",
+                   "unit": layout.axis_unit(TENANT.field_index["cpu_pct"].unit)})
 events = data.run_events(s.store_url, tr.start, tr.end)
 events = events.filter(pl.col("node") == node) if events.height else events
 spans = charts.bands(events, chosen_groups or None) if show_bands else []
-fig = charts.timeseries_panels(panels, spans)
+fig = figure_tweaks.band_labels_above(charts.timeseries_panels(panels, spans), [b["label"] for b in spans])
 points = sum(p["frame"].height for p in panels)
 with slot.container():
     if panels[0]["frame"].height == 0:
         st.info(f"No {metric} samples from the chosen devices of {node} in this range (the device may not report "
                 "it: absent values are never drawn as 0).")
-    if host_frame.height == 0:
-        st.caption(f"No host telemetry from {node} in this range.")
+    if host_frame.height == 0 or tenant_frame.height == 0:
+        missing = " and ".join(w for w, f in (("host", host_frame), ("tenant", tenant_frame)) if f.height == 0)
+        st.caption(f"No {missing} telemetry from {node} in this range (its panel is left out).")
     plotly_view.chart(fig, key="node-series")
     st.caption(f"{points:,} points drawn (at most {POINTS_PER_TRACE:,} per trace, min/max preserved; pick a "
                "shorter range for more detail).")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import polars as pl
 import streamlit as st
 
 from analysis import figures as charts
-from dashboard import data, interference, layout, plotly_view
+from dashboard import data, figure_tweaks, interference, layout, plotly_view
+
+EXPECTED_S = 8.0  # what the progress bar fills towards (seed 000's three runs take 5-7 s on 2 busy cores)
 
 s, _ = layout.page_header(
     "Noisy neighbours",
@@ -44,8 +47,27 @@ st.caption(f"**Time range:** {layout.fmt_time(span_start)} → {layout.fmt_time(
            f"**Data freshness:** newest run started {layout.fmt_time(latest_run)} ({layout.fmt_age(latest_run)}) · "  # type: ignore[arg-type]
            f"store `{s.store_url}`")
 
-with st.spinner("Analysing the runs (phase table, attribution)…"):
-    result, problem = data.analysis(s, victim, tuple(sorted(picked)))
+# what the page knows at once: the chosen runs and their summaries; the analysis runs in the background
+# (data.analysis_job, shared and kept 5 minutes) while a progress line counts the seconds
+summary_cols = [c for c in ("run_id", "phase", "start", "output_tok_s", "itl_ms_p99", "ttft_ms_p99") if c in sel.columns]
+with st.expander(f"The {sel.height} chosen run(s) of {victim}", expanded=False):
+    st.dataframe(sel.select(summary_cols), hide_index=True, column_config={
+        "start": st.column_config.DatetimeColumn("start (UTC)"),
+        **{c: st.column_config.NumberColumn(c, format="%.2f") for c in summary_cols[3:]},
+    })
+job = data.analysis_job(s, victim, tuple(sorted(picked)))
+# a result computed before (by anyone, in the last 5 minutes) is drawn at once; else a progress line counts the
+# seconds while the script waits for the background thread (each update reaches the browser as it is made; a
+# widget changed meanwhile stops this run, and the analysis goes on for the next one)
+bar = st.empty()
+while not job.future.done():
+    bar.progress(min(job.elapsed_s() / EXPECTED_S, 0.95),
+                 text=f"Analysing {sel.height} run(s) of {victim}: phase comparisons with bootstrap intervals, "
+                      f"telemetry on the window grid, attribution … {job.elapsed_s():.0f} s (kept 5 minutes for "
+                      "every visitor)")
+    time.sleep(0.2)
+bar.empty()
+result, problem = job.future.result()
 
 st.header("Phases")
 if result is None:
@@ -82,8 +104,13 @@ else:
     linked = interference.linked(result.attribution)
     events = data.run_events(s.store_url, span_start - timedelta(minutes=1), span_end + timedelta(minutes=1))  # type: ignore[operator]
     spans = charts.bands(events, victim)
-    plotly_view.chart(charts.victim_vs_antagonists(linked.victim, linked.activity, victim, spans,
-                                                   activity_title=linked.activity_title), key="nn-linked")
-    plotly_view.chart(charts.index_scatter(linked.scatter, linked.activity_title, linked.index_title),
-                      key="nn-scatter")
+    # one colour per antagonist, the same in both charts (and never one of the victim's own traces)
+    colours = figure_tweaks.antagonist_colours([*result.antagonists["antagonist"].to_list(),
+                                                *linked.activity["antagonist"].unique(maintain_order=True).to_list()])
+    over_time = charts.victim_vs_antagonists(linked.victim, linked.activity, victim, spans,
+                                             activity_title=linked.activity_title)
+    figure_tweaks.band_labels_above(figure_tweaks.recolour(over_time, colours), [b["label"] for b in spans])
+    plotly_view.chart(over_time, key="nn-linked")
+    scatter = charts.index_scatter(linked.scatter, linked.activity_title, linked.index_title)
+    plotly_view.chart(figure_tweaks.recolour(scatter, colours), key="nn-scatter")
     st.caption(linked.index_note)

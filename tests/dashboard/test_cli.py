@@ -45,3 +45,51 @@ def test_every_warm_module_is_importable():
     from dashboard.serve import WARM_MODULES, warm_up
 
     assert warm_up(WARM_MODULES) == []
+
+
+def run_root(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """`neighborscope ARGS` through the root command, as the console script runs it: (exit code, stderr)."""
+    import sys
+
+    import pytest
+
+    from telemetry.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["neighborscope", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    code = exc.value.code
+    return (0 if code is None else code if isinstance(code, int) else 1), capsys.readouterr().err
+
+
+def test_a_port_outside_the_tcp_range_is_one_error_line(monkeypatch, capsys, tmp_path):
+    (tmp_path / "store").mkdir()
+    code, err = run_root(monkeypatch, capsys, "dashboard", "--store", str(tmp_path / "store"), "--port", "99999")
+    assert code == 2
+    assert err.strip() == "error: --port 99999 is not a TCP port (1 to 65535)"
+
+
+def test_a_port_already_in_use_is_one_error_line(monkeypatch, capsys, tmp_path):
+    import socket
+
+    (tmp_path / "store").mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, err = run_root(monkeypatch, capsys, "dashboard", "--store", str(tmp_path / "store"), "--port", str(port))
+    assert code == 2
+    assert err.strip() == f"error: cannot listen on 127.0.0.1:{port}: already in use"
+
+
+def test_a_store_directory_that_does_not_exist_is_refused(monkeypatch, capsys, tmp_path):
+    code, err = run_root(monkeypatch, capsys, "dashboard", "--store", str(tmp_path / "nowhere"))
+    assert code == 2
+    assert err.startswith(f"error: --store {tmp_path / 'nowhere'}: the store directory does not exist")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_login_adds_no_error_details_to_the_streamlit_command():
+    assert "--client.showErrorDetails" not in streamlit_command("127.0.0.1", 8501)
+    cmd = streamlit_command("127.0.0.1", 8501, login=True)
+    assert cmd[cmd.index("--client.showErrorDetails") + 1] == "none"

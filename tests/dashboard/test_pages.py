@@ -21,13 +21,16 @@ TITLES = {"overview": "Fleet overview", "node_detail": "Node detail", "noisy_nei
 DEMO_CHARTS = {"overview": 1, "node_detail": 1, "noisy_neighbours": 3, "runs": 2, "alerts": 0}
 
 
-def run_page(page: str, store: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> AppTest:
+def run_page(page: str, store: Path, monkeypatch: pytest.MonkeyPatch, query: dict[str, str] | None = None,
+             **env: str) -> AppTest:
     monkeypatch.setenv("NEIGHBORSCOPE_STORE", str(store))
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.run()
     at.switch_page(PAGES[page])
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
     at.run()
     return at
 
@@ -114,7 +117,7 @@ def test_overview_all_data_range_covers_the_whole_store(demo_store: Path, monkey
     at = run_page("overview", demo_store, monkeypatch)
     at.sidebar.selectbox(key="range").set_value("All data").run()
     assert not at.exception
-    assert texts(at, "subheader") == ["Node ionx-sixtyfour-01"]
+    assert texts(at, "subheader") == ["Nodes, most trouble first", "Node ionx-sixtyfour-01"]
     assert any("(all data)" in c for c in texts(at, "caption"))
 
 
@@ -131,8 +134,41 @@ def test_overview_flags_a_node_gone_quiet_and_its_stale_devices(tmp_path: Path, 
     at = run_page("overview", tmp_path / "store", monkeypatch)
     assert not at.exception
     assert any("No telemetry from node quiet since 2026-03-02 09:00:59" in w for w in texts(at, "warning"))
-    flagged = at.table[0].value  # busy comes first (sorted); its attention table
-    assert dict(zip(flagged["device"], flagged["flag"], strict=True)) == {"d0": "throttled 16%", "d1": "stale"}
+    fleet = at.dataframe[0].value
+    assert list(fleet["node"]) == ["quiet", "busy"]  # gone quiet first
+    assert list(fleet["trouble"]) == ["quiet since 09:00:59", "1 stale device(s); 1 throttling (worst 20.0 %)"]
+    assert at.selectbox(key="overview_node").value == "quiet"  # the heatmap shows the node in most trouble
+    at.selectbox(key="overview_node").set_value("busy").run()
+    flagged = at.table[0].value  # busy's devices needing attention
+    assert dict(zip(flagged["device"], flagged["flag"], strict=True)) == {"d0": "throttled 20%", "d1": "stale"}
+
+
+def test_overview_lists_every_node_of_a_fleet_most_trouble_first(small_fleet_store: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch):
+    at = run_page("overview", small_fleet_store, monkeypatch)
+    assert not at.exception
+    fleet = at.dataframe[0].value
+    assert len(fleet) == 12
+    assert list(fleet["node"][:3]) == ["node-011", "node-007", "node-003"]
+    assert "hive0 slowed by tt" in fleet["neighbour"][1]
+    assert [m.value for m in at.metric][:5] == ["12", "408", "3", "1", "1"]
+    assert len(plotly_specs(at)) == 1  # one heatmap (of node-011), not one per node
+    assert texts(at, "subheader")[-1] == "Node node-011"
+
+
+def test_node_detail_opens_the_node_named_in_the_address(small_fleet_store: Path, monkeypatch: pytest.MonkeyPatch):
+    at = run_page("node_detail", small_fleet_store, monkeypatch, query={"node": "node-007"})
+    assert not at.exception
+    assert at.selectbox(key="node").value == "node-007"
+    at.selectbox(key="node").set_value("node-003").run()
+    assert at.query_params["node"] == "node-003"  # the address follows the picker
+
+
+def test_node_detail_says_when_the_addressed_node_is_unknown(small_fleet_store: Path,
+                                                            monkeypatch: pytest.MonkeyPatch):
+    at = run_page("node_detail", small_fleet_store, monkeypatch, query={"node": "node-999"})
+    assert not at.exception
+    assert any("node-999" in w for w in texts(at, "warning"))
 
 
 def test_node_detail_lists_topology_by_switch(demo_store: Path, monkeypatch: pytest.MonkeyPatch):
@@ -192,7 +228,7 @@ def test_alerts_page_shows_firing_alerts_and_silences(demo_store: Path, monkeypa
 
 def test_noisy_neighbours_ranks_antagonists_with_evidence(demo_store: Path, monkeypatch: pytest.MonkeyPatch):
     at = run_page("noisy_neighbours", demo_store, monkeypatch)
-    phases, ranked = at.dataframe[0].value, at.dataframe[1].value
+    phases, ranked = at.dataframe[1].value, at.dataframe[2].value  # after the chosen runs
     assert {"dual_hive", "full_stress"} <= set(phases["phase"])
     assert "verdict" in phases.columns
     assert any("tt" in a for a in ranked["antagonist"])
@@ -217,3 +253,104 @@ def test_without_login_the_pages_open_directly(demo_store: Path, monkeypatch: py
     at = run_page("overview", demo_store, monkeypatch)
     assert not at.exception
     assert "Log in" not in [b.label for b in at.button]
+
+
+def write_alert_state(path: Path) -> None:
+    """A firing alert on n1 / gpu3, a resolved one on n2 and one on n1 / gpu5."""
+    from analysis.alerts.engine import EngineState, write_state
+    from analysis.alerts.rules import Alert, AlertBook
+
+    at = lambda h: datetime(2026, 3, 2, h, tzinfo=UTC)  # noqa: E731
+    alerts = [
+        Alert(labels={"alertname": "ThermalRegression", "severity": "critical", "node": "n1", "device": "gpu3"},
+              annotations={"summary": "gpu3 +4 °C/W"}, state="firing", active_at=at(9), last_active_at=at(9),
+              fired_at=at(9)),
+        Alert(labels={"alertname": "ThermalRegression", "severity": "warning", "node": "n1", "device": "gpu5"},
+              annotations={"summary": "gpu5 +3 °C/W"}, state="resolved", active_at=at(1), last_active_at=at(2),
+              fired_at=at(1), resolved_at=at(2)),
+        Alert(labels={"alertname": "PerfRegression", "severity": "critical", "node": "n2"},
+              annotations={"summary": "tok/s -8 %"}, state="resolved", active_at=at(3), last_active_at=at(4),
+              fired_at=at(3), resolved_at=at(4)),
+    ]
+    write_state(path, EngineState(AlertBook({a.fingerprint: a for a in alerts}, at(9)), []))
+
+
+def test_alerts_page_never_shows_none_for_an_alert_still_firing(demo_store: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path):
+    write_alert_state(tmp_path / "alerts")
+    at = run_page("alerts", demo_store, monkeypatch, NEIGHBORSCOPE_ALERT_STATE=str(tmp_path / "alerts"))
+    firing, resolved = at.dataframe[0].value, at.dataframe[1].value
+    assert "ends_at" not in firing.columns  # still firing: no "ended" column at all
+    assert list(resolved["ends_at"]) == ["2026-03-02 04:00:00", "2026-03-02 02:00:00"]
+
+
+@pytest.mark.parametrize(("query", "firing", "resolved"), [
+    ({"node": "n1"}, ["ThermalRegression"], ["gpu5"]),
+    ({"node": "n1", "device": "gpu5"}, [], ["gpu5"]),
+    ({"node": "n2"}, [], ["PerfRegression"]),
+])
+def test_alerts_page_shows_only_the_node_and_device_in_its_address(demo_store: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path, query, firing, resolved):
+    write_alert_state(tmp_path / "alerts")
+    at = run_page("alerts", demo_store, monkeypatch, query=query, NEIGHBORSCOPE_ALERT_STATE=str(tmp_path / "alerts"))
+    assert not at.exception
+    frames = [d.value for d in at.dataframe]
+    shown_firing = list(frames[0]["alertname"]) if firing else []
+    assert shown_firing == firing
+    column = "alertname" if query == {"node": "n2"} else "device"
+    assert list(frames[-1 if not firing else 1][column]) == resolved
+    assert any("Showing the alerts of" in i for i in texts(at, "info"))
+
+
+def test_runs_page_finds_the_report_the_demo_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "index.html").write_text("<html><body><h1>nightly</h1></body></html>")
+    at = run_page("runs", tmp_path / "store", monkeypatch)
+    assert at.selectbox(key="report_pick").value == "index.html"
+
+
+def test_runs_bars_are_labelled_with_plain_numbers(demo_store: Path, monkeypatch: pytest.MonkeyPatch):
+    at = run_page("runs", demo_store, monkeypatch)
+    bars = plotly_specs(at)[0]
+    labels = [t for trace in bars["data"] for t in trace["text"]]
+    assert labels and not [t for t in labels if "e+" in t or "e-" in t]
+    e2e = [trace for trace in bars["data"] if trace["xaxis"] == "x6" or trace.get("xaxis") == "x6"]
+    assert all("," in t for trace in e2e for t in trace["text"])  # tens of thousands of ms: 71,520
+
+
+def test_history_labels_show_only_what_is_known(demo_store: Path, monkeypatch: pytest.MonkeyPatch):
+    at = run_page("runs", demo_store, monkeypatch)
+    series = at.selectbox(key="history_series").options
+    assert series and not [s for s in series if "?" in s or "|" in s]
+    assert any(s.endswith("aiperf · baseline") for s in series)
+
+
+def test_noisy_neighbours_gives_each_antagonist_one_colour_in_both_charts(demo_store: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    at = run_page("noisy_neighbours", demo_store, monkeypatch)
+    over_time, scatter = plotly_specs(at)[1:3]  # after the phase chart
+
+    def colours(spec: dict) -> dict[str, str]:
+        return {t["name"]: (t.get("marker") or {}).get("color") for t in spec["data"]
+                if t.get("name") not in ("p99 ITL", "tokens/s")}
+
+    assert colours(scatter) and colours(scatter) == {n: c for n, c in colours(over_time).items() if n in colours(scatter)}
+    assert len(set(colours(scatter).values())) == len(colours(scatter))
+
+
+def test_noisy_neighbours_shows_the_chosen_runs_and_no_leftover_progress(demo_store: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    at = run_page("noisy_neighbours", demo_store, monkeypatch)
+    assert at.expander and "chosen run(s) of hive0" in at.expander[0].label
+    assert not at.get("progress")  # the progress line is gone once the result is drawn
+    assert texts(at, "header")[0] == "Phases"
+
+
+@pytest.mark.parametrize("page", ["node_detail", "noisy_neighbours"])
+def test_run_band_labels_sit_above_the_plot_area(page: str, demo_store: Path, monkeypatch: pytest.MonkeyPatch):
+    at = run_page(page, demo_store, monkeypatch)
+    spec = plotly_specs(at)[0 if page == "node_detail" else 1]
+    bands = [a for a in spec["layout"]["annotations"] if " · " in a.get("text", "")]
+    assert bands
+    assert all(a["y"] == 1 and a["yanchor"] == "bottom" and a["yshift"] > 0 for a in bands)
