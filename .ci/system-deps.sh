@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System packages the tests use: Debian's influxdb (1.x server), victoria-metrics (a real /api/v2/write
-# server, from Debian trixie, unpacked with dpkg -x), chromium (headless browser tests).
+# server, from Debian trixie, unpacked with dpkg -x), chromium (headless browser tests), prometheus (promtool).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 SUDO=""
@@ -8,6 +8,7 @@ SUDO=""
 need=()
 command -v influxd >/dev/null || need+=(influxdb)
 command -v chromium >/dev/null || need+=(chromium)
+command -v promtool >/dev/null || need+=(prometheus)  # promtool: the /metrics expositions are checked with it
 if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -23,4 +24,4 @@ if ! command -v victoria-metrics >/dev/null && [ ! -x /opt/victoria-metrics/usr/
   $SUDO dpkg -x "$tmp"/victoria-metrics_*.deb /opt/victoria-metrics
   rm -rf "$tmp"
 fi
-echo "influxd: $(command -v influxd)  chromium: $(command -v chromium)  victoria-metrics: $(ls /opt/victoria-metrics/usr/bin/victoria-metrics 2>/dev/null || command -v victoria-metrics)"
+echo "influxd: $(command -v influxd)  chromium: $(command -v chromium)  promtool: $(command -v promtool)  victoria-metrics: $(ls /opt/victoria-metrics/usr/bin/victoria-metrics 2>/dev/null || command -v victoria-metrics)"

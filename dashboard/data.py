@@ -148,8 +148,10 @@ def find_reports_dir(settings: Settings) -> Path | None:
 
 @st.cache_resource(show_spinner=False)
 def reader(store_url: str) -> Reader:
-    """One store handle per dashboard process (shared by every session)."""
-    return Reader(open_store(store_url))
+    """One store handle per dashboard process (shared by every session). The dashboard only reads: a store that
+    does not exist is a `StoreError` (shown by `store_error`), never an empty one created at a mistyped path. A
+    failed open is not cached, so the page reads the store once it appears."""
+    return Reader(open_store(store_url, create=False))
 
 
 def store_error(store_url: str) -> str | None:

@@ -1,7 +1,8 @@
 """The figure builders of the nightly report and the dashboard: pure ``frame -> plotly Figure`` functions, one
 look (`style`), one series reducer (`reduce`: MinMaxLTTB per trace, fixed time bins for heatmaps).
 
-- `analysis.figures.style`: colours, units, labels, the transparent grey style, placeholders, trace type;
+- `analysis.figures.style`: colours (one per antagonist: `antagonist_colors`), units, labels, plain-number
+  labels, the transparent grey style, placeholders, trace type;
 - `analysis.figures.reduce`: `reduce_series`, `interleave_min_max`, `time_buckets`, `bucket_seconds`;
 - `analysis.figures.nodes`: node telemetry (heatmaps, group series, stacked panels with run bands, thermal bars);
 - `analysis.figures.runs`: runs, phases, attribution and history.
@@ -34,10 +35,19 @@ from analysis.figures.runs import (
     victim_vs_antagonists,
     with_gaps,
 )
-from analysis.figures.style import MAX_POINTS, WEBGL_MIN_POINTS, empty_figure, line_trace, loading_figure, style
+from analysis.figures.style import (
+    MAX_POINTS,
+    WEBGL_MIN_POINTS,
+    antagonist_colors,
+    empty_figure,
+    line_trace,
+    loading_figure,
+    plain_number,
+    style,
+)
 
-__all__ = ["MAX_POINTS", "WEBGL_MIN_POINTS", "add_bands", "bands", "device_heatmap", "device_order", "empty_figure",
+__all__ = ["MAX_POINTS", "WEBGL_MIN_POINTS", "add_bands", "antagonist_colors", "bands", "device_heatmap", "device_order", "empty_figure",
            "evidence_timeline", "group_timeseries", "heatmap_figure", "history_figure", "history_lines",
            "index_scatter", "line_trace", "loading_figure", "phase_change_bars", "phase_metric_bars",
-           "runs_side_by_side", "style", "thermal_profile_bars", "timeseries_panels", "victim_vs_antagonists",
+           "plain_number", "runs_side_by_side", "style", "thermal_profile_bars", "timeseries_panels", "victim_vs_antagonists",
            "with_gaps"]

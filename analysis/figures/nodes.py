@@ -3,7 +3,8 @@
 - `heatmap_figure(frame, field, ...)`: devices (rows, grouped and flagged) × time bins, the dashboard's overview;
 - `device_heatmap(accel, field)`: one row per accelerator in natural order, the report's;
 - `group_timeseries(accel, field)`: mean ``field`` per co-tenant group over time;
-- `timeseries_panels(panels, spans)`: stacked panels on one time axis, benchmark runs as `bands`;
+- `timeseries_panels(panels, spans)`: stacked panels on one time axis (empty ones left out), benchmark runs as
+  `bands` labelled above the plot area;
 - `thermal_profile_bars(profile, limits)`: temperature range and average per node or device.
 
 Series go through the one reducer (`analysis.figures.reduce`): MinMaxLTTB per trace, fixed time bins for heatmaps.
@@ -22,6 +23,7 @@ from plotly.subplots import make_subplots
 from analysis.figures.reduce import bucket_seconds, reduce_series, time_buckets
 from analysis.figures.style import (
     BAND_COLOURS,
+    BAND_LABEL_SHIFT_PX,
     GREY,
     LABELS,
     MAX_POINTS,
@@ -186,29 +188,40 @@ def bands(events: pl.DataFrame, group: str | Sequence[str] | None = None) -> lis
 
 
 def add_bands(fig: go.Figure, spans: Sequence[dict], rows: int = 1) -> None:
+    """Shade each span (`bands`) over every one of ``rows`` stacked panels, a colour per phase, and label it
+    (phase · run) above the top panel's plot area, above its subplot title: never on top of a trace at 100 %.
+    The top margin grows by `BAND_LABEL_SHIFT_PX` to make room (set the figure's margin before calling)."""
     colours: dict[str, str] = {}
     for b in spans:
         colour = colours.setdefault(b["phase"], BAND_COLOURS[len(colours) % len(BAND_COLOURS)])
         for r in range(1, rows + 1):
             kw = {"row": r, "col": 1} if rows > 1 else {}
             fig.add_vrect(x0=b["x0"], x1=b["x1"], fillcolor=colour, line_width=0, layer="below", **kw)
-        fig.add_annotation(x=b["x0"], y=0.99, yref="y domain", xanchor="left", yanchor="top", text=b["label"],
-                           showarrow=False, font={"size": 10}, bgcolor="rgba(128,128,128,0.12)")
+        fig.add_annotation(x=b["x0"], y=1, yref="y domain", xanchor="left", yanchor="bottom",
+                           yshift=BAND_LABEL_SHIFT_PX, text=b["label"], showarrow=False, font={"size": 10},
+                           bgcolor="rgba(128,128,128,0.12)")
+    if spans:
+        top = fig.layout.margin.t if fig.layout.margin.t is not None else 50
+        fig.update_layout(margin={"t": top + BAND_LABEL_SHIFT_PX})
 
 
 def timeseries_panels(panels: Sequence[dict], spans: Sequence[dict] = (), height_per_panel: int = 260) -> go.Figure:
-    """Stacked panels on one shared time axis.
+    """Stacked panels on one shared time axis; a panel with no samples is left out (an empty subplot draws NaN
+    axis paths), and with none left the figure says so in words.
 
     Each panel: ``{"frame", "y", "by" (trace column or None), "title", "unit"}``; frames are already reduced.
     """
+    panels = [p for p in panels if p["frame"].height]
+    if not panels:
+        return empty_figure("no samples in this range")
     trace = line_trace(sum(p["frame"].height for p in panels))
-    n = max(len(panels), 1)
+    n = len(panels)
     fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=[p["title"] for p in panels])
     for i, p in enumerate(panels, start=1):
         frame: pl.DataFrame = p["frame"]
         by = p.get("by")
-        parts = frame.partition_by(by, as_dict=True, maintain_order=True) if by and frame.height else {(None,): frame}
+        parts = frame.partition_by(by, as_dict=True, maintain_order=True) if by else {(None,): frame}
         for key, part in parts.items():
             name = str(key[0]) if key[0] is not None else p["y"]
             fig.add_trace(
@@ -220,7 +233,7 @@ def timeseries_panels(panels: Sequence[dict], spans: Sequence[dict] = (), height
         fig.update_yaxes(title_text=p["unit"], row=i, col=1)
     fig.update_xaxes(type="date")
     fig.update_xaxes(title_text="time (UTC)", row=n, col=1)
-    add_bands(fig, spans, rows=n)
     fig.update_layout(height=height_per_panel * n + 80, margin={"l": 10, "r": 10, "t": 50, "b": 40},
                       legend={"groupclick": "toggleitem"}, hovermode="x unified")
+    add_bands(fig, spans, rows=n)
     return fig

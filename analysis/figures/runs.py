@@ -4,8 +4,9 @@
   (`analysis.degradation.PHASE_COLUMNS`): values per phase, change vs baseline with its interval;
 - `evidence_timeline(victim_p99, activity, victim, antagonist)`: the victim's p99 ITL against an antagonist;
 - `victim_vs_antagonists(victim, activity, ...)` / `index_scatter(points, ...)`: an `Attribution`'s windows and
-  index against its suspects' activity (`dashboard.interference.linked`);
-- `runs_side_by_side(runs, metrics)`: one bar per run and metric;
+  index against its suspects' activity (`dashboard.interference.linked`), one colour per antagonist in both
+  (`analysis.figures.style.antagonist_colors`);
+- `runs_side_by_side(runs, metrics)`: one bar per run and metric, labelled with plain numbers;
 - `history_lines(history, change_points, metric)` / `history_figure(frame, y, unit)`: metrics over nights / runs.
 """
 
@@ -20,7 +21,18 @@ from plotly.subplots import make_subplots
 
 from analysis.figures.nodes import add_bands
 from analysis.figures.reduce import reduce_series
-from analysis.figures.style import GREY, LABELS, MAX_POINTS, PALETTE, color, empty_figure, line_trace, style
+from analysis.figures.style import (
+    GREY,
+    LABELS,
+    MAX_POINTS,
+    PALETTE,
+    antagonist_colors,
+    color,
+    empty_figure,
+    line_trace,
+    plain_number,
+    style,
+)
 from telemetry.schema import TIME
 
 
@@ -115,41 +127,54 @@ def _step_s(frame: pl.DataFrame) -> float:
 
 
 def victim_vs_antagonists(victim: pl.DataFrame, activity: pl.DataFrame, victim_name: str,
-                          spans: Sequence[dict] = (), activity_title: str = "CPU % (100 = 1 core)") -> go.Figure:
-    """Victim windowed p99 ITL and throughput over time, above the antagonists' activity, on one time axis.
+                          spans: Sequence[dict] = (), activity_title: str = "CPU % (100 = 1 core)",
+                          colors: Mapping[str, str] | None = None) -> go.Figure:
+    """Victim windowed p99 ITL and throughput over time, above the antagonists' activity, on one time axis; run
+    bands labelled above the plot area.
 
     ``victim``: time, itl_ms_p99, output_tok_s; ``activity``: time, antagonist, activity (0..1 or a unit value).
+    ``colors``: antagonist name -> colour (`antagonist_colors`); pass the map `index_scatter` gets so both charts
+    give an antagonist one colour. Default: one from the antagonists drawn here.
     """
+    names = activity["antagonist"].unique(maintain_order=True).to_list() if activity.height else []
+    colors = colors if colors is not None else antagonist_colors(names)
     trace = line_trace(victim.height * 2 + activity.height)
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
                         subplot_titles=[f"{victim_name}: windowed p99 inter-token latency",
                                         f"{victim_name}: output throughput", "antagonist activity"])
     if victim.height:
         fig.add_trace(trace(x=victim[TIME].to_list(), y=victim["itl_ms_p99"].to_list(), mode="lines+markers",
-                                   name="p99 ITL", marker={"size": 4}), row=1, col=1)
-        fig.add_trace(trace(x=victim[TIME].to_list(), y=victim["output_tok_s"].to_list(),
-                                   mode="lines+markers", name="tokens/s", marker={"size": 4}), row=2, col=1)
+                            name="p99 ITL", marker={"size": 4, "color": PALETTE[0]}, line={"color": PALETTE[0]}),
+                      row=1, col=1)
+        fig.add_trace(trace(x=victim[TIME].to_list(), y=victim["output_tok_s"].to_list(), mode="lines+markers",
+                            name="tokens/s", marker={"size": 4, "color": PALETTE[1]}, line={"color": PALETTE[1]}),
+                      row=2, col=1)
     if activity.height:
         for (name,), part in activity.partition_by("antagonist", as_dict=True, maintain_order=True).items():
-            fig.add_trace(trace(x=part[TIME].to_list(), y=part["activity"].to_list(), mode="lines",
-                                       name=str(name)), row=3, col=1)
+            c = colors.get(str(name))
+            fig.add_trace(trace(x=part[TIME].to_list(), y=part["activity"].to_list(), mode="lines", name=str(name),
+                                line={"color": c}, marker={"color": c}), row=3, col=1)
     fig.update_yaxes(title_text="ms", row=1, col=1)
     fig.update_yaxes(title_text="tokens/s", row=2, col=1)
     fig.update_yaxes(title_text=activity_title, row=3, col=1)
     fig.update_xaxes(title_text="time (UTC)", row=3, col=1)
-    add_bands(fig, spans, rows=3)
     fig.update_layout(height=760, margin={"l": 10, "r": 10, "t": 50, "b": 40}, hovermode="x unified")
+    add_bands(fig, spans, rows=3)
     return fig
 
 
-def index_scatter(frame: pl.DataFrame, x_title: str, y_title: str) -> go.Figure:
-    """Interference index (y) against each antagonist's activity (x), one colour per antagonist."""
+def index_scatter(frame: pl.DataFrame, x_title: str, y_title: str,
+                  colors: Mapping[str, str] | None = None) -> go.Figure:
+    """Interference index (y) against each antagonist's activity (x), one colour per antagonist (``colors``:
+    name -> colour, the map `victim_vs_antagonists` gets; default: one from the antagonists drawn here)."""
+    names = frame["antagonist"].unique(maintain_order=True).to_list() if frame.height else []
+    colors = colors if colors is not None else antagonist_colors(names)
     fig = go.Figure()
     trace = line_trace(frame.height)
     if frame.height:
         for (name,), part in frame.partition_by("antagonist", as_dict=True, maintain_order=True).items():
             fig.add_trace(trace(x=part["activity"].to_list(), y=part["index"].to_list(), mode="markers",
-                                name=str(name), marker={"size": 6, "opacity": 0.7}))
+                                name=str(name), marker={"size": 6, "opacity": 0.7, "color": colors.get(str(name))}))
     fig.update_layout(title="Interference index vs antagonist activity", xaxis_title=x_title, yaxis_title=y_title,
                       height=420, margin={"l": 10, "r": 10, "t": 50, "b": 40})
     return fig
@@ -157,20 +182,19 @@ def index_scatter(frame: pl.DataFrame, x_title: str, y_title: str) -> go.Figure:
 
 def runs_side_by_side(frame: pl.DataFrame, metrics: Mapping[str, str], cols: int = 3) -> go.Figure:
     """One panel per metric (``metrics``: column -> title with unit), one bar per run (``label``), a colour per run
-    shared by every panel and named in the legend."""
+    shared by every panel and named in the legend. Bar labels and hover values are plain numbers with thousands
+    separators (``71,520``, never ``7.152e+04``)."""
     names = [m for m in metrics if m in frame.columns]
     rows = max(1, -(-len(names) // cols))
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[metrics[m] for m in names], vertical_spacing=0.16)
-    palette = ("#3b82f6", "#f97316", "#10b981", "#e11d48", "#8b5cf6", "#eab308", "#06b6d4", "#64748b")
     labels = frame["label"].to_list()
     for j, m in enumerate(names):
         r, c = divmod(j, cols)
         values = frame[m].to_list()
         for i, (label, v) in enumerate(zip(labels, values, strict=True)):
             fig.add_trace(go.Bar(x=[label], y=[v], name=label, legendgroup=label, showlegend=j == 0,
-                                 marker_color=palette[i % len(palette)],
-                                 text=[f"{v:.4g}" if v is not None else ""], textposition="auto",
-                                 hovertemplate=f"{label}<br>{metrics[m]}: %{{y:.4g}}<extra></extra>"),
+                                 marker_color=color(i), text=[plain_number(v)], textposition="auto",
+                                 hovertemplate=f"{label}<br>{metrics[m]}: %{{y:,.2f}}<extra></extra>"),
                           row=r + 1, col=c + 1)
         fig.update_xaxes(showticklabels=False, row=r + 1, col=c + 1)
     fig.update_layout(height=300 * rows + 80, margin={"l": 10, "r": 10, "t": 60, "b": 20}, barmode="group",

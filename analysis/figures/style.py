@@ -8,6 +8,8 @@ theme). Every axis names its unit.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import plotly.graph_objects as go
 import polars as pl
@@ -19,6 +21,7 @@ GRID = "rgba(138,143,152,0.25)"
 PALETTE = ("#3b82f6", "#f97316", "#10b981", "#e11d48", "#8b5cf6", "#eab308", "#06b6d4", "#64748b")
 BAND_COLOURS = ("rgba(99,110,250,0.10)", "rgba(239,85,59,0.10)", "rgba(0,204,150,0.10)", "rgba(171,99,250,0.10)",
                 "rgba(255,161,90,0.10)", "rgba(25,211,243,0.10)")
+BAND_LABEL_SHIFT_PX = 24  # a run band's label sits this far above its panel's top, clear of the subplot title
 SCALES = {"temp_c": "Inferno", "power_w": "Viridis", "pcie_bytes_per_s": "Cividis", "util_pct": "Blues",
           "throttled": "Reds"}
 UNITS = {"temp_c": "°C", "power_w": "W", "util_pct": "%", "sm_clock_mhz": "MHz", "itl_ms_p99": "ms",
@@ -68,6 +71,31 @@ def loading_figure(message: str, height: int = 300) -> go.Figure:
 
 def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
+
+
+def antagonist_colors(names: Iterable[str]) -> dict[str, str]:
+    """One colour per antagonist name, in the order given (rank first), for every chart that draws antagonists
+    (`analysis.figures.runs.victim_vs_antagonists`, `index_scatter`): pass the same map to each and a name has
+    the same colour in all of them. A merged antagonist (``a+b``) gives each member its colour too. The first
+    two palette colours are left to the victim's own traces."""
+    colors: dict[str, str] = {}
+    for name in names:
+        for key in (str(name), *str(name).split("+")):
+            if key not in colors:
+                colors[key] = PALETTE[(len(colors) + 2) % len(PALETTE)]
+    return colors
+
+
+def plain_number(value: float | None) -> str:
+    """A bar label as a plain number with thousands separators, never scientific notation: ``71520.4`` ->
+    ``71,520``; ``812.34`` -> ``812``; ``41.27`` -> ``41.3``; ``0.1234`` -> ``0.12``; None or NaN -> ``""``."""
+    if value is None:
+        return ""
+    v = float(value)
+    if v != v:  # NaN
+        return ""
+    digits = 0 if abs(v) >= 100 else 1 if abs(v) >= 10 else 2
+    return f"{v:,.{digits}f}"
 
 
 def epoch_ms(times: pl.Series) -> np.ndarray:

@@ -7,7 +7,7 @@ import polars as pl
 import streamlit as st
 
 from analysis import figures as charts
-from dashboard import data, figure_tweaks, layout, plotly_view
+from dashboard import data, layout, plotly_view
 from telemetry.schema import ACCEL, HOST, TENANT
 
 # a dozen traces in three stacked panels: 1,000 points each is still about one per pixel column of a wide
@@ -82,18 +82,16 @@ panels = [{
 }]
 host_frame = data.series(s.store_url, "host", "cpu_util_pct", tr.start, tr.end, (("node", (node,)),), (),
                          POINTS_PER_TRACE)
-if host_frame.height:  # an empty panel draws NaN axis lines (console errors); the caption below says it is absent
-    panels.append({"frame": host_frame, "y": "cpu_util_pct", "by": None, "title": "host CPU utilisation",
-                   "unit": layout.axis_unit(HOST.field_index["cpu_util_pct"].unit)})
+panels.append({"frame": host_frame, "y": "cpu_util_pct", "by": None, "title": "host CPU utilisation",
+               "unit": layout.axis_unit(HOST.field_index["cpu_util_pct"].unit)})
 tenant_frame = data.series(s.store_url, "tenant", "cpu_pct", tr.start, tr.end, (("node", (node,)),), ("group",),
                            POINTS_PER_TRACE)
-if tenant_frame.height:
-    panels.append({"frame": tenant_frame, "y": "cpu_pct", "by": "group", "title": "tenant CPU (100 % = one core)",
-                   "unit": layout.axis_unit(TENANT.field_index["cpu_pct"].unit)})
+panels.append({"frame": tenant_frame, "y": "cpu_pct", "by": "group", "title": "tenant CPU (100 % = one core)",
+               "unit": layout.axis_unit(TENANT.field_index["cpu_pct"].unit)})
 events = data.run_events(s.store_url, tr.start, tr.end)
 events = events.filter(pl.col("node") == node) if events.height else events
 spans = charts.bands(events, chosen_groups or None) if show_bands else []
-fig = figure_tweaks.band_labels_above(charts.timeseries_panels(panels, spans), [b["label"] for b in spans])
+fig = charts.timeseries_panels(panels, spans)  # leaves out a panel with no samples (the caption below says so)
 points = sum(p["frame"].height for p in panels)
 with slot.container():
     if panels[0]["frame"].height == 0:

@@ -9,7 +9,7 @@ import polars as pl
 import streamlit as st
 
 from analysis import figures as charts
-from dashboard import data, figure_tweaks, interference, layout, plotly_view
+from dashboard import data, interference, layout, plotly_view
 
 EXPECTED_S = 8.0  # what the progress bar fills towards (seed 000's three runs take 5-7 s on 2 busy cores)
 
@@ -105,12 +105,11 @@ else:
     events = data.run_events(s.store_url, span_start - timedelta(minutes=1), span_end + timedelta(minutes=1))  # type: ignore[operator]
     spans = charts.bands(events, victim)
     # one colour per antagonist, the same in both charts (and never one of the victim's own traces)
-    colours = figure_tweaks.antagonist_colours([*result.antagonists["antagonist"].to_list(),
-                                                *linked.activity["antagonist"].unique(maintain_order=True).to_list()])
-    over_time = charts.victim_vs_antagonists(linked.victim, linked.activity, victim, spans,
-                                             activity_title=linked.activity_title)
-    figure_tweaks.band_labels_above(figure_tweaks.recolour(over_time, colours), [b["label"] for b in spans])
-    plotly_view.chart(over_time, key="nn-linked")
-    scatter = charts.index_scatter(linked.scatter, linked.activity_title, linked.index_title)
-    plotly_view.chart(figure_tweaks.recolour(scatter, colours), key="nn-scatter")
+    colors = charts.antagonist_colors([*result.antagonists["antagonist"].to_list(),
+                                       *linked.activity["antagonist"].unique(maintain_order=True).to_list()])
+    plotly_view.chart(charts.victim_vs_antagonists(linked.victim, linked.activity, victim, spans,
+                                                   activity_title=linked.activity_title, colors=colors),
+                      key="nn-linked")
+    plotly_view.chart(charts.index_scatter(linked.scatter, linked.activity_title, linked.index_title, colors=colors),
+                      key="nn-scatter")
     st.caption(linked.index_note)

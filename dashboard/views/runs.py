@@ -7,7 +7,7 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from analysis import figures as charts
-from dashboard import data, figure_tweaks, history, layout, plotly_view
+from dashboard import data, history, layout, plotly_view
 
 METRICS = {
     "output_tok_s": "output throughput (tokens/s)",
@@ -51,7 +51,7 @@ else:
         sel = sel.sort(pl.col("run_id").replace_strict({r: i for i, r in enumerate(picked)}, default=0))
         metrics = {m: t for m, t in METRICS.items() if m in sel.columns}
         if metrics:
-            plotly_view.chart(figure_tweaks.plain_bar_labels(charts.runs_side_by_side(sel, metrics)), key="runs-bars")
+            plotly_view.chart(charts.runs_side_by_side(sel, metrics), key="runs-bars")
             ref = sel.row(0, named=True)
             delta = sel.select(
                 "label",

@@ -354,3 +354,12 @@ def test_run_band_labels_sit_above_the_plot_area(page: str, demo_store: Path, mo
     bands = [a for a in spec["layout"]["annotations"] if " · " in a.get("text", "")]
     assert bands
     assert all(a["y"] == 1 and a["yanchor"] == "bottom" and a["yshift"] > 0 for a in bands)
+
+
+def test_a_store_that_does_not_exist_is_named_and_never_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    missing = tmp_path / "stor"  # mistyped
+    at = run_page("overview", missing, monkeypatch)
+    assert not at.exception, at.exception
+    errors = texts(at, "error")
+    assert len(errors) == 1 and f"cannot read the store {missing}" in errors[0] and "does not exist" in errors[0]
+    assert not missing.exists(), "the dashboard only reads: it must not create a store"

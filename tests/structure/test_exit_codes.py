@@ -85,6 +85,7 @@ BAD_INPUT = [
     ["serve", "--store", "{tmp}/store", "--no-collector", "--report-cron", "every night"],
     ["serve", "--store", "{tmp}/store", "--no-collector", "--alerts-config", "{tmp}/missing.toml"],
     ["dashboard", "--theme", "purple"],
+    ["dashboard", "--port", "99999"],
 ]
 
 
