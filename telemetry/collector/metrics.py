@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 
 class CollectorMetrics:
@@ -29,13 +31,11 @@ class CollectorMetrics:
         )
 
     def watch_store(self, store: Any) -> None:
-        """A store with a local queue (InfluxDB) reports its depth and rejects: exposed as gauges."""
+        """A store with a local queue (InfluxDB) reports its depth (gauges) and the lines the store refused
+        since the collector started (a counter)."""
         status = getattr(store, "status", None)
-        if not callable(status):
-            return
-        for key in ("queued_batches", "queued_bytes", "rejected_lines"):
-            gauge = Gauge(f"neighborscope_store_{key}", f"store queue: {key.replace('_', ' ')}", registry=self.registry)
-            gauge.set_function(lambda k=key: float(status().get(k) or 0))
+        if callable(status):
+            self.registry.register(_StoreQueue(status))
 
     def watch_committer(self, committer: Any) -> None:
         """The group committer's requests on their way in (body read, being validated): it waits for them."""
@@ -45,3 +45,27 @@ class CollectorMetrics:
             registry=self.registry,
         )
         gauge.set_function(lambda: float(committer.arriving))
+
+
+class _StoreQueue:
+    """The store's local queue, read from ``status()`` at every scrape (Prometheus names: base units,
+    ``_total`` on the counter)."""
+
+    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+        self.status = status
+
+    def describe(self) -> list[Metric]:
+        return list(self._families({}))
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families(self.status())
+
+    @staticmethod
+    def _families(st: dict[str, Any]) -> Iterator[Metric]:
+        value = lambda key: float(st.get(key) or 0)  # noqa: E731
+        yield GaugeMetricFamily("neighborscope_store_queued_batches", "store queue: batches waiting for the store",
+                                value=value("queued_batches"))
+        yield GaugeMetricFamily("neighborscope_store_queued_bytes", "store queue: bytes waiting for the store",
+                                value=value("queued_bytes"))
+        yield CounterMetricFamily("neighborscope_store_rejected_lines", "lines the store refused (kept in rejected.lp)",
+                                  value=value("rejected_lines"))

@@ -104,10 +104,10 @@ def test_prometheus_endpoint_is_optional_and_serves_the_latest_samples():
         for _ in range(100):
             with contextlib.suppress(httpx.HTTPError):
                 body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-            if "neighborscope_accel_power_w" in body:
+            if "neighborscope_accel_power_watts" in body:
                 break
             stop.wait(0.05)
-        assert 'neighborscope_accel_power_w{device="gpu1"' in body
+        assert 'neighborscope_accel_power_watts{device="gpu1"' in body
         assert 'neighborscope_agent_ok{node="n1",sampler="simulated"} 1.0' in body
     finally:
         stop.set()
