@@ -32,15 +32,15 @@ running_requests            mean number of requests in flight (the victim's own 
 prefill_tokens              input tokens of requests whose prefill finished (first token) in the window
 ==========================  ==============================================================================
 
-**devices** (`device_windows`; in `Grid` only with ``align(per_device=True)``): window_start, node, device, group, and window means of ``power_w``,
-``power_limit_w``, ``util_pct``, ``pcie_bytes_per_s`` (rx + tx, else ``pcie_bidir_bytes_per_s``), ``temp_c``, ``sm_clock_mhz``, plus ``throttle_thermal_share``,
-``throttle_power_share`` (share of samples flagged) and ``at_power_cap_share`` (power_w >= 97 % of
-power_limit_w).
+**devices** (`device_windows`; in `Grid` only with ``align(per_device=True)``): window_start, node, device, group,
+and window means of ``power_w``, ``power_limit_w``, ``util_pct``, then every resource's fields
+(`analysis.resources.FIELDS`, in record order; today ``pcie_bytes_per_s`` (rx + tx, else
+``pcie_bidir_bytes_per_s``), ``temp_c``, ``sm_clock_mhz``, ``throttle_thermal_share``, ``throttle_power_share``
+(share of samples flagged) and ``at_power_cap_share`` (power_w >= 97 % of power_limit_w)).
 
 **groups** (`group_windows`, or `group_windows_direct` from the samples in one pass): the same per
-(window_start, group): ``power_w``, ``power_limit_w`` and
-``pcie_bytes_per_s`` summed
-over the group's devices, the others averaged; ``n_devices``.
+(window_start, group): ``power_w``, ``power_limit_w`` and the resource fields whose ``group_agg`` is ``sum``
+(``pcie_bytes_per_s``) summed over the group's devices, the others averaged; ``n_devices``.
 
 **host** (`host_windows`): window_start, ``cpu_util_pct``, ``procs_running``, ``load1``, ``cpu_count`` (node means; several
 nodes: one row per node with a ``node`` column).
@@ -53,17 +53,17 @@ nodes: one row per node with a ``node`` column).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
+
+from analysis.resources import FIELDS, SATURATED_CORE_PCT
 
 TIME_DTYPE = pl.Datetime("ns", "UTC")
 WINDOW_LADDER_S: tuple[float, ...] = (1, 2, 5, 10, 15, 30, 60, 120, 300)
 MIN_ITL_SAMPLES = 1000
 MIN_P99_SAMPLES = 100  # below this a window's p99 is the top order statistic or two: null
-SATURATED_CORE_PCT = 95.0
-POWER_CAP_SHARE = 0.97
 
 Frame = pl.DataFrame | pl.LazyFrame
 # telemetry aggregations run on polars' streaming engine: a week of 1 Hz samples never sits in memory at once
@@ -261,13 +261,6 @@ def victim_windows(
 # ------------------------------------------------------------------------------------------------ telemetry
 
 
-def _pcie_expr(col: Callable[[str], pl.Expr]) -> pl.Expr:
-    """PCIe bytes/s both ways: rx + tx, or the device's bidirectional figure when it gives only that."""
-    both = pl.when(col("pcie_rx_bytes_per_s").is_null() & col("pcie_tx_bytes_per_s").is_null()).then(None).otherwise(
-        col("pcie_rx_bytes_per_s").fill_null(0) + col("pcie_tx_bytes_per_s").fill_null(0))
-    return pl.coalesce(both, col("pcie_bidir_bytes_per_s"))
-
-
 def device_windows(accel: Frame, window_s: float) -> pl.DataFrame:
     """Per (window, device) means of the `accel` fields analysis uses (layout in the module docstring)."""
     lf = _lazy(accel)
@@ -276,8 +269,6 @@ def device_windows(accel: Frame, window_s: float) -> pl.DataFrame:
     def col(name: str) -> pl.Expr:
         return pl.col(name) if name in names else pl.lit(None, dtype=pl.Float64)
 
-    pcie = _pcie_expr(col)
-    at_cap = (col("power_w") >= POWER_CAP_SHARE * col("power_limit_w")).cast(pl.Float64)
     return (
         lf.select(
             window_expr(window_s).alias("window_start"),
@@ -287,12 +278,7 @@ def device_windows(accel: Frame, window_s: float) -> pl.DataFrame:
             col("power_w").cast(pl.Float64).alias("power_w"),
             col("power_limit_w").cast(pl.Float64).alias("power_limit_w"),
             col("util_pct").cast(pl.Float64).alias("util_pct"),
-            pcie.cast(pl.Float64).alias("pcie_bytes_per_s"),
-            col("temp_c").cast(pl.Float64).alias("temp_c"),
-            col("sm_clock_mhz").cast(pl.Float64).alias("sm_clock_mhz"),
-            col("throttle_thermal").cast(pl.Float64).alias("throttle_thermal_share"),
-            col("throttle_power").cast(pl.Float64).alias("throttle_power_share"),
-            at_cap.alias("at_power_cap_share"),
+            *[f.expr(col).cast(pl.Float64).alias(f.name) for f in FIELDS],
         )
         .group_by("window_start", "node", "device", "group")
         .mean()
@@ -301,9 +287,10 @@ def device_windows(accel: Frame, window_s: float) -> pl.DataFrame:
     )
 
 
-_GROUP_MEANS = ("util_pct", "temp_c", "sm_clock_mhz", "throttle_thermal_share", "throttle_power_share",
-                "at_power_cap_share")
-"""Group fields averaged over the group's devices (power, power limit and PCIe are summed)."""
+_GROUP_SUMS = ("power_w", "power_limit_w", *(f.name for f in FIELDS if f.group_agg == "sum"))
+"""Group fields summed over the group's devices (power, its limit, and each resource's summed fields)."""
+_GROUP_MEANS = ("util_pct", *(f.name for f in FIELDS if f.group_agg == "mean"))
+"""Group fields averaged over the group's devices."""
 
 
 def _window_means() -> list[pl.Expr]:
@@ -317,9 +304,7 @@ def group_windows(devices: pl.DataFrame) -> pl.DataFrame:
     return (
         devices.group_by("window_start", "node", "group")
         .agg(
-            pl.col("power_w").sum().alias("power_w"),
-            pl.col("power_limit_w").sum().alias("power_limit_w"),
-            pl.col("pcie_bytes_per_s").sum().alias("pcie_bytes_per_s"),
+            *[pl.col(c).sum().alias(c) for c in _GROUP_SUMS],
             *_window_means(),
             pl.len().cast(pl.Int64).alias("n_devices"),
         )
@@ -386,26 +371,18 @@ def group_windows_direct(accel: Frame, window_s: float) -> pl.DataFrame:
     def col(name: str) -> pl.Expr:
         return pl.col(name).cast(pl.Float64) if name in names else pl.lit(None, dtype=pl.Float64)
 
-    pcie = _pcie_expr(col)
-    at_cap = (col("power_w") >= POWER_CAP_SHARE * col("power_limit_w")).cast(pl.Float64)
     node = pl.col("node") if "node" in names else pl.lit("")
     group = pl.col("group").fill_null("") if "group" in names else pl.lit("")
     n_dev = pl.col("device").n_unique()
     return (
         lf.select(window_expr(window_s).alias("window_start"), node.alias("node"), group.alias("group"), "device",
                   col("power_w").alias("power_w"), col("power_limit_w").alias("power_limit_w"),
-                  pcie.alias("pcie_bytes_per_s"), col("util_pct").alias("util_pct"), col("temp_c").alias("temp_c"),
-                  col("sm_clock_mhz").alias("sm_clock_mhz"),
-                  col("throttle_thermal").alias("throttle_thermal_share"),
-                  col("throttle_power").alias("throttle_power_share"), at_cap.alias("at_power_cap_share"))
+                  col("util_pct").alias("util_pct"), *[f.expr(col).cast(pl.Float64).alias(f.name) for f in FIELDS])
         .group_by("window_start", "node", "group")
         .agg(
-            (pl.col("power_w").mean() * pl.col("device").filter(pl.col("power_w").is_not_null()).n_unique())
-            .alias("power_w"),
-            (pl.col("power_limit_w").mean()
-             * pl.col("device").filter(pl.col("power_limit_w").is_not_null()).n_unique()).alias("power_limit_w"),
-            (pl.col("pcie_bytes_per_s").mean()
-             * pl.col("device").filter(pl.col("pcie_bytes_per_s").is_not_null()).n_unique()).alias("pcie_bytes_per_s"),
+            # mean over samples x devices reporting = the mean per-sample sum
+            *[(pl.col(c).mean() * pl.col("device").filter(pl.col(c).is_not_null()).n_unique()).alias(c)
+              for c in _GROUP_SUMS],
             *_window_means(),
             n_dev.cast(pl.Int64).alias("n_devices"),
         )

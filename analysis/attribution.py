@@ -34,8 +34,9 @@ Method (analysis-methods.md §6b):
    coefficients (sustained idle -> its busiest) in the same regression on the throughput residual
    (``effect_pct``) and on the p99 ITL residual (``itl_p99_effect_pct``), CIs from Newey–West standard
    errors, in % of the baseline level of the load model's fit. The CPI2 correlation (Zhang et al. 2013, threshold 0.35) is reported beside it (``cpi2_corr``).
-5. **Resource** (`resource_evidence`): per suspect and shared resource, victim-side mediators regressed on the
-   suspect's activity (Newey–West t): PCIe = drop in the victim's load-adjusted PCIe rate; CPU = saturated
+5. **Resource** (`resource_evidence`): per suspect and shared resource, the victim-side mediators of its record
+   (`analysis.resources.RESOURCES`: share keys, mediators, thresholds and evidence words live there) regressed on
+   the suspect's activity (Newey–West t): PCIe = drop in the victim's load-adjusted PCIe rate; CPU = saturated
    cores on the victim's socket, host run queue beyond the CPUs, the victim's CPU share on an oversubscribed
    host (on a busy host every core is saturated anyway); thermal = victim clock drop, temperature; power = at-cap share. Throttle flags
    (thermal / power) rising with the suspect are hard evidence. The strongest wins; ``evidence`` lists all.
@@ -56,8 +57,8 @@ import polars as pl
 
 from analysis import stats
 from analysis.align import Grid
+from analysis.resources import BY_NAME, FIELDS, RESOURCE_NAMES, RESOURCES, Mediator, Resource
 
-RESOURCES = ("pcie", "cpu", "thermal", "power")
 LAGS = (0, 1, 2, 3)
 SMOOTH_S = 60.0
 N_SHIFTS = 999
@@ -95,9 +96,6 @@ SUSPECT_COLUMNS: dict[str, pl.DataType] = {
     "reason": pl.String(),
 }
 
-_SHARE_TO_RESOURCE = {"pcie_switch": "pcie", "socket": "cpu", "cooling_zone": "thermal", "power_zone": "power"}
-
-
 # ------------------------------------------------------------------------------------------------ topology
 
 
@@ -106,8 +104,8 @@ def suspects(victim: str, grid: Grid, topology: pl.DataFrame | None = None,
     """Co-tenants that could interfere with ``victim`` (`SUSPECT_COLUMNS`).
 
     Candidates are the groups seen in the grid (accelerator groups and tenants) other than the victim. With a
-    topology, a candidate is a suspect through each place it shares with the victim's devices (same PCIe switch
-    -> pcie, same socket -> cpu, same cooling zone -> thermal, same power zone -> power). Candidates that share
+    topology, a candidate is a suspect through each resource one of whose share keys (`Resource.share_keys`: same
+    PCIe switch -> pcie, same socket -> cpu, ...) it shares with the victim's devices. Candidates that share
     nothing are kept with no resources (a control: if one of them turns out significant, the topology misses a
     path, and its resource is searched among all). Without a topology every candidate is a suspect through every
     resource.
@@ -120,20 +118,24 @@ def suspects(victim: str, grid: Grid, topology: pl.DataFrame | None = None,
     rows = []
     if topology is None or topology.height == 0:
         for g in cands:
-            rows.append({"suspect": g, "shares": [], "resources": list(RESOURCES),
+            rows.append({"suspect": g, "shares": [], "resources": list(RESOURCE_NAMES),
                          "reason": "no topology declared: every co-tenant is a suspect"})
         return pl.DataFrame(rows, schema=SUSPECT_COLUMNS)
     vict = topology.filter(pl.col("group") == victim)
     for g in cands:
         mine = topology.filter(pl.col("group") == g)
         shares, res = [], []
-        for col, r in _SHARE_TO_RESOURCE.items():
-            common = sorted(set(vict[col].drop_nulls().to_list()) & set(mine[col].drop_nulls().to_list()))
-            if common:
-                shares.append(f"{col}={','.join(common)}")
-                res.append(r)
+        for r in RESOURCES:
+            shared = False
+            for col in r.share_keys:
+                common = sorted(set(vict[col].drop_nulls().to_list()) & set(mine[col].drop_nulls().to_list()))
+                if common:
+                    shares.append(f"{col}={','.join(common)}")
+                    shared = True
+            if shared:
+                res.append(r.name)
         if mine.height == 0:
-            rows.append({"suspect": g, "shares": [], "resources": list(RESOURCES),
+            rows.append({"suspect": g, "shares": [], "resources": list(RESOURCE_NAMES),
                          "reason": "not in the declared topology: suspect through every resource"})
         elif res:
             rows.append({"suspect": g, "shares": shares, "resources": res, "reason": "shares " + "; ".join(shares)})
@@ -372,40 +374,61 @@ def _scale_power(power: np.ndarray, limit: float) -> np.ndarray:
 
 def mediators(grid: Grid, victim: str, topology: pl.DataFrame | None = None,
               baseline_mask: np.ndarray | None = None) -> pl.DataFrame:
-    """Victim-side resource signals per victim window (window_start first):
+    """Victim-side resource signals per victim window: window_start, then every resource's mediators
+    (`analysis.resources.RESOURCES`, in record order; higher = more evidence; missing telemetry gives nulls).
 
-    ``pcie_drop`` (minus the load-adjusted log PCIe rate of the victim's devices), ``cpu_saturation``
-    (saturated core share of the victim's socket(s); all sockets' max without topology), ``clock_drop``
-    (minus log mean SM clock), ``temp_c``, ``throttle_thermal_share``, ``throttle_power_share``,
-    ``at_power_cap_share``, ``run_queue_excess`` (host runnable tasks per logical CPU beyond one: threads waiting
-    for a core), ``victim_cpu_drop`` (minus the victim tenant's CPU, in cores; only on an oversubscribed host,
-    i.e. a median run queue above the CPU count, where a victim using less CPU is a victim denied it; else
-    null). Higher = more evidence. Missing telemetry gives nulls.
+    Today: ``pcie_drop`` (minus the load-adjusted log PCIe rate of the victim's devices), ``cpu_saturation``
+    (saturated core share of the victim's socket(s); all sockets' max without topology), ``run_queue_excess``
+    (host runnable tasks per logical CPU beyond one: threads waiting for a core), ``victim_cpu_drop`` (minus the
+    victim tenant's CPU, in cores; only on an oversubscribed host, i.e. a median run queue above the CPU count,
+    where a victim using less CPU is a victim denied it; else null), ``clock_drop`` (minus log mean SM clock),
+    ``throttle_thermal_share``, ``temp_c``, ``throttle_power_share``, ``at_power_cap_share``.
     """
     v = victim_series(grid.victim)
     out = v.select("window_start", *WORK_COLS)
     if grid.groups.height:
         g = grid.groups.filter(pl.col("group") == victim).group_by("window_start").agg(
-            pl.col("pcie_bytes_per_s").sum(), pl.col("sm_clock_mhz").mean(), pl.col("temp_c").mean(),
-            pl.col("throttle_thermal_share").mean(), pl.col("throttle_power_share").mean(),
-            pl.col("at_power_cap_share").mean())
+            pl.col(f.name).sum() if f.group_agg == "sum" else pl.col(f.name).mean() for f in FIELDS)
         out = out.join(g, on="window_start", how="left")
     else:
-        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in (
-            "pcie_bytes_per_s", "sm_clock_mhz", "temp_c", "throttle_thermal_share", "throttle_power_share",
-            "at_power_cap_share"))
-    if grid.sockets.height:
-        socks = None
-        if topology is not None and topology.height:
-            socks = topology.filter(pl.col("group") == victim)["socket"].drop_nulls().unique().to_list()
-        s = grid.sockets if not socks else grid.sockets.filter(pl.col("socket").is_in(socks))
-        s = s.group_by("window_start").agg(pl.col("saturated_core_share").max().alias("cpu_saturation"))
-        out = out.join(s, on="window_start", how="left")
-    else:
-        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("cpu_saturation"))
-    # load-adjusted PCIe: residual of log rate on the victim's own load, fitted on baseline windows
-    pc = np.log(np.maximum(out["pcie_bytes_per_s"].cast(pl.Float64).fill_null(np.nan).to_numpy(), 1.0))
-    ok = np.isfinite(pc) & (out["pcie_bytes_per_s"].is_not_null().to_numpy())
+        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(f.name) for f in FIELDS)
+    ctx = _MediatorInputs(grid, victim, topology, baseline_mask, out)
+    return out.select(
+        "window_start",
+        *[_DERIVE[m.derive](ctx, r, m).alias(m.column) for r in RESOURCES for m in r.mediators],
+    )
+
+
+@dataclass
+class _MediatorInputs:
+    """What a mediator derivation reads: the grid, the victim, the topology, its baseline windows and ``frame``
+    (the victim's windows with its load columns and the victim group's resource fields)."""
+
+    grid: Grid
+    victim: str
+    topology: pl.DataFrame | None
+    baseline_mask: np.ndarray | None
+    frame: pl.DataFrame
+    _contention: tuple[np.ndarray, np.ndarray] | None = None
+
+    def contention(self) -> tuple[np.ndarray, np.ndarray]:
+        """`_cpu_contention` on the victim's windows (computed once: two mediators read it)."""
+        if self._contention is None:
+            self._contention = _cpu_contention(self.grid, self.victim, self.frame.select("window_start"))
+        return self._contention
+
+
+def _field(ctx: _MediatorInputs, m: Mediator) -> pl.Series:
+    if m.field is None:
+        raise ValueError(f"mediator {m.column}: derivation {m.derive!r} needs a field")
+    return ctx.frame[m.field]
+
+
+def _load_adjusted_drop(ctx: _MediatorInputs, _r: Resource, m: Mediator) -> pl.Series:
+    """Minus the residual of the log field on the victim's own load, fitted on baseline windows."""
+    out, baseline_mask, raw = ctx.frame, ctx.baseline_mask, _field(ctx, m)
+    pc = np.log(np.maximum(raw.cast(pl.Float64).fill_null(np.nan).to_numpy(), 1.0))
+    ok = np.isfinite(pc) & (raw.is_not_null().to_numpy())
     drop = np.full(out.height, np.nan)
     if ok.sum() > 5:
         base = ok if baseline_mask is None or len(baseline_mask) != out.height else ok & baseline_mask
@@ -415,24 +438,49 @@ def mediators(grid: Grid, victim: str, topology: pl.DataFrame | None = None,
         xs = _clip_to(x, base)
         beta, _ = stats.ols(pc[base], xs[base])
         drop[ok] = -(pc[ok] - xs[ok] @ beta)
-    clock = out["sm_clock_mhz"].cast(pl.Float64).to_numpy()
+    return pl.Series(m.column, drop)
+
+
+def _neg_log(ctx: _MediatorInputs, _r: Resource, m: Mediator) -> pl.Series:
     with np.errstate(divide="ignore", invalid="ignore"):
-        clock_drop = -np.log(clock)
-    rq, vcpu = _cpu_contention(grid, victim, out.select("window_start"))
-    out = out.with_columns(pl.Series("run_queue_excess", rq).fill_nan(None),
-                           pl.Series("victim_cpu_drop", vcpu).fill_nan(None))
-    return out.select(
-        "window_start",
-        pl.Series("pcie_drop", drop),
-        pl.col("cpu_saturation").cast(pl.Float64),
-        pl.Series("clock_drop", clock_drop),
-        pl.col("temp_c").cast(pl.Float64),
-        pl.col("throttle_thermal_share").cast(pl.Float64),
-        pl.col("throttle_power_share").cast(pl.Float64),
-        pl.col("at_power_cap_share").cast(pl.Float64),
-        "run_queue_excess",
-        "victim_cpu_drop",
-    )
+        return pl.Series(m.column, -np.log(_field(ctx, m).cast(pl.Float64).to_numpy()))
+
+
+def _value(ctx: _MediatorInputs, _r: Resource, m: Mediator) -> pl.Series:
+    return _field(ctx, m).cast(pl.Float64)
+
+
+def _socket_max(ctx: _MediatorInputs, r: Resource, m: Mediator) -> pl.Series:
+    """Highest saturated-core share among the victim's sockets (the resource's share key in the topology; every
+    socket without one)."""
+    grid, wins = ctx.grid, ctx.frame.select("window_start")
+    if not grid.sockets.height:
+        return pl.Series(m.column, [None] * wins.height, dtype=pl.Float64)
+    socks = None
+    if ctx.topology is not None and ctx.topology.height:
+        socks = ctx.topology.filter(pl.col("group") == ctx.victim)[r.share_keys[0]].drop_nulls().unique().to_list()
+    s = grid.sockets if not socks else grid.sockets.filter(pl.col("socket").is_in(socks))
+    s = s.group_by("window_start").agg(pl.col("saturated_core_share").max().alias(m.column))
+    return wins.join(s, on="window_start", how="left")[m.column].cast(pl.Float64)
+
+
+def _run_queue_excess(ctx: _MediatorInputs, _r: Resource, m: Mediator) -> pl.Series:
+    return pl.Series(m.column, ctx.contention()[0]).fill_nan(None)
+
+
+def _victim_cpu_drop(ctx: _MediatorInputs, _r: Resource, m: Mediator) -> pl.Series:
+    return pl.Series(m.column, ctx.contention()[1]).fill_nan(None)
+
+
+_DERIVE = {
+    "load_adjusted_drop": _load_adjusted_drop,
+    "neg_log": _neg_log,
+    "value": _value,
+    "socket_max": _socket_max,
+    "run_queue_excess": _run_queue_excess,
+    "victim_cpu_drop": _victim_cpu_drop,
+}
+"""How each `analysis.resources.Mediator.derive` is computed per victim window (name -> function)."""
 
 
 def _cpu_contention(grid: Grid, victim: str, wins: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -462,21 +510,6 @@ def _cpu_contention(grid: Grid, victim: str, wins: pl.DataFrame) -> tuple[np.nda
     return rq, vcpu
 
 
-# resource -> (mediator, kind): primary = victim-side performance signal; hard = throttle flag; context = weak
-_MEDIATORS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "pcie": (("pcie_drop", "primary", "victim's load-adjusted PCIe rate"),),
-    "cpu": (("cpu_saturation", "primary", "saturated cores on the victim's socket"),
-            ("run_queue_excess", "primary", "host run queue beyond the CPUs"),
-            ("victim_cpu_drop", "primary", "victim's CPU share on an oversubscribed host")),
-    "thermal": (("clock_drop", "primary", "victim clock"), ("throttle_thermal_share", "hard", "thermal throttle flags"),
-                ("temp_c", "context", "victim temperature")),
-    "power": (("throttle_power_share", "hard", "power throttle flags"),
-              ("at_power_cap_share", "primary", "victim at its power cap")),
-}
-_T_EVIDENCE = 4.0  # |t| a mediator needs to count as evidence (Newey–West t; windows are autocorrelated)
-_HARD_SHARE = 0.05  # throttle flags: share of samples more while the suspect is active
-
-
 def _slope_t(y: np.ndarray, a: np.ndarray, others: np.ndarray | None = None) -> tuple[float, float]:
     """Coefficient of ``a`` and its Newey–West t in y ~ 1 + a + others."""
     ok = np.isfinite(y) & np.isfinite(a)
@@ -501,7 +534,9 @@ def resource_evidence(suspect: str, activity: np.ndarray, med: pl.DataFrame, res
     lines: list[str] = []
     for r in resources:
         score = 0.0
-        for col, kind, label in _MEDIATORS.get(r, ()):
+        rec = BY_NAME.get(r)
+        for m in rec.mediators if rec else ():
+            col, kind, label = m.column, m.kind, m.label
             if col not in med.columns:
                 continue
             y = med[col].cast(pl.Float64).to_numpy()
@@ -509,24 +544,14 @@ def resource_evidence(suspect: str, activity: np.ndarray, med: pl.DataFrame, res
             if not math.isfinite(t):
                 continue
             if kind == "hard":
-                if slope >= _HARD_SHARE and t >= _T_EVIDENCE:
+                if slope >= rec.hard_share and t >= rec.t_evidence:
                     lines.append(f"{r}: {label} set in {100 * min(slope, 1.0):.0f}% more of the samples with {suspect} "
                                  f"at its busiest (t={t:.1f}; hard evidence)")
                     score = max(score, t) + 10.0
                     hard_any = True
                 continue
-            if t >= _T_EVIDENCE:
-                if col in ("pcie_drop", "clock_drop"):
-                    what = f"{label} {100 * (math.exp(-slope) - 1):+.1f}% with {suspect} at its busiest"
-                elif col == "temp_c":
-                    what = f"{label} {slope:+.1f} degC with {suspect} at its busiest"
-                elif col == "run_queue_excess":
-                    what = f"{label} {slope:+.2f} waiting tasks per CPU with {suspect} at its busiest"
-                elif col == "victim_cpu_drop":
-                    what = f"{label} {-slope:+.2f} cores with {suspect} at its busiest"
-                else:
-                    what = f"{label} {100 * slope:+.1f} points with {suspect} at its busiest"
-                lines.append(f"{r}: {what} (t={t:.1f})")
+            if t >= rec.t_evidence:
+                lines.append(f"{r}: {label} {m.effect(slope)} with {suspect} at its busiest (t={t:.1f})")
                 if kind == "primary":
                     score = max(score, t)
         if score > best_score:
@@ -670,7 +695,8 @@ def rank_antagonists(
         res = sorted({r for lst in info["resources"].to_list() for r in lst})
         shares = sorted({s for lst in info["shares"].to_list() for s in lst})
         others = np.column_stack([a for i, a in enumerate(acts) if i != j]) if len(acts) > 1 else None
-        resource, lines, hard = resource_evidence(n, acts[j], mediator_frame, res or list(RESOURCES), others=others)
+        resource, lines, hard = resource_evidence(n, acts[j], mediator_frame, res or list(RESOURCE_NAMES),
+                                                 others=others)
         if not res and info.height:
             lines.append(f"{n} shares nothing with {victim} in the declared topology")
         tp = effects.get(f"resid_tput:{n}", (math.nan,) * 3)
