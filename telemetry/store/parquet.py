@@ -28,8 +28,10 @@ finishes every group that a stop interrupted between two renames, deletes temp f
 deletes files
 that a compacted file covers (after the grace period), moves unreadable files to ``quarantine/`` and
 rebuilds the duplicate index (one entry per batch key, whatever days its rows fall on) from the files on
-disk. Compaction (a background thread of the writer) merges the small files of a day into one time-sorted
-file and renames it in; readers skip the files it covers and re-list when a file vanished under them.
+disk. Compaction (a background thread of the writer) merges the small files of a day into one file ordered
+by hour, series (node, device ...) and time (`compacted_order`: a one-node read skips the other nodes' row
+groups) and renames it in; readers skip the files it covers and re-list when a file vanished under them.
+File order is not time order: readers that need time order sort (`query` does).
 Readers skip a file they cannot read and list it in `ParquetStore.unreadable_files`. Queries use
 ``pl.scan_parquet`` with the time range and tag filters pushed down. The guarantees: docs/durability.md.
 """
@@ -439,7 +441,8 @@ class ParquetStore:
         group_by: Sequence[str] | None = None,
     ) -> pl.DataFrame:
         """`TelemetryStore.downsample` on a lazy scan: epoch-aligned bins (integer division of the time, no
-        sort), one polars ``group_by`` per (bin, series)."""
+        sort), one polars ``group_by`` per (bin, series); ``first`` / ``last`` sort each group by time (rows come
+        in file order, which is not time order)."""
         step = every_ns(every)
         name, pct = parse_agg(agg)
         if fields is None:
@@ -591,7 +594,7 @@ class ParquetStore:
         if len(files) < 2:
             return 0
         how = "vertical" if measurement in MEASUREMENTS else "diagonal_relaxed"
-        frame = pl.concat(frames, how=how).sort(TIME)
+        frame = compacted_order(measurement, pl.concat(frames, how=how))
         covers: set[str] = set()
         batches: set[str] = set()
         for p in files:
@@ -604,7 +607,9 @@ class ParquetStore:
                 batches |= batches_of(p)
         meta = {COVERS_KEY: json.dumps(sorted(covers)), BATCHES_KEY: json.dumps(sorted(batches))}
         with writer.write_lock:
-            atomic_write(frame, d / f"c-{uuid.uuid4().hex}.parquet", metadata=meta)
+            atomic_write(
+                frame, d / f"c-{uuid.uuid4().hex}.parquet", metadata=meta, row_group_size=COMPACT_ROW_GROUP_ROWS
+            )
             due = time.monotonic() + self.delete_grace_s
             writer.pending_delete.extend((due, p) for p in files)
         return len(files)
@@ -656,6 +661,22 @@ class ParquetStore:
         self._release_writer()
 
 
+def compacted_order(measurement: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows of a compacted file in its storage order: by UTC hour (``COMPACT_SLAB_NS``), then by series (the
+    node, then the second tag: device, core, group ...), then by time. Each row group then holds a few series of
+    one hour, and its min/max statistics let a reader filtering on ``node`` (or ``node`` and ``device``) skip
+    the others; a time-range read still skips the hours outside its range. File order is NOT time order: a
+    reader that needs time order sorts (`query` does)."""
+    tags = _tag_names(measurement, frame.schema)
+    series = (["node"] if "node" in tags else []) + [t for t in tags if t != "node"]
+    slab = (pl.col(TIME).dt.epoch("ns") // COMPACT_SLAB_NS).alias("_slab")
+    return frame.sort([slab, *series[:2], TIME], nulls_last=True)  # not stable: the order of ties was never promised
+
+
+COMPACT_SLAB_NS = 3600 * 10**9  # a compacted file is ordered by series within each UTC hour
+COMPACT_ROW_GROUP_ROWS = 131_072  # rows per row group of a compacted file (measured: docs/schema.md)
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -665,6 +686,8 @@ def _size(path: Path) -> int:
 
 def _reduce(col: pl.Expr, name: str, pct: float | None) -> pl.Expr:
     """One field's ``downsample`` aggregate over its present values (null when there are none)."""
+    if name in ("first", "last"):  # the earliest / latest sample: file order is not time order (compaction)
+        col = col.sort_by(TIME, maintain_order=True)
     values = col.cast(pl.Float64).drop_nulls()
     if name == "count":
         return values.count()

@@ -58,18 +58,34 @@ def _tmp_path(d: Path, suffix: str = ".parquet") -> Path:
     return d / f".tmp-{os.getpid()}-{uuid.uuid4().hex}{suffix}"
 
 
-def _write_tmp(frame: pl.DataFrame, d: Path, metadata: dict[str, str] | None, compression: str) -> Path:
+def _write_tmp(
+    frame: pl.DataFrame, d: Path, metadata: dict[str, str] | None, compression: str, row_group_size: int | None = None
+) -> Path:
     """``frame`` as a fsynced temp file in ``d``; nothing is left behind when it fails."""
     tmp = _tmp_path(d)
-    _write_file(frame, tmp, metadata, compression)
+    _write_file(frame, tmp, metadata, compression, row_group_size)
     return tmp
 
 
-def _write_file(frame: pl.DataFrame, tmp: Path, metadata: dict[str, str] | None, compression: str) -> None:
-    """``frame`` written to ``tmp`` and fsynced; nothing is left behind when it fails."""
+def _write_file(
+    frame: pl.DataFrame,
+    tmp: Path,
+    metadata: dict[str, str] | None,
+    compression: str,
+    row_group_size: int | None = None,
+) -> None:
+    """``frame`` written to ``tmp`` and fsynced; nothing is left behind when it fails. Min/max statistics are
+    written for every column of every row group (readers skip row groups by them); ``row_group_size`` in
+    rows, polars' default when None."""
     tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
-        frame.write_parquet(tmp, compression=compression, statistics=True, metadata=metadata)  # type: ignore[arg-type]
+        frame.write_parquet(
+            tmp,
+            compression=compression,  # type: ignore[arg-type]
+            statistics=True,
+            metadata=metadata,
+            row_group_size=row_group_size,
+        )
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -87,8 +103,9 @@ def atomic_write(
     metadata: dict[str, str] | None = None,
     sync_dir: bool = True,
     compression: str = "zstd",
+    row_group_size: int | None = None,
 ) -> None:
-    tmp = _write_tmp(frame, target.parent, metadata, compression)
+    tmp = _write_tmp(frame, target.parent, metadata, compression, row_group_size)
     try:
         os.replace(tmp, target)
     except BaseException:
