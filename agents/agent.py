@@ -56,7 +56,11 @@ def build_samplers(cfg: AgentConfig) -> list[Built]:
         sc = cfg.samplers[name]
         if sc.enabled is False:
             continue
-        if name == "tenants" and sc.enabled == "auto" and not (sc.options.get("rules") or sc.options.get("other_group")):
+        if (
+            name == "tenants"
+            and sc.enabled == "auto"
+            and not (sc.options.get("rules") or sc.options.get("other_group"))
+        ):
             log.info("sampler tenants: no [[tenants]] rules, not started")
             continue
         cls = sampler_class(name)
@@ -67,8 +71,9 @@ def build_samplers(cfg: AgentConfig) -> list[Built]:
             raise
         except Exception as exc:
             if sc.enabled is True:
-                raise config_error(f"sampler {name!r} could not start: {type(exc).__name__}: {exc}",
-                                   f"samplers.{name}") from None
+                raise config_error(
+                    f"sampler {name!r} could not start: {type(exc).__name__}: {exc}", f"samplers.{name}"
+                ) from None
             log.info("sampler %s not started: %s: %s", name, type(exc).__name__, exc)
             continue
         if "accel" in cls.fields and not sampler.devices() and sc.enabled == "auto":
@@ -101,8 +106,9 @@ class Buffer:
 
 
 class Agent:
-    def __init__(self, cfg: AgentConfig, built: list[Built], spool: Spool | None = None,
-                 transport: Transport | None = None) -> None:
+    def __init__(
+        self, cfg: AgentConfig, built: list[Built], spool: Spool | None = None, transport: Transport | None = None
+    ) -> None:
         if not built:
             raise ConfigError("no sampler to run: enable one in [samplers.*] (e.g. host)")
         self.cfg = cfg
@@ -110,11 +116,15 @@ class Agent:
         self.flush_every = max(1, round(cfg.flush_s / self.period_s))
         if spool is None:
             try:
-                spool = (DiskSpool(cfg.spool_dir, cfg.spool_max_bytes) if cfg.spool_dir
-                         else MemorySpool(cfg.spool_max_bytes))
+                spool = (
+                    DiskSpool(cfg.spool_dir, cfg.spool_max_bytes) if cfg.spool_dir else MemorySpool(cfg.spool_max_bytes)
+                )
             except OSError as exc:
-                raise config_error(f"cannot use the spool directory {cfg.spool_dir}: {exc.strerror} "
-                                   "(set it, or \"\" for a memory spool)", "agent.spool_dir") from None
+                raise config_error(
+                    f"cannot use the spool directory {cfg.spool_dir}: {exc.strerror} "
+                    '(set it, or "" for a memory spool)',
+                    "agent.spool_dir",
+                ) from None
         if transport is None and cfg.collector_url:
             transport = Transport(cfg.collector_url, cfg.token, cfg.timeout_s, ca_file=cfg.ca_file)
         if transport is None:
@@ -152,7 +162,9 @@ class Agent:
         rows = self.buffer.take()
         spool = self.sender.spool
         health = {
-            "time": ts_ns, "sampler": "spool", "spool_bytes": float(spool.bytes_used),
+            "time": ts_ns,
+            "sampler": "spool",
+            "spool_bytes": float(spool.bytes_used),
             "spool_dropped_total": spool.dropped_total,
             "ok": not self.sender.last_error and not getattr(spool, "write_failing", False),
         }
@@ -170,8 +182,14 @@ class Agent:
             self._metrics_server = serve_metrics(self.latest, self.cfg.metrics_host, self.cfg.metrics_port)
             log.info("Prometheus metrics on http://%s:%d/metrics", self.cfg.metrics_host, self.cfg.metrics_port)
         self.sender.start()
-        log.info("agent %s: %d sampler(s) [%s], tick %.3f s, boot_id %s", self.cfg.node, len(self.runners),
-                 ", ".join(f"{r.name}/{r.every}" for r in self.runners), self.period_s, self.sender.boot_id)
+        log.info(
+            "agent %s: %d sampler(s) [%s], tick %.3f s, boot_id %s",
+            self.cfg.node,
+            len(self.runners),
+            ", ".join(f"{r.name}/{r.every}" for r in self.runners),
+            self.period_s,
+            self.sender.boot_id,
+        )
         try:
             self.ticker.run(self._on_tick, stop, max_ticks)
         finally:

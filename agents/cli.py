@@ -43,24 +43,35 @@ def support_comments(built: list) -> str:
         for device, fields in sorted(b.sampler.support().items()):
             missing = sorted(f for f, ok in fields.items() if not ok)
             label = device or "(node)"
-            lines.append(f"# {b.sampler.name} {label}: {sum(fields.values())} fields supported; "
-                         f"unsupported: {', '.join(missing) if missing else 'none'}")
+            lines.append(
+                f"# {b.sampler.name} {label}: {sum(fields.values())} fields supported; "
+                f"unsupported: {', '.join(missing) if missing else 'none'}"
+            )
     return "\n".join(lines)
 
 
 def agent(
-    config: Path | None = typer.Option(None, "--config", "-c", envvar="NEIGHBORSCOPE_AGENT_CONFIG",
-                                       help="Node config (TOML)."),
-    print_config: bool = typer.Option(False, "--print-config",
-                                      help="Print the effective config (defaults, detected devices) and exit."),
-    init_config: bool = typer.Option(False, "--init-config",
-                                     help="Write a commented config for this host (detected devices, the --collector "
-                                          "URL) to the --config file (never overwritten), or print it; then exit."),
-    collector: str | None = typer.Option(None, "--collector", help="Collector URL (overrides the config's collector.url)."),
-    token: str | None = typer.Option(None, "--token", envvar="NEIGHBORSCOPE_TOKEN",
-                                     help="Node token (overrides the config's collector token)."),
-    spool_dir: Path | None = typer.Option(None, "--spool-dir",
-                                          help="Spool directory (overrides the config's agent.spool_dir)."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", envvar="NEIGHBORSCOPE_AGENT_CONFIG", help="Node config (TOML)."
+    ),
+    print_config: bool = typer.Option(
+        False, "--print-config", help="Print the effective config (defaults, detected devices) and exit."
+    ),
+    init_config: bool = typer.Option(
+        False,
+        "--init-config",
+        help="Write a commented config for this host (detected devices, the --collector "
+        "URL) to the --config file (never overwritten), or print it; then exit.",
+    ),
+    collector: str | None = typer.Option(
+        None, "--collector", help="Collector URL (overrides the config's collector.url)."
+    ),
+    token: str | None = typer.Option(
+        None, "--token", envvar="NEIGHBORSCOPE_TOKEN", help="Node token (overrides the config's collector token)."
+    ),
+    spool_dir: Path | None = typer.Option(
+        None, "--spool-dir", help="Spool directory (overrides the config's agent.spool_dir)."
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error"),
 ) -> None:
     """Run the per-node agent: sample accelerators, host and co-tenants on one clock and stream them to
@@ -124,8 +135,9 @@ def _init_config(path: Path | None, collector: str | None) -> None:
     """Detect this host's devices with the default config, then write (or print) the commented config."""
     cfg: AgentConfig = load_config(None)
     if path is not None and path.exists():
-        raise ConfigError(f"{path}: already exists, not overwritten (move it away, or leave out --config to print "
-                          "the new config)")
+        raise ConfigError(
+            f"{path}: already exists, not overwritten (move it away, or leave out --config to print the new config)"
+        )
     built = build_samplers(cfg)
     detected = {b.sampler.name: b.sampler.devices() for b in built}
     for b in built:
@@ -148,10 +160,12 @@ def run(
     run_id: str | None = typer.Option(None, "--run-id", help="Run id (default: <group>-<phase>-<UTC time>)."),
     tool: str | None = typer.Option(None, "--tool", help="Benchmark tool name (sglang, vllm, ...)."),
     result: Path | None = typer.Option(None, "--result", help="Result file the benchmark writes (imported after)."),
-    store: str | None = typer.Option(None, "--store", envvar="NEIGHBORSCOPE_STORE",
-                                     help="Store the importer writes the result into."),
-    config: Path | None = typer.Option(None, "--config", "-c", envvar="NEIGHBORSCOPE_AGENT_CONFIG",
-                                       help="Node config (collector, token, spool)."),
+    store: str | None = typer.Option(
+        None, "--store", envvar="NEIGHBORSCOPE_STORE", help="Store the importer writes the result into."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", envvar="NEIGHBORSCOPE_AGENT_CONFIG", help="Node config (collector, token, spool)."
+    ),
     collector: str | None = typer.Option(None, "--collector", help="Collector URL (overrides the config)."),
     token: str | None = typer.Option(None, "--token", envvar="NEIGHBORSCOPE_TOKEN", help="Node token."),
 ) -> None:
@@ -169,6 +183,5 @@ def run(
         cfg.collector_url = collector
     if token:
         cfg.token = token
-    code = run_benchmark(cfg, command, group=group, phase=phase, run_id=run_id, tool=tool, result=result,
-                         store=store)
+    code = run_benchmark(cfg, command, group=group, phase=phase, run_id=run_id, tool=tool, result=result, store=store)
     raise typer.Exit(code)

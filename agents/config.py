@@ -270,8 +270,10 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None, source: str 
     unknown = sorted(set(top.samplers) - set(known))
     if unknown:
         names = ", ".join(repr(n) for n in unknown)
-        raise error(f"unknown sampler{'s' if len(unknown) > 1 else ''} {names}; the known samplers are "
-                    f"{', '.join(known)}", "samplers")
+        raise error(
+            f"unknown sampler{'s' if len(unknown) > 1 else ''} {names}; the known samplers are {', '.join(known)}",
+            "samplers",
+        )
     if coll.url is not None:
         parts = urllib.parse.urlsplit(coll.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -373,8 +375,12 @@ def toml_text(doc: dict[str, Any], prefix: str = "") -> str:
     return out
 
 
-def init_config_toml(node: str, collector_url: str | None, detected: dict[str, list[str]],
-                     written_by: str = "neighborscope agent --init-config") -> str:
+def init_config_toml(
+    node: str,
+    collector_url: str | None,
+    detected: dict[str, list[str]],
+    written_by: str = "neighborscope agent --init-config",
+) -> str:
     """A commented node config for this host: its name, the collector URL, every sampler on or off as found here
     (``detected``: sampler -> devices, for the samplers that started), the defaults spelled out."""
     defaults = AgentTable()
@@ -417,8 +423,10 @@ def init_config_toml(node: str, collector_url: str | None, detected: dict[str, l
             why = "not enabled by default" if cls.enabled_by_default is False else "found nothing on this host"
             lines += [f"enabled = false             # {why}"]
         elif is_device_sampler:
-            lines += [f"enabled = true              # found {len(devices)}: {', '.join(devices)}",
-                      "# devices = [...]            # restrict to these (names or PCI addresses); default: all found"]
+            lines += [
+                f"enabled = true              # found {len(devices)}: {', '.join(devices)}",
+                "# devices = [...]            # restrict to these (names or PCI addresses); default: all found",
+            ]
         else:
             lines += ["enabled = true"]
         lines += [f"# cadence_s = {_toml_value(defaults.cadence_s)}"]

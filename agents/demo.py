@@ -118,7 +118,7 @@ def _summary_table(store_url: str) -> Table:
         table.add_column(col, justify="right" if col in ("series", "points") else "left")
     try:
         for m in store.measurements():
-            frame = store.scan(m).select("time").collect()   # every store scans (lazily or not)
+            frame = store.scan(m).select("time").collect()  # every store scans (lazily or not)
             lo, hi = (frame["time"].min(), frame["time"].max()) if frame.height else (None, None)
             table.add_row(
                 m, f"{store.series(m).height:,}", f"{frame.height:,}",

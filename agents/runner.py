@@ -38,9 +38,10 @@ def _sender(cfg: AgentConfig) -> Sender:
     except OSError as exc:
         _say(f"cannot use the spool {cfg.spool_dir} ({exc.strerror}); run events are kept in memory only")
         spool = MemorySpool()
-    transport = Transport(cfg.collector_url, cfg.token, timeout_s=5.0, ca_file=cfg.ca_file) if cfg.collector_url else None
-    return Sender(cfg.node, spool, transport, boot_id=f"run-{uuid.uuid4().hex}", backoff_min_s=0.2,
-                  backoff_max_s=1.0)
+    transport = (
+        Transport(cfg.collector_url, cfg.token, timeout_s=5.0, ca_file=cfg.ca_file) if cfg.collector_url else None
+    )
+    return Sender(cfg.node, spool, transport, boot_id=f"run-{uuid.uuid4().hex}", backoff_min_s=0.2, backoff_max_s=1.0)
 
 
 def _deliver(sender: Sender, what: str) -> None:
@@ -49,12 +50,23 @@ def _deliver(sender: Sender, what: str) -> None:
         return
     if not sender.drain(5.0):
         where = getattr(sender.spool, "path", None)
-        _say(f"collector unreachable ({sender.last_error}): the {what} event is "
-             + (f"spooled in {where} for the agent to deliver" if where else "LOST (no spool directory)"))
+        _say(
+            f"collector unreachable ({sender.last_error}): the {what} event is "
+            + (f"spooled in {where} for the agent to deliver" if where else "LOST (no spool directory)")
+        )
 
 
-def run_benchmark(cfg: AgentConfig, command: list[str], *, group: str, phase: str, run_id: str | None = None,
-                  tool: str | None = None, result: Path | None = None, store: str | None = None) -> int:
+def run_benchmark(
+    cfg: AgentConfig,
+    command: list[str],
+    *,
+    group: str,
+    phase: str,
+    run_id: str | None = None,
+    tool: str | None = None,
+    result: Path | None = None,
+    store: str | None = None,
+) -> int:
     """Run ``command`` between a start and an end run_event; returns its exit code."""
     if not command:
         _say("no command given (put it after --)")
@@ -65,8 +77,20 @@ def run_benchmark(cfg: AgentConfig, command: list[str], *, group: str, phase: st
     sender.start()
     wall_start_ns, mono_start = time.time_ns(), time.monotonic()
     cmd_text = " ".join(command)
-    sender.submit({"run_event": [{"time": wall_start_ns, **tags, "event": "start", "monotonic_s": mono_start,
-                                  "tool": tool, "command": cmd_text}]})
+    sender.submit(
+        {
+            "run_event": [
+                {
+                    "time": wall_start_ns,
+                    **tags,
+                    "event": "start",
+                    "monotonic_s": mono_start,
+                    "tool": tool,
+                    "command": cmd_text,
+                }
+            ]
+        }
+    )
     _deliver(sender, "start")
     try:
         proc = subprocess.Popen(command)  # output streams straight through
@@ -83,9 +107,22 @@ def run_benchmark(cfg: AgentConfig, command: list[str], *, group: str, phase: st
     meta: dict[str, Any] = {"duration_s": mono_end - mono_start, "wall_start_ns": wall_start_ns}
     if result is not None:
         meta["result_file"] = str(result)
-    sender.submit({"run_event": [{"time": wall_end_ns, **tags, "event": "end", "monotonic_s": mono_end,
-                                  "tool": tool, "command": cmd_text, "exit_code": code,
-                                  "metadata_json": json.dumps(meta, sort_keys=True)}]})
+    sender.submit(
+        {
+            "run_event": [
+                {
+                    "time": wall_end_ns,
+                    **tags,
+                    "event": "end",
+                    "monotonic_s": mono_end,
+                    "tool": tool,
+                    "command": cmd_text,
+                    "exit_code": code,
+                    "metadata_json": json.dumps(meta, sort_keys=True),
+                }
+            ]
+        }
+    )
     _deliver(sender, "end")
     sender.stop(1.0)
     if result is not None:
@@ -93,18 +130,52 @@ def run_benchmark(cfg: AgentConfig, command: list[str], *, group: str, phase: st
     return code
 
 
-def import_command(result: Path, run_id: str, phase: str, group: str, node: str, store: str | None,
-                   wall_start: float, mono_start: float) -> list[str]:
+def import_command(
+    result: Path,
+    run_id: str,
+    phase: str,
+    group: str,
+    node: str,
+    store: str | None,
+    wall_start: float,
+    mono_start: float,
+) -> list[str]:
     """The importer's command line (``neighborscope import bench ...``) for a result file."""
-    cmd = [sys.executable, "-m", "telemetry.cli", "import", "bench", str(result), "--run", run_id, "--phase", phase,
-           "--group", group, "--node", node, "--wall-start", repr(wall_start), "--monotonic-start", repr(mono_start)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "telemetry.cli",
+        "import",
+        "bench",
+        str(result),
+        "--run",
+        run_id,
+        "--phase",
+        phase,
+        "--group",
+        group,
+        "--node",
+        node,
+        "--wall-start",
+        repr(wall_start),
+        "--monotonic-start",
+        repr(mono_start),
+    ]
     if store:
         cmd += ["--store", store]
     return cmd
 
 
-def _import(result: Path, run_id: str, phase: str, group: str, node: str, store: str | None, wall_start: float,
-            mono_start: float) -> None:
+def _import(
+    result: Path,
+    run_id: str,
+    phase: str,
+    group: str,
+    node: str,
+    store: str | None,
+    wall_start: float,
+    mono_start: float,
+) -> None:
     cmd = import_command(result, run_id, phase, group, node, store, wall_start, mono_start)
     shown = " ".join(["neighborscope", *cmd[3:]])
     if not result.exists():
@@ -116,7 +187,9 @@ def _import(result: Path, run_id: str, phase: str, group: str, node: str, store:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         reason = (proc.stderr or proc.stdout).strip().splitlines()
-        _say(f"the benchmark importer failed (exit {proc.returncode}): {reason[-1] if reason else 'no output'}; "
-             f"the run_events are recorded; retry with: {shown}")
+        _say(
+            f"the benchmark importer failed (exit {proc.returncode}): {reason[-1] if reason else 'no output'}; "
+            f"the run_events are recorded; retry with: {shown}"
+        )
         return
     _say(f"imported {result} as run {run_id}")

@@ -151,8 +151,9 @@ class DiskSpool:
                 self._drop(next(iter(self._sizes)), "full")
             if len(body) > self.max_bytes:
                 self.dropped_total += 1
-                log.warning("batch of %d bytes is larger than the whole spool (%d bytes): dropped", len(body),
-                            self.max_bytes)
+                log.warning(
+                    "batch of %d bytes is larger than the whole spool (%d bytes): dropped", len(body), self.max_bytes
+                )
                 return
             if self._full_episode is not None and self.bytes_used + len(body) <= self.max_bytes // 2:
                 self._full_episode = self._full_episode.end(log, "spool below its limit again")
@@ -201,8 +202,10 @@ class DiskSpool:
     def _start_episode(self, err: OSError) -> None:
         if self._episode is None:
             if err.errno in NO_SPACE:
-                what = (f"no space left for the spool in {self.path} ({err.strerror}): dropping the oldest "
-                        "batches to make room; the agent keeps sampling")
+                what = (
+                    f"no space left for the spool in {self.path} ({err.strerror}): dropping the oldest "
+                    "batches to make room; the agent keeps sampling"
+                )
             else:
                 what = f"cannot write to the spool in {self.path} ({err.strerror}): dropping new batches"
             log.error("%s", what)
@@ -259,5 +262,6 @@ class _Episode:
         self.since = time.monotonic()
 
     def end(self, logger: logging.Logger, what: str) -> None:
-        logger.warning("%s after %.0f s: %d batch(es) dropped meanwhile", what, time.monotonic() - self.since,
-                       self.dropped)
+        logger.warning(
+            "%s after %.0f s: %d batch(es) dropped meanwhile", what, time.monotonic() - self.since, self.dropped
+        )

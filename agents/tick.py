@@ -31,8 +31,9 @@ Sink = Callable[[Rows], None]
 class TickClock:
     """Wall-clock nanoseconds for monotonic instants: one anchor, re-anchored on a wall-clock step."""
 
-    def __init__(self, wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic,
-                 max_step_s: float = 0.5) -> None:
+    def __init__(
+        self, wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic, max_step_s: float = 0.5
+    ) -> None:
         self.wall, self.mono, self.max_step_s = wall, mono, max_step_s
         self._anchor()
 
@@ -42,8 +43,10 @@ class TickClock:
     def wall_at(self, mono_t: float) -> float:
         now_wall, now_mono = self.wall(), self.mono()
         if abs((self.wall0 + now_mono - self.mono0) - now_wall) > self.max_step_s:
-            log.warning("wall clock stepped by %.3f s; re-anchoring the tick clock",
-                        now_wall - (self.wall0 + now_mono - self.mono0))
+            log.warning(
+                "wall clock stepped by %.3f s; re-anchoring the tick clock",
+                now_wall - (self.wall0 + now_mono - self.mono0),
+            )
             self._anchor()
         return self.wall0 + (mono_t - self.mono0)
 
@@ -51,8 +54,14 @@ class TickClock:
 class SamplerRunner:
     """Runs one sampler on its own thread; `trigger` hands it a tick."""
 
-    def __init__(self, sampler: Sampler, every: int, sink: Sink, stamp: Callable[[Rows, int], Rows],
-                 mono: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        sampler: Sampler,
+        every: int,
+        sink: Sink,
+        stamp: Callable[[Rows, int], Rows],
+        mono: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.sampler = sampler
         self.name = sampler.name
         self.every = max(1, every)
@@ -130,7 +139,9 @@ class SamplerRunner:
                 self._last_error = ""
             bg = self.sampler.staleness_s(ts) if ok else None
             out = self.stamp(rows, ts_ns) if rows else {}
-            out.setdefault("agent", []).append(self.health(ts_ns, staleness_s=bg if bg is not None else (0.0 if ok else None)))
+            out.setdefault("agent", []).append(
+                self.health(ts_ns, staleness_s=bg if bg is not None else (0.0 if ok else None))
+            )
             self.sink(out)
             with self._cv:
                 self._busy = False

@@ -105,8 +105,9 @@ class Grid:
             out = out.join(piv, on="window_start", how="left")
         if self.host.height:
             h = self.host.drop("node", strict=False).group_by("window_start").mean()
-            out = out.join(h.rename({c: f"host.{c}" for c in h.columns if c != "window_start"}), on="window_start",
-                           how="left")
+            out = out.join(
+                h.rename({c: f"host.{c}" for c in h.columns if c != "window_start"}), on="window_start", how="left"
+            )
         if self.sockets.height:
             s = self.sockets.with_columns(pl.concat_str(pl.lit("socket"), pl.col("socket")).alias("socket"))
             fields = ["util_pct", "saturated_core_share"]
@@ -124,7 +125,7 @@ def _pivot_name(col: str, fields: Sequence[str], prefix: str) -> str:
     # polars names pivoted columns "<field>_<on value>" when several values are pivoted
     for f in sorted(fields, key=len, reverse=True):
         if col.startswith(f + "_"):
-            return f"{prefix}{col[len(f) + 1:]}.{f}"
+            return f"{prefix}{col[len(f) + 1 :]}.{f}"
     return col
 
 
@@ -169,8 +170,9 @@ def victim_windows(
     row per run with run_id, phase, group, start, end (Datetime UTC).
     """
     w_ns = round(window_s * 1e9)
-    run_lf = runs.lazy().select("run_id", "phase", "group", pl.col("start").cast(TIME_DTYPE),
-                                pl.col("end").cast(TIME_DTYPE))
+    run_lf = runs.lazy().select(
+        "run_id", "phase", "group", pl.col("start").cast(TIME_DTYPE), pl.col("end").cast(TIME_DTYPE)
+    )
     tok = (
         _normalise_tokens(tokens)
         .select("run_id", "time", "itl_ms", "tokens")
@@ -191,10 +193,11 @@ def victim_windows(
         .group_by("run_id", "window_start")
         .agg(pl.len().cast(pl.Int64).alias("requests_started"), pl.col("ttft_ms").median().alias("ttft_ms_p50"))
     )
-    first_tok = (pl.col("time").cast(pl.Int64) + (pl.col("ttft_ms") * 1e6).cast(pl.Int64))
+    first_tok = pl.col("time").cast(pl.Int64) + (pl.col("ttft_ms") * 1e6).cast(pl.Int64)
     prefill = (
-        ok.with_columns(((first_tok // w_ns) * w_ns).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
-                        .alias("window_start"))
+        ok.with_columns(
+            ((first_tok // w_ns) * w_ns).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").alias("window_start")
+        )
         .group_by("run_id", "window_start")
         .agg(pl.col("input_tokens").fill_null(0).sum().cast(pl.Float64).alias("prefill_tokens"))
     )
@@ -215,24 +218,35 @@ def victim_windows(
         )
         .group_by("run_id", "_ws")
         .agg((pl.col("_ov").sum() / w_ns).alias("running_requests"))
-        .select("run_id", pl.col("_ws").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").alias("window_start"),
-                "running_requests")
+        .select(
+            "run_id",
+            pl.col("_ws").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").alias("window_start"),
+            "running_requests",
+        )
     )
     grid = (
         run_lf.with_columns(
-            pl.int_ranges(pl.col("start").cast(pl.Int64) // w_ns, pl.col("end").cast(pl.Int64) // w_ns + 1)
-            .alias("_w")
+            pl.int_ranges(pl.col("start").cast(pl.Int64) // w_ns, pl.col("end").cast(pl.Int64) // w_ns + 1).alias("_w")
         )
         .explode("_w")
         .with_columns((pl.col("_w") * w_ns).alias("_ws"))
         .with_columns(
-            ((pl.min_horizontal(pl.col("end").cast(pl.Int64), pl.col("_ws") + w_ns)
-              - pl.max_horizontal(pl.col("start").cast(pl.Int64), pl.col("_ws"))).clip(lower_bound=0) / 1e9)
-            .alias("covered_s")
+            (
+                (
+                    pl.min_horizontal(pl.col("end").cast(pl.Int64), pl.col("_ws") + w_ns)
+                    - pl.max_horizontal(pl.col("start").cast(pl.Int64), pl.col("_ws"))
+                ).clip(lower_bound=0)
+                / 1e9
+            ).alias("covered_s")
         )
         .filter(pl.col("covered_s") >= window_s / 2)
-        .select("run_id", "phase", "group",
-                pl.col("_ws").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").alias("window_start"), "covered_s")
+        .select(
+            "run_id",
+            "phase",
+            "group",
+            pl.col("_ws").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").alias("window_start"),
+            "covered_s",
+        )
     )
     out = (
         grid.join(tok, on=["run_id", "window_start"], how="left")
@@ -248,11 +262,27 @@ def victim_windows(
         )
         .with_columns(
             (pl.col("tokens") / pl.col("covered_s")).alias("output_tok_s"),
-            pl.when(pl.col("itl_n") >= min(MIN_P99_SAMPLES, min_itl_samples)).then(pl.col("itl_ms_p99"))
+            pl.when(pl.col("itl_n") >= min(MIN_P99_SAMPLES, min_itl_samples))
+            .then(pl.col("itl_ms_p99"))
             .alias("itl_ms_p99"),
         )
-        .select("run_id", "phase", "group", "window_start", "covered_s", "tokens", "output_tok_s", "itl_n",
-                "itl_ms_p50", "itl_ms_p99", "itl_ms_mean", "requests_started", "ttft_ms_p50", "running_requests", "prefill_tokens")
+        .select(
+            "run_id",
+            "phase",
+            "group",
+            "window_start",
+            "covered_s",
+            "tokens",
+            "output_tok_s",
+            "itl_n",
+            "itl_ms_p50",
+            "itl_ms_p99",
+            "itl_ms_mean",
+            "requests_started",
+            "ttft_ms_p50",
+            "running_requests",
+            "prefill_tokens",
+        )
         .sort("run_id", "window_start")
     )
     return out.collect()
@@ -330,8 +360,11 @@ def socket_windows(host_core: Frame, window_s: float) -> pl.DataFrame:
     """Per (window, socket) CPU use and contention (share of saturated core-samples)."""
     lf = _lazy(host_core)
     return (
-        lf.select(window_expr(window_s).alias("window_start"), pl.col("socket").fill_null("0"),
-                  pl.col("util_pct").cast(pl.Float64))
+        lf.select(
+            window_expr(window_s).alias("window_start"),
+            pl.col("socket").fill_null("0"),
+            pl.col("util_pct").cast(pl.Float64),
+        )
         .group_by("window_start", "socket")
         .agg(pl.col("util_pct").mean(), (pl.col("util_pct") >= SATURATED_CORE_PCT).mean().alias("saturated_core_share"))
         .sort("window_start", "socket")
@@ -375,14 +408,23 @@ def group_windows_direct(accel: Frame, window_s: float) -> pl.DataFrame:
     group = pl.col("group").fill_null("") if "group" in names else pl.lit("")
     n_dev = pl.col("device").n_unique()
     return (
-        lf.select(window_expr(window_s).alias("window_start"), node.alias("node"), group.alias("group"), "device",
-                  col("power_w").alias("power_w"), col("power_limit_w").alias("power_limit_w"),
-                  col("util_pct").alias("util_pct"), *[f.expr(col).cast(pl.Float64).alias(f.name) for f in FIELDS])
+        lf.select(
+            window_expr(window_s).alias("window_start"),
+            node.alias("node"),
+            group.alias("group"),
+            "device",
+            col("power_w").alias("power_w"),
+            col("power_limit_w").alias("power_limit_w"),
+            col("util_pct").alias("util_pct"),
+            *[f.expr(col).cast(pl.Float64).alias(f.name) for f in FIELDS],
+        )
         .group_by("window_start", "node", "group")
         .agg(
             # mean over samples x devices reporting = the mean per-sample sum
-            *[(pl.col(c).mean() * pl.col("device").filter(pl.col(c).is_not_null()).n_unique()).alias(c)
-              for c in _GROUP_SUMS],
+            *[
+                (pl.col(c).mean() * pl.col("device").filter(pl.col(c).is_not_null()).n_unique()).alias(c)
+                for c in _GROUP_SUMS
+            ],
             *_window_means(),
             n_dev.cast(pl.Int64).alias("n_devices"),
         )
@@ -437,6 +479,13 @@ def align(
     hw = host_windows(_restrict(host, keep, window_s), window_s) if host is not None else empty
     sw = socket_windows(_restrict(host_core, keep, window_s), window_s) if host_core is not None else empty
     tw = tenant_windows(_restrict(tenant, keep, window_s), window_s) if tenant is not None else empty
-    return Grid(window_s=window_s, victim=victim, devices=devices, groups=groups, host=hw, sockets=sw, tenants=tw,
-                notes=tuple(notes))
-
+    return Grid(
+        window_s=window_s,
+        victim=victim,
+        devices=devices,
+        groups=groups,
+        host=hw,
+        sockets=sw,
+        tenants=tw,
+        notes=tuple(notes),
+    )

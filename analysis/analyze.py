@@ -153,35 +153,61 @@ def analyze_frames(
         known = sorted(set(runs["group"].to_list()))
         raise ConfigError(f"no benchmark runs of group {victim!r}; groups with runs: {known}")
     tok_df = tokens.collect() if isinstance(tokens, pl.LazyFrame) else tokens
-    baselines = baseline_phases(runs.filter(pl.col("group") == victim) if victim else runs, opt.baseline,
-                                opt.phase_order)
-    phases = phase_degradation(runs, requests, tok_df, baseline=baselines, phase_order=opt.phase_order,
-                               groups=[victim] if victim else None, thresholds=th)
+    baselines = baseline_phases(
+        runs.filter(pl.col("group") == victim) if victim else runs, opt.baseline, opt.phase_order
+    )
+    phases = phase_degradation(
+        runs,
+        requests,
+        tok_df,
+        baseline=baselines,
+        phase_order=opt.phase_order,
+        groups=[victim] if victim else None,
+        thresholds=th,
+    )
     notes = _phase_notes(runs, phases, victim, th)
     attribution = None
     if victim is None:
         notes.append("no --victim: phase table for every group, no attribution")
     elif tok_df is None or tok_df.height == 0 or requests is None or requests.height == 0:
-        notes.append(f"no per-token data for {victim}: attribution needs per-request / per-token benchmark output "
-                     "(summaries alone cannot be put on the telemetry grid)")
+        notes.append(
+            f"no per-token data for {victim}: attribution needs per-request / per-token benchmark output "
+            "(summaries alone cannot be put on the telemetry grid)"
+        )
     elif tel.accel is None and tel.tenant is None:
         notes.append("no telemetry: attribution skipped")
     else:
         v_runs = runs.filter((pl.col("group") == victim) & pl.col("start").is_not_null() & pl.col("end").is_not_null())
         ids = v_runs["run_id"].to_list()
-        grid = align(requests.filter(pl.col("run_id").is_in(ids)), tok_df.filter(pl.col("run_id").is_in(ids)), v_runs,
-                     accel=tel.accel, host=tel.host, host_core=tel.host_core, tenant=tel.tenant,
-                     window_s=opt.window_s)
+        grid = align(
+            requests.filter(pl.col("run_id").is_in(ids)),
+            tok_df.filter(pl.col("run_id").is_in(ids)),
+            v_runs,
+            accel=tel.accel,
+            host=tel.host,
+            host_core=tel.host_core,
+            tenant=tel.tenant,
+            window_s=opt.window_s,
+        )
         bases = phases.filter(pl.col("group") == victim)["baseline_phase"].unique().to_list()
         bphase = opt.baseline if isinstance(opt.baseline, str) else (bases[0] if bases else None)
-        attribution = attr.attribute(grid, victim, baseline_phase=bphase, topology=tel.topology,
-                                     run_events=tel.run_events, q=th.q, n_shifts=opt.n_shifts, seed=opt.seed)
+        attribution = attr.attribute(
+            grid,
+            victim,
+            baseline_phase=bphase,
+            topology=tel.topology,
+            run_events=tel.run_events,
+            q=th.q,
+            n_shifts=opt.n_shifts,
+            seed=opt.seed,
+        )
         notes.extend(attribution.notes)
     return AnalysisResult(victim=victim, phases=phases, notes=tuple(notes), attribution=attribution)
 
 
-def baseline_phases(runs: pl.DataFrame, baseline: str | Mapping[str, str] | None = None,
-                    phase_order: Sequence[str] | None = None) -> dict[str, str]:
+def baseline_phases(
+    runs: pl.DataFrame, baseline: str | Mapping[str, str] | None = None, phase_order: Sequence[str] | None = None
+) -> dict[str, str]:
     """The baseline phase of each group of ``runs`` (`analysis.degradation.runs_frame`): ``baseline`` when given
     (one name, or one per group), else the phase named ``baseline``, else the group's first phase (``phase_order``,
     else by start time). A ``baseline`` that a group does not have is a `ConfigError` naming the phases it has."""
@@ -194,8 +220,10 @@ def baseline_phases(runs: pl.DataFrame, baseline: str | Mapping[str, str] | None
         wanted = baseline.get(group) if isinstance(baseline, Mapping) else baseline
         if wanted is not None:
             if wanted not in have:
-                raise ConfigError(f"--baseline {wanted!r}: {group or '(no group)'} has no runs in phase {wanted!r}; "
-                                  f"its phases: {have}")
+                raise ConfigError(
+                    f"--baseline {wanted!r}: {group or '(no group)'} has no runs in phase {wanted!r}; "
+                    f"its phases: {have}"
+                )
             out[group] = wanted
         elif have:
             out[group] = "baseline" if "baseline" in have else have[0]
@@ -258,36 +286,45 @@ def phase_order_of(runs: Sequence[Any]) -> tuple[list[str], str | None]:
     phases = list(dict.fromkeys(r.phase or "" for r in ordered_runs))
     untimed = [r.run_id for r in ordered_runs if not has_wall_clock_start(r)]
     shown = ", ".join(untimed[:3]) + (f" and {len(untimed) - 3} more" if len(untimed) > 3 else "")
-    note = (f"{len(untimed)} run(s) have no wall-clock start ({shown}; printed summaries carry none), so phases "
-            f"are in {how}: {' -> '.join(p or '(none)' for p in phases)} (--phase-order changes it)")
+    note = (
+        f"{len(untimed)} run(s) have no wall-clock start ({shown}; printed summaries carry none), so phases "
+        f"are in {how}: {' -> '.join(p or '(none)' for p in phases)} (--phase-order changes it)"
+    )
     return phases, note
 
 
 def _phase_notes(runs: pl.DataFrame, phases: pl.DataFrame, victim: str | None, th: Thresholds) -> list[str]:
     """What limits the phase table: groups with one phase only, comparisons without per-run uncertainty."""
     notes = []
-    for g in ([victim] if victim else runs["group"].unique(maintain_order=True).to_list()):
+    for g in [victim] if victim else runs["group"].unique(maintain_order=True).to_list():
         n_ph = runs.filter(pl.col("group") == g)["phase"].n_unique()
         if n_ph < 2:
-            notes.append(f"{g or '(no group)'} has runs in {n_ph} phase(s) only: no phase comparison (import runs "
-                         "with --phase, or pass --blocks with --bench)")
+            notes.append(
+                f"{g or '(no group)'} has runs in {n_ph} phase(s) only: no phase comparison (import runs "
+                "with --phase, or pass --blocks with --bench)"
+            )
     for m, n in phases.group_by("method").len().iter_rows():
         if m == "summary_only":
-            notes.append(f"{n} comparison(s) from printed summaries only: the change is exact, but there is no "
-                         "per-run uncertainty (no interval, no verdict beyond 'inconclusive'); rerun with K >= 2 "
-                         "runs per phase or per-request output for intervals")
+            notes.append(
+                f"{n} comparison(s) from printed summaries only: the change is exact, but there is no "
+                "per-run uncertainty (no interval, no verdict beyond 'inconclusive'); rerun with K >= 2 "
+                "runs per phase or per-request output for intervals"
+            )
         elif m == "window_bootstrap":
-            notes.append(f"{n} comparison(s) with one run per phase: block bootstrap over "
-                         f"{th.bootstrap_window_s:g} s windows, low confidence (under-covers); K >= 5 runs per "
-                         "phase give honest intervals")
+            notes.append(
+                f"{n} comparison(s) with one run per phase: block bootstrap over "
+                f"{th.bootstrap_window_s:g} s windows, low confidence (under-covers); K >= 5 runs per "
+                "phase give honest intervals"
+            )
     return notes
 
 
 # ------------------------------------------------------------------------------------------------ I/O edges
 
 
-def _lazy_or_eager(store: TelemetryStore, measurement: str, start: datetime, end: datetime,
-                   tags: Mapping[str, Any] | None = None) -> Frame | None:
+def _lazy_or_eager(
+    store: TelemetryStore, measurement: str, start: datetime, end: datetime, tags: Mapping[str, Any] | None = None
+) -> Frame | None:
     """A lazy scan where the store scans lazily (embedded Parquet), else the rows (None when there are none)."""
     if measurement not in store.measurements():
         return None
@@ -369,8 +406,11 @@ def analyze(
         host = _lazy_or_eager(store, "host", lo, hi, ntag)
         host_core = _lazy_or_eager(store, "host_core", lo, hi, ntag)
         tenant = _lazy_or_eager(store, "tenant", lo, hi, ntag)
-        ev = store.query("run_event", lo, hi, tags={"event": ["switch_on", "switch_off"]}) \
-            if "run_event" in store.measurements() else None
+        ev = (
+            store.query("run_event", lo, hi, tags={"event": ["switch_on", "switch_off"]})
+            if "run_event" in store.measurements()
+            else None
+        )
         events = ev if ev is not None and ev.height else None
         if topology is None:
             found = topology_lookup(None, store, sorted({r.node for r in runs if r.node}) or [node or ""])
@@ -380,12 +420,18 @@ def analyze(
     result = analyze_frames(rf, requests, tokens, victim=victim, telemetry=telemetry, options=options)
     notes = [*([order_note] if order_note else []), *result.notes]
     if broken:  # one phase per request against another per summary would not compare like with like
-        notes.insert(0, f"per-request data of {len(broken)} run(s) could not be read ({'; '.join(broken[:2])}): every "
-                     "phase is compared from the runs' summaries only, and there is no attribution")
+        notes.insert(
+            0,
+            f"per-request data of {len(broken)} run(s) could not be read ({'; '.join(broken[:2])}): every "
+            "phase is compared from the runs' summaries only, and there is no attribution",
+        )
     unreadable = unreadable_inputs(store)
     listed = {path for path, _ in unreadable}
-    unreadable += tuple((f"artifact of run {b.split(' ', 1)[0]}", b.split(" ", 1)[1].strip("()")) for b in broken
-                        if not any(path in b for path in listed))
+    unreadable += tuple(
+        (f"artifact of run {b.split(' ', 1)[0]}", b.split(" ", 1)[1].strip("()"))
+        for b in broken
+        if not any(path in b for path in listed)
+    )
     return replace(result, notes=tuple(notes), unreadable=unreadable)
 
 
@@ -414,8 +460,15 @@ def parse_blocks(spec: str | Sequence[str]) -> list[tuple[str, str]]:
     return out
 
 
-def bench_runs(paths: Sequence[str | Path], blocks: Sequence[tuple[str, str]] | None = None, *,
-               phase: str = "", group: str = "", node: str = "", fmt: str | None = None) -> list[Any]:
+def bench_runs(
+    paths: Sequence[str | Path],
+    blocks: Sequence[tuple[str, str]] | None = None,
+    *,
+    phase: str = "",
+    group: str = "",
+    node: str = "",
+    fmt: str | None = None,
+) -> list[Any]:
     """Parse benchmark files into runs; ``blocks`` maps the k-th run found (in file order) to (phase, group)."""
     from analysis.ingest.importer import parse_bench_files
 
@@ -423,12 +476,15 @@ def bench_runs(paths: Sequence[str | Path], blocks: Sequence[tuple[str, str]] | 
     if blocks:
         if len(blocks) != len(runs):
             titles = [str(r.extra.get("title", r.source)) for r in runs]
-            raise ConfigError(f"--blocks lists {len(blocks)} block(s) but the file(s) hold {len(runs)} run(s): "
-                              f"{titles}")
+            raise ConfigError(
+                f"--blocks lists {len(blocks)} block(s) but the file(s) hold {len(runs)} run(s): {titles}"
+            )
         runs = [replace(r, phase=p, group=g) for r, (p, g) in zip(runs, blocks, strict=True)]
     elif any(not r.phase or not r.group for r in runs):
-        raise ConfigError("the benchmark runs carry no phase / group: pass --blocks PHASE/GROUP,... (one per run, "
-                          "in file order) or --phase / --group for a single run")
+        raise ConfigError(
+            "the benchmark runs carry no phase / group: pass --blocks PHASE/GROUP,... (one per run, "
+            "in file order) or --phase / --group for a single run"
+        )
     return runs
 
 
@@ -455,8 +511,7 @@ def analyze_bench_files(
         from analysis.ingest.model import tokens_frame
 
         tokens = tokens_frame(requests)
-    res = analyze_frames(rf, requests, tokens, options=AnalysisOptions(baseline, phase_order, thresholds,
-                                                                       seed=seed))
+    res = analyze_frames(rf, requests, tokens, options=AnalysisOptions(baseline, phase_order, thresholds, seed=seed))
     if victim:
         if victim not in rf["group"].to_list():
             raise ConfigError(f"no block of group {victim!r}; groups: {sorted(set(rf['group'].to_list()))}")
@@ -472,5 +527,14 @@ def empty_result(victim: str | None = None) -> AnalysisResult:
     return AnalysisResult(victim, pl.DataFrame(schema=PHASE_COLUMNS))
 
 
-__all__ = ["AnalysisOptions", "AnalysisResult", "TelemetryFrames", "analyze", "analyze_bench_files", "analyze_frames",
-           "bench_runs", "empty_result", "parse_blocks"]
+__all__ = [
+    "AnalysisOptions",
+    "AnalysisResult",
+    "TelemetryFrames",
+    "analyze",
+    "analyze_bench_files",
+    "analyze_frames",
+    "bench_runs",
+    "empty_result",
+    "parse_blocks",
+]

@@ -99,8 +99,9 @@ SUSPECT_COLUMNS: dict[str, pl.DataType] = {
 # ------------------------------------------------------------------------------------------------ topology
 
 
-def suspects(victim: str, grid: Grid, topology: pl.DataFrame | None = None,
-             exclude: Sequence[str] = ()) -> pl.DataFrame:
+def suspects(
+    victim: str, grid: Grid, topology: pl.DataFrame | None = None, exclude: Sequence[str] = ()
+) -> pl.DataFrame:
     """Co-tenants that could interfere with ``victim`` (`SUSPECT_COLUMNS`).
 
     Candidates are the groups seen in the grid (accelerator groups and tenants) other than the victim. With a
@@ -118,8 +119,14 @@ def suspects(victim: str, grid: Grid, topology: pl.DataFrame | None = None,
     rows = []
     if topology is None or topology.height == 0:
         for g in cands:
-            rows.append({"suspect": g, "shares": [], "resources": list(RESOURCE_NAMES),
-                         "reason": "no topology declared: every co-tenant is a suspect"})
+            rows.append(
+                {
+                    "suspect": g,
+                    "shares": [],
+                    "resources": list(RESOURCE_NAMES),
+                    "reason": "no topology declared: every co-tenant is a suspect",
+                }
+            )
         return pl.DataFrame(rows, schema=SUSPECT_COLUMNS)
     vict = topology.filter(pl.col("group") == victim)
     for g in cands:
@@ -135,13 +142,25 @@ def suspects(victim: str, grid: Grid, topology: pl.DataFrame | None = None,
             if shared:
                 res.append(r.name)
         if mine.height == 0:
-            rows.append({"suspect": g, "shares": [], "resources": list(RESOURCE_NAMES),
-                         "reason": "not in the declared topology: suspect through every resource"})
+            rows.append(
+                {
+                    "suspect": g,
+                    "shares": [],
+                    "resources": list(RESOURCE_NAMES),
+                    "reason": "not in the declared topology: suspect through every resource",
+                }
+            )
         elif res:
             rows.append({"suspect": g, "shares": shares, "resources": res, "reason": "shares " + "; ".join(shares)})
         else:
-            rows.append({"suspect": g, "shares": [], "resources": [],
-                         "reason": "shares nothing with the victim in the declared topology (tested as a control)"})
+            rows.append(
+                {
+                    "suspect": g,
+                    "shares": [],
+                    "resources": [],
+                    "reason": "shares nothing with the victim in the declared topology (tested as a control)",
+                }
+            )
     return pl.DataFrame(rows, schema=SUSPECT_COLUMNS)
 
 
@@ -203,14 +222,19 @@ def _design(frame: pl.DataFrame, cols: Sequence[str]) -> np.ndarray:
 def victim_series(victim: pl.DataFrame) -> pl.DataFrame:
     """The victim's windows with output, one row per window_start (where two runs of the victim overlap, the
     one covering more of the window), in time order."""
-    return (victim.filter(pl.col("output_tok_s") > 0)
-            .sort(["window_start", "covered_s", "tokens"], descending=[False, True, True])
-            .unique("window_start", keep="first", maintain_order=True))
+    return (
+        victim.filter(pl.col("output_tok_s") > 0)
+        .sort(["window_start", "covered_s", "tokens"], descending=[False, True, True])
+        .unique("window_start", keep="first", maintain_order=True)
+    )
 
 
-def interference_index(victim: pl.DataFrame, baseline_phase: str | None = None,
-                       baseline_mask: np.ndarray | None = None,
-                       load_cols: Sequence[str] = LOAD_COLS) -> pl.DataFrame:
+def interference_index(
+    victim: pl.DataFrame,
+    baseline_phase: str | None = None,
+    baseline_mask: np.ndarray | None = None,
+    load_cols: Sequence[str] = LOAD_COLS,
+) -> pl.DataFrame:
     """The victim's windows (`victim_series`) plus ``resid_log_tput``, ``resid_log_itl_p99`` (log residuals),
     ``z_tput``, ``z_itl_p99`` (robust z of those), ``index``, ``fit_tput`` / ``resid_tput`` and ``fit_itl_p99`` /
     ``resid_itl_p99`` (the same load model on the linear scale, for effects in %) and ``in_baseline``.
@@ -219,10 +243,23 @@ def interference_index(victim: pl.DataFrame, baseline_phase: str | None = None,
     """
     v = victim_series(victim)
     if v.height == 0:
-        return v.with_columns([pl.lit(None, dtype=pl.Float64).alias(c) for c in
-                               ("fit_tput", "resid_tput", "fit_itl_p99", "resid_itl_p99", "resid_log_tput",
-                                "resid_log_itl_p99", "z_tput", "z_itl_p99", "index")]
-                              + [pl.lit(None, dtype=pl.Boolean).alias("in_baseline")])
+        return v.with_columns(
+            [
+                pl.lit(None, dtype=pl.Float64).alias(c)
+                for c in (
+                    "fit_tput",
+                    "resid_tput",
+                    "fit_itl_p99",
+                    "resid_itl_p99",
+                    "resid_log_tput",
+                    "resid_log_itl_p99",
+                    "z_tput",
+                    "z_itl_p99",
+                    "index",
+                )
+            ]
+            + [pl.lit(None, dtype=pl.Boolean).alias("in_baseline")]
+        )
     if baseline_mask is not None:
         base = np.asarray(baseline_mask, dtype=bool)
     elif baseline_phase is not None:
@@ -278,8 +315,11 @@ def switch_schedule(run_events: pl.DataFrame, window_s: float) -> pl.DataFrame:
     if ev.height == 0:
         return pl.DataFrame(schema={"window_start": pl.Datetime("ns", "UTC"), "group": pl.String, "on": pl.Float64})
     name = pl.coalesce(pl.col("tenant"), pl.col("group")) if "tenant" in ev.columns else pl.col("group")
-    ev = ev.select(pl.col("time").cast(pl.Datetime("ns", "UTC")), name.alias("group"),
-                   (pl.col("event") == "switch_on").cast(pl.Float64).alias("on")).sort("time")
+    ev = ev.select(
+        pl.col("time").cast(pl.Datetime("ns", "UTC")),
+        name.alias("group"),
+        (pl.col("event") == "switch_on").cast(pl.Float64).alias("on"),
+    ).sort("time")
     w_ns = round(window_s * 1e9)
     t0 = int(ev["time"].cast(pl.Int64).min() // w_ns * w_ns)
     t1 = int(ev["time"].cast(pl.Int64).max())
@@ -293,8 +333,10 @@ def switch_schedule(run_events: pl.DataFrame, window_s: float) -> pl.DataFrame:
         mid = grid.with_columns((pl.col("window_start") + pl.duration(nanoseconds=w_ns // 2)).alias("time"))
         part = part.sort("time")
         # before its first event a co-tenant was in the other state (an event is a switch)
-        first = part.head(1).with_columns(pl.lit(g0 - 1, dtype=pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone(
-            "UTC").alias("time"), (1.0 - pl.col("on")).alias("on"))
+        first = part.head(1).with_columns(
+            pl.lit(g0 - 1, dtype=pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").alias("time"),
+            (1.0 - pl.col("on")).alias("on"),
+        )
         part = pl.concat([first.select("time", "on"), part.select("time", "on")]).sort("time")
         j = mid.join_asof(part, on="time", strategy="backward")
         out.append(j.select("window_start", pl.lit(g).alias("group"), "on").drop_nulls("on"))
@@ -311,8 +353,9 @@ def _blocks(on: np.ndarray) -> tuple[int, int]:
     return int(vals.sum()), int((~vals).sum())
 
 
-def suspect_activity(grid: Grid, suspect_frame: pl.DataFrame, schedule: pl.DataFrame | None = None,
-                     min_blocks: int = 3) -> pl.DataFrame:
+def suspect_activity(
+    grid: Grid, suspect_frame: pl.DataFrame, schedule: pl.DataFrame | None = None, min_blocks: int = 3
+) -> pl.DataFrame:
     """Activity 0..1 of each suspect on the victim's windows: window_start, suspect, activity, design.
 
     ``design`` is ``interventional`` where ``schedule`` (`switch_schedule`) switched the suspect on and off at
@@ -324,8 +367,9 @@ def suspect_activity(grid: Grid, suspect_frame: pl.DataFrame, schedule: pl.DataF
         series = None
         design = "correlational"
         if schedule is not None and schedule.height:
-            s = wins.join(schedule.filter(pl.col("group") == g).select("window_start", "on"), on="window_start",
-                          how="left")
+            s = wins.join(
+                schedule.filter(pl.col("group") == g).select("window_start", "on"), on="window_start", how="left"
+            )
             on = s["on"].to_numpy().astype(float)
             if np.isfinite(on).all():
                 n_on, n_off = _blocks(on)
@@ -334,25 +378,45 @@ def suspect_activity(grid: Grid, suspect_frame: pl.DataFrame, schedule: pl.DataF
         if series is None and grid.groups.height:
             gp = grid.groups.filter(pl.col("group") == g)
             if gp.height:
-                p = wins.join(gp.group_by("window_start").agg(pl.col("power_w").sum(), pl.col("power_limit_w").sum()),
-                              on="window_start", how="left")
+                p = wins.join(
+                    gp.group_by("window_start").agg(pl.col("power_w").sum(), pl.col("power_limit_w").sum()),
+                    on="window_start",
+                    how="left",
+                )
                 power = p["power_w"].to_numpy().astype(float)
-                limit = float(np.nanmax(p["power_limit_w"].to_numpy().astype(float))) if p["power_limit_w"].is_not_null(
-                ).any() else math.nan
+                limit = (
+                    float(np.nanmax(p["power_limit_w"].to_numpy().astype(float)))
+                    if p["power_limit_w"].is_not_null().any()
+                    else math.nan
+                )
                 if np.isfinite(power).any():
                     series = _scale_power(power, limit)
         if series is None and grid.tenants.height:
-            c = wins.join(grid.tenants.filter(pl.col("group") == g).select("window_start", "cpu_pct"),
-                          on="window_start", how="left")["cpu_pct"].to_numpy().astype(float)
+            c = (
+                wins.join(
+                    grid.tenants.filter(pl.col("group") == g).select("window_start", "cpu_pct"),
+                    on="window_start",
+                    how="left",
+                )["cpu_pct"]
+                .to_numpy()
+                .astype(float)
+            )
             if np.isfinite(c).any():
                 series = np.clip(np.nan_to_num(c, nan=0.0) / max(float(np.nanmax(c)), 100.0), 0, 1)
         if series is None:
             continue
-        frames.append(wins.with_columns(pl.lit(g).alias("suspect"), pl.Series("activity", series),
-                                        pl.lit(design).alias("design")))
+        frames.append(
+            wins.with_columns(pl.lit(g).alias("suspect"), pl.Series("activity", series), pl.lit(design).alias("design"))
+        )
     if not frames:
-        return pl.DataFrame(schema={"window_start": pl.Datetime("ns", "UTC"), "suspect": pl.String,
-                                    "activity": pl.Float64, "design": pl.String})
+        return pl.DataFrame(
+            schema={
+                "window_start": pl.Datetime("ns", "UTC"),
+                "suspect": pl.String,
+                "activity": pl.Float64,
+                "design": pl.String,
+            }
+        )
     return pl.concat(frames)
 
 
@@ -372,8 +436,9 @@ def _scale_power(power: np.ndarray, limit: float) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ mediators
 
 
-def mediators(grid: Grid, victim: str, topology: pl.DataFrame | None = None,
-              baseline_mask: np.ndarray | None = None) -> pl.DataFrame:
+def mediators(
+    grid: Grid, victim: str, topology: pl.DataFrame | None = None, baseline_mask: np.ndarray | None = None
+) -> pl.DataFrame:
     """Victim-side resource signals per victim window: window_start, then every resource's mediators
     (`analysis.resources.RESOURCES`, in record order; higher = more evidence; missing telemetry gives nulls).
 
@@ -387,8 +452,11 @@ def mediators(grid: Grid, victim: str, topology: pl.DataFrame | None = None,
     v = victim_series(grid.victim)
     out = v.select("window_start", *WORK_COLS)
     if grid.groups.height:
-        g = grid.groups.filter(pl.col("group") == victim).group_by("window_start").agg(
-            pl.col(f.name).sum() if f.group_agg == "sum" else pl.col(f.name).mean() for f in FIELDS)
+        g = (
+            grid.groups.filter(pl.col("group") == victim)
+            .group_by("window_start")
+            .agg(pl.col(f.name).sum() if f.group_agg == "sum" else pl.col(f.name).mean() for f in FIELDS)
+        )
         out = out.join(g, on="window_start", how="left")
     else:
         out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(f.name) for f in FIELDS)
@@ -493,8 +561,11 @@ def _cpu_contention(grid: Grid, victim: str, wins: pl.DataFrame) -> tuple[np.nda
     oversubscribed = False
     h = grid.host
     if h.height and {"procs_running", "cpu_count"} <= set(h.columns):
-        hh = wins.join(h.group_by("window_start").agg(pl.col("procs_running").mean(), pl.col("cpu_count").mean()),
-                       on="window_start", how="left")
+        hh = wins.join(
+            h.group_by("window_start").agg(pl.col("procs_running").mean(), pl.col("cpu_count").mean()),
+            on="window_start",
+            how="left",
+        )
         pr = hh["procs_running"].cast(pl.Float64).to_numpy()
         cc = hh["cpu_count"].cast(pl.Float64).to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -504,8 +575,15 @@ def _cpu_contention(grid: Grid, victim: str, wins: pl.DataFrame) -> tuple[np.nda
     vcpu = nan.copy()
     t = grid.tenants
     if oversubscribed and t.height and "group" in t.columns:
-        c = wins.join(t.filter(pl.col("group") == victim).group_by("window_start").agg(pl.col("cpu_pct").mean()),
-                      on="window_start", how="left")["cpu_pct"].cast(pl.Float64).to_numpy()
+        c = (
+            wins.join(
+                t.filter(pl.col("group") == victim).group_by("window_start").agg(pl.col("cpu_pct").mean()),
+                on="window_start",
+                how="left",
+            )["cpu_pct"]
+            .cast(pl.Float64)
+            .to_numpy()
+        )
         vcpu = -c / 100.0
     return rq, vcpu
 
@@ -525,8 +603,14 @@ def _slope_t(y: np.ndarray, a: np.ndarray, others: np.ndarray | None = None) -> 
     return float(beta[1]), float(beta[1] / se)
 
 
-def resource_evidence(suspect: str, activity: np.ndarray, med: pl.DataFrame, resources: Sequence[str],
-                      suspect_info: str = "", others: np.ndarray | None = None) -> tuple[str, list[str], bool]:
+def resource_evidence(
+    suspect: str,
+    activity: np.ndarray,
+    med: pl.DataFrame,
+    resources: Sequence[str],
+    suspect_info: str = "",
+    others: np.ndarray | None = None,
+) -> tuple[str, list[str], bool]:
     """(resource, evidence lines, hard) for one suspect: the resource whose victim-side mediators move most
     with the suspect's activity, the other suspects' activity (``others``, windows x k) held fixed (throttle
     flags are hard evidence and win). ``unknown`` without evidence."""
@@ -545,8 +629,10 @@ def resource_evidence(suspect: str, activity: np.ndarray, med: pl.DataFrame, res
                 continue
             if kind == "hard":
                 if slope >= rec.hard_share and t >= rec.t_evidence:
-                    lines.append(f"{r}: {label} set in {100 * min(slope, 1.0):.0f}% more of the samples with {suspect} "
-                                 f"at its busiest (t={t:.1f}; hard evidence)")
+                    lines.append(
+                        f"{r}: {label} set in {100 * min(slope, 1.0):.0f}% more of the samples with {suspect} "
+                        f"at its busiest (t={t:.1f}; hard evidence)"
+                    )
                     score = max(score, t) + 10.0
                     hard_any = True
                 continue
@@ -606,8 +692,9 @@ def _merge_collinear(names: list[str], acts: list[np.ndarray], designs: list[str
             groups.append([i])
     out_names = ["+".join(names[i] for i in grp) for grp in groups]
     out_acts = [np.mean([acts[i] for i in grp], axis=0) for grp in groups]
-    out_designs = ["interventional" if all(designs[i] == "interventional" for i in grp) else "correlational"
-                   for grp in groups]
+    out_designs = [
+        "interventional" if all(designs[i] == "interventional" for i in grp) else "correlational" for grp in groups
+    ]
     return out_names, out_acts, out_designs, groups
 
 
@@ -632,8 +719,10 @@ def rank_antagonists(
     notes: list[str] = []
     idx = index.filter(pl.col("index").is_finite()).sort("window_start")
     if idx.height < MIN_WINDOWS or activity.height == 0:
-        notes.append(f"attribution skipped: {idx.height} usable victim windows, "
-                     f"{activity['suspect'].n_unique() if activity.height else 0} suspects with telemetry")
+        notes.append(
+            f"attribution skipped: {idx.height} usable victim windows, "
+            f"{activity['suspect'].n_unique() if activity.height else 0} suspects with telemetry"
+        )
         return pl.DataFrame(schema=ANTAGONIST_COLUMNS), notes
     wins = idx.select("window_start")
     mediator_frame = wins.join(mediator_frame, on="window_start", how="left")
@@ -661,8 +750,9 @@ def rank_antagonists(
     controls = np.ones((len(y), 1))
     rng = np.random.default_rng(seed)
     min_shift = max(1, math.ceil(SMOOTH_S / window_s))
-    _, stat, p = stats.circular_shift_pvalues(y, blocks, controls, n_shifts if n_shifts > 0 else None, rng,
-                                              min_shift=min(min_shift, len(y) // 4))
+    _, stat, p = stats.circular_shift_pvalues(
+        y, blocks, controls, n_shifts if n_shifts > 0 else None, rng, min_shift=min(min_shift, len(y) // 4)
+    )
     for j, d in enumerate(designs):
         if d == "interventional":
             p[j] = stats.segment_shuffle_pvalue(y, blocks, j, controls, n_shifts if n_shifts > 0 else N_SHIFTS, rng)
@@ -695,8 +785,9 @@ def rank_antagonists(
         res = sorted({r for lst in info["resources"].to_list() for r in lst})
         shares = sorted({s for lst in info["shares"].to_list() for s in lst})
         others = np.column_stack([a for i, a in enumerate(acts) if i != j]) if len(acts) > 1 else None
-        resource, lines, hard = resource_evidence(n, acts[j], mediator_frame, res or list(RESOURCE_NAMES),
-                                                 others=others)
+        resource, lines, hard = resource_evidence(
+            n, acts[j], mediator_frame, res or list(RESOURCE_NAMES), others=others
+        )
         if not res and info.height:
             lines.append(f"{n} shares nothing with {victim} in the declared topology")
         tp = effects.get(f"resid_tput:{n}", (math.nan,) * 3)
@@ -710,26 +801,45 @@ def rank_antagonists(
             conf = "low"
         if designs[j] == "interventional":
             lines.insert(0, f"estimated from the randomised on/off schedule of {n} (interventional)")
-        out_rows.append({
-            "victim": victim, "antagonist": n, "resource": resource,
-            "effect_pct": _num(tp[0]), "ci_low": _num(tp[1]), "ci_high": _num(tp[2]),
-            "itl_p99_effect_pct": _num(it[0]), "itl_ci_low": _num(it[1]), "itl_ci_high": _num(it[2]),
-            "p_value": float(p[j]), "q_value": float(qv[j]),
-            "share_explained": float(stat[j] / tss) if math.isfinite(stat[j]) else None,
-            "cpi2_corr": _cpi2(acts[j], idx["resid_log_itl_p99"].cast(pl.Float64).to_numpy(), base),
-            "significant": sig, "design": designs[j], "confidence": conf, "evidence": lines, "shares": shares,
-            "_harm": harm,
-        })
+        out_rows.append(
+            {
+                "victim": victim,
+                "antagonist": n,
+                "resource": resource,
+                "effect_pct": _num(tp[0]),
+                "ci_low": _num(tp[1]),
+                "ci_high": _num(tp[2]),
+                "itl_p99_effect_pct": _num(it[0]),
+                "itl_ci_low": _num(it[1]),
+                "itl_ci_high": _num(it[2]),
+                "p_value": float(p[j]),
+                "q_value": float(qv[j]),
+                "share_explained": float(stat[j] / tss) if math.isfinite(stat[j]) else None,
+                "cpi2_corr": _cpi2(acts[j], idx["resid_log_itl_p99"].cast(pl.Float64).to_numpy(), base),
+                "significant": sig,
+                "design": designs[j],
+                "confidence": conf,
+                "evidence": lines,
+                "shares": shares,
+                "_harm": harm,
+            }
+        )
     n_int = sum(d == "interventional" for d in designs)
     how = []
     if n_int < len(names):
-        how.append(f"{len(names) - n_int} measured suspect(s) x lags {list(LAGS)} windows + {SMOOTH_S:g} s smoothing, "
-                   f"p by {n_shifts} circular shifts")
+        how.append(
+            f"{len(names) - n_int} measured suspect(s) x lags {list(LAGS)} windows + {SMOOTH_S:g} s smoothing, "
+            f"p by {n_shifts} circular shifts"
+        )
     if n_int:
-        how.append(f"{n_int} randomised schedule(s) on vs off, p by {n_shifts if n_shifts > 0 else N_SHIFTS} "
-                   "re-arrangements of their on / off segments")
-    notes.append(f"joint regression of the interference index on {'; '.join(how)}: R^2 = {1 - rss_full / tss:.2f}; "
-                 "q by Benjamini-Hochberg across suspects")
+        how.append(
+            f"{n_int} randomised schedule(s) on vs off, p by {n_shifts if n_shifts > 0 else N_SHIFTS} "
+            "re-arrangements of their on / off segments"
+        )
+    notes.append(
+        f"joint regression of the interference index on {'; '.join(how)}: R^2 = {1 - rss_full / tss:.2f}; "
+        "q by Benjamini-Hochberg across suspects"
+    )
     out_rows.sort(key=lambda r: (not r["significant"], -r["_harm"] if r["significant"] else r["p_value"]))
     for r in out_rows:
         r.pop("_harm")
@@ -760,9 +870,17 @@ class Attribution:
     grid: Grid | None = field(default=None, repr=False, compare=False)
 
 
-def attribute(grid: Grid, victim: str, *, baseline_phase: str | None = None, topology: pl.DataFrame | None = None,
-              run_events: pl.DataFrame | None = None, q: float = 0.05, n_shifts: int = N_SHIFTS,
-              seed: int = 0) -> Attribution:
+def attribute(
+    grid: Grid,
+    victim: str,
+    *,
+    baseline_phase: str | None = None,
+    topology: pl.DataFrame | None = None,
+    run_events: pl.DataFrame | None = None,
+    q: float = 0.05,
+    n_shifts: int = N_SHIFTS,
+    seed: int = 0,
+) -> Attribution:
     """Steps 1-5 of the module docstring on one victim's grid: suspects, their activity, the interference index
     (against ``baseline_phase``, or the windows where no suspect is active when the victim has no baseline
     phase; with no load model under a randomised schedule), mediators and the ranked antagonists."""
@@ -779,25 +897,30 @@ def attribute(grid: Grid, victim: str, *, baseline_phase: str | None = None, top
         quiet = act.group_by("window_start").agg(pl.col("activity").max().alias("a"))
         v = victim_series(grid.victim).join(quiet, on="window_start", how="left")
         base_mask = (v["a"].fill_null(0.0) < 0.1).to_numpy()
-        notes.append("no baseline phase for the victim: its load model is fitted on windows where no suspect was "
-                     "active")
+        notes.append(
+            "no baseline phase for the victim: its load model is fitted on windows where no suspect was active"
+        )
     load_cols: tuple[str, ...] = LOAD_COLS
     if act.height and (act["design"] == "interventional").any():
         # randomised on/off: the schedule is independent of the victim's own load, so the effect comes from on vs
         # off windows with no load regression (the victim's load reacts to its slowdown: a bad control)
         load_cols = ()
-        notes.append("interventional design: the interference index is the victim's slowdown against the windows "
-                     "with every switched co-tenant off, with no load model")
-    index = interference_index(grid.victim, baseline_phase=baseline_phase, baseline_mask=base_mask,
-                               load_cols=load_cols)
+        notes.append(
+            "interventional design: the interference index is the victim's slowdown against the windows "
+            "with every switched co-tenant off, with no load model"
+        )
+    index = interference_index(grid.victim, baseline_phase=baseline_phase, baseline_mask=base_mask, load_cols=load_cols)
     no_p99 = int(index["itl_ms_p99"].null_count()) if index.height else 0
     if no_p99:
-        notes.append(f"{no_p99} of {index.height} victim windows have too few ITLs for a p99; the index uses their "
-                     "throughput only")
+        notes.append(
+            f"{no_p99} of {index.height} victim windows have too few ITLs for a p99; the index uses their "
+            "throughput only"
+        )
     med = mediators(grid, victim, topology, index["in_baseline"].to_numpy() if index.height else None)
     med = index.select("window_start").join(med, on="window_start", how="left")
-    ranked, more = rank_antagonists(index, act, med, sus, victim=victim, window_s=grid.window_s, q=q,
-                                    n_shifts=n_shifts, seed=seed)
+    ranked, more = rank_antagonists(
+        index, act, med, sus, victim=victim, window_s=grid.window_s, q=q, n_shifts=n_shifts, seed=seed
+    )
     notes.extend(more)
     if ranked.height and not ranked["significant"].any():
         notes.append(f"no co-tenant significantly slows {victim} (q >= {q})")

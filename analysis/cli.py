@@ -26,9 +26,11 @@ def _q(v: float | None) -> str:
 _METHOD = {"runs_welch": "welch", "window_bootstrap": "bootstrap", "summary_only": "summary", "none": "-"}
 
 
-VERDICTS = ("verdicts: degraded / improved = the 95 % interval lies beyond the threshold on the worse / better side "
-            "and q < FDR; equivalent = the interval lies within ±threshold; inconclusive = neither, or no interval "
-            "(one printed summary per phase)")
+VERDICTS = (
+    "verdicts: degraded / improved = the 95 % interval lies beyond the threshold on the worse / better side "
+    "and q < FDR; equivalent = the interval lies within ±threshold; inconclusive = neither, or no interval "
+    "(one printed summary per phase)"
+)
 """The legend printed under the phase table: what each verdict word means."""
 
 PIPED_WIDTH = 200
@@ -54,34 +56,72 @@ def render(result: AnalysisResult, console: Console | None = None) -> None:
     if ph.height:
         several = ph["group"].n_unique() > 1
         tab = Table(title=f"Phase degradation{f' of {result.victim}' if result.victim else ''} (vs baseline)")
-        cols = (["group"] if several else []) + ["phase", "side", "metric", "baseline", "value", "change %",
-                                                   "95% CI %", "q", "method", "verdict"]
+        cols = (["group"] if several else []) + [
+            "phase",
+            "side",
+            "metric",
+            "baseline",
+            "value",
+            "change %",
+            "95% CI %",
+            "q",
+            "method",
+            "verdict",
+        ]
         for col in cols:
-            tab.add_column(col, justify="right" if col in ("baseline", "value", "change %", "q") else "left",
-                           no_wrap=True)
+            tab.add_column(
+                col, justify="right" if col in ("baseline", "value", "change %", "q") else "left", no_wrap=True
+            )
         for r in ph.iter_rows(named=True):
             ci = "-" if r["ci_low_pct"] is None else f"[{r['ci_low_pct']:+.2f}, {r['ci_high_pct']:+.2f}]"
             style = {"degraded": "red", "improved": "green", "equivalent": "cyan"}.get(r["verdict"], "")
             cells = ([r["group"]] if several else []) + [
-                f"{r['phase']} vs {r['baseline_phase']}", r["side"], r["metric"], _fmt(r["baseline_value"], ".2f"),
-                _fmt(r["value"], ".2f"), _fmt(r["change_pct"]), ci, _fmt(r["q_value"], ".3f"),
-                _METHOD.get(r["method"], r["method"]), f"[{style}]{r['verdict']}[/]" if style else r["verdict"]]
+                f"{r['phase']} vs {r['baseline_phase']}",
+                r["side"],
+                r["metric"],
+                _fmt(r["baseline_value"], ".2f"),
+                _fmt(r["value"], ".2f"),
+                _fmt(r["change_pct"]),
+                ci,
+                _fmt(r["q_value"], ".3f"),
+                _METHOD.get(r["method"], r["method"]),
+                f"[{style}]{r['verdict']}[/]" if style else r["verdict"],
+            ]
             tab.add_row(*cells)
         con.print(tab)
         con.print(f"[dim]{VERDICTS}[/]", soft_wrap=True)
     ant = result.antagonists
     if ant.height:
         tab = Table(title=f"Who slows {result.victim} (ranked; effect = sustained idle -> its busiest)")
-        for col in ("#", "antagonist", "resource", "tok/s %", "95% CI %", "p99 ITL %", "q", "design", "confidence",
-                    "evidence"):
+        for col in (
+            "#",
+            "antagonist",
+            "resource",
+            "tok/s %",
+            "95% CI %",
+            "p99 ITL %",
+            "q",
+            "design",
+            "confidence",
+            "evidence",
+        ):
             tab.add_column(col, no_wrap=col != "evidence")
         for i, r in enumerate(ant.iter_rows(named=True), 1):
             ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
             name = f"[bold red]{r['antagonist']}[/]" if r["significant"] else r["antagonist"]
             ev = r["evidence"][0] if r["evidence"] else ""
-            tab.add_row(str(i), name, r["resource"], _fmt(r["effect_pct"], "+.1f"), ci,
-                        _fmt(r["itl_p99_effect_pct"], "+.1f"), _q(r["q_value"]), r["design"],
-                        r["confidence"], ev)
+            tab.add_row(
+                str(i),
+                name,
+                r["resource"],
+                _fmt(r["effect_pct"], "+.1f"),
+                ci,
+                _fmt(r["itl_p99_effect_pct"], "+.1f"),
+                _q(r["q_value"]),
+                r["design"],
+                r["confidence"],
+                ev,
+            )
         con.print(tab)
     for n in result.notes:
         con.print(f"[dim]note: {n}[/]", soft_wrap=True)
@@ -91,12 +131,20 @@ def render(result: AnalysisResult, console: Console | None = None) -> None:
 
 def analyze(
     victim: str | None = typer.Option(None, "--victim", "-v", help="Group to analyse, e.g. hive0."),
-    store: str = typer.Option("neighborscope-data/store", "--store", envvar="NEIGHBORSCOPE_STORE",
-                              help="Store path or URL (file://, influx://)."),
+    store: str = typer.Option(
+        "neighborscope-data/store",
+        "--store",
+        envvar="NEIGHBORSCOPE_STORE",
+        help="Store path or URL (file://, influx://).",
+    ),
     run: list[str] = typer.Option([], "--run", help="Run id(s) to include (repeatable); default: all."),
     phase: list[str] = typer.Option([], "--phase", help="Phase(s) to include (repeatable); default: all."),
-    baseline: str | None = typer.Option(None, "--baseline", help="Baseline phase (default: the phase named "
-                                        "'baseline', else each group's first; an unknown phase is an error)."),
+    baseline: str | None = typer.Option(
+        None,
+        "--baseline",
+        help="Baseline phase (default: the phase named "
+        "'baseline', else each group's first; an unknown phase is an error).",
+    ),
     phase_order: str | None = typer.Option(None, "--phase-order", help="Phases in order, comma-separated."),
     node: str | None = typer.Option(None, "--node", help="Only runs / telemetry of this node."),
     start: str | None = typer.Option(None, "--start", help="Runs starting at or after (ISO time)."),
@@ -104,8 +152,11 @@ def analyze(
     topology: Path | None = typer.Option(None, "--topology", help="Topology JSON (e.g. the simulator's)."),
     bench: list[Path] = typer.Option([], "--bench", help="Benchmark file(s) to analyse directly, without a store."),
     blocks: str | None = typer.Option(
-        None, "--blocks", help="With --bench: PHASE/GROUP of each run in file order, e.g. "
-        "baseline/hive0,dual/hive0,dual/hive1,stress/hive0,stress/hive1."),
+        None,
+        "--blocks",
+        help="With --bench: PHASE/GROUP of each run in file order, e.g. "
+        "baseline/hive0,dual/hive0,dual/hive1,stress/hive0,stress/hive1.",
+    ),
     fmt: str | None = typer.Option(None, "--format", help="With --bench: force the benchmark format."),
     tput_pct: float = typer.Option(3.0, "--throughput-threshold", help="Practical threshold for throughput, %."),
     p99_pct: float = typer.Option(5.0, "--p99-threshold", help="Practical threshold for p99 latencies, %."),
@@ -114,8 +165,11 @@ def analyze(
     slo_tpot: float | None = typer.Option(None, "--slo-tpot-ms", help="Goodput SLO on TPOT (default: baseline p90)."),
     q: float = typer.Option(0.05, "--q", help="False discovery rate (Benjamini-Hochberg)."),
     window: float | None = typer.Option(None, "--window-s", help="Grid window in s (default: adaptive)."),
-    shifts: int = typer.Option(999, "--shifts", help="Most circular shifts of the permutation test (every offset when "
-                               "there are fewer; 0 = every offset)."),
+    shifts: int = typer.Option(
+        999,
+        "--shifts",
+        help="Most circular shifts of the permutation test (every offset when there are fewer; 0 = every offset).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutations."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON to this file ('-': stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table on the terminal."),
@@ -138,13 +192,28 @@ def analyze(
     from analysis.degradation import Thresholds
     from telemetry import topology as topo_file
 
-    th = Thresholds(throughput_pct=tput_pct, p99_pct=p99_pct, p50_pct=p50_pct, slo_ttft_ms=slo_ttft,
-                    slo_tpot_ms=slo_tpot, q=q, seed=seed)
+    th = Thresholds(
+        throughput_pct=tput_pct,
+        p99_pct=p99_pct,
+        p50_pct=p50_pct,
+        slo_ttft_ms=slo_ttft,
+        slo_tpot_ms=slo_tpot,
+        q=q,
+        seed=seed,
+    )
     order = [p.strip() for p in phase_order.split(",") if p.strip()] if phase_order else None
     try:
         if bench:
-            result = analyze_bench_files(bench, parse_blocks(blocks) if blocks else None, victim=victim,
-                                         baseline=baseline, phase_order=order, thresholds=th, fmt=fmt, seed=seed)
+            result = analyze_bench_files(
+                bench,
+                parse_blocks(blocks) if blocks else None,
+                victim=victim,
+                baseline=baseline,
+                phase_order=order,
+                thresholds=th,
+                fmt=fmt,
+                seed=seed,
+            )
         else:
             from telemetry.store.factory import open_store
 
@@ -152,10 +221,21 @@ def analyze(
             st = open_store(store, create=False)  # reading: a store that does not exist is an error
             try:
                 result = run_analysis(
-                    st, victim, run_ids=run or None, phases=phase or None, node=node,
+                    st,
+                    victim,
+                    run_ids=run or None,
+                    phases=phase or None,
+                    node=node,
                     start=datetime.fromisoformat(start) if start else None,
-                    end=datetime.fromisoformat(end) if end else None, topology=topo, baseline=baseline,
-                    phase_order=order, thresholds=th, window_s=window, n_shifts=shifts, seed=seed)
+                    end=datetime.fromisoformat(end) if end else None,
+                    topology=topo,
+                    baseline=baseline,
+                    phase_order=order,
+                    thresholds=th,
+                    window_s=window,
+                    n_shifts=shifts,
+                    seed=seed,
+                )
             finally:
                 st.close()
     except (NeighborscopeError, ValueError) as exc:
@@ -175,7 +255,9 @@ def analyze(
         render(result)
     if result.unreadable:  # done, but the result may miss what those files hold: exit 1 (docs/architecture.md)
         files = "; ".join(f"{path} ({reason})" for path, reason in result.unreadable)
-        typer.echo(f"error: incomplete result: {len(result.unreadable)} store file(s) could not be read and were "
-                   f"left out: {files}", err=True)
+        typer.echo(
+            f"error: incomplete result: {len(result.unreadable)} store file(s) could not be read and were "
+            f"left out: {files}",
+            err=True,
+        )
         raise typer.Exit(1)
-

@@ -126,8 +126,9 @@ class Thresholds:
     seed: int = 0
 
     def for_kind(self, kind: str) -> float:
-        return {"throughput": self.throughput_pct, "p50": self.p50_pct, "p99": self.p99_pct,
-                "share": self.goodput_pct}[kind]
+        return {"throughput": self.throughput_pct, "p50": self.p50_pct, "p99": self.p99_pct, "share": self.goodput_pct}[
+            kind
+        ]
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -159,8 +160,15 @@ def runs_frame(runs: Sequence[object]) -> pl.DataFrame:
             from datetime import timedelta
 
             end = start + timedelta(seconds=float(s["duration_s"]))
-        row = {"run_id": r.run_id, "group": r.group or "", "phase": r.phase or "", "node": getattr(r, "node", ""),
-               "start": start, "end": end, "timing": getattr(r, "timing", "summary_only")}
+        row = {
+            "run_id": r.run_id,
+            "group": r.group or "",
+            "phase": r.phase or "",
+            "node": getattr(r, "node", ""),
+            "start": start,
+            "end": end,
+            "timing": getattr(r, "timing", "summary_only"),
+        }
         for m in RUNS_SCHEMA:
             if m not in row:
                 v = s.get(m)
@@ -171,7 +179,9 @@ def runs_frame(runs: Sequence[object]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=RUNS_SCHEMA)
 
 
-_TPOT = pl.when(pl.col("output_tokens") > 1).then((pl.col("e2e_ms") - pl.col("ttft_ms")) / (pl.col("output_tokens") - 1))
+_TPOT = pl.when(pl.col("output_tokens") > 1).then(
+    (pl.col("e2e_ms") - pl.col("ttft_ms")) / (pl.col("output_tokens") - 1)
+)
 """A request's time per output token after the first (null with one token or none)."""
 
 
@@ -185,12 +195,12 @@ def _good(slo_ttft: float | None, slo_tpot: float | None) -> pl.Expr:
     return good
 
 
-def _per_run_from_requests(requests: pl.DataFrame, slo_ttft: float | None, slo_tpot: float | None,
-                           tokens: pl.DataFrame | None = None) -> pl.DataFrame:
+def _per_run_from_requests(
+    requests: pl.DataFrame, slo_ttft: float | None, slo_tpot: float | None, tokens: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Per-run metrics recomputed from per-request data (numpy-linear percentiles, as the tools do); ITL from
     ``tokens`` when given, else from the requests' ``itl_ms`` lists."""
-    ok = requests.filter(pl.col("error").is_null() & pl.col("ttft_ms").is_not_null()).with_columns(
-        _TPOT.alias("_tpot"))
+    ok = requests.filter(pl.col("error").is_null() & pl.col("ttft_ms").is_not_null()).with_columns(_TPOT.alias("_tpot"))
     good = _good(slo_ttft, slo_tpot)
     agg = ok.group_by("run_id").agg(
         pl.col("ttft_ms").quantile(0.5, "linear").alias("ttft_ms_p50"),
@@ -199,36 +209,66 @@ def _per_run_from_requests(requests: pl.DataFrame, slo_ttft: float | None, slo_t
         pl.col("_tpot").quantile(0.99, "linear").alias("tpot_ms_p99"),
         pl.col("e2e_ms").quantile(0.5, "linear").alias("e2e_ms_p50"),
         pl.col("e2e_ms").quantile(0.99, "linear").alias("e2e_ms_p99"),
-        *([] if tokens is not None or "itl_ms" not in ok.columns else [
-            pl.col("itl_ms").explode().quantile(0.5, "linear").alias("itl_ms_p50"),
-            pl.col("itl_ms").explode().quantile(0.99, "linear").alias("itl_ms_p99")]),
+        *(
+            []
+            if tokens is not None or "itl_ms" not in ok.columns
+            else [
+                pl.col("itl_ms").explode().quantile(0.5, "linear").alias("itl_ms_p50"),
+                pl.col("itl_ms").explode().quantile(0.99, "linear").alias("itl_ms_p99"),
+            ]
+        ),
         pl.col("output_tokens").fill_null(0).sum().cast(pl.Float64).alias("_out"),
         (good.cast(pl.Float64).mean() * 100.0).alias("goodput_pct"),
         pl.len().cast(pl.Int64).alias("n_samples"),
     )
     if tokens is not None:
-        itl = tokens.lazy().filter(pl.col("itl_ms").is_not_null()).group_by("run_id").agg(
-            pl.col("itl_ms").quantile(0.5, "linear").alias("itl_ms_p50"),
-            pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99")).with_columns(
-            pl.col("run_id").cast(pl.String)).collect()
+        itl = (
+            tokens.lazy()
+            .filter(pl.col("itl_ms").is_not_null())
+            .group_by("run_id")
+            .agg(
+                pl.col("itl_ms").quantile(0.5, "linear").alias("itl_ms_p50"),
+                pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99"),
+            )
+            .with_columns(pl.col("run_id").cast(pl.String))
+            .collect()
+        )
         agg = agg.join(itl, on="run_id", how="left")
     tot = requests.group_by("run_id").agg(pl.len().cast(pl.Int64).alias("_all"))
-    return agg.join(tot, on="run_id", how="left").with_columns(
-        (pl.col("goodput_pct") * pl.col("n_samples") / pl.col("_all")).alias("goodput_pct")
-    ).drop("_all")
+    return (
+        agg.join(tot, on="run_id", how="left")
+        .with_columns((pl.col("goodput_pct") * pl.col("n_samples") / pl.col("_all")).alias("goodput_pct"))
+        .drop("_all")
+    )
 
 
-def run_metrics(runs: pl.DataFrame, requests: pl.DataFrame | None = None, *, slo_ttft_ms: float | None = None,
-                slo_tpot_ms: float | None = None, tokens: pl.DataFrame | None = None) -> pl.DataFrame:
+def run_metrics(
+    runs: pl.DataFrame,
+    requests: pl.DataFrame | None = None,
+    *,
+    slo_ttft_ms: float | None = None,
+    slo_tpot_ms: float | None = None,
+    tokens: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """Per-run values of every metric in `METRICS` (columns run_id, group, phase, <metrics>, n_samples,
     per_request). Runs with per-request data are recomputed from it (output_tok_s = output tokens / run
     duration); summary-only runs keep their printed numbers (goodput null)."""
-    base = runs.select("run_id", "group", "phase", "start", "end", "duration_s", "total_output_tokens",
-                       *[m for m in METRIC_NAMES if m != "goodput_pct"])
+    base = runs.select(
+        "run_id",
+        "group",
+        "phase",
+        "start",
+        "end",
+        "duration_s",
+        "total_output_tokens",
+        *[m for m in METRIC_NAMES if m != "goodput_pct"],
+    )
     if requests is None or requests.height == 0:
-        return base.with_columns(pl.lit(None, dtype=pl.Float64).alias("goodput_pct"),
-                                 pl.lit(None, dtype=pl.Int64).alias("n_samples"),
-                                 pl.lit(False).alias("per_request"))
+        return base.with_columns(
+            pl.lit(None, dtype=pl.Float64).alias("goodput_pct"),
+            pl.lit(None, dtype=pl.Int64).alias("n_samples"),
+            pl.lit(False).alias("per_request"),
+        )
     per = _per_run_from_requests(requests, slo_ttft_ms, slo_tpot_ms, tokens)
     dur = pl.coalesce(pl.col("duration_s"), (pl.col("end") - pl.col("start")).dt.total_nanoseconds() / 1e9)
     joined = base.join(per, on="run_id", how="left", suffix="_req")
@@ -240,8 +280,16 @@ def run_metrics(runs: pl.DataFrame, requests: pl.DataFrame | None = None, *, slo
             cols.append(pl.col(m))
         else:
             cols.append(pl.coalesce(pl.col(f"{m}_req"), pl.col(m)).alias(m))
-    return joined.select("run_id", "group", "phase", "start", "end", *cols, "n_samples",
-                         pl.col("_out").is_not_null().alias("per_request"))
+    return joined.select(
+        "run_id",
+        "group",
+        "phase",
+        "start",
+        "end",
+        *cols,
+        "n_samples",
+        pl.col("_out").is_not_null().alias("per_request"),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ bootstrap
@@ -270,8 +318,14 @@ def _window_grid(runs: pl.DataFrame, window_s: float) -> tuple[pl.DataFrame, np.
         offsets[rid] = (k, int(st.timestamp() * 1e9) if st is not None else 0, nw)
         secs.extend([window_s] * (nw - 1) + [max(dur - (nw - 1) * window_s, 1e-9)])
         k += nw
-    off = pl.DataFrame({"run_id": list(offsets), "_k": [v[0] for v in offsets.values()],
-                        "_t0": [v[1] for v in offsets.values()], "_nw": [v[2] for v in offsets.values()]})
+    off = pl.DataFrame(
+        {
+            "run_id": list(offsets),
+            "_k": [v[0] for v in offsets.values()],
+            "_t0": [v[1] for v in offsets.values()],
+            "_nw": [v[2] for v in offsets.values()],
+        }
+    )
     return off, np.asarray(secs, dtype=float)
 
 
@@ -281,8 +335,9 @@ def _window_of(window_s: float) -> pl.Expr:
     return pl.col("_k") + ((pl.col("time").cast(pl.Int64) - pl.col("_t0")) // w_ns).clip(0, pl.col("_nw") - 1)
 
 
-def _emitted_tokens(ok: pl.DataFrame, tokens: pl.DataFrame | None, off: pl.DataFrame, window_s: float,
-                    n: int) -> np.ndarray:
+def _emitted_tokens(
+    ok: pl.DataFrame, tokens: pl.DataFrame | None, off: pl.DataFrame, window_s: float, n: int
+) -> np.ndarray:
     """Output tokens per window: by emission time with per-token data, else with the request that started there."""
     out = np.zeros(n)
     if tokens is None:
@@ -290,7 +345,8 @@ def _emitted_tokens(ok: pl.DataFrame, tokens: pl.DataFrame | None, off: pl.DataF
         return out
     count = pl.col("tokens") if "tokens" in tokens.columns else pl.lit(1)
     te = tokens.join(off, on="run_id", how="inner").select(
-        _window_of(window_s).alias("_w"), count.cast(pl.Float64).alias("_n"))
+        _window_of(window_s).alias("_w"), count.cast(pl.Float64).alias("_n")
+    )
     np.add.at(out, te["_w"].to_numpy(), te["_n"].to_numpy())
     return out
 
@@ -300,27 +356,41 @@ def _itl_hist(ok: pl.DataFrame, tokens: pl.DataFrame | None, n: int) -> tuple[np
     if tokens is None:
         ex = ok.select("_win", "itl_ms").explode("itl_ms").drop_nulls()
         return stats.window_hist(ex["itl_ms"].to_numpy(), ex["_win"].to_numpy(), n)
-    t = tokens.filter(pl.col("itl_ms").is_not_null()).select("run_id", "request_index", "itl_ms").join(
-        ok.select("run_id", "request_index", "_win"), on=["run_id", "request_index"], how="inner")
+    t = (
+        tokens.filter(pl.col("itl_ms").is_not_null())
+        .select("run_id", "request_index", "itl_ms")
+        .join(ok.select("run_id", "request_index", "_win"), on=["run_id", "request_index"], how="inner")
+    )
     return stats.window_hist(t["itl_ms"].to_numpy(), t["_win"].to_numpy(), n)
 
 
-def _side(requests: pl.DataFrame, tokens: pl.DataFrame | None, runs: pl.DataFrame, window_s: float,
-          slo_ttft: float | None, slo_tpot: float | None) -> _Side:
+def _side(
+    requests: pl.DataFrame,
+    tokens: pl.DataFrame | None,
+    runs: pl.DataFrame,
+    window_s: float,
+    slo_ttft: float | None,
+    slo_tpot: float | None,
+) -> _Side:
     """``runs``' windows with their tokens, seconds, latency histograms, good and all requests."""
     run_ids = runs["run_id"].to_list()
     off, secs = _window_grid(runs, window_s)
     n = len(secs)
-    req = requests.filter(pl.col("run_id").is_in(run_ids)).join(off, on="run_id", how="inner").with_columns(
-        _window_of(window_s).alias("_win"))
+    req = (
+        requests.filter(pl.col("run_id").is_in(run_ids))
+        .join(off, on="run_id", how="inner")
+        .with_columns(_window_of(window_s).alias("_win"))
+    )
     ok = req.filter(pl.col("error").is_null() & pl.col("ttft_ms").is_not_null()).with_columns(_TPOT.alias("_tpot"))
     if tokens is not None and tokens.height:
         tokens = tokens.filter(pl.col("run_id").is_in(run_ids)).with_columns(pl.col("run_id").cast(pl.String))
     else:
         tokens = None
     win_ok = ok["_win"].to_numpy()
-    hists = {name: stats.window_hist(ok[col].to_numpy().astype(float), win_ok, n)
-             for name, col in (("ttft", "ttft_ms"), ("tpot", "_tpot"), ("e2e", "e2e_ms"))}
+    hists = {
+        name: stats.window_hist(ok[col].to_numpy().astype(float), win_ok, n)
+        for name, col in (("ttft", "ttft_ms"), ("tpot", "_tpot"), ("e2e", "e2e_ms"))
+    }
     hists["itl"] = _itl_hist(ok, tokens if tokens is not None and tokens.height else None, n)
     good, count = np.zeros(n), np.zeros(n)
     np.add.at(good, win_ok, ok.select(_good(slo_ttft, slo_tpot).cast(pl.Float64)).to_series().to_numpy())
@@ -355,8 +425,9 @@ class WindowSides:
     def of(self, phase: str) -> _Side:
         if phase not in self.built:
             runs = self.runs.filter(pl.col("phase") == phase)
-            self.built[phase] = _side(self.requests, self.tokens, runs, self.window_s, self.slo_ttft_ms,
-                                      self.slo_tpot_ms)
+            self.built[phase] = _side(
+                self.requests, self.tokens, runs, self.window_s, self.slo_ttft_ms, self.slo_tpot_ms
+            )
         return self.built[phase]
 
 
@@ -472,8 +543,9 @@ class BootstrapTester:
 
     def estimate(self, metric: MetricSpec, base: np.ndarray, new: np.ndarray) -> Estimate:
         ratio = central_value(new) / central_value(base)
-        note = (f"one run per phase: block bootstrap over {self.sides.window_s:g} s windows "
-                "(low confidence, under-covers)")
+        note = (
+            f"one run per phase: block bootstrap over {self.sides.window_s:g} s windows (low confidence, under-covers)"
+        )
         lr = self.log_ratios(metric.name)
         if len(lr) < 20:
             return Estimate(ratio, confidence="low", note=note)
@@ -534,8 +606,9 @@ def _verdict(harm: float, lo: float, hi: float, q: float, thr: float, qmax: floa
     return "inconclusive"
 
 
-def compare(metric: MetricSpec, base: np.ndarray, new: np.ndarray, tester: Tester, *, threshold_pct: float,
-            note: str = "") -> Comparison:
+def compare(
+    metric: MetricSpec, base: np.ndarray, new: np.ndarray, tester: Tester, *, threshold_pct: float, note: str = ""
+) -> Comparison:
     """``tester``'s comparison of one metric's per-run values (positive, >= 1 per side); no q, no verdict yet."""
     est = tester.estimate(metric, base, new)
     return Comparison(
@@ -569,8 +642,14 @@ def _positive(values: pl.Series) -> np.ndarray:
     return v[v > 0]
 
 
-def _phase_comparisons(b_met: pl.DataFrame, n_met: pl.DataFrame, testers: PhaseTesters, per_request: bool,
-                       th: Thresholds, goodput_note: str) -> list[Comparison]:
+def _phase_comparisons(
+    b_met: pl.DataFrame,
+    n_met: pl.DataFrame,
+    testers: PhaseTesters,
+    per_request: bool,
+    th: Thresholds,
+    goodput_note: str,
+) -> list[Comparison]:
     """Every metric present on either side, baseline ``b_met`` against ``n_met`` (`run_metrics` rows)."""
     out = []
     for spec in METRICS:
@@ -581,8 +660,9 @@ def _phase_comparisons(b_met: pl.DataFrame, n_met: pl.DataFrame, testers: PhaseT
                 out.append(Comparison(spec, thr, len(bv), len(nv), "none", "none", "metric missing on one side"))
             continue
         tester = choose_tester(testers, len(bv), len(nv), per_request)
-        out.append(compare(spec, bv, nv, tester, threshold_pct=thr,
-                           note=goodput_note if spec.name == "goodput_pct" else ""))
+        out.append(
+            compare(spec, bv, nv, tester, threshold_pct=thr, note=goodput_note if spec.name == "goodput_pct" else "")
+        )
     return with_q_values(out, th.q)
 
 
@@ -594,8 +674,9 @@ def _ordered_phases(runs: pl.DataFrame, phase_order: Sequence[str] | None) -> li
     return phases
 
 
-def _baselines(runs: pl.DataFrame, baseline: str | Mapping[str, str] | None,
-               phase_order: Sequence[str] | None) -> dict[str, str]:
+def _baselines(
+    runs: pl.DataFrame, baseline: str | Mapping[str, str] | None, phase_order: Sequence[str] | None
+) -> dict[str, str]:
     out = {}
     for group in runs["group"].unique(maintain_order=True).to_list():
         phases = _ordered_phases(runs.filter(pl.col("group") == group), phase_order)
@@ -612,8 +693,9 @@ PHASE_VALUE_COLUMNS: dict[str, pl.DataType] = {
 }  # fmt: skip
 
 
-def phase_values(runs: pl.DataFrame, requests: pl.DataFrame | None = None,
-                 tokens: pl.DataFrame | None = None) -> pl.DataFrame:
+def phase_values(
+    runs: pl.DataFrame, requests: pl.DataFrame | None = None, tokens: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Per (group, phase, metric) of every phase, the baseline included and a group with one phase only: the
     value `phase_degradation` compares (`central_value` of the runs' positive `run_metrics`, recomputed from
     per-request data where the runs have it) and the number of runs it comes from (`PHASE_VALUE_COLUMNS`).
@@ -657,10 +739,17 @@ def _goodput_slos(slos: _Slos, group: str, base_requests: pl.DataFrame) -> _Slos
     if tpot is None and ok.height:
         tpot = _finite(ok.select(_TPOT.quantile(0.9, "linear")).item())
     if ttft is None or tpot is None:
-        return _Slos(ttft, tpot, f"no goodput for {group}: its baseline has no successful request to set an SLO "
-                                 "from (configure --slo-ttft-ms / --slo-tpot-ms)")
-    return _Slos(ttft, tpot, f"goodput SLOs: TTFT <= {ttft:.0f} ms, TPOT <= {tpot:.1f} ms "
-                             f"(the {group} baseline's p90 where not configured)")
+        return _Slos(
+            ttft,
+            tpot,
+            f"no goodput for {group}: its baseline has no successful request to set an SLO "
+            "from (configure --slo-ttft-ms / --slo-tpot-ms)",
+        )
+    return _Slos(
+        ttft,
+        tpot,
+        f"goodput SLOs: TTFT <= {ttft:.0f} ms, TPOT <= {tpot:.1f} ms (the {group} baseline's p90 where not configured)",
+    )
 
 
 def _finite(value: object) -> float | None:
@@ -679,8 +768,9 @@ class _Group:
     all_tokens: pl.DataFrame | None  # every group's, for the bootstrap sides (which filter them by run)
 
 
-def _group(name: str, baseline: str, runs: pl.DataFrame, requests: pl.DataFrame | None,
-           tokens: pl.DataFrame | None) -> _Group:
+def _group(
+    name: str, baseline: str, runs: pl.DataFrame, requests: pl.DataFrame | None, tokens: pl.DataFrame | None
+) -> _Group:
     g_runs = runs.filter(pl.col("group") == name)
     ids = g_runs["run_id"].to_list()
     g_req = requests.filter(pl.col("run_id").is_in(ids)) if requests is not None else None
@@ -689,8 +779,9 @@ def _group(name: str, baseline: str, runs: pl.DataFrame, requests: pl.DataFrame 
     return _Group(name, baseline, g_runs, g_req, g_tok, tokens)
 
 
-def _group_comparisons(g: _Group, slos: _Slos, th: Thresholds, rng: np.random.Generator,
-                       phase_order: Sequence[str] | None) -> list[tuple[PhasePair, Comparison]]:
+def _group_comparisons(
+    g: _Group, slos: _Slos, th: Thresholds, rng: np.random.Generator, phase_order: Sequence[str] | None
+) -> list[tuple[PhasePair, Comparison]]:
     """Every non-baseline phase of group ``g`` against its baseline, phases in order."""
     metrics = run_metrics(g.runs, g.requests, slo_ttft_ms=slos.ttft_ms, slo_tpot_ms=slos.tpot_ms, tokens=g.tokens)
     b_met = metrics.filter(pl.col("phase") == g.baseline)
@@ -703,11 +794,11 @@ def _group_comparisons(g: _Group, slos: _Slos, th: Thresholds, rng: np.random.Ge
             continue
         n_met = metrics.filter(pl.col("phase") == phase)
         per_request = bool(b_met["per_request"].all() and n_met["per_request"].all())
-        pair = PhasePair(g.name, phase, g.baseline,
-                         int(n_met["n_samples"].fill_null(0).sum()) if per_request else None)
+        pair = PhasePair(g.name, phase, g.baseline, int(n_met["n_samples"].fill_null(0).sum()) if per_request else None)
         # without requests no metric is per-request, so the bootstrap slot is never chosen
-        bootstrap = SummaryOnly() if sides is None else BootstrapTester(sides, g.baseline, phase, rng, th.n_boot,
-                                                                        th.level)
+        bootstrap = (
+            SummaryOnly() if sides is None else BootstrapTester(sides, g.baseline, phase, rng, th.n_boot, th.level)
+        )
         testers = PhaseTesters(welch=WelchTester(th.level), bootstrap=bootstrap, summary=SummaryOnly())
         out += [(pair, c) for c in _phase_comparisons(b_met, n_met, testers, per_request, th, slos.note)]
     return out

@@ -92,8 +92,11 @@ class Resource:
 
 def _pcie_bytes(col: Col) -> pl.Expr:
     """PCIe bytes/s both ways: rx + tx, or the device's bidirectional figure when it gives only that."""
-    both = pl.when(col("pcie_rx_bytes_per_s").is_null() & col("pcie_tx_bytes_per_s").is_null()).then(None).otherwise(
-        col("pcie_rx_bytes_per_s").fill_null(0) + col("pcie_tx_bytes_per_s").fill_null(0))
+    both = (
+        pl.when(col("pcie_rx_bytes_per_s").is_null() & col("pcie_tx_bytes_per_s").is_null())
+        .then(None)
+        .otherwise(col("pcie_rx_bytes_per_s").fill_null(0) + col("pcie_tx_bytes_per_s").fill_null(0))
+    )
     return pl.coalesce(both, col("pcie_bidir_bytes_per_s"))
 
 
@@ -115,9 +118,15 @@ PCIE = Resource(
     share_keys=("pcie_switch",),
     fields=(WindowField("pcie_bytes_per_s", _pcie_bytes, "sum"),),
     mediators=(
-        Mediator("pcie_drop", "primary", "victim's load-adjusted PCIe rate", "load_adjusted_drop",
-                 "accel pcie_rx/tx_bytes_per_s (else pcie_bidir_bytes_per_s) of the victim's devices, summed",
-                 _rate_change, field="pcie_bytes_per_s"),
+        Mediator(
+            "pcie_drop",
+            "primary",
+            "victim's load-adjusted PCIe rate",
+            "load_adjusted_drop",
+            "accel pcie_rx/tx_bytes_per_s (else pcie_bidir_bytes_per_s) of the victim's devices, summed",
+            _rate_change,
+            field="pcie_bytes_per_s",
+        ),
     ),
 )
 
@@ -125,14 +134,30 @@ CPU = Resource(
     name="cpu",
     share_keys=("socket",),
     mediators=(
-        Mediator("cpu_saturation", "primary", "saturated cores on the victim's socket", "socket_max",
-                 f"host_core util_pct: share of core-samples >= {SATURATED_CORE_PCT:g} % on the victim's socket(s)",
-                 _points),
-        Mediator("run_queue_excess", "primary", "host run queue beyond the CPUs", "run_queue_excess",
-                 "host procs_running / cpu_count - 1 (>= 0)", lambda s: f"{s:+.2f} waiting tasks per CPU"),
-        Mediator("victim_cpu_drop", "primary", "victim's CPU share on an oversubscribed host", "victim_cpu_drop",
-                 "tenant cpu_pct of the victim, in cores, where the median run queue exceeds the CPUs",
-                 lambda s: f"{-s:+.2f} cores"),
+        Mediator(
+            "cpu_saturation",
+            "primary",
+            "saturated cores on the victim's socket",
+            "socket_max",
+            f"host_core util_pct: share of core-samples >= {SATURATED_CORE_PCT:g} % on the victim's socket(s)",
+            _points,
+        ),
+        Mediator(
+            "run_queue_excess",
+            "primary",
+            "host run queue beyond the CPUs",
+            "run_queue_excess",
+            "host procs_running / cpu_count - 1 (>= 0)",
+            lambda s: f"{s:+.2f} waiting tasks per CPU",
+        ),
+        Mediator(
+            "victim_cpu_drop",
+            "primary",
+            "victim's CPU share on an oversubscribed host",
+            "victim_cpu_drop",
+            "tenant cpu_pct of the victim, in cores, where the median run queue exceeds the CPUs",
+            lambda s: f"{-s:+.2f} cores",
+        ),
     ),
 )
 
@@ -145,13 +170,33 @@ THERMAL = Resource(
         WindowField("throttle_thermal_share", lambda col: col("throttle_thermal")),
     ),
     mediators=(
-        Mediator("clock_drop", "primary", "victim clock", "neg_log", "accel sm_clock_mhz of the victim's devices",
-                 _rate_change, field="sm_clock_mhz"),
-        Mediator("throttle_thermal_share", "hard", "thermal throttle flags", "value",
-                 "accel throttle_thermal: share of the victim's samples flagged", _points,
-                 field="throttle_thermal_share"),
-        Mediator("temp_c", "context", "victim temperature", "value", "accel temp_c of the victim's devices",
-                 lambda s: f"{s:+.1f} degC", field="temp_c"),
+        Mediator(
+            "clock_drop",
+            "primary",
+            "victim clock",
+            "neg_log",
+            "accel sm_clock_mhz of the victim's devices",
+            _rate_change,
+            field="sm_clock_mhz",
+        ),
+        Mediator(
+            "throttle_thermal_share",
+            "hard",
+            "thermal throttle flags",
+            "value",
+            "accel throttle_thermal: share of the victim's samples flagged",
+            _points,
+            field="throttle_thermal_share",
+        ),
+        Mediator(
+            "temp_c",
+            "context",
+            "victim temperature",
+            "value",
+            "accel temp_c of the victim's devices",
+            lambda s: f"{s:+.1f} degC",
+            field="temp_c",
+        ),
     ),
 )
 
@@ -163,11 +208,24 @@ POWER = Resource(
         WindowField("at_power_cap_share", _at_power_cap),
     ),
     mediators=(
-        Mediator("throttle_power_share", "hard", "power throttle flags", "value",
-                 "accel throttle_power: share of the victim's samples flagged", _points, field="throttle_power_share"),
-        Mediator("at_power_cap_share", "primary", "victim at its power cap", "value",
-                 f"accel power_w >= {POWER_CAP_SHARE:g} x power_limit_w: share of the victim's samples", _points,
-                 field="at_power_cap_share"),
+        Mediator(
+            "throttle_power_share",
+            "hard",
+            "power throttle flags",
+            "value",
+            "accel throttle_power: share of the victim's samples flagged",
+            _points,
+            field="throttle_power_share",
+        ),
+        Mediator(
+            "at_power_cap_share",
+            "primary",
+            "victim at its power cap",
+            "value",
+            f"accel power_w >= {POWER_CAP_SHARE:g} x power_limit_w: share of the victim's samples",
+            _points,
+            field="at_power_cap_share",
+        ),
     ),
 )
 

@@ -154,10 +154,18 @@ def build_scheduler(jobs: Jobs, background: bool = True) -> Any:
     try:
         cron = CronTrigger.from_crontab(opts.report_cron, timezone=opts.timezone)
     except ValueError as exc:
-        raise ConfigError(f"--report-cron {opts.report_cron!r}: {exc} (five fields: minute hour day month weekday)") from None
+        raise ConfigError(
+            f"--report-cron {opts.report_cron!r}: {exc} (five fields: minute hour day month weekday)"
+        ) from None
     sched.add_job(jobs.nightly, cron, id="nightly", name="nightly report + findings", replace_existing=True)
-    sched.add_job(jobs.alerts, IntervalTrigger(seconds=opts.alert_interval_s, timezone=opts.timezone), id="alerts",
-                  name="alert evaluation", replace_existing=True, next_run_time=datetime.now(UTC))
+    sched.add_job(
+        jobs.alerts,
+        IntervalTrigger(seconds=opts.alert_interval_s, timezone=opts.timezone),
+        id="alerts",
+        name="alert evaluation",
+        replace_existing=True,
+        next_run_time=datetime.now(UTC),
+    )
     return sched
 
 
@@ -195,23 +203,31 @@ def _split(option: str, text: str) -> list[str]:
 
 
 def serve(
-    store: str = typer.Option("neighborscope-data/store", "--store", envvar="NEIGHBORSCOPE_STORE",
-                              help="Store path or URL."),
-    alerts_config: Path | None = typer.Option(None, "--alerts-config", envvar="NEIGHBORSCOPE_ALERTS_CONFIG",
-                                              help="alerts.toml (rules, notifiers, silences)."),
+    store: str = typer.Option(
+        "neighborscope-data/store", "--store", envvar="NEIGHBORSCOPE_STORE", help="Store path or URL."
+    ),
+    alerts_config: Path | None = typer.Option(
+        None, "--alerts-config", envvar="NEIGHBORSCOPE_ALERTS_CONFIG", help="alerts.toml (rules, notifiers, silences)."
+    ),
     state_dir: Path | None = typer.Option(None, "--state-dir", help="Alert state directory."),
-    report_out: Path = typer.Option(Path("neighborscope-data/reports"), "--report-out",
-                                    help="Where the nightly reports go (one folder per night)."),
+    report_out: Path = typer.Option(
+        Path("neighborscope-data/reports"), "--report-out", help="Where the nightly reports go (one folder per night)."
+    ),
     report_cron: str = typer.Option("0 6 * * *", "--report-cron", help="When the nightly job runs (crontab)."),
     report_args: str = typer.Option("", "--report-args", help="Extra arguments for `neighborscope report`."),
     timezone: str = typer.Option("UTC", "--timezone", help="Time zone of --report-cron."),
     alert_interval: float = typer.Option(60.0, "--alert-interval", help="Seconds between alert evaluations."),
     collector: bool = typer.Option(True, "--collector/--no-collector", help="Run the collector beside the jobs."),
-    collector_args: str = typer.Option("", "--collector-args",
-                                       help="Extra arguments for `neighborscope collector` (e.g. '--config c.toml')."),
-    rerun_command: str | None = typer.Option(None, "--rerun-command", help="Shell command run once after the "
-                                             "nightly findings when a regression is suspected (e.g. 'neighborscope "
-                                             "stress run nightly.toml'); NEIGHBORSCOPE_RERUN lists the histories."),
+    collector_args: str = typer.Option(
+        "", "--collector-args", help="Extra arguments for `neighborscope collector` (e.g. '--config c.toml')."
+    ),
+    rerun_command: str | None = typer.Option(
+        None,
+        "--rerun-command",
+        help="Shell command run once after the "
+        "nightly findings when a regression is suspected (e.g. 'neighborscope "
+        "stress run nightly.toml'); NEIGHBORSCOPE_RERUN lists the histories.",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error"),
 ) -> None:
     """Run the collector and the scheduler: the nightly report (cron) and the alert evaluation (every minute),
@@ -219,8 +235,11 @@ def serve(
 
     Example: neighborscope serve --store data/store --alerts-config alerts.toml --report-cron "30 5 * * *"
     """
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if log_level.lower() != "debug":  # APScheduler logs every run of every job at INFO
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
     opts = ServeOptions(store=store, alerts_config=alerts_config, state_dir=state_dir, report_out=report_out,
@@ -234,8 +253,11 @@ def serve(
         open_store(store, create=False).close()
     jobs = Jobs(opts)
     sched = build_scheduler(jobs, background=True)
-    child = CollectorChild([*NEIGHBORSCOPE, "collector", "--store", store, *_split("--collector-args", collector_args)]) \
-        if collector else None
+    child = (
+        CollectorChild([*NEIGHBORSCOPE, "collector", "--store", store, *_split("--collector-args", collector_args)])
+        if collector
+        else None
+    )
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
@@ -245,8 +267,13 @@ def serve(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     sched.start()
-    log.info("scheduler started: nightly at '%s' (%s), alerts every %g s; state in %s", report_cron, timezone,
-             alert_interval, jobs.state_dir)
+    log.info(
+        "scheduler started: nightly at '%s' (%s), alerts every %g s; state in %s",
+        report_cron,
+        timezone,
+        alert_interval,
+        jobs.state_dir,
+    )
     try:
         while not stop.is_set():
             if child is not None:

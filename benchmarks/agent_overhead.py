@@ -38,7 +38,7 @@ token = "bench-token"
 [agent]
 cadence_s = {cadence_s}
 flush_s = 1.0
-spool_dir = "{workdir / f'spool-{cadence_s}'}"
+spool_dir = "{workdir / f"spool-{cadence_s}"}"
 [samplers.simulated]
 enabled = true
 scenario = "seed000"
@@ -58,8 +58,11 @@ name = "^(bash|sh)$"
 
 def measure(url: str, workdir: Path, cadence_s: float, warmup_s: float, window_s: float) -> dict:
     log = workdir / f"agent-{cadence_s}.log"
-    agent = subprocess.Popen([*NEIGHBORSCOPE, "agent", "--config", str(agent_config(workdir, url, cadence_s))],
-                             stdout=subprocess.DEVNULL, stderr=open(log, "wb"))  # noqa: SIM115
+    agent = subprocess.Popen(
+        [*NEIGHBORSCOPE, "agent", "--config", str(agent_config(workdir, url, cadence_s))],
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),  # noqa: SIM115 - the child owns it; closed when the benchmark exits
+    )
     try:
         p = psutil.Process(agent.pid)
         deadline = time.monotonic() + 300
@@ -80,8 +83,14 @@ def measure(url: str, workdir: Path, cadence_s: float, warmup_s: float, window_s
     cpu_s = (c1.user - c0.user) + (c1.system - c0.system)
     wall_s = w1 - w0
     ticks = wall_s / cadence_s
-    summary = next((json.loads(line.removeprefix("agent summary: ")) for line in log.read_text().splitlines()
-                    if line.startswith("agent summary: ")), {})
+    summary = next(
+        (
+            json.loads(line.removeprefix("agent summary: "))
+            for line in log.read_text().splitlines()
+            if line.startswith("agent summary: ")
+        ),
+        {},
+    )
     return {
         "cadence_s": cadence_s,
         "window_s": round(wall_s, 1),
@@ -113,8 +122,10 @@ def main() -> None:
     print(f"{'cadence':>8} {'CPU % of 1 core':>16} {'CPU ms/tick':>12} {'target':>7} {'RSS MiB':>8} {'rows':>8}")
     for r in results:
         ok = "ok" if r["target_pct"] is None or r["cpu_pct_of_one_core"] < r["target_pct"] else "OVER"
-        print(f"{r['cadence_s']:>7}s {r['cpu_pct_of_one_core']:>15.2f}% {r['cpu_ms_per_tick']:>12.3f} "
-              f"{'<' + str(r['target_pct']) + '%':>7} {r['rss_mib']:>8} {r['rows_sent']:>8}  {ok}")
+        print(
+            f"{r['cadence_s']:>7}s {r['cpu_pct_of_one_core']:>15.2f}% {r['cpu_ms_per_tick']:>12.3f} "
+            f"{'<' + str(r['target_pct']) + '%':>7} {r['rss_mib']:>8} {r['rows_sent']:>8}  {ok}"
+        )
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
 

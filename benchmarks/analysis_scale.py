@@ -47,8 +47,7 @@ def build(store_dir: Path, node: str, days: float, cycles_per_day: int, seed: in
     phase_s = span_s // n_phases
     kinds = base.phases
     phases = tuple(Phase(kinds[i % 3].name, phase_s, kinds[i % 3].active) for i in range(n_phases))
-    sc = replace(base, phases=phases, topology=seed000_topology(node=node),
-                 start=base.start + timedelta(days=0))
+    sc = replace(base, phases=phases, topology=seed000_topology(node=node), start=base.start + timedelta(days=0))
     t = time.perf_counter()
     res = simulate(sc, seed)
     sim_s = time.perf_counter() - t
@@ -62,14 +61,35 @@ def build(store_dir: Path, node: str, days: float, cycles_per_day: int, seed: in
     for br in res.runs:
         req = br.requests_frame()
         requests = req.select(
-            "run_id", "request_index", "time", "ttft_ms", "e2e_ms", "tpot_ms",
-            pl.lit(None, dtype=pl.List(pl.Float64)).alias("itl_ms"), "input_tokens", "output_tokens", "error",
-            "timing")
+            "run_id",
+            "request_index",
+            "time",
+            "ttft_ms",
+            "e2e_ms",
+            "tpot_ms",
+            pl.lit(None, dtype=pl.List(pl.Float64)).alias("itl_ms"),
+            "input_tokens",
+            "output_tokens",
+            "error",
+            "timing",
+        )
         s = br.summary()
-        run = Run(run_id=br.run_id, tool=br.tool, source="simulator", start=br.start, end=br.end, timing="wall_clock",
-                  node=node, group=br.group, phase=br.phase,
-                  summary={"completed": s["completed"], "duration_s": s["duration_s"],
-                           "output_tok_s": s["output_throughput"]})
+        run = Run(
+            run_id=br.run_id,
+            tool=br.tool,
+            source="simulator",
+            start=br.start,
+            end=br.end,
+            timing="wall_clock",
+            node=node,
+            group=br.group,
+            phase=br.phase,
+            summary={
+                "completed": s["completed"],
+                "duration_s": s["duration_s"],
+                "output_tok_s": s["output_throughput"],
+            },
+        )
         st.write("run_event", run_event_frame(run))
         st.write("bench_request", req)
         st.write_artifact(artifact_key(br.run_id, "requests"), requests)
@@ -93,12 +113,21 @@ def analyse_child(store_dir: str, node: str, victim: str) -> None:
     use = resource.getrusage(resource.RUSAGE_SELF)
     rss = use.ru_maxrss * 1024  # Linux: KiB
     top = res.antagonists.row(0, named=True) if res.antagonists.height else None
-    print(json.dumps({
-        "node": node, "wall_s": round(wall, 2), "cpu_s": round(use.ru_utime + use.ru_stime, 2), "peak_rss_bytes": rss, "window_s": res.window_s,
-        "phase_rows": res.phases.height, "victim_windows": 0 if res.attribution is None else res.attribution.grid.victim.height,
-        "top": None if top is None else [top["antagonist"], top["resource"], top["significant"]],
-        "methods": sorted(set(res.phases["method"].to_list())),
-    }))
+    print(
+        json.dumps(
+            {
+                "node": node,
+                "wall_s": round(wall, 2),
+                "cpu_s": round(use.ru_utime + use.ru_stime, 2),
+                "peak_rss_bytes": rss,
+                "window_s": res.window_s,
+                "phase_rows": res.phases.height,
+                "victim_windows": 0 if res.attribution is None else res.attribution.grid.victim.height,
+                "top": None if top is None else [top["antagonist"], top["resource"], top["significant"]],
+                "methods": sorted(set(res.phases["method"].to_list())),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -123,18 +152,37 @@ def main() -> None:
             print(f"built {node}: {info} in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     results = []
     for node in nodes:
-        out = subprocess.run([sys.executable, __file__, "--child", str(store), node, "hive0"], capture_output=True,
-                             text=True, check=True, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(store), node, "hive0"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
         r = json.loads(out.stdout.strip().splitlines()[-1])
         results.append(r)
-        print(f"{node}: {r['wall_s']} s wall ({r['cpu_s']} s CPU, all threads), peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB, window {r['window_s']} s, "
-              f"{r['victim_windows']} victim windows, methods {r['methods']}, top {r['top']}", flush=True)
+        print(
+            f"{node}: {r['wall_s']} s wall ({r['cpu_s']} s CPU, all threads), peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB, window {r['window_s']} s, "
+            f"{r['victim_windows']} victim windows, methods {r['methods']}, top {r['top']}",
+            flush=True,
+        )
     total = sum(r["wall_s"] for r in results)
     cpu = sum(r["cpu_s"] for r in results)
     peak = max(r["peak_rss_bytes"] for r in results)
     size = sum(p.stat().st_size for p in store.rglob("*.parquet"))
-    print(json.dumps({"days": args.days, "nodes": args.nodes, "store_bytes": size, "total_wall_s": round(total, 2), "total_cpu_s": round(cpu, 2),
-                      "max_wall_s": max(r["wall_s"] for r in results), "peak_rss_bytes": peak}))
+    print(
+        json.dumps(
+            {
+                "days": args.days,
+                "nodes": args.nodes,
+                "store_bytes": size,
+                "total_wall_s": round(total, 2),
+                "total_cpu_s": round(cpu, 2),
+                "max_wall_s": max(r["wall_s"] for r in results),
+                "peak_rss_bytes": peak,
+            }
+        )
+    )
     if not args.keep and args.store is None:
         shutil.rmtree(store, ignore_errors=True)
 

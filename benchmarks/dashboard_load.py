@@ -49,8 +49,13 @@ sys.path.insert(0, str(ROOT))
 from tests.dashboard.test_browser import CHARTS, CHROMIUM, CHROMIUM_ARGS, DRAWN, start_dashboard, stop  # noqa: E402
 
 # page -> (url path, plotly charts drawn on it)
-ALL_PAGES = {"overview": ("overview", 1), "node_detail": ("node-detail", 1), "noisy_neighbours": ("noisy-neighbours", 3),
-             "runs": ("runs", 2), "alerts": ("alerts", 0)}
+ALL_PAGES = {
+    "overview": ("overview", 1),
+    "node_detail": ("node-detail", 1),
+    "noisy_neighbours": ("noisy-neighbours", 3),
+    "runs": ("runs", 2),
+    "alerts": ("alerts", 0),
+}
 PAGES = {k: ALL_PAGES[k] for k in ("overview", "node_detail")}
 # sidebar link text and a selector only the page's own chart has (the overview's heatmap, node detail's lines)
 IN_APP = {"overview": ("Fleet overview", ".heatmaplayer .hm"), "node_detail": ("Node detail", ".scatterlayer .trace")}
@@ -70,8 +75,11 @@ def build_fleet(path: Path, nodes: int) -> None:
 
     t = time.perf_counter()
     build_fleet_store(path.parent, nodes=nodes, seconds=3600)
-    print(f"built {path}: {nodes} nodes x 34 accelerators x 3600 s ({nodes * 34 * 3600:,} accel rows) in "
-          f"{time.perf_counter() - t:.1f} s", flush=True)
+    print(
+        f"built {path}: {nodes} nodes x 34 accelerators x 3600 s ({nodes * 34 * 3600:,} accel rows) in "
+        f"{time.perf_counter() - t:.1f} s",
+        flush=True,
+    )
 
 
 def build_store(path: Path, hours: int = 24, seed: int = 0) -> None:
@@ -110,8 +118,15 @@ def server_side(store_path: Path) -> dict[str, float]:
     node = status["node"][0]
     t = time.perf_counter()
     every = bucket_seconds(start, last, 240)
-    r.buckets("accel", ["temp_c", "power_w", "util_pct", "pcie_rx_bytes_per_s", "pcie_tx_bytes_per_s"], every,
-              start, last, {"node": node}, by=["device"])
+    r.buckets(
+        "accel",
+        ["temp_c", "power_w", "util_pct", "pcie_rx_bytes_per_s", "pcie_tx_bytes_per_s"],
+        every,
+        start,
+        last,
+        {"node": node},
+        by=["device"],
+    )
     out["overview_heatmap_s"] = time.perf_counter() - t
     t = time.perf_counter()
     devs = [f"gpu{i}" for i in range(8)]
@@ -192,10 +207,28 @@ def baseline(workdir: Path, repeat: int = 3) -> float:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(app),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         for _ in range(300):
             try:
@@ -237,8 +270,11 @@ def main() -> None:
     print("server-side reductions:", {k: round(v, 3) for k, v in result["server_side"].items()}, flush=True)
     workdir = store.parent
     result["baseline_hello_s"] = baseline(workdir)
-    print(f"baseline: a one-chart hello-world Streamlit page renders in {result['baseline_hello_s']:.2f} s here now "
-          "(the floor this machine sets)", flush=True)
+    print(
+        f"baseline: a one-chart hello-world Streamlit page renders in {result['baseline_hello_s']:.2f} s here now "
+        "(the floor this machine sets)",
+        flush=True,
+    )
     dash = start_dashboard(store, workdir, "--refresh-s", "600")
     try:
         with sync_playwright() as p:
@@ -255,14 +291,20 @@ def main() -> None:
                 for _ in range(max(1, args.repeat // 2)):
                     time.sleep(CACHE_TTL_S + 1)
                     expired.append(rendered_in(context, url, charts))
-                script = statistics.median(SCRIPT_DONE[-(1 + len(warm) + len(expired)):])
-                entry: dict[str, object] = {"script_done_median_s": script, "cold_s": cold,
-                                            "expired_median_s": statistics.median(expired),
-                                            "warm_median_s": statistics.median(warm), "warm_all_s": warm,
-                                            "expired_all_s": expired}
-                line = (f"{name:16s} cold {cold:5.2f} s · after cache expiry {statistics.median(expired):5.2f} s · "
-                        f"warm {statistics.median(warm):5.2f} s (median of {len(warm)}); script done after "
-                        f"{script:5.2f} s (median)")
+                script = statistics.median(SCRIPT_DONE[-(1 + len(warm) + len(expired)) :])
+                entry: dict[str, object] = {
+                    "script_done_median_s": script,
+                    "cold_s": cold,
+                    "expired_median_s": statistics.median(expired),
+                    "warm_median_s": statistics.median(warm),
+                    "warm_all_s": warm,
+                    "expired_all_s": expired,
+                }
+                line = (
+                    f"{name:16s} cold {cold:5.2f} s · after cache expiry {statistics.median(expired):5.2f} s · "
+                    f"warm {statistics.median(warm):5.2f} s (median of {len(warm)}); script done after "
+                    f"{script:5.2f} s (median)"
+                )
                 if FIRST_CONTENT_S:
                     entry["first_content_cold_s"] = FIRST_CONTENT_S[0]
                     line += f"; first content (cold) after {FIRST_CONTENT_S[0]:5.2f} s"

@@ -81,8 +81,9 @@ class Counts:
 def small_disk(path: Path, size_mb: int) -> Iterator[bool]:
     """A tmpfs of ``size_mb`` at ``path`` (True), or a plain directory where mounting is not allowed (False)."""
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)], capture_output=True, text=True
+    )
     try:
         yield done.returncode == 0
     finally:
@@ -155,8 +156,9 @@ def start_agents(n: int, url: str, tokens: dict[str, str], work: Path, drain_s: 
         config.write_text(AGENT_TOML.format(node=node, url=url, token=tokens[node], spool=spool, drain_s=drain_s))
         log = work / f"{node}.log"
         with open(log, "w") as fh:
-            proc = subprocess.Popen([*NEIGHBORSCOPE, "agent", "--config", str(config)], stdout=fh,
-                                    stderr=subprocess.STDOUT, cwd=work)
+            proc = subprocess.Popen(
+                [*NEIGHBORSCOPE, "agent", "--config", str(config)], stdout=fh, stderr=subprocess.STDOUT, cwd=work
+            )
         agents.append(AgentProc(node, spool, log, proc))
     deadline = time.monotonic() + 120
     for a in agents:
@@ -214,8 +216,16 @@ def fault_plan(rng: random.Random, duration_s: float, kills: int, disk: bool, in
 class Faults:
     """Runs a fault plan on its own threads (the outages overlap kills, as they would in life)."""
 
-    def __init__(self, collector: CollectorProcess, disk: Path, influxd: object | None, rng: random.Random,
-                 disk_full_s: float, influx_outage_s: float, counts: Counts) -> None:
+    def __init__(
+        self,
+        collector: CollectorProcess,
+        disk: Path,
+        influxd: object | None,
+        rng: random.Random,
+        disk_full_s: float,
+        influx_outage_s: float,
+        counts: Counts,
+    ) -> None:
         self.collector, self.disk, self.influxd, self.rng = collector, disk, influxd, rng
         self.disk_full_s, self.influx_outage_s, self.counts = disk_full_s, influx_outage_s, counts
         self._lock = threading.Lock()  # one kill / restart at a time
@@ -296,8 +306,10 @@ def account(counts: Counts, agents: list[AgentProc], reader: object) -> None:
         counts.acknowledged_batches += s["sent"]
         counts.never_acknowledged_batches += never
         if never:
-            counts.details.append(f"{a.node}: {s['spooled']} batch(es) left in the spool, {s['dropped']} dropped, "
-                                  f"{s['rejected']} rejected")
+            counts.details.append(
+                f"{a.node}: {s['spooled']} batch(es) left in the spool, {s['dropped']} dropped, "
+                f"{s['rejected']} rejected"
+            )
         for m, submitted in s["rows"].items():
             expected = submitted - left.get(m, 0)  # rows of acknowledged batches (dropped ones are unknowable)
             rows, distinct = stored_rows(reader, a.node, m)
@@ -424,16 +436,31 @@ def main(argv: list[str] | None = None) -> list[Counts]:
             shutil.rmtree(work, ignore_errors=True)
         console.print(f"{kind}: done in {time.monotonic() - t:.0f} s")
     table = Table(title="faults: what the collector acknowledged, and what the store holds")
-    for col in ("store", "agents", "acknowledged (batches / rows)", "lost rows", "duplicated rows",
-                "never acknowledged (batches)"):
+    for col in (
+        "store",
+        "agents",
+        "acknowledged (batches / rows)",
+        "lost rows",
+        "duplicated rows",
+        "never acknowledged (batches)",
+    ):
         table.add_column(col, justify="right" if col != "store" else "left")
     for c in results:
-        table.add_row(c.store, str(c.agents), f"{c.acknowledged_batches} / {c.acknowledged_rows}", str(c.lost_rows),
-                      str(c.duplicated_rows), str(c.never_acknowledged_batches))
+        table.add_row(
+            c.store,
+            str(c.agents),
+            f"{c.acknowledged_batches} / {c.acknowledged_rows}",
+            str(c.lost_rows),
+            str(c.duplicated_rows),
+            str(c.never_acknowledged_batches),
+        )
     console.print(table)
     for c in results:
-        console.print(f"{c.store} faults: " + "; ".join(c.faults)
-                      + f" (the agents logged {c.agent_retry_episodes} retry episode(s))")
+        console.print(
+            f"{c.store} faults: "
+            + "; ".join(c.faults)
+            + f" (the agents logged {c.agent_retry_episodes} retry episode(s))"
+        )
         for d in c.details:
             console.print(f"  {c.store}: {d}")
     if args.json:

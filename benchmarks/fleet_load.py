@@ -262,8 +262,15 @@ class _Conn:
         self.reader = self.writer = None
 
 
-async def _drive(url: str, bodies: list[list[bytes]], flush_s: float, t0: float, phases: list[float],
-                 timeout_s: float, deadline: float) -> tuple[list[float], list[float], dict[str, int], int]:
+async def _drive(
+    url: str,
+    bodies: list[list[bytes]],
+    flush_s: float,
+    t0: float,
+    phases: list[float],
+    timeout_s: float,
+    deadline: float,
+) -> tuple[list[float], list[float], dict[str, int], int]:
     latencies: list[float] = []
     lags: list[float] = []
     errors: dict[str, int] = {}
@@ -321,8 +328,9 @@ def _stored_rows(store_dir: Path) -> dict[str, int]:
     return {m: store.scan(m).select(pl.len()).collect().item() for m in ("accel", "host", "host_core")}
 
 
-def run_step(nodes: int, args: argparse.Namespace, workdir: Path, config: Path,
-             templates: list[NodeTemplate]) -> StepResult:
+def run_step(
+    nodes: int, args: argparse.Namespace, workdir: Path, config: Path, templates: list[NodeTemplate]
+) -> StepResult:
     per_node = max(1, int(args.step_s / args.flush_s))
     rng = np.random.default_rng([args.seed, nodes])
     build0 = time.perf_counter()
@@ -347,8 +355,9 @@ def run_step(nodes: int, args: argparse.Namespace, workdir: Path, config: Path,
 
             async def main() -> tuple[list[float], list[float], dict[str, int], int]:
                 t0 = asyncio.get_running_loop().time() + 0.5
-                return await _drive(url, bodies, args.flush_s, t0, phases, args.timeout_s,
-                                    deadline=t0 + args.step_s + args.drain_s)
+                return await _drive(
+                    url, bodies, args.flush_s, t0, phases, args.timeout_s, deadline=t0 + args.step_s + args.drain_s
+                )
 
             latencies, lags, errors, sent = _run_loop(main())
             wall = time.perf_counter() - w0
@@ -407,8 +416,22 @@ def print_table(results: list[StepResult], args: argparse.Namespace) -> None:
     con = Console(width=170)
     tab = Table(title=f"Collector fleet load ({args.accels} accel + 1 host + {args.cores} host_core rows per node "
                       f"per {args.flush_s:g} s; {args.step_s:g} s per step)")  # fmt: skip
-    for col in ("nodes", "rows/s", "stored/sched", "stored/s", "p50 ms", "p99 ms", "max ms", "lag p99 ms", "body KiB",
-                "RSS MiB (peak)", "collector CPU %", "client CPU %", "load 1m", "verdict"):
+    for col in (
+        "nodes",
+        "rows/s",
+        "stored/sched",
+        "stored/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "lag p99 ms",
+        "body KiB",
+        "RSS MiB (peak)",
+        "collector CPU %",
+        "client CPU %",
+        "load 1m",
+        "verdict",
+    ):
         tab.add_column(col, justify="left" if col == "verdict" else "right")
 
     def f(v: float | None, spec: str = ".0f") -> str:
@@ -437,13 +460,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cores", type=int, default=32, help="host_core rows per node (CPU cores)")
     ap.add_argument("--target-s", type=float, default=1.0, help="p99 ingest latency target")
     ap.add_argument("--max-lag-s", type=float, default=1.0, help="p99 send lag above which sends fell behind")
-    ap.add_argument("--drain-s", type=float, default=10.0,
-                    help="after step-s, stop sending what is still due (counted as not sent)")
+    ap.add_argument(
+        "--drain-s", type=float, default=10.0, help="after step-s, stop sending what is still due (counted as not sent)"
+    )
     ap.add_argument("--timeout-s", type=float, default=10.0, help="HTTP timeout of one send")
     ap.add_argument("--aligned", action="store_true", help="all nodes send on the same tick (worst-case burst)")
     ap.add_argument("--keep-going", action="store_true", help="run every step even after one fails")
-    ap.add_argument("--store", default=None, help="collector store URL; {dir} = the step's temp dir "
-                    "(default: {dir}/store, the embedded Parquet store; e.g. 'influx://127.0.0.1:8086/db?queue={dir}/q')")
+    ap.add_argument(
+        "--store",
+        default=None,
+        help="collector store URL; {dir} = the step's temp dir "
+        "(default: {dir}/store, the embedded Parquet store; e.g. 'influx://127.0.0.1:8086/db?queue={dir}/q')",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
@@ -463,8 +491,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step: {n} nodes for {args.step_s:g} s ...", file=sys.stderr, flush=True)
             r = run_step(n, args, workdir, config, templates)
             results.append(r)
-            print(f"  {r.verdict}: p99 {r.latency_ms_p99 or float('nan'):.1f} ms, RSS {r.collector_rss_mib_end:.0f} MiB"
-                  + (f" ({'; '.join(r.reasons)})" if r.reasons else ""), file=sys.stderr, flush=True)
+            print(
+                f"  {r.verdict}: p99 {r.latency_ms_p99 or float('nan'):.1f} ms, RSS {r.collector_rss_mib_end:.0f} MiB"
+                + (f" ({'; '.join(r.reasons)})" if r.reasons else ""),
+                file=sys.stderr,
+                flush=True,
+            )
             if r.verdict != "ok" and not args.keep_going:
                 break
 
@@ -486,9 +518,11 @@ def main(argv: list[str] | None = None) -> int:
         print("README figures:")
         print("  | nodes x accelerators | batches/s offered | stored/s | rows/s | p99 ingest latency | collector RSS |")
         for r in results:
-            print(f"  | {r.nodes} x {args.accels} | {r.nodes / args.flush_s:.0f} | {r.stored_batches_per_s:.0f} | "
-                  f"{r.rows_per_s:,.0f} | {r.latency_ms_p99 or float('nan'):.0f} ms"
-                  f"{'' if r.verdict == 'ok' else ' (FAIL)'} | {r.collector_rss_mib_peak or float('nan'):.0f} MiB |")
+            print(
+                f"  | {r.nodes} x {args.accels} | {r.nodes / args.flush_s:.0f} | {r.stored_batches_per_s:.0f} | "
+                f"{r.rows_per_s:,.0f} | {r.latency_ms_p99 or float('nan'):.0f} ms"
+                f"{'' if r.verdict == 'ok' else ' (FAIL)'} | {r.collector_rss_mib_peak or float('nan'):.0f} MiB |"
+            )
     if args.json:
         args.json.write_text(json.dumps({
             "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "pid": os.getpid()},

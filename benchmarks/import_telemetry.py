@@ -91,9 +91,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--size-mb", type=float, default=500.0, help="size of the generated file (MB, 10^6 bytes)")
     ap.add_argument("--dir", default="/tmp", help="where the file and the store are made")
     ap.add_argument("--keep", action="store_true", help="keep the file and the store")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="run baseline and import this many times, alternating; the fastest of each counts "
-                         "(a shared machine is noisy)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run baseline and import this many times, alternating; the fastest of each counts "
+        "(a shared machine is noisy)",
+    )
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--baseline-only", help=argparse.SUPPRESS)  # the child of step 1
     args = ap.parse_args(argv)
@@ -135,15 +139,22 @@ def main(argv: list[str] | None = None) -> dict:
             "import_vs_baseline": round(base_s / imp_s, 3),
             "rows_exact": stored == rows,
         }
-        print(f"baseline (parse only):  {result['baseline_parse_mb_s']:7.2f} MB/s  peak RSS "
-              f"{result['baseline_peak_rss_mib']:6d} MiB")
-        print(f"import telemetry:       {result['import_mb_s']:7.2f} MB/s  peak RSS {result['import_peak_rss_mib']:6d} MiB"
-              f"  ({result['import_s']} s)")
+        print(
+            f"baseline (parse only):  {result['baseline_parse_mb_s']:7.2f} MB/s  peak RSS "
+            f"{result['baseline_peak_rss_mib']:6d} MiB"
+        )
+        print(
+            f"import telemetry:       {result['import_mb_s']:7.2f} MB/s  peak RSS {result['import_peak_rss_mib']:6d} MiB"
+            f"  ({result['import_s']} s)"
+        )
         print(f"import / baseline throughput: {result['import_vs_baseline']:.2f}")
         print(f"store holds exactly the generated rows: {stored == rows} ({stored})")
         verdict = imp_rss < GIB and stored == rows
-        print("OK: under 1 GiB peak RSS" if verdict else "FAIL: " + ("over 1 GiB" if imp_rss >= GIB else "rows differ")
-              + f"\n{err[-1000:]}")
+        print(
+            "OK: under 1 GiB peak RSS"
+            if verdict
+            else "FAIL: " + ("over 1 GiB" if imp_rss >= GIB else "rows differ") + f"\n{err[-1000:]}"
+        )
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         if not verdict:

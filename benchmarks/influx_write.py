@@ -217,7 +217,9 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=300)
     ap.add_argument("--ticks", type=int, default=10, help="one-second ticks per batch (34 accelerators each)")
     ap.add_argument(
-        "--clients", type=int, default=10,
+        "--clients",
+        type=int,
+        default=10,
         help="concurrent agents posting to the collector (default: one per node of the 10, as in a fleet)",
     )
     ap.add_argument("--repeat", type=int, default=3, help="runs of every mode (median reported, order rotated)")

@@ -44,8 +44,11 @@ def main() -> None:
 
     t = time.perf_counter()
     full = simulate(preset("seed000"), seed=0)
-    tab.add_row("seed000 (3 x 780 s, 5 runs x 640 prompts + ground truth)", f"{time.perf_counter() - t:.2f}",
-                f"{sum(r.result.n for r in full.runs)} requests")
+    tab.add_row(
+        "seed000 (3 x 780 s, 5 runs x 640 prompts + ground truth)",
+        f"{time.perf_counter() - t:.2f}",
+        f"{sum(r.result.n for r in full.runs)} requests",
+    )
     Console().print(f"{args.hours:g} h of {len(res.scenario.topology.devices)} accelerators at 1 Hz")
     Console().print(tab)
 

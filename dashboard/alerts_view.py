@@ -22,11 +22,28 @@ from analysis.alerts.rules import Silence
 from dashboard import data
 from telemetry.errors import ConfigError
 
-ALERT_SCHEMA = {"status": pl.String, "alertname": pl.String, "severity": pl.String, "node": pl.String,
-                "device": pl.String, "victim": pl.String, "antagonist": pl.String, "summary": pl.String, "starts_at": pl.Datetime("us", "UTC"), "ends_at": pl.Datetime("us", "UTC"),
-                "silenced": pl.Boolean, "labels": pl.String, "annotations": pl.String}
-SILENCE_SCHEMA = {"matchers": pl.String, "starts_at": pl.Datetime("us", "UTC"), "ends_at": pl.Datetime("us", "UTC"),
-                  "created_by": pl.String, "comment": pl.String}
+ALERT_SCHEMA = {
+    "status": pl.String,
+    "alertname": pl.String,
+    "severity": pl.String,
+    "node": pl.String,
+    "device": pl.String,
+    "victim": pl.String,
+    "antagonist": pl.String,
+    "summary": pl.String,
+    "starts_at": pl.Datetime("us", "UTC"),
+    "ends_at": pl.Datetime("us", "UTC"),
+    "silenced": pl.Boolean,
+    "labels": pl.String,
+    "annotations": pl.String,
+}
+SILENCE_SCHEMA = {
+    "matchers": pl.String,
+    "starts_at": pl.Datetime("us", "UTC"),
+    "ends_at": pl.Datetime("us", "UTC"),
+    "created_by": pl.String,
+    "comment": pl.String,
+}
 
 
 @dataclass(frozen=True)
@@ -63,14 +80,23 @@ def alerts_frame(items: list[dict[str, Any]], now: datetime | None = None) -> pl
         status = a.get("status") or ("resolved" if ends and ends <= now else "firing")
         if isinstance(status, dict):  # Alertmanager API v2 GET form: {"state": "active" | "suppressed"}
             status = "firing" if status.get("state") == "active" else str(status.get("state"))
-        rows.append({
-            "status": status, "alertname": labels.get("alertname"), "severity": labels.get("severity"),
-            "node": _label(labels, "node"), "device": _label(labels, "device"), "victim": _label(labels, "victim"),
-            "antagonist": _label(labels, "antagonist"), "summary": ann.get("summary") or ann.get("description"),
-            "starts_at": _when(a.get("startsAt")), "ends_at": ends, "silenced": bool(a.get("silenced", False)),
-            "labels": ", ".join(f"{k}={v}" for k, v in sorted(labels.items())),
-            "annotations": "; ".join(f"{k}: {v}" for k, v in sorted(ann.items())),
-        })
+        rows.append(
+            {
+                "status": status,
+                "alertname": labels.get("alertname"),
+                "severity": labels.get("severity"),
+                "node": _label(labels, "node"),
+                "device": _label(labels, "device"),
+                "victim": _label(labels, "victim"),
+                "antagonist": _label(labels, "antagonist"),
+                "summary": ann.get("summary") or ann.get("description"),
+                "starts_at": _when(a.get("startsAt")),
+                "ends_at": ends,
+                "silenced": bool(a.get("silenced", False)),
+                "labels": ", ".join(f"{k}={v}" for k, v in sorted(labels.items())),
+                "annotations": "; ".join(f"{k}: {v}" for k, v in sorted(ann.items())),
+            }
+        )
     if not rows:
         return pl.DataFrame(schema=ALERT_SCHEMA)
     return pl.DataFrame(rows, schema=ALERT_SCHEMA).sort(["status", "starts_at"], descending=[False, True])
@@ -78,10 +104,18 @@ def alerts_frame(items: list[dict[str, Any]], now: datetime | None = None) -> pl
 
 def silences_frame(items: list[Silence]) -> pl.DataFrame:
     """The engine's silences as rows, matchers written as Alertmanager does (``name=value``, ``name=~regex``)."""
-    rows = [{"matchers": ", ".join(f"{k}={v}" if not v.startswith("~") else f"{k}=~{v[1:]}"
-                                   for k, v in sorted(s.matchers.items())),
-             "starts_at": data.utc(s.starts_at), "ends_at": data.utc(s.ends_at), "created_by": s.created_by or None,
-             "comment": s.comment or None} for s in items]
+    rows = [
+        {
+            "matchers": ", ".join(
+                f"{k}={v}" if not v.startswith("~") else f"{k}=~{v[1:]}" for k, v in sorted(s.matchers.items())
+            ),
+            "starts_at": data.utc(s.starts_at),
+            "ends_at": data.utc(s.ends_at),
+            "created_by": s.created_by or None,
+            "comment": s.comment or None,
+        }
+        for s in items
+    ]
     return pl.DataFrame(rows, schema=SILENCE_SCHEMA) if rows else pl.DataFrame(schema=SILENCE_SCHEMA)
 
 
@@ -101,8 +135,11 @@ def load_state(settings: data.Settings) -> AlertState:
     if state_dir is None or not (state_dir / engine.STATE_FILE).is_file():
         return AlertState(alerts_frame([]), silences_frame([]), None)
     state = engine.read_state(state_dir)
-    return AlertState(alerts_frame([a.to_dict() for a in state.book.alerts.values()]),
-                      silences_frame(state.silences), str(state_dir / engine.STATE_FILE))
+    return AlertState(
+        alerts_frame([a.to_dict() for a in state.book.alerts.values()]),
+        silences_frame(state.silences),
+        str(state_dir / engine.STATE_FILE),
+    )
 
 
 def firing_banner(settings: data.Settings) -> None:

@@ -51,8 +51,10 @@ def sign_in_gate() -> None:
             st.login()
         except StreamlitAPIException as exc:  # e.g. Authlib missing, [auth] incomplete: the message, no paths
             logging.getLogger("neighborscope.dashboard").error("sign-in failed: %s", exc)
-            st.error("Sign-in is not available: the dashboard's OIDC configuration is incomplete. The operator "
-                     "can see why in the dashboard's log.")
+            st.error(
+                "Sign-in is not available: the dashboard's OIDC configuration is incomplete. The operator "
+                "can see why in the dashboard's log."
+            )
     st.stop()
 
 
@@ -62,8 +64,9 @@ if os.environ.get("NEIGHBORSCOPE_DASHBOARD_LOGIN") == "1":
 # every page has its own path (/overview, /node-detail, ...); "/" is a hidden page that forwards to the overview,
 # keeping the query string (Streamlit serves its default page at "/" only, so /overview would be "Page not found")
 OVERVIEW = st.Page(PAGES / "overview.py", title="Fleet overview", icon=":material/thermostat:", url_path="overview")
-NODE_DETAIL = st.Page(PAGES / "node_detail.py", title="Node detail", icon=":material/monitoring:",
-                      url_path="node-detail")
+NODE_DETAIL = st.Page(
+    PAGES / "node_detail.py", title="Node detail", icon=":material/monitoring:", url_path="node-detail"
+)
 
 
 def home() -> None:
@@ -79,8 +82,12 @@ navigation = st.navigation(
         st.Page(home, title="neighborscope", url_path="home", default=True, visibility="hidden"),
         OVERVIEW,
         NODE_DETAIL,
-        st.Page(PAGES / "noisy_neighbours.py", title="Noisy neighbours", icon=":material/campaign:",
-                url_path="noisy-neighbours"),
+        st.Page(
+            PAGES / "noisy_neighbours.py",
+            title="Noisy neighbours",
+            icon=":material/campaign:",
+            url_path="noisy-neighbours",
+        ),
         st.Page(PAGES / "runs.py", title="Runs & history", icon=":material/compare_arrows:", url_path="runs"),
         st.Page(PAGES / "alerts.py", title="Alerts", icon=":material/notifications_active:", url_path="alerts"),
         # bookmarks of the earlier path of the node page
@@ -89,5 +96,4 @@ navigation = st.navigation(
 )
 st.sidebar.caption("neighborscope: do co-tenants slow each other down?")
 navigation.run()
-logging.getLogger("neighborscope.dashboard").debug("%s ran in %.3f s", navigation.title,
-                                                   time.perf_counter() - _started)
+logging.getLogger("neighborscope.dashboard").debug("%s ran in %.3f s", navigation.title, time.perf_counter() - _started)

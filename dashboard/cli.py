@@ -21,12 +21,29 @@ def streamlit_command(host: str, port: int, theme: str | None = None, login: boo
     """The ``streamlit run`` command line for the dashboard (headless, no telemetry, no file watcher), through
     `dashboard.serve`, which imports the pages' heavy modules before the server listens. With ``login`` an error
     in a page shows its message only, never a traceback with server paths."""
-    args = [sys.executable, "-m", "dashboard.serve", str(APP),
-            "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-            "--global.developmentMode", "false", "--client.toolbarMode", "minimal",
-            # serves dashboard/static/, where dashboard.plotly_view's plotly.js bundle lives
-            "--server.enableStaticServing", "true"]
+    args = [
+        sys.executable,
+        "-m",
+        "dashboard.serve",
+        str(APP),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--global.developmentMode",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+        # serves dashboard/static/, where dashboard.plotly_view's plotly.js bundle lives
+        "--server.enableStaticServing",
+        "true",
+    ]
     if theme:
         args += ["--theme.base", theme]
     if login:
@@ -57,27 +74,46 @@ def check_store(store: str) -> None:
     checked by the pages, which say when it cannot be read)."""
     root = Settings(store, None, None, None, 30).local_root()
     if root is not None and not root.is_dir():
-        raise ConfigError(f"--store {store}: the store directory does not exist (the collector's store, e.g. "
-                          "neighborscope-demo/store after `neighborscope demo`)")
+        raise ConfigError(
+            f"--store {store}: the store directory does not exist (the collector's store, e.g. "
+            "neighborscope-demo/store after `neighborscope demo`)"
+        )
 
 
 def dashboard(
-    store: str = typer.Option(DEFAULT_STORE, "--store", envvar="NEIGHBORSCOPE_STORE",
-                              help="Store to read: a directory (embedded Parquet) or influx://HOST:PORT/DB; "
-                                   "the same as the collector's."),
+    store: str = typer.Option(
+        DEFAULT_STORE,
+        "--store",
+        envvar="NEIGHBORSCOPE_STORE",
+        help="Store to read: a directory (embedded Parquet) or influx://HOST:PORT/DB; the same as the collector's.",
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 exposes the dashboard."),
     port: int = typer.Option(8501, "--port", help="Port to listen on (1 to 65535)."),
-    topology: Path | None = typer.Option(None, "--topology", envvar="NEIGHBORSCOPE_TOPOLOGY",
-                                         help="topology.json (default: in or beside the store directory)."),
-    reports: Path | None = typer.Option(None, "--reports", envvar="NEIGHBORSCOPE_REPORTS",
-                                        help="Directory of nightly HTML reports (default: reports/ beside the store)."),
-    alert_state: Path | None = typer.Option(None, "--alert-state", envvar="NEIGHBORSCOPE_ALERT_STATE",
-                                            help="The alert engine's state file (default: beside the store)."),
+    topology: Path | None = typer.Option(
+        None,
+        "--topology",
+        envvar="NEIGHBORSCOPE_TOPOLOGY",
+        help="topology.json (default: in or beside the store directory).",
+    ),
+    reports: Path | None = typer.Option(
+        None,
+        "--reports",
+        envvar="NEIGHBORSCOPE_REPORTS",
+        help="Directory of nightly HTML reports (default: reports/ beside the store).",
+    ),
+    alert_state: Path | None = typer.Option(
+        None,
+        "--alert-state",
+        envvar="NEIGHBORSCOPE_ALERT_STATE",
+        help="The alert engine's state file (default: beside the store).",
+    ),
     refresh_s: int = typer.Option(30, "--refresh-s", min=2, help="Seconds between live refreshes of the overview."),
     theme: str | None = typer.Option(None, "--theme", help="light or dark (default: follow the browser)."),
     login: bool = typer.Option(
-        False, "--login", help="Require an OIDC sign-in (Streamlit st.login); needs [auth] in "
-                               ".streamlit/secrets.toml (docs/dashboard.md, 'Login')."
+        False,
+        "--login",
+        help="Require an OIDC sign-in (Streamlit st.login); needs [auth] in "
+        ".streamlit/secrets.toml (docs/dashboard.md, 'Login').",
     ),
 ) -> None:
     """Start the SRE dashboard (Streamlit) on the collector's store; Ctrl-C stops it.
@@ -96,8 +132,11 @@ def dashboard(
     env["NEIGHBORSCOPE_STORE"] = store
     env["NEIGHBORSCOPE_REFRESH_S"] = str(refresh_s)
     env["NEIGHBORSCOPE_DASHBOARD_LOGIN"] = "1" if login else "0"
-    for name, value in (("NEIGHBORSCOPE_TOPOLOGY", topology), ("NEIGHBORSCOPE_REPORTS", reports),
-                        ("NEIGHBORSCOPE_ALERT_STATE", alert_state)):
+    for name, value in (
+        ("NEIGHBORSCOPE_TOPOLOGY", topology),
+        ("NEIGHBORSCOPE_REPORTS", reports),
+        ("NEIGHBORSCOPE_ALERT_STATE", alert_state),
+    ):
         if value is not None:
             env[name] = str(value)
     typer.echo(f"neighborscope dashboard on http://{host}:{port} (store {store})", err=True)

@@ -182,8 +182,10 @@ def devices(store_url: str, start: datetime, end: datetime, node: str | None = N
     r = reader(store_url)
     if r.server_downsample:
         frame = r.store.series("accel")
-        frame = frame.select([c for c in cols if c in frame.columns]) if frame.height else pl.DataFrame(
-            schema=dict.fromkeys(cols, pl.String)
+        frame = (
+            frame.select([c for c in cols if c in frame.columns])
+            if frame.height
+            else pl.DataFrame(schema=dict.fromkeys(cols, pl.String))
         )
         frame = frame.filter(pl.col("node") == node) if node and "node" in frame.columns else frame
     else:
@@ -202,12 +204,22 @@ def accel_heatmap(store_url: str, node: str, start: datetime, end: datetime, eve
         frame = r.buckets("accel", fields, every_s, start, end, tags, by=["device", "group"])
         # InfluxQL aggregates no booleans but first / last: the flag at the end of each bin (a sample of it)
         throttle = r.buckets(
-            "accel", ["throttle_thermal", "throttle_power"], every_s, start, end, tags, by=["device", "group"], agg="last"
+            "accel",
+            ["throttle_thermal", "throttle_power"],
+            every_s,
+            start,
+            end,
+            tags,
+            by=["device", "group"],
+            agg="last",
         )
         frame = frame.join(throttle, on=[TIME, "device", "group"], how="left", nulls_equal=True)
     else:
         lf = r.lazy("accel", start, end, tags).select(
-            TIME, "device", "group", *fields,
+            TIME,
+            "device",
+            "group",
+            *fields,
             (pl.col("throttle_thermal").fill_null(False) | pl.col("throttle_power").fill_null(False))
             .cast(pl.Float64)
             .alias("throttled"),
@@ -216,18 +228,28 @@ def accel_heatmap(store_url: str, node: str, start: datetime, end: datetime, eve
     if "throttled" not in frame.columns:
         cols = [c for c in ("throttle_thermal", "throttle_power") if c in frame.columns]
         frame = frame.with_columns(
-            pl.max_horizontal([pl.col(c).cast(pl.Float64) for c in cols]).alias("throttled") if cols
+            pl.max_horizontal([pl.col(c).cast(pl.Float64) for c in cols]).alias("throttled")
+            if cols
             else pl.lit(None, pl.Float64).alias("throttled")
         )
     rx, tx = pl.col("pcie_rx_bytes_per_s"), pl.col("pcie_tx_bytes_per_s")
     return frame.with_columns(  # absent stays absent: rx+tx only where the device reports either
-        pl.when(rx.is_null() & tx.is_null()).then(None).otherwise(rx.fill_null(0) + tx.fill_null(0))
+        pl.when(rx.is_null() & tx.is_null())
+        .then(None)
+        .otherwise(rx.fill_null(0) + tx.fill_null(0))
         .alias("pcie_bytes_per_s")
     )
 
 
-STATUS_SCHEMA = {"node": pl.String, "device": pl.String, "last_seen": pl.Datetime("ns", "UTC"), "temp_c": pl.Float64,
-                 "power_w": pl.Float64, "util_pct": pl.Float64, "throttled_share": pl.Float64}
+STATUS_SCHEMA = {
+    "node": pl.String,
+    "device": pl.String,
+    "last_seen": pl.Datetime("ns", "UTC"),
+    "temp_c": pl.Float64,
+    "power_w": pl.Float64,
+    "util_pct": pl.Float64,
+    "throttled_share": pl.Float64,
+}
 
 
 def status_frame(r: Reader, node: str | None, start: datetime, end: datetime) -> pl.DataFrame:
@@ -243,14 +265,17 @@ def status_frame(r: Reader, node: str | None, start: datetime, end: datetime) ->
         # the newest value per bin and device, and the throttled share per device from the bins' last flags
         every = max(60, int((end - start).total_seconds() // 200))
         frame = r.buckets("accel", cols, every, start, end, tags, by=key, agg="last")
-        thr = r.buckets("accel", ["throttle_thermal", "throttle_power"], every, start, end, tags,
-                        by=key, agg="last")  # booleans: InfluxQL has only first / last for them
+        thr = r.buckets(
+            "accel", ["throttle_thermal", "throttle_power"], every, start, end, tags, by=key, agg="last"
+        )  # booleans: InfluxQL has only first / last for them
         if frame.height == 0:
             return pl.DataFrame(schema=STATUS_SCHEMA)
         last = frame.group_by(key).agg(pl.col(TIME).max().alias("last_seen"), *[pl.col(c).last() for c in cols])
         share = thr.group_by(key).agg(
-            pl.max_horizontal(pl.col("throttle_thermal").cast(pl.Float64).mean(),
-                              pl.col("throttle_power").cast(pl.Float64).mean()).alias("throttled_share"))
+            pl.max_horizontal(
+                pl.col("throttle_thermal").cast(pl.Float64).mean(), pl.col("throttle_power").cast(pl.Float64).mean()
+            ).alias("throttled_share")
+        )
         out = last.join(share, on=key, how="left")
     else:
         # the whole range in one cheap pass (newest time, throttled share per device), then the values at each
@@ -349,8 +374,11 @@ def fleet_frame(r: Reader, start: datetime, end: datetime) -> pl.DataFrame:
             .agg(pl.col(TIME).max().alias("exact"))
             .collect()
         )
-        seen = seen.join(exact, on=key, how="left").with_columns(
-            pl.max_horizontal("last_seen", "exact").alias("last_seen")).drop("exact")
+        seen = (
+            seen.join(exact, on=key, how="left")
+            .with_columns(pl.max_horizontal("last_seen", "exact").alias("last_seen"))
+            .drop("exact")
+        )
     out = (
         seen.join(latest, on=key, how="full", coalesce=True)
         .join(throttled, on=key, how="left")
@@ -399,8 +427,25 @@ def runs(store_url: str) -> pl.DataFrame:
             continue
         if not isinstance(doc, dict) or "run_id" not in doc:
             continue
-        meta = {k: doc.get(k) for k in ("run_id", "tool", "node", "group", "phase", "start", "end", "model",
-                                        "concurrency", "isl", "osl", "num_prompts", "timing", "source")}
+        meta = {
+            k: doc.get(k)
+            for k in (
+                "run_id",
+                "tool",
+                "node",
+                "group",
+                "phase",
+                "start",
+                "end",
+                "model",
+                "concurrency",
+                "isl",
+                "osl",
+                "num_prompts",
+                "timing",
+                "source",
+            )
+        }
         summary = {k: v for k, v in (doc.get("summary") or {}).items() if isinstance(v, int | float)}
         rows.append({**meta, **summary})
     if not rows:
@@ -460,13 +505,15 @@ class AnalysisJob:
 _ANALYSES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neighborscope-analysis")
 
 
-def run_analysis(store: TelemetryStore, topology_frame: pl.DataFrame, victim: str,
-                 run_ids: tuple[str, ...]) -> tuple[AnalysisResult | None, str | None]:
+def run_analysis(
+    store: TelemetryStore, topology_frame: pl.DataFrame, victim: str, run_ids: tuple[str, ...]
+) -> tuple[AnalysisResult | None, str | None]:
     """`analysis.analyze.analyze` of ``run_ids`` (the topology: the explicit file's frame when not empty, else
     `analyze`'s own lookup of the store's artifact)."""
     try:
-        return analyze(store, victim=victim, run_ids=list(run_ids),
-                       topology=topology_frame if topology_frame.height else None), None
+        return analyze(
+            store, victim=victim, run_ids=list(run_ids), topology=topology_frame if topology_frame.height else None
+        ), None
     except (StoreError, ValueError) as exc:  # ConfigError is a ValueError: no runs, unknown group
         return None, f"the analysis could not run: {exc}"
 

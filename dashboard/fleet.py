@@ -24,9 +24,17 @@ import polars as pl
 NEIGHBOUR_ALERTS = ("NoisyNeighborDegradation",)
 TROUBLE_ORDER = ("quiet", "firing_alerts", "stale_devices", "throttled_pct", "hottest_c")
 FLEET_SCHEMA = {
-    "node": pl.String, "trouble": pl.String, "devices": pl.UInt32, "hottest": pl.String, "hottest_c": pl.Float64,
-    "throttling_devices": pl.UInt32, "throttled_pct": pl.Float64, "stale_devices": pl.UInt32,
-    "firing_alerts": pl.UInt32, "neighbour": pl.String, "last_seen": pl.Datetime("ns", "UTC"),
+    "node": pl.String,
+    "trouble": pl.String,
+    "devices": pl.UInt32,
+    "hottest": pl.String,
+    "hottest_c": pl.Float64,
+    "throttling_devices": pl.UInt32,
+    "throttled_pct": pl.Float64,
+    "stale_devices": pl.UInt32,
+    "firing_alerts": pl.UInt32,
+    "neighbour": pl.String,
+    "last_seen": pl.Datetime("ns", "UTC"),
     "quiet_since": pl.Datetime("ns", "UTC"),
 }
 
@@ -41,12 +49,17 @@ def neighbour_findings(alerts: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame(schema=schema)
     ranked = nn.sort(
         [(pl.col("status") == "firing"), (pl.col("severity") == "critical"), pl.col("starts_at")],
-        descending=True, nulls_last=True,
+        descending=True,
+        nulls_last=True,
     )
     text = pl.concat_str(
-        [pl.when(pl.col("status") == "firing").then(pl.lit("")).otherwise(pl.lit("(resolved) ")),
-         pl.col("victim").fill_null("?"), pl.lit(" slowed by "), pl.col("antagonist").fill_null("?"),
-         pl.when(pl.col("summary").is_not_null()).then(pl.lit(": ") + pl.col("summary")).otherwise(pl.lit(""))]
+        [
+            pl.when(pl.col("status") == "firing").then(pl.lit("")).otherwise(pl.lit("(resolved) ")),
+            pl.col("victim").fill_null("?"),
+            pl.lit(" slowed by "),
+            pl.col("antagonist").fill_null("?"),
+            pl.when(pl.col("summary").is_not_null()).then(pl.lit(": ") + pl.col("summary")).otherwise(pl.lit("")),
+        ]
     )
     return ranked.group_by("node", maintain_order=True).first().select("node", text.alias("neighbour"))
 
@@ -76,8 +89,10 @@ def fleet_rows(status: pl.DataFrame, alerts: pl.DataFrame, end: datetime, stale_
     )
     firing = (
         alerts.filter((pl.col("status") == "firing") & pl.col("node").is_not_null())
-        .group_by("node").agg(pl.len().cast(pl.UInt32).alias("firing_alerts"))
-        if alerts.height else pl.DataFrame(schema={"node": pl.String, "firing_alerts": pl.UInt32})
+        .group_by("node")
+        .agg(pl.len().cast(pl.UInt32).alias("firing_alerts"))
+        if alerts.height
+        else pl.DataFrame(schema={"node": pl.String, "firing_alerts": pl.UInt32})
     )
     end_ns = pl.lit(end).cast(pl.Datetime("ns", "UTC"))
     rows = (
@@ -93,15 +108,26 @@ def fleet_rows(status: pl.DataFrame, alerts: pl.DataFrame, end: datetime, stale_
         )
         .with_columns(pl.col("quiet_since").is_not_null().alias("quiet"))
     )
-    reasons = pl.concat_list([
-        pl.when(pl.col("quiet")).then(pl.format("quiet since {}", pl.col("quiet_since").dt.strftime("%H:%M:%S"))),
-        pl.when(pl.col("firing_alerts") > 0).then(pl.format("{} alert(s) firing", pl.col("firing_alerts"))),
-        pl.when((pl.col("stale_devices") > 0) & ~pl.col("quiet"))
-        .then(pl.format("{} stale device(s)", pl.col("stale_devices"))),
-        pl.when(pl.col("throttling_devices") > 0)
-        .then(pl.format("{} throttling (worst {} %)", pl.col("throttling_devices"),
-                        pl.col("throttled_pct").round(1))),
-    ]).list.drop_nulls().list.join("; ")
+    reasons = (
+        pl.concat_list(
+            [
+                pl.when(pl.col("quiet")).then(
+                    pl.format("quiet since {}", pl.col("quiet_since").dt.strftime("%H:%M:%S"))
+                ),
+                pl.when(pl.col("firing_alerts") > 0).then(pl.format("{} alert(s) firing", pl.col("firing_alerts"))),
+                pl.when((pl.col("stale_devices") > 0) & ~pl.col("quiet")).then(
+                    pl.format("{} stale device(s)", pl.col("stale_devices"))
+                ),
+                pl.when(pl.col("throttling_devices") > 0).then(
+                    pl.format(
+                        "{} throttling (worst {} %)", pl.col("throttling_devices"), pl.col("throttled_pct").round(1)
+                    )
+                ),
+            ]
+        )
+        .list.drop_nulls()
+        .list.join("; ")
+    )
     rows = rows.with_columns(pl.when(reasons == "").then(pl.lit("ok")).otherwise(reasons).alias("trouble"))
     return (
         rows.sort([*TROUBLE_ORDER, "node"], descending=[True] * len(TROUBLE_ORDER) + [False], nulls_last=True)

@@ -57,13 +57,14 @@ def _series_name(frame: pl.DataFrame) -> pl.Expr:
 def history_frames(history: pl.DataFrame, change_points: pl.DataFrame) -> History:
     """The regression module's history / change-point frames, keyed by one ``series`` label for plotting."""
     night_time = pl.col("night").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
-    pts = history.with_columns(_series_name(history).alias("series"), night_time.alias("time")).with_columns(
-        pl.col("metric").map_elements(_unit, return_dtype=pl.String).alias("unit")
-    ).select("series", "time", "value", "unit", "n_runs")
+    pts = (
+        history.with_columns(_series_name(history).alias("series"), night_time.alias("time"))
+        .with_columns(pl.col("metric").map_elements(_unit, return_dtype=pl.String).alias("unit"))
+        .select("series", "time", "value", "unit", "n_runs")
+    )
     if change_points.height:
         cps = change_points.with_columns(_series_name(change_points).alias("series"), night_time.alias("time"))
-        cps = cps.select("series", "time", "effect_pct", "ci_low_pct", "ci_high_pct", "p", "direction",
-                         "acknowledged")
+        cps = cps.select("series", "time", "effect_pct", "ci_low_pct", "ci_high_pct", "p", "direction", "acknowledged")
     else:
         cps = pl.DataFrame(schema={"series": pl.String, "time": pl.Datetime("ns", "UTC")})
     return History(pts.sort("series", "time"), cps)

@@ -20,15 +20,32 @@ from analysis.attribution import Attribution
 from telemetry.schema import TIME
 
 PHASE_TABLE_COLUMNS = {
-    "phase": "phase", "baseline_phase": "against", "metric": "metric", "unit": "unit",
-    "baseline_value": "baseline", "value": "value", "change_pct": "change %", "ci_low_pct": "95 % CI low %",
-    "ci_high_pct": "95 % CI high %", "q_value": "q", "verdict": "verdict", "confidence": "confidence",
+    "phase": "phase",
+    "baseline_phase": "against",
+    "metric": "metric",
+    "unit": "unit",
+    "baseline_value": "baseline",
+    "value": "value",
+    "change_pct": "change %",
+    "ci_low_pct": "95 % CI low %",
+    "ci_high_pct": "95 % CI high %",
+    "q_value": "q",
+    "verdict": "verdict",
+    "confidence": "confidence",
     "n_runs": "runs",
 }
 ANTAGONIST_TABLE_COLUMNS = {
-    "antagonist": "antagonist", "resource": "through", "effect_pct": "throughput effect %",
-    "ci_low": "CI low %", "ci_high": "CI high %", "itl_p99_effect_pct": "p99 ITL effect %", "q_value": "q",
-    "share_explained": "share explained", "design": "design", "confidence": "confidence", "evidence": "evidence",
+    "antagonist": "antagonist",
+    "resource": "through",
+    "effect_pct": "throughput effect %",
+    "ci_low": "CI low %",
+    "ci_high": "CI high %",
+    "itl_p99_effect_pct": "p99 ITL effect %",
+    "q_value": "q",
+    "share_explained": "share explained",
+    "design": "design",
+    "confidence": "confidence",
+    "evidence": "evidence",
 }
 
 
@@ -82,9 +99,13 @@ def linked(attribution: Attribution, top: int = 3) -> Linked:
     ranked += [a for a in act["antagonist"].unique(maintain_order=True).to_list() if a not in ranked]
     act = act.filter(pl.col("antagonist").is_in(ranked[:top])).select(TIME, "antagonist", "activity")
     windows = attribution.index.rename({"window_start": TIME})
-    return Linked(windows.select(TIME, "itl_ms_p99", "output_tok_s"), act,
-                  index_vs_activity(windows.select(TIME, "index"), act), "activity (0 = idle, 1 = busiest)",
-                  "interference index (z, + = slower than own load explains)",
-                  f"Interference index from the attribution engine ({attribution.window_s:g} s windows): the "
-                  "victim's throughput and p99 ITL residuals after its own load, robustly standardised against the "
-                  "baseline. Points that climb with an antagonist's activity point at it.")
+    return Linked(
+        windows.select(TIME, "itl_ms_p99", "output_tok_s"),
+        act,
+        index_vs_activity(windows.select(TIME, "index"), act),
+        "activity (0 = idle, 1 = busiest)",
+        "interference index (z, + = slower than own load explains)",
+        f"Interference index from the attribution engine ({attribution.window_s:g} s windows): the "
+        "victim's throughput and p99 ITL residuals after its own load, robustly standardised against the "
+        "baseline. Points that climb with an antagonist's activity point at it.",
+    )

@@ -21,9 +21,24 @@ RANGES: dict[str, timedelta | None] = {
 }
 DEFAULT_RANGE = "Last 24 hours"
 
-UNIT_LABELS = {"degC": "°C", "%": "%", "W": "W", "B/s": "B/s", "B": "bytes", "MHz": "MHz", "1": "count",
-               "bool": "0/1", "V": "V", "A": "A", "J": "J", "lanes": "lanes", "1/s": "per s", "s": "s", "ms": "ms",
-               "bitmask": "bitmask"}
+UNIT_LABELS = {
+    "degC": "°C",
+    "%": "%",
+    "W": "W",
+    "B/s": "B/s",
+    "B": "bytes",
+    "MHz": "MHz",
+    "1": "count",
+    "bool": "0/1",
+    "V": "V",
+    "A": "A",
+    "J": "J",
+    "lanes": "lanes",
+    "1/s": "per s",
+    "s": "s",
+    "ms": "ms",
+    "bitmask": "bitmask",
+}
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,10 @@ def page_header(title: str, intro: str) -> tuple[data.Settings, str]:
 def range_choice(key: str = "range") -> str:
     """The sidebar's range preset (shared by every page through session state)."""
     choice = st.sidebar.selectbox(
-        "Time range", list(RANGES), index=list(RANGES).index(DEFAULT_RANGE), key=key,
+        "Time range",
+        list(RANGES),
+        index=list(RANGES).index(DEFAULT_RANGE),
+        key=key,
         help="Ranges end now, or at the newest sample when the data stopped arriving.",
     )
     return choice or DEFAULT_RANGE
@@ -130,8 +148,9 @@ def device_order(devs: pl.DataFrame, topo: pl.DataFrame) -> dict[str, str | None
     order = devs.select("device", "group")
     rank: dict[str, int] = {}
     if topo.height:
-        order = order.join(topo.select("device", pl.col("group").alias("tgroup")).drop_nulls("device"),
-                           on="device", how="left").with_columns(pl.coalesce("group", "tgroup").alias("group"))
+        order = order.join(
+            topo.select("device", pl.col("group").alias("tgroup")).drop_nulls("device"), on="device", how="left"
+        ).with_columns(pl.coalesce("group", "tgroup").alias("group"))
         rank = {g: i for i, g in enumerate(topo["group"].unique(maintain_order=True).to_list())}
     rows = order.select("device", "group").rows()
     rows.sort(key=lambda r: (rank.get(r[1], len(rank)), r[1] or "~", *natural(r[0])))

@@ -51,21 +51,28 @@ def auth_section(files: list[Path]) -> tuple[dict[str, Any], list[Path]]:
 def check_login(cwd: Path | None = None, home: Path | None = None) -> str:
     """Raise `ConfigError` (one line) unless ``--login`` can work here; returns the provider's metadata URL."""
     if importlib.util.find_spec("authlib") is None:
-        raise ConfigError("--login needs Authlib, which is not installed: pip install 'streamlit[auth]' "
-                          "(or reinstall neighborscope, which depends on it)")
+        raise ConfigError(
+            "--login needs Authlib, which is not installed: pip install 'streamlit[auth]' "
+            "(or reinstall neighborscope, which depends on it)"
+        )
     files = secrets_files(cwd, home)
     auth, found = auth_section(files)
     where = " or ".join(str(p) for p in files)
     if not found:
-        raise ConfigError(f"--login needs an [auth] section in {where}; none of them exists "
-                          "(docs/dashboard.md, 'Login', shows one)")
+        raise ConfigError(
+            f"--login needs an [auth] section in {where}; none of them exists (docs/dashboard.md, 'Login', shows one)"
+        )
     missing = [k for k in REQUIRED if not isinstance(auth.get(k), str) or not auth[k].strip()]
     if missing:
-        raise ConfigError(f"--login: [auth] in {', '.join(map(str, found))} lacks {', '.join(missing)} "
-                          f"(needs {', '.join(REQUIRED)}; docs/dashboard.md, 'Login')")
+        raise ConfigError(
+            f"--login: [auth] in {', '.join(map(str, found))} lacks {', '.join(missing)} "
+            f"(needs {', '.join(REQUIRED)}; docs/dashboard.md, 'Login')"
+        )
     if not auth["redirect_uri"].rstrip("/").endswith("/oauth2callback"):
-        raise ConfigError(f"--login: [auth] redirect_uri {auth['redirect_uri']!r} must end in /oauth2callback "
-                          "(the dashboard's own callback path, registered with the identity provider)")
+        raise ConfigError(
+            f"--login: [auth] redirect_uri {auth['redirect_uri']!r} must end in /oauth2callback "
+            "(the dashboard's own callback path, registered with the identity provider)"
+        )
     for key in ("redirect_uri", "server_metadata_url"):
         url = urlparse(auth[key])
         if url.scheme not in ("http", "https") or not url.netloc:

@@ -14,10 +14,25 @@ import sys
 
 WARM_MODULES = (
     # pandas: Streamlit converts tables through it (0.5 s); material_icon_names: the navigation's icons
-    "numpy", "pandas", "polars", "pyarrow", "streamlit.material_icon_names",
-    "plotly.graph_objects", "plotly.subplots", "plotly.io", "tsdownsample",
-    "telemetry.schema", "telemetry.topology", "telemetry.store.base", "telemetry.store.parquet", "telemetry.store.influx",
-    "analysis.align", "analysis.analyze", "analysis.attribution", "analysis.history.regression", "analysis.figures",
+    "numpy",
+    "pandas",
+    "polars",
+    "pyarrow",
+    "streamlit.material_icon_names",
+    "plotly.graph_objects",
+    "plotly.subplots",
+    "plotly.io",
+    "tsdownsample",
+    "telemetry.schema",
+    "telemetry.topology",
+    "telemetry.store.base",
+    "telemetry.store.parquet",
+    "telemetry.store.influx",
+    "analysis.align",
+    "analysis.analyze",
+    "analysis.attribution",
+    "analysis.history.regression",
+    "analysis.figures",
     "analysis.ingest.model",
 )
 

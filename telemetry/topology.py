@@ -92,9 +92,18 @@ class Topology(BaseModel):
 
     def frame(self) -> pl.DataFrame:
         """One row per device and per host-only group (device null), `TOPOLOGY_COLUMNS`."""
-        rows = [{"node": d.node or self.node, "device": d.id, "group": d.group, "vendor": d.vendor,
-                 "model": d.model, "pci_bus": d.pci_bus, **{k: getattr(d, k) for k in SHARED}}
-                for d in self.devices]
+        rows = [
+            {
+                "node": d.node or self.node,
+                "device": d.id,
+                "group": d.group,
+                "vendor": d.vendor,
+                "model": d.model,
+                "pci_bus": d.pci_bus,
+                **{k: getattr(d, k) for k in SHARED},
+            }
+            for d in self.devices
+        ]
         rows += [{"node": self.node, "group": g, **s.model_dump()} for g, s in self.groups.items()]
         return pl.DataFrame(rows, schema=TOPOLOGY_COLUMNS) if rows else empty_frame()
 
@@ -107,8 +116,12 @@ def topology_frame(doc: dict[str, Any] | pl.DataFrame) -> pl.DataFrame:
     """A parsed topology document (the file's JSON / TOML) or a frame of rows, as `TOPOLOGY_COLUMNS`."""
     if isinstance(doc, pl.DataFrame):
         df = doc.rename({"id": "device"}) if "id" in doc.columns and "device" not in doc.columns else doc
-        return df.select([pl.col(c).cast(pl.String) if c in df.columns else pl.lit(None, pl.String).alias(c)
-                          for c in TOPOLOGY_COLUMNS])
+        return df.select(
+            [
+                pl.col(c).cast(pl.String) if c in df.columns else pl.lit(None, pl.String).alias(c)
+                for c in TOPOLOGY_COLUMNS
+            ]
+        )
     try:
         return Topology.model_validate(doc).frame()
     except ValidationError as exc:
@@ -150,8 +163,9 @@ def store_file(store_url: str) -> Path | None:
     return next((p for p in (root / FILE_NAME, root.parent / FILE_NAME) if p.is_file()), None)
 
 
-def lookup(path: str | Path | None = None, store: Any = None,
-           nodes: Iterable[str] = ()) -> tuple[pl.DataFrame, str] | None:
+def lookup(
+    path: str | Path | None = None, store: Any = None, nodes: Iterable[str] = ()
+) -> tuple[pl.DataFrame, str] | None:
     """The one lookup rule: the explicit file ``path``, else the ``topology/<node>`` artifact in ``store`` of the
     first of ``nodes`` that has one, else None. Returns (frame, where it was read from)."""
     if path is not None:
@@ -164,5 +178,17 @@ def lookup(path: str | Path | None = None, store: Any = None,
     return None
 
 
-__all__ = ["FILE_NAME", "SHARED", "TOPOLOGY_COLUMNS", "Device", "Shared", "Topology", "empty_frame", "lookup",
-           "read_artifact", "read_file", "store_file", "topology_frame"]
+__all__ = [
+    "FILE_NAME",
+    "SHARED",
+    "TOPOLOGY_COLUMNS",
+    "Device",
+    "Shared",
+    "Topology",
+    "empty_frame",
+    "lookup",
+    "read_artifact",
+    "read_file",
+    "store_file",
+    "topology_frame",
+]

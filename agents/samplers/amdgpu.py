@@ -57,8 +57,14 @@ INDEP_CURRENT = ((1 << 32) - 1) & ~INDEP_POWER
 INDEP_OTHER = ((1 << 64) - 1) & ~((1 << 56) - 1)
 BIDIR_FIELD = "pcie_bidir_bytes_per_s"  # emitted only once the schema declares it
 # gpu_metrics is one atomic snapshot: its clocks and throttle status win over the sysfs files.
-_METRICS_WIN = {"sm_clock_mhz", "mem_clock_mhz", "throttle_thermal", "throttle_power", "throttle_other",
-                "throttle_reasons"}
+_METRICS_WIN = {
+    "sm_clock_mhz",
+    "mem_clock_mhz",
+    "throttle_thermal",
+    "throttle_power",
+    "throttle_other",
+    "throttle_reasons",
+}
 
 
 u8, u16, u32, u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64
@@ -74,16 +80,36 @@ class _V1_1(ctypes.LittleEndianStructure):  # noqa: N801 - kernel struct name
 
     _fields_ = (
         ("header", _Header),
-        ("temperature_edge", u16), ("temperature_hotspot", u16), ("temperature_mem", u16),
-        ("temperature_vrgfx", u16), ("temperature_vrsoc", u16), ("temperature_vrmem", u16),
-        ("average_gfx_activity", u16), ("average_umc_activity", u16), ("average_mm_activity", u16),
-        ("average_socket_power", u16), ("energy_accumulator", u64), ("system_clock_counter", u64),
-        ("average_clocks", u16 * 7), ("current_gfxclk", u16), ("current_socclk", u16), ("current_uclk", u16),
-        ("current_other_clocks", u16 * 4), ("throttle_status", u32), ("current_fan_speed", u16),
-        ("pcie_link_width", u16), ("pcie_link_speed", u16), ("padding", u16),
-        ("gfx_activity_acc", u32), ("mem_activity_acc", u32), ("temperature_hbm", u16 * 4),
+        ("temperature_edge", u16),
+        ("temperature_hotspot", u16),
+        ("temperature_mem", u16),
+        ("temperature_vrgfx", u16),
+        ("temperature_vrsoc", u16),
+        ("temperature_vrmem", u16),
+        ("average_gfx_activity", u16),
+        ("average_umc_activity", u16),
+        ("average_mm_activity", u16),
+        ("average_socket_power", u16),
+        ("energy_accumulator", u64),
+        ("system_clock_counter", u64),
+        ("average_clocks", u16 * 7),
+        ("current_gfxclk", u16),
+        ("current_socclk", u16),
+        ("current_uclk", u16),
+        ("current_other_clocks", u16 * 4),
+        ("throttle_status", u32),
+        ("current_fan_speed", u16),
+        ("pcie_link_width", u16),
+        ("pcie_link_speed", u16),
+        ("padding", u16),
+        ("gfx_activity_acc", u32),
+        ("mem_activity_acc", u32),
+        ("temperature_hbm", u16 * 4),
         ("firmware_timestamp", u64),  # v1.2+
-        ("voltage_soc", u16), ("voltage_gfx", u16), ("voltage_mem", u16), ("padding1", u16),  # v1.3
+        ("voltage_soc", u16),
+        ("voltage_gfx", u16),
+        ("voltage_mem", u16),
+        ("padding1", u16),  # v1.3
         ("indep_throttle_status", u64),  # v1.3
     )
 
@@ -92,19 +118,39 @@ def _mi300_fields(jpeg: bool) -> tuple[tuple[str, Any], ...]:
     """gpu_metrics_v1_4 (and v1_5 with ``jpeg``): the MI300 layout."""
     return (
         ("header", _Header),
-        ("temperature_hotspot", u16), ("temperature_mem", u16), ("temperature_vrsoc", u16),
-        ("curr_socket_power", u16), ("average_gfx_activity", u16), ("average_umc_activity", u16),
+        ("temperature_hotspot", u16),
+        ("temperature_mem", u16),
+        ("temperature_vrsoc", u16),
+        ("curr_socket_power", u16),
+        ("average_gfx_activity", u16),
+        ("average_umc_activity", u16),
         ("vcn_activity", u16 * 4),
         *((("jpeg_activity", u16 * 32),) if jpeg else ()),
-        ("energy_accumulator", u64), ("system_clock_counter", u64), ("throttle_status", u32),
-        ("gfxclk_lock_status", u32), ("pcie_link_width", u16), ("pcie_link_speed", u16),
-        ("xgmi_link_width", u16), ("xgmi_link_speed", u16), ("gfx_activity_acc", u32), ("mem_activity_acc", u32),
-        ("pcie_bandwidth_acc", u64), ("pcie_bandwidth_inst", u64), ("pcie_l0_to_recov_count_acc", u64),
-        ("pcie_replay_count_acc", u64), ("pcie_replay_rover_count_acc", u64),
+        ("energy_accumulator", u64),
+        ("system_clock_counter", u64),
+        ("throttle_status", u32),
+        ("gfxclk_lock_status", u32),
+        ("pcie_link_width", u16),
+        ("pcie_link_speed", u16),
+        ("xgmi_link_width", u16),
+        ("xgmi_link_speed", u16),
+        ("gfx_activity_acc", u32),
+        ("mem_activity_acc", u32),
+        ("pcie_bandwidth_acc", u64),
+        ("pcie_bandwidth_inst", u64),
+        ("pcie_l0_to_recov_count_acc", u64),
+        ("pcie_replay_count_acc", u64),
+        ("pcie_replay_rover_count_acc", u64),
         *((("pcie_nak_sent_count_acc", u32), ("pcie_nak_rcvd_count_acc", u32)) if jpeg else ()),
-        ("xgmi_read_data_acc", u64 * 8), ("xgmi_write_data_acc", u64 * 8), ("firmware_timestamp", u64),
-        ("current_gfxclk", u16 * 8), ("current_socclk", u16 * 4), ("current_vclk0", u16 * 4),
-        ("current_dclk0", u16 * 4), ("current_uclk", u16), ("padding", u16),
+        ("xgmi_read_data_acc", u64 * 8),
+        ("xgmi_write_data_acc", u64 * 8),
+        ("firmware_timestamp", u64),
+        ("current_gfxclk", u16 * 8),
+        ("current_socclk", u16 * 4),
+        ("current_vclk0", u16 * 4),
+        ("current_dclk0", u16 * 4),
+        ("current_uclk", u16),
+        ("padding", u16),
     )
 
 
@@ -240,11 +286,32 @@ class AmdgpuSampler(SamplerBase):
 
     fields: ClassVar = {
         "accel": (
-            "temp_c", "temp_hotspot_c", "temp_mem_c", "power_w", "power_avg_w", "power_limit_w", "energy_j",
-            "voltage_v", "pcie_tx_bytes_per_s", "pcie_rx_bytes_per_s", "pcie_link_gen", "pcie_link_width",
-            "pcie_replay_count", "util_pct", "mem_util_pct", "mem_used_bytes", "mem_total_bytes",
-            "sm_clock_mhz", "mem_clock_mhz", "fan_pct", "throttle_thermal", "throttle_power", "throttle_other",
-            "throttle_reasons", "ecc_corrected_count", "ecc_uncorrected_count",
+            "temp_c",
+            "temp_hotspot_c",
+            "temp_mem_c",
+            "power_w",
+            "power_avg_w",
+            "power_limit_w",
+            "energy_j",
+            "voltage_v",
+            "pcie_tx_bytes_per_s",
+            "pcie_rx_bytes_per_s",
+            "pcie_link_gen",
+            "pcie_link_width",
+            "pcie_replay_count",
+            "util_pct",
+            "mem_util_pct",
+            "mem_used_bytes",
+            "mem_total_bytes",
+            "sm_clock_mhz",
+            "mem_clock_mhz",
+            "fan_pct",
+            "throttle_thermal",
+            "throttle_power",
+            "throttle_other",
+            "throttle_reasons",
+            "ecc_corrected_count",
+            "ecc_uncorrected_count",
         ),
         "accel_event": ("code", "message"),
     }
@@ -296,8 +363,11 @@ class AmdgpuSampler(SamplerBase):
     def _discover(self, prefix: str, wanted: list[str] | None) -> list[_Card]:
         drm = self.sysfs_root / "class/drm"
         cards: list[_Card] = []
-        entries = sorted((p for p in drm.glob("card*") if re.fullmatch(r"card\d+", p.name)),
-                         key=lambda p: int(p.name[4:])) if drm.is_dir() else []
+        entries = (
+            sorted((p for p in drm.glob("card*") if re.fullmatch(r"card\d+", p.name)), key=lambda p: int(p.name[4:]))
+            if drm.is_dir()
+            else []
+        )
         for card in entries:
             dev = card / "device"
             if read_int(dev / "vendor") != AMD_VENDOR:
@@ -366,8 +436,14 @@ class AmdgpuSampler(SamplerBase):
         return {"accel": rows, "accel_event": events}
 
     def _event(self, card: _Card, kind: str, message: str) -> Row:
-        return {"time": time.time_ns(), "device": card.name, "vendor": self.vendor, "kind": kind, "code": 0,
-                "message": message}
+        return {
+            "time": time.time_ns(),
+            "device": card.name,
+            "vendor": self.vendor,
+            "kind": kind,
+            "code": 0,
+            "message": message,
+        }
 
     def _read_card(self, card: _Card) -> Row:
         d, h = card.path, card.hwmon
@@ -436,8 +512,9 @@ class AmdgpuSampler(SamplerBase):
 
     def _pcie_bw(self, card: _Card, row: Row) -> None:
         if card.thread is None:
-            card.thread = threading.Thread(target=self._pcie_bw_loop, args=(card,), name=f"amdgpu-pcie-bw-{card.name}",
-                                           daemon=True)
+            card.thread = threading.Thread(
+                target=self._pcie_bw_loop, args=(card,), name=f"amdgpu-pcie-bw-{card.name}", daemon=True
+            )
             card.thread.start()
         if card.pcie_bw is not None:
             row["pcie_tx_bytes_per_s"], row["pcie_rx_bytes_per_s"] = card.pcie_bw[1], card.pcie_bw[2]

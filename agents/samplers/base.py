@@ -121,7 +121,9 @@ class SamplerBase:
     def from_context(cls, ctx: SamplerContext) -> SamplerBase:
         """Build from the node config. Override to read options; raise `ConfigError` on bad ones."""
         if ctx.options:
-            raise config_error(f"sampler {cls.name!r} takes no options, got {sorted(ctx.options)}", f"samplers.{cls.name}")
+            raise config_error(
+                f"sampler {cls.name!r} takes no options, got {sorted(ctx.options)}", f"samplers.{cls.name}"
+            )
         return cls()
 
     def mark(self, device: str, name: str, value: Any) -> Any:

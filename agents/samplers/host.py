@@ -62,9 +62,23 @@ class HostSampler(SamplerBase):
 
     fields: ClassVar = {
         "host": (
-            "cpu_util_pct", "cpu_user_pct", "cpu_system_pct", "cpu_iowait_pct", "cpu_steal_pct", "cpu_count",
-            "load1", "load5", "load15", "mem_total_bytes", "mem_used_bytes", "mem_available_bytes",
-            "swap_used_bytes", "ctx_switches_per_s", "interrupts_per_s", "procs_running", "cpu_temp_c",
+            "cpu_util_pct",
+            "cpu_user_pct",
+            "cpu_system_pct",
+            "cpu_iowait_pct",
+            "cpu_steal_pct",
+            "cpu_count",
+            "load1",
+            "load5",
+            "load15",
+            "mem_total_bytes",
+            "mem_used_bytes",
+            "mem_available_bytes",
+            "swap_used_bytes",
+            "ctx_switches_per_s",
+            "interrupts_per_s",
+            "procs_running",
+            "cpu_temp_c",
         ),
         "host_core": ("util_pct", "user_pct", "system_pct", "iowait_pct", "freq_mhz"),
     }
@@ -160,15 +174,17 @@ class HostSampler(SamplerBase):
                     core = key[3:]
                     share = cpu_shares(prev[1][key], times)
                     idx = int(core)
-                    cores.append({
-                        "core": core,
-                        "socket": self._socket(core),
-                        "util_pct": share and share["util_pct"],
-                        "user_pct": share and share["user_pct"],
-                        "system_pct": share and share["system_pct"],
-                        "iowait_pct": share and share["iowait_pct"],
-                        "freq_mhz": freqs[idx] if idx < len(freqs) else None,
-                    })
+                    cores.append(
+                        {
+                            "core": core,
+                            "socket": self._socket(core),
+                            "util_pct": share and share["util_pct"],
+                            "user_pct": share and share["user_pct"],
+                            "system_pct": share and share["system_pct"],
+                            "iowait_pct": share and share["iowait_pct"],
+                            "freq_mhz": freqs[idx] if idx < len(freqs) else None,
+                        }
+                    )
         self.mark_row("", self.fields["host"], row)
         if cores:
             self.mark_row("core", self.fields["host_core"], cores[0])

@@ -76,8 +76,16 @@ class HwmonSampler(SamplerBase):
 
     fields: ClassVar = {
         "accel": (
-            "temp_c", "power_w", "power_avg_w", "power_limit_w", "energy_j", "current_a", "voltage_v",
-            "sm_clock_mhz", "pcie_tx_bytes_per_s", "pcie_rx_bytes_per_s",
+            "temp_c",
+            "power_w",
+            "power_avg_w",
+            "power_limit_w",
+            "energy_j",
+            "current_a",
+            "voltage_v",
+            "sm_clock_mhz",
+            "pcie_tx_bytes_per_s",
+            "pcie_rx_bytes_per_s",
         ),
         "accel_event": ("code", "message"),
     }
@@ -147,9 +155,14 @@ class HwmonSampler(SamplerBase):
         """The first sensor of each kind, preferring labelled ASIC / board sensors."""
         out: dict[str, Path] = {}
         for key, pattern in (
-            ("temp", "temp*_input"), ("power", "power*_input"), ("power_avg", "power*_average"),
-            ("power_cap", "power*_cap"), ("power_max", "power*_max"), ("energy", "energy*_input"),
-            ("curr", "curr*_input"), ("in", "in*_input"),
+            ("temp", "temp*_input"),
+            ("power", "power*_input"),
+            ("power_avg", "power*_average"),
+            ("power_cap", "power*_cap"),
+            ("power_max", "power*_max"),
+            ("energy", "energy*_input"),
+            ("curr", "curr*_input"),
+            ("in", "in*_input"),
         ):
             paths = sorted(hw.glob(pattern))
             if paths:
@@ -177,8 +190,14 @@ class HwmonSampler(SamplerBase):
         return {"accel": rows, "accel_event": events}
 
     def _event(self, chip: _Chip, kind: str, message: str) -> Row:
-        return {"time": time.time_ns(), "device": chip.name, "vendor": chip.vendor, "kind": kind, "code": 0,
-                "message": message}
+        return {
+            "time": time.time_ns(),
+            "device": chip.name,
+            "vendor": chip.vendor,
+            "kind": kind,
+            "code": 0,
+            "message": message,
+        }
 
     def _read_chip(self, chip: _Chip, now: float) -> Row:
         f = chip.files
@@ -218,8 +237,9 @@ class HwmonSampler(SamplerBase):
         dt = now - prev[0]
         out: Row = {}
         for key, names in (("pcie_rx_bytes_per_s", RX_COUNTERS), ("pcie_tx_bytes_per_s", TX_COUNTERS)):
-            deltas = [counter_delta(prev[1].get(f"{n}{i}"), cur[f"{n}{i}"], self.counter_bits)
-                      for n in names for i in (0, 1)]
+            deltas = [
+                counter_delta(prev[1].get(f"{n}{i}"), cur[f"{n}{i}"], self.counter_bits) for n in names for i in (0, 1)
+            ]
             known = [x for x in deltas if x is not None]
             out[key] = sum(known) * self.flit_bytes / dt if known else None
         return out

@@ -103,11 +103,30 @@ class NvmlSampler(SamplerBase):
 
     fields: ClassVar = {
         "accel": (
-            "temp_c", "temp_mem_c", "power_w", "power_avg_w", "power_limit_w", "energy_j",
-            "pcie_tx_bytes_per_s", "pcie_rx_bytes_per_s", "pcie_link_gen", "pcie_link_width", "pcie_replay_count",
-            "util_pct", "mem_util_pct", "mem_used_bytes", "mem_total_bytes", "sm_clock_mhz", "mem_clock_mhz",
-            "fan_pct", "throttle_thermal", "throttle_power", "throttle_other", "throttle_reasons",
-            "ecc_corrected_count", "ecc_uncorrected_count",
+            "temp_c",
+            "temp_mem_c",
+            "power_w",
+            "power_avg_w",
+            "power_limit_w",
+            "energy_j",
+            "pcie_tx_bytes_per_s",
+            "pcie_rx_bytes_per_s",
+            "pcie_link_gen",
+            "pcie_link_width",
+            "pcie_replay_count",
+            "util_pct",
+            "mem_util_pct",
+            "mem_used_bytes",
+            "mem_total_bytes",
+            "sm_clock_mhz",
+            "mem_clock_mhz",
+            "fan_pct",
+            "throttle_thermal",
+            "throttle_power",
+            "throttle_other",
+            "throttle_reasons",
+            "ecc_corrected_count",
+            "ecc_uncorrected_count",
         ),
         "accel_event": ("code", "message"),
     }
@@ -157,7 +176,9 @@ class NvmlSampler(SamplerBase):
         prefix = str(opts.pop("name_prefix", "gpu"))
         events = bool(opts.pop("events", True))
         if opts:
-            raise config_error(f"unknown option(s) {sorted(opts)} (known: devices, name_prefix, events)", "samplers.nvml")
+            raise config_error(
+                f"unknown option(s) {sorted(opts)} (known: devices, name_prefix, events)", "samplers.nvml"
+            )
         return cls(devices=devices, name_prefix=prefix, cadence_s=ctx.cadence_s, events=events)
 
     # --- NVML access --------------------------------------------------------------------------
@@ -230,8 +251,14 @@ class NvmlSampler(SamplerBase):
         return {"accel": rows, "accel_event": events}
 
     def _event(self, dev: _Device, kind: str, code: int, message: str) -> Row:
-        return {"time": time.time_ns(), "device": dev.name, "vendor": self.vendor, "kind": kind, "code": code,
-                "message": message}
+        return {
+            "time": time.time_ns(),
+            "device": dev.name,
+            "vendor": self.vendor,
+            "kind": kind,
+            "code": code,
+            "message": message,
+        }
 
     def _retry(self, dev: _Device, now: float, events: list[Row]) -> None:
         dev.lost_at = now
@@ -299,8 +326,9 @@ class NvmlSampler(SamplerBase):
         if "throughput" in dev.unsupported:
             return {}
         if dev.thread is None:
-            dev.thread = threading.Thread(target=self._throughput_loop, args=(dev,), name=f"nvml-pcie-{dev.name}",
-                                          daemon=True)
+            dev.thread = threading.Thread(
+                target=self._throughput_loop, args=(dev,), name=f"nvml-pcie-{dev.name}", daemon=True
+            )
             dev.thread.start()
         latest = dev.throughput
         if latest is None:

@@ -57,8 +57,9 @@ class SimulatedSampler(SamplerBase):
     enabled_by_default: ClassVar = False
     order: ClassVar = 40
 
-    def __init__(self, source: SourceFactory, speed: float = 1.0, loop: bool = True,
-                 devices: list[str] | None = None) -> None:
+    def __init__(
+        self, source: SourceFactory, speed: float = 1.0, loop: bool = True, devices: list[str] | None = None
+    ) -> None:
         super().__init__()
         self.source_factory = source
         self.speed = speed

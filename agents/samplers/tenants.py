@@ -60,7 +60,7 @@ class TenantRule:
         if unknown:
             raise config_error(f"unknown key(s) {sorted(unknown)}; known: {sorted(known)}", where)
         if not isinstance(raw.get("group"), str) or not raw["group"]:
-            raise config_error("a tenant rule needs a group name (group = \"hive0\")", where)
+            raise config_error('a tenant rule needs a group name (group = "hive0")', where)
         pats: dict[str, re.Pattern[str] | None] = {}
         for key in ("cmdline", "name", "cgroup", "container"):
             value = raw.get(key)

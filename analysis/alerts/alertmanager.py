@@ -127,8 +127,15 @@ def _post(client: httpx.Client, url: str, body: Any, headers: Mapping[str, str])
         raise NotifyError(f"POST {url}: HTTP {resp.status_code}: {resp.text[:200]}")
 
 
-def post_alertmanager(url: str, alerts: Sequence[Alert], *, generator_url: str = "", timeout_s: float = 5.0,
-                      headers: Mapping[str, str] | None = None, client: httpx.Client | None = None) -> None:
+def post_alertmanager(
+    url: str,
+    alerts: Sequence[Alert],
+    *,
+    generator_url: str = "",
+    timeout_s: float = 5.0,
+    headers: Mapping[str, str] | None = None,
+    client: httpx.Client | None = None,
+) -> None:
     """POST the alerts to Alertmanager's ``/api/v2/alerts`` (``url`` is its base URL)."""
     if not alerts:
         return
@@ -137,10 +144,18 @@ def post_alertmanager(url: str, alerts: Sequence[Alert], *, generator_url: str =
         _post(c, target, postable_alerts(alerts, generator_url), headers or {})
 
 
-def post_webhook(url: str, alerts: Sequence[Alert], *, receiver: str = "neighborscope",
-                 group_by: Sequence[str] = ("alertname", "node"), external_url: str = "", generator_url: str = "",
-                 timeout_s: float = 5.0, headers: Mapping[str, str] | None = None,
-                 client: httpx.Client | None = None) -> int:
+def post_webhook(
+    url: str,
+    alerts: Sequence[Alert],
+    *,
+    receiver: str = "neighborscope",
+    group_by: Sequence[str] = ("alertname", "node"),
+    external_url: str = "",
+    generator_url: str = "",
+    timeout_s: float = 5.0,
+    headers: Mapping[str, str] | None = None,
+    client: httpx.Client | None = None,
+) -> int:
     """POST one v4 payload per group to ``url``; returns the number of POSTs."""
     if not alerts:
         return 0

@@ -20,11 +20,20 @@ alerts = typer.Typer(
     invoke_without_command=True,
 )
 
-CONFIG = typer.Option(None, "--config", "-c", envvar="NEIGHBORSCOPE_ALERTS_CONFIG", help="alerts.toml (rules, "
-                      "notifiers, silences); default: built-in rules, log to stderr.")
+CONFIG = typer.Option(
+    None,
+    "--config",
+    "-c",
+    envvar="NEIGHBORSCOPE_ALERTS_CONFIG",
+    help="alerts.toml (rules, notifiers, silences); default: built-in rules, log to stderr.",
+)
 STORE = typer.Option("neighborscope-data/store", "--store", envvar="NEIGHBORSCOPE_STORE", help="Store path or URL.")
-STATE = typer.Option(None, "--state-dir", envvar="NEIGHBORSCOPE_ALERT_STATE_DIR",
-                     help="State directory (default: state_dir of the alerts table, else alerts/ beside the store).")
+STATE = typer.Option(
+    None,
+    "--state-dir",
+    envvar="NEIGHBORSCOPE_ALERT_STATE_DIR",
+    help="State directory (default: state_dir of the alerts table, else alerts/ beside the store).",
+)
 
 
 def _setup(config: Path | None, store: str, state_dir: Path | None):
@@ -57,8 +66,12 @@ def main(
     config: Path | None = CONFIG,
     store: str = STORE,
     state_dir: Path | None = STATE,
-    refresh: bool = typer.Option(False, "--refresh", help="Recompute the nightly findings (regressions, thermal) "
-                                 "first; the scheduler does this after the nightly report."),
+    refresh: bool = typer.Option(
+        False,
+        "--refresh",
+        help="Recompute the nightly findings (regressions, thermal) "
+        "first; the scheduler does this after the nightly report.",
+    ),
     now: str | None = typer.Option(None, "--now", help="Evaluate as of this UTC time (ISO 8601; replays)."),
     as_json: bool = typer.Option(False, "--json", help="Print the transitions as JSON lines."),
 ) -> None:
@@ -85,11 +98,17 @@ def main(
     for tr in res.transitions:
         line = {"fingerprint": tr.fingerprint, "from": tr.before, "to": tr.after, "alertname": tr.alert.name,
                 "labels": dict(tr.alert.labels), "summary": tr.alert.annotations.get("summary", "")}  # fmt: skip
-        typer.echo(json.dumps(line) if as_json else
-                   f"{tr.alert.name}\t{tr.before or '-'} -> {tr.after or 'dropped'}\t{line['summary']}")
+        typer.echo(
+            json.dumps(line)
+            if as_json
+            else f"{tr.alert.name}\t{tr.before or '-'} -> {tr.after or 'dropped'}\t{line['summary']}"
+        )
     firing = sum(1 for a in res.book.alerts.values() if a.state == "firing")
-    typer.echo(f"{firing} firing, {len(res.book.alerts)} known; sent {res.sent or 'nothing'}"
-               + (f"; notifier errors: {res.errors}" if res.errors else ""), err=True)
+    typer.echo(
+        f"{firing} firing, {len(res.book.alerts)} known; sent {res.sent or 'nothing'}"
+        + (f"; notifier errors: {res.errors}" if res.errors else ""),
+        err=True,
+    )
     if res.errors:
         raise typer.Exit(1)
 
@@ -113,8 +132,10 @@ def list_alerts(
         if as_json:
             typer.echo(json.dumps(row, default=str))
         else:
-            typer.echo(f"{row['state']}\t{row['alertname']}\t{row['severity']}\t{row['node']}\t{row['summary']}"
-                       + ("\t(silenced)" if row["silenced"] else ""))
+            typer.echo(
+                f"{row['state']}\t{row['alertname']}\t{row['severity']}\t{row['node']}\t{row['summary']}"
+                + ("\t(silenced)" if row["silenced"] else "")
+            )
     for s in read_state(sdir).silences:
         typer.echo(f"silence {s.id}\t{s.matchers}\t{s.starts_at.isoformat()} .. {s.ends_at.isoformat()}\t{s.comment}")
 

@@ -207,8 +207,14 @@ def locked(state_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def add_silence(state_dir: Path, matchers: dict[str, str], starts_at: datetime, ends_at: datetime,
-                comment: str = "", created_by: str = "neighborscope") -> Silence:
+def add_silence(
+    state_dir: Path,
+    matchers: dict[str, str],
+    starts_at: datetime,
+    ends_at: datetime,
+    comment: str = "",
+    created_by: str = "neighborscope",
+) -> Silence:
     """Persist a silence (e.g. for a planned stress experiment); returns it with its id."""
     sil = Silence(matchers=matchers, starts_at=starts_at, ends_at=ends_at, comment=comment, created_by=created_by,
                   id=uuid.uuid4().hex[:12])  # fmt: skip
@@ -283,8 +289,12 @@ def refresh_nightly(store: Any, cfg: AlertsConfig, state_dir: Path, now: datetim
     status = regression_status(hist, rcfg, load_acks(state_dir / ACKS_FILE))
     _write_cache(state_dir / REGRESSIONS_CACHE, status)
     reruns = sorted({(r["node"], r["test"], r["group"]) for r in status.filter(pl.col("rerun_requested")).to_dicts()})
-    (state_dir / RERUNS_FILE).write_text(json.dumps(
-        [{"node": n, "test": t, "group": g, "requested_at": now.isoformat()} for n, t, g in reruns], indent=1) + "\n")
+    (state_dir / RERUNS_FILE).write_text(
+        json.dumps(
+            [{"node": n, "test": t, "group": g, "requested_at": now.isoformat()} for n, t, g in reruns], indent=1
+        )
+        + "\n"
+    )
     # thermal fits: one night at a time, reusing the cached nights (the newest is always recomputed)
     cached = _read_cache(state_dir / THERMAL_FITS_CACHE)
     done: set[date] = set(cached["night"].to_list()) if cached is not None and cached.height else set()
@@ -318,15 +328,26 @@ def degradation_alert_frame(antagonists: pl.DataFrame, node: str) -> pl.DataFram
               "ci_high_pct": pl.Float64(), "q": pl.Float64()}  # fmt: skip
     if antagonists.height == 0:
         return pl.DataFrame(schema=schema)
-    return antagonists.select(
-        pl.lit(node).alias("node"), "victim", "antagonist", "resource", pl.lit("output_tok_s").alias("metric"),
-        (-pl.col("effect_pct")).alias("effect_pct"), (-pl.col("ci_high")).alias("ci_low_pct"),
-        (-pl.col("ci_low")).alias("ci_high_pct"), pl.col("q_value").alias("q"),
-    ).filter(pl.col("effect_pct").is_not_null()).cast(schema)  # type: ignore[arg-type]
+    return (
+        antagonists.select(
+            pl.lit(node).alias("node"),
+            "victim",
+            "antagonist",
+            "resource",
+            pl.lit("output_tok_s").alias("metric"),
+            (-pl.col("effect_pct")).alias("effect_pct"),
+            (-pl.col("ci_high")).alias("ci_low_pct"),
+            (-pl.col("ci_low")).alias("ci_high_pct"),
+            pl.col("q_value").alias("q"),
+        )
+        .filter(pl.col("effect_pct").is_not_null())
+        .cast(schema)
+    )  # type: ignore[arg-type]
 
 
-def refresh_degradation(store: Any, state_dir: Path, now: datetime | None = None, since_s: float = 86400.0,
-                        n_shifts: int = 199) -> int:
+def refresh_degradation(
+    store: Any, state_dir: Path, now: datetime | None = None, since_s: float = 86400.0, n_shifts: int = 199
+) -> int:
     """Run `analysis.analyze` per (node, victim group) over the runs of the last ``since_s`` seconds and cache the
     antagonists as ``degradation.parquet`` (the noisy-neighbour rule's input); returns its rows. A failing
     analysis is logged and skipped."""
@@ -396,8 +417,15 @@ def notify(cfg: AlertsConfig, book: AlertBook, now: datetime) -> tuple[AlertBook
                 post_alertmanager(n.url, todo, generator_url=cfg.alerts.external_url, timeout_s=n.timeout_s,
                                   headers=n.headers)  # fmt: skip
             elif n.kind == "webhook":
-                post_webhook(n.url, todo, group_by=n.group_by, external_url=cfg.alerts.external_url,
-                             generator_url=cfg.alerts.external_url, timeout_s=n.timeout_s, headers=n.headers)
+                post_webhook(
+                    n.url,
+                    todo,
+                    group_by=n.group_by,
+                    external_url=cfg.alerts.external_url,
+                    generator_url=cfg.alerts.external_url,
+                    timeout_s=n.timeout_s,
+                    headers=n.headers,
+                )
             else:
                 write_log(None if n.path == "-" else n.path, todo, now)
         except (NotifyError, OSError) as exc:
@@ -409,8 +437,9 @@ def notify(cfg: AlertsConfig, book: AlertBook, now: datetime) -> tuple[AlertBook
     return book, sent, errors
 
 
-def evaluate_once(cfg: AlertsConfig, store: Any, state_dir: Path, now: datetime | None = None,
-                  inputs: AlertInputs | None = None) -> EvalResult:
+def evaluate_once(
+    cfg: AlertsConfig, store: Any, state_dir: Path, now: datetime | None = None, inputs: AlertInputs | None = None
+) -> EvalResult:
     """Load the state, evaluate every rule, notify, save. ``inputs`` replaces the store reads (tests, replays)."""
     now = now or datetime.now(UTC)
     rules = cfg.rules()

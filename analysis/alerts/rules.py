@@ -53,7 +53,6 @@ CORE_LABELS = ("alertname", "severity", "node", "victim", "antagonist", "resourc
 CORE_ANNOTATIONS = ("summary", "effect", "ci_low", "ci_high", "dashboard_url")
 
 
-
 class Rule(BaseModel):
     """One alert rule (a ``[[rule]]`` table of alerts.toml). Parameters that do not apply to ``kind`` are ignored."""
 
@@ -271,8 +270,9 @@ def _labels(rule: Rule, severity: str | None = None, **values: str) -> dict[str,
     return base
 
 
-def _annotations(rule: Rule, labels: Mapping[str, str], default_summary: str, dashboard_url: str,
-                 **values: str) -> dict[str, str]:
+def _annotations(
+    rule: Rule, labels: Mapping[str, str], default_summary: str, dashboard_url: str, **values: str
+) -> dict[str, str]:
     summary = default_summary
     if rule.summary:
         try:
@@ -288,7 +288,9 @@ def _dash(inputs: AlertInputs, **params: str) -> str:
     if not inputs.dashboard_url:
         return ""
     query = "&".join(f"{k}={v}" for k, v in params.items() if v and v != "none")
-    return f"{inputs.dashboard_url}{'&' if '?' in inputs.dashboard_url else '?'}{query}" if query else inputs.dashboard_url
+    return (
+        f"{inputs.dashboard_url}{'&' if '?' in inputs.dashboard_url else '?'}{query}" if query else inputs.dashboard_url
+    )
 
 
 def _recent(frame: pl.DataFrame | None, now: datetime, window_s: float) -> pl.DataFrame | None:
@@ -302,14 +304,23 @@ def _thermal_temperature(rule: Rule, inputs: AlertInputs, now: datetime) -> list
     if f is None or "temp_c" not in f.columns or f.height == 0:
         return []
     grp = pl.col("group").first() if "group" in f.columns else pl.lit("")
-    agg = f.filter(pl.col("temp_c").is_not_null()).group_by("node", "device").agg(
-        pl.col("temp_c").min().alias("tmin"), pl.col("temp_c").max().alias("tmax"), grp.alias("group"))
+    agg = (
+        f.filter(pl.col("temp_c").is_not_null())
+        .group_by("node", "device")
+        .agg(pl.col("temp_c").min().alias("tmin"), pl.col("temp_c").max().alias("tmax"), grp.alias("group"))
+    )
     out = []
     for r in agg.iter_rows(named=True):
         labels = _labels(rule, node=r["node"], victim=r["group"] or "", resource="thermal", gpu=r["device"])
         summary = f"{r['device']} on {r['node']} at {r['tmax']:.0f}°C (above {rule.threshold_c:.0f}°C for the last {rule.window_s:.0f} s)"
-        ann = _annotations(rule, labels, summary, _dash(inputs, node=r["node"], device=r["device"]),
-                           effect=_fmt(r["tmax"]), value=_fmt(r["tmax"]))
+        ann = _annotations(
+            rule,
+            labels,
+            summary,
+            _dash(inputs, node=r["node"], device=r["device"]),
+            effect=_fmt(r["tmax"]),
+            value=_fmt(r["tmax"]),
+        )
         out.append(Candidate(labels, ann, active=r["tmin"] > rule.threshold_c, value=r["tmax"]))
     return out
 
@@ -319,14 +330,23 @@ def _thermal_throttling(rule: Rule, inputs: AlertInputs, now: datetime) -> list[
     if f is None or "throttle_thermal" not in f.columns or f.height == 0:
         return []
     grp = pl.col("group").first() if "group" in f.columns else pl.lit("")
-    agg = f.filter(pl.col("throttle_thermal").is_not_null()).group_by("node", "device").agg(
-        pl.col("throttle_thermal").cast(pl.Float64).mean().alias("frac"), grp.alias("group"))
+    agg = (
+        f.filter(pl.col("throttle_thermal").is_not_null())
+        .group_by("node", "device")
+        .agg(pl.col("throttle_thermal").cast(pl.Float64).mean().alias("frac"), grp.alias("group"))
+    )
     out = []
     for r in agg.iter_rows(named=True):
         labels = _labels(rule, node=r["node"], victim=r["group"] or "", resource="thermal", gpu=r["device"])
         summary = f"{r['device']} on {r['node']} thermally throttled {100 * r['frac']:.0f} % of the last {rule.window_s:.0f} s"
-        ann = _annotations(rule, labels, summary, _dash(inputs, node=r["node"], device=r["device"]),
-                           effect=_fmt(100 * r["frac"]), value=_fmt(r["frac"], 3))
+        ann = _annotations(
+            rule,
+            labels,
+            summary,
+            _dash(inputs, node=r["node"], device=r["device"]),
+            effect=_fmt(100 * r["frac"]),
+            value=_fmt(r["frac"], 3),
+        )
         out.append(Candidate(labels, ann, active=r["frac"] > rule.throttle_fraction, value=r["frac"]))
     return out
 
@@ -344,8 +364,10 @@ def _noisy_neighbour(rule: Rule, inputs: AlertInputs, now: datetime) -> list[Can
         labels = _labels(rule, node=r.get("node") or "", victim=r.get("victim") or "",
                          antagonist=r.get("antagonist") or "", resource=r.get("resource") or "",
                          metric=r.get("metric") or "")  # fmt: skip
-        summary = (f"{labels['victim']} on {labels['node']} is {eff:.1f} % slower ({labels.get('metric', '')}) "
-                   f"while {labels['antagonist']} runs, through {labels['resource']} (95 % CI {lo:.1f} to {_fmt(hi)} %)")
+        summary = (
+            f"{labels['victim']} on {labels['node']} is {eff:.1f} % slower ({labels.get('metric', '')}) "
+            f"while {labels['antagonist']} runs, through {labels['resource']} (95 % CI {lo:.1f} to {_fmt(hi)} %)"
+        )
         ann = _annotations(rule, labels, summary, _dash(inputs, node=labels["node"], victim=labels["victim"]),
                            effect=_fmt(eff, 2), ci_low=_fmt(lo, 2), ci_high=_fmt(hi, 2),
                            q_value=_fmt(r.get("q"), 4))  # fmt: skip
@@ -372,7 +394,7 @@ def _perf_regression(rule: Rule, inputs: AlertInputs, now: datetime) -> list[Can
                          test=str(test))  # fmt: skip
         moved = ", ".join(f"{r['metric']} {r['effect_pct']:+.1f} %" for r in rows)
         state = "confirmed" if confirmed else "suspected (rerun requested)"
-        summary = (f"{state} regression of {test} on {node}/{group} since night {head['change_night']}: {moved}")
+        summary = f"{state} regression of {test} on {node}/{group} since night {head['change_night']}: {moved}"
         ann = _annotations(rule, labels, summary, _dash(inputs, node=str(node), victim=str(group)),
                            effect=_fmt(head["effect_pct"], 2), ci_low=_fmt(head["ci_low_pct"], 2),
                            ci_high=_fmt(head["ci_high_pct"], 2), metric=head["metric"],
@@ -417,9 +439,17 @@ def _stale(rule: Rule, inputs: AlertInputs, now: datetime) -> list[Candidate]:
     for r in f.iter_rows(named=True):
         age = (now - r["last_seen"]).total_seconds()
         labels = _labels(rule, node=r["node"], resource="telemetry")
-        summary = f"no telemetry from {r['node']} for {age:.0f} s ({rule.intervals} intervals of {rule.interval_s:.0f} s)"
-        ann = _annotations(rule, labels, summary, _dash(inputs, node=r["node"]), effect=_fmt(age, 0),
-                           last_seen=_iso(r["last_seen"]) or "")
+        summary = (
+            f"no telemetry from {r['node']} for {age:.0f} s ({rule.intervals} intervals of {rule.interval_s:.0f} s)"
+        )
+        ann = _annotations(
+            rule,
+            labels,
+            summary,
+            _dash(inputs, node=r["node"]),
+            effect=_fmt(age, 0),
+            last_seen=_iso(r["last_seen"]) or "",
+        )
         out.append(Candidate(labels, ann, active=age > limit, value=age))
     return out
 
@@ -475,8 +505,9 @@ def evaluate(
     return AlertBook(alerts, now), transitions
 
 
-def _step(old: Alert | None, cand: Candidate | None, rule: Rule | None, now: datetime,
-          retention_s: float) -> Alert | None:
+def _step(
+    old: Alert | None, cand: Candidate | None, rule: Rule | None, now: datetime, retention_s: float
+) -> Alert | None:
     for_s = rule.for_s if rule else 0.0
     keep_s = rule.keep_firing_for_s if rule else 0.0
     live = old is not None and old.state in ("pending", "firing")
@@ -487,8 +518,7 @@ def _step(old: Alert | None, cand: Candidate | None, rule: Rule | None, now: dat
             fresh = Alert(cand.labels, cand.annotations, "pending", now, now, value=cand.value)
             return replace(fresh, state="firing", fired_at=now) if for_s <= 0 else fresh
         assert old is not None
-        upd = replace(old, annotations=cand.annotations, last_active_at=now, value=cand.value,
-                      keep_firing_since=None)
+        upd = replace(old, annotations=cand.annotations, last_active_at=now, value=cand.value, keep_firing_since=None)
         if old.state == "pending" and (now - old.active_at).total_seconds() >= for_s:
             return replace(upd, state="firing", fired_at=now)
         return upd

@@ -56,22 +56,28 @@ def heatmap_figure(
     devices = list(device_groups)
     times = frame[TIME].unique().sort() if frame.height else pl.Series(TIME, [], pl.Datetime("ns", "UTC"))
     wide = (
-        frame.select(TIME, "device", pl.col(field) / scale)
-        .pivot(on=TIME, index="device", values=field, aggregate_function="mean")
+        frame.select(TIME, "device", pl.col(field) / scale).pivot(
+            on=TIME, index="device", values=field, aggregate_function="mean"
+        )
         if frame.height
         else pl.DataFrame({"device": []}, schema={"device": pl.String})
     )
     lookup = {row[0]: row[1:] for row in wide.iter_rows()}
     # rows as one float array (NaN = no sample: a gap, never 0): plotly sends it as a compact binary array
-    z = np.array([[np.nan if v is None else v for v in lookup.get(d, [None] * len(times))] for d in devices],
-                 dtype=np.float64).reshape(len(devices), len(times))
+    z = np.array(
+        [[np.nan if v is None else v for v in lookup.get(d, [None] * len(times))] for d in devices], dtype=np.float64
+    ).reshape(len(devices), len(times))
     labels = [f"{d} · {flags[d]}" if d in flags else d for d in devices]
     fig = go.Figure(
         go.Heatmap(
             # rows are categories named by their labels, so the hover names the device without a per-cell
             # customdata array (which doubled the browser's drawing time)
-            z=z, x=times.to_list(), y=labels, colorscale=SCALES.get(field, "Viridis"),
-            colorbar={"title": {"text": unit}, "x": 1.07, "xanchor": "left"}, hoverongaps=False,
+            z=z,
+            x=times.to_list(),
+            y=labels,
+            colorscale=SCALES.get(field, "Viridis"),
+            colorbar={"title": {"text": unit}, "x": 1.07, "xanchor": "left"},
+            hoverongaps=False,
             hovertemplate="%{y}<br>%{x}<br>%{z:.3g} " + unit + "<extra></extra>",
         )
     )
@@ -84,15 +90,31 @@ def heatmap_figure(
         else:
             order.append((g, i, i))
     for g, lo, hi in order:
-        fig.add_shape(type="rect", xref="paper", x0=0, x1=1, y0=lo - 0.5, y1=hi + 0.5,
-                      line={"width": 2, "color": "#888"}, fillcolor="rgba(0,0,0,0)")
-        fig.add_annotation(xref="paper", x=1.0, xanchor="left", y=(lo + hi) / 2, text=f" {g}", showarrow=False,
-                           font={"size": 11})
+        fig.add_shape(
+            type="rect",
+            xref="paper",
+            x0=0,
+            x1=1,
+            y0=lo - 0.5,
+            y1=hi + 0.5,
+            line={"width": 2, "color": "#888"},
+            fillcolor="rgba(0,0,0,0)",
+        )
+        fig.add_annotation(
+            xref="paper", x=1.0, xanchor="left", y=(lo + hi) / 2, text=f" {g}", showarrow=False, font={"size": 11}
+        )
     fig.update_layout(
-        title=title, height=max(320, 16 * len(devices) + 120), margin={"l": 10, "r": 20, "t": 40, "b": 40},
+        title=title,
+        height=max(320, 16 * len(devices) + 120),
+        margin={"l": 10, "r": 20, "t": 40, "b": 40},
         xaxis_title="time (UTC)",
-        yaxis={"title": "device", "type": "category", "categoryorder": "array", "categoryarray": labels,
-               "autorange": "reversed"},
+        yaxis={
+            "title": "device",
+            "type": "category",
+            "categoryorder": "array",
+            "categoryarray": labels,
+            "autorange": "reversed",
+        },
     )
     return fig
 
@@ -109,10 +131,16 @@ def device_heatmap(accel: pl.DataFrame, field: str = "temp_c", max_columns: int 
     devices = device_order(f["device"].unique().to_list())
     wide = f.pivot(on="device", index=TIME, values=field).sort(TIME)
     z = [wide[d].to_list() if d in wide.columns else [None] * wide.height for d in devices]
-    fig = go.Figure(go.Heatmap(
-        x=wide[TIME].to_list(), y=devices, z=z, colorscale="Turbo" if field == "temp_c" else "Viridis",
-        colorbar={"title": {"text": unit}, "ticksuffix": f" {unit}", "outlinewidth": 0},
-        hovertemplate="%{y} %{x}: %{z:.1f} " + unit + "<extra></extra>"))
+    fig = go.Figure(
+        go.Heatmap(
+            x=wide[TIME].to_list(),
+            y=devices,
+            z=z,
+            colorscale="Turbo" if field == "temp_c" else "Viridis",
+            colorbar={"title": {"text": unit}, "ticksuffix": f" {unit}", "outlinewidth": 0},
+            hovertemplate="%{y} %{x}: %{z:.1f} " + unit + "<extra></extra>",
+        )
+    )
     fig.update_xaxes(title_text="time (UTC)")
     fig.update_yaxes(title_text="accelerator", type="category", autorange="reversed", tickfont={"size": 9})
     return style(fig, f"{title} ({unit})", height=max(260, 90 + 13 * len(devices)))
@@ -129,23 +157,34 @@ def group_timeseries(accel: pl.DataFrame, field: str = "temp_c") -> go.Figure:
     title = f"{LABELS.get(field, field)} per group"
     if accel.is_empty() or field not in accel.columns or "group" not in accel.columns:
         return empty_figure("no accelerator telemetry in this window", title)
-    means = (accel.select(TIME, pl.col("group").fill_null("(none)"), pl.col(field).cast(pl.Float64))
-             .group_by(TIME, "group").agg(pl.col(field).mean()))
+    means = (
+        accel.select(TIME, pl.col("group").fill_null("(none)"), pl.col(field).cast(pl.Float64))
+        .group_by(TIME, "group")
+        .agg(pl.col(field).mean())
+    )
     f = reduce_series(means, field, ["group"], MAX_POINTS)
     if f.is_empty():
         return empty_figure("no accelerator telemetry in this window", title)
     fig = go.Figure()
     for i, g in enumerate(sorted(f["group"].unique().to_list())):
         part = f.filter(pl.col("group") == g)
-        fig.add_trace(go.Scatter(x=part[TIME].to_list(), y=part[field].to_list(), name=g, mode="lines",
-                                 line={"color": color(i), "width": 1.6}))
+        fig.add_trace(
+            go.Scatter(
+                x=part[TIME].to_list(),
+                y=part[field].to_list(),
+                name=g,
+                mode="lines",
+                line={"color": color(i), "width": 1.6},
+            )
+        )
     fig.update_xaxes(title_text="time (UTC)")
     fig.update_yaxes(title_text=f"{LABELS.get(field, field)} ({unit})")
     return style(fig, f"{title} (mean of its accelerators)")
 
 
-def thermal_profile_bars(profile: pl.DataFrame, limits: Mapping[str, float] | None = None,
-                         label: str = "node") -> go.Figure:
+def thermal_profile_bars(
+    profile: pl.DataFrame, limits: Mapping[str, float] | None = None, label: str = "node"
+) -> go.Figure:
     """Temperature range (1-minute means, min to max) and average per node or device, with the limits."""
     title = f"temperature range per {label}"
     if profile.is_empty():
@@ -156,16 +195,33 @@ def thermal_profile_bars(profile: pl.DataFrame, limits: Mapping[str, float] | No
     lo, hi, avg = profile["gpu_min_c"].to_list(), profile["gpu_max_c"].to_list(), profile["gpu_avg_c"].to_list()
     colors = {"COOL": "#06b6d4", "OK": "#10b981", "WARM": "#f59e0b", "HOT": "#e11d48"}
     fig = go.Figure()
-    fig.add_bar(x=names, y=[(h - low) if h is not None and low is not None else None for h, low in zip(hi, lo, strict=True)],
-                base=lo, name="range (°C)", marker_color=[colors.get(s, GREY) for s in profile["status"].to_list()],
-                opacity=0.55, hovertemplate="%{x}: %{base:.1f} to %{y:.1f} °C above base<extra></extra>")
-    fig.add_trace(go.Scatter(x=names, y=avg, mode="markers", name="average (°C)",
-                             marker={"symbol": "line-ew-open", "size": 18, "line": {"width": 3, "color": GREY}}))
+    fig.add_bar(
+        x=names,
+        y=[(h - low) if h is not None and low is not None else None for h, low in zip(hi, lo, strict=True)],
+        base=lo,
+        name="range (°C)",
+        marker_color=[colors.get(s, GREY) for s in profile["status"].to_list()],
+        opacity=0.55,
+        hovertemplate="%{x}: %{base:.1f} to %{y:.1f} °C above base<extra></extra>",
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=names,
+            y=avg,
+            mode="markers",
+            name="average (°C)",
+            marker={"symbol": "line-ew-open", "size": 18, "line": {"width": 3, "color": GREY}},
+        )
+    )
     for key, dash in (("gpu_warm_c", "dot"), ("gpu_hot_c", "dash")):
         if limits and limits.get(key) is not None:
-            fig.add_hline(y=limits[key], line_dash=dash, line_color=colors["WARM" if "warm" in key else "HOT"],
-                          annotation_text=f"{'warm' if 'warm' in key else 'hot'} {limits[key]:.0f} °C",
-                          annotation_font_color=GREY)
+            fig.add_hline(
+                y=limits[key],
+                line_dash=dash,
+                line_color=colors["WARM" if "warm" in key else "HOT"],
+                annotation_text=f"{'warm' if 'warm' in key else 'hot'} {limits[key]:.0f} °C",
+                annotation_font_color=GREY,
+            )
     fig.update_xaxes(title_text=label, type="category", tickfont={"size": 9 if len(names) > 12 else 12})
     fig.update_yaxes(title_text="accelerator temperature (°C)")
     return style(fig, title)
@@ -197,9 +253,18 @@ def add_bands(fig: go.Figure, spans: Sequence[dict], rows: int = 1) -> None:
         for r in range(1, rows + 1):
             kw = {"row": r, "col": 1} if rows > 1 else {}
             fig.add_vrect(x0=b["x0"], x1=b["x1"], fillcolor=colour, line_width=0, layer="below", **kw)
-        fig.add_annotation(x=b["x0"], y=1, yref="y domain", xanchor="left", yanchor="bottom",
-                           yshift=BAND_LABEL_SHIFT_PX, text=b["label"], showarrow=False, font={"size": 10},
-                           bgcolor="rgba(128,128,128,0.12)")
+        fig.add_annotation(
+            x=b["x0"],
+            y=1,
+            yref="y domain",
+            xanchor="left",
+            yanchor="bottom",
+            yshift=BAND_LABEL_SHIFT_PX,
+            text=b["label"],
+            showarrow=False,
+            font={"size": 10},
+            bgcolor="rgba(128,128,128,0.12)",
+        )
     if spans:
         top = fig.layout.margin.t if fig.layout.margin.t is not None else 50
         fig.update_layout(margin={"t": top + BAND_LABEL_SHIFT_PX})
@@ -216,8 +281,9 @@ def timeseries_panels(panels: Sequence[dict], spans: Sequence[dict] = (), height
         return empty_figure("no samples in this range")
     trace = line_trace(sum(p["frame"].height for p in panels))
     n = len(panels)
-    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        subplot_titles=[p["title"] for p in panels])
+    fig = make_subplots(
+        rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.06, subplot_titles=[p["title"] for p in panels]
+    )
     for i, p in enumerate(panels, start=1):
         frame: pl.DataFrame = p["frame"]
         by = p.get("by")
@@ -225,15 +291,26 @@ def timeseries_panels(panels: Sequence[dict], spans: Sequence[dict] = (), height
         for key, part in parts.items():
             name = str(key[0]) if key[0] is not None else p["y"]
             fig.add_trace(
-                trace(x=epoch_ms(part[TIME]), y=part[p["y"]].cast(pl.Float64).to_numpy(), mode="lines",
-                      name=name, legendgroup=f"p{i}", legendgrouptitle_text=p["title"] if by else None,
-                      hovertemplate=f"{name}<br>%{{x}}<br>%{{y:.4g}} {p['unit']}<extra></extra>"),
-                row=i, col=1,
+                trace(
+                    x=epoch_ms(part[TIME]),
+                    y=part[p["y"]].cast(pl.Float64).to_numpy(),
+                    mode="lines",
+                    name=name,
+                    legendgroup=f"p{i}",
+                    legendgrouptitle_text=p["title"] if by else None,
+                    hovertemplate=f"{name}<br>%{{x}}<br>%{{y:.4g}} {p['unit']}<extra></extra>",
+                ),
+                row=i,
+                col=1,
             )
         fig.update_yaxes(title_text=p["unit"], row=i, col=1)
     fig.update_xaxes(type="date")
     fig.update_xaxes(title_text="time (UTC)", row=n, col=1)
-    fig.update_layout(height=height_per_panel * n + 80, margin={"l": 10, "r": 10, "t": 50, "b": 40},
-                      legend={"groupclick": "toggleitem"}, hovermode="x unified")
+    fig.update_layout(
+        height=height_per_panel * n + 80,
+        margin={"l": 10, "r": 10, "t": 50, "b": 40},
+        legend={"groupclick": "toggleitem"},
+        hovermode="x unified",
+    )
     add_bands(fig, spans, rows=n)
     return fig

@@ -87,9 +87,4 @@ def time_buckets(
         exprs.append((col.max() if agg == "max" else col.mean()).alias(f))
     # truncate + group_by: epoch-aligned bins like group_by_dynamic, without its full sort (10x faster on
     # millions of rows)
-    return (
-        lf.group_by(pl.col(TIME).dt.truncate(f"{int(every_s)}s"), *by)
-        .agg(exprs)
-        .sort([*by, TIME])
-        .collect()
-    )
+    return lf.group_by(pl.col(TIME).dt.truncate(f"{int(every_s)}s"), *by).agg(exprs).sort([*by, TIME]).collect()

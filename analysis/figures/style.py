@@ -19,27 +19,62 @@ WEBGL_MIN_POINTS = 40_000
 GREY = "#8a8f98"
 GRID = "rgba(138,143,152,0.25)"
 PALETTE = ("#3b82f6", "#f97316", "#10b981", "#e11d48", "#8b5cf6", "#eab308", "#06b6d4", "#64748b")
-BAND_COLOURS = ("rgba(99,110,250,0.10)", "rgba(239,85,59,0.10)", "rgba(0,204,150,0.10)", "rgba(171,99,250,0.10)",
-                "rgba(255,161,90,0.10)", "rgba(25,211,243,0.10)")
+BAND_COLOURS = (
+    "rgba(99,110,250,0.10)",
+    "rgba(239,85,59,0.10)",
+    "rgba(0,204,150,0.10)",
+    "rgba(171,99,250,0.10)",
+    "rgba(255,161,90,0.10)",
+    "rgba(25,211,243,0.10)",
+)
 BAND_LABEL_SHIFT_PX = 24  # a run band's label sits this far above its panel's top, clear of the subplot title
-SCALES = {"temp_c": "Inferno", "power_w": "Viridis", "pcie_bytes_per_s": "Cividis", "util_pct": "Blues",
-          "throttled": "Reds"}
-UNITS = {"temp_c": "°C", "power_w": "W", "util_pct": "%", "sm_clock_mhz": "MHz", "itl_ms_p99": "ms",
-         "output_tok_s": "tok/s"}
-LABELS = {"temp_c": "temperature", "power_w": "board power", "util_pct": "utilisation", "sm_clock_mhz": "core clock",
-          "output_tok_s": "output throughput", "itl_ms_p99": "p99 ITL", "itl_ms_p50": "median ITL",
-          "tpot_ms_p50": "median TPOT", "tpot_ms_p99": "p99 TPOT", "ttft_ms_p50": "median TTFT",
-          "ttft_ms_p99": "p99 TTFT"}
+SCALES = {
+    "temp_c": "Inferno",
+    "power_w": "Viridis",
+    "pcie_bytes_per_s": "Cividis",
+    "util_pct": "Blues",
+    "throttled": "Reds",
+}
+UNITS = {
+    "temp_c": "°C",
+    "power_w": "W",
+    "util_pct": "%",
+    "sm_clock_mhz": "MHz",
+    "itl_ms_p99": "ms",
+    "output_tok_s": "tok/s",
+}
+LABELS = {
+    "temp_c": "temperature",
+    "power_w": "board power",
+    "util_pct": "utilisation",
+    "sm_clock_mhz": "core clock",
+    "output_tok_s": "output throughput",
+    "itl_ms_p99": "p99 ITL",
+    "itl_ms_p50": "median ITL",
+    "tpot_ms_p50": "median TPOT",
+    "tpot_ms_p99": "p99 TPOT",
+    "ttft_ms_p50": "median TTFT",
+    "ttft_ms_p99": "p99 TTFT",
+}
 
 
 def style(fig: go.Figure, title: str | None = None, height: int = 360) -> go.Figure:
     """Transparent, grey-on-anything look with a title and a legend above the plot."""
     fig.update_layout(
         title={"text": title or "", "x": 0.01, "xanchor": "left", "font": {"size": 15}},
-        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", font={"color": GREY, "size": 12},
-        height=height, margin={"l": 60, "r": 60, "t": 56, "b": 48},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0,
-                "bgcolor": "rgba(0,0,0,0)"},
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        font={"color": GREY, "size": 12},
+        height=height,
+        margin={"l": 60, "r": 60, "t": 56, "b": 48},
+        legend={
+            "orientation": "h",
+            "yanchor": "bottom",
+            "y": 1.0,
+            "xanchor": "right",
+            "x": 1.0,
+            "bgcolor": "rgba(0,0,0,0)",
+        },
         hovermode="x unified",
     )
     fig.update_xaxes(gridcolor=GRID, zerolinecolor=GRID, linecolor=GRID)
@@ -50,8 +85,9 @@ def style(fig: go.Figure, title: str | None = None, height: int = 360) -> go.Fig
 def empty_figure(message: str, title: str | None = None) -> go.Figure:
     """A figure that says, in words, that there is nothing to draw."""
     fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font={"size": 14, "color": GREY})
+    fig.add_annotation(
+        text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"size": 14, "color": GREY}
+    )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return style(fig, title, height=200)

@@ -347,8 +347,9 @@ def assess_series(
         return SeriesVerdict("insufficient", evidence=f"{n} night(s) < min_history {cfg.min_history}")
     noise = series_noise(arr)
     min_mag = max(min_magnitude_floor, cfg.noise_mult * noise) if math.isfinite(noise) else min_magnitude_floor
-    cps = change_points(arr, window_len=cfg.window_len, max_pvalue=cfg.max_pvalue, min_magnitude=min_mag,
-                        min_size=cfg.min_segment)
+    cps = change_points(
+        arr, window_len=cfg.window_len, max_pvalue=cfg.max_pvalue, min_magnitude=min_mag, min_size=cfg.min_segment
+    )
     last_cp = cps[-1] if cps else None
     acked = set(acknowledged)
 
@@ -371,10 +372,14 @@ def assess_series(
             lo, hi = _shift_ci(base, new)
             mag = float(np.mean(dev))
             if _ack(n - m):
-                return SeriesVerdict("acknowledged", n - m, mag, lo, hi, p, noise, min_mag,
-                                     evidence="change acknowledged")
-            why = (f"the last {m} nights all moved (t-test against the {len(base)} before, p={p:.2g})" if m == 3
-                   else f"suspected night (p={first_p:.2g}) and the next night moved the same way")
+                return SeriesVerdict(
+                    "acknowledged", n - m, mag, lo, hi, p, noise, min_mag, evidence="change acknowledged"
+                )
+            why = (
+                f"the last {m} nights all moved (t-test against the {len(base)} before, p={p:.2g})"
+                if m == 3
+                else f"suspected night (p={first_p:.2g}) and the next night moved the same way"
+            )
             return SeriesVerdict("confirmed", n - m, mag, lo, hi, p, noise, min_mag, False, why)
     # same night: last point against the trailing stable segment
     start = max([c.index for c in cps if c.index <= n - 4], default=0)
@@ -389,12 +394,42 @@ def assess_series(
                 rp = shift_pvalue(seg, reruns)
                 rmag = float(np.mean(reruns) - np.mean(seg))
                 if rp < suspect_p and abs(rmag) >= min_mag and _bad(rmag, higher_is_better):
-                    return SeriesVerdict("confirmed", n - 1, mag, lo, hi, p, noise, min_mag, False,
-                                         f"last night and its rerun both moved (rerun p={rp:.2g})")
-                return SeriesVerdict("suspected", n - 1, mag, lo, hi, p, noise, min_mag, False,
-                                     f"last night moved but its rerun did not (rerun p={rp:.2g})")
-            return SeriesVerdict("suspected", n - 1, mag, lo, hi, p, noise, min_mag, True,
-                                 f"last night vs the {len(seg)} nights before (one-point t-test, p={p:.2g})")
+                    return SeriesVerdict(
+                        "confirmed",
+                        n - 1,
+                        mag,
+                        lo,
+                        hi,
+                        p,
+                        noise,
+                        min_mag,
+                        False,
+                        f"last night and its rerun both moved (rerun p={rp:.2g})",
+                    )
+                return SeriesVerdict(
+                    "suspected",
+                    n - 1,
+                    mag,
+                    lo,
+                    hi,
+                    p,
+                    noise,
+                    min_mag,
+                    False,
+                    f"last night moved but its rerun did not (rerun p={rp:.2g})",
+                )
+            return SeriesVerdict(
+                "suspected",
+                n - 1,
+                mag,
+                lo,
+                hi,
+                p,
+                noise,
+                min_mag,
+                True,
+                f"last night vs the {len(seg)} nights before (one-point t-test, p={p:.2g})",
+            )
     if last_cp is None:
         return SeriesVerdict("ok", None, None, None, None, None, noise, min_mag)
     lo_i = cps[-2].index if len(cps) > 1 else 0
@@ -402,10 +437,28 @@ def assess_series(
     if not _bad(last_cp.magnitude, higher_is_better):
         return SeriesVerdict("improved", last_cp.index, last_cp.magnitude, lo, hi, last_cp.pvalue, noise, min_mag)
     if _ack(last_cp.index):
-        return SeriesVerdict("acknowledged", last_cp.index, last_cp.magnitude, lo, hi, last_cp.pvalue, noise,
-                             min_mag, evidence="change point acknowledged")
-    return SeriesVerdict("confirmed", last_cp.index, last_cp.magnitude, lo, hi, last_cp.pvalue, noise, min_mag,
-                         evidence=f"change point persisted {last_cp.n_after} nights (t-test p={last_cp.pvalue:.2g})")
+        return SeriesVerdict(
+            "acknowledged",
+            last_cp.index,
+            last_cp.magnitude,
+            lo,
+            hi,
+            last_cp.pvalue,
+            noise,
+            min_mag,
+            evidence="change point acknowledged",
+        )
+    return SeriesVerdict(
+        "confirmed",
+        last_cp.index,
+        last_cp.magnitude,
+        lo,
+        hi,
+        last_cp.pvalue,
+        noise,
+        min_mag,
+        evidence=f"change point persisted {last_cp.n_after} nights (t-test p={last_cp.pvalue:.2g})",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -510,8 +563,9 @@ def change_point_frame(
             continue
         noise = series_noise(x)
         min_mag = max(_floor(cfg), cfg.noise_mult * noise) if math.isfinite(noise) else _floor(cfg)
-        cps = change_points(x, window_len=cfg.window_len, max_pvalue=cfg.max_pvalue, min_magnitude=min_mag,
-                            min_size=cfg.min_segment)
+        cps = change_points(
+            x, window_len=cfg.window_len, max_pvalue=cfg.max_pvalue, min_magnitude=min_mag, min_size=cfg.min_segment
+        )
         bounds = [0, *(c.index for c in cps), len(x)]
         hib = bool(part["higher_is_better"][0])
         node, test, group, metric = key
@@ -563,11 +617,13 @@ def save_acks(path: Path | str, acks: Sequence[Acknowledgement]) -> None:
     os.replace(tmp, p)
 
 
-def store_history(store: Any, config: RegressionConfig | None = None, days: int = 90,
-                  now: datetime | None = None) -> pl.DataFrame:
+def store_history(
+    store: Any, config: RegressionConfig | None = None, days: int = 90, now: datetime | None = None
+) -> pl.DataFrame:
     """`nightly_history` of the runs the store holds for the last ``days`` days."""
     cfg = config or RegressionConfig()
     end = now or datetime.now(UTC)
-    ev = store.query("run_event", start=end - timedelta(days=days), end=end + timedelta(minutes=1),
-                     tags={"event": "summary"})
+    ev = store.query(
+        "run_event", start=end - timedelta(days=days), end=end + timedelta(minutes=1), tags={"event": "summary"}
+    )
     return nightly_history(run_metrics(ev, cfg.metrics), cfg)

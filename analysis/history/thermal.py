@@ -152,6 +152,7 @@ class ThermalLimits:
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
+
 # ---------------------------------------------------------------------------------------------------------------
 # Fits
 
@@ -275,10 +276,19 @@ def throttle_fraction(accel: pl.DataFrame, by: Sequence[str] = DEVICE_KEY) -> pl
     return accel.group_by(list(by)).agg(*cols, pl.len().cast(pl.Int64).alias("n")).sort(list(by))
 
 
-def _assess(key: tuple, nights: list[date], values: np.ndarray, metric: str, floor: float, cfg: ThermalConfig,
-            extra: dict[str, Any], family: int = 1) -> dict[str, Any]:
-    v = assess_series(values, higher_is_better=False, min_magnitude_floor=floor, config=cfg.regression_config(),
-                      family_size=family)
+def _assess(
+    key: tuple,
+    nights: list[date],
+    values: np.ndarray,
+    metric: str,
+    floor: float,
+    cfg: ThermalConfig,
+    extra: dict[str, Any],
+    family: int = 1,
+) -> dict[str, Any]:
+    v = assess_series(
+        values, higher_is_better=False, min_magnitude_floor=floor, config=cfg.regression_config(), family_size=family
+    )
     node, device, model = key
     return {
         "node": node, "device": device, "model": model, "night": nights[-1], "metric": metric, "status": v.status,
@@ -304,15 +314,17 @@ def thermal_findings(
     # same-night Bonferroni family: the node's devices x the two metrics
     family = {n: 2 * int(k) for n, k in f.group_by("node").agg(pl.col("device").n_unique()).iter_rows()}
     rows: list[dict[str, Any]] = []
-    for key, part in f.filter(pl.col("c_per_w").is_not_null()).sort("night").group_by(list(DEVICE_KEY),
-                                                                                      maintain_order=True):
+    for key, part in (
+        f.filter(pl.col("c_per_w").is_not_null()).sort("night").group_by(list(DEVICE_KEY), maintain_order=True)
+    ):
         extra = {"peer_z": part["peer_z"][-1], "throttled_thermal_frac": part["throttled_thermal_frac"][-1]}
         rows.append(_assess(tuple(key), part["night"].to_list(), part["c_per_w"].to_numpy(), "c_per_w",
                             cfg.min_c_per_w, cfg, extra, family.get(key[0], 1)))  # fmt: skip
     if residuals is not None and residuals.height:
         r = residuals if as_of is None else residuals.filter(pl.col("night") <= as_of)
-        r = r.join(f.select(*DEVICE_KEY, "night", "peer_z", "throttled_thermal_frac"), on=[*DEVICE_KEY, "night"],
-                   how="left")
+        r = r.join(
+            f.select(*DEVICE_KEY, "night", "peer_z", "throttled_thermal_frac"), on=[*DEVICE_KEY, "night"], how="left"
+        )
         for key, part in r.sort("night").group_by(list(DEVICE_KEY), maintain_order=True):
             extra = {"peer_z": part["peer_z"][-1], "throttled_thermal_frac": part["throttled_thermal_frac"][-1]}
             rows.append(_assess(tuple(key), part["night"].to_list(), part["residual_c"].to_numpy(), "residual_c",
@@ -320,16 +332,18 @@ def thermal_findings(
     return pl.DataFrame(rows, schema=FINDING_SCHEMA).sort([*DEVICE_KEY, "metric"])
 
 
-def thermal_backtest(fits: pl.DataFrame, residuals: pl.DataFrame | None = None,
-                     config: ThermalConfig | None = None) -> pl.DataFrame:
+def thermal_backtest(
+    fits: pl.DataFrame, residuals: pl.DataFrame | None = None, config: ThermalConfig | None = None
+) -> pl.DataFrame:
     """`thermal_findings` as it would have been on every night (rows of every night stacked)."""
     nights = sorted(fits["night"].unique().to_list())
     parts = [thermal_findings(fits, residuals, config, as_of=n) for n in nights]
     return pl.concat(parts) if parts else pl.DataFrame(schema=FINDING_SCHEMA)
 
 
-def thermal_change_points(fits: pl.DataFrame, residuals: pl.DataFrame | None = None,
-                          config: ThermalConfig | None = None) -> pl.DataFrame:
+def thermal_change_points(
+    fits: pl.DataFrame, residuals: pl.DataFrame | None = None, config: ThermalConfig | None = None
+) -> pl.DataFrame:
     """Every change point of the nightly °C/W and residual series: node, device, model, metric, night, effect, p."""
     cfg = config or ThermalConfig()
     series: list[tuple[str, pl.DataFrame, str, float]] = [("c_per_w", fits.filter(pl.col("c_per_w").is_not_null()),
@@ -359,8 +373,9 @@ def thermal_change_points(fits: pl.DataFrame, residuals: pl.DataFrame | None = N
 # The per-node profile table (seed 002)
 
 
-def _status(gpu_avg_c: float | None, gpu_max_c: float | None, cpu_peak_c: float | None,
-            limits: ThermalLimits) -> tuple[str, str]:
+def _status(
+    gpu_avg_c: float | None, gpu_max_c: float | None, cpu_peak_c: float | None, limits: ThermalLimits
+) -> tuple[str, str]:
     """(status, plain-words reason) of one node or device: every limit it tripped, worst first wins."""
     checks = (("GPU", gpu_max_c, limits.gpu_warm_c, limits.gpu_hot_c),
               ("CPU", cpu_peak_c, limits.cpu_warm_c, limits.cpu_hot_c))  # fmt: skip
@@ -438,8 +453,9 @@ def device_thermal_profile(accel: pl.DataFrame, limits: ThermalLimits | None = N
     return _rounded(_with_status(per, None, lim), DEVICE_PROFILE_SCHEMA)
 
 
-def thermal_profile(accel: pl.DataFrame, host: pl.DataFrame | None = None,
-                    limits: ThermalLimits | None = None) -> pl.DataFrame:
+def thermal_profile(
+    accel: pl.DataFrame, host: pl.DataFrame | None = None, limits: ThermalLimits | None = None
+) -> pl.DataFrame:
     """Per node (`PROFILE_SCHEMA`), seed 002's table: average of accelerator temperature over every sample and its
     range over the devices' 1-minute means, average power per device (``power_avg_w``) and the node's total (the
     sum of its devices' averages, ``power_total_avg_w``), CPU peak (the hottest ``host.cpu_temp_c`` reading, null
@@ -473,8 +489,12 @@ def thermal_profile(accel: pl.DataFrame, host: pl.DataFrame | None = None,
     return _rounded(_with_status(per, "cpu_peak_c", lim), PROFILE_SCHEMA).sort("node")
 
 
-def thermal_summary(accel: pl.DataFrame, host: pl.DataFrame | None = None, config: ThermalConfig | None = None,
-                    limits: ThermalLimits | None = None) -> dict[str, pl.DataFrame]:
+def thermal_summary(
+    accel: pl.DataFrame,
+    host: pl.DataFrame | None = None,
+    config: ThermalConfig | None = None,
+    limits: ThermalLimits | None = None,
+) -> dict[str, pl.DataFrame]:
     """Every thermal frame of a window of ``accel`` (and ``host``) for a report: ``fits`` (per device and night),
     ``residuals``, ``findings`` (status per device and metric), ``change_points``, ``peers`` (robust z of °C/W),
     ``throttle`` (fractions per device), ``profile`` (per node, seed 002's table: `thermal_profile`) and

@@ -161,26 +161,40 @@ def telemetry(
     columns: dict[str, list[str]] = {}
     for r in results:
         if r.imported_before is not None:
-            typer.echo(f"{r.path}: already imported into {store} at {r.imported_before} (same content and options, "
-                       f"sha256 {r.sha256[:12]}): nothing stored", err=True)
+            typer.echo(
+                f"{r.path}: already imported into {store} at {r.imported_before} (same content and options, "
+                f"sha256 {r.sha256[:12]}): nothing stored",
+                err=True,
+            )
             continue
         for m, n in r.rows.items():
             rows[m] = rows.get(m, 0) + n
             cols = columns.setdefault(m, [])
             cols += [c for c in r.columns.get(m, []) if c not in cols]
         if r.chunks_replayed and not r.chunks_stored:
-            typer.echo(f"{r.path}: its rows are already in the store (imported before, under other options): "
-                       "nothing stored", err=True)
+            typer.echo(
+                f"{r.path}: its rows are already in the store (imported before, under other options): nothing stored",
+                err=True,
+            )
         elif r.chunks_replayed:
-            typer.echo(f"{r.path}: {r.chunks_replayed} of {r.chunks_replayed + r.chunks_stored} chunk(s) were "
-                       "already in the store (an earlier import cut short): stored the rest", err=True)
+            typer.echo(
+                f"{r.path}: {r.chunks_replayed} of {r.chunks_replayed + r.chunks_stored} chunk(s) were "
+                "already in the store (an earlier import cut short): stored the rest",
+                err=True,
+            )
         if r.writer_busy:
-            typer.echo(f"{r.path}: the store is being written by {r.writer_busy}: stored beside it with plain writes "
-                       "(importing this file again is still refused; an import cut short and run again may store "
-                       "its first chunks twice)", err=True)
+            typer.echo(
+                f"{r.path}: the store is being written by {r.writer_busy}: stored beside it with plain writes "
+                "(importing this file again is still refused; an import cut short and run again may store "
+                "its first chunks twice)",
+                err=True,
+            )
     for measurement, n in rows.items():
         typer.echo(f"{measurement}\trows={n}\tcolumns={','.join(columns[measurement])}")
     if not dry_run:
         new = sum(1 for r in results if r.chunks_stored)
-        typer.echo(f"stored {new} file(s) in {store}" + (f"; {len(results) - new} already there" if new < len(results)
-                                                         else ""), err=True)
+        typer.echo(
+            f"stored {new} file(s) in {store}"
+            + (f"; {len(results) - new} already there" if new < len(results) else ""),
+            err=True,
+        )

@@ -18,8 +18,16 @@ from analysis.history.thermal import ThermalLimits
 from analysis.report.data import ReportData, read_report_data
 from analysis.report.summary import Report, ReportOptions, build_report, degradation_thresholds
 
-__all__ = ["Report", "ReportData", "ReportOptions", "ThermalLimits", "build_report", "read_report_data",
-           "render", "write_report"]
+__all__ = [
+    "Report",
+    "ReportData",
+    "ReportOptions",
+    "ThermalLimits",
+    "build_report",
+    "read_report_data",
+    "render",
+    "write_report",
+]
 
 
 def render(report: Report, out: Path | str) -> dict[str, Path]:
@@ -39,14 +47,31 @@ def render(report: Report, out: Path | str) -> dict[str, Path]:
     return {"html": page, "summary": summary}
 
 
-def write_report(store: Any, start: datetime, end: datetime, out: Path | str, *,
-                 options: ReportOptions | None = None, step: Callable[[str], None] | None = None,
-                 store_name: str = "", notes: list[str] | None = None) -> dict[str, Path]:
+def write_report(
+    store: Any,
+    start: datetime,
+    end: datetime,
+    out: Path | str,
+    *,
+    options: ReportOptions | None = None,
+    step: Callable[[str], None] | None = None,
+    store_name: str = "",
+    notes: list[str] | None = None,
+) -> dict[str, Path]:
     """Read ``[start, end)`` from ``store``, build the summary, write ``summary.json`` and ``index.html``."""
     o = options or ReportOptions()
     tell = step or (lambda _m: None)
-    data = read_report_data(store, start, end, history_days=o.history_days, step=tell, store_name=store_name,
-                            victims=list(o.victims) if o.victims is not None else None, thresholds=degradation_thresholds(o), seed=o.seed)
+    data = read_report_data(
+        store,
+        start,
+        end,
+        history_days=o.history_days,
+        step=tell,
+        store_name=store_name,
+        victims=list(o.victims) if o.victims is not None else None,
+        thresholds=degradation_thresholds(o),
+        seed=o.seed,
+    )
     data.notes[:0] = notes or []
     report = build_report(data, o, step=tell)
     tell("rendering HTML")

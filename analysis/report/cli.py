@@ -47,8 +47,9 @@ def latest_data_time(store: Any) -> datetime | None:
     return newest
 
 
-def resolve_window(store: Any, since: str, start: str | None, end: str | None,
-                   now: datetime | None = None) -> tuple[datetime, datetime, list[str]]:
+def resolve_window(
+    store: Any, since: str, start: str | None, end: str | None, now: datetime | None = None
+) -> tuple[datetime, datetime, list[str]]:
     """(start, end, notes). Without ``--end``: the last ``since`` before now, or, when the store holds nothing
     then, before its newest data (said in a note)."""
     span = parse_duration(since)
@@ -66,8 +67,10 @@ def resolve_window(store: Any, since: str, start: str | None, end: str | None,
         if newest is not None and newest < t0:
             t1 = newest + timedelta(seconds=1)
             t0 = t1 - span
-            notes.append(f"The store holds no data in the {since} before now; the window ends at its newest data "
-                         f"({newest.isoformat()}).")
+            notes.append(
+                f"The store holds no data in the {since} before now; the window ends at its newest data "
+                f"({newest.isoformat()})."
+            )
     if t0 >= t1:
         raise ConfigError(f"empty window: start {t0.isoformat()} is not before end {t1.isoformat()}")
     return t0, t1, notes
@@ -75,23 +78,39 @@ def resolve_window(store: Any, since: str, start: str | None, end: str | None,
 
 def report(
     out: Path = typer.Option(Path("report"), "--out", "-o", help="Directory for index.html and summary.json."),
-    store: str = typer.Option("neighborscope-data/store", "--store", envvar="NEIGHBORSCOPE_STORE",
-                              help="Store: a directory or influx://... URL."),
+    store: str = typer.Option(
+        "neighborscope-data/store",
+        "--store",
+        envvar="NEIGHBORSCOPE_STORE",
+        help="Store: a directory or influx://... URL.",
+    ),
     since: str = typer.Option("24h", "--since", help="Window length before --end (90s, 15m, 24h, 7d)."),
     start: str | None = typer.Option(None, "--start", help="Window start (ISO time, UTC); overrides --since."),
-    end: str | None = typer.Option(None, "--end", help="Window end (ISO time or 'now'). Default: now, or the "
-                                   "store's newest data when nothing is newer than --since."),
+    end: str | None = typer.Option(
+        None,
+        "--end",
+        help="Window end (ISO time or 'now'). Default: now, or the "
+        "store's newest data when nothing is newer than --since.",
+    ),
     nightly: bool = typer.Option(False, "--nightly", help="Write under OUT/<end date>/ so nightly reports pile up."),
-    victim: list[str] = typer.Option([], "--victim", "-v", help="Group(s) to attribute (repeatable); default: every "
-                                     "group with a benchmark run in the window."),
+    victim: list[str] = typer.Option(
+        [],
+        "--victim",
+        "-v",
+        help="Group(s) to attribute (repeatable); default: every group with a benchmark run in the window.",
+    ),
     history_days: float = typer.Option(30.0, "--history-days", help="Days of run history for the history charts."),
     window_s: int = typer.Option(60, "--window-s", help="Seconds per window of the evidence plots (victim p99 ITL)."),
-    gpu_cool_c: float = typer.Option(70.0, "--gpu-cool-below-c", help="Accelerator average (°C) below which a node is COOL."),
+    gpu_cool_c: float = typer.Option(
+        70.0, "--gpu-cool-below-c", help="Accelerator average (°C) below which a node is COOL."
+    ),
     gpu_warm_c: float = typer.Option(80.0, "--gpu-warm-c", help="Accelerator peak (°C) at which a node is WARM."),
     gpu_hot_c: float = typer.Option(88.0, "--gpu-hot-c", help="Accelerator peak (°C) at which a node is HOT."),
     cpu_warm_c: float = typer.Option(95.0, "--cpu-warm-c", help="CPU peak (°C) at which a node is WARM."),
     cpu_hot_c: float = typer.Option(100.0, "--cpu-hot-c", help="CPU peak (°C) at which a node is HOT."),
-    delta_tput: float = typer.Option(3.0, "--delta-throughput-pct", help="Smallest throughput change that matters (%)."),
+    delta_tput: float = typer.Option(
+        3.0, "--delta-throughput-pct", help="Smallest throughput change that matters (%)."
+    ),
     delta_lat: float = typer.Option(5.0, "--delta-latency-pct", help="Smallest latency change that matters (%)."),
 ) -> None:
     """Write the nightly report: a verdict in plain words, the phase table with changes and intervals, ranked
@@ -119,13 +138,27 @@ def report(
         try:
             t0, t1, notes = resolve_window(st, since, start, end)
             options = ReportOptions(
-                limits=ThermalLimits(gpu_cool_below_c=gpu_cool_c, gpu_warm_c=gpu_warm_c, gpu_hot_c=gpu_hot_c, cpu_warm_c=cpu_warm_c, cpu_hot_c=cpu_hot_c),
-                delta_throughput_pct=delta_tput, delta_latency_pct=delta_lat, window_s=window_s, history_days=history_days,
+                limits=ThermalLimits(
+                    gpu_cool_below_c=gpu_cool_c,
+                    gpu_warm_c=gpu_warm_c,
+                    gpu_hot_c=gpu_hot_c,
+                    cpu_warm_c=cpu_warm_c,
+                    cpu_hot_c=cpu_hot_c,
+                ),
+                delta_throughput_pct=delta_tput,
+                delta_latency_pct=delta_lat,
+                window_s=window_s,
+                history_days=history_days,
                 victims=tuple(victim) if victim else None,
             )
             target = out / t1.strftime("%Y-%m-%d") if nightly else out
-            with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), TimeElapsedColumn(),
-                          console=err, transient=False) as progress:
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("[progress.description]{task.description}"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=False,
+            ) as progress:
                 task = progress.add_task("report", total=None)
 
                 def step(what: str) -> None:
@@ -145,6 +178,7 @@ def report(
     bad = summary.get("unreadable_inputs") or []
     if bad:  # written, but incomplete: exit 1 so that cron and CI notice (docs/architecture.md "Exit codes")
         files = "; ".join(f"{b['path']} ({b['reason']})" for b in bad)
-        typer.echo(f"error: incomplete report: {len(bad)} input(s) could not be read and were left out: {files}",
-                   err=True)
+        typer.echo(
+            f"error: incomplete report: {len(bad)} input(s) could not be read and were left out: {files}", err=True
+        )
         raise typer.Exit(1)

@@ -62,8 +62,14 @@ class _Unreadable:
         self.items.append((what, reason))
 
 
-def _query(store: Any, name: str, start: datetime | None, end: datetime | None,
-           fields: tuple[str, ...] | None = None, unreadable: _Unreadable | None = None) -> pl.DataFrame:
+def _query(
+    store: Any,
+    name: str,
+    start: datetime | None,
+    end: datetime | None,
+    fields: tuple[str, ...] | None = None,
+    unreadable: _Unreadable | None = None,
+) -> pl.DataFrame:
     """The rows of ``name`` in [start, end); a measurement the store does not hold is empty. A read that fails is
     recorded in ``unreadable`` (and the rows are empty: the report says so and is incomplete, never silent), or
     raised without one."""
@@ -81,8 +87,9 @@ def _query(store: Any, name: str, start: datetime | None, end: datetime | None,
             return empty_frame(name)
 
 
-def _runs(store: Any, start: datetime | None, end: datetime, unreadable: _Unreadable | None = None
-          ) -> list[dict[str, Any]]:
+def _runs(
+    store: Any, start: datetime | None, end: datetime, unreadable: _Unreadable | None = None
+) -> list[dict[str, Any]]:
     ev = _query(store, "run_event", start, end, unreadable=unreadable)
     if ev.is_empty() or "event" not in ev.columns:
         return []
@@ -111,8 +118,9 @@ def runs_from_events(ev: pl.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def _artifacts(store: Any, runs: list[dict[str, Any]], what: str,
-               unreadable: _Unreadable | None = None) -> dict[str, pl.DataFrame]:
+def _artifacts(
+    store: Any, runs: list[dict[str, Any]], what: str, unreadable: _Unreadable | None = None
+) -> dict[str, pl.DataFrame]:
     out: dict[str, pl.DataFrame] = {}
     for r in runs:
         frame = None
@@ -149,12 +157,20 @@ def _tokens(store: Any, runs: list[dict[str, Any]], unreadable: _Unreadable | No
 def _concat(frames: dict[str, pl.DataFrame]) -> pl.DataFrame | None:
     if not frames:
         return None
-    return pl.concat([f.with_columns(pl.col("time").dt.cast_time_unit("ns")) if "time" in f.columns else f
-                      for f in frames.values()], how="diagonal_relaxed")
+    return pl.concat(
+        [f.with_columns(pl.col("time").dt.cast_time_unit("ns")) if "time" in f.columns else f for f in frames.values()],
+        how="diagonal_relaxed",
+    )
 
 
-def read_latency(store: Any, runs: list[dict[str, Any]], start: datetime, end: datetime,
-                 tokens: dict[str, pl.DataFrame] | None = None, unreadable: _Unreadable | None = None) -> pl.DataFrame:
+def read_latency(
+    store: Any,
+    runs: list[dict[str, Any]],
+    start: datetime,
+    end: datetime,
+    tokens: dict[str, pl.DataFrame] | None = None,
+    unreadable: _Unreadable | None = None,
+) -> pl.DataFrame:
     """Per-token ITL of the runs (artifact ``bench/<run_id>/tokens``) or, without tokens, the per-request
     ``itl_ms_mean`` of `bench_request` rows. Columns: time, run_id, group, phase, itl_ms, source."""
     frames = []
@@ -163,20 +179,43 @@ def read_latency(store: Any, runs: list[dict[str, Any]], start: datetime, end: d
     for rid, (group, phase) in tags.items():
         tok = toks.get(rid)
         if tok is not None and tok.height and "itl_ms" in tok.columns:
-            frames.append(tok.filter(pl.col("itl_ms").is_not_null()).select(
-                "time", pl.lit(rid).alias("run_id"), pl.lit(group).alias("group"), pl.lit(phase).alias("phase"),
-                pl.col("itl_ms").cast(pl.Float64), pl.lit("token").alias("source")))
+            frames.append(
+                tok.filter(pl.col("itl_ms").is_not_null()).select(
+                    "time",
+                    pl.lit(rid).alias("run_id"),
+                    pl.lit(group).alias("group"),
+                    pl.lit(phase).alias("phase"),
+                    pl.col("itl_ms").cast(pl.Float64),
+                    pl.lit("token").alias("source"),
+                )
+            )
     have = {f["run_id"][0] for f in frames if f.height}
     missing = [r for r in tags if r not in have]
     if missing:
         br = _query(store, "bench_request", start, end, unreadable=unreadable)
         if br.height:
             br = br.filter(pl.col("run_id").is_in(missing) & pl.col("itl_ms_mean").is_not_null())
-            frames.append(br.select("time", "run_id", "group", "phase", pl.col("itl_ms_mean").alias("itl_ms"),
-                                    pl.lit("request").alias("source")))
+            frames.append(
+                br.select(
+                    "time",
+                    "run_id",
+                    "group",
+                    "phase",
+                    pl.col("itl_ms_mean").alias("itl_ms"),
+                    pl.lit("request").alias("source"),
+                )
+            )
     if not frames:
-        return pl.DataFrame(schema={"time": pl.Datetime("ns", "UTC"), "run_id": pl.String, "group": pl.String,
-                                    "phase": pl.String, "itl_ms": pl.Float64, "source": pl.String})
+        return pl.DataFrame(
+            schema={
+                "time": pl.Datetime("ns", "UTC"),
+                "run_id": pl.String,
+                "group": pl.String,
+                "phase": pl.String,
+                "itl_ms": pl.Float64,
+                "source": pl.String,
+            }
+        )
     return pl.concat([f.with_columns(pl.col("time").dt.cast_time_unit("ns")) for f in frames]).sort("time")
 
 
@@ -190,9 +229,17 @@ def read_topology(store: Any, store_name: str, runs: list[dict[str, Any]]) -> pl
     return found[0] if found else None
 
 
-def read_analyses(store: Any, victims: list[str], start: datetime, end: datetime, *, thresholds: Any = None,
-                  topology: pl.DataFrame | None = None, seed: int = 0,
-                  step: Step = _no_step) -> tuple[dict[str, Any], list[str]]:
+def read_analyses(
+    store: Any,
+    victims: list[str],
+    start: datetime,
+    end: datetime,
+    *,
+    thresholds: Any = None,
+    topology: pl.DataFrame | None = None,
+    seed: int = 0,
+    step: Step = _no_step,
+) -> tuple[dict[str, Any], list[str]]:
     """`analysis.analyze.analyze` per victim over the runs that started in ``[start, end)`` (phase table and
     ranked antagonists). Returns (victim -> AnalysisResult, notes)."""
     from analysis.analyze import analyze
@@ -208,16 +255,26 @@ def read_analyses(store: Any, victims: list[str], start: datetime, end: datetime
     return out, notes
 
 
-def read_report_data(store: Any, start: datetime, end: datetime, *, history_days: float = 30.0,
-                     step: Step = _no_step, store_name: str = "", victims: list[str] | None = None,
-                     thresholds: Any = None, seed: int = 0) -> ReportData:
+def read_report_data(
+    store: Any,
+    start: datetime,
+    end: datetime,
+    *,
+    history_days: float = 30.0,
+    step: Step = _no_step,
+    store_name: str = "",
+    victims: list[str] | None = None,
+    thresholds: Any = None,
+    seed: int = 0,
+) -> ReportData:
     """Read everything the report needs for ``[start, end)``; ``step`` is told what is being read.
 
     ``victims``: groups to attribute (default: every group with a benchmark run in the window)."""
     bad = _Unreadable()
     step("reading accelerator telemetry")
     accel, accel_notes = with_device_labels(
-        _query(store, "accel", start, end, ("node", "device", "group", "model", *ACCEL_FIELDS), bad))
+        _query(store, "accel", start, end, ("node", "device", "group", "model", *ACCEL_FIELDS), bad)
+    )
     step("reading host and tenant telemetry")
     host = _query(store, "host", start, end, unreadable=bad)
     tenant = _query(store, "tenant", start, end, ("cpu_pct",), bad)
@@ -235,16 +292,45 @@ def read_report_data(store: Any, start: datetime, end: datetime, *, history_days
     history = runs_from_events(events)
     groups = list(dict.fromkeys(r.get("group") or "" for r in runs if r.get("group")))
     want = [g for g in (victims if victims is not None else groups) if g in groups]
-    analyses, notes = read_analyses(store, want, start, end, thresholds=thresholds,
-                                    topology=read_topology(store, store_name, runs), seed=seed,
-                                    step=step) if want else ({}, [])
+    analyses, notes = (
+        read_analyses(
+            store,
+            want,
+            start,
+            end,
+            thresholds=thresholds,
+            topology=read_topology(store, store_name, runs),
+            seed=seed,
+            step=step,
+        )
+        if want
+        else ({}, [])
+    )
     skipped = unreadable_store_files(store)  # what the store skipped; then what else failed, once per file
-    unreadable = list(dict.fromkeys([*skipped, *((what, why) for what, why in bad.items
-                                                 if not any(path in why for path, _ in skipped))]))
-    return ReportData(history_events=events, analyses=analyses, notes=[*accel_notes, *notes], start=start, end=end,
-                      accel=accel, host=host, tenant=tenant, run_event=run_event, runs=runs, latency=latency,
-                      history=history, store=store_name, run_objects=run_objects(runs, notes),
-                      requests=_concat(requests), tokens=_concat(tokens), unreadable=unreadable)
+    unreadable = list(
+        dict.fromkeys(
+            [*skipped, *((what, why) for what, why in bad.items if not any(path in why for path, _ in skipped))]
+        )
+    )
+    return ReportData(
+        history_events=events,
+        analyses=analyses,
+        notes=[*accel_notes, *notes],
+        start=start,
+        end=end,
+        accel=accel,
+        host=host,
+        tenant=tenant,
+        run_event=run_event,
+        runs=runs,
+        latency=latency,
+        history=history,
+        store=store_name,
+        run_objects=run_objects(runs, notes),
+        requests=_concat(requests),
+        tokens=_concat(tokens),
+        unreadable=unreadable,
+    )
 
 
 def unreadable_store_files(store: Any) -> list[tuple[str, str]]:
@@ -286,6 +372,7 @@ def run_objects(runs: list[dict[str, Any]], notes: list[str] | None = None) -> l
             out.append(Run.from_json(json.dumps(r)))
         except (TypeError, ValueError) as exc:
             if notes is not None:
-                notes.append(f"run {r.get('run_id')} left out of the phase table: its record is not a benchmark run "
-                             f"({exc})")
+                notes.append(
+                    f"run {r.get('run_id')} left out of the phase table: its record is not a benchmark run ({exc})"
+                )
     return out

@@ -98,18 +98,28 @@ def _verdict(s: dict[str, Any]) -> str:
     v = s["verdict"]
     items = "".join(
         f'<li data-topic="{_attr(line["topic"])}"><span class="topic">{escape(line["topic"])}</span> '
-        f'<span class="text">{escape(line["text"])}</span></li>' for line in v["lines"])
+        f'<span class="text">{escape(line["text"])}</span></li>'
+        for line in v["lines"]
+    )
     status_cls = v["status"].replace(" ", "")
     bad = s.get("unreadable_inputs") or []
-    unreadable = ("" if not bad else
-                  '<table id="unreadable-inputs"><thead><tr><th class="text">input that could not be read</th>'
-                  '<th class="text">reason</th></tr></thead><tbody>'
-                  + "".join(f'<tr data-path="{_attr(b["path"])}"><td class="text"><code>{escape(b["path"])}</code></td>'
-                            f'<td class="text">{escape(b["reason"])}</td></tr>' for b in bad)
-                  + "</tbody></table>")
-    return (f'<section id="verdict" class="verdict" data-status="{_attr(v["status"])}">'
-            f'<span class="status status-{status_cls}">{escape(v["status"])}</span> '
-            f'<strong class="headline">{escape(v["headline"])}</strong><ul>{items}</ul>{unreadable}</section>')
+    unreadable = (
+        ""
+        if not bad
+        else '<table id="unreadable-inputs"><thead><tr><th class="text">input that could not be read</th>'
+        '<th class="text">reason</th></tr></thead><tbody>'
+        + "".join(
+            f'<tr data-path="{_attr(b["path"])}"><td class="text"><code>{escape(b["path"])}</code></td>'
+            f'<td class="text">{escape(b["reason"])}</td></tr>'
+            for b in bad
+        )
+        + "</tbody></table>"
+    )
+    return (
+        f'<section id="verdict" class="verdict" data-status="{_attr(v["status"])}">'
+        f'<span class="status status-{status_cls}">{escape(v["status"])}</span> '
+        f'<strong class="headline">{escape(v["headline"])}</strong><ul>{items}</ul>{unreadable}</section>'
+    )
 
 
 def _change_cell(ch: dict[str, Any] | None, higher_is_better: bool) -> str:
@@ -118,7 +128,7 @@ def _change_cell(ch: dict[str, Any] | None, higher_is_better: bool) -> str:
     pct = ch["pct"]
     worse = (pct < 0) if higher_is_better else (pct > 0)
     cls = "worse" if worse and ch["verdict"].startswith("degraded") else ("better" if not worse else "")
-    ci = ("" if ch.get("ci_low_pct") is None else f" [{ch['ci_low_pct']:+.1f}, {ch['ci_high_pct']:+.1f}]")
+    ci = "" if ch.get("ci_low_pct") is None else f" [{ch['ci_low_pct']:+.1f}, {ch['ci_high_pct']:+.1f}]"
     title = escape(f"{ch['verdict']}; interval: {ch['interval']}", quote=True)
     return f'<span class="chg {cls}" title="{title}">{pct:+.1f} %{escape(ci)}</span>'
 
@@ -139,16 +149,21 @@ def _phase_table(s: dict[str, Any]) -> str:
                 f'<td data-metric="{m["key"]}" data-value="{_attr(val)}" '
                 f'data-change="{_attr(ch["pct"] if ch else None)}" '
                 f'data-ci-low="{_attr(ch["ci_low_pct"] if ch else None)}" data-ci-high="{_attr(ch["ci_high_pct"] if ch else None)}">'
-                f'{_num(val, 2)}{_change_cell(ch, m["higher_is_better"])}</td>')
-        body.append(f'<tr data-group="{_attr(r["group"])}" data-phase="{_attr(r["phase"])}">'
-                    f'<td class="text">{escape(r["group"])}</td><td class="text">{escape(r["phase"])}</td>'
-                    f'<td data-runs="{r["runs"]}">{r["runs"]}</td><td>{r["requests"]:,}</td>{"".join(cells)}</tr>')
-    return (f'<table id="phase-table"><thead><tr><th class="text">group</th><th class="text">phase</th><th>runs</th>'
-            f'<th>requests</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-            '<p class="note">Each cell: the phase value (mean over its runs), then the change vs the group\'s '
-            'baseline phase and its 95 % interval in brackets where one can be computed (hover for the method and '
-            'verdict). Red: degraded beyond the threshold; green: better.</p>'
-            + "".join(f'<p class="note">{escape(n)}</p>' for n in s["phases"].get("method_notes") or []))
+                f"{_num(val, 2)}{_change_cell(ch, m['higher_is_better'])}</td>"
+            )
+        body.append(
+            f'<tr data-group="{_attr(r["group"])}" data-phase="{_attr(r["phase"])}">'
+            f'<td class="text">{escape(r["group"])}</td><td class="text">{escape(r["phase"])}</td>'
+            f'<td data-runs="{r["runs"]}">{r["runs"]}</td><td>{r["requests"]:,}</td>{"".join(cells)}</tr>'
+        )
+    return (
+        f'<table id="phase-table"><thead><tr><th class="text">group</th><th class="text">phase</th><th>runs</th>'
+        f"<th>requests</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        '<p class="note">Each cell: the phase value (mean over its runs), then the change vs the group\'s '
+        "baseline phase and its 95 % interval in brackets where one can be computed (hover for the method and "
+        "verdict). Red: degraded beyond the threshold; green: better.</p>"
+        + "".join(f'<p class="note">{escape(n)}</p>' for n in s["phases"].get("method_notes") or [])
+    )
 
 
 def _effect(v: float | None, lo: float | None, hi: float | None) -> str:
@@ -171,44 +186,62 @@ def _antagonists(s: dict[str, Any]) -> str:
             f'data-significant="{sig}"><td>{a["rank"]}</td><td class="text">{escape(a["victim"])}</td>'
             f'<td class="text"><strong>{escape(a["antagonist"])}</strong></td>'
             f'<td class="text">{escape(a.get("resource") or "not identified")}</td>'
-            f'<td>{_effect(a["throughput_effect_pct"], a["throughput_ci_low_pct"], a["throughput_ci_high_pct"])}</td>'
-            f'<td>{_effect(a["itl_p99_effect_pct"], a["itl_p99_ci_low_pct"], a["itl_p99_ci_high_pct"])}</td>'
+            f"<td>{_effect(a['throughput_effect_pct'], a['throughput_ci_low_pct'], a['throughput_ci_high_pct'])}</td>"
+            f"<td>{_effect(a['itl_p99_effect_pct'], a['itl_p99_ci_low_pct'], a['itl_p99_ci_high_pct'])}</td>"
             f'<td>{escape(q)}</td><td class="text">{sig}</td>'
             f'<td class="text">{escape(a["design"])}, {escape(a["confidence"])}</td>'
-            f'<td class="text">{escape("; ".join(a["evidence"]) or "—")}</td></tr>')
+            f'<td class="text">{escape("; ".join(a["evidence"]) or "—")}</td></tr>'
+        )
     notes = s["antagonists"].get("method_notes") or []
-    method = ("<details><summary>Method notes</summary><ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes)
-              + "</ul></details>") if notes else ""
-    return ('<table id="antagonist-table"><thead><tr><th>rank</th><th class="text">victim</th>'
-            '<th class="text">antagonist</th><th class="text">resource</th><th>throughput effect [95 % CI]</th>'
-            '<th>p99 ITL effect [95 % CI]</th><th>q</th><th class="text">significant</th>'
-            '<th class="text">design, confidence</th><th class="text">evidence</th></tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>'
-            '<p class="note">Effects: change of the victim at the antagonist\'s busiest vs idle. Interventional = '
-            'the antagonist was switched on and off by a randomised schedule; correlational = observed only.</p>'
-            + method)
+    method = (
+        (
+            "<details><summary>Method notes</summary><ul>"
+            + "".join(f"<li>{escape(n)}</li>" for n in notes)
+            + "</ul></details>"
+        )
+        if notes
+        else ""
+    )
+    return (
+        '<table id="antagonist-table"><thead><tr><th>rank</th><th class="text">victim</th>'
+        '<th class="text">antagonist</th><th class="text">resource</th><th>throughput effect [95 % CI]</th>'
+        '<th>p99 ITL effect [95 % CI]</th><th>q</th><th class="text">significant</th>'
+        '<th class="text">design, confidence</th><th class="text">evidence</th></tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+        '<p class="note">Effects: change of the victim at the antagonist\'s busiest vs idle. Interventional = '
+        "the antagonist was switched on and off by a randomised schedule; correlational = observed only.</p>" + method
+    )
 
 
 def _profile_table(rows: list[dict[str, Any]], table_id: str, label: str) -> str:
     body = []
     for r in rows:
-        extra = (f'<td class="text">{escape(r.get("group") or "")}</td><td class="text">{escape(r.get("model") or "")}</td>'
-                 if label == "device" else f'<td>{r["devices"]}</td>')
-        cpu = ("" if label == "device" else
-               f'<td data-col="cpu_peak_c">{_num(r["cpu_peak_c"], 0, "°C")}</td>'
-               f'<td>{_num(r["cpu_util_peak_pct"], 0, "%")}</td><td>{_num(r["power_total_avg_w"], 1, "W")}</td>')
-        rng = ("n/a" if r["gpu_min_c"] is None else f'{r["gpu_min_c"]:.0f}–{r["gpu_max_c"]:.0f} °C')
+        extra = (
+            f'<td class="text">{escape(r.get("group") or "")}</td><td class="text">{escape(r.get("model") or "")}</td>'
+            if label == "device"
+            else f"<td>{r['devices']}</td>"
+        )
+        cpu = (
+            ""
+            if label == "device"
+            else f'<td data-col="cpu_peak_c">{_num(r["cpu_peak_c"], 0, "°C")}</td>'
+            f"<td>{_num(r['cpu_util_peak_pct'], 0, '%')}</td><td>{_num(r['power_total_avg_w'], 1, 'W')}</td>"
+        )
+        rng = "n/a" if r["gpu_min_c"] is None else f"{r['gpu_min_c']:.0f}–{r['gpu_max_c']:.0f} °C"
         body.append(
             f'<tr data-{label}="{_attr(r[label])}" data-status="{_attr(r["status"])}">'
             f'<td class="text">{escape(str(r[label] or f"{label} unknown"))}</td>{extra}<td data-col="gpu_avg_c">{_num(r["gpu_avg_c"], 0, "°C")}</td>'
             f'<td>{escape(rng)}</td><td data-col="power_avg_w">{_num(r["power_avg_w"], 1, "W")}</td>{cpu}'
-            f'<td>{_throttle(r)}</td>'
-            f'<td class="text" title="{_attr(r["reason"])}"><span class="badge badge-{_attr(r["status"])}">{escape(r["status"])}</span></td></tr>')
+            f"<td>{_throttle(r)}</td>"
+            f'<td class="text" title="{_attr(r["reason"])}"><span class="badge badge-{_attr(r["status"])}">{escape(r["status"])}</span></td></tr>'
+        )
     extra_h = '<th class="text">group</th><th class="text">model</th>' if label == "device" else "<th>accelerators</th>"
     cpu_h = "" if label == "device" else "<th>CPU peak</th><th>CPU util peak</th><th>Power total avg</th>"
-    return (f'<table id="{table_id}"><thead><tr><th class="text">{label}</th>{extra_h}<th>GPU avg</th>'
-            f'<th>GPU range</th><th>Power avg</th>{cpu_h}<th>thermal throttling</th><th class="text">status</th></tr>'
-            f'</thead><tbody>{"".join(body)}</tbody></table>')
+    return (
+        f'<table id="{table_id}"><thead><tr><th class="text">{label}</th>{extra_h}<th>GPU avg</th>'
+        f'<th>GPU range</th><th>Power avg</th>{cpu_h}<th>thermal throttling</th><th class="text">status</th></tr>'
+        f"</thead><tbody>{''.join(body)}</tbody></table>"
+    )
 
 
 def _throttle(r: dict[str, Any]) -> str:
@@ -223,19 +256,21 @@ def _thermal(s: dict[str, Any], frames: dict[str, pl.DataFrame]) -> str:
         return _empty(t["note"])
     lim = t["limits"]
     parts = [
-        "<ul class=\"findings\">" + "".join(f"<li>{escape(f)}</li>" for f in t["findings"]) + "</ul>",
+        '<ul class="findings">' + "".join(f"<li>{escape(f)}</li>" for f in t["findings"]) + "</ul>",
         "<h3>Thermal profile per node</h3>",
         _profile_table(t["nodes"], "thermal-profile", "node"),
         f'<p class="note">Limits: GPU cool below an average of {lim["gpu_cool_below_c"]:.0f} °C, warm at a peak of {lim["gpu_warm_c"]:.0f} °C, hot at {lim["gpu_hot_c"]:.0f} °C; '
-        f'CPU warm at {lim["cpu_warm_c"]:.0f} °C, hot at {lim["cpu_hot_c"]:.0f} °C. CPU peak needs a host cpu_temp_c '
+        f"CPU warm at {lim['cpu_warm_c']:.0f} °C, hot at {lim['cpu_hot_c']:.0f} °C. CPU peak needs a host cpu_temp_c "
         f'reading ("n/a" without one). Source: {escape(s["sources"]["thermal"])}.</p>',
-        f'<details><summary>Per-accelerator profile ({len(t["devices"])} accelerators)</summary>'
-        f'{_profile_table(t["devices"], "thermal-devices", "device")}</details>',
+        f"<details><summary>Per-accelerator profile ({len(t['devices'])} accelerators)</summary>"
+        f"{_profile_table(t['devices'], 'thermal-devices', 'device')}</details>",
         _fig(fg.thermal_profile_bars(frames["thermal_devices"], lim, label="device"), "fig-thermal-devices"),
         _fig(fg.device_heatmap(frames["accel"], "temp_c"), "fig-heat-temp"),
         _fig(fg.device_heatmap(frames["accel"], "power_w"), "fig-heat-power"),
-        '<div class="grid">' + _fig(fg.group_timeseries(frames["accel"], "temp_c"), "fig-group-temp")
-        + _fig(fg.group_timeseries(frames["accel"], "power_w"), "fig-group-power") + "</div>",
+        '<div class="grid">'
+        + _fig(fg.group_timeseries(frames["accel"], "temp_c"), "fig-group-temp")
+        + _fig(fg.group_timeseries(frames["accel"], "power_w"), "fig-group-power")
+        + "</div>",
     ]
     return "".join(parts)
 
@@ -245,28 +280,42 @@ def _history(s: dict[str, Any], frames: dict[str, pl.DataFrame]) -> str:
     if not h["points"]:
         return _empty(h["note"])
     cps = h["change_points"]
-    cp = ("<ul>" + "".join(f"<li>{escape(c['group'])} {escape(c['phase'])} {escape(c['metric'])}: change point at "
-                           f"{escape(c['time'] or '')}</li>" for c in cps) + "</ul>") if cps else \
-        f'<p class="note">{escape(s["regressions"]["note"])}</p>'
-    return (f'<p class="meta">{h["runs"]} run(s) over the last {h["days"]:g} days.</p>{cp}<div class="grid">'
-            + _fig(fg.history_lines(frames["history"], frames["change_points"], "output_tok_s"), "fig-history-tput")
-            + _fig(fg.history_lines(frames["history"], frames["change_points"], "itl_ms_p99"), "fig-history-p99")
-            + "</div>")
+    cp = (
+        (
+            "<ul>"
+            + "".join(
+                f"<li>{escape(c['group'])} {escape(c['phase'])} {escape(c['metric'])}: change point at "
+                f"{escape(c['time'] or '')}</li>"
+                for c in cps
+            )
+            + "</ul>"
+        )
+        if cps
+        else f'<p class="note">{escape(s["regressions"]["note"])}</p>'
+    )
+    return (
+        f'<p class="meta">{h["runs"]} run(s) over the last {h["days"]:g} days.</p>{cp}<div class="grid">'
+        + _fig(fg.history_lines(frames["history"], frames["change_points"], "output_tok_s"), "fig-history-tput")
+        + _fig(fg.history_lines(frames["history"], frames["change_points"], "itl_ms_p99"), "fig-history-p99")
+        + "</div>"
+    )
 
 
 def _runs(s: dict[str, Any]) -> str:
     runs = s["runs"]
     md = s["metadata"]
-    meta = (f'<table id="report-metadata"><tbody>'
-            f'<tr><th class="text">window</th><td class="text">{escape(s["window"]["start"] or "")} to {escape(s["window"]["end"] or "")}</td></tr>'
-            f'<tr><th class="text">generated</th><td class="text">{escape(s["generated_at"])}</td></tr>'
-            f'<tr><th class="text">store</th><td class="text"><code>{escape(s["store"] or "")}</code></td></tr>'
-            f'<tr><th class="text">nodes</th><td class="text">{escape(", ".join(md["nodes"]) or "none")}</td></tr>'
-            f'<tr><th class="text">accelerators</th><td class="text">{md["accelerators"]} ({escape(", ".join(md["vendors"]) or "n/a")})</td></tr>'
-            f'<tr><th class="text">sources</th><td class="text">{escape("; ".join(f"{k}: {v}" for k, v in s["sources"].items()))}</td></tr>'
-            f'<tr><th class="text">thresholds</th><td class="text">throughput {s["options"]["delta_throughput_pct"]:g} %, '
-            f'latency {s["options"]["delta_latency_pct"]:g} %, windows {s["options"]["window_s"]} s</td></tr>'
-            "</tbody></table>")
+    meta = (
+        f'<table id="report-metadata"><tbody>'
+        f'<tr><th class="text">window</th><td class="text">{escape(s["window"]["start"] or "")} to {escape(s["window"]["end"] or "")}</td></tr>'
+        f'<tr><th class="text">generated</th><td class="text">{escape(s["generated_at"])}</td></tr>'
+        f'<tr><th class="text">store</th><td class="text"><code>{escape(s["store"] or "")}</code></td></tr>'
+        f'<tr><th class="text">nodes</th><td class="text">{escape(", ".join(md["nodes"]) or "none")}</td></tr>'
+        f'<tr><th class="text">accelerators</th><td class="text">{md["accelerators"]} ({escape(", ".join(md["vendors"]) or "n/a")})</td></tr>'
+        f'<tr><th class="text">sources</th><td class="text">{escape("; ".join(f"{k}: {v}" for k, v in s["sources"].items()))}</td></tr>'
+        f'<tr><th class="text">thresholds</th><td class="text">throughput {s["options"]["delta_throughput_pct"]:g} %, '
+        f"latency {s['options']['delta_latency_pct']:g} %, windows {s['options']['window_s']} s</td></tr>"
+        "</tbody></table>"
+    )
     if not runs:
         return meta + _empty("no benchmark runs in this window")
     body = "".join(
@@ -275,12 +324,16 @@ def _runs(s: dict[str, Any]) -> str:
         f'<td class="text">{escape(str(r["tool"] or ""))} {escape(str(r["tool_version"] or ""))}</td>'
         f'<td class="text">{escape(str(r["model"] or "n/a"))}</td>{_tokens_cell(r)}{_concurrency_cell(r)}'
         f'<td class="text">{escape(str(r["start"] or ""))}</td>'
-        f'<td>{_num(r["duration_s"], 1, "s")}</td><td>{_num(r["completed"], 0)}</td><td>{_num(r["output_tok_s"], 2)}</td>'
-        f'<td class="text">{escape(str(r["timing"] or ""))}</td></tr>' for r in runs)
-    return meta + ('<table id="runs-table"><thead><tr><th class="text">run</th><th class="text">group</th>'
-                   '<th class="text">phase</th><th class="text">tool</th><th class="text">model</th><th>ISL/OSL (tokens)</th>'
-                   '<th>concurrency</th><th class="text">start (UTC)</th><th>duration</th><th>requests</th>'
-                   f'<th>output (tok/s)</th><th class="text">timing</th></tr></thead><tbody>{body}</tbody></table>')
+        f"<td>{_num(r['duration_s'], 1, 's')}</td><td>{_num(r['completed'], 0)}</td><td>{_num(r['output_tok_s'], 2)}</td>"
+        f'<td class="text">{escape(str(r["timing"] or ""))}</td></tr>'
+        for r in runs
+    )
+    return meta + (
+        '<table id="runs-table"><thead><tr><th class="text">run</th><th class="text">group</th>'
+        '<th class="text">phase</th><th class="text">tool</th><th class="text">model</th><th>ISL/OSL (tokens)</th>'
+        '<th>concurrency</th><th class="text">start (UTC)</th><th>duration</th><th>requests</th>'
+        f'<th>output (tok/s)</th><th class="text">timing</th></tr></thead><tbody>{body}</tbody></table>'
+    )
 
 
 MEASURED = "measured from the run's requests (the tool's file does not give the setting)"
@@ -290,10 +343,12 @@ def _tokens_cell(r: dict[str, Any]) -> str:
     """ISL/OSL: the tool's setting, or ≈ the mean per completed request (marked, with a tooltip)."""
     if r.get("isl") is None and r.get("osl") is None:
         return '<td data-col="isl_osl">n/a</td>'
-    text = f'{"n/a" if r.get("isl") is None else r["isl"]:,}/{"n/a" if r.get("osl") is None else r["osl"]:,}'
+    text = f"{'n/a' if r.get('isl') is None else r['isl']:,}/{'n/a' if r.get('osl') is None else r['osl']:,}"
     if r.get("tokens_source") == "measured":
-        return (f'<td data-col="isl_osl" data-source="measured" title="mean per request, {escape(MEASURED)}">'
-                f'≈{escape(text)}</td>')
+        return (
+            f'<td data-col="isl_osl" data-source="measured" title="mean per request, {escape(MEASURED)}">'
+            f"≈{escape(text)}</td>"
+        )
     return f'<td data-col="isl_osl" data-source="config">{escape(text)}</td>'
 
 
@@ -302,8 +357,10 @@ def _concurrency_cell(r: dict[str, Any]) -> str:
     if r.get("concurrency") is None:
         return '<td data-col="concurrency">n/a</td>'
     if r.get("concurrency_source") == "measured":
-        return (f'<td data-col="concurrency" data-source="measured" title="requests in flight for most of the run, '
-                f'{escape(MEASURED)}">≈{r["concurrency"]}</td>')
+        return (
+            f'<td data-col="concurrency" data-source="measured" title="requests in flight for most of the run, '
+            f'{escape(MEASURED)}">≈{r["concurrency"]}</td>'
+        )
     return f'<td data-col="concurrency" data-source="config">{r["concurrency"]}</td>'
 
 
@@ -311,11 +368,15 @@ def _attribution(s: dict[str, Any], frames: dict[str, pl.DataFrame]) -> str:
     out = [_antagonists(s)]
     items = s["antagonists"]["items"]
     for shown, a in enumerate(items[:4]):
-        out.append(_fig(fg.evidence_timeline(frames["victim_p99"], frames["activity"], a["victim"], a["antagonist"]),
-                        f"fig-evidence-{shown}",
-                        f"{a['victim']}'s p99 ITL per {s['antagonists']['window_s']} s window (left axis, ms; first and "
-                        f"last 30 s of each run left out) against {a['antagonist']}'s activity (right axis: "
-                        "summed board power, or CPU for host-only tenants)."))
+        out.append(
+            _fig(
+                fg.evidence_timeline(frames["victim_p99"], frames["activity"], a["victim"], a["antagonist"]),
+                f"fig-evidence-{shown}",
+                f"{a['victim']}'s p99 ITL per {s['antagonists']['window_s']} s window (left axis, ms; first and "
+                f"last 30 s of each run left out) against {a['antagonist']}'s activity (right axis: "
+                "summed board power, or CPU for host-only tenants).",
+            )
+        )
     return "".join(out)
 
 
@@ -324,12 +385,16 @@ def render_html(report: Report) -> str:
     s, fr = report.summary, report.frames
     phases_figs = ""
     if s["phases"]["rows"]:
-        phases_figs = ('<div class="grid">' + _fig(fg.phase_change_bars(fr["phases"], "itl_ms_p99"), "fig-phase-p99")
-                       + _fig(fg.phase_change_bars(fr["phases"], "output_tok_s"), "fig-phase-tput") + "</div>")
+        phases_figs = (
+            '<div class="grid">'
+            + _fig(fg.phase_change_bars(fr["phases"], "itl_ms_p99"), "fig-phase-p99")
+            + _fig(fg.phase_change_bars(fr["phases"], "output_tok_s"), "fig-phase-tput")
+            + "</div>"
+        )
     body = (
         f'<header><h1>{escape(s["title"])}</h1><p class="meta">Window {escape(s["window"]["start"] or "")} to '
-        f'{escape(s["window"]["end"] or "")} · generated {escape(s["generated_at"])} · store '
-        f'<code>{escape(s["store"] or "")}</code></p>'
+        f"{escape(s['window']['end'] or '')} · generated {escape(s['generated_at'])} · store "
+        f"<code>{escape(s['store'] or '')}</code></p>"
         '<nav><a href="#verdict">Verdict</a><a href="#phases">Phases</a><a href="#attribution">Attribution</a>'
         '<a href="#thermal">Thermal</a><a href="#history">History</a><a href="#runs">Runs</a></nav></header>'
         + _verdict(s)
@@ -341,8 +406,8 @@ def render_html(report: Report) -> str:
     )
     summary_json = json.dumps(s, sort_keys=True).replace("</", "<\\/")
     return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(s['title'])} · {escape(s['window']['end'] or '')}</title><style>{CSS}</style>"
         f"<script>{plotly.offline.get_plotlyjs()}</script></head><body><main>{body}</main>"
         f'<script type="application/json" id="summary-json">{summary_json}</script>'

@@ -22,7 +22,8 @@ def thermal_finding_lines(nodes: pl.DataFrame, devices: pl.DataFrame, limits: Th
     for r in nodes.filter(pl.col("status").is_in(["WARM", "HOT"])).iter_rows(named=True):
         out.append(f"Node {r['node']} is {r['status']}: {r['reason']}.")
     hot = devices.filter(pl.col("status").is_in(["WARM", "HOT"])).sort(
-        pl.col("device").str.replace_all(r"(\d+)", "000000$1").str.replace_all(r"0+(\d{6})", "$1"))
+        pl.col("device").str.replace_all(r"(\d+)", "000000$1").str.replace_all(r"0+(\d{6})", "$1")
+    )
     if hot.height:
         names = ", ".join(f"{r['device']} ({r['gpu_max_c']:.0f} °C)" for r in hot.head(8).iter_rows(named=True))
         more = f" and {hot.height - 8} more" if hot.height > 8 else ""
@@ -44,5 +45,7 @@ def thermal_finding_lines(nodes: pl.DataFrame, devices: pl.DataFrame, limits: Th
                 if zz > 3.5:
                     out.append(f"{dev} on {node} runs hot for a {model}: {t:.1f} °C vs a peer median of {med:.1f} °C.")
     if not out and devices.height:
-        out.append(f"All accelerators stayed below the warm limit ({limits.gpu_warm_c:.0f} °C) with no thermal throttling.")
+        out.append(
+            f"All accelerators stayed below the warm limit ({limits.gpu_warm_c:.0f} °C) with no thermal throttling."
+        )
     return out

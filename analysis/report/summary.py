@@ -98,8 +98,12 @@ def _num(v: Any, nd: int = 3) -> float | None:
 
 def degradation_thresholds(options: ReportOptions) -> degradation.Thresholds:
     """The report's thresholds as `analysis.degradation.Thresholds` (p50s use the throughput threshold)."""
-    return degradation.Thresholds(throughput_pct=options.delta_throughput_pct, p50_pct=options.delta_throughput_pct,
-                                  p99_pct=options.delta_latency_pct, seed=options.seed)
+    return degradation.Thresholds(
+        throughput_pct=options.delta_throughput_pct,
+        p50_pct=options.delta_throughput_pct,
+        p99_pct=options.delta_latency_pct,
+        seed=options.seed,
+    )
 
 
 def _change_verdict(r: dict[str, Any]) -> str:
@@ -115,8 +119,9 @@ def _change_verdict(r: dict[str, Any]) -> str:
     return "no meaningful change"
 
 
-def phase_rows(runs: list[Any], requests: pl.DataFrame | None, tokens: pl.DataFrame | None,
-               options: ReportOptions) -> tuple[list[dict[str, Any]], list[str]]:
+def phase_rows(
+    runs: list[Any], requests: pl.DataFrame | None, tokens: pl.DataFrame | None, options: ReportOptions
+) -> tuple[list[dict[str, Any]], list[str]]:
     """(rows, method notes) of the phase table: one row per group and phase (the group's baseline first), its
     values and its changes vs the baseline, all from `analysis.degradation`.
 
@@ -131,18 +136,34 @@ def phase_rows(runs: list[Any], requests: pl.DataFrame | None, tokens: pl.DataFr
     # a group compares per request only when every one of its runs has its requests (some may be summaries, or
     # an artifact may not have been readable); the others compare their printed summaries
     have = set() if requests is None or requests.is_empty() else set(requests["run_id"].unique().to_list())
-    per_request = [g for g in frame["group"].unique(maintain_order=True).to_list()
-                   if have and set(frame.filter(pl.col("group") == g)["run_id"].to_list()) <= have]
-    partial = [g for g in frame["group"].unique(maintain_order=True).to_list() if g not in per_request
-               and have & set(frame.filter(pl.col("group") == g)["run_id"].to_list())]
+    per_request = [
+        g
+        for g in frame["group"].unique(maintain_order=True).to_list()
+        if have and set(frame.filter(pl.col("group") == g)["run_id"].to_list()) <= have
+    ]
+    partial = [
+        g
+        for g in frame["group"].unique(maintain_order=True).to_list()
+        if g not in per_request and have & set(frame.filter(pl.col("group") == g)["run_id"].to_list())
+    ]
     th = degradation_thresholds(options)
-    parts = [degradation.phase_degradation(part, req, tok, baseline=baseline_phases(part, None, order),
-                                           phase_order=order, thresholds=th)
-             for part, req, tok in ((frame.filter(pl.col("group").is_in(per_request)), requests, tokens),
-                                    (frame.filter(~pl.col("group").is_in(per_request)), None, None)) if part.height]
+    parts = [
+        degradation.phase_degradation(
+            part, req, tok, baseline=baseline_phases(part, None, order), phase_order=order, thresholds=th
+        )
+        for part, req, tok in (
+            (frame.filter(pl.col("group").is_in(per_request)), requests, tokens),
+            (frame.filter(~pl.col("group").is_in(per_request)), None, None),
+        )
+        if part.height
+    ]
     table = pl.concat(parts) if parts else degradation.phase_degradation(frame.head(0))
-    values = {(g, p, m): v for g, p, m, v in
-              degradation.phase_values(frame, requests, tokens).select("group", "phase", "metric", "value").iter_rows()}
+    values = {
+        (g, p, m): v
+        for g, p, m, v in degradation.phase_values(frame, requests, tokens)
+        .select("group", "phase", "metric", "value")
+        .iter_rows()
+    }
     counts: dict[tuple[str, str], tuple[int, int]] = {}
     for r in runs:
         k = (r.group or "", r.phase or "")
@@ -157,8 +178,15 @@ def phase_rows(runs: list[Any], requests: pl.DataFrame | None, tokens: pl.DataFr
         order = [base, *part["phase"].unique(maintain_order=True).to_list()]
         for phase in [*order, *(p for p in mine if p not in order)]:
             n, q = counts.get((group, phase), (0, 0))
-            row: dict[str, Any] = {"group": group, "phase": phase, "baseline": base, "runs": n, "requests": q,
-                                   "metrics": {k: _num(values.get((group, phase, k))) for k in keys}, "changes": {}}
+            row: dict[str, Any] = {
+                "group": group,
+                "phase": phase,
+                "baseline": base,
+                "runs": n,
+                "requests": q,
+                "metrics": {k: _num(values.get((group, phase, k))) for k in keys},
+                "changes": {},
+            }
             for k in keys if phase != base else ():
                 m = part.filter((pl.col("phase") == phase) & (pl.col("metric") == k))
                 if m.is_empty() or m["change_pct"][0] is None:
@@ -166,15 +194,23 @@ def phase_rows(runs: list[Any], requests: pl.DataFrame | None, tokens: pl.DataFr
                     continue
                 r0 = m.row(0, named=True)
                 row["changes"][k] = {
-                    "pct": _num(r0["change_pct"], 2), "ci_low_pct": _num(r0["ci_low_pct"], 2),
-                    "ci_high_pct": _num(r0["ci_high_pct"], 2), "p": _num(r0["p_value"], 4),
-                    "q": _num(r0["q_value"], 4), "interval": r0["method"] or "", "confidence": r0["confidence"],
-                    "verdict": _change_verdict(r0), "note": r0["note"] or "",
+                    "pct": _num(r0["change_pct"], 2),
+                    "ci_low_pct": _num(r0["ci_low_pct"], 2),
+                    "ci_high_pct": _num(r0["ci_high_pct"], 2),
+                    "p": _num(r0["p_value"], 4),
+                    "q": _num(r0["q_value"], 4),
+                    "interval": r0["method"] or "",
+                    "confidence": r0["confidence"],
+                    "verdict": _change_verdict(r0),
+                    "note": r0["note"] or "",
                 }
             rows.append(row)
     notes = sorted({n for n in table["note"].drop_nulls().to_list() if n})
-    notes = [f"{g or '(no group)'}: not every run has per-request data, so its phases are compared from the runs' "
-             "summaries only" for g in partial] + notes
+    notes = [
+        f"{g or '(no group)'}: not every run has per-request data, so its phases are compared from the runs' "
+        "summaries only"
+        for g in partial
+    ] + notes
     return rows, [order_note, *notes] if order_note else notes
 
 
@@ -191,17 +227,28 @@ def victim_p99_series(latency: pl.DataFrame, window_s: int, min_samples: int, tr
         t0, t1 = pl.col("time").min().over("run_id"), pl.col("time").max().over("run_id")
         span_ms = (t1 - t0).dt.total_milliseconds()
         trim = pl.min_horizontal(pl.lit(int(trim_s * 1000)), span_ms // 7)
-        latency = latency.filter((pl.col("time") >= t0 + pl.duration(milliseconds=trim))
-                                 & (pl.col("time") <= t1 - pl.duration(milliseconds=trim)))
+        latency = latency.filter(
+            (pl.col("time") >= t0 + pl.duration(milliseconds=trim))
+            & (pl.col("time") <= t1 - pl.duration(milliseconds=trim))
+        )
     if latency.is_empty():
-        return pl.DataFrame(schema={"time": pl.Datetime("ns", "UTC"), "group": pl.String,
-                                    "itl_ms_p99": pl.Float64, "samples": pl.UInt32})
+        return pl.DataFrame(
+            schema={
+                "time": pl.Datetime("ns", "UTC"),
+                "group": pl.String,
+                "itl_ms_p99": pl.Float64,
+                "samples": pl.UInt32,
+            }
+        )
     need = pl.when(pl.col("source").first() == "token").then(min_samples).otherwise(max(3, min_samples // 20))
     return (
         latency.sort("time")
         .group_by_dynamic("time", every=f"{window_s}s", group_by="group")
-        .agg(pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99"), pl.len().alias("samples"),
-             pl.col("source").first())
+        .agg(
+            pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99"),
+            pl.len().alias("samples"),
+            pl.col("source").first(),
+        )
         .filter(pl.col("samples") >= need)
         .drop("source")
         .sort("group", "time")
@@ -214,23 +261,32 @@ def activity_series(accel: pl.DataFrame, tenant: pl.DataFrame, window_s: int) ->
     processes' CPU (``% CPU``, 100 = one core)."""
     frames = []
     if accel.height and "power_w" in accel.columns and "group" in accel.columns:
-        per_tick = (accel.filter(pl.col("group").is_not_null() & pl.col("power_w").is_not_null())
-                    .group_by("group", "time").agg(pl.col("power_w").sum()))
+        per_tick = (
+            accel.filter(pl.col("group").is_not_null() & pl.col("power_w").is_not_null())
+            .group_by("group", "time")
+            .agg(pl.col("power_w").sum())
+        )
         if per_tick.height:
             frames.append(
-                per_tick.sort("time").group_by_dynamic("time", every=f"{window_s}s", group_by="group")
-                .agg(pl.col("power_w").mean().alias("value")).with_columns(pl.lit("W").alias("unit")))
+                per_tick.sort("time")
+                .group_by_dynamic("time", every=f"{window_s}s", group_by="group")
+                .agg(pl.col("power_w").mean().alias("value"))
+                .with_columns(pl.lit("W").alias("unit"))
+            )
     with_accel = set(frames[0]["group"].unique()) if frames else set()
     if tenant.height and "cpu_pct" in tenant.columns:
         t = tenant.filter(~pl.col("group").is_in(list(with_accel)) & pl.col("cpu_pct").is_not_null())
         if t.height:
             frames.append(
-                t.sort("time").group_by_dynamic("time", every=f"{window_s}s", group_by="group")
-                .agg(pl.col("cpu_pct").mean().alias("value")).with_columns(pl.lit("% CPU").alias("unit"))
+                t.sort("time")
+                .group_by_dynamic("time", every=f"{window_s}s", group_by="group")
+                .agg(pl.col("cpu_pct").mean().alias("value"))
+                .with_columns(pl.lit("% CPU").alias("unit"))
             )
     if not frames:
-        return pl.DataFrame(schema={"group": pl.String, "time": pl.Datetime("ns", "UTC"), "value": pl.Float64,
-                                    "unit": pl.String})
+        return pl.DataFrame(
+            schema={"group": pl.String, "time": pl.Datetime("ns", "UTC"), "value": pl.Float64, "unit": pl.String}
+        )
     return pl.concat([f.select("group", pl.col("time").dt.cast_time_unit("ns"), "value", "unit") for f in frames])
 
 
@@ -271,18 +327,33 @@ def antagonist_ranking(p99: pl.DataFrame, activity: pl.DataFrame, options: Repor
             effect = 100 * (float(np.median(x[on])) / float(np.median(x[~on])) - 1)
             lo, hi = _bootstrap_ratio(x[on], x[~on], options.bootstrap, rng)
             confounded = sorted(o for o, m in masks.items() if o != ant and len(m) == len(on) and (m == on).all())
-            evidence = [f"{n_on} windows of {options.window_s} s with {ant} active, {n_off} without",
-                        f"median p99 ITL {np.median(x[on]):.1f} ms while active vs {np.median(x[~on]):.1f} ms without"]
+            evidence = [
+                f"{n_on} windows of {options.window_s} s with {ant} active, {n_off} without",
+                f"median p99 ITL {np.median(x[on]):.1f} ms while active vs {np.median(x[~on]):.1f} ms without",
+            ]
             if confounded:
                 evidence.append(f"always active together with {', '.join(confounded)}: cannot be told apart")
-            out.append({
-                "victim": victim, "antagonist": ant, "resource": None,
-                "throughput_effect_pct": None, "throughput_ci_low_pct": None, "throughput_ci_high_pct": None,
-                "itl_p99_effect_pct": _num(effect, 2), "itl_p99_ci_low_pct": _num(lo, 2),
-                "itl_p99_ci_high_pct": _num(hi, 2), "p": None, "q": None, "share_explained": None,
-                "design": "correlational", "confidence": "low", "confounded_with": confounded, "evidence": evidence,
-                "significant": bool(lo > 0 and effect >= options.delta_latency_pct),
-            })
+            out.append(
+                {
+                    "victim": victim,
+                    "antagonist": ant,
+                    "resource": None,
+                    "throughput_effect_pct": None,
+                    "throughput_ci_low_pct": None,
+                    "throughput_ci_high_pct": None,
+                    "itl_p99_effect_pct": _num(effect, 2),
+                    "itl_p99_ci_low_pct": _num(lo, 2),
+                    "itl_p99_ci_high_pct": _num(hi, 2),
+                    "p": None,
+                    "q": None,
+                    "share_explained": None,
+                    "design": "correlational",
+                    "confidence": "low",
+                    "confounded_with": confounded,
+                    "evidence": evidence,
+                    "significant": bool(lo > 0 and effect >= options.delta_latency_pct),
+                }
+            )
     out.sort(key=lambda r: (r["victim"], -(r["itl_p99_effect_pct"] or 0.0)))
     for rank, r in enumerate(out, 1):
         r["rank"] = rank
@@ -295,19 +366,32 @@ def antagonists_from_analysis(analyses: dict[str, Any]) -> list[dict[str, Any]]:
     for victim, res in analyses.items():
         for r in res.antagonists.iter_rows(named=True):
             members = r["antagonist"].split("+")
-            out.append({
-                "victim": victim, "antagonist": r["antagonist"],
-                "resource": None if r["resource"] in (None, "unknown") else r["resource"],
-                "throughput_effect_pct": _num(r["effect_pct"], 2), "throughput_ci_low_pct": _num(r["ci_low"], 2),
-                "throughput_ci_high_pct": _num(r["ci_high"], 2),
-                "itl_p99_effect_pct": _num(r["itl_p99_effect_pct"], 2), "itl_p99_ci_low_pct": _num(r["itl_ci_low"], 2),
-                "itl_p99_ci_high_pct": _num(r["itl_ci_high"], 2), "p": _num(r["p_value"], 4),
-                "q": _num(r["q_value"], 4), "share_explained": _num(r["share_explained"], 4),
-                "design": r["design"], "confidence": r["confidence"], "significant": bool(r["significant"]),
-                "confounded_with": members if len(members) > 1 else [],
-                "evidence": list(r["evidence"] or []) + ([f"cannot be told apart: {', '.join(members)} were always "
-                                                          "active together"] if len(members) > 1 else []),
-            })
+            out.append(
+                {
+                    "victim": victim,
+                    "antagonist": r["antagonist"],
+                    "resource": None if r["resource"] in (None, "unknown") else r["resource"],
+                    "throughput_effect_pct": _num(r["effect_pct"], 2),
+                    "throughput_ci_low_pct": _num(r["ci_low"], 2),
+                    "throughput_ci_high_pct": _num(r["ci_high"], 2),
+                    "itl_p99_effect_pct": _num(r["itl_p99_effect_pct"], 2),
+                    "itl_p99_ci_low_pct": _num(r["itl_ci_low"], 2),
+                    "itl_p99_ci_high_pct": _num(r["itl_ci_high"], 2),
+                    "p": _num(r["p_value"], 4),
+                    "q": _num(r["q_value"], 4),
+                    "share_explained": _num(r["share_explained"], 4),
+                    "design": r["design"],
+                    "confidence": r["confidence"],
+                    "significant": bool(r["significant"]),
+                    "confounded_with": members if len(members) > 1 else [],
+                    "evidence": list(r["evidence"] or [])
+                    + (
+                        [f"cannot be told apart: {', '.join(members)} were always active together"]
+                        if len(members) > 1
+                        else []
+                    ),
+                }
+            )
     return out
 
 
@@ -323,8 +407,11 @@ def _antagonists(data: ReportData, o: ReportOptions) -> tuple[list[dict[str, Any
         if rest.height:  # victims the analysis could not attribute (e.g. no per-token data): the estimate
             items += antagonist_ranking(rest, activity_series(data.accel, data.tenant, o.window_s), o)
         return items, p99, "analysis.analyze (attribution.rank_antagonists)"
-    return antagonist_ranking(p99, activity_series(data.accel, data.tenant, o.window_s), o), p99, \
-        "analysis.report.summary.antagonist_ranking"
+    return (
+        antagonist_ranking(p99, activity_series(data.accel, data.tenant, o.window_s), o),
+        p99,
+        "analysis.report.summary.antagonist_ranking",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ history
@@ -345,14 +432,19 @@ def history_from_regression(hist: pl.DataFrame) -> pl.DataFrame:
     units = dict(HISTORY_METRICS)
     f = hist.filter(pl.col("metric").is_in(list(units)))
     return f.select(
-        pl.col("night").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").alias("time"), "group",
-        pl.col("test").map_elements(_test_phase, return_dtype=pl.String).alias("phase"), "metric",
-        pl.col("metric").replace_strict(units, default="").alias("unit"), "value",
+        pl.col("night").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").alias("time"),
+        "group",
+        pl.col("test").map_elements(_test_phase, return_dtype=pl.String).alias("phase"),
+        "metric",
+        pl.col("metric").replace_strict(units, default="").alias("unit"),
+        "value",
         pl.col("test").alias("run_id"),
     ).sort("time")
 
 
-def _history(data: ReportData, o: ReportOptions) -> tuple[pl.DataFrame, list[dict[str, Any]], list[dict[str, Any]], str]:
+def _history(
+    data: ReportData, o: ReportOptions
+) -> tuple[pl.DataFrame, list[dict[str, Any]], list[dict[str, Any]], str]:
     """(history frame, change points, regressions, source): `analysis.history.regression` over the ``run_event`` summary
     rows of the history window (``data.history_events``); none without runs there."""
     if data.history_events is None or data.history_events.is_empty():
@@ -361,22 +453,44 @@ def _history(data: ReportData, o: ReportOptions) -> tuple[pl.DataFrame, list[dic
     hist = regression.nightly_history(regression.run_metrics(data.history_events, cfg.metrics), cfg)
     status = regression.regression_status(hist, cfg)
     cpf = regression.change_point_frame(hist, cfg)
-    cps = [{"group": r["group"], "phase": _test_phase(r["test"]), "test": r["test"], "metric": r["metric"],
-            "time": r["night"].isoformat(), "index": r["index"], "effect_pct": _num(r["effect_pct"], 2),
-            "ci_low_pct": _num(r["ci_low_pct"], 2), "ci_high_pct": _num(r["ci_high_pct"], 2),
-            "p": _num(r["p"], 6), "direction": r["direction"], "acknowledged": r["acknowledged"]}
-           for r in cpf.iter_rows(named=True)]
+    cps = [
+        {
+            "group": r["group"],
+            "phase": _test_phase(r["test"]),
+            "test": r["test"],
+            "metric": r["metric"],
+            "time": r["night"].isoformat(),
+            "index": r["index"],
+            "effect_pct": _num(r["effect_pct"], 2),
+            "ci_low_pct": _num(r["ci_low_pct"], 2),
+            "ci_high_pct": _num(r["ci_high_pct"], 2),
+            "p": _num(r["p"], 6),
+            "direction": r["direction"],
+            "acknowledged": r["acknowledged"],
+        }
+        for r in cpf.iter_rows(named=True)
+    ]
     regs = []
     for r in status.filter(pl.col("status").is_in(["suspected", "confirmed"])).iter_rows(named=True):
-        regs.append({
-            "group": r["group"], "test": r["test"], "metric": r["metric"], "node": r["node"],
-            "status": r["status"], "night": r["night"].isoformat(), "change_pct": _num(r["effect_pct"], 2),
-            "ci_low_pct": _num(r["ci_low_pct"], 2), "ci_high_pct": _num(r["ci_high_pct"], 2),
-            "text": (f"{r['status'].capitalize()} regression: {r['group']} {r['metric']} "
-                     f"{_fmt_pct(r['effect_pct'])} on {r['night'].isoformat()} "
-                     f"({_test_phase(r['test'])}, 95 % CI {_fmt_pct(r['ci_low_pct'])} to "
-                     f"{_fmt_pct(r['ci_high_pct'])})."),
-        })
+        regs.append(
+            {
+                "group": r["group"],
+                "test": r["test"],
+                "metric": r["metric"],
+                "node": r["node"],
+                "status": r["status"],
+                "night": r["night"].isoformat(),
+                "change_pct": _num(r["effect_pct"], 2),
+                "ci_low_pct": _num(r["ci_low_pct"], 2),
+                "ci_high_pct": _num(r["ci_high_pct"], 2),
+                "text": (
+                    f"{r['status'].capitalize()} regression: {r['group']} {r['metric']} "
+                    f"{_fmt_pct(r['effect_pct'])} on {r['night'].isoformat()} "
+                    f"({_test_phase(r['test'])}, 95 % CI {_fmt_pct(r['ci_low_pct'])} to "
+                    f"{_fmt_pct(r['ci_high_pct'])})."
+                ),
+            }
+        )
     return history_from_regression(hist), cps, regs, "analysis.history.regression"
 
 
@@ -402,7 +516,9 @@ def _verdict(s: dict[str, Any]) -> dict[str, Any]:
     if regs:
         bump("ATTENTION")
         for r in regs[:5]:
-            lines.append({"topic": "regression", "text": r.get("text") or f"{r.get('metric')} changed {r.get('change_pct')}"})
+            lines.append(
+                {"topic": "regression", "text": r.get("text") or f"{r.get('metric')} changed {r.get('change_pct')}"}
+            )
     else:
         lines.append({"topic": "regression", "text": s["regressions"]["note"]})
     # degradation per phase
@@ -411,18 +527,29 @@ def _verdict(s: dict[str, Any]) -> dict[str, Any]:
         for key, label, _unit, _d in PHASE_METRICS:
             ch = row["changes"].get(key)
             if ch and ch["verdict"].startswith("degraded"):
-                ci = "" if ch["ci_low_pct"] is None else f" (95 % CI {_fmt_pct(ch['ci_low_pct'])} to {_fmt_pct(ch['ci_high_pct'])})"
+                ci = (
+                    ""
+                    if ch["ci_low_pct"] is None
+                    else f" (95 % CI {_fmt_pct(ch['ci_low_pct'])} to {_fmt_pct(ch['ci_high_pct'])})"
+                )
                 unconf = " — one run per phase, no interval" if ch["ci_low_pct"] is None else ""
-                worst.append(f"{row['group']}: {label} {_fmt_pct(ch['pct'])} in {row['phase']} vs {row['baseline']}{ci}{unconf}")
+                worst.append(
+                    f"{row['group']}: {label} {_fmt_pct(ch['pct'])} in {row['phase']} vs {row['baseline']}{ci}{unconf}"
+                )
                 bump("ATTENTION" if ch["verdict"] == "degraded" else "WATCH")
     if not s["phases"]["rows"]:
         lines.append({"topic": "degradation", "text": f"No degradation verdict: {NO_RUNS}."})
     elif worst:
         lines.extend({"topic": "degradation", "text": w + "."} for w in worst[:6])
     else:
-        lines.append({"topic": "degradation", "text": "No co-tenant phase slowed any group beyond the thresholds "
-                      f"({s['options']['delta_throughput_pct']:.0f} % throughput, "
-                      f"{s['options']['delta_latency_pct']:.0f} % latency)."})
+        lines.append(
+            {
+                "topic": "degradation",
+                "text": "No co-tenant phase slowed any group beyond the thresholds "
+                f"({s['options']['delta_throughput_pct']:.0f} % throughput, "
+                f"{s['options']['delta_latency_pct']:.0f} % latency).",
+            }
+        )
     # antagonists
     ants = s["antagonists"]["items"]
     sig = [a for a in ants if a.get("significant")]
@@ -431,21 +558,38 @@ def _verdict(s: dict[str, Any]) -> dict[str, Any]:
             res = f" through {a['resource']}" if a.get("resource") else ""
             eff = []
             if a.get("throughput_effect_pct") is not None:
-                eff.append(f"throughput {_fmt_pct(a['throughput_effect_pct'])} (95 % CI "
-                           f"{_fmt_pct(a['throughput_ci_low_pct'])} to {_fmt_pct(a['throughput_ci_high_pct'])})")
+                eff.append(
+                    f"throughput {_fmt_pct(a['throughput_effect_pct'])} (95 % CI "
+                    f"{_fmt_pct(a['throughput_ci_low_pct'])} to {_fmt_pct(a['throughput_ci_high_pct'])})"
+                )
             if a.get("itl_p99_effect_pct") is not None:
-                eff.append(f"p99 ITL {_fmt_pct(a['itl_p99_effect_pct'])} (95 % CI "
-                           f"{_fmt_pct(a['itl_p99_ci_low_pct'])} to {_fmt_pct(a['itl_p99_ci_high_pct'])})")
+                eff.append(
+                    f"p99 ITL {_fmt_pct(a['itl_p99_effect_pct'])} (95 % CI "
+                    f"{_fmt_pct(a['itl_p99_ci_low_pct'])} to {_fmt_pct(a['itl_p99_ci_high_pct'])})"
+                )
             q = f", q = {a['q']:.3f}" if a.get("q") is not None else ""
-            lines.append({"topic": "antagonist", "text": (
-                f"{a['antagonist']} slows {a['victim']}{res}: {' and '.join(eff)} at its busiest; "
-                f"{a['design']}, {a['confidence']} confidence{q}.")})
-        bump("ATTENTION" if any(a["design"] == "interventional" or a["confidence"] == "high" for a in sig[:3])
-             else "WATCH")
+            lines.append(
+                {
+                    "topic": "antagonist",
+                    "text": (
+                        f"{a['antagonist']} slows {a['victim']}{res}: {' and '.join(eff)} at its busiest; "
+                        f"{a['design']}, {a['confidence']} confidence{q}."
+                    ),
+                }
+            )
+        bump(
+            "ATTENTION"
+            if any(a["design"] == "interventional" or a["confidence"] == "high" for a in sig[:3])
+            else "WATCH"
+        )
     elif ants:
         victims = sorted({a["victim"] for a in ants})
-        lines.append({"topic": "antagonist", "text": f"No co-tenant is to blame for {', '.join(victims)}: no "
-                      "antagonist's effect is significant."})
+        lines.append(
+            {
+                "topic": "antagonist",
+                "text": f"No co-tenant is to blame for {', '.join(victims)}: no antagonist's effect is significant.",
+            }
+        )
     else:
         lines.append({"topic": "antagonist", "text": f"No attribution: {s['antagonists']['note']}."})
     # thermal
@@ -457,7 +601,9 @@ def _verdict(s: dict[str, Any]) -> dict[str, Any]:
             rng = "" if r["gpu_min_c"] is None else f"accelerators {r['gpu_min_c']:.0f}–{r['gpu_max_c']:.0f} °C"
             avg = "" if r["gpu_avg_c"] is None else f" (average {r['gpu_avg_c']:.0f} °C)"
             pw = "" if r["power_avg_w"] is None else f", {r['power_avg_w']:.0f} W average per accelerator"
-            lines.append({"topic": "thermal", "text": f"Node {r['node']} is {r['status']}: {rng}{avg}{pw}; {r['reason']}."})
+            lines.append(
+                {"topic": "thermal", "text": f"Node {r['node']} is {r['status']}: {rng}{avg}{pw}; {r['reason']}."}
+            )
         for f in s["thermal"]["findings"][:4]:
             if not f.startswith("Node "):
                 lines.append({"topic": "thermal", "text": f})
@@ -471,9 +617,16 @@ def _verdict(s: dict[str, Any]) -> dict[str, Any]:
     bad = s.get("unreadable_inputs") or []
     if bad:  # never an all-clear (nor "no data") on a partial read
         shown = "; ".join(f"{b['path']} ({b['reason']})" for b in bad[:5]) + (
-            f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-        lines.insert(0, {"topic": "incomplete", "text": f"{len(bad)} input(s) could not be read and were left out, "
-                         f"so every section below may miss what they hold: {shown}."})
+            f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+        )
+        lines.insert(
+            0,
+            {
+                "topic": "incomplete",
+                "text": f"{len(bad)} input(s) could not be read and were left out, "
+                f"so every section below may miss what they hold: {shown}.",
+            },
+        )
         if status != "ATTENTION":
             status = "INCOMPLETE"
     headline = {
@@ -511,13 +664,26 @@ def _run_meta(r: dict[str, Any], requests: pl.DataFrame | None = None) -> dict[s
         conc = typical_in_flight(requests, r.get("run_id"))
         conc_source = "measured" if conc is not None else None
     return {
-        "run_id": r.get("run_id"), "node": r.get("node") or "", "group": r.get("group") or "",
-        "phase": r.get("phase") or "", "tool": r.get("tool"), "tool_version": r.get("tool_version"),
-        "model": r.get("model") or extra.get("model"), "backend": r.get("backend"), "isl": isl, "osl": osl,
-        "tokens_source": tokens_source, "concurrency": None if conc is None else int(conc),
-        "concurrency_source": conc_source, "num_prompts": r.get("num_prompts"), "tp": r.get("tp"),
-        "start": r.get("start"), "end": r.get("end"), "timing": r.get("timing"),
-        "completed": completed, "output_tok_s": _num(sm.get("output_tok_s"), 2),
+        "run_id": r.get("run_id"),
+        "node": r.get("node") or "",
+        "group": r.get("group") or "",
+        "phase": r.get("phase") or "",
+        "tool": r.get("tool"),
+        "tool_version": r.get("tool_version"),
+        "model": r.get("model") or extra.get("model"),
+        "backend": r.get("backend"),
+        "isl": isl,
+        "osl": osl,
+        "tokens_source": tokens_source,
+        "concurrency": None if conc is None else int(conc),
+        "concurrency_source": conc_source,
+        "num_prompts": r.get("num_prompts"),
+        "tp": r.get("tp"),
+        "start": r.get("start"),
+        "end": r.get("end"),
+        "timing": r.get("timing"),
+        "completed": completed,
+        "output_tok_s": _num(sm.get("output_tok_s"), 2),
         "duration_s": _num(sm.get("duration_s"), 2),
     }
 
@@ -528,8 +694,9 @@ def typical_in_flight(requests: pl.DataFrame | None, run_id: str | None) -> int 
     before another ends. None without per-request times (``unaligned`` requests all share the run start)."""
     if requests is None or run_id is None or not {"run_id", "time", "e2e_ms", "timing"} <= set(requests.columns):
         return None
-    req = requests.filter((pl.col("run_id") == run_id) & pl.col("e2e_ms").is_not_null()
-                          & (pl.col("timing") != "unaligned"))
+    req = requests.filter(
+        (pl.col("run_id") == run_id) & pl.col("e2e_ms").is_not_null() & (pl.col("timing") != "unaligned")
+    )
     if req.height == 0:
         return None
     start = req["time"].dt.epoch("us").to_numpy()
@@ -544,8 +711,9 @@ def typical_in_flight(requests: pl.DataFrame | None, run_id: str | None) -> int 
     return int(np.argmax(np.bincount(level, weights=held)))
 
 
-def build_report(data: ReportData, options: ReportOptions | None = None, *, generated_at: datetime | None = None,
-                 step: Any = None) -> Report:
+def build_report(
+    data: ReportData, options: ReportOptions | None = None, *, generated_at: datetime | None = None, step: Any = None
+) -> Report:
     """The summary dict (``summary.json``) and the frames of the figures, from one window's data."""
     o = options or ReportOptions()
     tell = step or (lambda _m: None)
@@ -589,35 +757,63 @@ def build_report(data: ReportData, options: ReportOptions | None = None, *, gene
     frames["history"] = hist
     frames["change_points"] = pl.DataFrame(
         [{"group": c["group"], "phase": c["phase"], "metric": c["metric"], "time": c["time"]} for c in cps],
-        schema={"group": pl.String, "phase": pl.String, "metric": pl.String, "time": pl.String})
+        schema={"group": pl.String, "phase": pl.String, "metric": pl.String, "time": pl.String},
+    )
     n_hist = len({r.get("run_id") for r in data.history})
     if hist.is_empty():
         reg_note = f"No regression check: {NO_HISTORY}."
     else:
-        reg_note = f"No regression: {n_hist} run(s) over the last {o.history_days:g} days, no suspected or confirmed change."
+        reg_note = (
+            f"No regression: {n_hist} run(s) over the last {o.history_days:g} days, no suspected or confirmed change."
+        )
 
-    devices_meta = (data.accel.select("node", "device", "vendor", "model", "group").unique().sort("node", "device")
-                    if data.accel.height and {"vendor", "model"} <= set(data.accel.columns)
-                    else data.accel.select([c for c in ("node", "device", "group", "model") if c in data.accel.columns])
-                    .unique())
+    devices_meta = (
+        data.accel.select("node", "device", "vendor", "model", "group").unique().sort("node", "device")
+        if data.accel.height and {"vendor", "model"} <= set(data.accel.columns)
+        else data.accel.select([c for c in ("node", "device", "group", "model") if c in data.accel.columns]).unique()
+    )
     s: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "title": "neighborscope nightly report",
         "generated_at": _iso(generated_at or datetime.now(UTC)),
         "window": {"start": _iso(data.start), "end": _iso(data.end)},
         "store": data.store,
-        "options": {"delta_throughput_pct": o.delta_throughput_pct, "delta_latency_pct": o.delta_latency_pct,
-                    "window_s": o.window_s, "history_days": o.history_days, "active_share": o.active_share,
-                    "seed": o.seed},
-        "phases": {"metrics": [{"key": k, "label": lab, "unit": u, "higher_is_better": d > 0}
-                               for k, lab, u, d in PHASE_METRICS],
-                   "rows": rows, "note": "ok" if rows else NO_RUNS, "method_notes": phase_notes},
-        "antagonists": {"items": ants, "note": ant_note, "window_s": o.window_s,
-                        "method_notes": sorted({n for res in data.analyses.values() for n in res.notes})},
-        "thermal": {"limits": o.limits.to_dict(), "nodes": nodes.to_dicts(), "devices": devices.to_dicts(),
-                    "findings": findings, "note": "ok" if nodes.height else NO_ACCEL},
-        "history": {"days": o.history_days, "points": hist.height, "runs": len(data.history),
-                    "change_points": cps, "note": "ok" if hist.height else NO_HISTORY},
+        "options": {
+            "delta_throughput_pct": o.delta_throughput_pct,
+            "delta_latency_pct": o.delta_latency_pct,
+            "window_s": o.window_s,
+            "history_days": o.history_days,
+            "active_share": o.active_share,
+            "seed": o.seed,
+        },
+        "phases": {
+            "metrics": [
+                {"key": k, "label": lab, "unit": u, "higher_is_better": d > 0} for k, lab, u, d in PHASE_METRICS
+            ],
+            "rows": rows,
+            "note": "ok" if rows else NO_RUNS,
+            "method_notes": phase_notes,
+        },
+        "antagonists": {
+            "items": ants,
+            "note": ant_note,
+            "window_s": o.window_s,
+            "method_notes": sorted({n for res in data.analyses.values() for n in res.notes}),
+        },
+        "thermal": {
+            "limits": o.limits.to_dict(),
+            "nodes": nodes.to_dicts(),
+            "devices": devices.to_dicts(),
+            "findings": findings,
+            "note": "ok" if nodes.height else NO_ACCEL,
+        },
+        "history": {
+            "days": o.history_days,
+            "points": hist.height,
+            "runs": len(data.history),
+            "change_points": cps,
+            "note": "ok" if hist.height else NO_HISTORY,
+        },
         "regressions": {"items": regressions, "note": reg_note},
         "alerts": [],
         "runs": [_run_meta(r, data.requests) for r in data.runs],
@@ -625,8 +821,11 @@ def build_report(data: ReportData, options: ReportOptions | None = None, *, gene
             "nodes": sorted(set(data.accel["node"].unique().to_list())) if "node" in data.accel.columns else [],
             "accelerators": devices_meta.height,
             "vendors": sorted(set(data.accel["vendor"].drop_nulls().unique().to_list()))
-            if "vendor" in data.accel.columns else [],
-            "accel_rows": data.accel.height, "host_rows": data.host.height, "runs": len(data.runs),
+            if "vendor" in data.accel.columns
+            else [],
+            "accel_rows": data.accel.height,
+            "host_rows": data.host.height,
+            "runs": len(data.runs),
             "latency_source": (data.latency["source"].unique().sort().to_list() if data.latency.height else []),
         },
         "sources": sources,
@@ -644,10 +843,30 @@ def phase_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     for r in rows:
         for key in units:
             ch = r["changes"].get(key) or {}
-            out.append({"group": r["group"], "phase": r["phase"], "metric": key, "unit": units[key],
-                        "value": r["metrics"].get(key), "change_pct": ch.get("pct"),
-                        "ci_low_pct": ch.get("ci_low_pct"), "ci_high_pct": ch.get("ci_high_pct"),
-                        "verdict": ch.get("verdict", "baseline")})
-    return pl.DataFrame(out, schema={"group": pl.String, "phase": pl.String, "metric": pl.String, "unit": pl.String,
-                                     "value": pl.Float64, "change_pct": pl.Float64, "ci_low_pct": pl.Float64,
-                                     "ci_high_pct": pl.Float64, "verdict": pl.String})
+            out.append(
+                {
+                    "group": r["group"],
+                    "phase": r["phase"],
+                    "metric": key,
+                    "unit": units[key],
+                    "value": r["metrics"].get(key),
+                    "change_pct": ch.get("pct"),
+                    "ci_low_pct": ch.get("ci_low_pct"),
+                    "ci_high_pct": ch.get("ci_high_pct"),
+                    "verdict": ch.get("verdict", "baseline"),
+                }
+            )
+    return pl.DataFrame(
+        out,
+        schema={
+            "group": pl.String,
+            "phase": pl.String,
+            "metric": pl.String,
+            "unit": pl.String,
+            "value": pl.Float64,
+            "change_pct": pl.Float64,
+            "ci_low_pct": pl.Float64,
+            "ci_high_pct": pl.Float64,
+            "verdict": pl.String,
+        },
+    )

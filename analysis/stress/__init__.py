@@ -1,7 +1,7 @@
 """Stress-test orchestration: `plan` (the TOML model and its schedule, pure) and `runner` (real processes).
 
-    from analysis.stress import load_plan, run_plan
-    report = run_plan(load_plan("examples/plans/simulated.toml"), store="data/store", workdir="stress-work")
+from analysis.stress import load_plan, run_plan
+report = run_plan(load_plan("examples/plans/simulated.toml"), store="data/store", workdir="stress-work")
 """
 
 from analysis.stress.plan import Plan, Step, load_plan, schedule

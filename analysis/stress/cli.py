@@ -19,12 +19,19 @@ app = typer.Typer(
 @app.command("run")
 def run(
     plan: Path = typer.Argument(..., help="The plan (TOML): victim, co-tenants, phases, repetitions, design."),
-    store: str = typer.Option("neighborscope-data/store", "--store", envvar="NEIGHBORSCOPE_STORE",
-                              help="Store the switch events and the victim's results go into."),
+    store: str = typer.Option(
+        "neighborscope-data/store",
+        "--store",
+        envvar="NEIGHBORSCOPE_STORE",
+        help="Store the switch events and the victim's results go into.",
+    ),
     workdir: Path | None = typer.Option(None, "--workdir", help="Scratch directory (default: stress-<plan name>/)."),
     collector: str | None = typer.Option(None, "--collector", help="Collector URL for the wrapper's run events."),
-    alert_state: Path | None = typer.Option(None, "--alert-state", help="Alert state directory: with "
-                                            "[plan] silence_alerts, alerts for the node are silenced meanwhile."),
+    alert_state: Path | None = typer.Option(
+        None,
+        "--alert-state",
+        help="Alert state directory: with [plan] silence_alerts, alerts for the node are silenced meanwhile.",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the schedule and exit."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
@@ -42,16 +49,24 @@ def run(
             blocks = " | ".join(",".join(sorted(b)) or "-" for b in s.blocks)
             typer.echo(f"{s.run_id}\trep={s.rep}\tphase={s.phase}\tco-tenants on: {blocks}")
         return
-    report = run_plan(p, store=store, workdir=workdir or Path(f"stress-{p.plan.name}"), collector=collector,
-                      alert_state_dir=alert_state)
+    report = run_plan(
+        p,
+        store=store,
+        workdir=workdir or Path(f"stress-{p.plan.name}"),
+        collector=collector,
+        alert_state_dir=alert_state,
+    )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         for s in report.steps:
             state = "ok" if s.exit_code == 0 else f"exit {s.exit_code}"
-            typer.echo(f"{s.run_id}\t{s.phase}\trep={s.rep}\t{state}\t{s.duration_s:.1f} s"
-                       + (f"\t{'; '.join(s.notes)}" if s.notes else ""))
-        typer.echo(f"{len(report.steps)} victim run(s), {report.failures} failure(s); manifest {report.manifest}",
-                   err=True)
+            typer.echo(
+                f"{s.run_id}\t{s.phase}\trep={s.rep}\t{state}\t{s.duration_s:.1f} s"
+                + (f"\t{'; '.join(s.notes)}" if s.notes else "")
+            )
+        typer.echo(
+            f"{len(report.steps)} victim run(s), {report.failures} failure(s); manifest {report.manifest}", err=True
+        )
     if report.failures:
         raise typer.Exit(1)

@@ -75,8 +75,18 @@ class EventWriter:
         self.node = node
         self.plan = plan
 
-    def write(self, event: str, *, run_id: str, group: str, phase: str, tenant: str | None = None,
-              command: str | None = None, exit_code: int | None = None, **meta: Any) -> None:
+    def write(
+        self,
+        event: str,
+        *,
+        run_id: str,
+        group: str,
+        phase: str,
+        tenant: str | None = None,
+        command: str | None = None,
+        exit_code: int | None = None,
+        **meta: Any,
+    ) -> None:
         row = {
             "time": time.time_ns(), "node": self.node, "run_id": run_id, "group": group, "phase": phase,
             "event": event, "monotonic_s": time.monotonic(), "tool": self.plan.victim.tool, "command": command,
@@ -146,9 +156,18 @@ class PlanRunner:
     """Runs a `Plan` step by step. ``neighborscope`` is the argv prefix of the CLI (the wrapper is
     ``neighborscope run``); ``sleep`` / ``echo`` are parameters so callers choose clock and output."""
 
-    def __init__(self, plan: Plan, *, store: str, workdir: Path, collector: str | None = None,
-                 neighborscope: Sequence[str] = NEIGHBORSCOPE, echo: Callable[[str], None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep, alert_state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        store: str,
+        workdir: Path,
+        collector: str | None = None,
+        neighborscope: Sequence[str] = NEIGHBORSCOPE,
+        echo: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        alert_state_dir: Path | None = None,
+    ) -> None:
         import socket
 
         self.plan = plan
@@ -203,14 +222,31 @@ class PlanRunner:
             argv += ["--result", str(result)]
         return [*argv, "--", *command_argv(v.command, v.shell, values)], result
 
-    def _set_on(self, procs: dict[str, CotenantProcess], want: Iterable[str], events: EventWriter, step: Step,
-                block: int | None, notes: list[str]) -> None:
+    def _set_on(
+        self,
+        procs: dict[str, CotenantProcess],
+        want: Iterable[str],
+        events: EventWriter,
+        step: Step,
+        block: int | None,
+        notes: list[str],
+    ) -> None:
         want = set(want)
         for g, p in procs.items():
             if g not in want and (p.running or p.proc is not None):
                 code = p.stop()
-                events.write("switch_off", run_id=step.run_id, group=g, phase=step.phase, tenant=g,
-                             command=p.command_text(), exit_code=code, rep=step.rep, block=block, failed=False)
+                events.write(
+                    "switch_off",
+                    run_id=step.run_id,
+                    group=g,
+                    phase=step.phase,
+                    tenant=g,
+                    command=p.command_text(),
+                    exit_code=code,
+                    rep=step.rep,
+                    block=block,
+                    failed=False,
+                )
         for g in sorted(want):
             p = procs[g]
             if p.running:
@@ -226,11 +262,21 @@ class PlanRunner:
                              command=shlex.join(p.argv), exit_code=127, rep=step.rep, block=block, failed=True,
                              reason=err)  # fmt: skip
                 continue
-            events.write("switch_on", run_id=step.run_id, group=g, phase=step.phase, tenant=g,
-                         command=p.command_text(), rep=step.rep, block=block, pid=p.proc.pid if p.proc else None)
+            events.write(
+                "switch_on",
+                run_id=step.run_id,
+                group=g,
+                phase=step.phase,
+                tenant=g,
+                command=p.command_text(),
+                rep=step.rep,
+                block=block,
+                pid=p.proc.pid if p.proc else None,
+            )
 
-    def _record_exit(self, p: CotenantProcess, events: EventWriter, step: Step, block: int | None,
-                     notes: list[str]) -> None:
+    def _record_exit(
+        self, p: CotenantProcess, events: EventWriter, step: Step, block: int | None, notes: list[str]
+    ) -> None:
         code = p.stop()
         self.failures += 1
         msg = f"co-tenant {p.spec.group} exited early with code {code}"
@@ -240,8 +286,9 @@ class PlanRunner:
                      command=p.command_text(), exit_code=code, rep=step.rep, block=block, failed=True,
                      reason="exited early")  # fmt: skip
 
-    def _check_exits(self, procs: dict[str, CotenantProcess], events: EventWriter, step: Step, block: int | None,
-                     notes: list[str]) -> None:
+    def _check_exits(
+        self, procs: dict[str, CotenantProcess], events: EventWriter, step: Step, block: int | None, notes: list[str]
+    ) -> None:
         for p in procs.values():
             if p.proc is not None and p.proc.poll() is not None:
                 self._record_exit(p, events, step, block, notes)
@@ -268,16 +315,29 @@ class PlanRunner:
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             for i, step in enumerate(steps, 1):
-                self.echo(f"[{i}/{len(steps)}] {step.run_id}: " + (
-                    f"co-tenants on: {', '.join(sorted(step.blocks[0])) or 'none'}" if step.block_s is None
-                    else f"{len(step.blocks)} randomized blocks of {step.block_s:g} s"))
+                self.echo(
+                    f"[{i}/{len(steps)}] {step.run_id}: "
+                    + (
+                        f"co-tenants on: {', '.join(sorted(step.blocks[0])) or 'none'}"
+                        if step.block_s is None
+                        else f"{len(step.blocks)} randomized blocks of {step.block_s:g} s"
+                    )
+                )
                 results.append(self._run_step(step, procs, events, config))
         finally:
             for g, p in procs.items():
                 if p.proc is not None:
                     code = p.stop()
-                    events.write("switch_off", run_id=f"{self.stress_id}.end", group=g, phase="end", tenant=g,
-                                 command=p.command_text(), exit_code=code, failed=False)
+                    events.write(
+                        "switch_off",
+                        run_id=f"{self.stress_id}.end",
+                        group=g,
+                        phase="end",
+                        tenant=g,
+                        command=p.command_text(),
+                        exit_code=code,
+                        failed=False,
+                    )
             signal.signal(signal.SIGTERM, previous)
             if silence is not None and self.alert_state_dir is not None:
                 from analysis.alerts.engine import expire_silence
@@ -296,14 +356,18 @@ class PlanRunner:
         from analysis.alerts.engine import add_silence
 
         now = datetime.now(UTC)
-        sil = add_silence(self.alert_state_dir, {"node": self.node}, now,
-                          now + timedelta(seconds=self.estimated_duration_s() * 2 + 600),
-                          comment=f"stress plan {self.plan.plan.name} ({self.stress_id})", created_by="neighborscope stress")
+        sil = add_silence(
+            self.alert_state_dir,
+            {"node": self.node},
+            now,
+            now + timedelta(seconds=self.estimated_duration_s() * 2 + 600),
+            comment=f"stress plan {self.plan.plan.name} ({self.stress_id})",
+            created_by="neighborscope stress",
+        )
         self.echo(f"alerts on node {self.node} silenced while the plan runs (silence {sil.id})")
         return sil.id
 
-    def _run_step(self, step: Step, procs: dict[str, CotenantProcess], events: EventWriter,
-                  config: Path) -> StepResult:
+    def _run_step(self, step: Step, procs: dict[str, CotenantProcess], events: EventWriter, config: Path) -> StepResult:
         ps = self.plan.plan
         notes: list[str] = []
         self._set_on(procs, step.blocks[0], events, step, 0 if step.block_s else None, notes)
@@ -339,14 +403,29 @@ class PlanRunner:
             notes.append(f"victim exited with code {code}")
             self.echo(f"{step.run_id}: victim exited with code {code} (recorded; the plan goes on)")
             if not self.collector:
-                events.write("end", run_id=step.run_id, group=self.plan.victim.group, phase=step.phase,
-                             command=shlex.join(argv), exit_code=code, failed=True, rep=step.rep)
+                events.write(
+                    "end",
+                    run_id=step.run_id,
+                    group=self.plan.victim.group,
+                    phase=step.phase,
+                    command=shlex.join(argv),
+                    exit_code=code,
+                    failed=True,
+                    rep=step.rep,
+                )
         if ps.settle_s:
             self.sleep(ps.settle_s)
         return StepResult(step.run_id, step.phase, step.rep, code, _iso(t0), _iso(t1), t1 - t0, notes)
 
-    def _wait(self, victim: subprocess.Popen[bytes], deadline: float, procs: dict[str, CotenantProcess],
-              events: EventWriter, step: Step, notes: list[str]) -> int:
+    def _wait(
+        self,
+        victim: subprocess.Popen[bytes],
+        deadline: float,
+        procs: dict[str, CotenantProcess],
+        events: EventWriter,
+        step: Step,
+        notes: list[str],
+    ) -> int:
         while victim.poll() is None:
             if time.monotonic() > deadline:
                 notes.append(f"victim timed out after {self.plan.victim.timeout_s:g} s")
@@ -370,9 +449,23 @@ def _raise_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run_plan(plan: Plan, *, store: str, workdir: Path | str, collector: str | None = None,
-             neighborscope: Sequence[str] = NEIGHBORSCOPE, echo: Callable[[str], None] | None = None,
-             alert_state_dir: Path | None = None) -> StressReport:
+def run_plan(
+    plan: Plan,
+    *,
+    store: str,
+    workdir: Path | str,
+    collector: str | None = None,
+    neighborscope: Sequence[str] = NEIGHBORSCOPE,
+    echo: Callable[[str], None] | None = None,
+    alert_state_dir: Path | None = None,
+) -> StressReport:
     """Run ``plan`` (see the module docstring); returns what happened, also written to ``workdir/<id>.json``."""
-    return PlanRunner(plan, store=store, workdir=Path(workdir), collector=collector, neighborscope=neighborscope,
-                      echo=echo, alert_state_dir=alert_state_dir).run()
+    return PlanRunner(
+        plan,
+        store=store,
+        workdir=Path(workdir),
+        collector=collector,
+        neighborscope=neighborscope,
+        echo=echo,
+        alert_state_dir=alert_state_dir,
+    ).run()

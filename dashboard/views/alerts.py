@@ -16,8 +16,10 @@ tr = layout.resolve_range(choice, s.store_url)
 layout.range_caption(tr, s.store_url)
 state = alerts_view.load_state(s)
 if state.source is None:
-    st.info("No alert state found: the alert engine has not run against this store yet (start "
-            "`neighborscope alerts`, or pass `--alert-state FILE` to `neighborscope dashboard`).")
+    st.info(
+        "No alert state found: the alert engine has not run against this store yet (start "
+        "`neighborscope alerts`, or pass `--alert-state FILE` to `neighborscope dashboard`)."
+    )
 else:
     st.caption(f"Alert state read from `{state.source}`.")
 
@@ -36,8 +38,11 @@ if scope:
 alerts = alerts.with_columns(pl.col(pl.String).fill_null("—"))  # a label that does not apply: a dash, not "None"
 firing = alerts.filter(pl.col("status") == "firing").drop("ends_at")  # still firing: no end to show
 recent = alerts.filter(pl.col("status") != "firing").with_columns(
-    pl.when(pl.col("ends_at").is_null()).then(pl.lit("—")).otherwise(
-        pl.col("ends_at").dt.strftime("%Y-%m-%d %H:%M:%S")).alias("ends_at"))
+    pl.when(pl.col("ends_at").is_null())
+    .then(pl.lit("—"))
+    .otherwise(pl.col("ends_at").dt.strftime("%Y-%m-%d %H:%M:%S"))
+    .alias("ends_at")
+)
 c = st.columns(3)
 c[0].metric("Firing", firing.height)
 c[1].metric("Critical", firing.filter(pl.col("severity") == "critical").height)
@@ -60,10 +65,16 @@ else:
     st.caption("No resolved alerts on record.")
 st.header("Silences")
 if state.silences.height:
-    st.dataframe(state.silences, hide_index=True, column_config={
-        "starts_at": st.column_config.DatetimeColumn("from (UTC)"),
-        "ends_at": st.column_config.DatetimeColumn("until (UTC)"),
-    })
+    st.dataframe(
+        state.silences,
+        hide_index=True,
+        column_config={
+            "starts_at": st.column_config.DatetimeColumn("from (UTC)"),
+            "ends_at": st.column_config.DatetimeColumn("until (UTC)"),
+        },
+    )
 else:
-    st.caption("No silences (silence planned interference experiments in Alertmanager, or with "
-               "`neighborscope alerts silence`).")
+    st.caption(
+        "No silences (silence planned interference experiments in Alertmanager, or with "
+        "`neighborscope alerts silence`)."
+    )

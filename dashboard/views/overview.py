@@ -52,8 +52,10 @@ def live() -> None:
         status = data.fleet_status(s.store_url, tr.start, tr.end)
     if status.height == 0:
         latest = data.freshest(s.store_url)
-        st.warning(f"No accelerator telemetry between {layout.fmt_time(tr.start)} and {layout.fmt_time(tr.end)}; "
-                   f"the newest sample is from {layout.fmt_time(latest)}. Pick a longer range in the sidebar.")
+        st.warning(
+            f"No accelerator telemetry between {layout.fmt_time(tr.start)} and {layout.fmt_time(tr.end)}; "
+            f"the newest sample is from {layout.fmt_time(latest)}. Pick a longer range in the sidebar."
+        )
         return
     try:
         alerts = alerts_view.load_state(s).alerts
@@ -70,18 +72,27 @@ def fleet_table(rows: pl.DataFrame, stale_after: timedelta) -> None:
     c[0].metric("Nodes", counts["nodes"])
     c[1].metric("Accelerators", counts["accelerators"])
     c[2].metric("Nodes needing attention", counts["in_trouble"])
-    c[3].metric("Nodes gone quiet", counts["quiet"], help=f"no sample for more than {stale_after.total_seconds():.0f} s")
+    c[3].metric(
+        "Nodes gone quiet", counts["quiet"], help=f"no sample for more than {stale_after.total_seconds():.0f} s"
+    )
     c[4].metric("Alerts firing", counts["firing"])
     quiet = rows.filter(pl.col("quiet_since").is_not_null())
     for row in quiet.head(QUIET_WARNINGS).iter_rows(named=True):
-        st.warning(f"No telemetry from node {row['node']} since {layout.fmt_time(row['last_seen'])} "
-                   f"({layout.fmt_age(row['last_seen'])}).")
+        st.warning(
+            f"No telemetry from node {row['node']} since {layout.fmt_time(row['last_seen'])} "
+            f"({layout.fmt_age(row['last_seen'])})."
+        )
     if quiet.height > QUIET_WARNINGS:
         st.caption(f"… and {quiet.height - QUIET_WARNINGS} more quiet nodes (first rows of the table).")
     st.subheader("Nodes, most trouble first")
     picked = st.dataframe(
-        rows.select(list(FLEET_COLUMNS)).with_columns(pl.col(pl.String).fill_null("—")), hide_index=True, column_config=FLEET_COLUMNS, key="fleet_table",
-        on_select="rerun", selection_mode="single-row", height=min(38 + 35 * rows.height, 420),
+        rows.select(list(FLEET_COLUMNS)).with_columns(pl.col(pl.String).fill_null("—")),
+        hide_index=True,
+        column_config=FLEET_COLUMNS,
+        key="fleet_table",
+        on_select="rerun",
+        selection_mode="single-row",
+        height=min(38 + 35 * rows.height, 420),
     )
     selected = picked.selection.rows if picked is not None else []
     if selected:
@@ -96,20 +107,24 @@ def device_flags(stale: list[str], throttled: dict[str, float]) -> dict[str, str
     return flags
 
 
-def node_section(rows: pl.DataFrame, fleet_status: pl.DataFrame, tr: layout.TimeRange,
-                 stale_after: timedelta) -> None:
+def node_section(rows: pl.DataFrame, fleet_status: pl.DataFrame, tr: layout.TimeRange, stale_after: timedelta) -> None:
     nodes = rows["node"].to_list()
     c1, c2 = st.columns([1, 3])
-    node = c1.selectbox("Heatmap of node", nodes, key="overview_node",
-                        help="The node in most trouble, unless you pick another.") or nodes[0]
-    field = c2.radio("Heatmap", list(labels), format_func=labels.get, horizontal=True,
-                     key="overview_field") or "temp_c"
+    node = (
+        c1.selectbox(
+            "Heatmap of node", nodes, key="overview_node", help="The node in most trouble, unless you pick another."
+        )
+        or nodes[0]
+    )
+    field = c2.radio("Heatmap", list(labels), format_func=labels.get, horizontal=True, key="overview_field") or "temp_c"
     st.subheader(f"Node {node}")
     # the heatmap's place, holding a "loading" chart until the queries below are done (see charts.loading_figure)
     slot = st.empty()
     with slot:
-        plotly_view.chart(charts.loading_figure(f"Loading {labels[field]} per device, {tr.label.lower()} …"),
-                          config={"displayModeBar": False})
+        plotly_view.chart(
+            charts.loading_figure(f"Loading {labels[field]} per device, {tr.label.lower()} …"),
+            config={"displayModeBar": False},
+        )
     # the node's devices as the fleet table saw them (no second read of the node's rows), groups from the heatmap
     status = fleet_status.filter(pl.col("node") == node).drop("node")
     every_s = bucket_seconds(tr.start, tr.end, HEATMAP_BINS)
@@ -125,8 +140,9 @@ def node_section(rows: pl.DataFrame, fleet_status: pl.DataFrame, tr: layout.Time
     title, unit = data.HEATMAP_FIELDS[field]
     scale = 1e9 if field == "pcie_bytes_per_s" else 1.0
     unit = "GB/s" if field == "pcie_bytes_per_s" else unit
-    fig = charts.heatmap_figure(frame, field, f"{title} per device, {every_s} s bins (mean)", unit,
-                                device_groups, flags, scale)
+    fig = charts.heatmap_figure(
+        frame, field, f"{title} per device, {every_s} s bins (mean)", unit, device_groups, flags, scale
+    )
     with slot:
         plotly_view.chart(fig, key="heatmap")
     if flags:
@@ -136,11 +152,16 @@ def node_section(rows: pl.DataFrame, fleet_status: pl.DataFrame, tr: layout.Time
         show = (
             status.filter(pl.col("device").is_in(list(flags)))
             .with_columns(pl.col("device").replace_strict(flags, default="", return_dtype=pl.String).alias("flag"))
-            .sort(pl.col("throttled_share").fill_null(0),  # most throttled first, then in the heatmap's order
-                  pl.col("device").replace_strict({d: i for i, d in enumerate(device_groups)}, default=len(device_groups),
-                                                  return_dtype=pl.Int64), descending=[True, False])
+            .sort(
+                pl.col("throttled_share").fill_null(0),  # most throttled first, then in the heatmap's order
+                pl.col("device").replace_strict(
+                    {d: i for i, d in enumerate(device_groups)}, default=len(device_groups), return_dtype=pl.Int64
+                ),
+                descending=[True, False],
+            )
             .select(
-                "device", "flag",
+                "device",
+                "flag",
                 pl.col("last_seen").dt.strftime("%Y-%m-%d %H:%M:%S").alias("last sample (UTC)"),
                 pl.col("temp_c").round(1).cast(pl.String).alias("temp (°C)"),
                 pl.col("power_w").round(0).cast(pl.Int64).cast(pl.String).alias("power (W)"),

@@ -25,22 +25,29 @@ s, _ = layout.page_header(
 )
 runs = data.runs(s.store_url)
 latest_run = runs["start"].max() if runs.height else None
-st.caption(f"**Time range:** every stored run ({runs.height}) · **Data freshness:** newest run started "
-           f"{layout.fmt_time(latest_run)} ({layout.fmt_age(latest_run)}) · store `{s.store_url}`")  # type: ignore[arg-type]
+st.caption(
+    f"**Time range:** every stored run ({runs.height}) · **Data freshness:** newest run started "
+    f"{layout.fmt_time(latest_run)} ({layout.fmt_age(latest_run)}) · store `{s.store_url}`"
+)  # type: ignore[arg-type]
 
 st.header("Benchmark runs")
 if runs.height == 0:
-    st.info("No benchmark runs in the store yet. Import one with `neighborscope import bench FILE --group hive0 "
-            "--phase baseline`, or wrap a benchmark with `neighborscope run -- …`.")
+    st.info(
+        "No benchmark runs in the store yet. Import one with `neighborscope import bench FILE --group hive0 "
+        "--phase baseline`, or wrap a benchmark with `neighborscope run -- …`."
+    )
 else:
     shown = [c for c in ("run_id", "group", "phase", "tool", "start", "completed", *METRICS) if c in runs.columns]
-    st.dataframe(runs.select(shown), hide_index=True, column_config={
-        "start": st.column_config.DatetimeColumn("start (UTC)"),
-        **{m: st.column_config.NumberColumn(label, format="%.2f") for m, label in METRICS.items()},
-    })
+    st.dataframe(
+        runs.select(shown),
+        hide_index=True,
+        column_config={
+            "start": st.column_config.DatetimeColumn("start (UTC)"),
+            **{m: st.column_config.NumberColumn(label, format="%.2f") for m, label in METRICS.items()},
+        },
+    )
     groups = runs["group"].unique(maintain_order=True).drop_nulls().to_list() if "group" in runs.columns else []
-    group = st.selectbox("Compare the runs of", ["(all groups)", *groups], index=1 if groups else 0,
-                         key="runs_group")
+    group = st.selectbox("Compare the runs of", ["(all groups)", *groups], index=1 if groups else 0, key="runs_group")
     pool = runs if group == "(all groups)" else runs.filter(pl.col("group") == group)
     ids = pool["run_id"].to_list()
     picked = st.multiselect("Runs side by side (the first is the reference)", ids, default=ids[:4], key="runs_pick")
@@ -65,12 +72,19 @@ else:
 st.header("Nightly history")
 hist = history.load(s)
 if hist.points.height == 0:
-    st.info("No nightly history yet: it fills in once the nightly job (`neighborscope report --nightly`, "
-            "`neighborscope alerts`) has stored results. Until then the runs above show what there is.")
+    st.info(
+        "No nightly history yet: it fills in once the nightly job (`neighborscope report --nightly`, "
+        "`neighborscope alerts`) has stored results. Until then the runs above show what there is."
+    )
     if runs.height and "output_tok_s" in runs.columns and "start" in runs.columns:
         plotly_view.chart(
-            charts.history_figure(runs.rename({"start": "time"}).drop_nulls("time"), "output_tok_s",
-                                  "tokens/s", by="group", title="Output throughput of every stored run"),
+            charts.history_figure(
+                runs.rename({"start": "time"}).drop_nulls("time"),
+                "output_tok_s",
+                "tokens/s",
+                by="group",
+                title="Output throughput of every stored run",
+            ),
             key="runs-history",
         )
 else:
@@ -80,8 +94,10 @@ else:
     cps = hist.change_points.filter(pl.col("series") == pick)["time"].to_list() if hist.change_points.height else []
     unit = pts["unit"][0] if "unit" in pts.columns and pts.height else ""
     if pts.height < 2:
-        st.info(f"Only {pts.height} night of history for this series so far: change points need several nights "
-                "on each side (see `analysis.history.regression`).")
+        st.info(
+            f"Only {pts.height} night of history for this series so far: change points need several nights "
+            "on each side (see `analysis.history.regression`)."
+        )
     plotly_view.chart(charts.history_figure(pts, "value", unit, change_points=cps, title=pick), key="history")
     if hist.change_points.height:
         st.markdown("**Change points**")
@@ -91,9 +107,11 @@ st.header("Nightly reports")
 reports = data.find_reports_dir(s)
 files = sorted(reports.glob("**/*.html"), reverse=True) if reports else []
 if not files:
-    st.info("No nightly HTML reports found (looked in "
-            + (f"`{reports}`" if reports else "`reports/` and `report/` in and beside the store; set `--reports DIR`")
-            + ").")
+    st.info(
+        "No nightly HTML reports found (looked in "
+        + (f"`{reports}`" if reports else "`reports/` and `report/` in and beside the store; set `--reports DIR`")
+        + ")."
+    )
 else:
     st.caption(f"{len(files)} report(s) in `{reports}`.")
     name = st.selectbox("Report", [str(f.relative_to(reports)) for f in files], key="report_pick")  # type: ignore[arg-type]

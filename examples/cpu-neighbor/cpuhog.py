@@ -27,11 +27,17 @@ def burn() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--procs", type=int, default=2 * (os.cpu_count() or 1), help="busy processes (default: two per core)")
-    ap.add_argument("--autogroup-nice", type=int, default=None,
-                    help="set the nice value of this session's scheduler autogroup (-20..19; negative needs root): "
-                    "with kernel.sched_autogroup_enabled every session is one scheduling group, so this is the "
-                    "co-tenant's CPU weight against the other sessions (like a container's cpu.weight)")
+    ap.add_argument(
+        "--procs", type=int, default=2 * (os.cpu_count() or 1), help="busy processes (default: two per core)"
+    )
+    ap.add_argument(
+        "--autogroup-nice",
+        type=int,
+        default=None,
+        help="set the nice value of this session's scheduler autogroup (-20..19; negative needs root): "
+        "with kernel.sched_autogroup_enabled every session is one scheduling group, so this is the "
+        "co-tenant's CPU weight against the other sessions (like a container's cpu.weight)",
+    )
     args = ap.parse_args(argv)
     if args.autogroup_nice is not None:
         try:

@@ -211,15 +211,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration-s", type=float, default=240.0, help="length of the randomized on/off schedule")
     ap.add_argument("--block-s", type=float, default=10.0, help="seconds per on/off block")
-    ap.add_argument("--workdir", type=Path, default=Path("neighborscope-demo/cpu-neighbor"),
-                    help="work directory (emptied first)")
+    ap.add_argument(
+        "--workdir", type=Path, default=Path("neighborscope-demo/cpu-neighbor"), help="work directory (emptied first)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="findings JSON (default: WORKDIR/findings.json)")
     ap.add_argument("--token-ms", type=float, default=2.5, help="server CPU time per token on an idle core")
     ap.add_argument("--concurrency", type=int, default=1, help="llama-benchy --concurrency (streams at once)")
     ap.add_argument("--window-s", type=float, default=5.0, help="analysis window (neighborscope analyze --window-s)")
-    ap.add_argument("--cotenant-nice", type=int, default=None,
-                    help="autogroup nice of the co-tenant (e.g. -10: a heavier CPU weight than the other sessions; "
-                    "see cpuhog.py --help; default: unchanged)")
+    ap.add_argument(
+        "--cotenant-nice",
+        type=int,
+        default=None,
+        help="autogroup nice of the co-tenant (e.g. -10: a heavier CPU weight than the other sessions; "
+        "see cpuhog.py --help; default: unchanged)",
+    )
     ap.add_argument("--no-check", action="store_true", help="exit 0 even when the expected finding is missing")
     args = ap.parse_args(argv)
     import importlib.util
@@ -245,11 +250,24 @@ def main(argv: list[str] | None = None) -> int:
     with Stack() as stack:
         say("starting the collector, the server and the agent")
         sport = wd / "server.port"
-        server = stack.start("server", [sys.executable, str(HERE / "server.py"), "--port", "0", "--port-file",
-                                        str(sport), "--token-ms", str(args.token_ms)], wd / "logs" / "server.log")
+        server = stack.start(
+            "server",
+            [
+                sys.executable,
+                str(HERE / "server.py"),
+                "--port",
+                "0",
+                "--port-file",
+                str(sport),
+                "--token-ms",
+                str(args.token_ms),
+            ],
+            wd / "logs" / "server.log",
+        )
         try:
-            coll = stack.enter_context(running_collector(store, wd, tokens={NODE: token}, timeout_s=90,
-                                                         log=wd / "logs" / "collector.log"))
+            coll = stack.enter_context(
+                running_collector(store, wd, tokens={NODE: token}, timeout_s=90, log=wd / "logs" / "collector.log")
+            )
         except CollectorStartError as exc:
             raise SystemExit(str(exc)) from None
         curl = coll.url
@@ -262,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         # the co-tenant is on about half the time and slows the victim ~2.5x then (x1.75 on average): size the
         # run to outlast the schedule a little (a victim ending early would cut blocks; the tail is co-tenant off)
         runs = max(3, math.ceil(args.duration_s / run_s / 1.5))
-        say(f"one llama-benchy run ({args.concurrency} x {PP} prompt / {TG} output tokens) takes {run_s * 1000:.0f} ms "
-            f"on the idle server: {runs} runs; co-tenant schedule {blocks} x {block_s:g} s blocks")
+        say(
+            f"one llama-benchy run ({args.concurrency} x {PP} prompt / {TG} output tokens) takes {run_s * 1000:.0f} ms "
+            f"on the idle server: {runs} runs; co-tenant schedule {blocks} x {block_s:g} s blocks"
+        )
         plan = (HERE / "plan.toml").read_text()
         plan = re.sub(r"(?m)^blocks = .*$", f"blocks = {blocks}", plan)
         plan = re.sub(r"(?m)^block = .*$", f"block = {block_s}", plan)
@@ -276,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         sr = subprocess.run([*NEIGHBORSCOPE, "stress", "run", str(wd / "plan.toml"), "--store", store, "--workdir",
                              str(wd / "stress")], cwd=wd, env=senv, stdin=subprocess.DEVNULL)  # fmt: skip
         if agent.poll() is not None:
-            raise SystemExit(f"the agent died (exit {agent.returncode}): "
-                             f"{(wd / 'logs' / 'agent.log').read_text()[-2000:]}")
+            raise SystemExit(
+                f"the agent died (exit {agent.returncode}): {(wd / 'logs' / 'agent.log').read_text()[-2000:]}"
+            )
         time.sleep(1.5)  # the agent's last flush
         stop(agent, "agent")
         stop(server, "server")
@@ -306,19 +327,26 @@ def main(argv: list[str] | None = None) -> int:
     for state in ("cotenant_off", "cotenant_on"):
         if state in itl:
             v = itl[state]
-            print(f"victim ITL, {state.replace('_', ' '):>13}: p50 {v['itl_ms_p50']:7.2f} ms   "
-                  f"p99 {v['itl_ms_p99']:7.2f} ms   ({v['intervals']} intervals)")
+            print(
+                f"victim ITL, {state.replace('_', ' '):>13}: p50 {v['itl_ms_p50']:7.2f} ms   "
+                f"p99 {v['itl_ms_p99']:7.2f} ms   ({v['intervals']} intervals)"
+            )
     if "change_pct" in itl:
-        print(f"victim ITL change with the co-tenant on: p50 {itl['change_pct']['itl_ms_p50']:+.1f} %, "
-              f"p99 {itl['change_pct']['itl_ms_p99']:+.1f} %")
+        print(
+            f"victim ITL change with the co-tenant on: p50 {itl['change_pct']['itl_ms_p50']:+.1f} %, "
+            f"p99 {itl['change_pct']['itl_ms_p99']:+.1f} %"
+        )
     if result["antagonist"]:
+
         def pct(v: Any) -> str:
             return "-" if v is None else f"{v:+.1f}"
 
         lo, hi = result["itl_p99_ci_pct"]
-        print(f"antagonist: {result['antagonist']} via {result['resource']} (q = {result['q_value']}, "
-              f"{result['design']}, confidence {result['confidence']}): p99 ITL {pct(result['itl_p99_effect_pct'])} % "
-              f"[{pct(lo)}, {pct(hi)}], tok/s {pct(result['throughput_effect_pct'])} %")
+        print(
+            f"antagonist: {result['antagonist']} via {result['resource']} (q = {result['q_value']}, "
+            f"{result['design']}, confidence {result['confidence']}): p99 ITL {pct(result['itl_p99_effect_pct'])} % "
+            f"[{pct(lo)}, {pct(hi)}], tok/s {pct(result['throughput_effect_pct'])} %"
+        )
     else:
         print("antagonist: none found")
     print(f"findings written to {out_path}")

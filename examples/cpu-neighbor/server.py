@@ -248,8 +248,10 @@ def main(argv: list[str] | None = None) -> None:
         tmp = args.port_file.with_suffix(".tmp")
         tmp.write_text(str(sock.getsockname()[1]))
         tmp.replace(args.port_file)
-    print(f"cpu-neighbor server: {dec.layers} layer(s) per token on http://{args.host}:{sock.getsockname()[1]}",
-          flush=True)
+    print(
+        f"cpu-neighbor server: {dec.layers} layer(s) per token on http://{args.host}:{sock.getsockname()[1]}",
+        flush=True,
+    )
     uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
 
 

@@ -63,9 +63,16 @@ class _StoreQueue:
     @staticmethod
     def _families(st: dict[str, Any]) -> Iterator[Metric]:
         value = lambda key: float(st.get(key) or 0)  # noqa: E731
-        yield GaugeMetricFamily("neighborscope_store_queued_batches", "store queue: batches waiting for the store",
-                                value=value("queued_batches"))
-        yield GaugeMetricFamily("neighborscope_store_queued_bytes", "store queue: bytes waiting for the store",
-                                value=value("queued_bytes"))
-        yield CounterMetricFamily("neighborscope_store_rejected_lines", "lines the store refused (kept in rejected.lp)",
-                                  value=value("rejected_lines"))
+        yield GaugeMetricFamily(
+            "neighborscope_store_queued_batches",
+            "store queue: batches waiting for the store",
+            value=value("queued_batches"),
+        )
+        yield GaugeMetricFamily(
+            "neighborscope_store_queued_bytes", "store queue: bytes waiting for the store", value=value("queued_bytes")
+        )
+        yield CounterMetricFamily(
+            "neighborscope_store_rejected_lines",
+            "lines the store refused (kept in rejected.lp)",
+            value=value("rejected_lines"),
+        )

@@ -97,8 +97,13 @@ def iter_telemetry(result: SimResult, chunk_s: int = 60) -> Iterator[tuple[int, 
     return result.iter_telemetry(chunk_s)
 
 
-def write_output(result: SimResult, out: Path | str, formats: Iterable[str] = ("vllm", "aiperf", "sglang"),
-                 tokens: bool = False, groups: Iterable[str] | None = None) -> dict[str, list[Path]]:
+def write_output(
+    result: SimResult,
+    out: Path | str,
+    formats: Iterable[str] = ("vllm", "aiperf", "sglang"),
+    tokens: bool = False,
+    groups: Iterable[str] | None = None,
+) -> dict[str, list[Path]]:
     """Write a simulation to directory ``out`` and return the paths written, by kind.
 
     Layout::
@@ -121,8 +126,11 @@ def write_output(result: SimResult, out: Path | str, formats: Iterable[str] = ("
     (root / "telemetry").mkdir(parents=True, exist_ok=True)
     written: dict[str, list[Path]] = {"meta": [], "telemetry": [], "bench": []}
     sc = result.scenario
-    for name, doc in (("topology.json", sc.topology.to_dict()), ("scenario.json", sc.to_dict()),
-                      ("ground_truth.json", result.ground_truth)):
+    for name, doc in (
+        ("topology.json", sc.topology.to_dict()),
+        ("scenario.json", sc.to_dict()),
+        ("ground_truth.json", result.ground_truth),
+    ):
         p = root / name
         p.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
         written["meta"].append(p)
@@ -138,8 +146,12 @@ def write_output(result: SimResult, out: Path | str, formats: Iterable[str] = ("
         p = root / "tokens.parquet"
         pl.concat([r.tokens_frame() for r in result.runs]).write_parquet(p, compression="zstd")
         written["bench"].append(p)
-    writers = {"vllm": write_vllm_detailed, "aiperf": write_aiperf_jsonl, "sglang": write_sglang_summary,
-               "sglang_jsonl": write_sglang_jsonl}
+    writers = {
+        "vllm": write_vllm_detailed,
+        "aiperf": write_aiperf_jsonl,
+        "sglang": write_sglang_summary,
+        "sglang_jsonl": write_sglang_jsonl,
+    }
     wanted = None if groups is None else set(groups)
     for run in result.runs:
         if wanted is not None and run.group not in wanted:

@@ -17,13 +17,21 @@ def simulate(
     scenario: str = typer.Option("seed000", "--scenario", "-s", help="Preset scenario name."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives identical output."),
     phase_s: int = typer.Option(0, "--phase-s", help="Seconds per phase (randomized: per block); 0 = preset."),
-    num_prompts: int = typer.Option(-1, "--num-prompts", help="Prompts per run; -1 = preset (640), 0 = until phase end."),
-    formats: str = typer.Option("vllm,aiperf,sglang", "--formats",
-                                help="Benchmark files per run: vllm, aiperf, sglang, sglang_jsonl (comma-separated)."),
+    num_prompts: int = typer.Option(
+        -1, "--num-prompts", help="Prompts per run; -1 = preset (640), 0 = until phase end."
+    ),
+    formats: str = typer.Option(
+        "vllm,aiperf,sglang",
+        "--formats",
+        help="Benchmark files per run: vllm, aiperf, sglang, sglang_jsonl (comma-separated).",
+    ),
     tokens: bool = typer.Option(False, "--tokens/--no-tokens", help="Also write tokens.parquet (one row per token)."),
-    bench_groups: str = typer.Option("", "--bench-groups",
-                                     help="Write benchmark files only for these groups' runs (comma-separated)."),
-    no_bench: bool = typer.Option(False, "--no-bench", help="Telemetry only: skip the serving engine (fast, long runs)."),
+    bench_groups: str = typer.Option(
+        "", "--bench-groups", help="Write benchmark files only for these groups' runs (comma-separated)."
+    ),
+    no_bench: bool = typer.Option(
+        False, "--no-bench", help="Telemetry only: skip the serving engine (fast, long runs)."
+    ),
 ) -> None:
     """Simulate the 34-accelerator node of seed 000 (or another preset) and write its data.
 
@@ -47,27 +55,44 @@ def simulate(
     t = time.perf_counter()
     res = run_sim(sc, seed, bench=not no_bench)
     groups = [g.strip() for g in bench_groups.split(",") if g.strip()] or None
-    written = write_output(res, out, formats=[f.strip() for f in formats.split(",") if f.strip()], tokens=tokens,
-                           groups=groups)
+    written = write_output(
+        res, out, formats=[f.strip() for f in formats.split(",") if f.strip()], tokens=tokens, groups=groups
+    )
     elapsed = time.perf_counter() - t
     con = Console()
-    con.print(f"[bold]{sc.name}[/] seed {seed}: {len(sc.phases)} phase(s), {res.duration_s} s of "
-              f"{len(sc.topology.devices)} accelerators at 1 Hz, {len(res.runs)} benchmark run(s) in {elapsed:.1f} s")
+    con.print(
+        f"[bold]{sc.name}[/] seed {seed}: {len(sc.phases)} phase(s), {res.duration_s} s of "
+        f"{len(sc.topology.devices)} accelerators at 1 Hz, {len(res.runs)} benchmark run(s) in {elapsed:.1f} s"
+    )
     if res.runs:
         tab = Table("run", "phase", "requests", "out tok/s", "median ITL ms", "p99 ITL ms", "median TTFT ms")
         for run in res.runs:
             s = run.summary()
-            tab.add_row(run.run_id, run.phase, str(run.result.n), f"{s['output_throughput']:.1f}",
-                        f"{s['median_itl_ms']:.1f}", f"{s['p99_itl_ms']:.1f}", f"{s['median_ttft_ms']:.0f}")
+            tab.add_row(
+                run.run_id,
+                run.phase,
+                str(run.result.n),
+                f"{s['output_throughput']:.1f}",
+                f"{s['median_itl_ms']:.1f}",
+                f"{s['p99_itl_ms']:.1f}",
+                f"{s['median_ttft_ms']:.0f}",
+            )
         con.print(tab)
     gt = res.ground_truth
     eff = [e for e in gt["effects"] if e["victim"] == gt["victim"]]
     if eff:
-        tab = Table("victim", "antagonist", "phase", "through", "tok/s change %", "p99 ITL change %",
-                    title="ground truth")
+        tab = Table(
+            "victim", "antagonist", "phase", "through", "tok/s change %", "p99 ITL change %", title="ground truth"
+        )
         for e in eff:
-            tab.add_row(e["victim"], e["antagonist"], e["phase"], ",".join(e["resources"]),
-                        f"{e['throughput_change_pct']:+.2f}", f"{e['p99_itl_change_pct']:+.2f}")
+            tab.add_row(
+                e["victim"],
+                e["antagonist"],
+                e["phase"],
+                ",".join(e["resources"]),
+                f"{e['throughput_change_pct']:+.2f}",
+                f"{e['p99_itl_change_pct']:+.2f}",
+            )
         con.print(tab)
     else:
         con.print(f"ground truth: no co-tenant affects {gt['victim']}")

@@ -171,10 +171,13 @@ class SimResult:
         """
         t1 = self.duration_s if t1 is None else min(t1, self.duration_s)
         step = 3600  # build long windows hour by hour: smaller temporaries, faster
-        parts = [physics.frames(self.state, self.scenario, self.start_ns, a, min(a + step, t1))
-                 for a in range(t0, max(t1, t0 + 1), step)]
-        frames = {k: pl.concat([p[k] for p in parts], rechunk=False) if len(parts) > 1 else parts[0][k]
-                  for k in parts[0]}
+        parts = [
+            physics.frames(self.state, self.scenario, self.start_ns, a, min(a + step, t1))
+            for a in range(t0, max(t1, t0 + 1), step)
+        ]
+        frames = {
+            k: pl.concat([p[k] for p in parts], rechunk=False) if len(parts) > 1 else parts[0][k] for k in parts[0]
+        }
         frames["run_event"] = self._run_events(t0, t1)
         return frames
 
@@ -200,42 +203,74 @@ class SimResult:
         lo, hi = self.start_ns + t0 * 10**9, self.start_ns + t1 * 10**9
         for run in self.runs:
             meta = {
-                "tool": run.tool, "model": run.model, "max_concurrency": run.max_concurrency,
-                "num_prompts": run.num_prompts, "input_len": run.input_len, "output_len": run.output_len,
+                "tool": run.tool,
+                "model": run.model,
+                "max_concurrency": run.max_concurrency,
+                "num_prompts": run.num_prompts,
+                "input_len": run.input_len,
+                "output_len": run.output_len,
             }
             for event, when, extra in (("start", run.start, {}), ("end", run.end, run.summary())):
                 ns = int(when.timestamp() * 1e9)
                 mono = run.monotonic_start_s + (0.0 if event == "start" else run.result.duration_s)
-                rows.append({
-                    "time": ns, "node": self.scenario.topology.node, "run_id": run.run_id, "group": run.group,
-                    "phase": run.phase, "event": event, "monotonic_s": mono, "tool": run.tool,
-                    "command": f"python -m sglang.bench_serving --backend sglang --dataset-name random "
-                               f"--random-input-len {run.input_len} --random-output-len {run.output_len} "
-                               f"--random-range-ratio {run.range_ratio} --num-prompts {run.num_prompts} "
-                               f"--max-concurrency {run.max_concurrency} --request-rate inf",
-                    "exit_code": 0 if event == "end" else None,
-                    "metadata_json": json.dumps({**meta, **extra}, sort_keys=True),
-                })
+                rows.append(
+                    {
+                        "time": ns,
+                        "node": self.scenario.topology.node,
+                        "run_id": run.run_id,
+                        "group": run.group,
+                        "phase": run.phase,
+                        "event": event,
+                        "monotonic_s": mono,
+                        "tool": run.tool,
+                        "command": f"python -m sglang.bench_serving --backend sglang --dataset-name random "
+                        f"--random-input-len {run.input_len} --random-output-len {run.output_len} "
+                        f"--random-range-ratio {run.range_ratio} --num-prompts {run.num_prompts} "
+                        f"--max-concurrency {run.max_concurrency} --request-rate inf",
+                        "exit_code": 0 if event == "end" else None,
+                        "metadata_json": json.dumps({**meta, **extra}, sort_keys=True),
+                    }
+                )
         sched = self.scenario.schedule()
         for group, on in sched.items():
             diff = np.diff(np.concatenate([[False], on]).astype(np.int8))
             for t in np.flatnonzero(diff):
                 ev = "switch_on" if diff[t] > 0 else "switch_off"
-                rows.append({
-                    "time": self.start_ns + int(t) * 10**9, "node": self.scenario.topology.node,
-                    "run_id": f"{self.scenario.name}-seed{self.seed}", "group": group,
-                    "phase": self.scenario.phases[_phase_index(self.scenario, int(t))].name, "event": ev,
-                    "monotonic_s": UPTIME_AT_START_S + float(t), "tenant": group,
-                })
+                rows.append(
+                    {
+                        "time": self.start_ns + int(t) * 10**9,
+                        "node": self.scenario.topology.node,
+                        "run_id": f"{self.scenario.name}-seed{self.seed}",
+                        "group": group,
+                        "phase": self.scenario.phases[_phase_index(self.scenario, int(t))].name,
+                        "event": ev,
+                        "monotonic_s": UPTIME_AT_START_S + float(t),
+                        "tenant": group,
+                    }
+                )
         rows = [r for r in rows if lo <= r["time"] < hi]
         rows.sort(key=lambda r: r["time"])
         if not rows:
             from telemetry.schema import empty_frame
 
             return empty_frame("run_event")
-        cols = {k: [r.get(k) for r in rows] for k in
-                ("time", "node", "run_id", "group", "phase", "event", "monotonic_s", "tool", "command",
-                 "exit_code", "tenant", "metadata_json")}
+        cols = {
+            k: [r.get(k) for r in rows]
+            for k in (
+                "time",
+                "node",
+                "run_id",
+                "group",
+                "phase",
+                "event",
+                "monotonic_s",
+                "tool",
+                "command",
+                "exit_code",
+                "tenant",
+                "metadata_json",
+            )
+        }
         frame = pl.DataFrame(cols, schema_overrides={"exit_code": pl.Int64, "monotonic_s": pl.Float64})
         return conform(frame, "run_event")
 
@@ -306,8 +341,9 @@ def _plans(scenario: Scenario, seed: int) -> list[_RunPlan]:
             n = b.num_prompts or _max_requests(window, b)
             rng = np.random.default_rng([seed, groups.index(t.group), pi, 1])
             reqs = draw_requests(rng, n, b.input_len, b.output_len, b.range_ratio)
-            plans.append(_RunPlan(t.group, phase.name, a + RUN_LEAD_S, window, reqs,
-                                  [seed, groups.index(t.group), pi, 2]))
+            plans.append(
+                _RunPlan(t.group, phase.name, a + RUN_LEAD_S, window, reqs, [seed, groups.index(t.group), pi, 2])
+            )
     return plans
 
 
@@ -318,9 +354,10 @@ def _max_requests(window_s: float, b) -> int:
 
 def _run(plan: _RunPlan, press: dict[str, dict[str, np.ndarray]], scenario: Scenario) -> ServingResult:
     res = press.get(plan.group, {})
-    p = Pressure({k: v[plan.start_s:] for k, v in res.items()})
-    return simulate_serving(plan.requests, scenario.bench.max_concurrency, plan.window_s, p,
-                            np.random.default_rng(plan.jitter_seed))
+    p = Pressure({k: v[plan.start_s :] for k, v in res.items()})
+    return simulate_serving(
+        plan.requests, scenario.bench.max_concurrency, plan.window_s, p, np.random.default_rng(plan.jitter_seed)
+    )
 
 
 def _pct(new: float, old: float) -> float:
@@ -360,14 +397,24 @@ def simulate(scenario: Scenario, seed: int = 0, *, bench: bool = True) -> SimRes
         res = _run(plan, press, scenario)
         results.append(res)
         start = scenario.start + timedelta(seconds=plan.start_s)
-        runs.append(BenchRun(
-            run_id=f"{scenario.name}-s{seed}-{plan.group}-{plan.phase}-{i:02d}",
-            group=plan.group, phase=plan.phase, tool=scenario.bench.tool, model=scenario.bench.model,
-            start=start, result=res, max_concurrency=scenario.bench.max_concurrency,
-            num_prompts=res.n, input_len=scenario.bench.input_len, output_len=scenario.bench.output_len,
-            range_ratio=scenario.bench.range_ratio, monotonic_start_s=UPTIME_AT_START_S + plan.start_s,
-            node=scenario.topology.node,
-        ))
+        runs.append(
+            BenchRun(
+                run_id=f"{scenario.name}-s{seed}-{plan.group}-{plan.phase}-{i:02d}",
+                group=plan.group,
+                phase=plan.phase,
+                tool=scenario.bench.tool,
+                model=scenario.bench.model,
+                start=start,
+                result=res,
+                max_concurrency=scenario.bench.max_concurrency,
+                num_prompts=res.n,
+                input_len=scenario.bench.input_len,
+                output_len=scenario.bench.output_len,
+                range_ratio=scenario.bench.range_ratio,
+                monotonic_start_s=UPTIME_AT_START_S + plan.start_s,
+                node=scenario.topology.node,
+            )
+        )
         if scenario.bench_mode == "continuous":
             names = np.array([p.name for p in scenario.phases])
             ends = np.cumsum([p.duration_s for p in scenario.phases])
@@ -375,12 +422,19 @@ def simulate(scenario: Scenario, seed: int = 0, *, bench: bool = True) -> SimRes
             runs[-1].phase = scenario.name
             runs[-1].request_phase = names[np.minimum(idx, len(names) - 1)]
     truth = _ground_truth(scenario, seed, plans, results, press)
-    state = physics.node_state(scenario, seed, press, [(p.group, p.start_s, r) for p, r in zip(plans, results, strict=True)])
+    state = physics.node_state(
+        scenario, seed, press, [(p.group, p.start_s, r) for p, r in zip(plans, results, strict=True)]
+    )
     return SimResult(scenario=scenario, seed=seed, runs=runs, ground_truth=truth, state=state)
 
 
-def _ground_truth(scenario: Scenario, seed: int, plans: list[_RunPlan], results: list[ServingResult],
-                  press: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
+def _ground_truth(
+    scenario: Scenario,
+    seed: int,
+    plans: list[_RunPlan],
+    results: list[ServingResult],
+    press: dict[str, dict[str, np.ndarray]],
+) -> dict[str, Any]:
     sched = scenario.schedule()
     effects: list[dict[str, Any]] = []
     phases: dict[str, Any] = {}
@@ -389,8 +443,10 @@ def _ground_truth(scenario: Scenario, seed: int, plans: list[_RunPlan], results:
         antagonists = sorted({c.antagonist for c in scenario.couplings if c.victim == victim})
         base = summary(res)
         if scenario.bench_mode == "per_phase":
-            entry = phases.setdefault(plan.phase, {"active": sorted(next(p.active for p in scenario.phases
-                                                                        if p.name == plan.phase)), "runs": {}})
+            entry = phases.setdefault(
+                plan.phase,
+                {"active": sorted(next(p.active for p in scenario.phases if p.name == plan.phase)), "runs": {}},
+            )
             clean = summary(_run(plan, pressures(scenario, frozenset(antagonists)), scenario))
             entry["runs"][victim] = {
                 "observed": {k: round(v, 3) for k, v in base.items()},
@@ -405,31 +461,41 @@ def _ground_truth(scenario: Scenario, seed: int, plans: list[_RunPlan], results:
                 if a not in active:
                     continue
                 without = summary(_run(plan, pressures(scenario, frozenset({a})), scenario))
-                effects.append({
-                    "victim": victim, "antagonist": a, "phase": plan.phase,
-                    "resources": sorted({c.resource for c in scenario.couplings
-                                         if c.victim == victim and c.antagonist == a}),
-                    "throughput_change_pct": _pct(base["output_throughput"], without["output_throughput"]),
-                    "p99_itl_change_pct": _pct(base["p99_itl_ms"], without["p99_itl_ms"]),
-                })
+                effects.append(
+                    {
+                        "victim": victim,
+                        "antagonist": a,
+                        "phase": plan.phase,
+                        "resources": sorted(
+                            {c.resource for c in scenario.couplings if c.victim == victim and c.antagonist == a}
+                        ),
+                        "throughput_change_pct": _pct(base["output_throughput"], without["output_throughput"]),
+                        "p99_itl_change_pct": _pct(base["p99_itl_ms"], without["p99_itl_ms"]),
+                    }
+                )
         else:
             horizon = int(res.duration_s) + 1
             for a in antagonists:
                 on = np.zeros(horizon, dtype=bool)
-                s = sched[a][plan.start_s: plan.start_s + horizon]
+                s = sched[a][plan.start_s : plan.start_s + horizon]
                 on[: len(s)] = s
                 if not on.any():
                     continue
                 without = _run(plan, pressures(scenario, frozenset({a})), scenario)
                 tok1, p991 = _window_metrics(res, on)
                 tok0, p990 = _window_metrics(without, on)
-                effects.append({
-                    "victim": victim, "antagonist": a, "phase": "while_on",
-                    "resources": sorted({c.resource for c in scenario.couplings
-                                         if c.victim == victim and c.antagonist == a}),
-                    "throughput_change_pct": _pct(tok1, tok0),
-                    "p99_itl_change_pct": _pct(p991, p990),
-                })
+                effects.append(
+                    {
+                        "victim": victim,
+                        "antagonist": a,
+                        "phase": "while_on",
+                        "resources": sorted(
+                            {c.resource for c in scenario.couplings if c.victim == victim and c.antagonist == a}
+                        ),
+                        "throughput_change_pct": _pct(tok1, tok0),
+                        "p99_itl_change_pct": _pct(p991, p990),
+                    }
+                )
             phases["continuous"] = {"runs": {victim: {"observed": {k: round(v, 3) for k, v in base.items()}}}}
     effects.sort(key=lambda e: (e["victim"] != scenario.victim, e["throughput_change_pct"]))
     co = sorted({t.group for t in scenario.tenants} - {scenario.victim})
@@ -442,8 +508,10 @@ def _ground_truth(scenario: Scenario, seed: int, plans: list[_RunPlan], results:
         "culprits": culprits,
         "innocent": [g for g in co if g not in culprits and sched[g].any()],
         "effects": effects,
-        "couplings": [{"antagonist": c.antagonist, "victim": c.victim, "resource": c.resource,
-                       "strength": c.strength} for c in scenario.couplings],
+        "couplings": [
+            {"antagonist": c.antagonist, "victim": c.victim, "resource": c.resource, "strength": c.strength}
+            for c in scenario.couplings
+        ],
         "phases": phases,
         "schedule": scenario.schedule_blocks(),
         "notes": (

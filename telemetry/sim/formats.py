@@ -138,38 +138,42 @@ def aiperf_records(run: BenchRun) -> list[dict[str, Any]]:
         }
         if len(itl):
             metrics["time_to_second_token"] = {"value": float(itl[0]), "unit": "ms"}
-        metrics.update({
-            "output_sequence_length": {"value": osl, "unit": "tokens"},
-            "input_sequence_length": {"value": isl, "unit": "tokens"},
-            "output_token_count": {"value": osl, "unit": "tokens"},
-            "usage_prompt_tokens": {"value": isl, "unit": "tokens"},
-            "usage_completion_tokens": {"value": osl, "unit": "tokens"},
-            "usage_total_tokens": {"value": isl + osl, "unit": "tokens"},
-            "inter_chunk_latency": {"value": itl.tolist(), "unit": "ms"},
-            "e2e_output_token_throughput": {"value": osl / (e2e_ms / 1000.0), "unit": "tokens/sec/user"},
-        })
+        metrics.update(
+            {
+                "output_sequence_length": {"value": osl, "unit": "tokens"},
+                "input_sequence_length": {"value": isl, "unit": "tokens"},
+                "output_token_count": {"value": osl, "unit": "tokens"},
+                "usage_prompt_tokens": {"value": isl, "unit": "tokens"},
+                "usage_completion_tokens": {"value": osl, "unit": "tokens"},
+                "usage_total_tokens": {"value": isl + osl, "unit": "tokens"},
+                "inter_chunk_latency": {"value": itl.tolist(), "unit": "ms"},
+                "e2e_output_token_throughput": {"value": osl / (e2e_ms / 1000.0), "unit": "tokens/sec/user"},
+            }
+        )
         if tpot is not None:
             metrics["inter_token_latency"] = {"value": tpot, "unit": "ms"}
             metrics["output_token_throughput_per_user"] = {"value": 1000.0 / tpot, "unit": "tokens/sec/user"}
-        out.append({
-            "metadata": {
-                "session_num": i,
-                "x_request_id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
-                "x_correlation_id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
-                "conversation_id": f"session_{i:06d}",
-                "turn_index": 0,
-                "credit_issued_ns": start_ns - 500_000,
-                "request_start_ns": start_ns,
-                "request_ack_ns": start_ns + 2_000_000,
-                "request_end_ns": start_ns + int(np.rint(e2e_ms * 1e6)),
-                "worker_id": worker,
-                "record_processor_id": proc,
-                "benchmark_phase": "profiling",
-                "was_cancelled": False,
-            },
-            "metrics": metrics,
-            "error": None,
-        })
+        out.append(
+            {
+                "metadata": {
+                    "session_num": i,
+                    "x_request_id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
+                    "x_correlation_id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
+                    "conversation_id": f"session_{i:06d}",
+                    "turn_index": 0,
+                    "credit_issued_ns": start_ns - 500_000,
+                    "request_start_ns": start_ns,
+                    "request_ack_ns": start_ns + 2_000_000,
+                    "request_end_ns": start_ns + int(np.rint(e2e_ms * 1e6)),
+                    "worker_id": worker,
+                    "record_processor_id": proc,
+                    "benchmark_phase": "profiling",
+                    "was_cancelled": False,
+                },
+                "metrics": metrics,
+                "error": None,
+            }
+        )
     return out
 
 

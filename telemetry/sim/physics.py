@@ -110,8 +110,9 @@ def _noise(rng: np.random.Generator, sigma: float, shape: tuple[int, int]) -> np
     return out
 
 
-def node_state(scenario: Scenario, seed: int, press: dict[str, dict[str, np.ndarray]],
-               runs: list[tuple[str, int, ServingResult]]) -> NodeState:
+def node_state(
+    scenario: Scenario, seed: int, press: dict[str, dict[str, np.ndarray]], runs: list[tuple[str, int, ServingResult]]
+) -> NodeState:
     """Compute the per-second state of the node (see module docstring)."""
     topo = scenario.topology
     T = scenario.duration_s
@@ -136,8 +137,8 @@ def node_state(scenario: Scenario, seed: int, press: dict[str, dict[str, np.ndar
         n = min(int(res.duration_s) + 1, T - start_s)
         dec, pre = res.tokens_per_second(n)
         busy = (dec + pre) > 0
-        group_act[g][start_s:start_s + n] = np.maximum(group_act[g][start_s:start_s + n], busy)
-        group_pre[g][start_s:start_s + n] = np.clip(pre / 12000.0, 0, 1)
+        group_act[g][start_s : start_s + n] = np.maximum(group_act[g][start_s : start_s + n], busy)
+        group_pre[g][start_s : start_s + n] = np.clip(pre / 12000.0, 0, 1)
     for j, d in enumerate(devs):
         t = tenants.get(d.group)
         act = group_act.get(d.group, np.zeros(T))
@@ -228,9 +229,9 @@ def node_state(scenario: Scenario, seed: int, press: dict[str, dict[str, np.ndar
     runnable = socket_demand.sum(axis=1)  # demand past the core count waits in the run queue
     threads_running = np.maximum(runnable + rng.normal(0, 0.8, T), 0)
     load = np.stack([_lag(threads_running, tau) for tau in (60.0, 300.0, 900.0)], axis=1)
-    host_mem = 42 * 2**30 + sum(
-        sched[t.group].astype(float) * t.rss_bytes for t in scenario.tenants
-    ) * (1 + rng.normal(0, 0.002, T))
+    host_mem = 42 * 2**30 + sum(sched[t.group].astype(float) * t.rss_bytes for t in scenario.tenants) * (
+        1 + rng.normal(0, 0.002, T)
+    )
 
     ncores = topo.cpu_count
     core_weight = rng.uniform(0.5, 1.5, ncores)
@@ -241,12 +242,26 @@ def node_state(scenario: Scenario, seed: int, press: dict[str, dict[str, np.ndar
 
     f32 = np.float32
     return NodeState(
-        seconds=T, util=util.astype(f32), power=power.astype(f32), temp=temp.astype(f32),
-        clock=clock.astype(f32), pcie_rx=pcie_rx.astype(f32), pcie_tx=pcie_tx.astype(f32),
-        mem_used=mem_used.astype(np.float64), thermal_p=thermal_p.astype(f32), power_p=power_p.astype(f32),
-        energy=energy, socket_demand=socket_demand.astype(f32), threads_running=threads_running.astype(f32),
-        load=load.astype(f32), host_mem_used=host_mem.astype(np.float64), tenant_cores=tenant_cores.astype(f32),
-        tenant_on=tenant_on, core_weight=core_weight, noise=noise, seed=seed,
+        seconds=T,
+        util=util.astype(f32),
+        power=power.astype(f32),
+        temp=temp.astype(f32),
+        clock=clock.astype(f32),
+        pcie_rx=pcie_rx.astype(f32),
+        pcie_tx=pcie_tx.astype(f32),
+        mem_used=mem_used.astype(np.float64),
+        thermal_p=thermal_p.astype(f32),
+        power_p=power_p.astype(f32),
+        energy=energy,
+        socket_demand=socket_demand.astype(f32),
+        threads_running=threads_running.astype(f32),
+        load=load.astype(f32),
+        host_mem_used=host_mem.astype(np.float64),
+        tenant_cores=tenant_cores.astype(f32),
+        tenant_on=tenant_on,
+        core_weight=core_weight,
+        noise=noise,
+        seed=seed,
     )
 
 
@@ -322,8 +337,7 @@ def frames(state: NodeState, scenario: Scenario, start_ns: int, t0: int, t1: int
         "ecc_corrected_count": _nulls(amd, np.zeros((T, D))),
         "ecc_uncorrected_count": _nulls(amd, np.zeros((T, D))),
     }
-    ints = ("pcie_link_gen", "pcie_link_width", "pcie_replay_count", "ecc_corrected_count",
-            "ecc_uncorrected_count")
+    ints = ("pcie_link_gen", "pcie_link_width", "pcie_replay_count", "ecc_corrected_count", "ecc_uncorrected_count")
     cols: list[pl.Series] = []
     for k, v in accel.items():
         if isinstance(v, np.ndarray) and v.ndim == 2:
@@ -345,27 +359,29 @@ def frames(state: NodeState, scenario: Scenario, start_ns: int, t0: int, t1: int
     busy = np.clip(demand.sum(axis=1), 0, ncores)
     cpu_util = 100.0 * busy / ncores
     running = state.threads_running[sl].astype(np.float64)
-    host = pl.DataFrame({
-        "time": times,
-        "node": node,
-        "cpu_util_pct": cpu_util,
-        "cpu_user_pct": cpu_util * 0.84,
-        "cpu_system_pct": cpu_util * 0.15,
-        "cpu_iowait_pct": np.abs(0.15 + 0.05 * nz[:, 0]),
-        "cpu_steal_pct": np.zeros(T),
-        "cpu_count": np.full(T, ncores, dtype=np.int64),
-        "load1": state.load[sl, 0].astype(np.float64),
-        "load5": state.load[sl, 1].astype(np.float64),
-        "load15": state.load[sl, 2].astype(np.float64),
-        "mem_total_bytes": np.full(T, float(topo.mem_total_bytes)),
-        "mem_used_bytes": state.host_mem_used[sl],
-        "mem_available_bytes": topo.mem_total_bytes - state.host_mem_used[sl] * 1.03,
-        "swap_used_bytes": np.zeros(T),
-        "ctx_switches_per_s": 18000 + 2400 * running + 500 * nz[:, 1],
-        "interrupts_per_s": 12000 + 900 * running + 300 * nz[:, 2],
-        "procs_running": np.round(running).astype(np.int64) + 1,
-        "cpu_temp_c": _cpu_temp_c(state, ncores)[sl] + 0.3 * nz[:, 0],
-    })
+    host = pl.DataFrame(
+        {
+            "time": times,
+            "node": node,
+            "cpu_util_pct": cpu_util,
+            "cpu_user_pct": cpu_util * 0.84,
+            "cpu_system_pct": cpu_util * 0.15,
+            "cpu_iowait_pct": np.abs(0.15 + 0.05 * nz[:, 0]),
+            "cpu_steal_pct": np.zeros(T),
+            "cpu_count": np.full(T, ncores, dtype=np.int64),
+            "load1": state.load[sl, 0].astype(np.float64),
+            "load5": state.load[sl, 1].astype(np.float64),
+            "load15": state.load[sl, 2].astype(np.float64),
+            "mem_total_bytes": np.full(T, float(topo.mem_total_bytes)),
+            "mem_used_bytes": state.host_mem_used[sl],
+            "mem_available_bytes": topo.mem_total_bytes - state.host_mem_used[sl] * 1.03,
+            "swap_used_bytes": np.zeros(T),
+            "ctx_switches_per_s": 18000 + 2400 * running + 500 * nz[:, 1],
+            "interrupts_per_s": 12000 + 900 * running + 300 * nz[:, 2],
+            "procs_running": np.round(running).astype(np.int64) + 1,
+            "cpu_temp_c": _cpu_temp_c(state, ncores)[sl] + 0.3 * nz[:, 0],
+        }
+    )
 
     # ----- host_core
     cps = topo.cores_per_socket
@@ -373,17 +389,19 @@ def frames(state: NodeState, scenario: Scenario, start_ns: int, t0: int, t1: int
     per_core = demand[:, sock_of_core] / cps * state.core_weight[None, :]
     core_util = np.clip(100.0 * per_core + 1.5 * np.abs(nz[:, :ncores]), 0, 100)
     freq = 3700.0 - 600.0 * (demand[:, sock_of_core] / cps).clip(0, 1) + 15 * nz[:, :ncores]
-    host_core = pl.DataFrame({
-        "time": np.repeat(times, ncores),
-        "node": node,
-        "core": _tag([str(c) for c in range(ncores)], T),
-        "socket": _tag([str(x) for x in sock_of_core], T),
-        "util_pct": core_util.reshape(-1),
-        "user_pct": (core_util * 0.85).reshape(-1),
-        "system_pct": (core_util * 0.14).reshape(-1),
-        "iowait_pct": np.abs(0.1 * nz[:, :ncores]).reshape(-1),
-        "freq_mhz": freq.reshape(-1),
-    })
+    host_core = pl.DataFrame(
+        {
+            "time": np.repeat(times, ncores),
+            "node": node,
+            "core": _tag([str(c) for c in range(ncores)], T),
+            "socket": _tag([str(x) for x in sock_of_core], T),
+            "util_pct": core_util.reshape(-1),
+            "user_pct": (core_util * 0.85).reshape(-1),
+            "system_pct": (core_util * 0.14).reshape(-1),
+            "iowait_pct": np.abs(0.1 * nz[:, :ncores]).reshape(-1),
+            "freq_mhz": freq.reshape(-1),
+        }
+    )
 
     # ----- tenant
     groups = [t.group for t in scenario.tenants]
@@ -399,18 +417,21 @@ def frames(state: NodeState, scenario: Scenario, start_ns: int, t0: int, t1: int
             accel_mem[:, gi] = state.mem_used[sl][:, cols].sum(axis=1) * on[:, gi]
     base_pid = 4100 + 977 * np.arange(G)
     pids = np.array([" ".join(str(p + k) for k in range(4)) for p in base_pid])
-    tenant = pl.DataFrame({
-        "time": np.repeat(times, G),
-        "node": node,
-        "group": _tag(groups, T),
-        "cpu_pct": (100.0 * cores).reshape(-1),
-        "rss_bytes": np.where(on, rss * (1 + 0.002 * nz[:, :G]), 0.0).reshape(-1),
-        "accel_mem_bytes": accel_mem.reshape(-1),
-        "process_count": np.where(on, 4, 0).reshape(-1).astype(np.int64),
-        "threads_count": np.where(on, threads, 0).reshape(-1).astype(np.int64),
-        "pids": pl.Series([*pids.tolist(), None], dtype=pl.String).gather(
-            np.where(on, np.arange(G)[None, :], G).reshape(-1)),
-    })
+    tenant = pl.DataFrame(
+        {
+            "time": np.repeat(times, G),
+            "node": node,
+            "group": _tag(groups, T),
+            "cpu_pct": (100.0 * cores).reshape(-1),
+            "rss_bytes": np.where(on, rss * (1 + 0.002 * nz[:, :G]), 0.0).reshape(-1),
+            "accel_mem_bytes": accel_mem.reshape(-1),
+            "process_count": np.where(on, 4, 0).reshape(-1).astype(np.int64),
+            "threads_count": np.where(on, threads, 0).reshape(-1).astype(np.int64),
+            "pids": pl.Series([*pids.tolist(), None], dtype=pl.String).gather(
+                np.where(on, np.arange(G)[None, :], G).reshape(-1)
+            ),
+        }
+    )
 
     return {
         "accel": _rounded(conform(accel_df, "accel", where="simulator.accel"), "accel"),

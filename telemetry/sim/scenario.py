@@ -250,8 +250,16 @@ def seed000_topology(node: str = "ionx-sixtyfour-01") -> Topology:
         for j in range(2):
             i = 2 * k + j
             devs.append(
-                Device(f"gpu{i}", "amd", "MI300X", "hive0" if i < 8 else "hive1", f"0000:{0x11 + 0x10 * k + j:02x}:00.0",
-                       f"sw{k}", sock, zone)
+                Device(
+                    f"gpu{i}",
+                    "amd",
+                    "MI300X",
+                    "hive0" if i < 8 else "hive1",
+                    f"0000:{0x11 + 0x10 * k + j:02x}:00.0",
+                    f"sw{k}",
+                    sock,
+                    zone,
+                )
             )
     for k in range(8):
         sock = 0 if k < 4 else 1
@@ -259,8 +267,16 @@ def seed000_topology(node: str = "ionx-sixtyfour-01") -> Topology:
         for j in range(2):
             i = 2 * k + j
             devs.append(
-                Device(f"tt{i}", "tenstorrent", "Wormhole n300", "tt", f"0000:{0x13 + 0x10 * k + j:02x}:00.0",
-                       f"sw{k}", sock, zone)
+                Device(
+                    f"tt{i}",
+                    "tenstorrent",
+                    "Wormhole n300",
+                    "tt",
+                    f"0000:{0x13 + 0x10 * k + j:02x}:00.0",
+                    f"sw{k}",
+                    sock,
+                    zone,
+                )
             )
     devs.append(Device("rngd0", "furiosa", "RNGD", "furiosa", "0000:15:00.0", "sw0", 0, "zone0"))
     devs.append(Device("rngd1", "furiosa", "RNGD", "furiosa", "0000:55:00.0", "sw4", 1, "zone2"))
@@ -271,10 +287,26 @@ def _tenants(extra: tuple[Tenant, ...] = ()) -> tuple[Tenant, ...]:
     base = (
         Tenant("hive0", "serving", cpu_cores=4.0, socket=0, rss_bytes=96 * 2**30, threads=180),
         Tenant("hive1", "serving", cpu_cores=4.0, socket=1, rss_bytes=96 * 2**30, threads=180),
-        Tenant("tt", "batch", util=0.92, pcie_bytes_per_s=9.0e9, cpu_cores=24.0, socket=None,
-               rss_bytes=64 * 2**30, threads=256),
-        Tenant("furiosa", "batch", util=0.85, pcie_bytes_per_s=3.0e9, cpu_cores=6.0, socket=None,
-               rss_bytes=24 * 2**30, threads=48),
+        Tenant(
+            "tt",
+            "batch",
+            util=0.92,
+            pcie_bytes_per_s=9.0e9,
+            cpu_cores=24.0,
+            socket=None,
+            rss_bytes=64 * 2**30,
+            threads=256,
+        ),
+        Tenant(
+            "furiosa",
+            "batch",
+            util=0.85,
+            pcie_bytes_per_s=3.0e9,
+            cpu_cores=6.0,
+            socket=None,
+            rss_bytes=24 * 2**30,
+            threads=48,
+        ),
     )
     return base + extra
 
@@ -321,8 +353,15 @@ def _prompts(num_prompts: int | None, default: int) -> int | None:
     return None if num_prompts <= 0 else num_prompts
 
 
-def _two_phase(name: str, antagonist: str, couplings: tuple[Coupling, ...], phase_s: int | None,
-               num_prompts: int | None, description: str, extra: tuple[Tenant, ...] = ()) -> Scenario:
+def _two_phase(
+    name: str,
+    antagonist: str,
+    couplings: tuple[Coupling, ...],
+    phase_s: int | None,
+    num_prompts: int | None,
+    description: str,
+    extra: tuple[Tenant, ...] = (),
+) -> Scenario:
     s = phase_s or SEED000_PHASE_S
     return Scenario(
         name=name,
@@ -342,8 +381,9 @@ def _two_phase(name: str, antagonist: str, couplings: tuple[Coupling, ...], phas
 CPUHOG = Tenant("cpuhog", "batch", util=0.0, cpu_cores=40.0, socket=0, rss_bytes=32 * 2**30, threads=96)
 
 
-def _randomized(phase_s: int | None, num_prompts: int | None, seed: int, blocks: int = 24,
-                block_s: int = 60, p_on: float = 0.5) -> Scenario:
+def _randomized(
+    phase_s: int | None, num_prompts: int | None, seed: int, blocks: int = 24, block_s: int = 60, p_on: float = 0.5
+) -> Scenario:
     """hive0 serves continuously; hive1, tt, furiosa switch on/off per block independently (p = 0.5)."""
     b = phase_s or block_s
     rng = np.random.default_rng([seed, 0xB10C])
@@ -373,28 +413,59 @@ def _builders() -> dict[str, Callable[[int | None, int | None, int], Scenario]]:
     return {
         "seed000": _seed000,
         "pcie_antagonist": lambda s, n, seed: _two_phase(
-            "pcie_antagonist", "tt", (Coupling("tt", "hive0", "pcie", 0.10),), s, n,
-            "tt cards on hive0's PCIe switches stream data; hive0's prefill uploads queue behind them."),
+            "pcie_antagonist",
+            "tt",
+            (Coupling("tt", "hive0", "pcie", 0.10),),
+            s,
+            n,
+            "tt cards on hive0's PCIe switches stream data; hive0's prefill uploads queue behind them.",
+        ),
         "cpu_antagonist": lambda s, n, seed: _two_phase(
-            "cpu_antagonist", "cpuhog", (Coupling("cpuhog", "hive0", "cpu", 0.08),), s, n,
+            "cpu_antagonist",
+            "cpuhog",
+            (Coupling("cpuhog", "hive0", "cpu", 0.08),),
+            s,
+            n,
             "A host-only job keeps 40 cores of socket 0 busy; hive0's scheduler threads wait in the run queue.",
-            extra=(CPUHOG,)),
+            extra=(CPUHOG,),
+        ),
         "thermal_neighbour": lambda s, n, seed: _two_phase(
-            "thermal_neighbour", "tt", (Coupling("tt", "hive0", "thermal", 0.08),), s, n,
-            "tt cards heat hive0's cooling zones; hive0 clocks drop (thermal throttle) and prefill slows."),
+            "thermal_neighbour",
+            "tt",
+            (Coupling("tt", "hive0", "thermal", 0.08),),
+            s,
+            n,
+            "tt cards heat hive0's cooling zones; hive0 clocks drop (thermal throttle) and prefill slows.",
+        ),
         "decoy": lambda s, n, seed: _two_phase(
-            "decoy", "hive1", (), s, n,
+            "decoy",
+            "hive1",
+            (),
+            s,
+            n,
             "hive1 serves at full load in the stress phase but shares no switch, socket or zone effect with "
-            "hive0: any blame on hive1 is wrong."),
+            "hive0: any blame on hive1 is wrong.",
+        ),
         "no_interference": lambda s, n, seed: _two_phase(
-            "no_interference", "tt", (), s, n,
-            "tt cards are busy in the stress phase but perfectly isolated: hive0 is unaffected."),
+            "no_interference",
+            "tt",
+            (),
+            s,
+            n,
+            "tt cards are busy in the stress phase but perfectly isolated: hive0 is unaffected.",
+        ),
         "aa": lambda s, n, seed: Scenario(
-            name="aa", topology=seed000_topology(), tenants=_tenants(),
-            phases=(Phase("baseline_a", s or SEED000_PHASE_S, frozenset({"hive0"})),
-                    Phase("baseline_b", s or SEED000_PHASE_S, frozenset({"hive0"}))),
-            victim="hive0", bench=BenchConfig(num_prompts=_prompts(n, 640)),
-            description="A/A: two baseline phases of the same configuration; any difference is noise."),
+            name="aa",
+            topology=seed000_topology(),
+            tenants=_tenants(),
+            phases=(
+                Phase("baseline_a", s or SEED000_PHASE_S, frozenset({"hive0"})),
+                Phase("baseline_b", s or SEED000_PHASE_S, frozenset({"hive0"})),
+            ),
+            victim="hive0",
+            bench=BenchConfig(num_prompts=_prompts(n, 640)),
+            description="A/A: two baseline phases of the same configuration; any difference is noise.",
+        ),
         "randomized": _randomized,
     }
 
@@ -402,8 +473,9 @@ def _builders() -> dict[str, Callable[[int | None, int | None, int], Scenario]]:
 PRESETS: tuple[str, ...] = tuple(_builders())
 
 
-def preset(name: str = "seed000", *, phase_s: int | None = None, num_prompts: int | None = None,
-           seed: int = 0) -> Scenario:
+def preset(
+    name: str = "seed000", *, phase_s: int | None = None, num_prompts: int | None = None, seed: int = 0
+) -> Scenario:
     """A ready-made scenario.
 
     ``phase_s``: every phase (for ``randomized``: every block) this many seconds (default: 780 s, enough for

@@ -132,9 +132,16 @@ class ServingResult:
 
     def all_itls(self) -> np.ndarray:
         """Every ITL of every request, concatenated (s)."""
-        idx = np.concatenate(
-            [np.arange(int(f) + 1, int(f) + int(o)) for f, o in zip(self.first_step, self.output_tokens, strict=True)]
-        ) if self.n else np.zeros(0, dtype=np.int64)
+        idx = (
+            np.concatenate(
+                [
+                    np.arange(int(f) + 1, int(f) + int(o))
+                    for f, o in zip(self.first_step, self.output_tokens, strict=True)
+                ]
+            )
+            if self.n
+            else np.zeros(0, dtype=np.int64)
+        )
         return self.step_s[idx]
 
     def tokens_per_second(self, seconds: int) -> tuple[np.ndarray, np.ndarray]:

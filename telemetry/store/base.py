@@ -5,6 +5,7 @@ Frames follow `telemetry.schema`: a ``time`` column (UTC, ns), tag columns, fiel
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -186,3 +187,12 @@ __all__ = [
     "parse_agg",
     "parse_every",
 ]
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory, so a rename or a new file in it survives a power loss (both durable stores use it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -15,8 +15,12 @@ app = typer.Typer(
 )
 
 
-STORE_OPTION = typer.Option(None, "--store", envvar="NEIGHBORSCOPE_STORE",
-                            help="Store URL (influx:// or influx2://), as every command takes it.")
+STORE_OPTION = typer.Option(
+    None,
+    "--store",
+    envvar="NEIGHBORSCOPE_STORE",
+    help="Store URL (influx:// or influx2://), as every command takes it.",
+)
 
 
 def store_url(url: str | None, store: str | None) -> str:
@@ -25,14 +29,18 @@ def store_url(url: str | None, store: str | None) -> str:
         raise ConfigError(f"two store URLs: {url!r} and --store {store!r}; give one")
     chosen = url or store
     if not chosen:
-        raise ConfigError("no store URL: give it with --store (or NEIGHBORSCOPE_STORE), e.g. "
-                          "--store influx://127.0.0.1:8086/neighborscope")
+        raise ConfigError(
+            "no store URL: give it with --store (or NEIGHBORSCOPE_STORE), e.g. "
+            "--store influx://127.0.0.1:8086/neighborscope"
+        )
     return chosen
 
 
 @app.command()
 def init(
-    url: str | None = typer.Argument(None, help="Store URL, e.g. influx://user:pass@127.0.0.1:8086/neighborscope?rp=autogen"),
+    url: str | None = typer.Argument(
+        None, help="Store URL, e.g. influx://user:pass@127.0.0.1:8086/neighborscope?rp=autogen"
+    ),
     store_opt: str | None = STORE_OPTION,
     retention: str | None = typer.Option(
         None, "--retention", help="Keep data this long (InfluxQL duration: 30d, 12w, INF). Default: forever."

@@ -26,7 +26,7 @@ import polars as pl
 
 from telemetry.batch import Columns, group_frame
 from telemetry.errors import StoreError, StoreLockedError
-from telemetry.store.base import BatchKey
+from telemetry.store.base import BatchKey, fsync_dir
 
 log = logging.getLogger("telemetry.store.parquet")
 
@@ -43,14 +43,6 @@ _PROCESS_START = time.time()
 
 
 # ---- files: atomic writes and their footers ---------------------------------------------------------
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _tmp_path(d: Path, suffix: str = ".parquet") -> Path:
@@ -113,7 +105,7 @@ def atomic_write(
             tmp.unlink()
         raise
     if sync_dir:
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
 
 @dataclass(frozen=True)
@@ -510,7 +502,7 @@ class Writer:
                     os.replace(tmp, final)
                     renamed.add(tmp)
                 for parent in sorted({final.parent for _, final in unfinished}):
-                    _fsync_dir(parent)
+                    fsync_dir(parent)
                 log.warning("store %s: finished an interrupted group commit (%d files)", self.root, len(moves))
         return renamed
 
@@ -576,7 +568,7 @@ class Writer:
                     os.replace(tmp, final)
                     started = True
             for d in sorted({final.parent for _, final in group.moves}):
-                _fsync_dir(d)
+                fsync_dir(d)
         except BaseException:
             if started:
                 self.pending = group
@@ -602,8 +594,8 @@ class Writer:
                 dest.with_name(dest.name + ".reason").write_text(
                     f"{datetime.now(UTC).isoformat(timespec='seconds')} {rel}: {reason}\n", encoding="utf-8"
                 )
-            _fsync_dir(dest.parent)
-            _fsync_dir(path.parent)
+            fsync_dir(dest.parent)
+            fsync_dir(path.parent)
         except FileNotFoundError:
             return None
         except OSError as exc:

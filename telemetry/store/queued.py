@@ -64,7 +64,7 @@ from telemetry.errors import InfluxWriteRejectedError, StoreError, StoreUnavaila
 from telemetry.line_protocol import repeats_points, split_lines
 from telemetry.retry import Backoff
 from telemetry.schema import MEASUREMENTS
-from telemetry.store.base import BatchKey, TagFilter
+from telemetry.store.base import BatchKey, TagFilter, fsync_dir
 
 log = logging.getLogger("neighborscope.queue")
 
@@ -124,14 +124,6 @@ class _Bodies(list[bytes]):
     def __init__(self, bodies: list[bytes], in_order: bool) -> None:
         super().__init__(bodies)
         self.in_order = in_order
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class QueuedStore:
@@ -274,7 +266,7 @@ class QueuedStore:
         with open(self.queue_dir / "sent.log", "w", encoding="utf-8") as fh:
             fh.flush()
             os.fsync(fh.fileno())
-        _fsync_dir(self.queue_dir)
+        fsync_dir(self.queue_dir)
 
     # ---- writing -------------------------------------------------------------------------------
 
@@ -394,7 +386,7 @@ class QueuedStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-            _fsync_dir(self.queue_dir)
+            fsync_dir(self.queue_dir)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()

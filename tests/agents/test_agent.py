@@ -42,8 +42,7 @@ def columns(docs: list[dict], name: str) -> dict[str, list]:
 
 
 def test_all_samplers_of_a_tick_share_its_timestamp_and_devices_get_their_group():
-    cfg = parse_config({"node": "n1", "agent": {"cadence_s": 0.1, "flush_s": 0.2},
-                        "groups": {"hive0": ["gpu0"]}})
+    cfg = parse_config({"node": "n1", "agent": {"cadence_s": 0.1, "flush_s": 0.2}, "groups": {"hive0": ["gpu0"]}})
     spool = MemorySpool()
     built = [Built(SimulatedSampler(fake_source(seconds=60)), 0.1), Built(HostSampler(per_core=False), 0.2)]
     agent = Agent(cfg, built, spool=spool)
@@ -64,8 +63,13 @@ def test_all_samplers_of_a_tick_share_its_timestamp_and_devices_get_their_group(
 def test_tenants_get_accelerator_memory_from_nvml_processes():
     import os
 
-    cfg = parse_config({"node": "n1", "samplers": {"nvml": {"enabled": False}, "host": {"enabled": False}},
-                        "tenants": [{"group": "me", "cmdline": "pytest|python"}]})
+    cfg = parse_config(
+        {
+            "node": "n1",
+            "samplers": {"nvml": {"enabled": False}, "host": {"enabled": False}},
+            "tenants": [{"group": "me", "cmdline": "pytest|python"}],
+        }
+    )
     fake = FakeNvml([FakeGpu(processes=[(os.getpid(), 7 * 2**30)])])
     nvml = NvmlSampler(nvml=fake, events=False)
     from agents.samplers.tenants import TenantRule, TenantsSampler

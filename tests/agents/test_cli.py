@@ -42,7 +42,7 @@ def test_print_config_shows_the_effective_config_with_detected_samplers(tmp_path
 
 def test_a_bad_config_is_one_line_not_a_traceback(tmp_path):
     cfg = tmp_path / "agent.toml"
-    cfg.write_text('[agent]\ncadence_s = 0.001\n')
+    cfg.write_text("[agent]\ncadence_s = 0.001\n")
     proc = subprocess.run([*NEIGHBORSCOPE, "agent", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "agent.toml: [agent] cadence_s: 0.001 s is outside" in proc.stderr and "Traceback" not in proc.stderr
@@ -51,23 +51,45 @@ def test_a_bad_config_is_one_line_not_a_traceback(tmp_path):
 
 def node_config(tmp_path: Path, url: str) -> Path:
     path = tmp_path / "agent.toml"
-    path.write_text(f'node = "node1"\n[collector]\nurl = "{url}"\ntoken = "token-node1"\n'
-                    f'[agent]\nspool_dir = "{tmp_path / "spool"}"\n')
+    path.write_text(
+        f'node = "node1"\n[collector]\nurl = "{url}"\ntoken = "token-node1"\n'
+        f'[agent]\nspool_dir = "{tmp_path / "spool"}"\n'
+    )
     return path
 
 
 def run_wrapper(tmp_path: Path, url: str, *args: str, bench: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*NEIGHBORSCOPE, "run", "--config", str(node_config(tmp_path, url)), "--group", "hive0",
-         "--phase", "baseline", "--run-id", "r1", *args, "--", *bench],
-        capture_output=True, text=True, timeout=120,
+        [
+            *NEIGHBORSCOPE,
+            "run",
+            "--config",
+            str(node_config(tmp_path, url)),
+            "--group",
+            "hive0",
+            "--phase",
+            "baseline",
+            "--run-id",
+            "r1",
+            *args,
+            "--",
+            *bench,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 @pytest.mark.slow
 def test_run_records_start_and_end_events_and_streams_the_output(collector, tmp_path):
-    proc = run_wrapper(tmp_path, collector.url, "--tool", "demo",
-                       bench=[sys.executable, "-c", "print('bench says hi'); raise SystemExit(3)"])
+    proc = run_wrapper(
+        tmp_path,
+        collector.url,
+        "--tool",
+        "demo",
+        bench=[sys.executable, "-c", "print('bench says hi'); raise SystemExit(3)"],
+    )
     assert proc.returncode == 3  # the benchmark's exit code
     assert "bench says hi" in proc.stdout
     collector.stop()
@@ -93,12 +115,21 @@ def test_run_keeps_its_events_in_the_spool_when_the_collector_is_down(tmp_path):
 
 @pytest.mark.slow
 def test_run_hands_the_result_file_to_the_importer(collector, tmp_path):
-    proc = run_wrapper(tmp_path, collector.url, "--result", str(BENCH), "--store", str(tmp_path / "bench-store"),
-                       bench=[sys.executable, "-c", "pass"])
+    proc = run_wrapper(
+        tmp_path,
+        collector.url,
+        "--result",
+        str(BENCH),
+        "--store",
+        str(tmp_path / "bench-store"),
+        bench=[sys.executable, "-c", "pass"],
+    )
     assert proc.returncode == 0
     assert "neighborscope run:" in proc.stderr
     if "imported" not in proc.stderr:  # the importer is another issue: a failure must be said clearly
-        assert "the benchmark importer failed" in proc.stderr and "retry with: neighborscope import bench" in proc.stderr
+        assert (
+            "the benchmark importer failed" in proc.stderr and "retry with: neighborscope import bench" in proc.stderr
+        )
         pytest.skip(f"importer not working yet: {proc.stderr.strip().splitlines()[-1]}")
     store = open_store(str(tmp_path / "bench-store"))
     try:
@@ -109,15 +140,28 @@ def test_run_hands_the_result_file_to_the_importer(collector, tmp_path):
 
 
 def test_run_without_a_result_file_says_there_is_nothing_to_import(tmp_path):
-    proc = run_wrapper(tmp_path, "http://127.0.0.1:9", "--result", str(tmp_path / "missing.json"),
-                       bench=[sys.executable, "-c", "pass"])
+    proc = run_wrapper(
+        tmp_path, "http://127.0.0.1:9", "--result", str(tmp_path / "missing.json"), bench=[sys.executable, "-c", "pass"]
+    )
     assert proc.returncode == 0 and "nothing to import" in proc.stderr
 
 
 def test_init_config_writes_a_commented_config_for_this_host_that_the_agent_reads_back(tmp_path):
     path = tmp_path / "agent.toml"
-    result = CliRunner().invoke(app, ["agent", "--init-config", "--collector", "http://collector:8428",
-                                      "--config", str(path), "--log-level", "warning"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "agent",
+            "--init-config",
+            "--collector",
+            "http://collector:8428",
+            "--config",
+            str(path),
+            "--log-level",
+            "warning",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     text = path.read_text()
     assert text.startswith("# neighborscope agent config for ") and "\n# token_file = " in text
@@ -126,8 +170,9 @@ def test_init_config_writes_a_commented_config_for_this_host_that_the_agent_read
     cfg = load_config(path)
     assert cfg.collector_url == "http://collector:8428"
     assert cfg.samplers["host"].enabled is True and cfg.samplers["simulated"].enabled is False
-    again = subprocess.run([*NEIGHBORSCOPE, "agent", "--init-config", "--config", str(path)], capture_output=True,
-                           text=True)
+    again = subprocess.run(
+        [*NEIGHBORSCOPE, "agent", "--init-config", "--config", str(path)], capture_output=True, text=True
+    )
     assert again.returncode == 2 and "already exists, not overwritten" in again.stderr
     assert path.read_text() == text
 
@@ -145,17 +190,21 @@ def test_init_config_lists_the_devices_it_found_and_enables_their_sampler():
     assert "devices" not in cfg.samplers["hwmon"].options  # devices found later are picked up too
 
 
-@pytest.mark.parametrize(("toml", "expected"), [
-    ("[agent]\nbogus = 1\n", "[agent] unknown key 'bogus'; the known keys are cadence_s, "),
-    ("[samplers.nope]\n", "[samplers] unknown sampler 'nope'; the known samplers are "),
-    ('[collector]\nurl = "ftp://x"\n', "[collector] url: the collector URL must look like http(s)://HOST[:PORT]"),
-    ('[[tenants]]\ngroup = "hive0"\n', "tenants[0]: a tenant rule needs at least one of"),
-])
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[agent]\nbogus = 1\n", "[agent] unknown key 'bogus'; the known keys are cadence_s, "),
+        ("[samplers.nope]\n", "[samplers] unknown sampler 'nope'; the known samplers are "),
+        ('[collector]\nurl = "ftp://x"\n', "[collector] url: the collector URL must look like http(s)://HOST[:PORT]"),
+        ('[[tenants]]\ngroup = "hive0"\n', "tenants[0]: a tenant rule needs at least one of"),
+    ],
+)
 def test_config_errors_are_sentences_that_name_the_file(tmp_path, toml, expected):
     path = tmp_path / "agent.toml"
     path.write_text(toml)
-    result = subprocess.run([*NEIGHBORSCOPE, "agent", "--config", str(path), "--log-level", "warning"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [*NEIGHBORSCOPE, "agent", "--config", str(path), "--log-level", "warning"], capture_output=True, text=True
+    )
     assert result.returncode == 2
     (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
     assert line.startswith(f"error: {path}: ") and expected in line, line

@@ -27,7 +27,7 @@ token = "token-node1"
 [agent]
 cadence_s = 0.2
 flush_s = 0.5
-spool_dir = "{tmp_path / 'spool'}"
+spool_dir = "{tmp_path / "spool"}"
 shutdown_timeout_s = 20
 """)
     return path
@@ -43,8 +43,9 @@ def summary(stderr: str) -> dict:
 def test_collector_killed_for_20_s_loses_and_duplicates_nothing(collector_factory, tmp_path):
     c = collector_factory()
     log = open(tmp_path / "agent.log", "w")  # noqa: SIM115 - closed below
-    agent = subprocess.Popen([*NEIGHBORSCOPE, "agent", "--config", str(agent_config(tmp_path, c.url))],
-                             stdout=log, stderr=subprocess.STDOUT)
+    agent = subprocess.Popen(
+        [*NEIGHBORSCOPE, "agent", "--config", str(agent_config(tmp_path, c.url))], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 120
         while "sampler(s) [" not in (tmp_path / "agent.log").read_text():  # started and ticking

@@ -54,17 +54,26 @@ cmdline = "sglang"
         ({"agent": {"cadence_s": 0.01}}, "agent.toml: [agent] cadence_s: 0.01 s is outside 0.1 .. 3600.0 s"),
         ({"samplers": {"host": {"cadence_s": 0.05}}}, "agent.toml: [samplers.host] cadence_s: 0.05 s is outside"),
         ({"samplers": {"gpu": {}}}, "agent.toml: [samplers] unknown sampler 'gpu'; the known samplers are nvml, "),
-        ({"samplers": {"nvml": {"enabled": "yes"}}}, 'agent.toml: [samplers.nvml] enabled: must be true, false or "auto"'),
+        (
+            {"samplers": {"nvml": {"enabled": "yes"}}},
+            'agent.toml: [samplers.nvml] enabled: must be true, false or "auto"',
+        ),
         ({"samplers": {"nvml": {"enabled": 1}}}, 'agent.toml: [samplers.nvml] enabled: must be true, false or "auto"'),
         ({"groups": {"a": ["gpu0"], "b": ["gpu0"]}}, "agent.toml: [groups] device 'gpu0' is in both group 'a' and 'b'"),
-        ({"collector": {"uri": "x"}}, "agent.toml: [collector] unknown key 'uri'; the known keys are url, token, token_file,"),
+        (
+            {"collector": {"uri": "x"}},
+            "agent.toml: [collector] unknown key 'uri'; the known keys are url, token, token_file,",
+        ),
         ({"collector": {"timeout_s": "5"}}, "agent.toml: [collector] timeout_s: Input should be a valid number"),
         ({"agent": {"flush_s": 0.01}}, "agent.toml: [agent] flush_s: Input should be greater than or equal to 0.05"),
         ({"agent": {"metrics_port": True}}, "agent.toml: [agent] metrics_port: Input should be a valid integer"),
         ({"node": "bad node!"}, "agent.toml: node name 'bad node!' is not valid"),
         ({"groups": {"a": "gpu3..gpu1"}}, "agent.toml: [groups] a: bad device range 'gpu3..gpu1'"),
         ({"tenants": {"group": "g"}}, "agent.toml: tenants: must be a list of rules ([[tenants]])"),
-        ({"nodes": "n2"}, "agent.toml: unknown key 'nodes'; the known keys are node, collector, agent, groups, samplers,"),
+        (
+            {"nodes": "n2"},
+            "agent.toml: unknown key 'nodes'; the known keys are node, collector, agent, groups, samplers,",
+        ),
     ],
 )
 def test_bad_configs_say_what_and_where_in_one_sentence(raw, message):
@@ -110,8 +119,13 @@ def test_device_ranges_expand():
 
 
 def test_effective_config_is_valid_toml_with_detected_devices_and_no_token():
-    cfg = parse_config({"node": "n1", "collector": {"url": "http://c", "token": "s3cret"},
-                        "tenants": [{"group": "g", "name": "python"}]})
+    cfg = parse_config(
+        {
+            "node": "n1",
+            "collector": {"url": "http://c", "token": "s3cret"},
+            "tenants": [{"group": "g", "name": "python"}],
+        }
+    )
     text = effective_toml(cfg, {"host": [], "nvml": ["gpu0", "gpu1"]})
     assert "s3cret" not in text
     doc = tomllib.loads(text)

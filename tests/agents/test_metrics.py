@@ -25,8 +25,20 @@ from tests.telemetry.collector.test_metrics_promtool import promtool_problems, t
 
 def latest() -> LatestValues:
     lv = LatestValues("node1")
-    lv.update({"accel": [{"time": 1, "device": "gpu0", "vendor": "nvidia", "power_w": 300.0, "throttle_power": True,
-                          "temp_c": None}]})
+    lv.update(
+        {
+            "accel": [
+                {
+                    "time": 1,
+                    "device": "gpu0",
+                    "vendor": "nvidia",
+                    "power_w": 300.0,
+                    "throttle_power": True,
+                    "temp_c": None,
+                }
+            ]
+        }
+    )
     lv.update({"accel": [{"time": 2, "device": "gpu0", "vendor": "nvidia", "power_w": 310.5, "throttle_power": False,
                           "energy_j": 12345, "sm_clock_mhz": 1980.0}],
                "tenant": [{"time": 2, "group": "hive0", "cpu_pct": 12.5, "pids": "1 2"}],

@@ -31,7 +31,7 @@ class FakeStop(threading.Event):
         self.ft, self.work_s = ft, work_s
 
     def wait(self, timeout: float | None = None) -> bool:
-        step = (timeout or 0.0)
+        step = timeout or 0.0
         self.ft.mono_t += step
         self.ft.wall_t += step
         return self.is_set()
@@ -152,8 +152,10 @@ def test_a_failing_sampler_reports_its_errors_in_the_agent_measurement():
 
 
 def test_stamping_gives_rows_the_tick_time_and_the_configured_group():
-    rows = {"accel": [{"device": "gpu0", "group": "sim"}, {"device": "gpu9"}],
-            "accel_event": [{"device": "gpu0", "time": 5}]}
+    rows = {
+        "accel": [{"device": "gpu0", "group": "sim"}, {"device": "gpu9"}],
+        "accel_event": [{"device": "gpu0", "time": 5}],
+    }
     out = stamp_rows(rows, 42, {"gpu0": "hive0"})
     assert out["accel"] == [{"device": "gpu0", "group": "hive0", "time": 42}, {"device": "gpu9", "time": 42}]
     assert out["accel_event"][0]["time"] == 5  # events keep their own time

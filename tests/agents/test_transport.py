@@ -86,8 +86,12 @@ def rows(n: int = 1) -> dict:
 
 
 def test_encoded_batch_is_gzip_json_the_collector_accepts():
-    body = encode_batch("node1", "boot", 7, {"host": rows(3)["host"],
-                                              "accel": [{"time": 1, "device": "gpu0", "power_w": None, "temp_c": 40}]})
+    body = encode_batch(
+        "node1",
+        "boot",
+        7,
+        {"host": rows(3)["host"], "accel": [{"time": 1, "device": "gpu0", "power_w": None, "temp_c": 40}]},
+    )
     doc = json.loads(gzip.decompress(body))
     frames = batch_frames(BatchIn.model_validate(doc))
     assert frames["host"].height == 3 and doc["seq"] == 7
@@ -102,8 +106,18 @@ def test_post_sends_gzip_with_the_bearer_token(fake_collector):
     assert fake.headers[0]["content-encoding"] == "gzip"
 
 
-@pytest.mark.parametrize(("status", "outcome"), [(503, "retry"), (500, "retry"), (429, "retry"), (401, "retry"),
-                                                   (422, "rejected"), (400, "rejected"), (413, "rejected")])
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (503, "retry"),
+        (500, "retry"),
+        (429, "retry"),
+        (401, "retry"),
+        (422, "rejected"),
+        (400, "rejected"),
+        (413, "rejected"),
+    ],
+)
 def test_answers_are_classified(fake_collector, status, outcome):
     result = transport(fake_collector([status])).post(b"x")
     assert result.outcome == outcome

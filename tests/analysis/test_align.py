@@ -166,14 +166,23 @@ def test_telemetry_outside_the_victims_windows_is_not_aggregated() -> None:
     late = _accel().with_columns((pl.col("time") + pl.duration(hours=1)).cast(pl.Datetime("ns", "UTC")))
     grid = align(_requests(), _tokens(600, 6), _runs(6), accel=pl.concat([_accel(), late]), window_s=2.0)
     assert grid.groups["window_start"].max() < T0 + timedelta(minutes=1)
-    full = align(_requests(), _tokens(600, 6), _runs(6), accel=pl.concat([_accel(), late]), window_s=2.0,
-                 victim_windows_only=False, per_device=True)
+    full = align(
+        _requests(),
+        _tokens(600, 6),
+        _runs(6),
+        accel=pl.concat([_accel(), late]),
+        window_s=2.0,
+        victim_windows_only=False,
+        per_device=True,
+    )
     assert full.groups["window_start"].max() > T0 + timedelta(minutes=59)
     assert full.devices.height > 0
 
 
 def test_a_bidirectional_pcie_figure_counts_when_rx_and_tx_are_absent() -> None:
-    a = _accel().with_columns(pl.lit(None, dtype=pl.Float64).alias("pcie_rx_bytes_per_s"),
-                              pl.lit(None, dtype=pl.Float64).alias("pcie_tx_bytes_per_s"),
-                              pl.lit(7e8).alias("pcie_bidir_bytes_per_s"))
+    a = _accel().with_columns(
+        pl.lit(None, dtype=pl.Float64).alias("pcie_rx_bytes_per_s"),
+        pl.lit(None, dtype=pl.Float64).alias("pcie_tx_bytes_per_s"),
+        pl.lit(7e8).alias("pcie_bidir_bytes_per_s"),
+    )
     assert device_windows(a, 2.0)["pcie_bytes_per_s"].to_list()[0] == 7e8

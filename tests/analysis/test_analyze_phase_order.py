@@ -36,9 +36,22 @@ def seed000_store(tmp_path: Path) -> Path:
         path = tmp_path / f"block{i}.txt"
         path.write_text(block)
         os.utime(path, (written + i, written + i))
-        res = CliRunner().invoke(import_app, ["bench", str(path), "--run", f"seed000-{phase}-{group}", "--phase",
-                                              phase, "--group", group, "--store", str(store)],
-                                 catch_exceptions=False)
+        res = CliRunner().invoke(
+            import_app,
+            [
+                "bench",
+                str(path),
+                "--run",
+                f"seed000-{phase}-{group}",
+                "--phase",
+                phase,
+                "--group",
+                group,
+                "--store",
+                str(store),
+            ],
+            catch_exceptions=False,
+        )
         assert res.exit_code == 0, res.output
     return store
 
@@ -81,9 +94,18 @@ def test_an_unknown_baseline_phase_is_a_usage_error(seed000_store: Path) -> None
 
 
 def _run(run_id: str, phase: str, start: datetime | None, import_seq: int) -> Run:
-    return Run(run_id=run_id, tool="vllm", source=f"{run_id}.txt", summary={"output_tok_s": 100.0, "duration_s": 60.0},
-               start=start, end=None if start is None else start + timedelta(seconds=60), group="hive0", phase=phase,
-               timed=start is not None, import_seq=import_seq)
+    return Run(
+        run_id=run_id,
+        tool="vllm",
+        source=f"{run_id}.txt",
+        summary={"output_tok_s": 100.0, "duration_s": 60.0},
+        start=start,
+        end=None if start is None else start + timedelta(seconds=60),
+        group="hive0",
+        phase=phase,
+        timed=start is not None,
+        import_seq=import_seq,
+    )
 
 
 def test_runs_without_a_start_keep_import_order_and_say_so(tmp_path: Path) -> None:
@@ -106,6 +128,9 @@ def test_runs_without_a_start_keep_import_order_and_say_so(tmp_path: Path) -> No
 
 def test_runs_with_wall_clock_starts_are_ordered_by_start() -> None:
     t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    runs = [_run("b", "stress", t0 + timedelta(hours=2), import_seq=0), _run("a", "warmup", t0, import_seq=1),
-            _run("c", "baseline", t0 + timedelta(hours=1), import_seq=2)]
+    runs = [
+        _run("b", "stress", t0 + timedelta(hours=2), import_seq=0),
+        _run("a", "warmup", t0, import_seq=1),
+        _run("c", "baseline", t0 + timedelta(hours=1), import_seq=2),
+    ]
     assert phase_order_of(runs) == (["warmup", "baseline", "stress"], None)

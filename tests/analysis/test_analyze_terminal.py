@@ -15,8 +15,14 @@ BLOCKS = "baseline/hive0,dual/hive0,dual/hive1,stress/hive0,stress/hive1"
 
 def _piped(*args: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    res = subprocess.run([sys.executable, "-m", "telemetry.cli", "analyze", *args], capture_output=True, text=True,
-                         timeout=120, env=env, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "telemetry.cli", "analyze", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     return res.stdout
 

@@ -185,8 +185,9 @@ def test_randomised_schedule_reaches_significance_on_a_short_run() -> None:
     y = 2.0 * on + rng.normal(0, 0.5, on.size)
     p = segment_shuffle_pvalue(y, [on[:, None]], 0, np.ones((on.size, 1)), 999, np.random.default_rng(0))
     assert p < 0.01
-    null = segment_shuffle_pvalue(rng.normal(0, 0.5, on.size), [on[:, None]], 0, np.ones((on.size, 1)), 999,
-                                  np.random.default_rng(0))
+    null = segment_shuffle_pvalue(
+        rng.normal(0, 0.5, on.size), [on[:, None]], 0, np.ones((on.size, 1)), 999, np.random.default_rng(0)
+    )
     assert null > 0.05
 
 
@@ -198,20 +199,45 @@ def _busy_host_grid(n: int, cpu_count: float) -> tuple[object, np.ndarray]:
     on = np.tile([0.0] * 5 + [1.0] * 5, n // 10)
     ws = pl.Series("window_start", np.datetime64("2026-01-01T00:00:00", "ns") + np.arange(n) * np.timedelta64(5, "s"))
     ws = ws.dt.replace_time_zone("UTC")
-    victim = pl.DataFrame({"run_id": "r", "phase": "p", "group": "victim", "window_start": ws, "covered_s": 5.0,
-                           "tokens": 1000 - 700 * on, "output_tok_s": 200 - 140 * on, "itl_n": 1000,
-                           "itl_ms_p50": 3 + 5 * on, "itl_ms_p99": 27 + 80 * on, "itl_ms_mean": 4 + 6 * on,
-                           "requests_started": 30 - 20 * on, "ttft_ms_p50": 5.0, "running_requests": 1.0,
-                           "prefill_tokens": 64 * (30 - 20 * on)})
+    victim = pl.DataFrame(
+        {
+            "run_id": "r",
+            "phase": "p",
+            "group": "victim",
+            "window_start": ws,
+            "covered_s": 5.0,
+            "tokens": 1000 - 700 * on,
+            "output_tok_s": 200 - 140 * on,
+            "itl_n": 1000,
+            "itl_ms_p50": 3 + 5 * on,
+            "itl_ms_p99": 27 + 80 * on,
+            "itl_ms_mean": 4 + 6 * on,
+            "requests_started": 30 - 20 * on,
+            "ttft_ms_p50": 5.0,
+            "running_requests": 1.0,
+            "prefill_tokens": 64 * (30 - 20 * on),
+        }
+    )
     rng = np.random.default_rng(0)
-    host = pl.DataFrame({"window_start": ws, "node": "n", "cpu_util_pct": 100.0,
-                         "procs_running": 17 + 3 * on + rng.normal(0, 0.5, n), "load1": 15.0, "cpu_count": cpu_count})
-    tenants = pl.concat([
-        pl.DataFrame({"window_start": ws, "group": "victim", "cpu_pct": 63 - 41 * on + rng.normal(0, 3, n)}),
-        pl.DataFrame({"window_start": ws, "group": "cpuhog", "cpu_pct": 6 + 80 * on + rng.normal(0, 3, n)}),
-    ])
-    sockets = pl.DataFrame({"window_start": ws, "socket": "0", "util_pct": 100.0,
-                            "saturated_core_share": 0.996 + 0.004 * on})
+    host = pl.DataFrame(
+        {
+            "window_start": ws,
+            "node": "n",
+            "cpu_util_pct": 100.0,
+            "procs_running": 17 + 3 * on + rng.normal(0, 0.5, n),
+            "load1": 15.0,
+            "cpu_count": cpu_count,
+        }
+    )
+    tenants = pl.concat(
+        [
+            pl.DataFrame({"window_start": ws, "group": "victim", "cpu_pct": 63 - 41 * on + rng.normal(0, 3, n)}),
+            pl.DataFrame({"window_start": ws, "group": "cpuhog", "cpu_pct": 6 + 80 * on + rng.normal(0, 3, n)}),
+        ]
+    )
+    sockets = pl.DataFrame(
+        {"window_start": ws, "socket": "0", "util_pct": 100.0, "saturated_core_share": 0.996 + 0.004 * on}
+    )
     empty = pl.DataFrame(schema={"window_start": pl.Datetime("ns", "UTC")})
     return Grid(5.0, victim, empty, empty, host, sockets, tenants), on
 

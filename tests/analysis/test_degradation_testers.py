@@ -56,8 +56,9 @@ def test_summary_only_gives_the_change_without_an_interval() -> None:
 
 
 def test_compare_turns_an_estimate_into_percent_and_keeps_the_metric_note() -> None:
-    c = compare(TPUT, np.array([100.0, 100.0]), np.array([110.0, 110.0]), WelchTester(), threshold_pct=3.0,
-                note="goodput SLOs")
+    c = compare(
+        TPUT, np.array([100.0, 100.0]), np.array([110.0, 110.0]), WelchTester(), threshold_pct=3.0, note="goodput SLOs"
+    )
     assert (c.baseline_value, c.value) == (pytest.approx(100.0), pytest.approx(110.0))
     assert c.change_pct == pytest.approx(10.0) and c.ci_low_pct == c.ci_high_pct == pytest.approx(10.0)
     assert c.method == "runs_welch" and c.note == "goodput SLOs"
@@ -69,8 +70,9 @@ def test_a_summary_note_replaces_the_metric_note() -> None:
     assert c.note == NO_PER_RUN and c.ci_low_pct is None and c.p_value is None
 
 
-def _comparison(metric=TPUT, change: float = -10.0, lo: float | None = -12.0, hi: float | None = -8.0,
-                p: float | None = 0.001) -> Comparison:
+def _comparison(
+    metric=TPUT, change: float = -10.0, lo: float | None = -12.0, hi: float | None = -8.0, p: float | None = 0.001
+) -> Comparison:
     return Comparison(metric, 3.0, 5, 5, "runs_welch", "high", "", 100.0, 100.0 + change, change, lo, hi, p)
 
 
@@ -129,7 +131,8 @@ def test_bootstrap_of_constant_windows_gives_the_exact_ratio_as_its_interval() -
 def test_bootstrap_with_too_few_replicates_gives_no_interval() -> None:
     sides = _one_run_sides({"a": 100.0, "b": 120.0})
     est = BootstrapTester(sides, "a", "b", np.random.default_rng(0), n_boot=10).estimate(
-        SPEC["ttft_ms_p50"], np.array([100.0]), np.array([120.0]))
+        SPEC["ttft_ms_p50"], np.array([100.0]), np.array([120.0])
+    )
     assert est.ratio == pytest.approx(1.2) and math.isnan(est.ci_low) and math.isnan(est.p)
 
 

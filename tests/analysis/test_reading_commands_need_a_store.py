@@ -14,17 +14,27 @@ from typer.testing import CliRunner
 from telemetry.cli import app
 
 
-@pytest.mark.parametrize("command", [
-    ["analyze", "--victim", "hive0"],
-    ["report", "--out", "{tmp}/report"],
-    ["alerts"],
-    ["serve", "--no-collector"],
-], ids=" ".join)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["analyze", "--victim", "hive0"],
+        ["report", "--out", "{tmp}/report"],
+        ["alerts"],
+        ["serve", "--no-collector"],
+    ],
+    ids=" ".join,
+)
 def test_a_store_that_does_not_exist_is_a_usage_error_and_is_not_created(tmp_path: Path, command: list[str]) -> None:
     missing = tmp_path / "no-such-store"
     args = [*command, "--store", str(missing)]
-    res = subprocess.run([sys.executable, "-m", "telemetry.cli", *(a.replace("{tmp}", str(tmp_path)) for a in args)],
-                         capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "telemetry.cli", *(a.replace("{tmp}", str(tmp_path)) for a in args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
     assert res.returncode == 2, res.stdout + res.stderr
     assert res.stderr.startswith("error: ") and "does not exist" in res.stderr and str(missing) in res.stderr
     assert "Traceback" not in res.stderr

@@ -72,11 +72,23 @@ def test_align_windows_carry_every_resource_field_summed_or_averaged_as_declared
     rows = []
     for s in range(4):
         for dev, scale in (("0", 1.0), ("1", 3.0)):
-            rows.append({"time": t0 + timedelta(seconds=s), "node": "n", "device": dev, "group": "g",
-                         "power_w": 100.0 * scale, "power_limit_w": 400.0, "util_pct": 50.0,
-                         "pcie_rx_bytes_per_s": 10.0 * scale, "pcie_tx_bytes_per_s": 5.0 * scale,
-                         "temp_c": 40.0 * scale, "sm_clock_mhz": 1000.0, "throttle_thermal": s == 0,
-                         "throttle_power": False})
+            rows.append(
+                {
+                    "time": t0 + timedelta(seconds=s),
+                    "node": "n",
+                    "device": dev,
+                    "group": "g",
+                    "power_w": 100.0 * scale,
+                    "power_limit_w": 400.0,
+                    "util_pct": 50.0,
+                    "pcie_rx_bytes_per_s": 10.0 * scale,
+                    "pcie_tx_bytes_per_s": 5.0 * scale,
+                    "temp_c": 40.0 * scale,
+                    "sm_clock_mhz": 1000.0,
+                    "throttle_thermal": s == 0,
+                    "throttle_power": False,
+                }
+            )
     accel = pl.DataFrame(rows).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))
     dev = device_windows(accel, 10.0)
     for frame in (group_windows(dev), group_windows_direct(accel, 10.0)):
@@ -98,14 +110,34 @@ def _grid_with_cooler(n: int) -> tuple[Grid, np.ndarray]:
     on = np.tile([0.0] * 5 + [1.0] * 5, n // 10)
     ws = pl.Series("window_start", np.datetime64("2026-01-01T00:00:00", "ns") + np.arange(n) * np.timedelta64(5, "s"))
     ws = ws.dt.replace_time_zone("UTC")
-    victim = pl.DataFrame({"run_id": "r", "phase": "p", "group": "victim", "window_start": ws, "covered_s": 5.0,
-                           "tokens": 1000.0, "output_tok_s": 200 - 40 * on, "itl_n": 1000, "itl_ms_p99": 30 + 10 * on,
-                           "requests_started": 30.0, "running_requests": 1.0, "prefill_tokens": 640.0})
+    victim = pl.DataFrame(
+        {
+            "run_id": "r",
+            "phase": "p",
+            "group": "victim",
+            "window_start": ws,
+            "covered_s": 5.0,
+            "tokens": 1000.0,
+            "output_tok_s": 200 - 40 * on,
+            "itl_n": 1000,
+            "itl_ms_p99": 30 + 10 * on,
+            "requests_started": 30.0,
+            "running_requests": 1.0,
+            "prefill_tokens": 640.0,
+        }
+    )
     rng = np.random.default_rng(0)
-    groups = pl.DataFrame({"window_start": ws, "node": "n", "group": "victim", "power_w": 300.0,
-                           "power_limit_w": 400.0, "util_pct": 90.0,
-                           **{f.name: 1.0 for f in FIELDS},
-                           }).with_columns(pl.Series("temp_c", 50 + 20 * on + rng.normal(0, 0.5, n)))
+    groups = pl.DataFrame(
+        {
+            "window_start": ws,
+            "node": "n",
+            "group": "victim",
+            "power_w": 300.0,
+            "power_limit_w": 400.0,
+            "util_pct": 90.0,
+            **{f.name: 1.0 for f in FIELDS},
+        }
+    ).with_columns(pl.Series("temp_c", 50 + 20 * on + rng.normal(0, 0.5, n)))
     empty = pl.DataFrame(schema={"window_start": pl.Datetime("ns", "UTC")})
     return Grid(5.0, victim, empty, groups, empty, empty, empty), on
 
@@ -114,8 +146,17 @@ def test_a_new_record_is_all_attribution_needs(monkeypatch: pytest.MonkeyPatch) 
     coolant = Resource(
         name="coolant",
         share_keys=("cooling_zone",),
-        mediators=(Mediator("coolant_heat", "primary", "victim coolant heat", "value", "accel temp_c",
-                            lambda s: f"{s:+.0f} heat units", field="temp_c"),),
+        mediators=(
+            Mediator(
+                "coolant_heat",
+                "primary",
+                "victim coolant heat",
+                "value",
+                "accel temp_c",
+                lambda s: f"{s:+.0f} heat units",
+                field="temp_c",
+            ),
+        ),
     )
     monkeypatch.setattr(attribution, "RESOURCES", (*RESOURCES, coolant))
     monkeypatch.setattr(attribution, "RESOURCE_NAMES", (*RESOURCE_NAMES, "coolant"))
@@ -131,9 +172,16 @@ def test_a_new_record_is_all_attribution_needs(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(attribution, "BY_NAME", {**attribution.BY_NAME, "coolant": strict})
     assert attribution.resource_evidence("hog", on, med, ["coolant"])[0] == "unknown"
     # suspects through its share key
-    topo = topology.topology_frame({"devices": [{"node": "n", "device": "0", "group": "victim", "cooling_zone": "z"},
-                                                {"node": "n", "device": "1", "group": "hog", "cooling_zone": "z"}]})
-    grid = dataclasses.replace(grid, groups=pl.concat([grid.groups, grid.groups.with_columns(pl.lit("hog").alias(
-        "group"))]))
+    topo = topology.topology_frame(
+        {
+            "devices": [
+                {"node": "n", "device": "0", "group": "victim", "cooling_zone": "z"},
+                {"node": "n", "device": "1", "group": "hog", "cooling_zone": "z"},
+            ]
+        }
+    )
+    grid = dataclasses.replace(
+        grid, groups=pl.concat([grid.groups, grid.groups.with_columns(pl.lit("hog").alias("group"))])
+    )
     sus = attribution.suspects("victim", grid, topo)
     assert sus.row(0, named=True)["resources"] == ["thermal", "coolant"]

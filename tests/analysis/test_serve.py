@@ -17,13 +17,20 @@ from telemetry.store.factory import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FAKE_REPORT = ("import sys, pathlib; a = sys.argv; out = pathlib.Path(a[a.index('--out') + 1]); "
-               "out.mkdir(parents=True, exist_ok=True); (out / 'ran.txt').write_text(' '.join(a[1:]))")
+FAKE_REPORT = (
+    "import sys, pathlib; a = sys.argv; out = pathlib.Path(a[a.index('--out') + 1]); "
+    "out.mkdir(parents=True, exist_ok=True); (out / 'ran.txt').write_text(' '.join(a[1:]))"
+)
 
 
 def _opts(tmp_path: Path, **kw: object) -> ServeOptions:
-    return ServeOptions(store=str(tmp_path / "store"), state_dir=tmp_path / "alerts", report_out=tmp_path / "reports",
-                        neighborscope=[sys.executable, "-c", FAKE_REPORT], **kw)  # type: ignore[arg-type]
+    return ServeOptions(
+        store=str(tmp_path / "store"),
+        state_dir=tmp_path / "alerts",
+        report_out=tmp_path / "reports",
+        neighborscope=[sys.executable, "-c", FAKE_REPORT],
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_jobs_are_single_instance_and_coalesced(tmp_path: Path) -> None:
@@ -49,8 +56,9 @@ def test_bad_cron_is_a_config_error(tmp_path: Path) -> None:
 def test_alert_job_evaluates_and_persists_state(tmp_path: Path) -> None:
     st = open_store(tmp_path / "store")
     now = datetime.now(UTC)
-    st.write("agent", pl.DataFrame({"time": [now - timedelta(hours=1)], "node": ["n1"], "sampler": ["host"],
-                                    "ok": [True]}))
+    st.write(
+        "agent", pl.DataFrame({"time": [now - timedelta(hours=1)], "node": ["n1"], "sampler": ["host"], "ok": [True]})
+    )
     st.close()
     jobs = Jobs(_opts(tmp_path))
     jobs.alerts()

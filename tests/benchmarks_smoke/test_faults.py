@@ -33,8 +33,28 @@ def test_a_tiny_fault_run_loses_and_duplicates_nothing_in_either_store(tmp_path)
         stores = "embedded"
     out = tmp_path / "faults.json"
     faults = _faults()
-    faults.main(["--agents", "2", "--duration-s", "8", "--kills", "1", "--disk-full-s", "2", "--influx-outage-s", "3",
-                 "--drain-s", "30", "--disk-mb", "16", "--stores", stores, "--json", str(out)])
+    faults.main(
+        [
+            "--agents",
+            "2",
+            "--duration-s",
+            "8",
+            "--kills",
+            "1",
+            "--disk-full-s",
+            "2",
+            "--influx-outage-s",
+            "3",
+            "--drain-s",
+            "30",
+            "--disk-mb",
+            "16",
+            "--stores",
+            stores,
+            "--json",
+            str(out),
+        ]
+    )
     results = json.loads(out.read_text())
     assert [r["store"] for r in results] == stores.split(",")
     for r in results:

@@ -24,7 +24,13 @@ def build_demo_store(root: Path, *, phase_s: int = 240, num_prompts: int = 0, se
     for name, frame in res.telemetry().items():
         store.write(name, frame)
     for run in res.runs:
-        import_bench_files(store, [sim_dir / "bench" / run.run_id / "profile_export.jsonl"], run_id=run.run_id,
-                           group=run.group, phase=run.phase, node=res.scenario.topology.node)
+        import_bench_files(
+            store,
+            [sim_dir / "bench" / run.run_id / "profile_export.jsonl"],
+            run_id=run.run_id,
+            group=run.group,
+            phase=run.phase,
+            node=res.scenario.topology.node,
+        )
     store.close()
     return root / "store"

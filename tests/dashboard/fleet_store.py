@@ -75,21 +75,23 @@ def node_frame(i: int, t0: datetime, seconds: int, hz: float, seed: int, lo: int
     models = np.array([x[3] for x in DEVICES])
     dev_idx = np.repeat(np.arange(d), n_t)
     mask = keep.ravel()
-    frame = pl.DataFrame({
-        "time": np.tile(times, d)[mask],
-        "node": np.full(mask.sum(), node_name(i)),
-        "device": names[dev_idx][mask],
-        "vendor": vendors[dev_idx][mask],
-        "model": models[dev_idx][mask],
-        "group": groups[dev_idx][mask],
-        "temp_c": temp.ravel()[mask],
-        "power_w": power.ravel()[mask],
-        "util_pct": util.ravel()[mask],
-        "pcie_rx_bytes_per_s": (util.ravel()[mask] * 2e8),
-        "pcie_tx_bytes_per_s": (util.ravel()[mask] * 1e8),
-        "throttle_thermal": thermal.ravel()[mask],
-        "throttle_power": np.zeros(mask.sum(), dtype=bool),
-    })
+    frame = pl.DataFrame(
+        {
+            "time": np.tile(times, d)[mask],
+            "node": np.full(mask.sum(), node_name(i)),
+            "device": names[dev_idx][mask],
+            "vendor": vendors[dev_idx][mask],
+            "model": models[dev_idx][mask],
+            "group": groups[dev_idx][mask],
+            "temp_c": temp.ravel()[mask],
+            "power_w": power.ravel()[mask],
+            "util_pct": util.ravel()[mask],
+            "pcie_rx_bytes_per_s": (util.ravel()[mask] * 2e8),
+            "pcie_tx_bytes_per_s": (util.ravel()[mask] * 1e8),
+            "throttle_thermal": thermal.ravel()[mask],
+            "throttle_power": np.zeros(mask.sum(), dtype=bool),
+        }
+    )
     return frame.with_columns(pl.col("time").dt.replace_time_zone("UTC"))
 
 
@@ -98,20 +100,41 @@ def write_alerts(root: Path, now: datetime) -> None:
     from analysis.alerts.engine import EngineState, write_state
     from analysis.alerts.rules import Alert, AlertBook
 
-    nn = Alert(labels={"alertname": "NoisyNeighborDegradation", "severity": "critical", "node": node_name(7),
-                       "victim": "hive0", "antagonist": "tt"},
-               annotations={"summary": "hive0 p99 ITL +12.0 % while tt is busy (through pcie)"}, state="firing",
-               active_at=now - timedelta(minutes=30), last_active_at=now, fired_at=now - timedelta(minutes=25))
-    th = Alert(labels={"alertname": "ThermalRegression", "severity": "warning", "node": node_name(57),
-                       "device": "gpu2"},
-               annotations={"summary": "gpu2 +4 °C at the same power"}, state="resolved",
-               active_at=now - timedelta(minutes=50), last_active_at=now - timedelta(minutes=40),
-               fired_at=now - timedelta(minutes=50), resolved_at=now - timedelta(minutes=40))
+    nn = Alert(
+        labels={
+            "alertname": "NoisyNeighborDegradation",
+            "severity": "critical",
+            "node": node_name(7),
+            "victim": "hive0",
+            "antagonist": "tt",
+        },
+        annotations={"summary": "hive0 p99 ITL +12.0 % while tt is busy (through pcie)"},
+        state="firing",
+        active_at=now - timedelta(minutes=30),
+        last_active_at=now,
+        fired_at=now - timedelta(minutes=25),
+    )
+    th = Alert(
+        labels={"alertname": "ThermalRegression", "severity": "warning", "node": node_name(57), "device": "gpu2"},
+        annotations={"summary": "gpu2 +4 °C at the same power"},
+        state="resolved",
+        active_at=now - timedelta(minutes=50),
+        last_active_at=now - timedelta(minutes=40),
+        fired_at=now - timedelta(minutes=50),
+        resolved_at=now - timedelta(minutes=40),
+    )
     write_state(root / "alerts", EngineState(AlertBook({a.fingerprint: a for a in (nn, th)}, now), []))
 
 
-def build_fleet_store(root: Path, nodes: int = 500, seconds: int = 3600, hz: float = 1.0, seed: int = 0,
-                      end: datetime | None = None, slice_s: int = 300) -> Path:
+def build_fleet_store(
+    root: Path,
+    nodes: int = 500,
+    seconds: int = 3600,
+    hz: float = 1.0,
+    seed: int = 0,
+    end: datetime | None = None,
+    slice_s: int = 300,
+) -> Path:
     """Write the fleet under ``root/store`` (and its alert state under ``root/alerts``); returns the store path.
     The window ends at ``end`` (default: now, whole seconds), so a "last hour" range shows all of it. Written
     as a collector leaves it: one file per ``slice_s`` seconds of every node, in time order."""

@@ -30,8 +30,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 CHROMIUM = os.environ.get("NEIGHBORSCOPE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # url path -> (heading, plotly charts expected on the demo data); "/" forwards to /overview
 PAGES = {
     "": ("Fleet overview", 1),
@@ -64,8 +70,11 @@ def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-                                    args=CHROMIUM_ARGS, headless=True)
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+            args=CHROMIUM_ARGS,
+            headless=True,
+        )
         yield browser
         browser.close()
 
@@ -83,15 +92,19 @@ class DashboardProcess:
     log: Path
 
 
-def start_dashboard(store: Path, workdir: Path, *extra: str, timeout_s: float = 60.0,
-                    port: int | None = None) -> DashboardProcess:
+def start_dashboard(
+    store: Path, workdir: Path, *extra: str, timeout_s: float = 60.0, port: int | None = None
+) -> DashboardProcess:
     """`neighborscope dashboard` on a free loopback port (or ``port``); returns once /_stcore/health says ok."""
     port = port or free_port()
     log = workdir / f"dashboard-{port}.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "telemetry.cli", "dashboard", "--store", str(store), "--port", str(port), *extra],
-            stdout=fh, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
@@ -130,8 +143,10 @@ def dashboard_url(demo_store: Path, tmp_path_factory: pytest.TempPathFactory) ->
 CHARTS = "[data-testid='nsPlotlyChart'], [data-testid='stPlotlyChart']"
 # n real charts drawn: a chart's SVG is there and it is not the "Loading …" placeholder a page shows at the chart's
 # place while its queries run (analysis.figures.loading_figure)
-DRAWN = ("n => [...document.querySelectorAll(\"" + CHARTS + "\")].filter(c => c.querySelector('.main-svg') && "
-         "![...c.querySelectorAll('.annotation-text')].some(a => a.textContent.startsWith('Loading '))).length >= n")
+DRAWN = (
+    'n => [...document.querySelectorAll("' + CHARTS + "\")].filter(c => c.querySelector('.main-svg') && "
+    "![...c.querySelectorAll('.annotation-text')].some(a => a.textContent.startsWith('Loading '))).length >= n"
+)
 # luminance (0 dark .. 1 light) of the first y-axis tick label of the page's first chart, and of the page behind it
 TICK_AND_PAGE_LUMINANCE = """() => { const t = document.querySelector('g.ytick text'); if (!t) return null;
     const lum = c => { const [r, g, b] = c.match(/[\\d.]+/g).map(Number); return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255; };
@@ -140,8 +155,11 @@ TICK_AND_PAGE_LUMINANCE = """() => { const t = document.querySelector('g.ytick t
 
 # every chart's SVG inside its own box, and no two chart boxes overlapping (the report's side-by-side charts once
 # spanned the full width under their neighbour): a list of problems, empty when the layout is sound
-OVERLAPS = """() => {
-    const boxes = [...document.querySelectorAll(\"""" + CHARTS + """\")].map(c => ({
+OVERLAPS = (
+    """() => {
+    const boxes = [...document.querySelectorAll(\""""
+    + CHARTS
+    + """\")].map(c => ({
         box: c.getBoundingClientRect(), svgs: [...c.querySelectorAll('svg.main-svg')].map(s => s.getBoundingClientRect())}));
     const problems = [];
     boxes.forEach((b, i) => b.svgs.forEach(s => {
@@ -154,12 +172,17 @@ OVERLAPS = """() => {
         if (w > 2 && h > 2) problems.push(`charts ${i} and ${j} overlap by ${w} x ${h} px`);
     }
     return problems; }"""
+)
 # run-band labels ("phase · run id") of the page's first chart: how far each one's bottom is above the top of the
 # plot area it labels (negative: it sits on the traces)
-BAND_LABELS_ABOVE = """() => { const chart = document.querySelector(\"""" + CHARTS + """\");
+BAND_LABELS_ABOVE = (
+    """() => { const chart = document.querySelector(\""""
+    + CHARTS
+    + """\");
     const area = chart.querySelector('.draglayer .xy .nsewdrag').getBoundingClientRect();
     return [...chart.querySelectorAll('g.annotation')].filter(a => a.textContent.includes(' · '))
         .map(a => area.top - a.getBoundingClientRect().bottom); }"""
+)
 
 
 # Streamlit's frontend finds the server's base path by asking <page path>/_stcore/health and /host-config first and
@@ -248,13 +271,17 @@ def test_dashboard_on_an_empty_store_explains_itself(chromium, tmp_path: Path):
         stop(dash)
 
 
-@pytest.mark.parametrize(("path", "heading", "lands_on"), [
-    ("overview", "Fleet overview", "/overview"),
-    ("node-detail", "Node detail", "/node-detail"),
-    ("node", "Node detail", "/node-detail"),  # the earlier address of the node page still leads there
-])
-def test_a_deep_link_opened_first_after_a_restart_finds_its_page(chromium, demo_store: Path, tmp_path: Path,
-                                                                 path: str, heading: str, lands_on: str):
+@pytest.mark.parametrize(
+    ("path", "heading", "lands_on"),
+    [
+        ("overview", "Fleet overview", "/overview"),
+        ("node-detail", "Node detail", "/node-detail"),
+        ("node", "Node detail", "/node-detail"),  # the earlier address of the node page still leads there
+    ],
+)
+def test_a_deep_link_opened_first_after_a_restart_finds_its_page(
+    chromium, demo_store: Path, tmp_path: Path, path: str, heading: str, lands_on: str
+):
     """A bookmarked page is the first one a fresh dashboard server sees: no "Page not found" (Streamlit serves its
     default page at "/" only, and used to register a `pages/` folder beside the script without our paths)."""
     dash = start_dashboard(demo_store, tmp_path)
@@ -374,8 +401,12 @@ def oidc_provider(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = tmp_path / "oidc.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port)],
-                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -394,8 +425,9 @@ def oidc_provider(tmp_path: Path) -> Iterator[str]:
         proc.wait(10)
 
 
-def test_login_signs_in_through_the_oidc_provider_and_out_again(chromium, oidc_provider: str, demo_store: Path,
-                                                                tmp_path: Path):
+def test_login_signs_in_through_the_oidc_provider_and_out_again(
+    chromium, oidc_provider: str, demo_store: Path, tmp_path: Path
+):
     port = free_port()
     secrets = tmp_path / ".streamlit" / "secrets.toml"
     secrets.parent.mkdir()
@@ -426,8 +458,9 @@ def test_login_signs_in_through_the_oidc_provider_and_out_again(chromium, oidc_p
         page.wait_for_url(f"{dash.url}/**", timeout=30_000)
         errors.clear()
         wait_rendered(page, 1)
-        page.wait_for_function("() => document.querySelector('h1')?.textContent.trim() === 'Fleet overview'",
-                               timeout=60_000)
+        page.wait_for_function(
+            "() => document.querySelector('h1')?.textContent.trim() === 'Fleet overview'", timeout=60_000
+        )
         assert page.get_by_text("signed in as sre@example.com").count() == 1
         assert page.locator("[data-testid='stException']").count() == 0
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -439,8 +472,9 @@ def test_login_signs_in_through_the_oidc_provider_and_out_again(chromium, oidc_p
         page.get_by_role("button", name="End session").click()
         page.wait_for_url(f"{dash.url}/**", timeout=30_000)
         errors.clear()
-        page.wait_for_function("() => document.querySelector('h1')?.textContent.trim() === 'neighborscope'",
-                               timeout=60_000)
+        page.wait_for_function(
+            "() => document.querySelector('h1')?.textContent.trim() === 'neighborscope'", timeout=60_000
+        )
         page.get_by_role("button", name="Log in").wait_for(timeout=60_000)
         assert page.locator(CHARTS).count() == 0
         assert not errors, errors
@@ -449,8 +483,9 @@ def test_login_signs_in_through_the_oidc_provider_and_out_again(chromium, oidc_p
         stop(dash)
 
 
-def test_noisy_neighbours_shows_the_runs_and_a_progress_line_before_the_analysis(chromium, demo_store: Path,
-                                                                                 tmp_path: Path):
+def test_noisy_neighbours_shows_the_runs_and_a_progress_line_before_the_analysis(
+    chromium, demo_store: Path, tmp_path: Path
+):
     """A fresh server has no analysis yet: the chosen runs and a progress line come first (not a lone spinner),
     then the charts replace the progress line."""
     dash = start_dashboard(demo_store, tmp_path)

@@ -35,8 +35,10 @@ def test_warm_up_imports_the_heavy_modules_without_streamlit_and_reports_missing
     import subprocess
     import sys
 
-    code = ("import sys; from dashboard.serve import warm_up; missing = warm_up(('polars', 'no_such_module_x')); "
-            "print(missing, 'polars' in sys.modules, 'streamlit' in sys.modules)")
+    code = (
+        "import sys; from dashboard.serve import warm_up; missing = warm_up(('polars', 'no_such_module_x')); "
+        "print(missing, 'polars' in sys.modules, 'streamlit' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['no_such_module_x'] True False"
 

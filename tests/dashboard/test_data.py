@@ -17,8 +17,18 @@ T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 @pytest.fixture
 def store(tmp_path: Path) -> ParquetStore:
     s = ParquetStore(tmp_path / "store")
-    rows = [{"time": T0 + timedelta(seconds=i), "node": "n1", "device": d, "group": "g", "temp_c": float(i % 100),
-             "pcie_rx_bytes_per_s": 1e9} for i in range(7200) for d in ("d0", "d1")]
+    rows = [
+        {
+            "time": T0 + timedelta(seconds=i),
+            "node": "n1",
+            "device": d,
+            "group": "g",
+            "temp_c": float(i % 100),
+            "pcie_rx_bytes_per_s": 1e9,
+        }
+        for i in range(7200)
+        for d in ("d0", "d1")
+    ]
     s.write("accel", pl.DataFrame(rows))
     return s
 
@@ -38,13 +48,13 @@ class FakeDownsamplingStore:
     def query(self, *args, **kwargs) -> pl.DataFrame:
         raise AssertionError("a reduced read must not fetch raw rows")
 
-    def downsample(self, measurement, every, start=None, end=None, tags=None, fields=None, agg="mean",
-                   group_by=None) -> pl.DataFrame:
+    def downsample(
+        self, measurement, every, start=None, end=None, tags=None, fields=None, agg="mean", group_by=None
+    ) -> pl.DataFrame:
         self.calls.append((measurement, every, agg))
         lf = self.inner.scan(measurement, start, end, tags, fields)
         exprs = [getattr(pl.col(f), agg)().alias(f) for f in fields]
-        return (lf.sort("time").group_by_dynamic("time", every=f"{int(every)}s", group_by=group_by).agg(exprs)
-                .collect())
+        return lf.sort("time").group_by_dynamic("time", every=f"{int(every)}s", group_by=group_by).agg(exprs).collect()
 
 
 def test_extent_reads_first_and_last_sample(store: ParquetStore):
@@ -81,8 +91,7 @@ def test_window_end_follows_now_while_data_is_fresh_else_the_newest_sample():
 
 def test_topology_is_read_from_beside_the_store(tmp_path: Path):
     settings = Settings(str(tmp_path / "store"), None, None, None, 30)
-    assert settings.beside_store("topology.json") == [tmp_path / "store" / "topology.json",
-                                                      tmp_path / "topology.json"]
+    assert settings.beside_store("topology.json") == [tmp_path / "store" / "topology.json", tmp_path / "topology.json"]
     assert Settings("influx://h:8086/db", None, None, None, 30).beside_store("topology.json") == []
 
 

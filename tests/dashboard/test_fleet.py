@@ -23,24 +23,50 @@ STALE = timedelta(seconds=90)
 def status(rows: list[tuple[str, str, int, float | None, float]]) -> pl.DataFrame:
     """(node, device, seconds before END of its last sample, temp_c, throttled share) -> a status frame."""
     return pl.DataFrame(
-        [{"node": n, "device": d, "last_seen": END - timedelta(seconds=ago), "temp_c": t, "power_w": 300.0,
-          "util_pct": 50.0, "throttled_share": share} for n, d, ago, t, share in rows],
-        schema={"node": pl.String, "device": pl.String, "last_seen": pl.Datetime("ns", "UTC"), "temp_c": pl.Float64,
-                "power_w": pl.Float64, "util_pct": pl.Float64, "throttled_share": pl.Float64},
+        [
+            {
+                "node": n,
+                "device": d,
+                "last_seen": END - timedelta(seconds=ago),
+                "temp_c": t,
+                "power_w": 300.0,
+                "util_pct": 50.0,
+                "throttled_share": share,
+            }
+            for n, d, ago, t, share in rows
+        ],
+        schema={
+            "node": pl.String,
+            "device": pl.String,
+            "last_seen": pl.Datetime("ns", "UTC"),
+            "temp_c": pl.Float64,
+            "power_w": pl.Float64,
+            "util_pct": pl.Float64,
+            "throttled_share": pl.Float64,
+        },
     )
 
 
 def test_nodes_are_ordered_quiet_then_alerts_then_stale_then_throttled_then_hottest():
-    frame = status([
-        ("cool", "d0", 1, 50.0, 0.0), ("cool", "d1", 1, 51.0, 0.0),
-        ("hot", "d0", 1, 88.0, 0.0), ("hot", "d1", 1, 60.0, 0.0),
-        ("throttled", "d0", 1, 70.0, 0.2), ("throttled", "d1", 1, 70.0, 0.05),
-        ("stale", "d0", 1, 60.0, 0.0), ("stale", "d1", 600, 60.0, 0.0),
-        ("quiet", "d0", 900, 60.0, 0.0), ("quiet", "d1", 900, 60.0, 0.0),
-        ("alerting", "d0", 1, 55.0, 0.0),
-    ])
-    alerts = alerts_frame([{"labels": {"alertname": "PerfRegression", "node": "alerting", "severity": "critical"},
-                            "status": "firing"}], now=END)
+    frame = status(
+        [
+            ("cool", "d0", 1, 50.0, 0.0),
+            ("cool", "d1", 1, 51.0, 0.0),
+            ("hot", "d0", 1, 88.0, 0.0),
+            ("hot", "d1", 1, 60.0, 0.0),
+            ("throttled", "d0", 1, 70.0, 0.2),
+            ("throttled", "d1", 1, 70.0, 0.05),
+            ("stale", "d0", 1, 60.0, 0.0),
+            ("stale", "d1", 600, 60.0, 0.0),
+            ("quiet", "d0", 900, 60.0, 0.0),
+            ("quiet", "d1", 900, 60.0, 0.0),
+            ("alerting", "d0", 1, 55.0, 0.0),
+        ]
+    )
+    alerts = alerts_frame(
+        [{"labels": {"alertname": "PerfRegression", "node": "alerting", "severity": "critical"}, "status": "firing"}],
+        now=END,
+    )
     rows = fleet_rows(frame, alerts, END, STALE)
     assert rows["node"].to_list() == ["quiet", "alerting", "stale", "throttled", "hot", "cool"]
     why = dict(zip(rows["node"], rows["trouble"], strict=True))
@@ -54,15 +80,37 @@ def test_nodes_are_ordered_quiet_then_alerts_then_stale_then_throttled_then_hott
 
 
 def test_the_worst_neighbour_finding_is_a_firing_one_and_reads_as_a_sentence():
-    alerts = alerts_frame([
-        {"labels": {"alertname": "NoisyNeighborDegradation", "node": "n1", "victim": "hive0", "antagonist": "tt",
-                    "severity": "warning"}, "annotations": {"summary": "old"}, "status": "resolved",
-         "startsAt": "2026-03-02T08:00:00Z", "endsAt": "2026-03-02T09:00:00Z"},
-        {"labels": {"alertname": "NoisyNeighborDegradation", "node": "n1", "victim": "hive1", "antagonist": "cpu",
-                    "severity": "warning"}, "annotations": {"summary": "p99 ITL +9 %"}, "status": "firing",
-         "startsAt": "2026-03-02T10:00:00Z"},
-        {"labels": {"alertname": "ThermalRegression", "node": "n2"}, "status": "firing"},
-    ], now=END)
+    alerts = alerts_frame(
+        [
+            {
+                "labels": {
+                    "alertname": "NoisyNeighborDegradation",
+                    "node": "n1",
+                    "victim": "hive0",
+                    "antagonist": "tt",
+                    "severity": "warning",
+                },
+                "annotations": {"summary": "old"},
+                "status": "resolved",
+                "startsAt": "2026-03-02T08:00:00Z",
+                "endsAt": "2026-03-02T09:00:00Z",
+            },
+            {
+                "labels": {
+                    "alertname": "NoisyNeighborDegradation",
+                    "node": "n1",
+                    "victim": "hive1",
+                    "antagonist": "cpu",
+                    "severity": "warning",
+                },
+                "annotations": {"summary": "p99 ITL +9 %"},
+                "status": "firing",
+                "startsAt": "2026-03-02T10:00:00Z",
+            },
+            {"labels": {"alertname": "ThermalRegression", "node": "n2"}, "status": "firing"},
+        ],
+        now=END,
+    )
     found = neighbour_findings(alerts)
     assert found.rows() == [("n1", "hive1 slowed by cpu: p99 ITL +9 %")]
 

@@ -34,13 +34,18 @@ def test_a_complete_auth_section_passes(tmp_path: Path):
 def test_the_project_secrets_file_wins_over_the_home_one_key_by_key(tmp_path: Path):
     write_secrets(tmp_path / "home", {**GOOD, "client_id": "from-home"})
     write_secrets(tmp_path / "cwd", {"server_metadata_url": "https://idp.example/.well-known/openid-configuration"})
-    assert check_login(cwd=tmp_path / "cwd", home=tmp_path / "home") == \
-        "https://idp.example/.well-known/openid-configuration"
+    assert (
+        check_login(cwd=tmp_path / "cwd", home=tmp_path / "home")
+        == "https://idp.example/.well-known/openid-configuration"
+    )
 
 
 def test_no_secrets_file_names_where_it_looked(tmp_path: Path):
-    with pytest.raises(ConfigError, match=r"needs an \[auth\] section in .*home/.streamlit/secrets.toml or "
-                                          r".*cwd/.streamlit/secrets.toml"):
+    with pytest.raises(
+        ConfigError,
+        match=r"needs an \[auth\] section in .*home/.streamlit/secrets.toml or "
+        r".*cwd/.streamlit/secrets.toml",
+    ):
         check_login(cwd=tmp_path / "cwd", home=tmp_path / "home")
 
 

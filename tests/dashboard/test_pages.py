@@ -15,14 +15,20 @@ from analysis.figures.reduce import MAX_POINTS_PER_TRACE
 from telemetry.store.parquet import ParquetStore
 from tests.dashboard.conftest import APP, PAGES
 
-TITLES = {"overview": "Fleet overview", "node_detail": "Node detail", "noisy_neighbours": "Noisy neighbours",
-          "runs": "Runs & history", "alerts": "Alerts"}
+TITLES = {
+    "overview": "Fleet overview",
+    "node_detail": "Node detail",
+    "noisy_neighbours": "Noisy neighbours",
+    "runs": "Runs & history",
+    "alerts": "Alerts",
+}
 # plotly charts each page draws on the demo data
 DEMO_CHARTS = {"overview": 1, "node_detail": 1, "noisy_neighbours": 3, "runs": 2, "alerts": 0}
 
 
-def run_page(page: str, store: Path, monkeypatch: pytest.MonkeyPatch, query: dict[str, str] | None = None,
-             **env: str) -> AppTest:
+def run_page(
+    page: str, store: Path, monkeypatch: pytest.MonkeyPatch, query: dict[str, str] | None = None, **env: str
+) -> AppTest:
     monkeypatch.setenv("NEIGHBORSCOPE_STORE", str(store))
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -44,8 +50,11 @@ def plotly_specs(at: AppTest) -> list[dict]:
     or, for figures those bundles cannot draw, by st.plotly_chart."""
     import json
 
-    drawn = [json.loads(json.loads(e.proto.json)["figure"]) for e in at.get("bidi_component")
-             if e.proto.component_name == "neighborscope_plotly"]
+    drawn = [
+        json.loads(json.loads(e.proto.json)["figure"])
+        for e in at.get("bidi_component")
+        if e.proto.component_name == "neighborscope_plotly"
+    ]
     return drawn + [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
 
 
@@ -124,12 +133,26 @@ def test_overview_all_data_range_covers_the_whole_store(demo_store: Path, monkey
 def test_overview_flags_a_node_gone_quiet_and_its_stale_devices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     store = ParquetStore(tmp_path / "store")
     t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    quiet = [{"time": t0 + timedelta(seconds=i), "node": "quiet", "device": d, "group": "g", "temp_c": 50.0}
-             for i in range(60) for d in ("d0", "d1")]
-    busy = [{"time": t0 + timedelta(seconds=i), "node": "busy", "device": "d0", "group": "g", "temp_c": 60.0,
-             "throttle_thermal": i > 500} for i in range(600)]
-    busy += [{"time": t0 + timedelta(seconds=i), "node": "busy", "device": "d1", "group": "g", "temp_c": 60.0}
-             for i in range(100)]
+    quiet = [
+        {"time": t0 + timedelta(seconds=i), "node": "quiet", "device": d, "group": "g", "temp_c": 50.0}
+        for i in range(60)
+        for d in ("d0", "d1")
+    ]
+    busy = [
+        {
+            "time": t0 + timedelta(seconds=i),
+            "node": "busy",
+            "device": "d0",
+            "group": "g",
+            "temp_c": 60.0,
+            "throttle_thermal": i > 500,
+        }
+        for i in range(600)
+    ]
+    busy += [
+        {"time": t0 + timedelta(seconds=i), "node": "busy", "device": "d1", "group": "g", "temp_c": 60.0}
+        for i in range(100)
+    ]
     store.write("accel", pl.DataFrame(quiet + busy, infer_schema_length=None))
     at = run_page("overview", tmp_path / "store", monkeypatch)
     assert not at.exception
@@ -143,8 +166,9 @@ def test_overview_flags_a_node_gone_quiet_and_its_stale_devices(tmp_path: Path, 
     assert dict(zip(flagged["device"], flagged["flag"], strict=True)) == {"d0": "throttled 20%", "d1": "stale"}
 
 
-def test_overview_lists_every_node_of_a_fleet_most_trouble_first(small_fleet_store: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch):
+def test_overview_lists_every_node_of_a_fleet_most_trouble_first(
+    small_fleet_store: Path, monkeypatch: pytest.MonkeyPatch
+):
     at = run_page("overview", small_fleet_store, monkeypatch)
     assert not at.exception
     fleet = at.dataframe[0].value
@@ -164,8 +188,7 @@ def test_node_detail_opens_the_node_named_in_the_address(small_fleet_store: Path
     assert at.query_params["node"] == "node-003"  # the address follows the picker
 
 
-def test_node_detail_says_when_the_addressed_node_is_unknown(small_fleet_store: Path,
-                                                            monkeypatch: pytest.MonkeyPatch):
+def test_node_detail_says_when_the_addressed_node_is_unknown(small_fleet_store: Path, monkeypatch: pytest.MonkeyPatch):
     at = run_page("node_detail", small_fleet_store, monkeypatch, query={"node": "node-999"})
     assert not at.exception
     assert any("node-999" in w for w in texts(at, "warning"))
@@ -177,8 +200,9 @@ def test_node_detail_lists_topology_by_switch(demo_store: Path, monkeypatch: pyt
     assert set(topo["PCIe switch"]) == {f"sw{k}" for k in range(8)}
 
 
-def test_node_detail_without_topology_says_where_to_put_it(demo_store: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           tmp_path: Path):
+def test_node_detail_without_topology_says_where_to_put_it(
+    demo_store: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
     at = run_page("node_detail", demo_store, monkeypatch, NEIGHBORSCOPE_TOPOLOGY=str(tmp_path / "missing.json"))
     assert any("topology.json" in t for t in texts(at, "info"))
 
@@ -197,8 +221,9 @@ def test_runs_page_lists_nightly_reports(demo_store: Path, monkeypatch: pytest.M
     assert at.selectbox(key="report_pick").value == "2026-03-02.html"
 
 
-def test_alerts_page_shows_firing_alerts_and_silences(demo_store: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path):
+def test_alerts_page_shows_firing_alerts_and_silences(
+    demo_store: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
     from datetime import UTC, datetime
 
     from analysis.alerts.engine import EngineState, write_state
@@ -207,15 +232,32 @@ def test_alerts_page_shows_firing_alerts_and_silences(demo_store: Path, monkeypa
     def at(h: int) -> datetime:
         return datetime(2026, 3, 2, h, tzinfo=UTC)
 
-    firing = Alert(labels={"alertname": "NoisyNeighborDegradation", "severity": "critical", "node": "n1",
-                           "victim": "hive0", "antagonist": "tt"},
-                   annotations={"summary": "hive0 p99 ITL +12 % while tt is on"}, state="firing", active_at=at(9),
-                   last_active_at=at(9), fired_at=at(9))
-    resolved = Alert(labels={"alertname": "ThermalRegression", "severity": "warning", "node": "n1"},
-                     annotations={"summary": "gpu3 +4 °C/W"}, state="resolved", active_at=at(1), last_active_at=at(2),
-                     fired_at=at(1), resolved_at=at(2))
-    silence = Silence(matchers={"node": "n1"}, starts_at=at(8), ends_at=at(12), created_by="sre",
-                      comment="planned stress test")
+    firing = Alert(
+        labels={
+            "alertname": "NoisyNeighborDegradation",
+            "severity": "critical",
+            "node": "n1",
+            "victim": "hive0",
+            "antagonist": "tt",
+        },
+        annotations={"summary": "hive0 p99 ITL +12 % while tt is on"},
+        state="firing",
+        active_at=at(9),
+        last_active_at=at(9),
+        fired_at=at(9),
+    )
+    resolved = Alert(
+        labels={"alertname": "ThermalRegression", "severity": "warning", "node": "n1"},
+        annotations={"summary": "gpu3 +4 °C/W"},
+        state="resolved",
+        active_at=at(1),
+        last_active_at=at(2),
+        fired_at=at(1),
+        resolved_at=at(2),
+    )
+    silence = Silence(
+        matchers={"node": "n1"}, starts_at=at(8), ends_at=at(12), created_by="sre", comment="planned stress test"
+    )
     state = tmp_path / "alerts"
     write_state(state, EngineState(AlertBook({a.fingerprint: a for a in (firing, resolved)}, at(9)), [silence]))
     app = run_page("alerts", demo_store, monkeypatch, NEIGHBORSCOPE_ALERT_STATE=str(state))
@@ -262,21 +304,39 @@ def write_alert_state(path: Path) -> None:
 
     at = lambda h: datetime(2026, 3, 2, h, tzinfo=UTC)  # noqa: E731
     alerts = [
-        Alert(labels={"alertname": "ThermalRegression", "severity": "critical", "node": "n1", "device": "gpu3"},
-              annotations={"summary": "gpu3 +4 °C/W"}, state="firing", active_at=at(9), last_active_at=at(9),
-              fired_at=at(9)),
-        Alert(labels={"alertname": "ThermalRegression", "severity": "warning", "node": "n1", "device": "gpu5"},
-              annotations={"summary": "gpu5 +3 °C/W"}, state="resolved", active_at=at(1), last_active_at=at(2),
-              fired_at=at(1), resolved_at=at(2)),
-        Alert(labels={"alertname": "PerfRegression", "severity": "critical", "node": "n2"},
-              annotations={"summary": "tok/s -8 %"}, state="resolved", active_at=at(3), last_active_at=at(4),
-              fired_at=at(3), resolved_at=at(4)),
+        Alert(
+            labels={"alertname": "ThermalRegression", "severity": "critical", "node": "n1", "device": "gpu3"},
+            annotations={"summary": "gpu3 +4 °C/W"},
+            state="firing",
+            active_at=at(9),
+            last_active_at=at(9),
+            fired_at=at(9),
+        ),
+        Alert(
+            labels={"alertname": "ThermalRegression", "severity": "warning", "node": "n1", "device": "gpu5"},
+            annotations={"summary": "gpu5 +3 °C/W"},
+            state="resolved",
+            active_at=at(1),
+            last_active_at=at(2),
+            fired_at=at(1),
+            resolved_at=at(2),
+        ),
+        Alert(
+            labels={"alertname": "PerfRegression", "severity": "critical", "node": "n2"},
+            annotations={"summary": "tok/s -8 %"},
+            state="resolved",
+            active_at=at(3),
+            last_active_at=at(4),
+            fired_at=at(3),
+            resolved_at=at(4),
+        ),
     ]
     write_state(path, EngineState(AlertBook({a.fingerprint: a for a in alerts}, at(9)), []))
 
 
-def test_alerts_page_never_shows_none_for_an_alert_still_firing(demo_store: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                tmp_path: Path):
+def test_alerts_page_never_shows_none_for_an_alert_still_firing(
+    demo_store: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
     write_alert_state(tmp_path / "alerts")
     at = run_page("alerts", demo_store, monkeypatch, NEIGHBORSCOPE_ALERT_STATE=str(tmp_path / "alerts"))
     firing, resolved = at.dataframe[0].value, at.dataframe[1].value
@@ -284,13 +344,17 @@ def test_alerts_page_never_shows_none_for_an_alert_still_firing(demo_store: Path
     assert list(resolved["ends_at"]) == ["2026-03-02 04:00:00", "2026-03-02 02:00:00"]
 
 
-@pytest.mark.parametrize(("query", "firing", "resolved"), [
-    ({"node": "n1"}, ["ThermalRegression"], ["gpu5"]),
-    ({"node": "n1", "device": "gpu5"}, [], ["gpu5"]),
-    ({"node": "n2"}, [], ["PerfRegression"]),
-])
-def test_alerts_page_shows_only_the_node_and_device_in_its_address(demo_store: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                   tmp_path: Path, query, firing, resolved):
+@pytest.mark.parametrize(
+    ("query", "firing", "resolved"),
+    [
+        ({"node": "n1"}, ["ThermalRegression"], ["gpu5"]),
+        ({"node": "n1", "device": "gpu5"}, [], ["gpu5"]),
+        ({"node": "n2"}, [], ["PerfRegression"]),
+    ],
+)
+def test_alerts_page_shows_only_the_node_and_device_in_its_address(
+    demo_store: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, query, firing, resolved
+):
     write_alert_state(tmp_path / "alerts")
     at = run_page("alerts", demo_store, monkeypatch, query=query, NEIGHBORSCOPE_ALERT_STATE=str(tmp_path / "alerts"))
     assert not at.exception
@@ -326,21 +390,28 @@ def test_history_labels_show_only_what_is_known(demo_store: Path, monkeypatch: p
     assert any(s.endswith("aiperf · baseline") for s in series)
 
 
-def test_noisy_neighbours_gives_each_antagonist_one_colour_in_both_charts(demo_store: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch):
+def test_noisy_neighbours_gives_each_antagonist_one_colour_in_both_charts(
+    demo_store: Path, monkeypatch: pytest.MonkeyPatch
+):
     at = run_page("noisy_neighbours", demo_store, monkeypatch)
     over_time, scatter = plotly_specs(at)[1:3]  # after the phase chart
 
     def colours(spec: dict) -> dict[str, str]:
-        return {t["name"]: (t.get("marker") or {}).get("color") for t in spec["data"]
-                if t.get("name") not in ("p99 ITL", "tokens/s")}
+        return {
+            t["name"]: (t.get("marker") or {}).get("color")
+            for t in spec["data"]
+            if t.get("name") not in ("p99 ITL", "tokens/s")
+        }
 
-    assert colours(scatter) and colours(scatter) == {n: c for n, c in colours(over_time).items() if n in colours(scatter)}
+    assert colours(scatter) and colours(scatter) == {
+        n: c for n, c in colours(over_time).items() if n in colours(scatter)
+    }
     assert len(set(colours(scatter).values())) == len(colours(scatter))
 
 
-def test_noisy_neighbours_shows_the_chosen_runs_and_no_leftover_progress(demo_store: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch):
+def test_noisy_neighbours_shows_the_chosen_runs_and_no_leftover_progress(
+    demo_store: Path, monkeypatch: pytest.MonkeyPatch
+):
     at = run_page("noisy_neighbours", demo_store, monkeypatch)
     assert at.expander and "chosen run(s) of hive0" in at.expander[0].label
     assert not at.get("progress")  # the progress line is gone once the result is drawn

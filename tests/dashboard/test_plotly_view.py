@@ -45,8 +45,9 @@ def test_the_vendored_bundle_is_the_plotly_js_of_the_plotly_package():
 
 
 def script(body: str) -> AppTest:
-    at = AppTest.from_string("import plotly.graph_objects as go\nfrom dashboard import plotly_view\n" + body,
-                             default_timeout=30)
+    at = AppTest.from_string(
+        "import plotly.graph_objects as go\nfrom dashboard import plotly_view\n" + body, default_timeout=30
+    )
     at.run()
     assert not at.exception, at.exception
     return at

@@ -28,8 +28,11 @@ def _module(name: str):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     port_file = tmp_path_factory.mktemp("server") / "port"
-    proc = subprocess.Popen([sys.executable, str(EXAMPLE / "server.py"), "--port", "0", "--port-file", str(port_file),
-                             "--token-ms", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLE / "server.py"), "--port", "0", "--port-file", str(port_file), "--token-ms", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not port_file.exists():
@@ -56,9 +59,17 @@ def _sse(url: str, path: str, body: dict) -> list[str]:
 
 
 def test_chat_stream_sends_one_token_per_chunk_then_usage_then_done(server):
-    lines = _sse(server, "/v1/chat/completions", {"model": "tiny-cpu-decoder", "max_tokens": 5, "stream": True,
-                                                  "messages": [{"role": "user", "content": "ba be bi"}],
-                                                  "stream_options": {"include_usage": True}})
+    lines = _sse(
+        server,
+        "/v1/chat/completions",
+        {
+            "model": "tiny-cpu-decoder",
+            "max_tokens": 5,
+            "stream": True,
+            "messages": [{"role": "user", "content": "ba be bi"}],
+            "stream_options": {"include_usage": True},
+        },
+    )
     assert all(line.startswith("data: ") for line in lines)
     assert lines[-1] == "data: [DONE]"
     chunks = [json.loads(line[6:]) for line in lines[:-1]]
@@ -122,10 +133,25 @@ def test_experiment_names_the_cpu_hog_through_cpu_with_p99_itl_degraded(tmp_path
     sessions, and on a busy CI host the ITL barely moves: correctly nothing significant, but no test)."""
     pytest.importorskip("llama_benchy")
     out = tmp_path / "findings.json"
-    proc = subprocess.run([sys.executable, str(EXAMPLE / "run.py"), "--duration-s", "100", "--cotenant-nice", "-10",
-                           "--workdir",
-                           str(tmp_path / "run"), "--out", str(out), "--no-check"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLE / "run.py"),
+            "--duration-s",
+            "100",
+            "--cotenant-nice",
+            "-10",
+            "--workdir",
+            str(tmp_path / "run"),
+            "--out",
+            str(out),
+            "--no-check",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     found = json.loads(out.read_text())
     assert found["antagonist"] == "cpuhog", found

@@ -20,8 +20,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 256 KiB tmpfs mounted for the test (skipped where mounting is not allowed, except in CI)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         if in_ci():
             pytest.fail(f"cannot mount a tmpfs (CI runs as root): {done.stderr.strip()}")
@@ -44,5 +45,3 @@ def fill(disk: Path, leave_bytes: int = 0) -> Path:
     if leave_bytes:
         os.truncate(filler, max(0, filler.stat().st_size - leave_bytes))
     return filler
-
-

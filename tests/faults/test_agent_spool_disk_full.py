@@ -106,8 +106,9 @@ def test_disk_full_injected_enospc_at_the_write_boundary_leaves_no_tmp_file(tmp_
 
 
 def test_shutdown_never_raises_and_reports_the_drops_when_the_disk_is_full(small_disk):
-    cfg = parse_config({"node": "n1", "agent": {"cadence_s": 0.1, "flush_s": 0.1,
-                                                "spool_dir": str(small_disk / "spool")}})
+    cfg = parse_config(
+        {"node": "n1", "agent": {"cadence_s": 0.1, "flush_s": 0.1, "spool_dir": str(small_disk / "spool")}}
+    )
     agent = Agent(cfg, [Built(HostSampler(per_core=False), 0.1)])
     fill(small_disk)
     summary = agent.run(threading.Event(), max_ticks=10)  # flush + shutdown on a full disk
@@ -134,15 +135,16 @@ url = "http://127.0.0.1:9"   # nothing listens: every batch stays in the spool
 [agent]
 cadence_s = 0.1
 flush_s = 0.1
-spool_dir = "{small_disk / 'spool'}"
+spool_dir = "{small_disk / "spool"}"
 shutdown_timeout_s = 1
 [samplers.host]
 per_core = false
 """)
     log_path = tmp_path / "agent.log"
     with open(log_path, "w") as log:
-        agent = subprocess.Popen([*NEIGHBORSCOPE, "agent", "--config", str(config)], stdout=log,
-                                 stderr=subprocess.STDOUT)
+        agent = subprocess.Popen(
+            [*NEIGHBORSCOPE, "agent", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         _wait_for(log_path, "sampler(s) [", agent)
         filler = fill(small_disk)
@@ -175,8 +177,12 @@ per_core = false
 def test_the_drops_show_in_the_agents_prometheus_metrics(small_disk):
     from agents.metrics import prometheus_text
 
-    cfg = parse_config({"node": "n1", "agent": {"cadence_s": 0.1, "flush_s": 0.1, "metrics_port": 1,
-                                                "spool_dir": str(small_disk / "spool")}})
+    cfg = parse_config(
+        {
+            "node": "n1",
+            "agent": {"cadence_s": 0.1, "flush_s": 0.1, "metrics_port": 1, "spool_dir": str(small_disk / "spool")},
+        }
+    )
     agent = Agent(cfg, [Built(HostSampler(per_core=False), 0.1)])  # metrics are served only by run()
     fill(small_disk)
     for i in range(3):

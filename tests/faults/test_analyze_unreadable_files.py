@@ -15,8 +15,9 @@ from tests.faults.test_report_unreadable_files import good_store_fixture, store_
 
 
 def _analyze(store: Path, *extra: str):
-    return CliRunner().invoke(app, ["analyze", "--store", str(store), "--victim", "hive0", "--shifts", "99", *extra],
-                              catch_exceptions=False)
+    return CliRunner().invoke(
+        app, ["analyze", "--store", str(store), "--victim", "hive0", "--shifts", "99", *extra], catch_exceptions=False
+    )
 
 
 def test_the_good_store_analyses_completely(store: Path, tmp_path: Path) -> None:
@@ -28,8 +29,9 @@ def test_the_good_store_analyses_completely(store: Path, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("measurement", ["accel", "tenant"])
 @pytest.mark.parametrize("content", [b"", b"PAR1 not parquet at all PAR1"], ids=["empty", "corrupt"])
-def test_an_unreadable_telemetry_file_is_named_and_the_result_is_incomplete(store: Path, tmp_path: Path,
-                                                                             measurement: str, content: bytes) -> None:
+def test_an_unreadable_telemetry_file_is_named_and_the_result_is_incomplete(
+    store: Path, tmp_path: Path, measurement: str, content: bytes
+) -> None:
     bad = next((store / measurement).iterdir()) / "w-bad.parquet"
     bad.write_bytes(content)
     res = _analyze(store, "--json", str(tmp_path / "r.json"))
@@ -42,8 +44,9 @@ def test_an_unreadable_telemetry_file_is_named_and_the_result_is_incomplete(stor
     assert doc["phases"], "what could be read is still analysed"
 
 
-def test_an_unreadable_requests_artifact_leaves_the_summaries_and_an_incomplete_result(store: Path,
-                                                                                      tmp_path: Path) -> None:
+def test_an_unreadable_requests_artifact_leaves_the_summaries_and_an_incomplete_result(
+    store: Path, tmp_path: Path
+) -> None:
     artifact = next(d for d in (store / "artifacts" / "bench").iterdir() if "hive0" in d.name) / "requests.parquet"
     artifact.write_bytes(b"not parquet")
     res = _analyze(store, "--json", str(tmp_path / "r.json"))

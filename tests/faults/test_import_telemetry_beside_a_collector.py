@@ -9,15 +9,23 @@ from pathlib import Path
 from telemetry.collector.process import running_collector
 from telemetry.store.factory import open_store
 
-LINES = "\n".join(
-    f"accel,node=n1,device=gpu{d} temp_c={40 + d}i,power_w={100 + d}.5 {1_764_900_000_000_000_000 + i * 1_000_000_000}"
-    for i in range(50) for d in range(2)
-) + "\n"
+LINES = (
+    "\n".join(
+        f"accel,node=n1,device=gpu{d} temp_c={40 + d}i,power_w={100 + d}.5 {1_764_900_000_000_000_000 + i * 1_000_000_000}"
+        for i in range(50)
+        for d in range(2)
+    )
+    + "\n"
+)
 
 
 def _import(store: Path, path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "telemetry.cli", "import", "telemetry", str(path), "--store", str(store)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "telemetry.cli", "import", "telemetry", str(path), "--store", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_import_beside_a_running_collector_stores_the_rows_once(tmp_path: Path) -> None:

@@ -22,22 +22,38 @@ MIB = 2**20
 
 def write_accel_lines(path: Path, size_bytes: int) -> int:
     """Accel lines of 8 devices, one second apart, until ``size_bytes``; returns the number of lines."""
-    fields = ",".join(f"{f}={v}" for f, v in (("temp_c", 61.5), ("temp_mem_c", 70.25), ("power_w", 512.75),
-                                              ("power_limit_w", 750.0), ("util_pct", 97.0), ("mem_used_bytes", 8e10),
-                                              ("sm_clock_mhz", 1980.0), ("pcie_rx_bytes_per_s", 3.1e8)))
+    fields = ",".join(
+        f"{f}={v}"
+        for f, v in (
+            ("temp_c", 61.5),
+            ("temp_mem_c", 70.25),
+            ("power_w", 512.75),
+            ("power_limit_w", 750.0),
+            ("util_pct", 97.0),
+            ("mem_used_bytes", 8e10),
+            ("sm_clock_mhz", 1980.0),
+            ("pcie_rx_bytes_per_s", 3.1e8),
+        )
+    )
     n = 0
     with open(path, "w") as fh:
         while fh.tell() < size_bytes:
-            block = [f"accel,node=n1,device=gpu{d},vendor=nvidia {fields} {T0 + (n // 8 + i) * 10**9}\n"
-                     for i in range(1000) for d in range(8)]
+            block = [
+                f"accel,node=n1,device=gpu{d},vendor=nvidia {fields} {T0 + (n // 8 + i) * 10**9}\n"
+                for i in range(1000)
+                for d in range(8)
+            ]
             fh.write("".join(block))
             n += len(block)
     return n
 
 
 def peak_rss_of_import(lp: Path, store: Path) -> int:
-    proc = subprocess.Popen([*NEIGHBORSCOPE, "import", "telemetry", str(lp), "--store", str(store)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*NEIGHBORSCOPE, "import", "telemetry", str(lp), "--store", str(store)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     err = proc.stderr.read().decode()  # type: ignore[union-attr]
     _, status, usage = os.wait4(proc.pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, err

@@ -23,9 +23,16 @@ def _closed_port() -> int:
 
 
 def _frames(seq: int) -> dict[str, pl.DataFrame]:
-    return {"accel": pl.DataFrame({
-        "time": [T0 + timedelta(seconds=seq)], "node": ["n1"], "device": ["gpu0"], "temp_c": [40.0 + seq],
-    })}
+    return {
+        "accel": pl.DataFrame(
+            {
+                "time": [T0 + timedelta(seconds=seq)],
+                "node": ["n1"],
+                "device": ["gpu0"],
+                "temp_c": [40.0 + seq],
+            }
+        )
+    }
 
 
 def test_the_influx_queue_opens_on_a_full_disk_and_keeps_its_batches(small_disk):

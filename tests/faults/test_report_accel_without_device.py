@@ -25,12 +25,22 @@ def store(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
 def test_an_accel_row_without_a_device_is_reported_as_device_unknown(store: Path, tmp_path: Path) -> None:
     st = open_store(store)
     try:
-        st.write("accel", pl.DataFrame({"time": [datetime(2026, 3, 2, 9, 30, tzinfo=UTC)],
-                                        "node": ["ionx-sixtyfour-01"], "temp_c": [51.0], "power_w": [120.0]}))
+        st.write(
+            "accel",
+            pl.DataFrame(
+                {
+                    "time": [datetime(2026, 3, 2, 9, 30, tzinfo=UTC)],
+                    "node": ["ionx-sixtyfour-01"],
+                    "temp_c": [51.0],
+                    "power_w": [120.0],
+                }
+            ),
+        )
     finally:
         st.close()
-    res = CliRunner().invoke(app, ["report", "--store", str(store), "--out", str(tmp_path / "r"), *WINDOW],
-                             catch_exceptions=False)
+    res = CliRunner().invoke(
+        app, ["report", "--store", str(store), "--out", str(tmp_path / "r"), *WINDOW], catch_exceptions=False
+    )
     assert res.exit_code == 0, res.output
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert "device unknown" in {d["device"] for d in s["thermal"]["devices"]}

@@ -30,8 +30,14 @@ def build_store(root: Path) -> Path:
             if name != "run_event":
                 store.write(name, frame)
         for run in res.runs:
-            import_bench_files(store, [root / "sim" / "bench" / run.run_id / "profile_export.jsonl"],
-                               run_id=run.run_id, phase=run.phase, group=run.group, node=run.node)
+            import_bench_files(
+                store,
+                [root / "sim" / "bench" / run.run_id / "profile_export.jsonl"],
+                run_id=run.run_id,
+                phase=run.phase,
+                group=run.group,
+                node=run.node,
+            )
     finally:
         store.close()
     return root / "store"
@@ -49,8 +55,9 @@ def store_fixture(good_store: Path, tmp_path: Path) -> Path:
 
 
 def _report(store: Path, out: Path, *extra: str):
-    return CliRunner().invoke(app, ["report", "--store", str(store), "--out", str(out), *WINDOW, *extra],
-                              catch_exceptions=False)
+    return CliRunner().invoke(
+        app, ["report", "--store", str(store), "--out", str(out), *WINDOW, *extra], catch_exceptions=False
+    )
 
 
 def _accel_dir(store: Path) -> Path:
@@ -68,8 +75,9 @@ def test_the_good_store_is_judged_ok_and_attention_with_lower_thermal_limits(sto
 
 
 @pytest.mark.parametrize("content", [b"", b"PAR1 this is not a parquet file PAR1"], ids=["empty", "corrupt"])
-def test_an_unreadable_accel_file_makes_the_report_incomplete_never_all_clear(store: Path, tmp_path: Path,
-                                                                               content: bytes) -> None:
+def test_an_unreadable_accel_file_makes_the_report_incomplete_never_all_clear(
+    store: Path, tmp_path: Path, content: bytes
+) -> None:
     bad = _accel_dir(store) / "w-bad.parquet"
     bad.write_bytes(content)
     res = _report(store, tmp_path / "r")

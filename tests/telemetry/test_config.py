@@ -78,7 +78,7 @@ def test_model_from_dict_names_its_source() -> None:
 
 
 def test_collector_settings_errors_name_the_file_and_key(tmp_path: Path) -> None:
-    p = _write(tmp_path, "[collector]\nmax_body_bytes = 5\n[nodes.n1]\ntoken = \"short\"\n", "collector.toml")
+    p = _write(tmp_path, '[collector]\nmax_body_bytes = 5\n[nodes.n1]\ntoken = "short"\n', "collector.toml")
     with pytest.raises(ConfigError) as exc:
         load_settings(p)
     lines = str(exc.value).splitlines()

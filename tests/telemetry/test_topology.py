@@ -14,8 +14,16 @@ from telemetry.topology import TOPOLOGY_COLUMNS, lookup, read_file, store_file, 
 DOC = {
     "node": "n1",
     "devices": [
-        {"id": "gpu0", "vendor": "amd", "model": "MI300X", "group": "hive0", "pci_bus": "0000:11:00.0",
-         "pcie_switch": "sw0", "socket": 0, "cooling_zone": "zone0"},
+        {
+            "id": "gpu0",
+            "vendor": "amd",
+            "model": "MI300X",
+            "group": "hive0",
+            "pci_bus": "0000:11:00.0",
+            "pcie_switch": "sw0",
+            "socket": 0,
+            "cooling_zone": "zone0",
+        },
     ],
     "groups": {"cpujob": {"socket": 0}},
 }
@@ -49,9 +57,11 @@ def test_json_and_toml_files_read_the_same(tmp_path: Path, suffix: str) -> None:
     if suffix == ".json":
         p.write_text(json.dumps(DOC))
     else:
-        p.write_text('node = "n1"\n[[devices]]\nid = "gpu0"\nvendor = "amd"\nmodel = "MI300X"\ngroup = "hive0"\n'
-                     'pci_bus = "0000:11:00.0"\npcie_switch = "sw0"\nsocket = 0\ncooling_zone = "zone0"\n'
-                     "[groups.cpujob]\nsocket = 0\n")
+        p.write_text(
+            'node = "n1"\n[[devices]]\nid = "gpu0"\nvendor = "amd"\nmodel = "MI300X"\ngroup = "hive0"\n'
+            'pci_bus = "0000:11:00.0"\npcie_switch = "sw0"\nsocket = 0\ncooling_zone = "zone0"\n'
+            "[groups.cpujob]\nsocket = 0\n"
+        )
     assert read_file(p).equals(topology_frame(DOC))
 
 

@@ -104,7 +104,12 @@ def rows_key(frames: Frames) -> str:
 
 
 def import_telemetry_file(
-    store: Any, path: str | Path, *, node: str | None = None, tz: str | None = None, fmt: str | None = None,
+    store: Any,
+    path: str | Path,
+    *,
+    node: str | None = None,
+    tz: str | None = None,
+    fmt: str | None = None,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> FileImport:
     """Parse one file chunk by chunk and store each chunk (``store=None``: parse only, a dry run)."""
@@ -129,7 +134,8 @@ def import_telemetry_file(
             f"{str(exc).removeprefix(f'{exc.source}:{exc.line}: ').removeprefix(f'{exc.source}: ')} (the rows of "
             f"lines 1-{chunks.first_line - 1} are stored: fix the file and import it again, they are not stored "
             "twice)",
-            exc.source, exc.line,
+            exc.source,
+            exc.line,
         ) from None
     if store is not None:
         store.write_artifact(marker, pl.DataFrame({
@@ -139,9 +145,7 @@ def import_telemetry_file(
     return result
 
 
-def _store_chunks(
-    store: Any, path: Path, chunks: _Chunks, result: FileImport, **kwargs: Any
-) -> None:
+def _store_chunks(store: Any, path: Path, chunks: _Chunks, result: FileImport, **kwargs: Any) -> None:
     for frames in iter_file(path, chunks=iter(chunks), **kwargs):
         frames = {m: f for m, f in frames.items() if f.height}
         for m, f in frames.items():
@@ -176,8 +180,13 @@ def _write_unkeyed(store: Any, frames: dict[str, pl.DataFrame]) -> None:
 
 
 def import_telemetry_files(
-    store: Any, paths: Sequence[str | Path], *, node: str | None = None, tz: str | None = None,
-    fmt: str | None = None, chunk_bytes: int = CHUNK_BYTES,
+    store: Any,
+    paths: Sequence[str | Path],
+    *,
+    node: str | None = None,
+    tz: str | None = None,
+    fmt: str | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> list[FileImport]:
     """`import_telemetry_file` for each file, in order (``store=None``: a dry run)."""
     return [import_telemetry_file(store, p, node=node, tz=tz, fmt=fmt, chunk_bytes=chunk_bytes) for p in paths]

@@ -106,8 +106,13 @@ def line_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[in
 
 
 def iter_file(
-    path: str | Path, *, node: str | None = None, tz: str | None = None, fmt: str | None = None,
-    chunk_bytes: int = CHUNK_BYTES, chunks: Iterator[tuple[int, bytes]] | None = None,
+    path: str | Path,
+    *,
+    node: str | None = None,
+    tz: str | None = None,
+    fmt: str | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+    chunks: Iterator[tuple[int, bytes]] | None = None,
 ) -> Iterator[Frames]:
     """A file's frames, chunk by chunk where its format streams (line protocol), else whole (one item).
     ``chunks``: the file's `line_chunks` when the caller reads them itself (to hash them)."""

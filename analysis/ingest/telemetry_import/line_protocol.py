@@ -81,11 +81,22 @@ class LineProtocolFormat:
                 held = None
             elif telegraf_host and "host" in frames:
                 frames["host"] = _merge_host(pl.concat(frames["host"], how="diagonal_relaxed"))
-            out = {m: (fs if isinstance(fs, pl.DataFrame) else
-                       pl.concat(fs, how="diagonal_relaxed") if len(fs) > 1 else fs[0]) for m, fs in frames.items()}
+            out = {
+                m: (
+                    fs
+                    if isinstance(fs, pl.DataFrame)
+                    else pl.concat(fs, how="diagonal_relaxed")
+                    if len(fs) > 1
+                    else fs[0]
+                )
+                for m, fs in frames.items()
+            }
             if telegraf_host and "host" in out and out["host"].height:
                 last = out["host"]["time"].max()
-                held, out["host"] = out["host"].filter(pl.col("time") == last), out["host"].filter(pl.col("time") < last)
+                held, out["host"] = (
+                    out["host"].filter(pl.col("time") == last),
+                    out["host"].filter(pl.col("time") < last),
+                )
             found = found or bool(out) or held is not None
             yield {m: f for m, f in out.items() if f.height}
         if held is not None:
@@ -106,7 +117,9 @@ class LineProtocolFormat:
         except NeighborscopeError as exc:
             line = getattr(exc, "line_no", 0)
             message = str(exc).removeprefix(f"line {line}: ") if line else str(exc)
-            raise TelemetryFormatError(f"line protocol: {message}", source, line + first_line - 1 if line else 0) from None
+            raise TelemetryFormatError(
+                f"line protocol: {message}", source, line + first_line - 1 if line else 0
+            ) from None
         out: dict[str, list[pl.DataFrame]] = {}
         telegraf_host = False
         for m, frame in decoded.items():

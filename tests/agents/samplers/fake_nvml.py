@@ -29,13 +29,15 @@ class FakeGpu:
     bus_id: str = "00000000:17:00.0"
     temp_c: int = 41
     power_mw: int = 301_500  # nvmlDeviceGetPowerUsage (1 s average on Hopper)
-    fields: dict[int, int | float | None] = field(default_factory=lambda: {
-        186: 312_250,  # POWER_INSTANT, mW
-        185: 300_000,  # POWER_AVERAGE, mW
-        197: 1_000_000,  # PCIE_COUNT_TX_BYTES
-        198: 5_000_000,  # PCIE_COUNT_RX_BYTES
-        82: 55,  # MEMORY_TEMP, °C
-    })
+    fields: dict[int, int | float | None] = field(
+        default_factory=lambda: {
+            186: 312_250,  # POWER_INSTANT, mW
+            185: 300_000,  # POWER_AVERAGE, mW
+            197: 1_000_000,  # PCIE_COUNT_TX_BYTES
+            198: 5_000_000,  # PCIE_COUNT_RX_BYTES
+            82: 55,  # MEMORY_TEMP, °C
+        }
+    )
     energy_mj: int = 123_456_789
     limit_mw: int = 700_000
     util: tuple[int, int] = (87, 45)
@@ -110,12 +112,21 @@ class FakeNvml:
         for fid in ids:
             v = gpu.fields.get(fid)
             if v is None:
-                out.append(SimpleNamespace(fieldId=fid, nvmlReturn=NOT_SUPPORTED, valueType=VALUE_TYPE_ULL,
-                                           value=SimpleNamespace(ullVal=0, dVal=0.0)))
+                out.append(
+                    SimpleNamespace(
+                        fieldId=fid,
+                        nvmlReturn=NOT_SUPPORTED,
+                        valueType=VALUE_TYPE_ULL,
+                        value=SimpleNamespace(ullVal=0, dVal=0.0),
+                    )
+                )
             else:
                 vt = VALUE_TYPE_DOUBLE if isinstance(v, float) else VALUE_TYPE_ULL
-                out.append(SimpleNamespace(fieldId=fid, nvmlReturn=0, valueType=vt,
-                                           value=SimpleNamespace(ullVal=int(v), dVal=float(v))))
+                out.append(
+                    SimpleNamespace(
+                        fieldId=fid, nvmlReturn=0, valueType=vt, value=SimpleNamespace(ullVal=int(v), dVal=float(v))
+                    )
+                )
         return out
 
     def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> int:

@@ -139,8 +139,13 @@ def test_xid_errors_arrive_as_accel_events():
 
 @pytest.mark.parametrize(
     ("mask", "thermal", "power", "other"),
-    [(0x1, False, False, False), (0x20, True, False, False), (0x40 | 0x4, True, True, False),
-     (0x80, False, True, False), (0x8, False, False, True)],
+    [
+        (0x1, False, False, False),
+        (0x20, True, False, False),
+        (0x40 | 0x4, True, True, False),
+        (0x80, False, True, False),
+        (0x8, False, False, True),
+    ],
 )
 def test_clock_event_reasons_split_into_thermal_power_other(mask, thermal, power, other):
     flags = throttle_flags(mask)

@@ -17,14 +17,16 @@ def fake_source(seconds: int = 3, devices: int = 2):
 
     def factory():
         for s in range(seconds):
-            frame = pl.DataFrame({
-                "time": [T0 + s * 10**9] * devices,
-                "node": ["simnode"] * devices,
-                "device": [f"gpu{i}" for i in range(devices)],
-                "group": ["hive0"] * devices,
-                "power_w": [100.0 * s + i for i in range(devices)],
-                "temp_c": [None] * devices,
-            }).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")), pl.col("temp_c").cast(pl.Float64))
+            frame = pl.DataFrame(
+                {
+                    "time": [T0 + s * 10**9] * devices,
+                    "node": ["simnode"] * devices,
+                    "device": [f"gpu{i}" for i in range(devices)],
+                    "group": ["hive0"] * devices,
+                    "power_w": [100.0 * s + i for i in range(devices)],
+                    "temp_c": [None] * devices,
+                }
+            ).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")), pl.col("temp_c").cast(pl.Float64))
             yield {"accel": frame}
 
     return factory

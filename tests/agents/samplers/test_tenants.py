@@ -55,8 +55,10 @@ def test_a_matching_process_and_its_child_are_counted_in_the_group(busy_child):
 
 def test_accelerator_memory_comes_from_the_host_pid_map(busy_child):
     parent, marker = busy_child
-    s = TenantsSampler([TenantRule.from_dict({"group": "g", "cmdline": marker}, "t")],
-                       accel_process_memory=lambda: {parent.pid: 5 * 2**30, 1: 2**30})
+    s = TenantsSampler(
+        [TenantRule.from_dict({"group": "g", "cmdline": marker}, "t")],
+        accel_process_memory=lambda: {parent.pid: 5 * 2**30, 1: 2**30},
+    )
     assert s.read(0.0)["tenant"][0]["accel_mem_bytes"] == 5 * 2**30
 
 
@@ -78,8 +80,9 @@ def test_processes_that_exit_leave_the_group(busy_child):
 
 
 def test_unmatched_processes_go_to_other_group_when_configured():
-    s = TenantsSampler([TenantRule.from_dict({"group": "g", "cmdline": "no-such-process-xyz"}, "t")],
-                       other_group="rest")
+    s = TenantsSampler(
+        [TenantRule.from_dict({"group": "g", "cmdline": "no-such-process-xyz"}, "t")], other_group="rest"
+    )
     groups = {r["group"]: r for r in s.read(0.0)["tenant"]}
     assert groups["rest"]["process_count"] >= 1 and groups["g"]["process_count"] == 0
 
@@ -105,4 +108,11 @@ def test_stat_with_spaces_and_parentheses_in_the_name():
     text = "42 (my (odd) name) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 5 0 1234 1000 256 18446744073709551615"
     st = parse_stat(text)
     assert (st["name"], st["ppid"], st["utime"], st["stime"], st["threads"], st["start"], st["rss_pages"]) == (
-        "my (odd) name", 1, 7, 3, 5, 1234, 256)
+        "my (odd) name",
+        1,
+        7,
+        3,
+        5,
+        1234,
+        256,
+    )

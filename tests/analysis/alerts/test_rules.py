@@ -221,8 +221,17 @@ def test_book_round_trips_through_json() -> None:
 def test_antagonists_become_slowdowns_for_the_noisy_neighbour_rule() -> None:
     from analysis.alerts.engine import degradation_alert_frame
 
-    ant = pl.DataFrame({"victim": ["hive0"], "antagonist": ["hive1"], "resource": ["pcie"], "effect_pct": [-12.0],
-                        "ci_low": [-15.0], "ci_high": [-11.0], "q_value": [0.001]})
+    ant = pl.DataFrame(
+        {
+            "victim": ["hive0"],
+            "antagonist": ["hive1"],
+            "resource": ["pcie"],
+            "effect_pct": [-12.0],
+            "ci_low": [-15.0],
+            "ci_high": [-11.0],
+            "q_value": [0.001],
+        }
+    )
     row = degradation_alert_frame(ant, "n1").row(0, named=True)
     assert (row["effect_pct"], row["ci_low_pct"], row["ci_high_pct"]) == (12.0, 11.0, 15.0)
     (c,) = candidates(builtin_rules()[2], AlertInputs(degradation=degradation_alert_frame(ant, "n1")), NOW)

@@ -57,8 +57,17 @@ def test_runs_at_their_start_times_keep_a_time_axis_a_day_wide_at_least():
     assert fig.layout.xaxis.title.text == "time (UTC)"
     assert list(fig.data[0].x) == [t0, t0 + timedelta(minutes=20)]
     assert fig.layout.xaxis.range == (t0 - timedelta(days=1), t0 + timedelta(minutes=20) + timedelta(days=1))
-    hist = pl.DataFrame({"time": [datetime(2026, 3, 2, tzinfo=UTC)], "group": ["hive0"], "phase": ["baseline"],
-                         "metric": ["output_tok_s"], "unit": ["tok/s"], "value": [770.4], "run_id": ["x"]})
+    hist = pl.DataFrame(
+        {
+            "time": [datetime(2026, 3, 2, tzinfo=UTC)],
+            "group": ["hive0"],
+            "phase": ["baseline"],
+            "metric": ["output_tok_s"],
+            "unit": ["tok/s"],
+            "value": [770.4],
+            "run_id": ["x"],
+        }
+    )
     cps = pl.DataFrame({"group": ["hive0"], "phase": ["baseline"], "metric": ["output_tok_s"], "time": ["2026-03-02"]})
     lines = history_lines(hist, cps, "output_tok_s")
     assert lines.layout.xaxis.title.text.startswith("night (UTC")

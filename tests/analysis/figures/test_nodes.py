@@ -13,8 +13,10 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def _panel(title: str, values: list[float]) -> dict:
-    frame = pl.DataFrame({"time": [T0 + timedelta(seconds=i) for i in range(len(values))], "v": values},
-                         schema={"time": pl.Datetime("us", "UTC"), "v": pl.Float64})
+    frame = pl.DataFrame(
+        {"time": [T0 + timedelta(seconds=i) for i in range(len(values))], "v": values},
+        schema={"time": pl.Datetime("us", "UTC"), "v": pl.Float64},
+    )
     return {"frame": frame, "y": "v", "by": None, "title": title, "unit": "%"}
 
 
@@ -33,8 +35,10 @@ def test_no_panel_with_samples_says_so_in_words() -> None:
 
 
 def test_run_band_labels_sit_above_the_top_panel_clear_of_its_title() -> None:
-    spans = [{"x0": T0, "x1": T0 + timedelta(seconds=1), "label": "baseline · r1", "phase": "baseline"},
-             {"x0": T0 + timedelta(seconds=1), "x1": T0 + timedelta(seconds=2), "label": "full · r2", "phase": "full"}]
+    spans = [
+        {"x0": T0, "x1": T0 + timedelta(seconds=1), "label": "baseline · r1", "phase": "baseline"},
+        {"x0": T0 + timedelta(seconds=1), "x1": T0 + timedelta(seconds=2), "label": "full · r2", "phase": "full"},
+    ]
     fig = fg.timeseries_panels([_panel("accel", [1.0, 2.0, 3.0]), _panel("host", [1.0, 1.0, 1.0])], spans)
     bands = [a for a in fig.layout.annotations if " · " in a.text]
     assert [a.text for a in bands] == ["baseline · r1", "full · r2"]

@@ -15,9 +15,9 @@ T0 = datetime(2026, 3, 2, tzinfo=UTC)
 def series_frame(n: int, devices: tuple[str, ...] = ("d0",), seed: int = 0) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     times = pl.datetime_range(T0, T0 + timedelta(seconds=n - 1), "1s", eager=True, time_zone="UTC")
-    return pl.concat([
-        pl.DataFrame({"time": times, "device": [d] * n, "temp_c": 50 + rng.normal(0, 1, n)}) for d in devices
-    ]).with_columns(pl.col("time").dt.cast_time_unit("ns"))
+    return pl.concat(
+        [pl.DataFrame({"time": times, "device": [d] * n, "temp_c": 50 + rng.normal(0, 1, n)}) for d in devices]
+    ).with_columns(pl.col("time").dt.cast_time_unit("ns"))
 
 
 def test_reduce_series_caps_points_per_trace():
@@ -28,9 +28,12 @@ def test_reduce_series_caps_points_per_trace():
 def test_reduce_series_keeps_a_one_sample_spike_and_dip():
     frame = series_frame(86_400)
     frame = frame.with_columns(
-        pl.when(pl.int_range(pl.len()) == 40_000).then(99.0)
-        .when(pl.int_range(pl.len()) == 70_000).then(1.0)
-        .otherwise(pl.col("temp_c")).alias("temp_c")
+        pl.when(pl.int_range(pl.len()) == 40_000)
+        .then(99.0)
+        .when(pl.int_range(pl.len()) == 70_000)
+        .then(1.0)
+        .otherwise(pl.col("temp_c"))
+        .alias("temp_c")
     )
     out = reduce_series(frame, "temp_c", ["device"], n_out=1000)
     assert out["temp_c"].max() == 99.0
@@ -39,7 +42,8 @@ def test_reduce_series_keeps_a_one_sample_spike_and_dip():
 
 def test_reduce_series_drops_absent_values_instead_of_inventing_zeros():
     frame = series_frame(10).with_columns(
-        pl.when(pl.int_range(pl.len()) < 5).then(None).otherwise(pl.col("temp_c")).alias("temp_c"))
+        pl.when(pl.int_range(pl.len()) < 5).then(None).otherwise(pl.col("temp_c")).alias("temp_c")
+    )
     out = reduce_series(frame, "temp_c", ["device"], n_out=2000)
     assert out.height == 5
     assert out["temp_c"].min() > 40
@@ -61,8 +65,9 @@ def test_interleave_min_max_draws_the_envelope():
 
 
 def test_time_buckets_mean_per_bin_and_device():
-    out = time_buckets(series_frame(120, ("d0", "d1")).with_columns(pl.lit(2.0).alias("temp_c")), ["temp_c"], 60,
-                       ["device"])
+    out = time_buckets(
+        series_frame(120, ("d0", "d1")).with_columns(pl.lit(2.0).alias("temp_c")), ["temp_c"], 60, ["device"]
+    )
     assert out.height == 4
     assert out["temp_c"].to_list() == [2.0] * 4
 

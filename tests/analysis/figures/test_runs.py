@@ -12,25 +12,36 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def _runs() -> pl.DataFrame:
-    return pl.DataFrame({"label": ["baseline · r1", "full · r2"], "e2e_ms_p99": [71520.4, 98153.5],
-                         "output_tok_s": [812.34, 41.27]})
+    return pl.DataFrame(
+        {"label": ["baseline · r1", "full · r2"], "e2e_ms_p99": [71520.4, 98153.5], "output_tok_s": [812.34, 41.27]}
+    )
 
 
 def test_run_bars_are_labelled_with_plain_numbers_never_scientific_notation() -> None:
     fig = fg.runs_side_by_side(_runs(), {"e2e_ms_p99": "p99 end-to-end (ms)", "output_tok_s": "throughput (tok/s)"})
     labels = {tr.name + " " + tr.xaxis: list(tr.text) for tr in fig.data}
-    assert labels == {"baseline · r1 x": ["71,520"], "full · r2 x": ["98,154"], "baseline · r1 x2": ["812"],
-                      "full · r2 x2": ["41.3"]}
+    assert labels == {
+        "baseline · r1 x": ["71,520"],
+        "full · r2 x": ["98,154"],
+        "baseline · r1 x2": ["812"],
+        "full · r2 x2": ["41.3"],
+    }
     assert all("%{y:,.2f}" in tr.hovertemplate and ".4g" not in tr.hovertemplate for tr in fig.data)
 
 
 def _linked() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     times = [T0 + timedelta(seconds=10 * i) for i in range(4)]
     victim = pl.DataFrame({"time": times, "itl_ms_p99": [40.0, 42.0, 80.0, 41.0], "output_tok_s": [800.0] * 4})
-    activity = pl.DataFrame({"time": times * 2, "antagonist": ["hive1"] * 4 + ["tt"] * 4,
-                             "activity": [0.0, 10.0, 90.0, 5.0, 0.0, 0.0, 50.0, 0.0]})
-    scatter = pl.DataFrame({"antagonist": ["tt", "tt", "hive1"], "activity": [0.0, 50.0, 90.0],
-                            "index": [0.0, 0.3, 0.9]})  # tt first here, hive1 first above
+    activity = pl.DataFrame(
+        {
+            "time": times * 2,
+            "antagonist": ["hive1"] * 4 + ["tt"] * 4,
+            "activity": [0.0, 10.0, 90.0, 5.0, 0.0, 0.0, 50.0, 0.0],
+        }
+    )
+    scatter = pl.DataFrame(
+        {"antagonist": ["tt", "tt", "hive1"], "activity": [0.0, 50.0, 90.0], "index": [0.0, 0.3, 0.9]}
+    )  # tt first here, hive1 first above
     return victim, activity, scatter
 
 

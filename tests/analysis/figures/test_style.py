@@ -8,10 +8,19 @@ from analysis.figures import antagonist_colors, plain_number
 from analysis.figures.style import PALETTE
 
 
-@pytest.mark.parametrize(("value", "label"), [
-    (71520.4, "71,520"), (1234567.0, "1,234,567"), (812.34, "812"), (41.27, "41.3"), (0.1234, "0.12"),
-    (-15000.0, "-15,000"), (None, ""), (float("nan"), ""),
-])
+@pytest.mark.parametrize(
+    ("value", "label"),
+    [
+        (71520.4, "71,520"),
+        (1234567.0, "1,234,567"),
+        (812.34, "812"),
+        (41.27, "41.3"),
+        (0.1234, "0.12"),
+        (-15000.0, "-15,000"),
+        (None, ""),
+        (float("nan"), ""),
+    ],
+)
 def test_a_number_is_labelled_plainly_with_thousands_separators(value: float | None, label: str) -> None:
     assert plain_number(value) == label
 

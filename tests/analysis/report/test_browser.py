@@ -13,8 +13,14 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[3]
 SHOTS = ROOT / "test-artifacts"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +57,9 @@ def _render(chromium_path: str, pages: list[tuple[Path, Path, str]]) -> list[tup
                 page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
                 page.route("http*://**", lambda r, requests=requests: (requests.append(r.request.url), r.abort()))
                 page.goto(html.as_uri())
-                page.wait_for_function("window.Plotly !== undefined && document.readyState === 'complete'",
-                                       timeout=60_000)
+                page.wait_for_function(
+                    "window.Plotly !== undefined && document.readyState === 'complete'", timeout=60_000
+                )
                 page.wait_for_timeout(300)
                 plots = page.evaluate("document.querySelectorAll('.js-plotly-plot .main-svg').length")
                 shot.parent.mkdir(parents=True, exist_ok=True)
@@ -69,9 +76,14 @@ def test_report_renders_without_console_errors_or_network(chromium_path: str, si
     from tests.analysis.report.test_summary import _empty_data
 
     empty = render(build_report(_empty_data()), tmp_path)["html"]
-    results = _render(chromium_path, [(sim_report["html"], SHOTS / "report-light.png", "light"),
-                                      (sim_report["html"], SHOTS / "report-dark.png", "dark"),
-                                      (empty, SHOTS / "report-empty.png", "light")])
+    results = _render(
+        chromium_path,
+        [
+            (sim_report["html"], SHOTS / "report-light.png", "light"),
+            (sim_report["html"], SHOTS / "report-dark.png", "dark"),
+            (empty, SHOTS / "report-empty.png", "light"),
+        ],
+    )
     for (errors, requests, _), name in zip(results, ("light", "dark", "empty"), strict=True):
         assert errors == [], name
         assert requests == [], name
@@ -122,8 +134,9 @@ def _layout_check(chromium_path: str, html: Path) -> list[tuple[int, str, list[s
                     page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
                     page.route("http*://**", lambda r: r.abort())
                     page.goto(html.as_uri())
-                    page.wait_for_function("window.Plotly !== undefined && document.readyState === 'complete'",
-                                           timeout=60_000)
+                    page.wait_for_function(
+                        "window.Plotly !== undefined && document.readyState === 'complete'", timeout=60_000
+                    )
                     page.wait_for_timeout(400)
                     bars = {fid: page.evaluate(_DRAWN_BARS, fid) for fid in ("fig-phase-p99", "fig-phase-tput")}
                     out.append((width, scheme, errors, page.evaluate(_GRID_BOXES), bars))
@@ -139,8 +152,12 @@ def test_side_by_side_charts_stay_in_their_cells_and_bars_show_the_data(chromium
     import json
 
     summary = json.loads(sim_report["summary"].read_text())
-    changes = {(r["group"], r["phase"], k): ch["pct"] for r in summary["phases"]["rows"]
-               for k, ch in r["changes"].items() if ch and ch.get("pct") is not None}
+    changes = {
+        (r["group"], r["phase"], k): ch["pct"]
+        for r in summary["phases"]["rows"]
+        for k, ch in r["changes"].items()
+        if ch and ch.get("pct") is not None
+    }
     for width, scheme, errors, grids, bars in _layout_check(chromium_path, sim_report["html"]):
         where = f"{width} px, {scheme}"
         assert errors == [], where
@@ -152,7 +169,8 @@ def test_side_by_side_charts_stay_in_their_cells_and_bars_show_the_data(chromium
                 for svg in fig["svgs"]:
                     assert fig["cell"]["left"] - 1 <= svg["left"] and svg["right"] <= fig["cell"]["right"] + 1, (
                         f"{where}: {fig['id']}'s SVG spans {svg['left']:.0f}-{svg['right']:.0f} px, its cell "
-                        f"{fig['cell']['left']:.0f}-{fig['cell']['right']:.0f} px")
+                        f"{fig['cell']['left']:.0f}-{fig['cell']['right']:.0f} px"
+                    )
         for fid, metric in (("fig-phase-p99", "itl_ms_p99"), ("fig-phase-tput", "output_tok_s")):
             want = {(g, p): v for (g, p, k), v in changes.items() if k == metric}
             drawn = {(b["group"], b["phase"]): b for b in bars[fid]}
@@ -160,4 +178,5 @@ def test_side_by_side_charts_stay_in_their_cells_and_bars_show_the_data(chromium
             for key, b in drawn.items():
                 assert abs(b["base"]) <= 2 * b["px"], f"{where}: {fid} {key} does not start at 0"
                 assert abs(b["end"] - want[key]) <= 2 * b["px"], (
-                    f"{where}: {fid} {key} is drawn at {b['end']:+.2f} %, the data say {want[key]:+.2f} %")
+                    f"{where}: {fid} {key} is drawn at {b['end']:+.2f} %, the data say {want[key]:+.2f} %"
+                )

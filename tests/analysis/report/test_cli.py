@@ -32,8 +32,7 @@ def test_report_writes_both_files_and_prints_the_html_path(sim_store: Path, tmp_
 
 
 def test_without_end_the_window_ends_at_the_newest_data_and_says_so(sim_store: Path, tmp_path: Path) -> None:
-    res = _invoke("--store", str(sim_store), "--out", str(tmp_path), "--since", "2h", "--nightly",
-                  "--victim", "nobody")
+    res = _invoke("--store", str(sim_store), "--out", str(tmp_path), "--since", "2h", "--nightly", "--victim", "nobody")
     assert res.exit_code == 0, res.output
     s = json.loads((tmp_path / "2026-03-02" / "summary.json").read_text())
     assert s["notes"] and "newest data" in s["notes"][0]
@@ -102,8 +101,9 @@ def test_with_recent_data_the_window_is_the_last_since_before_now(tmp_path: Path
 
 
 def test_bad_input_is_one_error_line_without_a_traceback(tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, ["report", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "r"),
-                                   "--since", "tomorrow"])
+    res = CliRunner().invoke(
+        app, ["report", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "r"), "--since", "tomorrow"]
+    )
     assert res.exit_code == 2
     assert res.stderr.startswith("error: --since 'tomorrow'") and "Traceback" not in res.output
 

@@ -36,8 +36,17 @@ def test_phases_design_interleaves_abab() -> None:
 
 def test_balanced_order_reverses_every_other_repetition() -> None:
     steps = schedule(_plan(plan={"order": "balanced", "repetitions": 3}), "s")
-    assert [s.phase for s in steps] == ["baseline", "plus_a", "all", "all", "plus_a", "baseline",
-                                        "baseline", "plus_a", "all"]
+    assert [s.phase for s in steps] == [
+        "baseline",
+        "plus_a",
+        "all",
+        "all",
+        "plus_a",
+        "baseline",
+        "baseline",
+        "plus_a",
+        "all",
+    ]
 
 
 def test_randomized_design_is_seeded_and_independent_per_cotenant() -> None:
@@ -52,8 +61,10 @@ def test_randomized_design_is_seeded_and_independent_per_cotenant() -> None:
     assert 0.4 < on_a < 0.6 and 0.4 < on_b < 0.6
     assert abs(both - on_a * on_b) < 0.08
     assert a[0].blocks != a[1].blocks
-    assert schedule(_plan(plan={"design": "randomized", "seed": 4}), "s")[0].blocks != schedule(
-        _plan(plan={"design": "randomized", "seed": 3}), "s")[0].blocks
+    assert (
+        schedule(_plan(plan={"design": "randomized", "seed": 4}), "s")[0].blocks
+        != schedule(_plan(plan={"design": "randomized", "seed": 3}), "s")[0].blocks
+    )
 
 
 def test_phase_naming_an_unknown_cotenant_is_an_error() -> None:

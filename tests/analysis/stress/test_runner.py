@@ -45,11 +45,15 @@ def test_simulated_plan_runs_end_to_end_without_hardware(tmp_path: Path) -> None
     ev = _events(store)
     switches = ev.filter(pl.col("event").is_in(["switch_on", "switch_off"]))
     assert switches.select("event", "tenant", "phase").rows() == [
-        ("switch_on", "cpuhog", "plus_cpuhog"), ("switch_off", "cpuhog", "end")]
+        ("switch_on", "cpuhog", "plus_cpuhog"),
+        ("switch_off", "cpuhog", "end"),
+    ]
     assert set(switches["node"].to_list()) == {"sim0"}
     summaries = ev.filter(pl.col("event") == "summary")
-    assert sorted(summaries.select("phase", "group", "node").rows()) == [("baseline", "hive0", "sim0"),
-                                                                       ("plus_cpuhog", "hive0", "sim0")]
+    assert sorted(summaries.select("phase", "group", "node").rows()) == [
+        ("baseline", "hive0", "sim0"),
+        ("plus_cpuhog", "hive0", "sim0"),
+    ]
     assert report.manifest is not None and json.loads(report.manifest.read_text())["failures"] == 0
 
 
@@ -67,11 +71,15 @@ def _plan(tmp_path: Path, **over: object) -> Plan:
 
 @pytest.mark.slow
 def test_failing_commands_are_recorded_and_the_plan_goes_on(tmp_path: Path) -> None:
-    plan = _plan(tmp_path,
-                 victim={"command": "exit 4", "shell": True},
-                 cotenant=[{"group": "missing", "command": ["/nonexistent/load"]},
-                           {"group": "crashy", "command": [PY, "-c", "import sys; sys.exit(3)"]}],
-                 phase=[{"name": "both", "cotenants": ["missing", "crashy"]}, {"name": "baseline"}])
+    plan = _plan(
+        tmp_path,
+        victim={"command": "exit 4", "shell": True},
+        cotenant=[
+            {"group": "missing", "command": ["/nonexistent/load"]},
+            {"group": "crashy", "command": [PY, "-c", "import sys; sys.exit(3)"]},
+        ],
+        phase=[{"name": "both", "cotenants": ["missing", "crashy"]}, {"name": "baseline"}],
+    )
     store = tmp_path / "store"
     report = run_plan(plan, store=str(store), workdir=tmp_path / "work", echo=lambda m: None)
     assert [s.phase for s in report.steps] == ["both", "baseline"]
@@ -92,12 +100,16 @@ def test_failing_commands_are_recorded_and_the_plan_goes_on(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_randomized_design_switches_per_block_as_scheduled(tmp_path: Path) -> None:
-    plan = _plan(tmp_path,
-                 plan={"design": "randomized", "blocks": 4, "block": 1.0, "seed": 5},
-                 victim={"command": [PY, "-c", "import time; time.sleep(6)"]},
-                 cotenant=[{"group": "a", "command": ["sleep", "300"], "grace": 2},
-                           {"group": "b", "command": ["sleep", "300"], "grace": 2}],
-                 phase=[])
+    plan = _plan(
+        tmp_path,
+        plan={"design": "randomized", "blocks": 4, "block": 1.0, "seed": 5},
+        victim={"command": [PY, "-c", "import time; time.sleep(6)"]},
+        cotenant=[
+            {"group": "a", "command": ["sleep", "300"], "grace": 2},
+            {"group": "b", "command": ["sleep", "300"], "grace": 2},
+        ],
+        phase=[],
+    )
     (step,) = schedule(plan, "x")
     store = tmp_path / "store"
     report = run_plan(plan, store=str(store), workdir=tmp_path / "work", echo=lambda m: None)
@@ -120,9 +132,11 @@ def test_randomized_design_switches_per_block_as_scheduled(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_cotenant_children_stop_with_their_process_group(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
-    plan = _plan(tmp_path, cotenant=[{"group": "idle", "shell": True, "grace": 2,
-                                      "command": f"sleep 300 & echo $! > {pid_file}; wait"}],
-                 phase=[{"name": "busy", "cotenants": ["idle"]}])
+    plan = _plan(
+        tmp_path,
+        cotenant=[{"group": "idle", "shell": True, "grace": 2, "command": f"sleep 300 & echo $! > {pid_file}; wait"}],
+        phase=[{"name": "busy", "cotenants": ["idle"]}],
+    )
     run_plan(plan, store=str(tmp_path / "store"), workdir=tmp_path / "work", echo=lambda m: None)
     child = int(pid_file.read_text())
     deadline = time.monotonic() + 5

@@ -50,7 +50,9 @@ def test_promtool_finds_the_naming_problems_it_is_asked_about():
 def test_collector_metrics_pass_promtool(collector):
     assert post(collector, make_batch("node1", "b", 0, {"accel": accel_frame()})).status_code == 200
     assert post(collector, make_batch("node2", "b", 0, {"accel": accel_frame()})).status_code == 403
-    r = httpx.post(f"{collector.url}/write?db=x&p=token-node1", content="cpu,host=a usage_idle=99.5 1700000000000000000")
+    r = httpx.post(
+        f"{collector.url}/write?db=x&p=token-node1", content="cpu,host=a usage_idle=99.5 1700000000000000000"
+    )
     assert r.status_code == 204, r.text
     text = httpx.get(f"{collector.url}/metrics", timeout=10).text
     assert {

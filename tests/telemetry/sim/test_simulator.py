@@ -161,8 +161,10 @@ def test_power_and_temperature_follow_load(short):
     idle_w = _mean(accel, "hive1", "power_w", 60, 140, short.start_ns)
     busy_w = _mean(accel, "hive1", "power_w", 210, 290, short.start_ns)
     assert busy_w > idle_w + 300
-    assert _mean(accel, "hive1", "temp_c", 210, 290, short.start_ns) > _mean(accel, "hive1", "temp_c", 60, 140,
-                                                                              short.start_ns) + 20
+    assert (
+        _mean(accel, "hive1", "temp_c", 210, 290, short.start_ns)
+        > _mean(accel, "hive1", "temp_c", 60, 140, short.start_ns) + 20
+    )
 
 
 def test_thermal_neighbour_throttles_the_victim_only_while_on():
@@ -173,7 +175,8 @@ def test_thermal_neighbour_throttles_the_victim_only_while_on():
     assert not hive0.filter(t < 120)["throttle_thermal"].any()
     assert hive0.filter(t >= 180)["throttle_thermal"].all()
     assert _mean(accel, "hive0", "sm_clock_mhz", 180, 240, res.start_ns) < _mean(
-        accel, "hive0", "sm_clock_mhz", 40, 110, res.start_ns)
+        accel, "hive0", "sm_clock_mhz", 40, 110, res.start_ns
+    )
     assert not accel.filter(pl.col("group") == "hive1")["throttle_thermal"].any()
 
 
@@ -201,8 +204,9 @@ def test_pcie_antagonist_lowers_the_victims_pcie_rate():
 # ------------------------------------------------------------------------------------------ ground truth
 
 
-@pytest.mark.parametrize(("name", "resource"), [("pcie_antagonist", "pcie"), ("cpu_antagonist", "cpu"),
-                                                 ("thermal_neighbour", "thermal")])
+@pytest.mark.parametrize(
+    ("name", "resource"), [("pcie_antagonist", "pcie"), ("cpu_antagonist", "cpu"), ("thermal_neighbour", "thermal")]
+)
 def test_single_antagonist_presets_name_the_culprit_and_resource(name, resource):
     res = simulate(preset(name, phase_s=150, num_prompts=96), seed=2)
     gt = res.ground_truth
@@ -268,11 +272,37 @@ def test_telemetry_only_mode_skips_the_benchmark():
 def test_vllm_detailed_has_the_documented_keys_in_seconds(short):
     run = _run(short, "hive0", "baseline")
     doc = vllm_detailed(run)
-    for key in ("date", "backend", "model_id", "num_prompts", "request_rate", "max_concurrency", "duration",
-                "completed", "failed", "total_input_tokens", "total_output_tokens", "request_throughput",
-                "output_throughput", "total_token_throughput", "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms",
-                "mean_tpot_ms", "p99_itl_ms", "median_itl_ms", "mean_e2el_ms", "latencies", "input_lens",
-                "output_lens", "start_times", "ttfts", "itls", "generated_texts", "errors"):
+    for key in (
+        "date",
+        "backend",
+        "model_id",
+        "num_prompts",
+        "request_rate",
+        "max_concurrency",
+        "duration",
+        "completed",
+        "failed",
+        "total_input_tokens",
+        "total_output_tokens",
+        "request_throughput",
+        "output_throughput",
+        "total_token_throughput",
+        "mean_ttft_ms",
+        "median_ttft_ms",
+        "p99_ttft_ms",
+        "mean_tpot_ms",
+        "p99_itl_ms",
+        "median_itl_ms",
+        "mean_e2el_ms",
+        "latencies",
+        "input_lens",
+        "output_lens",
+        "start_times",
+        "ttfts",
+        "itls",
+        "generated_texts",
+        "errors",
+    ):
         assert key in doc, key
     n = doc["completed"]
     assert all(len(doc[k]) == n for k in ("input_lens", "output_lens", "start_times", "ttfts", "itls", "errors"))
@@ -303,8 +333,14 @@ def test_sglang_summary_block_has_the_printed_labels(short):
     run = _run(short, "hive0", "baseline")
     text = sglang_summary(run)
     assert text.startswith("=" * 12 + " Serving Benchmark Result ")
-    for label in ("Successful requests:", "Benchmark duration (s):", "Output token throughput (tok/s):",
-                  "Median TTFT (ms):", "P99 ITL (ms):", "Median TPOT (ms):"):
+    for label in (
+        "Successful requests:",
+        "Benchmark duration (s):",
+        "Output token throughput (tok/s):",
+        "Median TTFT (ms):",
+        "P99 ITL (ms):",
+        "Median TPOT (ms):",
+    ):
         assert label in text
     seedstyle = sglang_summary(run, style="inferencex", title="Hive 0 - 8 GPUs")
     assert "Serving Benchmark Result (Hive 0 - 8 GPUs)" in seedstyle and "P99 E2EL (ms):" in seedstyle
@@ -320,7 +356,8 @@ def test_write_output_writes_telemetry_bench_files_and_ground_truth(short, tmp_p
     topo = json.loads((tmp_path / "topology.json").read_text())
     assert len(topo["devices"]) == 34
     assert {"id", "vendor", "model", "group", "pci_bus", "pcie_switch", "socket", "cooling_zone"} <= set(
-        topo["devices"][0])
+        topo["devices"][0]
+    )
     for run in short.runs:
         d = tmp_path / "bench" / run.run_id
         assert json.loads((d / "vllm_detailed.json").read_text())["completed"] == run.result.n
@@ -344,8 +381,25 @@ def test_simulate_command_writes_a_directory(tmp_path):
     help_ = runner.invoke(app, ["simulate", "--help"])
     assert help_.exit_code == 0 and "--scenario" in help_.output and "seed000" in help_.output
     out = tmp_path / "sim"
-    res = runner.invoke(app, ["simulate", "--scenario", "aa", "--phase-s", "90", "--num-prompts", "64",
-                              "--seed", "2", "--out", str(out), "--formats", "vllm"], catch_exceptions=False)
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--scenario",
+            "aa",
+            "--phase-s",
+            "90",
+            "--num-prompts",
+            "64",
+            "--seed",
+            "2",
+            "--out",
+            str(out),
+            "--formats",
+            "vllm",
+        ],
+        catch_exceptions=False,
+    )
     assert res.exit_code == 0, res.output
     assert (out / "ground_truth.json").exists() and (out / "telemetry" / "accel.parquet").exists()
     assert "ground truth" in res.output

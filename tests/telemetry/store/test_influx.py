@@ -303,8 +303,12 @@ def test_a_point_written_twice_in_one_run_keeps_the_value_written_last(influx_ur
     rows = 60
 
     def batch(temp: float) -> dict[str, pl.DataFrame]:
-        cols = {"time": [T0 + i for i in range(rows)], "node": ["n1"] * rows, "device": ["gpu0"] * rows,
-                "temp_c": [temp] * rows}
+        cols = {
+            "time": [T0 + i for i in range(rows)],
+            "node": ["n1"] * rows,
+            "device": ["gpu0"] * rows,
+            "temp_c": [temp] * rows,
+        }
         return {"accel": conform(pl.DataFrame(cols), "accel")}
 
     one_body = len(store_for(influx_url).encode("accel", batch(1.0)["accel"]))

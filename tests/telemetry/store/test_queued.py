@@ -317,7 +317,9 @@ def test_a_run_that_writes_a_point_twice_goes_one_body_at_a_time(tmp_path):
     remote.hold_s = 0.02
     q = make(tmp_path, remote, drain_rows=10**6)
     again = frame(0).with_columns(pl.lit(99.0).alias("temp_c"))  # batch 0's points with a new value
-    items = [(BatchKey("n1", "b", i), {"accel": frame(i)}) for i in range(20)] + [(BatchKey("n1", "b", 20), {"accel": again})]
+    items = [(BatchKey("n1", "b", i), {"accel": frame(i)}) for i in range(20)] + [
+        (BatchKey("n1", "b", 20), {"accel": again})
+    ]
     q.write_batches(items)
     assert q.flush(10)
     assert remote.requests > 2 and remote.most_in_flight == 1
