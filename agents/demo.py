@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from telemetry.collector.process import NEIGHBORSCOPE, CollectorStartError, running_collector
+from telemetry.console import output_console
 from telemetry.errors import NeighborscopeError
 
 CLI = NEIGHBORSCOPE
@@ -177,7 +178,7 @@ def demo(
 
     Example: neighborscope demo --dir ./neighborscope-demo --seed 0
     """
-    console = Console()
+    console = output_console()
     started = time.perf_counter()
     workdir = directory.resolve()
     store_dir = workdir / "store"

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from telemetry.console import output_console
 from telemetry.errors import NeighborscopeError
 
 if TYPE_CHECKING:
@@ -33,18 +34,10 @@ VERDICTS = (
 )
 """The legend printed under the phase table: what each verdict word means."""
 
-PIPED_WIDTH = 200
-"""Columns of the output when it is not a terminal (a pipe or a file): wide enough that no table row wraps."""
-
 
 def console_for_output() -> Console:
-    """A rich console on stdout: the terminal's width (at least 150 columns) on a terminal, `PIPED_WIDTH` when piped."""
-    from rich.console import Console
-
-    con = Console()
-    if not con.is_terminal:
-        return Console(width=PIPED_WIDTH)
-    return con if con.width >= 150 else Console(width=150)
+    """A rich console on stdout: the terminal's width (at least 150 columns) on a terminal, wide when piped."""
+    return output_console(150)
 
 
 def render(result: AnalysisResult, console: Console | None = None) -> None:

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from telemetry.console import output_console
 from telemetry.errors import ConfigError
 
 
@@ -59,7 +59,7 @@ def simulate(
         res, out, formats=[f.strip() for f in formats.split(",") if f.strip()], tokens=tokens, groups=groups
     )
     elapsed = time.perf_counter() - t
-    con = Console()
+    con = output_console()
     con.print(
         f"[bold]{sc.name}[/] seed {seed}: {len(sc.phases)} phase(s), {res.duration_s} s of "
         f"{len(sc.topology.devices)} accelerators at 1 Hz, {len(res.runs)} benchmark run(s) in {elapsed:.1f} s"
