@@ -254,7 +254,8 @@ MEASUREMENTS: dict[str, Measurement] = {
 #: store, so no leading dot or underscore, no path separator, ASCII letters, digits and ``_ . : -``
 MEASUREMENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
 _MEASUREMENT_NAME_RE = re.compile(MEASUREMENT_NAME_PATTERN)
-RESERVED_MEASUREMENTS = frozenset({"artifacts"})
+#: names the embedded store keeps for its own directories (artifacts, quarantined files)
+RESERVED_MEASUREMENTS = frozenset({"artifacts", "quarantine"})
 #: keys no line may use: ``time`` is the timestamp (InfluxDB refuses it as a tag or field key)
 RESERVED_KEYS = frozenset({TIME})
 #: longest tag key, tag value or field key, in UTF-8 bytes (InfluxDB refuses series keys of 64 KiB and more)
@@ -270,7 +271,9 @@ def measurement_name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a measurement (None when it can): schema measurements always can."""
     if name in MEASUREMENTS:
         return None
-    if name in RESERVED_MEASUREMENTS or _MEASUREMENT_NAME_RE.fullmatch(name) is None:
+    if name in RESERVED_MEASUREMENTS:
+        return f"measurement name {name!r} is reserved (the store's own directories: {', '.join(sorted(RESERVED_MEASUREMENTS))})"
+    if _MEASUREMENT_NAME_RE.fullmatch(name) is None:
         return (
             f"invalid measurement name {name[:80]!r}: use 1-200 ASCII letters, digits, '_', '.', ':' or '-', "
             "starting with a letter or digit"

@@ -53,7 +53,7 @@ import polars as pl
 
 from telemetry.batch import Columns
 from telemetry.errors import SchemaError, StoreError
-from telemetry.schema import MEASUREMENTS, TIME, as_time, conform
+from telemetry.schema import MEASUREMENTS, TIME, as_time, conform, measurement_name_problem
 from telemetry.store.base import BatchKey, TagFilter, every_ns, parse_agg
 from telemetry.store.factory import register_scheme
 from telemetry.store.parquet_writer import (
@@ -188,8 +188,8 @@ class ParquetStore:
     def _prepare(self, measurement: str, frame: pl.DataFrame) -> pl.DataFrame:
         if measurement in MEASUREMENTS:
             return conform(frame, measurement)
-        if "/" in measurement or reserved_name(measurement):
-            raise SchemaError(f"invalid measurement name {measurement!r}")
+        if (why := measurement_name_problem(measurement)) is not None:  # the collector's rule: one for every way in
+            raise SchemaError(why)
         if TIME not in frame.columns:
             raise SchemaError("missing the 'time' column", measurement)
         return frame.with_columns(as_time(frame[TIME], f"{measurement}.time"))

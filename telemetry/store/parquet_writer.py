@@ -26,6 +26,7 @@ import polars as pl
 
 from telemetry.batch import Columns, group_frame
 from telemetry.errors import StoreError, StoreLockedError
+from telemetry.schema import RESERVED_MEASUREMENTS
 from telemetry.store.base import BatchKey, fsync_dir
 
 log = logging.getLogger("telemetry.store.parquet")
@@ -37,6 +38,7 @@ LOCK_FILE = "LOCK"
 EMPTY_DIR = "_empty_batches"
 QUARANTINE_DIR = "quarantine"
 ARTIFACTS_DIR = "artifacts"
+assert {QUARANTINE_DIR, ARTIFACTS_DIR} <= RESERVED_MEASUREMENTS  # no measurement may take their directories
 #: a temp file of a live process older than this is a leftover (no Parquet file takes an hour to write)
 STALE_TMP_S = 3600.0
 _PROCESS_START = time.time()
@@ -645,7 +647,8 @@ def _data_dirs(root: Path) -> list[Path]:
 
 
 def reserved_name(name: str) -> bool:
-    return not name or name.startswith(("_", ".")) or name in (ARTIFACTS_DIR, QUARANTINE_DIR)
+    """A directory of the store that is not a measurement (its own, or a hidden / temporary one)."""
+    return not name or name.startswith(("_", ".")) or name in RESERVED_MEASUREMENTS
 
 
 WRITERS: dict[str, Writer] = {}

@@ -36,11 +36,19 @@ def stored_rows(collector) -> int:
     [
         (f".hidden value=1 {NOW_S}", "measurement"),
         (f"../x value=1 {NOW_S}", "measurement"),
+        (f"quarantine value=1 {NOW_S}", "measurement"),  # a directory of the embedded store
         (f"cpu,time=yesterday usage_user=1 {NOW_S}", "time"),
         (f"cpu,cpu=cpu1 time=1,usage_user=3 {NOW_S}", "time"),
         ("cpu,cpu=cpu1 usage_user=3 9223372036854775", "timestamp"),
     ],
-    ids=["hidden-measurement", "path-measurement", "tag-named-time", "field-named-time", "overflow-after-precision"],
+    ids=[
+        "hidden-measurement",
+        "path-measurement",
+        "store-directory-measurement",
+        "tag-named-time",
+        "field-named-time",
+        "overflow-after-precision",
+    ],
 )
 def test_a_bad_line_refuses_the_whole_body_naming_the_line_and_stores_nothing(collector, bad_line, says):
     r = write(collector, f"{GOOD}\n{GOOD.replace('cpu0', 'cpu2')}\n{bad_line}\n")
