@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from telemetry import config
+from telemetry.console import output_console
 from telemetry.errors import ConfigError, NeighborscopeError
 
 
@@ -123,7 +124,6 @@ def report(
 
     Example: neighborscope report --store neighborscope-data/store --since 24h --out reports/
     """
-    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from analysis.history.thermal import ThermalLimits
@@ -131,7 +131,7 @@ def report(
     from analysis.report.summary import ReportOptions
     from telemetry.store.factory import open_store
 
-    err = Console(stderr=True)
+    err = output_console(stderr=True)
     try:
         parse_duration(since)  # options first: a bad --since is named even when the store is wrong too
         st = open_store(store, create=False)  # reading: a mistyped store is an error, not a "NO DATA" report

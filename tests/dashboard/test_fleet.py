@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from dashboard.alerts_view import alerts_frame, load_state
-from dashboard.data import Reader, fleet_frame, status_frame
+from dashboard.data import STATUS_SCHEMA, Reader, fleet_frame, status_frame
 from dashboard.fleet import fleet_counts, fleet_rows, neighbour_findings
 from dashboard.settings import Settings
 from telemetry.store.parquet import ParquetStore
@@ -35,15 +35,7 @@ def status(rows: list[tuple[str, str, int, float | None, float]]) -> pl.DataFram
             }
             for n, d, ago, t, share in rows
         ],
-        schema={
-            "node": pl.String,
-            "device": pl.String,
-            "last_seen": pl.Datetime("ns", "UTC"),
-            "temp_c": pl.Float64,
-            "power_w": pl.Float64,
-            "util_pct": pl.Float64,
-            "throttled_share": pl.Float64,
-        },
+        schema=STATUS_SCHEMA,
     )
 
 
