@@ -134,6 +134,35 @@ ACCEL_EVENT = Measurement(
     ),
 )
 
+PRESSURE_FIELDS: tuple[FieldSpec, ...] = tuple(
+    F(
+        f"{res}_pressure_{kind}_us_per_s",
+        "us/s",
+        description=(
+            f"pressure stall information (/proc/pressure/{res.replace('mem', 'memory')}, "
+            f"cgroup v2 {res.replace('mem', 'memory')}.pressure): µs per second in which "
+            + ("some" if kind == "some" else "all")
+            + " non-idle tasks stalled on "
+            + {"cpu": "CPU", "mem": "memory", "io": "I/O"}[res]
+            + ", from the `total` counter's delta (not the avg10 gauge)"
+        ),
+    )
+    for res in ("cpu", "mem", "io")
+    for kind in ("some", "full")
+)
+"""PSI fields, shared by `host` (``/proc/pressure``) and `tenant` (the tenant's cgroup v2 ``*.pressure``)."""
+
+MBM_FIELDS: tuple[FieldSpec, ...] = (
+    F(
+        "mbm_total_bytes_per_s",
+        "B/s",
+        description="resctrl MBM: memory bandwidth, all NUMA nodes (mbm_total_bytes delta)",
+    ),
+    F("mbm_local_bytes_per_s", "B/s", description="resctrl MBM: memory bandwidth to the local NUMA node"),
+    F("llc_occupancy_bytes", "B", description="resctrl CMT: last-level cache held"),
+)
+"""resctrl memory-bandwidth monitoring, summed over L3 domains: `host` (the root group) and `tenant` (its group)."""
+
 HOST = Measurement(
     "host",
     tags=("node",),
@@ -156,6 +185,18 @@ HOST = Measurement(
         F("interrupts_per_s", "1/s"),
         F("procs_running", "1", "int", "runnable tasks (run-queue length)"),
         F("cpu_temp_c", "degC", description="hottest CPU package / die sensor (hwmon coretemp, k10temp, zenpower)"),
+        *PRESSURE_FIELDS,
+        F("pgmajfault_per_s", "1/s", description="/proc/vmstat pgmajfault: major page faults per second"),
+        F("workingset_refault_per_s", "1/s", description="/proc/vmstat workingset_refault_anon + _file per second"),
+        F("pgscan_per_s", "1/s", description="/proc/vmstat pgscan_kswapd + pgscan_direct: pages scanned for reclaim"),
+        F("pgsteal_per_s", "1/s", description="/proc/vmstat pgsteal_kswapd + pgsteal_direct: pages reclaimed"),
+        F("numa_miss_per_s", "1/s", description="/proc/vmstat numa_miss: allocations that missed their preferred node"),
+        F(
+            "numa_foreign_per_s",
+            "1/s",
+            description="/proc/vmstat numa_foreign: allocations meant for this node placed elsewhere",
+        ),
+        *MBM_FIELDS,
     ),
 )
 
@@ -186,6 +227,167 @@ TENANT = Measurement(
         F("process_count", "1", "int"),
         F("threads_count", "1", "int"),
         F("pids", "text", "str", "space-separated PIDs (a field, never a tag: cardinality)"),
+        *PRESSURE_FIELDS,
+        F("cpu_periods_per_s", "1/s", description="cgroup v2 cpu.stat nr_periods per second (CFS quota periods)"),
+        F("cpu_throttled_periods_per_s", "1/s", description="cgroup v2 cpu.stat nr_throttled per second"),
+        F("cpu_throttled_us_per_s", "us/s", description="cgroup v2 cpu.stat throttled_usec per second"),
+        F("mem_cgroup_bytes", "B", description="cgroup v2 memory.current (page cache included)"),
+        F("workingset_refault_per_s", "1/s", description="cgroup v2 memory.stat workingset_refault_anon + _file"),
+        F("pgscan_per_s", "1/s", description="cgroup v2 memory.stat pgscan: pages scanned for reclaim"),
+        F("pgsteal_per_s", "1/s", description="cgroup v2 memory.stat pgsteal: pages reclaimed"),
+        F("pgmajfault_per_s", "1/s", description="cgroup v2 memory.stat pgmajfault"),
+        F("io_read_bytes_per_s", "B/s", description="cgroup v2 io.stat rbytes, all devices"),
+        F("io_write_bytes_per_s", "B/s", description="cgroup v2 io.stat wbytes, all devices"),
+        F("io_read_ops_per_s", "1/s", description="cgroup v2 io.stat rios, all devices"),
+        F("io_write_ops_per_s", "1/s", description="cgroup v2 io.stat wios, all devices"),
+        *MBM_FIELDS,
+    ),
+)
+
+DISK = Measurement(
+    "disk",
+    tags=("node", "disk"),
+    description="One row per block device per sample (/proc/diskstats; partitions and loop/ram devices left out).",
+    fields=(
+        F("read_bytes_per_s", "B/s"),
+        F("write_bytes_per_s", "B/s"),
+        F("read_ops_per_s", "1/s"),
+        F("write_ops_per_s", "1/s"),
+        F("busy_pct", "%", description="share of the interval with I/O in flight (io_ticks delta)"),
+        F(
+            "queue_ms_per_s",
+            "ms/s",
+            description="weighted time in queue per second (time_in_queue delta): mean queue depth x 1000",
+        ),
+        F("read_await_ms", "ms", description="mean time per read completed in the interval"),
+        F("write_await_ms", "ms", description="mean time per write completed in the interval"),
+        F("in_flight", "1", "int", "I/Os in flight at the sample"),
+    ),
+)
+
+NET = Measurement(
+    "net",
+    tags=("node", "interface"),
+    description="One row per network interface per sample (/sys/class/net/*/statistics; loopback left out).",
+    fields=(
+        F("rx_bytes_per_s", "B/s"),
+        F("tx_bytes_per_s", "B/s"),
+        F("rx_packets_per_s", "1/s"),
+        F("tx_packets_per_s", "1/s"),
+        F("rx_dropped_per_s", "1/s"),
+        F("tx_dropped_per_s", "1/s"),
+        F("rx_errors_per_s", "1/s"),
+        F("tx_errors_per_s", "1/s"),
+        F("speed_mbit_per_s", "Mbit/s", description="link speed, where the driver reports it"),
+    ),
+)
+
+RDMA = Measurement(
+    "rdma",
+    tags=("node", "device", "port"),
+    description=(
+        "One row per RDMA / RoCE port per sample (/sys/class/infiniband/*/ports/*/counters and hw_counters): "
+        "the fabric shared by collective traffic."
+    ),
+    fields=(
+        F("rx_bytes_per_s", "B/s", description="port_rcv_data x 4 (the counter is in 4-byte words)"),
+        F("tx_bytes_per_s", "B/s", description="port_xmit_data x 4"),
+        F("rx_packets_per_s", "1/s"),
+        F("tx_packets_per_s", "1/s"),
+        F("xmit_wait_per_s", "1/s", description="port_xmit_wait: ticks the port had data but no credit to send"),
+        F("cnp_sent_per_s", "1/s", description="hw_counters np_cnp_sent: congestion notifications sent"),
+        F("cnp_handled_per_s", "1/s", description="hw_counters rp_cnp_handled: congestion notifications acted on"),
+        F("ecn_marked_per_s", "1/s", description="hw_counters np_ecn_marked_roce_packets"),
+        F("rx_discards_per_s", "1/s", description="port_rcv_discards + port_xmit_discards"),
+    ),
+)
+
+SERVING = Measurement(
+    "serving",
+    tags=("node", "group", "engine", "model"),
+    description=(
+        "A serving engine's own Prometheus metrics (vLLM, SGLang, TGI, llama.cpp), one row per endpoint and model "
+        "per scrape interval: rates from counter deltas, quantiles from histogram bucket deltas over the interval."
+    ),
+    fields=(
+        F("requests_per_s", "1/s", description="requests finished per second"),
+        F("prompt_tokens_per_s", "1/s", description="prompt (prefill) tokens per second"),
+        F("generation_tokens_per_s", "1/s", description="generated tokens per second"),
+        F("requests_running", "1", description="requests being served (batch)"),
+        F("requests_waiting", "1", description="requests queued"),
+        F("kv_cache_usage_pct", "%", description="KV cache in use"),
+        F("prompt_tokens_mean", "1", description="mean prompt length of requests finished in the interval"),
+        F("ttft_ms_p50", "ms", description="time to first token, p50 of the interval, from histogram bucket deltas"),
+        F("ttft_ms_p90", "ms", description="time to first token, p90 of the interval, from histogram bucket deltas"),
+        F("ttft_ms_p99", "ms", description="time to first token, p99 of the interval, from histogram bucket deltas"),
+        F("ttft_count", "1", "int", "observations of time to first token in the interval (histogram _count delta)"),
+        F("ttft_ms_p99_bucket_lo", "ms", description="lower bound of the bucket holding the p99: the resolution limit"),
+        F("ttft_ms_p99_bucket_hi", "ms", description="upper bound of the bucket holding the p99 (null: +Inf bucket)"),
+        F("itl_ms_p50", "ms", description="inter-token latency, p50 of the interval, from histogram bucket deltas"),
+        F("itl_ms_p90", "ms", description="inter-token latency, p90 of the interval, from histogram bucket deltas"),
+        F("itl_ms_p99", "ms", description="inter-token latency, p99 of the interval, from histogram bucket deltas"),
+        F("itl_count", "1", "int", "observations of inter-token latency in the interval (histogram _count delta)"),
+        F("itl_ms_p99_bucket_lo", "ms", description="lower bound of the bucket holding the p99: the resolution limit"),
+        F("itl_ms_p99_bucket_hi", "ms", description="upper bound of the bucket holding the p99 (null: +Inf bucket)"),
+        F("tpot_ms_p50", "ms", description="time per output token, p50 of the interval, from histogram bucket deltas"),
+        F("tpot_ms_p90", "ms", description="time per output token, p90 of the interval, from histogram bucket deltas"),
+        F("tpot_ms_p99", "ms", description="time per output token, p99 of the interval, from histogram bucket deltas"),
+        F("tpot_count", "1", "int", "observations of time per output token in the interval (histogram _count delta)"),
+        F("tpot_ms_p99_bucket_lo", "ms", description="lower bound of the bucket holding the p99: the resolution limit"),
+        F("tpot_ms_p99_bucket_hi", "ms", description="upper bound of the bucket holding the p99 (null: +Inf bucket)"),
+        F(
+            "e2e_ms_p50",
+            "ms",
+            description="end-to-end request latency, p50 of the interval, from histogram bucket deltas",
+        ),
+        F(
+            "e2e_ms_p90",
+            "ms",
+            description="end-to-end request latency, p90 of the interval, from histogram bucket deltas",
+        ),
+        F(
+            "e2e_ms_p99",
+            "ms",
+            description="end-to-end request latency, p99 of the interval, from histogram bucket deltas",
+        ),
+        F(
+            "e2e_count",
+            "1",
+            "int",
+            "observations of end-to-end request latency in the interval (histogram _count delta)",
+        ),
+        F("e2e_ms_p99_bucket_lo", "ms", description="lower bound of the bucket holding the p99: the resolution limit"),
+        F("e2e_ms_p99_bucket_hi", "ms", description="upper bound of the bucket holding the p99 (null: +Inf bucket)"),
+        F(
+            "queue_ms_p50",
+            "ms",
+            description="time waiting in the engine's queue, p50 of the interval, from histogram bucket deltas",
+        ),
+        F(
+            "queue_ms_p90",
+            "ms",
+            description="time waiting in the engine's queue, p90 of the interval, from histogram bucket deltas",
+        ),
+        F(
+            "queue_ms_p99",
+            "ms",
+            description="time waiting in the engine's queue, p99 of the interval, from histogram bucket deltas",
+        ),
+        F(
+            "queue_count",
+            "1",
+            "int",
+            "observations of time waiting in the engine's queue in the interval (histogram _count delta)",
+        ),
+        F(
+            "queue_ms_p99_bucket_lo",
+            "ms",
+            description="lower bound of the bucket holding the p99: the resolution limit",
+        ),
+        F("queue_ms_p99_bucket_hi", "ms", description="upper bound of the bucket holding the p99 (null: +Inf bucket)"),
+        F("interval_s", "s", description="time between the two scrapes the row is computed from"),
+        F("up", "bool", "bool", "the endpoint answered this scrape"),
+        F("counter_reset", "bool", "bool", "a counter went backwards (engine restart): rates of the interval are null"),
     ),
 )
 
@@ -244,7 +446,8 @@ RUN_EVENT = Measurement(
 )
 
 MEASUREMENTS: dict[str, Measurement] = {
-    m.name: m for m in (ACCEL, ACCEL_EVENT, HOST, HOST_CORE, TENANT, AGENT, BENCH_REQUEST, RUN_EVENT)
+    m.name: m
+    for m in (ACCEL, ACCEL_EVENT, HOST, HOST_CORE, TENANT, DISK, NET, RDMA, SERVING, AGENT, BENCH_REQUEST, RUN_EVENT)
 }
 
 

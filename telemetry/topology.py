@@ -30,7 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from telemetry.errors import ConfigError
 
 FILE_NAME = "topology.json"
-SHARED = ("pcie_switch", "socket", "cooling_zone", "power_zone")
+SHARED = ("pcie_switch", "socket", "numa_node", "nic", "disk", "cooling_zone", "power_zone")
+"""What a device or group can share: a PCIe switch, a CPU socket (its cores and memory controllers), a NUMA node
+(memory bandwidth), a NIC (the network fabric), a disk (storage I/O), a cooling zone, a power budget."""
 TOPOLOGY_COLUMNS: dict[str, pl.DataType] = {
     "node": pl.String(),
     "device": pl.String(),
@@ -40,6 +42,9 @@ TOPOLOGY_COLUMNS: dict[str, pl.DataType] = {
     "pci_bus": pl.String(),
     "pcie_switch": pl.String(),
     "socket": pl.String(),
+    "numa_node": pl.String(),
+    "nic": pl.String(),
+    "disk": pl.String(),
     "cooling_zone": pl.String(),
     "power_zone": pl.String(),
 }
@@ -56,6 +61,9 @@ class Shared(BaseModel):
 
     pcie_switch: str | None = None
     socket: str | None = None
+    numa_node: str | None = None
+    nic: str | None = None
+    disk: str | None = None
     cooling_zone: str | None = None
     power_zone: str | None = None
 
