@@ -13,6 +13,7 @@ command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 command -v stress-ng >/dev/null || need+=(stress-ng)  # co-tenants: CPU and memory (the real experiments)
 command -v fio >/dev/null || need+=(fio)  # co-tenant: storage I/O
 command -v iperf3 >/dev/null || need+=(iperf3)  # co-tenant: bulk network transfer over a shaped veth link
+command -v tc >/dev/null || need+=(iproute2)  # ip netns, veth and tc: the shaped link of the network experiment
 if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
