@@ -1,4 +1,4 @@
-"""examples/cpu-neighbor: the server speaks OpenAI streaming, the plan is interventional, and the whole experiment
+"""examples/noisy-neighbor: the server speaks OpenAI streaming, the plan is interventional, and the whole experiment
 (real collector, agent, server, llama-benchy, co-tenant, stress runner, analysis) names the co-tenant."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "cpu-neighbor"
+EXAMPLE = ROOT / "examples" / "noisy-neighbor"
 
 
 def _module(name: str):

@@ -16,7 +16,7 @@ single-threaded (BLAS threads pinned to 1), sized at start (thread CPU time, so 
 so one token costs ``--token-ms`` of CPU; prefill costs a quarter of a decode step per 64 prompt tokens. A CPU-hungry neighbour therefore
 stretches the inter-token latency the way it stretches a real CPU-bound decode loop.
 
-    python examples/cpu-neighbor/server.py --port 8000 --token-ms 20
+    python examples/noisy-neighbor/server.py --port 8000 --token-ms 20
 """
 
 from __future__ import annotations

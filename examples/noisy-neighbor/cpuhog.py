@@ -1,6 +1,6 @@
 """The CPU-hungry co-tenant: pure-Python busy loops (default: two per core), until SIGTERM.
 
-    python examples/cpu-neighbor/cpuhog.py --procs 2
+    python examples/noisy-neighbor/cpuhog.py --procs 2
 
 The stress runner starts it in a session of its own; where the kernel groups sessions for CPU fairness
 (``kernel.sched_autogroup_enabled = 1``), all its loops together get one group's share of the CPU, so on a host

@@ -1,6 +1,6 @@
 """A real end-to-end noisy-neighbour experiment on this host, in one command:
 
-    python examples/cpu-neighbor/run.py [--duration-s 240] [--workdir neighborscope-demo/cpu-neighbor]
+    python examples/noisy-neighbor/run.py [--duration-s 240] [--workdir neighborscope-demo/cpu-neighbor]
 
 1. a real collector (`neighborscope collector`, embedded store, one node token) on 127.0.0.1;
 2. the victim: `server.py`, an OpenAI-compatible streaming server whose tokens are real CPU work;
