@@ -169,7 +169,7 @@ def extent(store_url: str, measurement: str) -> tuple[datetime, datetime] | None
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def freshest(store_url: str, measurements: tuple[str, ...] = ("accel", "host", "tenant")) -> datetime | None:
+def freshest(store_url: str, measurements: tuple[str, ...] = ("accel", "host", "tenant", "serving")) -> datetime | None:
     """The newest sample time over ``measurements`` (None for an empty store)."""
     ends = [e[1] for m in measurements if (e := extent(store_url, m))]
     return max(ends) if ends else None
@@ -390,6 +390,105 @@ def fleet_frame(r: Reader, start: datetime, end: datetime) -> pl.DataFrame:
         )
     )
     return out.with_columns(pl.col(c).cast(t) for c, t in STATUS_SCHEMA.items()).select(list(STATUS_SCHEMA)).sort(key)
+
+
+#: measurements that make a node visible without accelerators (a CPU-only or serving-only node), in the order the
+#: overview names them
+NODE_SOURCES = ("host", "serving", "tenant", "disk", "net")
+NODE_SCHEMA = {"node": pl.String, "last_seen": pl.Datetime("ns", "UTC"), "telemetry": pl.String}
+
+
+def node_frame(r: Reader, start: datetime, end: datetime) -> pl.DataFrame:
+    """Per node that reported anything but accelerators in [start, end): its newest sample and what it sent
+    (``telemetry``: "host, serving", ...). The overview lists these nodes too, so a host-only or serving-only
+    node is never invisible. Embedded store: one lazy pass per measurement reading the ``node`` column of the
+    first `FLEET_SAMPLE_S` seconds of each minute (as `fleet_frame`), refined to the exact last sample over the
+    newest two minutes; a remote store: ``last`` per node and bin on its server."""
+    parts = []
+    have = set(r.measurements())
+    for m in NODE_SOURCES:
+        if m not in have:
+            continue
+        if r.server_downsample:
+            every = max(60, int((end - start).total_seconds() // 200))
+            field = {"host": "cpu_util_pct", "serving": "requests_running", "tenant": "cpu_pct"}.get(m)
+            field = field or next(f.name for f in MEASUREMENTS[m].fields if f.kind == "float")
+            b = r.buckets(m, [field], every, start, end, None, by=("node",), agg="last")
+            seen = b.filter(pl.col(field).is_not_null()).group_by("node").agg(pl.col(TIME).max().alias("last_seen"))
+        else:
+            sampled = (
+                r.lazy(m, start, end, None, [])
+                .filter(pl.col(TIME).dt.epoch("s") % 60 < FLEET_SAMPLE_S)
+                .group_by("node")
+                .agg(pl.col(TIME).max().alias("last_seen"))
+                .collect()
+            )
+            if sampled.height == 0:
+                continue
+            newest = utc(sampled["last_seen"].max())  # type: ignore[arg-type]
+            exact = (
+                r.lazy(m, max(newest - timedelta(minutes=2), start), end, None, [])
+                .group_by("node")
+                .agg(pl.col(TIME).max().alias("exact"))
+                .collect()
+            )
+            seen = (
+                sampled.join(exact, on="node", how="full", coalesce=True)
+                .with_columns(pl.max_horizontal("last_seen", "exact").alias("last_seen"))
+                .select("node", "last_seen")
+            )
+        if seen.height:
+            parts.append(seen.with_columns(pl.col("last_seen").cast(NODE_SCHEMA["last_seen"]), pl.lit(m).alias("m")))
+    if not parts:
+        return pl.DataFrame(schema=NODE_SCHEMA)
+    return (
+        pl.concat(parts)
+        .group_by("node")
+        .agg(pl.col("last_seen").max(), pl.col("m").str.join(", ").alias("telemetry"))
+        .cast(NODE_SCHEMA)  # type: ignore[arg-type]
+        .sort("node")
+    )
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def node_status(store_url: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """`node_frame`, cached."""
+    return node_frame(reader(store_url), start, end)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def fields_present(store_url: str, node: str, start: datetime, end: datetime, recent_s: int = 600) -> frozenset[str]:
+    """``measurement.field`` names ``node`` reported (non-null) in the newest ``recent_s`` of [start, end): which
+    optional panels (pressure, disk, network, serving) have anything to draw, without reading the whole range."""
+    r = reader(store_url)
+    found: set[str] = set()
+    for m in ("host", "tenant", "disk", "net", "rdma", "serving"):
+        if m not in r.measurements():
+            continue
+        bounds = r.extent(m)
+        if bounds is None:
+            continue
+        stop = min(utc(bounds[1]) + timedelta(seconds=1), end)
+        if stop <= start:
+            continue
+        frame = r.lazy(m, max(start, stop - timedelta(seconds=recent_s)), stop, {"node": node}).collect()
+        found |= {
+            f"{m}.{c}"
+            for c in frame.columns
+            if c in MEASUREMENTS[m].field_index and frame[c].null_count() < frame.height
+        }
+    return frozenset(found)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def groups_with(store_url: str, measurement: str, start: datetime, end: datetime, node: str | None = None) -> list[str]:
+    """The ``group`` tags of ``measurement`` (e.g. ``serving``: the groups whose engine metrics are scraped)."""
+    r = reader(store_url)
+    if measurement not in r.measurements():
+        return []
+    tags = {"node": node} if node else None
+    frame = r.lazy(measurement, start, end, tags, []).select("group").unique().collect()
+    return sorted(g for g in frame["group"].to_list() if g)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

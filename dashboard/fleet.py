@@ -34,6 +34,7 @@ FLEET_SCHEMA = {
     "stale_devices": pl.UInt32,
     "firing_alerts": pl.UInt32,
     "neighbour": pl.String,
+    "telemetry": pl.String,
     "last_seen": pl.Datetime("ns", "UTC"),
     "quiet_since": pl.Datetime("ns", "UTC"),
 }
@@ -64,9 +65,18 @@ def neighbour_findings(alerts: pl.DataFrame) -> pl.DataFrame:
     return ranked.group_by("node", maintain_order=True).first().select("node", text.alias("neighbour"))
 
 
-def fleet_rows(status: pl.DataFrame, alerts: pl.DataFrame, end: datetime, stale_after: timedelta) -> pl.DataFrame:
-    """One row per node of ``status`` (columns `FLEET_SCHEMA`), sorted by `TROUBLE_ORDER`, most trouble first."""
-    if status.height == 0:
+def fleet_rows(
+    status: pl.DataFrame,
+    alerts: pl.DataFrame,
+    end: datetime,
+    stale_after: timedelta,
+    others: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """One row per node of ``status`` or ``others`` (columns `FLEET_SCHEMA`), sorted by `TROUBLE_ORDER`, most
+    trouble first. ``others`` (`dashboard.data.node_frame`: node, last_seen, telemetry) adds the nodes that sent
+    no accelerator rows (host-only, serving-only) with 0 accelerators, and says what every node sent."""
+    others = others if others is not None and others.height else None
+    if status.height == 0 and others is None:
         return pl.DataFrame(schema=FLEET_SCHEMA)
     node_last = pl.col("last_seen").max().over("node")
     per_device = status.with_columns(
@@ -94,6 +104,35 @@ def fleet_rows(status: pl.DataFrame, alerts: pl.DataFrame, end: datetime, stale_
         if alerts.height
         else pl.DataFrame(schema={"node": pl.String, "firing_alerts": pl.UInt32})
     )
+    if others is not None:
+        # a node's newest sample is its newest of any measurement (a node whose accelerators went quiet while its
+        # host still reports keeps its stale devices, not "quiet"); nodes without accelerators get 0 devices
+        accel_nodes = set(nodes["node"].to_list())
+        extra = others.filter(~pl.col("node").is_in(list(accel_nodes))).select(
+            "node",
+            pl.lit(0, pl.UInt32).alias("devices"),
+            pl.col("last_seen").cast(pl.Datetime("ns", "UTC")),
+            pl.lit(0, pl.UInt32).alias("stale_devices"),
+            pl.lit(0, pl.UInt32).alias("throttling_devices"),
+            pl.lit(0.0).alias("throttled_pct"),
+        )
+        nodes = pl.concat([nodes.cast({"last_seen": pl.Datetime("ns", "UTC")}), extra], how="vertical_relaxed")
+        seen = others.select(
+            "node", pl.col("last_seen").cast(pl.Datetime("ns", "UTC")).alias("other_seen"), "telemetry"
+        )
+        nodes = (
+            nodes.join(seen, on="node", how="left")
+            .with_columns(
+                pl.max_horizontal("last_seen", "other_seen").alias("last_seen"),
+                pl.when(pl.col("devices") > 0)
+                .then(pl.concat_str([pl.lit("accel"), pl.col("telemetry")], separator=", ", ignore_nulls=True))
+                .otherwise(pl.col("telemetry"))
+                .alias("telemetry"),
+            )
+            .drop("other_seen")
+        )
+    else:
+        nodes = nodes.with_columns(pl.lit("accel").alias("telemetry"))
     end_ns = pl.lit(end).cast(pl.Datetime("ns", "UTC"))
     rows = (
         nodes.join(hottest, on="node", how="left")

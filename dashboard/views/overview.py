@@ -27,6 +27,9 @@ FLEET_COLUMNS = {
     "neighbour": st.column_config.TextColumn("worst neighbour finding", width="large"),
     "last_seen": st.column_config.DatetimeColumn("last sample (UTC)", format="YYYY-MM-DD HH:mm:ss"),
     "devices": st.column_config.NumberColumn("accelerators"),
+    "telemetry": st.column_config.TextColumn(
+        "sends", help="What the node reports: accel, host, tenant, serving (engine metrics), disk, net."
+    ),
 }
 
 s, choice = layout.page_header(
@@ -50,10 +53,11 @@ def live() -> None:
     stale_after = timedelta(seconds=max(60, 3 * s.refresh_s))
     with st.spinner("Reading the fleet's newest samples …"):
         status = data.fleet_status(s.store_url, tr.start, tr.end)
-    if status.height == 0:
+        others = data.node_status(s.store_url, tr.start, tr.end)
+    if status.height == 0 and others.height == 0:
         latest = data.freshest(s.store_url)
         st.warning(
-            f"No accelerator telemetry between {layout.fmt_time(tr.start)} and {layout.fmt_time(tr.end)}; "
+            f"No telemetry between {layout.fmt_time(tr.start)} and {layout.fmt_time(tr.end)}; "
             f"the newest sample is from {layout.fmt_time(latest)}. Pick a longer range in the sidebar."
         )
         return
@@ -61,7 +65,7 @@ def live() -> None:
         alerts = alerts_view.load_state(s).alerts
     except (OSError, ConfigError):  # the banner above has said why the alert state could not be read
         alerts = alerts_view.alerts_frame([])
-    rows = fleet.fleet_rows(status, alerts, tr.end, stale_after)
+    rows = fleet.fleet_rows(status, alerts, tr.end, stale_after, others)
     fleet_table(rows, stale_after)
     node_section(rows, status, tr, stale_after)
 
@@ -108,7 +112,13 @@ def device_flags(stale: list[str], throttled: dict[str, float]) -> dict[str, str
 
 
 def node_section(rows: pl.DataFrame, fleet_status: pl.DataFrame, tr: layout.TimeRange, stale_after: timedelta) -> None:
-    nodes = rows["node"].to_list()
+    nodes = rows.filter(pl.col("devices") > 0)["node"].to_list()  # the heatmap is of accelerators
+    if not nodes:
+        st.info(
+            "No node sent accelerator telemetry in this range, so there is no device heatmap; the nodes above send "
+            "host, tenant or serving-engine metrics (open one for its host CPU, pressure and engine latency)."
+        )
+        return
     c1, c2 = st.columns([1, 3])
     node = (
         c1.selectbox(

@@ -10,9 +10,10 @@ import polars as pl
 import pytest
 
 from dashboard.alerts_view import alerts_frame, load_state
-from dashboard.data import STATUS_SCHEMA, Reader, fleet_frame, status_frame
+from dashboard.data import STATUS_SCHEMA, Reader, fleet_frame, node_frame, status_frame
 from dashboard.fleet import fleet_counts, fleet_rows, neighbour_findings
 from dashboard.settings import Settings
+from telemetry.schema import conform
 from telemetry.store.parquet import ParquetStore
 from tests.dashboard.fleet_store import build_fleet_store
 
@@ -145,3 +146,48 @@ def test_the_fleet_reduction_agrees_with_the_full_scan_per_device(small_fleet: P
     recent = full["last_seen"] > END - timedelta(minutes=2)
     assert cheap.filter(recent).select("temp_c", "power_w").equals(full.filter(recent).select("temp_c", "power_w"))
     assert ((cheap["throttled_share"] > 0) == (full["throttled_share"] > 0)).all()
+
+
+def test_nodes_without_accelerators_are_listed_with_what_they_send(tmp_path: Path):
+    """A CPU-only node (host and tenant rows) and a serving-only node (engine metrics) appear in the fleet table
+    with 0 accelerators; an accelerator node that also sends host rows says so; a host-only node that stopped
+    reporting is quiet."""
+    store = ParquetStore(tmp_path / "store")
+    t = [END - timedelta(seconds=s) for s in (120, 60, 5)]
+
+    def rows(measurement: str, node: str, times: list[datetime], **fields: object) -> None:
+        n = len(times)
+        store.write(
+            measurement,
+            conform(
+                pl.DataFrame({"time": times, "node": [node] * n, **{k: [v] * n for k, v in fields.items()}}),
+                measurement,
+            ),
+        )
+
+    rows("host", "cpu-only", t, cpu_util_pct=40.0)
+    rows("tenant", "cpu-only", t, group="batch", cpu_pct=100.0)
+    rows("serving", "engine-only", t, group="hive0", engine="vllm", model="m", requests_running=3.0)
+    rows("host", "old-cpu", [END - timedelta(seconds=900)], cpu_util_pct=1.0)
+    rows("host", "gpu-node", t, cpu_util_pct=10.0)
+    r = Reader(store)
+    start, end = END - timedelta(hours=1), END + timedelta(seconds=10)
+    others = node_frame(r, start, end)
+    assert dict(zip(others["node"], others["telemetry"], strict=True)) == {
+        "cpu-only": "host, tenant",
+        "engine-only": "serving",
+        "gpu-node": "host",
+        "old-cpu": "host",
+    }
+    assert others.filter(pl.col("node") == "cpu-only")["last_seen"][0] == END - timedelta(seconds=5)
+    accel = status([("gpu-node", "d0", 5, 60.0, 0.0)])
+    table = fleet_rows(accel, alerts_frame([]), end, STALE, others)
+    got = {r["node"]: r for r in table.iter_rows(named=True)}
+    assert set(got) == {"cpu-only", "engine-only", "gpu-node", "old-cpu"}
+    assert got["cpu-only"]["devices"] == got["engine-only"]["devices"] == 0
+    assert got["gpu-node"]["devices"] == 1 and got["gpu-node"]["telemetry"] == "accel, host"
+    assert got["engine-only"]["telemetry"] == "serving" and got["engine-only"]["trouble"] == "ok"
+    assert got["old-cpu"]["quiet_since"] is not None and table["node"][0] == "old-cpu"
+    assert fleet_counts(table)["accelerators"] == 1 and fleet_counts(table)["nodes"] == 4
+    # nothing but non-accelerator nodes: still a table
+    assert fleet_rows(status([]), alerts_frame([]), end, STALE, others).height == 4

@@ -434,3 +434,91 @@ def test_a_store_that_does_not_exist_is_named_and_never_created(tmp_path: Path, 
     errors = texts(at, "error")
     assert len(errors) == 1 and f"cannot read the store {missing}" in errors[0] and "does not exist" in errors[0]
     assert not missing.exists(), "the dashboard only reads: it must not create a store"
+
+
+@pytest.fixture(scope="module")
+def mixed_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A node with accelerators, a CPU-only node with pressure-stall and cgroup metrics, and a serving-only node
+    (an engine's own metrics scraped by the agent's `serving` sampler), 10 minutes at 1 Hz."""
+    from telemetry.schema import conform
+
+    root = tmp_path_factory.mktemp("mixed") / "store"
+    store = ParquetStore(root)
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    times = [t0 + timedelta(seconds=i) for i in range(600)]
+    n = len(times)
+    wave = np.sin(np.arange(n) / 30.0)
+
+    def put(measurement: str, **cols: object) -> None:
+        frame = {"time": times, **{k: v if isinstance(v, list | np.ndarray) else [v] * n for k, v in cols.items()}}
+        store.write(measurement, conform(pl.DataFrame(frame), measurement))
+
+    put("accel", node="gpu-box", device="gpu0", group="hive0", temp_c=60 + 5 * wave)
+    put("host", node="gpu-box", cpu_util_pct=20.0)
+    put(
+        "host",
+        node="cpu-box",
+        cpu_util_pct=50 + 10 * wave,
+        cpu_pressure_some_us_per_s=2e5 + 1e5 * wave,
+        mem_pressure_some_us_per_s=1e3,
+        io_pressure_some_us_per_s=5e4,
+    )
+    for group, base in (("victim", 1e4), ("batch", 3e5)):
+        put("tenant", node="cpu-box", group=group, cpu_pct=100.0, cpu_pressure_some_us_per_s=base * (1.5 + wave))
+    put("disk", node="cpu-box", disk="nvme0n1", busy_pct=30 + 20 * wave, read_bytes_per_s=1e8)
+    put(
+        "serving",
+        node="engine-box",
+        group="llm",
+        engine="vllm",
+        model="qwen",
+        itl_ms_p99=40 + 10 * wave,
+        ttft_ms_p99=300.0,
+        requests_running=8.0,
+        requests_waiting=1.0,
+    )
+    return root
+
+
+def test_nodes_without_accelerators_are_in_the_fleet_table(mixed_store: Path, monkeypatch: pytest.MonkeyPatch):
+    at = run_page("overview", mixed_store, monkeypatch)
+    assert not at.exception
+    table = at.dataframe[0].value
+    sends = dict(zip(table["node"], table["telemetry"], strict=True))
+    assert sends == {"gpu-box": "accel, host", "cpu-box": "host, tenant, disk", "engine-box": "serving"}
+    assert dict(zip(table["node"], table["devices"], strict=True))["engine-box"] == 0
+
+
+def test_node_detail_of_a_cpu_only_node_draws_host_pressure_and_tenants(
+    mixed_store: Path, monkeypatch: pytest.MonkeyPatch
+):
+    at = run_page("node_detail", mixed_store, monkeypatch, query={"node": "cpu-box"})
+    assert not at.exception
+    assert any("sent no accelerator telemetry" in c for c in texts(at, "caption"))
+    specs = plotly_specs(at)
+    assert len(specs) == 2  # host CPU + tenants, then the shared-resource panels
+    resources = specs[1]
+    names = {t["name"] for t in resources["data"]}
+    assert {"cpu", "mem", "io"} <= names  # host PSI, one trace per resource
+    panels = at.multiselect(key="node_resources")
+    assert "Host pressure stalls (some)" in panels.value
+    assert {"Tenant CPU pressure", "Disk busy"} <= set(panels.options)
+    assert "Serving engines: p99 inter-token latency" not in panels.options  # nothing scraped on this node
+    panels.set_value(["Tenant CPU pressure", "Disk busy"]).run()
+    names = {t["name"] for t in plotly_specs(at)[1]["data"]}
+    assert names == {"victim", "batch", "nvme0n1"}
+
+
+def test_node_detail_of_a_serving_only_node_draws_engine_latency(mixed_store: Path, monkeypatch: pytest.MonkeyPatch):
+    at = run_page("node_detail", mixed_store, monkeypatch, query={"node": "engine-box"})
+    assert not at.exception
+    specs = plotly_specs(at)
+    assert len(specs) == 1  # no accelerator, host or tenant rows: only the engine panel
+    assert {t["name"] for t in specs[0]["data"]} == {"llm"}
+    assert "p99 inter-token latency" in json_text(specs[0])
+
+
+def json_text(spec: dict) -> str:
+    import json
+
+    return json.dumps(spec)
