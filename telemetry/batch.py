@@ -20,14 +20,21 @@ import gzip
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from telemetry import schema
 from telemetry.errors import SchemaError
-from telemetry.schema import MEASUREMENTS, TIME, TIME_DTYPE, measurement, tag_values_problem, time_problem
+from telemetry.lazy import lazy_module, loaded
+from telemetry.schema import MEASUREMENTS, TIME, measurement, tag_values_problem, time_problem
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+else:  # the agent's path (rows -> JSON) needs neither; the collector's imports them on first use
+    np = lazy_module("numpy")
+    pl = lazy_module("polars")
 
 NODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
@@ -106,7 +113,7 @@ def rows_to_columns(name: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, l
 
 
 #: what a batch carries per measurement: a schema frame, or rows (one dict per sample, as samplers read them)
-Measurements = Mapping[str, pl.DataFrame | Sequence[Mapping[str, Any]]]
+Measurements = Mapping[str, "pl.DataFrame | Sequence[Mapping[str, Any]]"]
 
 
 def make_batch(node: str, boot_id: str, seq: int, data: Measurements, sent_at_ns: int | None = None) -> dict:
@@ -139,7 +146,9 @@ def encode_batch(
 
 
 def _to_columns(name: str, items: pl.DataFrame | Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    return frame_to_columns(items) if isinstance(items, pl.DataFrame) else rows_to_columns(name, items)
+    if loaded("polars") and isinstance(items, pl.DataFrame):  # no frame can exist before polars is imported
+        return frame_to_columns(items)
+    return rows_to_columns(name, items)
 
 
 def _float(v: Any) -> float | None:
@@ -422,7 +431,7 @@ def _series(name: str, values: list[Any], dtype: pl.DataType, where: str) -> pl.
         for j, v in enumerate(values):
             if not isinstance(v, int) or isinstance(v, bool):
                 raise SchemaError(f"time must be an integer of epoch nanoseconds, got {v!r}", f"{where}[{j}]")
-        return pl.Series(name, values, dtype=TIME_DTYPE)  # epoch ns straight into UTC datetimes (no cast query)
+        return pl.Series(name, values, dtype=schema.TIME_DTYPE)  # epoch ns straight into UTC datetimes (no cast query)
     if dtype.is_numeric() and bool in set(map(type, values)):  # booleans are not numbers (polars takes them)
         j = next(j for j, v in enumerate(values) if isinstance(v, bool))
         raise SchemaError(f"expected a number, got {values[j]!r}", f"{where}[{j}]")

@@ -14,24 +14,35 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
-
-import numpy as np
-import polars as pl
+from typing import TYPE_CHECKING, Any, Literal
 
 from telemetry.errors import SchemaError
+
+if TYPE_CHECKING:  # polars and numpy are imported where frames are made: an agent encodes rows without them
+    import polars as pl
 
 Kind = Literal["float", "int", "bool", "str"]
 
 TIME = "time"
-TIME_DTYPE = pl.Datetime("ns", "UTC")
+_LAZY: dict[str, Any] = {}
 
-_DTYPES: dict[str, pl.DataType] = {
-    "float": pl.Float64(),
-    "int": pl.Int64(),
-    "bool": pl.Boolean(),
-    "str": pl.String(),
-}
+
+def _polars_constants() -> dict[str, Any]:
+    """``TIME_DTYPE`` and the kind -> dtype table, made on first use (importing polars costs ~35 MiB of RSS, which
+    an agent that only encodes rows to JSON never needs)."""
+    if not _LAZY:
+        import polars as pl
+
+        _LAZY["TIME_DTYPE"] = pl.Datetime("ns", "UTC")
+        _LAZY["_DTYPES"] = {"float": pl.Float64(), "int": pl.Int64(), "bool": pl.Boolean(), "str": pl.String()}
+    return _LAZY
+
+
+def __getattr__(name: str) -> Any:
+    """``TIME_DTYPE`` (``pl.Datetime("ns", "UTC")``), made when first asked for."""
+    if name == "TIME_DTYPE":
+        return _polars_constants()["TIME_DTYPE"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,7 @@ class FieldSpec:
 
     @property
     def dtype(self) -> pl.DataType:
-        return _DTYPES[self.kind]
+        return _polars_constants()["_DTYPES"][self.kind]
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,9 @@ class Measurement:
     def polars_schema(self) -> pl.Schema:
         schema = self.__dict__.get("_schema")
         if schema is None:
-            cols: dict[str, pl.DataType] = {TIME: TIME_DTYPE}
+            import polars as pl
+
+            cols: dict[str, pl.DataType] = {TIME: _polars_constants()["TIME_DTYPE"]}
             cols.update({t: pl.String() for t in self.tags})
             cols.update({f.name: f.dtype for f in self.fields})
             schema = pl.Schema(cols)
@@ -556,6 +569,8 @@ def measurement(name: str) -> Measurement:
 
 
 def empty_frame(name: str) -> pl.DataFrame:
+    import polars as pl
+
     return pl.DataFrame(schema=measurement(name).polars_schema())
 
 
@@ -573,6 +588,9 @@ def conform(frame: pl.DataFrame, name: str, where: str = "") -> pl.DataFrame:
     column and row for an unknown column, a missing ``time``, or a value that does not fit its type.
     Float NaN and infinities become null (absent), never 0.
     """
+    import numpy as np
+    import polars as pl
+
     m = measurement(name)
     prefix = f"{where}." if where else ""
     schema = m.polars_schema()
@@ -619,7 +637,9 @@ def conform(frame: pl.DataFrame, name: str, where: str = "") -> pl.DataFrame:
 
 
 def _cast(s: pl.Series, dtype: pl.DataType, where: str) -> pl.Series:
-    if dtype == TIME_DTYPE:
+    import polars as pl
+
+    if dtype == _polars_constants()["TIME_DTYPE"]:
         if s.dtype.is_integer():
             return s.cast(pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
         if s.dtype.is_float():
@@ -678,7 +698,8 @@ def _cast(s: pl.Series, dtype: pl.DataType, where: str) -> pl.Series:
 
 def as_time(s: pl.Series, where: str = TIME) -> pl.Series:
     """A time column as ``Datetime("ns", "UTC")`` (from epoch ns, epoch s floats, datetimes or ISO text)."""
-    return s if s.dtype == TIME_DTYPE else _cast(s, TIME_DTYPE, where)
+    time_dtype = _polars_constants()["TIME_DTYPE"]
+    return s if s.dtype == time_dtype else _cast(s, time_dtype, where)
 
 
 def field_unit(measurement_name: str, field_name: str) -> str:
