@@ -394,7 +394,7 @@ def fleet_frame(r: Reader, start: datetime, end: datetime) -> pl.DataFrame:
 
 #: measurements that make a node visible without accelerators (a CPU-only or serving-only node), in the order the
 #: overview names them
-NODE_SOURCES = ("host", "serving", "tenant", "disk", "net")
+NODE_SOURCES = ("host", "serving", "tenant", "host_disk", "host_net")
 NODE_SCHEMA = {"node": pl.String, "last_seen": pl.Datetime("ns", "UTC"), "telemetry": pl.String}
 
 
@@ -462,7 +462,7 @@ def fields_present(store_url: str, node: str, start: datetime, end: datetime, re
     optional panels (pressure, disk, network, serving) have anything to draw, without reading the whole range."""
     r = reader(store_url)
     found: set[str] = set()
-    for m in ("host", "tenant", "disk", "net", "rdma", "serving"):
+    for m in ("host", "tenant", "host_disk", "host_net", "rdma", "serving"):
         if m not in r.measurements():
             continue
         bounds = r.extent(m)

@@ -258,9 +258,12 @@ TENANT = Measurement(
 )
 
 DISK = Measurement(
-    "disk",
+    "host_disk",
     tags=("node", "disk"),
-    description="One row per block device per sample (/proc/diskstats; partitions and loop/ram devices left out).",
+    description=(
+        "One row per block device per sample (/proc/diskstats; partitions and loop/ram devices left out). Not "
+        "`disk`: that is Telegraf's filesystem-usage measurement, which line-protocol writes and imports carry."
+    ),
     fields=(
         F("read_bytes_per_s", "B/s"),
         F("write_bytes_per_s", "B/s"),
@@ -279,9 +282,12 @@ DISK = Measurement(
 )
 
 NET = Measurement(
-    "net",
+    "host_net",
     tags=("node", "interface"),
-    description="One row per network interface per sample (/sys/class/net/*/statistics; loopback left out).",
+    description=(
+        "One row per network interface per sample (/sys/class/net/*/statistics; loopback left out). Not `net`: "
+        "that is Telegraf's measurement, which line-protocol writes and imports carry."
+    ),
     fields=(
         F("rx_bytes_per_s", "B/s"),
         F("tx_bytes_per_s", "B/s"),

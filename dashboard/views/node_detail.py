@@ -44,9 +44,9 @@ RESOURCE_PANELS: dict[str, tuple[tuple[tuple[str, str, str | None, str], ...], s
     "Tenant I/O pressure": ((("tenant", "io_pressure_some_us_per_s", "group", ""),), "µs stalled per s"),
     "Tenant CFS throttling": ((("tenant", "cpu_throttled_us_per_s", "group", ""),), "µs throttled per s"),
     "Tenant memory bandwidth (resctrl)": ((("tenant", "mbm_total_bytes_per_s", "group", ""),), "B/s"),
-    "Disk busy": ((("disk", "busy_pct", "disk", ""),), "%"),
+    "Disk busy": ((("host_disk", "busy_pct", "disk", ""),), "%"),
     "Network throughput": (
-        (("net", "rx_bytes_per_s", "interface", "rx "), ("net", "tx_bytes_per_s", "interface", "tx ")),
+        (("host_net", "rx_bytes_per_s", "interface", "rx "), ("host_net", "tx_bytes_per_s", "interface", "tx ")),
         "B/s",
     ),
 }

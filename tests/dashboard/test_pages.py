@@ -465,7 +465,7 @@ def mixed_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     for group, base in (("victim", 1e4), ("batch", 3e5)):
         put("tenant", node="cpu-box", group=group, cpu_pct=100.0, cpu_pressure_some_us_per_s=base * (1.5 + wave))
-    put("disk", node="cpu-box", disk="nvme0n1", busy_pct=30 + 20 * wave, read_bytes_per_s=1e8)
+    put("host_disk", node="cpu-box", disk="nvme0n1", busy_pct=30 + 20 * wave, read_bytes_per_s=1e8)
     put(
         "serving",
         node="engine-box",
@@ -485,7 +485,7 @@ def test_nodes_without_accelerators_are_in_the_fleet_table(mixed_store: Path, mo
     assert not at.exception
     table = at.dataframe[0].value
     sends = dict(zip(table["node"], table["telemetry"], strict=True))
-    assert sends == {"gpu-box": "accel, host", "cpu-box": "host, tenant, disk", "engine-box": "serving"}
+    assert sends == {"gpu-box": "accel, host", "cpu-box": "host, tenant, host_disk", "engine-box": "serving"}
     assert dict(zip(table["node"], table["devices"], strict=True))["engine-box"] == 0
 
 
