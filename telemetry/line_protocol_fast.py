@@ -1,8 +1,9 @@
 """The vectorised path of `telemetry.line_protocol.decode`: plain lines parsed with polars string kernels.
 
-A *plain* line has no backslash, no double quote and no control character: no escapes and no string fields, so
-its only separators are the first space (measurement and tags | fields), the second (fields | timestamp), ``,``
-and ``=``. Such lines are grouped by their *skeleton* (the line with every value blanked: measurement, tag keys,
+A *plain* line has no double quote (no string field), no control character, and no backslash but in the escapes
+``\\ ``, ``\\,`` and ``\\=`` (a tag value ``Wormhole\\ n300``); those are set aside as control characters first,
+so the only separators left are the first space (measurement and tags | fields), the second (fields | timestamp),
+``,`` and ``=``. Such lines are grouped by their *skeleton* (the line with every value blanked: measurement, tag keys,
 field keys, timestamp or not), which is judged once in Python (names, reserved keys, the schema); each group is
 then split into columns by one ``split_exact`` and its values typed column by column (``5i`` int, ``t``/``false``
 bool, decimals float), all in polars.
@@ -37,7 +38,27 @@ _INT = r"^[+-]?[0-9]+i$"
 _UINT = r"^[0-9]+u$"
 _TRUE = ("t", "T", "true", "True", "TRUE")
 _FALSE = ("f", "F", "false", "False", "FALSE")
-PLAIN = r'^[^\\"\x00-\x1f\x7f]*$'
+PLAIN = r'^(?:[^\\"\x00-\x1f\x7f]|\\[ ,=])*$'
+ESCAPES = {"\\ ": "\x01", "\\,": "\x02", "\\=": "\x03"}
+UNESCAPE = {v: k[1] for k, v in ESCAPES.items()}
+
+
+def _hide_escapes(e: pl.Expr) -> pl.Expr:
+    for k, v in ESCAPES.items():
+        e = e.str.replace_all(k, v, literal=True)
+    return e
+
+
+def _unescape(e: pl.Expr) -> pl.Expr:
+    for k, v in UNESCAPE.items():
+        e = e.str.replace_all(k, v, literal=True)
+    return e
+
+
+def _unescape_text(text: str) -> str:
+    for k, v in UNESCAPE.items():
+        text = text.replace(k, v)
+    return text
 
 
 @dataclass(frozen=True)
@@ -77,8 +98,9 @@ def parse_skeleton(text: str) -> Skeleton | None:
     field_parts = fields_text.split(",")
     if any(not p.endswith("=") or p.count("=") != 1 for p in field_parts):
         return None
-    tags = tuple(p[:-1] for p in tag_parts)
-    fields = tuple(p[:-1] for p in field_parts)
+    tags = tuple(_unescape_text(p[:-1]) for p in tag_parts)
+    fields = tuple(_unescape_text(p[:-1]) for p in field_parts)
+    m = _unescape_text(m)
     if any(not k for k in (*tags, *fields)) or len(set(tags)) != len(tags) or len(set(fields)) != len(fields):
         return None
     return Skeleton(m, tags, fields, tail == "T")
@@ -144,7 +166,7 @@ def decode_plain(
     a ``_line`` column (the line number, to keep file order), or None when any line needs the reference parser."""
     if lines.len() == 0:
         return {}
-    frame = pl.DataFrame({"l": lines, "_line": line_nos})
+    frame = pl.DataFrame({"l": lines, "_line": line_nos}).with_columns(_hide_escapes(pl.col("l")))
     frame = frame.with_columns(
         pl.col("l").str.replace_all(r"=[^ ,]*", "=").str.replace(r" [+-]?[0-9]+$", " T").alias("sk"),
         pl.col("l").str.count_matches(r"[ ,=]").alias("n"),
@@ -163,6 +185,8 @@ def decode_plain(
             pl.col("l").str.replace_all(r"[ ,=]", SEP).str.split_exact(SEP, len(names) - 1).struct.rename_fields(names),
             "_line",
         ).unnest("l")
+        if sk.tags and group["l"].str.contains("[\x01-\x03]").any():
+            cols = cols.with_columns(_unescape(pl.col(t)) for t in sk.tags)
         if any(cols[t].null_count() or (cols[t] == "").any() for t in (*sk.tags, *sk.fields)):
             return None
         if sk.has_time:
@@ -194,10 +218,17 @@ def decode_plain(
             series.append(typed)
         series.append(cols["_line"])
         out.setdefault(sk.measurement, []).append(pl.DataFrame(series))
-    return {
-        m: (pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]).sort("_line")
-        for m, parts in out.items()
-    }
+    frames: dict[str, pl.DataFrame] = {}
+    for m, parts in out.items():
+        if len(parts) > 1:
+            kinds: dict[str, set[bool]] = {}
+            for part in parts:
+                for name, dtype in part.schema.items():
+                    kinds.setdefault(name, set()).add(dtype == pl.Boolean)
+            if any(len(k) > 1 for k in kinds.values()):  # a key true/false in some lines, a number in others
+                return None
+        frames[m] = (pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]).sort("_line")
+    return frames
 
 
 def plain_mask(lines: pl.Series) -> pl.Series:
