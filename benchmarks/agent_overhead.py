@@ -1,9 +1,14 @@
-"""CPU cost of the agent: 34 simulated accelerators plus the real host and tenants samplers.
+"""CPU and memory cost of the agent: 34 accelerators plus the real host and tenants samplers.
+
+Two sources of accelerator samples (``--source``, default both): ``nvml`` is the production path, the real nvml
+sampler over a fake NVML library of 34 GPUs (`benchmarks/fake_nvml_agent.py`; no NVIDIA GPU here), so the agent
+imports what it would on a GPU node; ``simulated`` is the node simulator's sampler (which builds a scenario with
+numpy and polars, a demo-only cost).
 
 Starts a real collector and a real `neighborscope agent` as subprocesses, lets the agent warm up (the
 simulator builds its scenario first; measuring starts once it ticks), then reads the agent process's CPU time (user + system, all
 threads) over a measuring window. Reports CPU per tick and the share of one core, at 1 s and 100 ms
-cadence. Targets: < 1 % of one core at 1 s, < 5 % at 100 ms.
+cadence. Targets: < 1 % of one core at 1 s and at 100 ms, < 64 MiB RSS.
 
     .venv/bin/python benchmarks/agent_overhead.py                 # both cadences, 60 s windows
     .venv/bin/python benchmarks/agent_overhead.py --window 20 --json out.json
@@ -17,6 +22,7 @@ import os
 import platform
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,11 +31,16 @@ import psutil
 
 from telemetry.collector.process import NEIGHBORSCOPE, running_collector
 
-TARGET_PCT = {1.0: 1.0, 0.1: 5.0}
+TARGET_PCT = {1.0: 1.0, 0.1: 1.0}  # issue 21: < 1 % of a core at 10 Hz too
 
 
-def agent_config(workdir: Path, url: str, cadence_s: float) -> Path:
-    path = workdir / f"agent-{cadence_s}.toml"
+def agent_config(workdir: Path, url: str, cadence_s: float, source: str = "simulated") -> Path:
+    path = workdir / f"agent-{source}-{cadence_s}.toml"
+    accel = (
+        '[samplers.simulated]\nenabled = true\nscenario = "seed000"'
+        if source == "simulated"
+        else "[samplers.nvml]\nenabled = true"
+    )
     path.write_text(f"""
 node = "bench"
 [collector]
@@ -38,10 +49,8 @@ token = "bench-token"
 [agent]
 cadence_s = {cadence_s}
 flush_s = 1.0
-spool_dir = "{workdir / f"spool-{cadence_s}"}"
-[samplers.simulated]
-enabled = true
-scenario = "seed000"
+spool_dir = "{workdir / f"spool-{source}-{cadence_s}"}"
+{accel}
 [samplers.host]
 enabled = true
 [samplers.tenants]
@@ -56,10 +65,24 @@ name = "^(bash|sh)$"
     return path
 
 
-def measure(url: str, workdir: Path, cadence_s: float, warmup_s: float, window_s: float) -> dict:
-    log = workdir / f"agent-{cadence_s}.log"
+def measure(url: str, workdir: Path, cadence_s: float, warmup_s: float, window_s: float, source: str) -> dict:
+    log = workdir / f"agent-{source}-{cadence_s}.log"
+    config = str(agent_config(workdir, url, cadence_s, source))
+    cmd = (
+        [*NEIGHBORSCOPE, "agent", "--config", config]
+        if source == "simulated"
+        else [
+            sys.executable,
+            str(Path(__file__).with_name("fake_nvml_agent.py")),
+            "--gpus",
+            "34",
+            "--",
+            "--config",
+            config,
+        ]
+    )
     agent = subprocess.Popen(
-        [*NEIGHBORSCOPE, "agent", "--config", str(agent_config(workdir, url, cadence_s))],
+        cmd,
         stdout=subprocess.DEVNULL,
         stderr=open(log, "wb"),  # noqa: SIM115 - the child owns it; closed when the benchmark exits
     )
@@ -92,6 +115,7 @@ def measure(url: str, workdir: Path, cadence_s: float, warmup_s: float, window_s
         {},
     )
     return {
+        "source": source,
         "cadence_s": cadence_s,
         "window_s": round(wall_s, 1),
         "cpu_s": round(cpu_s, 3),
@@ -111,20 +135,28 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=5.0, help="warm-up after the agent starts ticking (s)")
     ap.add_argument("--cadence", type=float, action="append", help="cadences to measure (default 1.0 and 0.1)")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--source", choices=["nvml", "simulated"], action="append", help="default: both")
     args = ap.parse_args()
     cadences = args.cadence or [1.0, 0.1]
+    sources = args.source or ["nvml", "simulated"]
     with tempfile.TemporaryDirectory(prefix="agent-overhead-") as tmp:
         workdir = Path(tmp)
         with running_collector(workdir / "store", workdir, tokens={"bench": "bench-token"}) as collector:
-            results = [measure(collector.url, workdir, c, args.warmup, args.window) for c in cadences]
+            results = [
+                measure(collector.url, workdir, c, args.warmup, args.window, src) for src in sources for c in cadences
+            ]
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-    print(f"agent overhead: 34 simulated accelerators + host + tenants ({machine})")
-    print(f"{'cadence':>8} {'CPU % of 1 core':>16} {'CPU ms/tick':>12} {'target':>7} {'RSS MiB':>8} {'rows':>8}")
+    print(f"agent overhead: 34 accelerators + host + tenants ({machine}, load {os.getloadavg()[0]:.1f})")
+    print(
+        f"{'source':>10} {'cadence':>8} {'CPU % of 1 core':>16} {'CPU ms/tick':>12} {'target':>7} {'RSS MiB':>8} "
+        f"{'<64 MiB':>8} {'rows':>8}"
+    )
     for r in results:
         ok = "ok" if r["target_pct"] is None or r["cpu_pct_of_one_core"] < r["target_pct"] else "OVER"
         print(
-            f"{r['cadence_s']:>7}s {r['cpu_pct_of_one_core']:>15.2f}% {r['cpu_ms_per_tick']:>12.3f} "
-            f"{'<' + str(r['target_pct']) + '%':>7} {r['rss_mib']:>8} {r['rows_sent']:>8}  {ok}"
+            f"{r['source']:>10} {r['cadence_s']:>7}s {r['cpu_pct_of_one_core']:>15.2f}% {r['cpu_ms_per_tick']:>12.3f} "
+            f"{'<' + str(r['target_pct']) + '%':>7} {r['rss_mib']:>8} {'ok' if r['rss_mib'] < 64 else 'OVER':>8} "
+            f"{r['rows_sent']:>8}  {ok}"
         )
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
