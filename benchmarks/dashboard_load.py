@@ -52,7 +52,7 @@ from tests.dashboard.test_browser import CHARTS, CHROMIUM, CHROMIUM_ARGS, DRAWN,
 ALL_PAGES = {
     "overview": ("overview", 1),
     "node_detail": ("node-detail", 1),
-    "noisy_neighbours": ("noisy-neighbours", 3),
+    "noisy_neighbours": ("noisy-neighbours", 4),
     "runs": ("runs", 2),
     "alerts": ("alerts", 0),
 }

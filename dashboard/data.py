@@ -624,3 +624,36 @@ def analysis_job(settings: Settings, victim: str, run_ids: tuple[str, ...]) -> A
     frame, _ = topology(settings)  # read here, in the script's thread (it may warn on the page)
     store = reader(settings.store_url).store
     return AnalysisJob(_ANALYSES.submit(run_analysis, store, frame, victim, run_ids), time.monotonic())
+
+
+def run_live_analysis(
+    store: TelemetryStore,
+    topology_frame: pl.DataFrame,
+    victim: str,
+    node: str | None,
+    start: datetime,
+    end: datetime,
+) -> tuple[AnalysisResult | None, str | None]:
+    """`analysis.analyze.analyze` of ``victim``'s live traffic in [start, end) (its serving rows: `analysis.live`)."""
+    try:
+        return analyze(
+            store,
+            victim=victim,
+            start=start,
+            end=end,
+            node=node,
+            source="live",
+            topology=topology_frame if topology_frame.height else None,
+        ), None
+    except (StoreError, ValueError) as exc:  # ConfigError is a ValueError: no serving rows for the group
+        return None, f"the analysis could not run: {exc}"
+
+
+@st.cache_resource(ttl=300, show_spinner=False, max_entries=32)
+def live_analysis_job(settings: Settings, victim: str, node: str | None, start: datetime, end: datetime) -> AnalysisJob:
+    """The live analysis of ``victim`` over [start, end), started once per 5 minutes and shared by every session
+    (the range's end is rounded by `window_end`, so reruns within seconds share one job)."""
+    frame, _ = topology(settings)
+    store = reader(settings.store_url).store
+    future = _ANALYSES.submit(run_live_analysis, store, frame, victim, node, start, end)
+    return AnalysisJob(future, time.monotonic())

@@ -85,14 +85,31 @@ def resolve_range(choice: str, store_url: str) -> TimeRange:
     end = data.window_end(latest)
     span = RANGES.get(choice)
     if span is None:
-        ext = [e for m in ("accel", "host", "tenant", "run_event") if (e := data.extent(store_url, m))]
+        ext = [e for m in ("accel", "host", "tenant", "serving", "run_event") if (e := data.extent(store_url, m))]
         start = min(e[0] for e in ext) if ext else end - timedelta(hours=1)
     else:
         start = end - span
-        first = [e[0] for m in ("accel", "host", "tenant") if (e := data.extent(store_url, m))]
+        first = [e[0] for m in ("accel", "host", "tenant", "serving") if (e := data.extent(store_url, m))]
         if first and data.utc(min(first)) > start:  # nothing before the first sample: do not draw empty bins
             start = data.utc(min(first))
     return TimeRange(data.utc(start), end, choice)
+
+
+def query_range(start: str | None, end: str | None) -> TimeRange | None:
+    """The range an address names (``?from=ISO&until=ISO``, as the NoisyNeighbour alert's link does), or None
+    when it names none or a time that does not parse (the page then uses the sidebar's range)."""
+    if not start:
+        return None
+    try:
+        t0 = data.utc(datetime.fromisoformat(start.replace("Z", "+00:00")))
+        t1 = data.utc(datetime.fromisoformat(end.replace("Z", "+00:00"))) if end else datetime.now(UTC)
+    except ValueError:
+        st.warning(f"The address names a time range that does not parse ({start!r} .. {end!r}); using the sidebar's.")
+        return None
+    if t1 <= t0:
+        st.warning(f"The address's range ends before it starts ({start} .. {end}); using the sidebar's.")
+        return None
+    return TimeRange(t0, t1, "from the address")
 
 
 def fmt_time(value: datetime | None) -> str:

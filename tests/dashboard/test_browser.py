@@ -43,7 +43,7 @@ PAGES = {
     "": ("Fleet overview", 1),
     "overview": ("Fleet overview", 1),
     "node-detail": ("Node detail", 1),
-    "noisy-neighbours": ("Noisy neighbours", 3),
+    "noisy-neighbours": ("Noisy neighbours", 4),  # phases, latency vs activity, index scatter, TTFT knee
     "runs": ("Runs & history", 2),
     "alerts": ("Alerts", 0),
 }
