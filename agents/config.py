@@ -21,7 +21,15 @@ enabled = "auto"                        # true | false | "auto" (on when it find
 [[tenants]]                             # co-tenant matching rules (see agents.samplers.tenants)
 group = "hive0"
 cmdline = "sglang.*--port 30000"
+[[serving]]                             # a serving engine's /metrics (see agents.samplers.serving, docs/serving.md)
+group = "hive0"
+url = "http://127.0.0.1:30000/metrics"
+engine = "sglang"                       # vllm | sglang | tgi | llamacpp | auto
 ```
+
+``[[serving]]`` entries turn the ``serving`` sampler on (``enabled = "auto"``); it scrapes every
+``SERVING_CADENCE_S`` seconds unless ``[samplers.serving] cadence_s`` says otherwise (a latency quantile needs a
+window that holds requests).
 
 Devices are auto-detected when a sampler lists none (``devices = [...]`` restricts it, by name or PCI
 address). `effective_toml` renders what the agent will actually run (``neighborscope agent
@@ -40,12 +48,16 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, model_validator
 
 from agents.samplers.base import SAMPLERS, config_error, config_located
+from agents.samplers.serving import endpoints_from_options
 from telemetry.batch import NODE_PATTERN
 from telemetry.config import model_from_dict, read_toml
 from telemetry.errors import ConfigError
 
 MIN_CADENCE_S = 0.1
 MAX_CADENCE_S = 3600.0
+SERVING_CADENCE_S = 5.0
+"""The serving sampler's cadence when ``[samplers.serving] cadence_s`` is not set: each row's quantiles come from
+the requests of one interval, and a 1 s window rarely holds enough of them."""
 
 
 @dataclass
@@ -77,6 +89,8 @@ class AgentConfig:
     groups: dict[str, list[str]] = field(default_factory=dict)
     samplers: dict[str, SamplerConfig] = field(default_factory=dict)
     tenants: list[dict[str, Any]] = field(default_factory=list)
+    serving: list[dict[str, Any]] = field(default_factory=list)
+    """``[[serving]]`` endpoints, validated, relative paths resolved against the config file's folder."""
 
     def device_groups(self) -> dict[str, str]:
         """device -> group, from ``[groups]``."""
@@ -130,6 +144,12 @@ def _rules(value: Any) -> Any:
     return value
 
 
+def _endpoints(value: Any) -> Any:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of endpoints ([[serving]])")
+    return value
+
+
 Cadence = Annotated[float, BeforeValidator(_cadence)]
 Devices = Annotated[list[str], BeforeValidator(_expand)]
 
@@ -165,6 +185,7 @@ class NodeFile(_Table):
     groups: dict[str, Any] = Field(default_factory=dict)
     samplers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     tenants: Annotated[list[dict[str, Any]], BeforeValidator(_rules)] = Field(default_factory=list)
+    serving: Annotated[list[Any], BeforeValidator(_endpoints)] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _node_name(self) -> NodeFile:
@@ -288,7 +309,46 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None, source: str 
         cfg.samplers[name] = SamplerConfig(name, enabled, cadence, options)
     if cfg.tenants:
         cfg.samplers["tenants"].options["rules"] = cfg.tenants
+    cfg.serving = _serving(top.serving, base_dir, source)
+    serving = cfg.samplers.get("serving")
+    if serving is not None:
+        table = top.samplers.get("serving", {})
+        if "cadence_s" not in table:
+            serving.cadence_s = SERVING_CADENCE_S
+        if serving.enabled == "auto":
+            serving.enabled = bool(cfg.serving)
+        elif serving.enabled is True and not cfg.serving:
+            raise error("enabled = true needs at least one [[serving]] entry (group, url)", "samplers.serving.enabled")
+        if cfg.serving:
+            serving.options["endpoints"] = [dict(e) for e in cfg.serving]
+    elif cfg.serving:
+        raise error("[[serving]] entries need the serving sampler, which is not installed", "serving")
     return cfg
+
+
+def _serving(raw: list[Any], base_dir: Path | None, source: str) -> list[dict[str, Any]]:
+    """Validate the ``[[serving]]`` entries (one line per problem: ``<file>: serving[i].<key>: problem``) and resolve
+    their file paths; the CA file must exist and the token file must be readable now."""
+    if not raw:
+        return []
+    endpoints = endpoints_from_options(raw, source)
+    out: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for i, ep in enumerate(endpoints):
+        entry = ep.model_dump(exclude_none=True, exclude_defaults=False)
+        for key in ("ca_file", "bearer_token_file"):
+            if getattr(ep, key):
+                path = _path(entry[key], base_dir)
+                entry[key] = str(path)
+                try:
+                    path.read_bytes()
+                except OSError as exc:
+                    what = "CA file" if key == "ca_file" else "bearer token file"
+                    problems.append(f"{source}: serving[{i}].{key}: cannot read the {what} {path}: {exc.strerror}")
+        out.append(entry)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return out
 
 
 def load_config(path: Path | None) -> AgentConfig:
@@ -325,7 +385,7 @@ def effective_toml(cfg: AgentConfig, detected: dict[str, list[str]] | None = Non
     samplers: dict[str, Any] = {}
     for name, sc in cfg.samplers.items():
         table: dict[str, Any] = {"enabled": sc.enabled, "cadence_s": sc.cadence_s}
-        table.update({k: v for k, v in sc.options.items() if k != "rules"})
+        table.update({k: v for k, v in sc.options.items() if k not in ("rules", "endpoints")})
         if detected is not None:
             table["enabled"] = name in detected
             if detected.get(name):
@@ -334,6 +394,9 @@ def effective_toml(cfg: AgentConfig, detected: dict[str, list[str]] | None = Non
     doc["samplers"] = samplers
     if cfg.tenants:
         doc["tenants"] = cfg.tenants
+    if cfg.serving:
+        redacted = "<redacted>"
+        doc["serving"] = [{k: (redacted if k == "bearer_token" else v) for k, v in e.items()} for e in cfg.serving]
     return toml_text(doc)
 
 
@@ -419,6 +482,12 @@ def init_config_toml(
         is_device_sampler = "accel" in cls.fields
         if name == "tenants":
             lines += ['enabled = "auto"            # on when [[tenants]] rules are given below']
+        elif name == "serving":
+            lines += ['enabled = "auto"            # on when [[serving]] endpoints are given below']
+            lines += [
+                f"# cadence_s = {_toml_value(SERVING_CADENCE_S)}        # the window of each row's latency quantiles"
+            ]
+            continue
         elif devices is None:
             why = "not enabled by default" if cls.enabled_by_default is False else "found nothing on this host"
             lines += [f"enabled = false             # {why}"]
@@ -437,6 +506,18 @@ def init_config_toml(
         "# [[tenants]]",
         '# group = "hive0"',
         '# cmdline = "sglang.*--port 30000"',
+        "",
+        "# Serving engines: each [[serving]] endpoint is scraped every cadence; its TTFT / ITL / TPOT / e2e / queue",
+        "# quantiles, request and token rates, queue and KV-cache use become the `serving` measurement of its group.",
+        "# Check an endpoint first: neighborscope scrape URL   (docs/serving.md)",
+        "# [[serving]]",
+        '# group = "hive0"                                # the group whose requests this engine serves',
+        '# url = "http://127.0.0.1:30000/metrics"         # SGLang needs --enable-metrics; vLLM: http://HOST:8000/metrics',
+        '# engine = "auto"                                # vllm | sglang | tgi | llamacpp | auto (from the metric names)',
+        '# model = "meta-llama/Llama-3.1-8B-Instruct"     # only this model_name (default: one row per model)',
+        '# bearer_token_file = "/etc/neighborscope/engine-token"   # when the endpoint wants a token',
+        '# ca_file = "/etc/neighborscope/engine-ca.pem"            # https with a private CA',
+        "# timeout_s = 2.0                                # a slower answer counts as down (up = false)",
         "",
     ]
     return "\n".join(lines)

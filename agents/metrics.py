@@ -52,6 +52,9 @@ PROM_UNITS: dict[str, PromUnit] = {
     "B": PromUnit("bytes", "bytes"),
     "B/s": PromUnit("bytes_per_s", "bytes_per_second"),
     "1/s": PromUnit("per_s", "per_second"),
+    "us/s": PromUnit("us_per_s", "seconds_per_second", 1e-6, "seconds per second, 1 = all the time"),
+    "ms/s": PromUnit("ms_per_s", "seconds_per_second", 1e-3, "seconds per second, 1 = all the time"),
+    "Mbit/s": PromUnit("mbit_per_s", "bytes_per_second", 1e6 / 8),
     "%": PromUnit("pct", "ratio", 0.01, "ratio, 1 = 100 %"),
     "MHz": PromUnit("mhz", "hertz", 1e6),
     "ms": PromUnit("ms", "seconds", 0.001),
@@ -68,11 +71,14 @@ COUNTERS = frozenset({
     "agent.errors_total", "agent.skipped_total", "agent.spool_dropped_total",
 })  # fmt: skip
 
-#: gauges whose schema name ends in ``_count`` (Prometheus keeps that suffix for histograms and summaries)
+#: gauges whose schema name ends in ``_count`` (Prometheus keeps that suffix for histograms and summaries), or
+#: holds a metric type
 GAUGE_NAMES: dict[str, str] = {
     "host.cpu_count": "cpus",
     "tenant.process_count": "processes",
     "tenant.threads_count": "threads",
+    **{f"serving.{h}_count": f"{h}_observations" for h in ("ttft", "itl", "tpot", "e2e", "queue")},
+    "serving.counter_reset": "counters_reset",  # a name holding a metric type ("counter") is refused by promtool
 }
 
 

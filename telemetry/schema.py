@@ -323,10 +323,12 @@ RDMA = Measurement(
 
 SERVING = Measurement(
     "serving",
-    tags=("node", "group", "engine", "model"),
+    tags=("node", "group", "engine", "model", "endpoint"),
     description=(
         "A serving engine's own Prometheus metrics (vLLM, SGLang, TGI, llama.cpp), one row per endpoint and model "
-        "per scrape interval: rates from counter deltas, quantiles from histogram bucket deltas over the interval."
+        "per scrape interval: rates from counter deltas, quantiles from histogram bucket deltas over the interval. "
+        "`endpoint` is the scraped host:port, so two engines of one group (a prefill and a decode pool) are two "
+        "series."
     ),
     fields=(
         F("requests_per_s", "1/s", description="requests finished per second"),

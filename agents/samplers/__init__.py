@@ -8,5 +8,9 @@ imports these modules on first use.
 
 from __future__ import annotations
 
-BUILTIN = ("nvml", "amdgpu", "hwmon", "host", "tenants", "simulated")
+BUILTIN = ("nvml", "amdgpu", "hwmon", "host", "tenants", "simulated", "disk", "net", "rdma", "serving")
 """The built-in sampler modules (file stems), one line per plugin."""
+
+HELPERS = ("procfs", "cgroup", "resctrl")
+"""Modules here that are not samplers: pure readers of procfs, cgroup and resctrl files that several samplers
+share (a sampler imports them; they import no sampler)."""

@@ -18,6 +18,7 @@ class HwmonSampler(SamplerBase):
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,6 +227,29 @@ def check_device_claims(claims: Mapping[str, list[str]]) -> None:
                     "samplers",
                 )
             owner[dev] = sampler
+
+
+def name_filter(opts: dict[str, Any], sampler: str) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """Pop the ``include`` and ``exclude`` options (regular expressions on a disk, interface or device name) of a
+    sampler's table, compiled; a bad one is a `ConfigError` naming it."""
+    out: list[re.Pattern[str] | None] = []
+    for key in ("include", "exclude"):
+        value = opts.pop(key, None)
+        if value is None:
+            out.append(None)
+            continue
+        if not isinstance(value, str):
+            raise config_error(f"must be a regular expression (a string), not {value!r}", f"samplers.{sampler}.{key}")
+        try:
+            out.append(re.compile(value))
+        except re.error as exc:
+            raise config_error(f"bad regular expression {value!r}: {exc}", f"samplers.{sampler}.{key}") from None
+    return out[0], out[1]
+
+
+def selected(name: str, include: re.Pattern[str] | None, exclude: re.Pattern[str] | None) -> bool:
+    """``name`` matches ``include`` (when given; searched) and not ``exclude``."""
+    return (include is None or include.search(name) is not None) and (exclude is None or not exclude.search(name))
 
 
 # --- small readers shared by the sysfs samplers -------------------------------------------------

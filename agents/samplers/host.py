@@ -4,18 +4,42 @@ CPU times, context switches, interrupts and the run-queue length come from one r
 ``<proc_root>/stat`` per tick (the file psutil parses for `cpu_times`, `cpu_stats`); utilisation is
 the share of non-idle time between two reads, so the first tick has no percentages (absent, not 0).
 Memory, swap, CPU count and per-core frequency come from psutil.
+
+What a co-tenant steals shows here too (issue 20):
+
+- Pressure stall information, ``<proc_root>/pressure/{cpu,memory,io}``: the ``some`` / ``full`` lines'
+  cumulative ``total=`` µs become ``{cpu,mem,io}_pressure_{some,full}_us_per_s`` (µs stalled per second,
+  1e6 = all the time) from two reads; the ``avg10`` gauges are not used. No ``/proc/pressure`` (a kernel
+  before 4.20 or built without PSI): the fields are absent. A file that is there but cannot be read (PSI
+  turned off with ``psi=0`` answers EOPNOTSUPP; permissions) is counted once in the sampler's health
+  (``errors_total``) and logged once; its fields stay absent.
+- ``<proc_root>/vmstat``: major faults, workingset refaults (``_anon`` + ``_file``, or the older single
+  counter), reclaim scans and steals (``kswapd`` + ``direct``), ``numa_miss`` and ``numa_foreign``, per second.
+- resctrl memory-bandwidth monitoring of the root group (``<sysfs_root>/fs/resctrl/mon_data/mon_L3_*``,
+  summed over L3 domains; `agents.samplers.resctrl`): ``mbm_total_bytes_per_s``, ``mbm_local_bytes_per_s``
+  and ``llc_occupancy_bytes``, where resctrl is mounted with monitoring; absent elsewhere and for a domain
+  that says ``Unavailable``.
+
+Every rate is absent on the first tick and on a tick where its counter went back (`agents.samplers.procfs.rate`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import psutil
 
 from agents.samplers.base import Rows, SamplerBase, SamplerContext, config_error, read_int, register
+from agents.samplers.procfs import PSI_RESOURCES, parse_flat, parse_pressure, rate, vmstat_counters
+from agents.samplers.resctrl import read_mbm, resctrl_root
+from telemetry.schema import MBM_FIELDS, PRESSURE_FIELDS
+
+log = logging.getLogger(__name__)
 
 # /proc/stat cpu columns: user nice system idle iowait irq softirq steal guest guest_nice (USER_HZ ticks).
 _USER, _NICE, _SYSTEM, _IDLE, _IOWAIT, _IRQ, _SOFTIRQ, _STEAL = range(8)
@@ -79,6 +103,14 @@ class HostSampler(SamplerBase):
             "interrupts_per_s",
             "procs_running",
             "cpu_temp_c",
+            *(f.name for f in PRESSURE_FIELDS),
+            "pgmajfault_per_s",
+            "workingset_refault_per_s",
+            "pgscan_per_s",
+            "pgsteal_per_s",
+            "numa_miss_per_s",
+            "numa_foreign_per_s",
+            *(f.name for f in MBM_FIELDS),
         ),
         "host_core": ("util_pct", "user_pct", "system_pct", "iowait_pct", "freq_mhz"),
     }
@@ -90,12 +122,19 @@ class HostSampler(SamplerBase):
         sysfs_root: Path = Path("/sys"),
         per_core: bool = True,
         freq_every_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         self.proc_root = Path(proc_root)
         self.sysfs_root = Path(sysfs_root)
         self.per_core = per_core
         self.freq_every_s = freq_every_s
+        self.clock = clock
+        self.errors = 0
+        """Files that exist but cannot be read, counted once each (the tick adds them to ``errors_total``)."""
+        self._unreadable: set[Path] = set()
+        self._counters: dict[str, float | None] = {}
+        self._resctrl = resctrl_root(self.sysfs_root)
         self._prev: tuple[float, dict[str, list[int]], dict[str, int]] | None = None
         self._sockets: dict[str, str] = {}
         self._freq: list[float | None] = []
@@ -138,8 +177,43 @@ class HostSampler(SamplerBase):
         readings = [v for v in (read_int(p) for p in self._cpu_temp_files) if v is not None]
         return max(readings) / 1000.0 if readings else None
 
+    def _text(self, path: Path) -> str | None:
+        """A procfs file's text; None when absent (quietly: an old kernel) or unreadable (counted once)."""
+        try:
+            return path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if path not in self._unreadable:
+                self._unreadable.add(path)
+                self.errors += 1
+                log.warning("host sampler: %s exists but cannot be read (%s); its fields stay absent", path, exc)
+            return None
+
+    def _pressure_vmstat_mbm(self) -> tuple[dict[str, float | None], dict[str, float | None]]:
+        """(cumulative counters by field: PSI µs, vmstat events, MBM bytes; gauges: LLC occupancy)."""
+        counters: dict[str, float | None] = {}
+        for res, fname in PSI_RESOURCES.items():
+            text = self._text(self.proc_root / "pressure" / fname)
+            totals = parse_pressure(text) if text is not None else {}
+            for kind in ("some", "full"):
+                counters[f"{res}_pressure_{kind}_us_per_s"] = totals.get(kind)
+        text = self._text(self.proc_root / "vmstat")
+        counters.update(vmstat_counters(parse_flat(text)) if text is not None else {})
+        gauges: dict[str, float | None] = {}
+        if self._resctrl is None:  # mounted after the agent started: one stat per tick finds it
+            self._resctrl = resctrl_root(self.sysfs_root)
+        if self._resctrl is not None:
+            mbm = read_mbm(self._resctrl)
+            counters["mbm_total_bytes_per_s"] = mbm["mbm_total_bytes"]
+            counters["mbm_local_bytes_per_s"] = mbm["mbm_local_bytes"]
+            gauges["llc_occupancy_bytes"] = mbm["llc_occupancy"]
+        return counters, gauges
+
     def read(self, ts: float) -> Rows:
-        mono = time.monotonic()
+        mono = self.clock()
+        cumulative, gauges = self._pressure_vmstat_mbm()
+        prev_cumulative, self._counters = self._counters, cumulative
         cpus, counters = parse_proc_stat((self.proc_root / "stat").read_text())
         prev, self._prev = self._prev, (mono, cpus, counters)
         vm = psutil.virtual_memory()
@@ -156,10 +230,13 @@ class HostSampler(SamplerBase):
             "swap_used_bytes": float(swap.used),
             "procs_running": counters.get("procs_running"),
             "cpu_temp_c": self._cpu_temp_c(),
+            **gauges,
         }
         cores: list[dict[str, Any]] = []
         if prev is not None:
             dt = mono - prev[0]
+            for name, value in cumulative.items():
+                row[name] = rate(prev_cumulative.get(name), value, dt)
             shares = cpu_shares(prev[1]["cpu"], cpus["cpu"]) if "cpu" in cpus and "cpu" in prev[1] else None
             if shares:
                 row.update({f"cpu_{k}": v for k, v in shares.items()})

@@ -11,6 +11,7 @@ name = "python"                    # the process name (comm)
 cgroup = "kubepods.*pod1234"       # the cgroup path (v2 unified, or any v1 hierarchy)
 container = "^3f1c"                # the container id found in the cgroup path (64 hex digits)
 user = "alice"
+resctrl_group = "hive0"            # its resctrl monitoring group, when not named like the group
 ```
 
 Children of a matched process join its group (``children = false`` in the rule turns that off), so
@@ -20,6 +21,29 @@ accelerator memory per group comes from the NVML running-process list, which giv
 Per tick only the PIDs of known groups are read (one ``/proc/<pid>/stat`` each); the process list is
 rescanned every ``rescan_s`` and a new PID is classified once. CPU % is the group's CPU time between
 two reads over the wall time (100 = one core), so a group's first tick has no CPU % (absent).
+
+What the group's cgroups say (issue 20): at each rescan the sampler reads ``/proc/<pid>/cgroup`` of the group's
+PIDs again (a process can be moved into a cgroup after it starts) and keeps the distinct cgroups they are in:
+the v2 path (``0::/path``) under the unified mount, found by `agents.samplers.cgroup.cgroup2_mount`
+(``/sys/fs/cgroup``, or ``/sys/fs/cgroup/unified`` on a hybrid host; the ``cgroup_root`` option names it), and
+the v1 ``cpu``, ``memory`` and ``blkio`` paths where those controllers are v1. Each distinct cgroup is read once
+per tick: PSI (``{cpu,memory,io}.pressure``: µs stalled per second from the ``total`` counters), CFS quota
+throttling (``cpu.stat``), ``memory.current`` and ``memory.stat`` (refaults, reclaim, major faults), ``io.stat``
+(bytes and I/Os, all devices); `agents.samplers.cgroup` lists what v1 offers instead where v2 lacks the
+controller (a v1 file is read for a field only where no v2 file gives it). Counters become per-second rates:
+absent on a cgroup's first tick and on a tick where a counter went back.
+
+- Several cgroups: a group whose processes are in several cgroups gets the **sum** of their rates (stall time
+  too, so a group of two cgroups can stall up to 2e6 µs per second) and the sum of their ``memory.current``.
+  A cgroup nested in another of the same group is left out (the outer one's counters include it).
+- Not the tenant's: the root cgroup (``/``: processes in no cgroup of their own, i.e. the whole host) is never
+  read, and neither is a cgroup holding processes of other groups or of no group (its ``cgroup.procs`` is
+  checked at each rescan; processes in cgroups nested below it are not): those fields are absent, not the
+  host's or a neighbour's values.
+- resctrl: where resctrl is mounted with monitoring, the group's monitoring group ``mon_groups/<name>`` (or a
+  control group ``<name>/``) gives ``mbm_*_bytes_per_s`` and ``llc_occupancy_bytes``; ``<name>`` is the rule's
+  ``resctrl_group``, else the group's own name. The tasks in it are whoever put them there (e.g. the stress
+  runner); the sampler only reads it.
 """
 
 from __future__ import annotations
@@ -34,6 +58,20 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from agents.samplers.base import Rows, SamplerBase, SamplerContext, config_error, read_text, register
+from agents.samplers.cgroup import (
+    GAUGES,
+    ProcCgroups,
+    cgroup1_mounts,
+    cgroup2_mount,
+    cgroup_dir,
+    is_root,
+    parse_proc_cgroup,
+    read_v1,
+    read_v2,
+)
+from agents.samplers.procfs import rate
+from agents.samplers.resctrl import group_dir, read_mbm, resctrl_root
+from telemetry.schema import MBM_FIELDS, PRESSURE_FIELDS
 
 CONTAINER_ID = re.compile(r"(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -52,10 +90,11 @@ class TenantRule:
     container: re.Pattern[str] | None = None
     user: str | None = None
     children: bool = True
+    resctrl_group: str | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], where: str) -> TenantRule:
-        known = {"group", "cmdline", "name", "cgroup", "container", "user", "children"}
+        known = {"group", "cmdline", "name", "cgroup", "container", "user", "children", "resctrl_group"}
         unknown = set(raw) - known
         if unknown:
             raise config_error(f"unknown key(s) {sorted(unknown)}; known: {sorted(known)}", where)
@@ -73,7 +112,11 @@ class TenantRule:
                 raise config_error(f"bad regular expression {value!r} for {key}: {exc}", where) from None
         if not any(pats.values()) and raw.get("user") is None:
             raise config_error("a tenant rule needs at least one of cmdline, name, cgroup, container, user", where)
-        return cls(raw["group"], user=raw.get("user"), children=bool(raw.get("children", True)), **pats)
+        resctrl = raw.get("resctrl_group")
+        if resctrl is not None and (not isinstance(resctrl, str) or not resctrl or "/" in resctrl):
+            raise config_error(f"resctrl_group must be a resctrl group name (no '/'), not {resctrl!r}", where)
+        children = bool(raw.get("children", True))
+        return cls(raw["group"], user=raw.get("user"), children=children, resctrl_group=resctrl, **pats)
 
     def matches(self, proc: ProcInfo) -> bool:
         checks = (
@@ -117,15 +160,22 @@ def parse_stat(text: str) -> dict[str, int | str]:
 
 
 def cgroup_path(text: str) -> str:
-    """The unified (v2) cgroup path of ``/proc/<pid>/cgroup``, else the first v1 hierarchy's."""
+    """The unified (v2) cgroup path of ``/proc/<pid>/cgroup``, else (no v2 line, or a hybrid host's v2 root ``/``
+    while a v1 hierarchy has a cgroup of its own, as Docker makes there) the first v1 hierarchy's that is not
+    ``/``, else the first."""
+    v2 = None
     paths = []
     for line in text.splitlines():
         parts = line.split(":", 2)
         if len(parts) == 3:
             if parts[0] == "0" and parts[1] == "":
-                return parts[2]
-            paths.append(parts[2])
-    return paths[0] if paths else ""
+                v2 = parts[2]
+            else:
+                paths.append(parts[2])
+    if v2 is not None and v2 != "/":
+        return v2
+    own = [p for p in paths if p != "/"]
+    return own[0] if own else (v2 if v2 is not None else (paths[0] if paths else ""))
 
 
 def container_id(cgroup: str) -> str | None:
@@ -154,12 +204,86 @@ def _stat_fast(path: str) -> tuple[int, int, int, int] | None:
         return None
 
 
+CGROUP_FIELDS = (
+    *(f.name for f in PRESSURE_FIELDS),
+    "cpu_periods_per_s",
+    "cpu_throttled_periods_per_s",
+    "cpu_throttled_us_per_s",
+    "mem_cgroup_bytes",
+    "workingset_refault_per_s",
+    "pgscan_per_s",
+    "pgsteal_per_s",
+    "pgmajfault_per_s",
+    "io_read_bytes_per_s",
+    "io_write_bytes_per_s",
+    "io_read_ops_per_s",
+    "io_write_ops_per_s",
+)
+"""The tenant fields read from the group's cgroups."""
+MBM_NAMES = tuple(f.name for f in MBM_FIELDS)
+
+Source = tuple[str, Path]
+"""One thing read per tick for a group: ``("v2", dir)``, ``("cpu" | "memory" | "blkio", v1 dir)`` or
+``("resctrl", group dir)``."""
+
+
+def _ancestor(a: Path, b: Path) -> bool:
+    """``a`` is a strict ancestor directory of ``b``."""
+    return a != b and a in b.parents
+
+
+def group_values(
+    sources: list[Source],
+    now: dict[Source, tuple[float, dict[str, float | None]]],
+    before: dict[Source, tuple[float, dict[str, float | None]]],
+    names: tuple[str, ...],
+) -> dict[str, float | None]:
+    """A group's fields from its sources' reads (``now``, ``before``: source -> (monotonic s, values)).
+
+    A field comes from the v2 sources that give it, else from the v1 ones (a controller is in one hierarchy
+    only); gauges (`agents.samplers.cgroup.GAUGES`, ``llc_occupancy_bytes``) are summed as read, counters as
+    per-second rates summed over the sources. A counter that a source gives now but gave no earlier value for
+    (a cgroup new to the group) or that went back makes the group's field absent for the tick."""
+    out: dict[str, float | None] = {}
+    for name in names:
+        giving = [s for s in sources if now[s][1].get(name) is not None]
+        v2 = [s for s in giving if s[0] == "v2"]
+        chosen = v2 or giving
+        if not chosen:
+            out[name] = None
+            continue
+        if name in GAUGES or name == "llc_occupancy_bytes":
+            out[name] = float(sum(now[s][1][name] for s in chosen))  # type: ignore[misc]
+            continue
+        total: float | None = 0.0
+        for s in chosen:
+            t1, v1 = now[s]
+            t0, v0 = before.get(s, (None, {}))
+            r = rate(v0.get(name), v1[name], None if t0 is None else t1 - t0)
+            if r is None:
+                total = None
+                break
+            total += r
+        out[name] = total
+    return out
+
+
 @register("tenants")
 class TenantsSampler(SamplerBase):
-    """CPU %, RSS, threads and accelerator memory per co-tenant group."""
+    """CPU %, RSS, threads and accelerator memory per co-tenant group; pressure, CPU throttling, memory and I/O
+    of its cgroups; memory bandwidth of its resctrl group."""
 
     fields: ClassVar = {
-        "tenant": ("cpu_pct", "rss_bytes", "accel_mem_bytes", "process_count", "threads_count", "pids"),
+        "tenant": (
+            "cpu_pct",
+            "rss_bytes",
+            "accel_mem_bytes",
+            "process_count",
+            "threads_count",
+            "pids",
+            *CGROUP_FIELDS,
+            *MBM_NAMES,
+        ),
     }
     order: ClassVar = 90  # after the accelerator samplers: reads their process memory
 
@@ -171,6 +295,9 @@ class TenantsSampler(SamplerBase):
         rescan_s: float = 1.0,
         other_group: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sysfs_root: Path = Path("/sys"),
+        cgroup_root: Path | None = None,
+        cgroups: bool = True,
     ) -> None:
         super().__init__()
         self.rules = list(rules)
@@ -185,6 +312,14 @@ class TenantsSampler(SamplerBase):
         self._prev_at: float | None = None
         self._scanned_at = -1e18
         self._users: dict[int, str] = {}
+        self.cgroups = cgroups
+        self.sysfs_root = Path(sysfs_root)
+        self.cgroup2 = Path(cgroup_root) if cgroup_root else (cgroup2_mount(self.proc_root, self.sysfs_root))
+        self.cgroup1 = cgroup1_mounts(self.proc_root, self.sysfs_root) if cgroups else {}
+        self.resctrl = resctrl_root(self.sysfs_root) if cgroups else None
+        self._proc_cgroups: dict[int, ProcCgroups] = {}  # pid of a group -> its cgroups, read at each rescan
+        self._sources: dict[str, list[Source]] = {}  # group -> what to read for it, made at each rescan
+        self._src_prev: dict[Source, tuple[float, dict[str, float | None]]] = {}
 
     @classmethod
     def from_context(cls, ctx: SamplerContext) -> TenantsSampler:
@@ -193,9 +328,32 @@ class TenantsSampler(SamplerBase):
         rules = [TenantRule.from_dict(r, f"tenants[{i}]") for i, r in enumerate(raw_rules)]
         rescan_s = float(opts.pop("rescan_s", 1.0))
         other = opts.pop("other_group", None) or None
+        cgroup_root = opts.pop("cgroup_root", None)
+        cgroups = opts.pop("cgroups", True)
         if opts:
-            raise config_error(f"unknown option(s) {sorted(opts)} (known: rescan_s, other_group)", "samplers.tenants")
-        return cls(rules, ctx.proc_root, ctx.accel_process_memory, rescan_s, other)
+            raise config_error(
+                f"unknown option(s) {sorted(opts)} (known: rescan_s, other_group, cgroup_root, cgroups)",
+                "samplers.tenants",
+            )
+        if not isinstance(cgroups, bool):
+            raise config_error(f"must be true or false, not {cgroups!r}", "samplers.tenants.cgroups")
+        if cgroup_root is not None:
+            if not isinstance(cgroup_root, str) or not (Path(cgroup_root) / "cgroup.procs").is_file():
+                raise config_error(
+                    f"{cgroup_root!r} is not a cgroup v2 mount (no cgroup.procs there); see `mount -t cgroup2`",
+                    "samplers.tenants.cgroup_root",
+                )
+            cgroup_root = Path(cgroup_root)
+        return cls(
+            rules,
+            ctx.proc_root,
+            ctx.accel_process_memory,
+            rescan_s,
+            other,
+            sysfs_root=ctx.sysfs_root,
+            cgroup_root=cgroup_root,
+            cgroups=cgroups,
+        )
 
     def _user(self, pid_dir: Path) -> str:
         try:
@@ -258,6 +416,84 @@ class TenantsSampler(SamplerBase):
                 if rule is not None and rule.children:
                     group = parent_group
             self._known[pid] = (info.start, group or self.other_group)
+        if self.cgroups:
+            self._rescan_cgroups()
+
+    def _rescan_cgroups(self) -> None:
+        """Read the cgroups of every PID of a group (not the catch-all ``other_group``: the rest of the host) and
+        make each group's list of sources: its own cgroups (not the root, not shared, not nested in another of
+        its own) and its resctrl group."""
+        members: dict[str, set[int]] = {}
+        for pid, (_, group) in self._known.items():
+            if group is not None:
+                members.setdefault(group, set()).add(pid)
+        for pid in [p for p in self._proc_cgroups if p not in self._known]:
+            del self._proc_cgroups[pid]
+        sources: dict[str, list[Source]] = {}
+        procs_cache: dict[Path, set[int] | None] = {}
+        if self.resctrl is None:  # mounted after the agent started
+            self.resctrl = resctrl_root(self.sysfs_root)
+        for group in self.groups:
+            found: list[Source] = []
+            for pid in sorted(members.get(group, ())) if group != self.other_group else ():
+                text = read_text(self.proc_root / str(pid) / "cgroup")
+                if text is None:
+                    continue
+                cg = self._proc_cgroups[pid] = parse_proc_cgroup(text)
+                if self.cgroup2 is not None and not is_root(cg.v2):
+                    found.append(("v2", cgroup_dir(self.cgroup2, cg.v2 or "")))
+                for controller, mount in self.cgroup1.items():
+                    path = cg.v1.get(controller)
+                    if not is_root(path):
+                        found.append((controller, cgroup_dir(mount, path or "")))
+            found = list(dict.fromkeys(found))
+            own = [s for s in found if self._exclusive(s[1], members.get(group, set()), procs_cache)]
+            kept = [s for s in own if not any(o[0] == s[0] and _ancestor(o[1], s[1]) for o in own)]
+            rule = next((r for r in self.rules if r.group == group and r.resctrl_group), None)
+            if self.resctrl is not None and group != self.other_group:
+                rd = group_dir(self.resctrl, rule.resctrl_group if rule and rule.resctrl_group else group)
+                if rd is not None:
+                    kept.append(("resctrl", rd))
+            sources[group] = kept
+        self._sources = sources
+
+    @staticmethod
+    def _exclusive(d: Path, pids: set[int], cache: dict[Path, set[int] | None]) -> bool:
+        """Every process directly in cgroup ``d`` is one of ``pids`` (so the cgroup is the group's own)."""
+        if d not in cache:
+            text = read_text(d / "cgroup.procs")
+            cache[d] = None if text is None else {int(x) for x in text.split() if x.isdigit()}
+        procs = cache[d]
+        return procs is not None and procs <= pids
+
+    def _cgroup_rows(self, now: float) -> dict[str, dict[str, float | None]]:
+        """group -> its cgroup and resctrl fields: each distinct source read once."""
+        reads: dict[Source, tuple[float, dict[str, float | None]]] = {}
+        for srcs in self._sources.values():
+            for src in srcs:
+                if src in reads:
+                    continue
+                kind, d = src
+                if kind == "v2":
+                    values: dict[str, float | None] = dict(read_v2(d))
+                elif kind == "resctrl":
+                    mbm = read_mbm(d)
+                    values = {
+                        "mbm_total_bytes_per_s": mbm["mbm_total_bytes"],
+                        "mbm_local_bytes_per_s": mbm["mbm_local_bytes"],
+                        "llc_occupancy_bytes": mbm["llc_occupancy"],
+                    }
+                else:
+                    values = dict(read_v1(kind, d))
+                reads[src] = (now, values)
+        out = {}
+        for group in self.groups:
+            srcs = [s for s in self._sources.get(group, []) if s in reads]
+            cg = group_values([s for s in srcs if s[0] != "resctrl"], reads, self._src_prev, CGROUP_FIELDS)
+            mbm = group_values([s for s in srcs if s[0] == "resctrl"], reads, self._src_prev, MBM_NAMES)
+            out[group] = cg | mbm
+        self._src_prev = reads
+        return out
 
     def read(self, ts: float) -> Rows:
         now = self.clock()
@@ -290,6 +526,7 @@ class TenantsSampler(SamplerBase):
             a["threads"] += threads
             a["pids"].append(pid)
         accel = self.accel_process_memory() if self.accel_process_memory else None
+        cgroup_rows = self._cgroup_rows(now) if self.cgroups else {}
         rows = []
         for group, a in acc.items():
             pids = a["pids"]
@@ -302,6 +539,7 @@ class TenantsSampler(SamplerBase):
                 "process_count": len(pids),
                 "threads_count": a["threads"],
                 "pids": listed,
+                **cgroup_rows.get(group, {}),
             }
             self.mark_row(group, self.fields["tenant"], row)
             rows.append(row)

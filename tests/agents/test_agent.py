@@ -89,7 +89,10 @@ def test_explicitly_enabled_sampler_that_cannot_start_is_an_error():
 def test_auto_samplers_without_hardware_are_left_out():
     cfg = parse_config({"node": "n1", "agent": {"sysfs_root": "/nonexistent"}})
     names = [b.sampler.name for b in build_samplers(cfg)]
-    assert names == ["host"]  # no NVML library, no AMD / hwmon devices, no tenant rules here
+    assert names == [
+        "host",
+        "disk",
+    ]  # no NVML library, no AMD / hwmon devices, no tenant rules; /proc/diskstats is real
 
 
 def test_prometheus_endpoint_is_optional_and_serves_the_latest_samples():

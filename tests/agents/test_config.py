@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from agents.config import effective_toml, expand_devices, load_config, parse_config
+from agents.config import effective_toml, expand_devices, init_config_toml, load_config, parse_config
 from telemetry.errors import ConfigError
 
 
@@ -133,3 +133,108 @@ def test_effective_config_is_valid_toml_with_detected_devices_and_no_token():
     assert doc["samplers"]["amdgpu"]["enabled"] is False
     assert doc["tenants"] == [{"group": "g", "name": "python"}]
     assert parse_config({k: v for k, v in doc.items() if k != "collector"}).node == "n1"
+
+
+# --- [[serving]] endpoints ------------------------------------------------------------------------------------
+
+
+def test_serving_entries_turn_the_serving_sampler_on_with_a_five_second_window(tmp_path):
+    (tmp_path / "engine-token").write_text("t0k\n")
+    path = tmp_path / "agent.toml"
+    path.write_text("""
+node = "n1"
+[[serving]]
+group = "hive0"
+url = "http://127.0.0.1:30000/metrics"
+engine = "sglang"
+bearer_token_file = "engine-token"
+[[serving]]
+group = "hive1"
+url = "https://10.0.0.2:8000/metrics"
+insecure_skip_verify = true
+timeout_s = 1
+""")
+    cfg = load_config(path)
+    sc = cfg.samplers["serving"]
+    assert sc.enabled is True and sc.cadence_s == 5.0
+    first, second = sc.options["endpoints"]
+    assert first["group"] == "hive0" and first["engine"] == "sglang"
+    assert first["bearer_token_file"] == str(tmp_path / "engine-token")  # relative to the config file
+    assert second["engine"] == "auto" and second["timeout_s"] == 1.0 and second["insecure_skip_verify"] is True
+
+
+def test_without_serving_entries_the_serving_sampler_stays_off():
+    cfg = parse_config({"node": "n1"})
+    assert cfg.samplers["serving"].enabled is False and cfg.serving == []
+
+
+def test_the_serving_cadence_can_be_set():
+    cfg = parse_config(
+        {"node": "n1", "samplers": {"serving": {"cadence_s": 2}}, "serving": [{"group": "g", "url": "http://h/m"}]}
+    )
+    assert cfg.samplers["serving"].cadence_s == 2.0
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ([{"url": "http://h:1/metrics"}], "agent.toml: serving[0].group: Field required"),
+        ([{"group": "g", "url": "h:1/metrics"}], "agent.toml: serving[0].url: Value error, must look like http(s)://"),
+        (
+            [{"group": "g", "url": "http://h/m", "engine": "triton"}],
+            "agent.toml: serving[0].engine: Input should be 'auto', 'vllm', 'sglang', 'tgi' or 'llamacpp'",
+        ),
+        ([{"group": "g", "url": "http://h/m", "urls": "x"}], "agent.toml: serving[0].urls: unknown key"),
+        ([{"group": "g", "url": "http://h/m", "timeout_s": 0}], "agent.toml: serving[0].timeout_s: Input should be"),
+        (
+            [{"group": "g", "url": "http://h/m", "bearer_token": "a", "bearer_token_file": "b"}],
+            "agent.toml: serving[0]: give bearer_token or bearer_token_file, not both",
+        ),
+        (
+            [{"group": "g", "url": "http://h/m"}, {"group": "h", "url": "http://h/m"}],
+            "agent.toml: serving[1].url: http://h/m is already scraped by serving[0]",
+        ),
+        ([{"group": "g", "url": "http://h/m", "ca_file": "nope.pem"}], "agent.toml: serving[0].ca_file: cannot read"),
+        ({"group": "g"}, "agent.toml: serving: must be a list of endpoints ([[serving]])"),
+    ],
+)
+def test_bad_serving_entries_say_which_entry_and_key(tmp_path, entries, message):
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"node": "n1", "serving": entries}, tmp_path)
+    assert str(exc.value).startswith(message.replace("Value error, ", ""))
+    assert "\n" not in str(exc.value)
+
+
+def test_two_bad_serving_entries_give_one_line_each():
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"node": "n1", "serving": [{"group": "g"}, {"group": "h", "url": "ftp://x"}]})
+    lines = str(exc.value).splitlines()
+    assert lines[0] == "agent.toml: serving[0].url: Field required"
+    assert lines[1].startswith("agent.toml: serving[1].url: must look like http(s)://HOST[:PORT]/metrics")
+
+
+def test_serving_enabled_without_entries_is_an_error():
+    with pytest.raises(
+        ConfigError, match=r"\[samplers.serving\] enabled: enabled = true needs at least one \[\[serving"
+    ):
+        parse_config({"node": "n1", "samplers": {"serving": {"enabled": True}}})
+
+
+def test_effective_config_lists_the_serving_entries_without_their_token():
+    cfg = parse_config({"node": "n1", "serving": [{"group": "g", "url": "http://h/m", "bearer_token": "s3cret"}]})
+    text = effective_toml(cfg)
+    assert "s3cret" not in text
+    doc = tomllib.loads(text)
+    assert doc["serving"][0]["bearer_token"] == "<redacted>" and doc["serving"][0]["url"] == "http://h/m"
+    assert "endpoints" not in doc["samplers"]["serving"]
+
+
+def test_init_config_shows_a_commented_serving_example_that_parses_once_uncommented():
+    text = init_config_toml("n1", "http://c:8428", {"host": []})
+    assert '[samplers.serving]\nenabled = "auto"' in text
+    block = text[text.index("# [[serving]]") :].splitlines()
+    lines = [line.removeprefix("# ") for line in block if line.startswith("# ")]
+    example = "\n".join(line for line in lines if "_file" not in line)  # those files must exist
+    doc = tomllib.loads(example)
+    cfg = parse_config({"node": "n1", **doc})
+    assert cfg.serving[0]["url"] == "http://127.0.0.1:30000/metrics" and cfg.samplers["serving"].enabled is True

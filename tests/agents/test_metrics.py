@@ -7,6 +7,7 @@ import contextlib
 import re
 import socket
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,10 +15,13 @@ import pytest
 from agents.agent import Agent, Built
 from agents.config import parse_config
 from agents.metrics import PROM_UNITS, LatestValues, prom_metric, prometheus_text, serve_metrics
+from agents.samplers.disk import DiskSampler
 from agents.samplers.host import HostSampler
+from agents.samplers.net import NetSampler
 from agents.samplers.simulated import SimulatedSampler
+from agents.samplers.tenants import TenantRule, TenantsSampler
 from agents.spool import MemorySpool
-from telemetry.schema import MEASUREMENTS, FieldSpec
+from telemetry.schema import DISK, MEASUREMENTS, NET, FieldSpec
 from tests.agents.samplers.test_simulated import fake_source
 from tests.conftest import ROOT
 from tests.telemetry.collector.test_metrics_promtool import promtool_problems, types
@@ -112,13 +116,22 @@ def test_every_schema_field_has_a_prometheus_name_that_passes_promtool():
 def test_a_running_agent_serves_metrics_that_pass_promtool():
     port = free_port()
     cfg = parse_config({"node": "n1", "agent": {"cadence_s": 0.1, "metrics_port": port, "spool_dir": ""}})
-    built = [Built(SimulatedSampler(fake_source(seconds=60)), 0.1), Built(HostSampler(), 0.1)]
+    me = TenantRule.from_dict({"group": "me", "cmdline": "pytest"}, "t")
+    built = [Built(SimulatedSampler(fake_source(seconds=60)), 0.1), Built(HostSampler(), 0.1),
+             Built(DiskSampler(), 0.1), Built(NetSampler(), 0.1), Built(TenantsSampler([me]), 0.1)]  # fmt: skip
     agent = Agent(cfg, built, spool=MemorySpool())
     stop = threading.Event()
     t = threading.Thread(target=agent.run, args=(stop,))
     t.start()
+    want = ["neighborscope_accel_power_watts", "neighborscope_host_cpu_util_ratio", 'sampler="spool"',
+            f"neighborscope_{DISK.name}_busy_ratio", f"neighborscope_{DISK.name}_queue_seconds_per_second",
+            "neighborscope_tenant_cpu_ratio"]  # fmt: skip
+    if Path("/proc/pressure/cpu").exists():
+        want.append("neighborscope_host_cpu_pressure_some_seconds_per_second")
+    if any(p.name != "lo" for p in Path("/sys/class/net").iterdir()):
+        want.append(f"neighborscope_{NET.name}_rx_bytes_per_second")
     try:
-        body, want = "", ("neighborscope_accel_power_watts", "neighborscope_host_cpu_util_ratio", 'sampler="spool"')
+        body = ""
         for _ in range(100):
             with contextlib.suppress(httpx.HTTPError):
                 body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
@@ -144,12 +157,32 @@ def test_every_schema_unit_is_in_the_table():
     assert {f.unit for m in MEASUREMENTS.values() for f in m.fields if f.kind != "str"} <= set(PROM_UNITS)
 
 
-def test_the_renames_documented_for_dashboards_are_the_names_served():
+def test_the_metrics_documented_for_dashboards_are_the_names_served():
+    """Every served field is in one of the two tables: renamed (old name, new name) or added (no old name)."""
     doc = (ROOT / "docs" / "agent-metrics.md").read_text()
-    rows = re.findall(r"^\| `(\w+)\.(\w+)` \| `(\w+)` \| `(\w+)` \| (counter|gauge) \|$", doc, re.M)
+    renamed = re.findall(r"^\| `(\w+)\.(\w+)` \| `(\w+)` \| `(\w+)` \| (counter|gauge) \|$", doc, re.M)
+    added = re.findall(r"^\| `(\w+)\.(\w+)` \| `(\w+)` \| (counter|gauge) \|$", doc, re.M)
     served = {name for name, m in MEASUREMENTS.items() if name not in ("bench_request", "run_event")}
     want = {(name, f.name) for name in served for f in MEASUREMENTS[name].fields if f.kind != "str"}
-    assert {(m, f) for m, f, *_ in rows} == want
-    for m, f, old, now, kind in rows:
+    documented = [(m, f) for m, f, *_ in renamed] + [(m, f) for m, f, *_ in added]
+    assert sorted(documented) == sorted(want)  # each once
+    for m, f, old, now, kind in renamed:
         pm = prom_metric(m, MEASUREMENTS[m].field_index[f])
         assert (old, now, kind) == (f"neighborscope_{m}_{f}", pm.exposed, "counter" if pm.counter else "gauge")
+    for m, f, now, kind in added:
+        pm = prom_metric(m, MEASUREMENTS[m].field_index[f])
+        assert (now, kind) == (pm.exposed, "counter" if pm.counter else "gauge")
+
+
+def test_stall_throttle_and_queue_time_are_seconds_per_second_and_link_speed_bytes_per_second():
+    lv = LatestValues("n1")
+    lv.update({"host": [{"cpu_pressure_some_us_per_s": 250_000.0}],
+               "tenant": [{"group": "g", "cpu_throttled_us_per_s": 500_000.0}],
+               NET.name: [{"interface": "eth0", "speed_mbit_per_s": 25000.0}],
+               DISK.name: [{"disk": "sda", "queue_ms_per_s": 1500.0}]})  # fmt: skip
+    text = prometheus_text(lv).decode()
+    assert 'neighborscope_host_cpu_pressure_some_seconds_per_second{node="n1"} 0.25\n' in text
+    assert 'neighborscope_tenant_cpu_throttled_seconds_per_second{group="g",node="n1"} 0.5\n' in text
+    assert f'neighborscope_{NET.name}_speed_bytes_per_second{{interface="eth0",node="n1"}} 3.125e+09\n' in text
+    assert f'neighborscope_{DISK.name}_queue_seconds_per_second{{disk="sda",node="n1"}} 1.5\n' in text
+    assert promtool_problems(text) == []

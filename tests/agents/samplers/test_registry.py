@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.samplers import BUILTIN
+from agents.samplers import BUILTIN, HELPERS
 from agents.samplers.base import (
     SAMPLERS,
     SamplerBase,
@@ -25,7 +25,7 @@ SAMPLER_DIR = Path(__file__).resolve().parents[3] / "agents" / "samplers"
 
 
 def test_every_sampler_module_is_builtin_and_registered_under_its_file_name():
-    stems = sorted(p.stem for p in SAMPLER_DIR.glob("*.py") if p.stem not in ("__init__", "base"))
+    stems = sorted(p.stem for p in SAMPLER_DIR.glob("*.py") if p.stem not in ("__init__", "base", *HELPERS))
     assert sorted(BUILTIN) == stems
     assert sorted(SAMPLERS.names()) == stems
     for stem in stems:
