@@ -33,6 +33,8 @@ USAGE = [
     ["influx", "status", "--no-such-option"],
     ["influx", "init"],  # a missing argument
     ["agent", "--no-such-option"],
+    ["scrape", "--no-such-option", "http://127.0.0.1:1/metrics"],
+    ["scrape"],  # a missing argument
     ["run", "--no-such-option", "--", "true"],
     ["demo", "--no-such-option"],
     ["import", "bench", "--no-such-option"],
@@ -68,6 +70,8 @@ BAD_INPUT = [
     ["influx", "status", "http://not-influx"],
     ["influx", "init", "influx://127.0.0.1:8086/db?nonsense=1"],
     ["agent", "--config", "{tmp}/missing.toml"],
+    ["scrape", "http://127.0.0.1:9/metrics", "--interval-s", "0.1", "--timeout-s", "1"],  # nothing listens there
+    ["scrape", "not-a-url"],
     ["run", "--group", "g", "--phase", "p", "--config", "{tmp}/bad.toml", "--", "true"],
     ["demo", "--dir", "{tmp}/demo", "--scenario", "nope"],
     ["import", "bench", "{tmp}/garbage.json", "--store", "{tmp}/store"],
