@@ -15,19 +15,26 @@ choice is reported in `Grid.notes`.
 
 Frames (all long form; `Grid.wide` pivots them for regressions):
 
-**victim** (`victim_windows`), one row per (run_id, window_start) of the victim's benchmark runs:
+**victim** (`victim_windows`, or any other source through `grid_from_victim`), one row per (run_id, window_start)
+of the victim's benchmark runs. This table is the contract a second source fills (e.g. live serving metrics,
+`serving` measurement: one row per scrape interval as a window): attribution reads ``window_start``, ``phase``,
+``covered_s``, ``tokens``, ``output_tok_s``, ``itl_ms_p99``, ``ttft_ms_p99``, ``requests_per_s`` and the load
+columns (``running_requests``, ``prefill_tokens``, ``requests_started``); a column a source cannot fill is null
+(a window with a null latency counts through its rate alone), never 0.
 
 ==========================  ==============================================================================
-run_id, phase, group        the run's tags
-window_start                Datetime(ns, UTC)
+run_id, phase, group        the run's tags (one run / one phase / the victim's group for a live source)
+window_start                Datetime(ns, UTC), the window's left edge on the epoch grid
 covered_s                   seconds of the window inside the run (windows under half covered are dropped)
 tokens                      output tokens emitted in the window (per-token emission times)
 output_tok_s                tokens / covered_s
 itl_n                       ITL samples in the window
 itl_ms_p50, itl_ms_p99      windowed ITL quantiles (p99 null when itl_n < MIN_P99_SAMPLES)
 itl_ms_mean                 windowed mean ITL (estimable in every window with an ITL)
-requests_started            requests dispatched in the window
-ttft_ms_p50                 median TTFT of requests dispatched in the window (null if none)
+requests_started            requests dispatched in the window (successful ones: their TTFT is known)
+requests_per_s              requests_started / covered_s (live source: requests finished per second)
+ttft_ms_p50, ttft_ms_p99    TTFT quantiles of requests dispatched in the window (null if none; p99 null under
+                            `MIN_TTFT_P99_SAMPLES` requests: with a handful it is their maximum)
 running_requests            mean number of requests in flight (the victim's own load)
 prefill_tokens              input tokens of requests whose prefill finished (first token) in the window
 ==========================  ==============================================================================
@@ -42,13 +49,23 @@ and window means of ``power_w``, ``power_limit_w``, ``util_pct``, then every res
 (window_start, group): ``power_w``, ``power_limit_w`` and the resource fields whose ``group_agg`` is ``sum``
 (``pcie_bytes_per_s``) summed over the group's devices, the others averaged; ``n_devices``.
 
-**host** (`host_windows`): window_start, ``cpu_util_pct``, ``procs_running``, ``load1``, ``cpu_count`` (node means; several
-nodes: one row per node with a ``node`` column).
+**host** (`host_windows`): window_start, node, ``cpu_util_pct``, ``procs_running``, ``load1``, ``cpu_count`` (node
+means), then the ``host`` fields of the resource records present in the samples (`analysis.resources.fields_of`:
+PSI, vmstat, resctrl MBM).
 
 **sockets** (`socket_windows`): window_start, socket, ``util_pct`` (mean over the socket's cores),
 ``saturated_core_share`` (share of core-samples at >= 95 % utilisation: CPU contention, not mere use).
 
-**tenants** (`tenant_windows`): window_start, group, ``cpu_pct``.
+**tenants** (`tenant_windows`): window_start, group, ``cpu_pct``, then the records' ``tenant`` fields present
+(per-tenant PSI, CFS throttling, memory.stat, resctrl).
+
+**disks** / **nets** / **rdma** (`measurement_windows` of ``host_disk`` / ``host_net`` / ``rdma``; `align` takes
+them as ``disk=``, ``net=``, ``rdma=``): window_start, the measurement's tags (node, disk |
+node, interface | node, device, port) and the records' fields of that measurement (disk await / busy / queue;
+NIC bytes, speed, drops; RDMA xmit wait, congestion notifications, ECN marks, discards).
+
+One mechanism for every measurement: `measurement_windows` averages each record field's per-sample expression
+over the window per tag combination; a field absent from the samples is absent from the frame (null, never 0).
 """
 
 from __future__ import annotations
@@ -58,12 +75,13 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from analysis.resources import FIELDS, SATURATED_CORE_PCT
+from analysis.resources import FIELDS, MEASUREMENT_KEYS, SATURATED_CORE_PCT, fields_of
 
 TIME_DTYPE = pl.Datetime("ns", "UTC")
 WINDOW_LADDER_S: tuple[float, ...] = (1, 2, 5, 10, 15, 30, 60, 120, 300)
 MIN_ITL_SAMPLES = 1000
 MIN_P99_SAMPLES = 100  # below this a window's p99 is the top order statistic or two: null
+MIN_TTFT_P99_SAMPLES = 3  # a window's TTFT p99 needs this many requests (TTFT is one value per request)
 
 Frame = pl.DataFrame | pl.LazyFrame
 # telemetry aggregations run on polars' streaming engine: a week of 1 Hz samples never sits in memory at once
@@ -74,6 +92,10 @@ def _lazy(frame: Frame) -> pl.LazyFrame:
     return frame.lazy() if isinstance(frame, pl.DataFrame) else frame
 
 
+def _empty() -> pl.DataFrame:
+    return pl.DataFrame(schema={"window_start": TIME_DTYPE})
+
+
 def window_expr(window_s: float, col: str = "time") -> pl.Expr:
     """``col`` floored to the window grid (epoch-aligned), as ``window_start``."""
     w = round(window_s * 1e9)
@@ -82,7 +104,8 @@ def window_expr(window_s: float, col: str = "time") -> pl.Expr:
 
 @dataclass(frozen=True)
 class Grid:
-    """Everything on one grid: the victim's windows next to devices, groups, host, sockets and tenants."""
+    """Everything on one grid: the victim's windows next to devices, groups, host, sockets, tenants, and the
+    victim-side device measurements (disks, NICs, RDMA ports)."""
 
     window_s: float
     victim: pl.DataFrame
@@ -92,10 +115,27 @@ class Grid:
     sockets: pl.DataFrame
     tenants: pl.DataFrame
     notes: tuple[str, ...] = field(default=())
+    disks: pl.DataFrame = field(default_factory=lambda: _empty())
+    nets: pl.DataFrame = field(default_factory=lambda: _empty())
+    rdma: pl.DataFrame = field(default_factory=lambda: _empty())
+
+    def measurement(self, name: str) -> pl.DataFrame:
+        """The window frame of a telemetry measurement: ``host``, ``tenant``, ``host_disk``, ``host_net`` or
+        ``rdma``."""
+        frames = {
+            "host": self.host,
+            "tenant": self.tenants,
+            "host_disk": self.disks,
+            "host_net": self.nets,
+            "rdma": self.rdma,
+        }
+        return frames[name]
 
     def wide(self, victim_group: str | None = None) -> pl.DataFrame:
         """One row per victim window: the victim columns, then ``<group>.<field>`` for every group,
-        ``host.<field>``, ``socket<k>.<field>`` and ``tenant.<group>.cpu_pct`` (left joins on window_start)."""
+        ``host.<field>``, ``socket<k>.<field>``, ``tenant.<group>.<field>`` (``cpu_pct`` and the records' tenant
+        fields), ``host_disk.<disk>.<field>``, ``host_net.<interface>.<field>``, ``rdma.<device>/<port>.<field>`` (left joins
+        on window_start)."""
         out = self.victim
         if self.groups.height:
             g = self.groups.drop("node", strict=False)
@@ -114,9 +154,22 @@ class Grid:
             piv = s.pivot(on="socket", index="window_start", values=fields, aggregate_function="mean")
             piv = piv.rename({c: _pivot_name(c, fields, "") for c in piv.columns if c != "window_start"})
             out = out.join(piv, on="window_start", how="left")
-        if self.tenants.height:
-            piv = self.tenants.pivot(on="group", index="window_start", values="cpu_pct", aggregate_function="mean")
-            piv = piv.rename({c: f"tenant.{c}.cpu_pct" for c in piv.columns if c != "window_start"})
+        for prefix, frame in (
+            ("tenant", self.tenants),
+            ("host_disk", self.disks),
+            ("host_net", self.nets),
+            ("rdma", self.rdma),
+        ):
+            keys = [k for k in MEASUREMENT_KEYS[prefix] if k in frame.columns and k != "node"]
+            if not frame.height or not keys:
+                continue
+            f = frame.with_columns(pl.concat_str([pl.col(k) for k in keys], separator="/").alias("_key"))
+            fields = [c for c in frame.columns if c not in ("window_start", "node", *keys)]
+            piv = f.pivot(on="_key", index="window_start", values=fields, aggregate_function="mean")
+            if len(fields) == 1:
+                piv = piv.rename({c: f"{prefix}.{c}.{fields[0]}" for c in piv.columns if c != "window_start"})
+            else:
+                piv = piv.rename({c: _pivot_name(c, fields, f"{prefix}.") for c in piv.columns if c != "window_start"})
             out = out.join(piv, on="window_start", how="left")
         return out.sort("window_start")
 
@@ -191,7 +244,13 @@ def victim_windows(
     started = (
         ok.with_columns(window_expr(window_s).alias("window_start"))
         .group_by("run_id", "window_start")
-        .agg(pl.len().cast(pl.Int64).alias("requests_started"), pl.col("ttft_ms").median().alias("ttft_ms_p50"))
+        .agg(
+            pl.len().cast(pl.Int64).alias("requests_started"),
+            pl.col("ttft_ms").median().alias("ttft_ms_p50"),
+            pl.when(pl.len() >= MIN_TTFT_P99_SAMPLES)
+            .then(pl.col("ttft_ms").quantile(0.99, "linear"))
+            .alias("ttft_ms_p99"),
+        )
     )
     first_tok = pl.col("time").cast(pl.Int64) + (pl.col("ttft_ms") * 1e6).cast(pl.Int64)
     prefill = (
@@ -262,6 +321,7 @@ def victim_windows(
         )
         .with_columns(
             (pl.col("tokens") / pl.col("covered_s")).alias("output_tok_s"),
+            (pl.col("requests_started") / pl.col("covered_s")).alias("requests_per_s"),
             pl.when(pl.col("itl_n") >= min(MIN_P99_SAMPLES, min_itl_samples))
             .then(pl.col("itl_ms_p99"))
             .alias("itl_ms_p99"),
@@ -279,7 +339,9 @@ def victim_windows(
             "itl_ms_p99",
             "itl_ms_mean",
             "requests_started",
+            "requests_per_s",
             "ttft_ms_p50",
+            "ttft_ms_p99",
             "running_requests",
             "prefill_tokens",
         )
@@ -342,18 +404,50 @@ def group_windows(devices: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def host_windows(host: Frame, window_s: float) -> pl.DataFrame:
-    """Per (window, node) means of host CPU activity."""
-    lf = _lazy(host)
+HOST_BASE = ("cpu_util_pct", "procs_running", "load1", "cpu_count")
+"""Host columns every grid carries (CPU activity), before the records' host fields."""
+TENANT_BASE = ("cpu_pct",)
+"""Tenant columns every grid carries (a co-tenant's activity), before the records' tenant fields."""
+_BASE = {"host": HOST_BASE, "tenant": TENANT_BASE}
+
+
+def measurement_windows(frame: Frame, window_s: float, measurement: str) -> pl.DataFrame:
+    """Per (window, tags) means of a telemetry measurement (``host``, ``tenant``, ``host_disk``, ``host_net``, ``rdma``):
+    its base columns (`HOST_BASE`, `TENANT_BASE`) and every resource record's fields of that measurement
+    (`analysis.resources.fields_of`), each the window mean of its per-sample expression. A field whose sample
+    fields are all absent from ``frame`` is left out (null where read, never 0); a missing tag reads as ""."""
+    lf = _lazy(frame)
     names = set(lf.collect_schema().names())
-    cols = [c for c in ("cpu_util_pct", "procs_running", "load1", "cpu_count") if c in names]
+
+    def col(name: str) -> pl.Expr:
+        return pl.col(name).cast(pl.Float64) if name in names else pl.lit(None, dtype=pl.Float64)
+
+    keys = MEASUREMENT_KEYS[measurement]
+    base = [c for c in _BASE.get(measurement, ()) if c in names]
+    values = [pl.col(c).cast(pl.Float64).alias(c) for c in base]
+    for f in fields_of(measurement):
+        read: set[str] = set()
+
+        def probe(name: str, read: set[str] = read) -> pl.Expr:
+            read.add(name)
+            return pl.lit(None)
+
+        f.expr(probe)
+        if f.name not in base and read & names:
+            values.append(f.expr(col).cast(pl.Float64).alias(f.name))
+    tags = [(pl.col(k).cast(pl.String).fill_null("") if k in names else pl.lit("")).alias(k) for k in keys]
     return (
-        lf.select(window_expr(window_s).alias("window_start"), "node", *[pl.col(c).cast(pl.Float64) for c in cols])
-        .group_by("window_start", "node")
+        lf.select(window_expr(window_s).alias("window_start"), *tags, *values)
+        .group_by("window_start", *keys)
         .mean()
-        .sort("window_start")
+        .sort("window_start", *keys)
         .collect(engine=ENGINE)
     )
+
+
+def host_windows(host: Frame, window_s: float) -> pl.DataFrame:
+    """Per (window, node) means of host CPU activity and the records' host fields (`measurement_windows`)."""
+    return measurement_windows(host, window_s, "host")
 
 
 def socket_windows(host_core: Frame, window_s: float) -> pl.DataFrame:
@@ -373,15 +467,8 @@ def socket_windows(host_core: Frame, window_s: float) -> pl.DataFrame:
 
 
 def tenant_windows(tenant: Frame, window_s: float) -> pl.DataFrame:
-    """Per (window, group) CPU use of each co-tenant."""
-    lf = _lazy(tenant)
-    return (
-        lf.select(window_expr(window_s).alias("window_start"), "group", pl.col("cpu_pct").cast(pl.Float64))
-        .group_by("window_start", "group")
-        .mean()
-        .sort("window_start", "group")
-        .collect(engine=ENGINE)
-    )
+    """Per (window, group) CPU use of each co-tenant and the records' tenant fields (`measurement_windows`)."""
+    return measurement_windows(tenant, window_s, "tenant")
 
 
 def _restrict(frame: Frame | None, windows: pl.Series | None, window_s: float) -> pl.LazyFrame | None:
@@ -433,6 +520,58 @@ def group_windows_direct(accel: Frame, window_s: float) -> pl.DataFrame:
     )
 
 
+def grid_from_victim(
+    victim: pl.DataFrame,
+    window_s: float,
+    *,
+    accel: Frame | None = None,
+    host: Frame | None = None,
+    host_core: Frame | None = None,
+    tenant: Frame | None = None,
+    disk: Frame | None = None,
+    net: Frame | None = None,
+    rdma: Frame | None = None,
+    per_device: bool = False,
+    victim_windows_only: bool = True,
+    notes: Sequence[str] = (),
+) -> Grid:
+    """The telemetry half of `align`: a victim window table (layout and contract in the module docstring: from
+    `victim_windows`, or from another source such as live serving metrics on the same ``window_s`` grid) put
+    next to the telemetry frames, each aggregated to windows (`measurement_windows` and friends; only the
+    victim's windows when ``victim_windows_only``). ``notes`` are carried into `Grid.notes`."""
+    out_notes = list(notes)
+    keep = victim["window_start"].unique() if victim_windows_only and victim.height else None
+    empty = _empty()
+    acc = _restrict(accel, keep, window_s)
+    if acc is None:
+        devices, groups = empty, empty
+    elif per_device:
+        devices = device_windows(acc, window_s)
+        groups = group_windows(devices)
+    else:
+        devices, groups = empty, group_windows_direct(acc, window_s)
+    if accel is None or groups.height == 0:
+        out_notes.append("no accelerator telemetry in the analysed span")
+
+    def windows(frame: Frame | None, measurement: str) -> pl.DataFrame:
+        return empty if frame is None else measurement_windows(_restrict(frame, keep, window_s), window_s, measurement)
+
+    sw = socket_windows(_restrict(host_core, keep, window_s), window_s) if host_core is not None else empty
+    return Grid(
+        window_s=window_s,
+        victim=victim,
+        devices=devices,
+        groups=groups,
+        host=windows(host, "host"),
+        sockets=sw,
+        tenants=windows(tenant, "tenant"),
+        notes=tuple(out_notes),
+        disks=windows(disk, "host_disk"),
+        nets=windows(net, "host_net"),
+        rdma=windows(rdma, "rdma"),
+    )
+
+
 def align(
     requests: pl.DataFrame,
     tokens: Frame,
@@ -442,12 +581,16 @@ def align(
     host: Frame | None = None,
     host_core: Frame | None = None,
     tenant: Frame | None = None,
+    disk: Frame | None = None,
+    net: Frame | None = None,
+    rdma: Frame | None = None,
     window_s: float | None = None,
     min_itl_samples: int = MIN_ITL_SAMPLES,
     per_device: bool = False,
     victim_windows_only: bool = True,
 ) -> Grid:
-    """Put the victim's runs and the telemetry on one grid (``window_s`` None: `choose_window_s`).
+    """Put the victim's runs and the telemetry on one grid (``window_s`` None: `choose_window_s`):
+    `victim_windows`, then `grid_from_victim`.
 
     Telemetry frames may be lazy (`ParquetStore.scan`); they are filtered and aggregated to windows before
     collecting. ``victim_windows_only``: aggregate telemetry only over the windows the victim's runs cover (what
@@ -464,28 +607,17 @@ def align(
             f"whole run, windows under {min(MIN_P99_SAMPLES, min_itl_samples)} ITLs get no p99)"
         )
     victim = victim_windows(requests, tokens, runs, window_s, min_itl_samples)
-    keep = victim["window_start"].unique() if victim_windows_only and victim.height else None
-    empty = pl.DataFrame(schema={"window_start": TIME_DTYPE})
-    acc = _restrict(accel, keep, window_s)
-    if acc is None:
-        devices, groups = empty, empty
-    elif per_device:
-        devices = device_windows(acc, window_s)
-        groups = group_windows(devices)
-    else:
-        devices, groups = empty, group_windows_direct(acc, window_s)
-    if accel is None or groups.height == 0:
-        notes.append("no accelerator telemetry in the analysed span")
-    hw = host_windows(_restrict(host, keep, window_s), window_s) if host is not None else empty
-    sw = socket_windows(_restrict(host_core, keep, window_s), window_s) if host_core is not None else empty
-    tw = tenant_windows(_restrict(tenant, keep, window_s), window_s) if tenant is not None else empty
-    return Grid(
-        window_s=window_s,
-        victim=victim,
-        devices=devices,
-        groups=groups,
-        host=hw,
-        sockets=sw,
-        tenants=tw,
-        notes=tuple(notes),
+    return grid_from_victim(
+        victim,
+        window_s,
+        accel=accel,
+        host=host,
+        host_core=host_core,
+        tenant=tenant,
+        disk=disk,
+        net=net,
+        rdma=rdma,
+        per_device=per_device,
+        victim_windows_only=victim_windows_only,
+        notes=notes,
     )

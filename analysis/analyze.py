@@ -10,13 +10,22 @@ Public API::
                                                    topology=topo_frame),
                          options=AnalysisOptions(seed=0))
     res = analyze_bench_files(["seed000.txt"], blocks=[("baseline", "hive0"), ("dual", "hive0"), ...])
+    res = analyze(store, victim="hive0", start=t0, end=t1, source="live")  # from the engine's serving metrics
     res.phases        # pl.DataFrame, analysis.degradation.PHASE_COLUMNS
     res.antagonists   # pl.DataFrame, analysis.attribution.ANTAGONIST_COLUMNS (= res.attribution.antagonists)
     res.attribution   # analysis.attribution.Attribution: index, activity, antagonists, suspects, notes (or None)
+    res.attributions  # {"itl": Attribution | None, "ttft": Attribution | None}: decode and prefill, separately
+    res.antagonists_of("ttft")  # ranked antagonists on TTFT windows (the prefill side)
+    res.knee          # analysis.knee.Knee: the load beyond which TTFT rises sharply (or why there is none)
+    res.source        # "bench" (benchmark runs in the store) or "live" (serving metrics, `analysis.live`)
     res.notes         # tuple[str, ...]
     res.unreadable    # ((path, reason), ...): store files that could not be read (the result is incomplete)
-    res.to_json()     # {"schema_version", "victim", "window_s", "phases", "antagonists", "notes", "complete",
-                      #  "unreadable_inputs"}
+    res.to_json()     # {"schema_version", "victim", "source", "range", "window_s", "phases", "antagonists",
+                      #  "antagonists_ttft", "knee", "notes", "complete", "unreadable_inputs"}
+
+Benchmarks and live serving data are two sources of the same victim window table (`analysis.align.victim_windows`,
+`analysis.live.live_windows`); `analyze` chooses the source (``source="auto"``: the victim's benchmark runs in
+the range when there are any, else its serving rows) and everything after the table is shared.
 
 The JSON schema is documented in docs/analysis.md. Store reading is the only I/O here; the rest is pure.
 """
@@ -29,19 +38,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
 from analysis import attribution as attr
 from analysis.align import align
 from analysis.degradation import PHASE_COLUMNS, Thresholds, phase_degradation, runs_frame
+from analysis.knee import Knee, ttft_knee, with_load
 from telemetry.errors import ConfigError, StoreError
 from telemetry.store.base import TelemetryStore
 from telemetry.topology import lookup as topology_lookup
 
 SCHEMA_VERSION = 1
 TELEMETRY_PAD_S = 60.0
+LIVE_DEFAULT_SPAN_S = 2 * 3600.0
+Source = Literal["auto", "bench", "live"]
 
 
 Frame = pl.DataFrame | pl.LazyFrame
@@ -50,8 +62,8 @@ Frame = pl.DataFrame | pl.LazyFrame
 @dataclass(frozen=True)
 class TelemetryFrames:
     """The telemetry around the victim's runs (schema frames, eager or lazy; None = not collected), the
-    ``run_event`` switch_on / switch_off rows of a randomised schedule, and the topology
-    (`telemetry.topology.TOPOLOGY_COLUMNS`)."""
+    ``run_event`` switch_on / switch_off rows of a randomised schedule, the topology
+    (`telemetry.topology.TOPOLOGY_COLUMNS`), and the ``disk`` / ``net`` / ``rdma`` measurements."""
 
     accel: Frame | None = None
     host: Frame | None = None
@@ -59,6 +71,13 @@ class TelemetryFrames:
     tenant: Frame | None = None
     run_events: pl.DataFrame | None = None
     topology: pl.DataFrame | None = None
+    disk: Frame | None = None
+    net: Frame | None = None
+    rdma: Frame | None = None
+
+    def any_activity(self) -> bool:
+        """Whether any co-tenant activity was collected (accelerators, tenants, disks, NICs, RDMA)."""
+        return any(f is not None for f in (self.accel, self.tenant, self.disk, self.net, self.rdma))
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,18 @@ class AnalysisResult:
     attribution: attr.Attribution | None = field(default=None, repr=False, compare=False)
     unreadable: tuple[tuple[str, str], ...] = ()
     """(path, reason) of every store file that could not be read and was left out: the result is incomplete."""
+    attributions: Mapping[str, attr.Attribution | None] = field(default_factory=dict, repr=False, compare=False)
+    """Per victim metric (``itl``: decode, ``ttft``: prefill), the `Attribution` on that metric's windows."""
+    knee: Knee | None = field(default=None, compare=False)
+    """The TTFT knee of the victim's windows (`analysis.knee`), None when the windows have no TTFT."""
+    source: str = "bench"
+    """Where the victim window table came from: ``bench`` (benchmark runs) or ``live`` (serving metrics)."""
+    start: datetime | None = None
+    end: datetime | None = None
+    node: str | None = None
+    """The victim's node (live: the node whose serving rows and co-tenants were analysed)."""
+    windows: pl.DataFrame | None = field(default=None, repr=False, compare=False)
+    """The victim window table the knee was read from (live: TTFT windows; bench: the grid's victim windows)."""
 
     @property
     def complete(self) -> bool:
@@ -103,13 +134,25 @@ class AnalysisResult:
     def window_s(self) -> float | None:
         return None if self.attribution is None else self.attribution.window_s
 
+    def antagonists_of(self, metric: str = "itl") -> pl.DataFrame:
+        """The ranked antagonists on ``metric``'s windows (``itl`` = `antagonists`; ``ttft``: the prefill side)."""
+        a = self.attribution if metric == "itl" and metric not in self.attributions else self.attributions.get(metric)
+        return pl.DataFrame(schema=attr.ANTAGONIST_COLUMNS) if a is None else a.antagonists
+
     def to_dict(self) -> dict[str, Any]:
+        ttft = self.attributions.get("ttft")
         return {
             "schema_version": SCHEMA_VERSION,
             "victim": self.victim,
+            "source": self.source,
+            "range": {"from": _iso(self.start), "until": _iso(self.end)},
+            "node": self.node,
             "window_s": self.window_s,
+            "window_s_ttft": None if ttft is None else ttft.window_s,
             "phases": [_clean(r) for r in self.phases.to_dicts()],
             "antagonists": [_clean(r) for r in self.antagonists.to_dicts()],
+            "antagonists_ttft": [_clean(r) for r in self.antagonists_of("ttft").to_dicts()],
+            "knee": None if self.knee is None else self.knee.to_dict(),
             "notes": list(self.notes),
             "complete": self.complete,
             "unreadable_inputs": [{"path": p, "reason": r} for p, r in self.unreadable],
@@ -117,6 +160,10 @@ class AnalysisResult:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
 
 
 def _clean(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,7 +213,9 @@ def analyze_frames(
         thresholds=th,
     )
     notes = _phase_notes(runs, phases, victim, th)
-    attribution = None
+    attributions: dict[str, attr.Attribution | None] = {}
+    knee = None
+    windows = None
     if victim is None:
         notes.append("no --victim: phase table for every group, no attribution")
     elif tok_df is None or tok_df.height == 0 or requests is None or requests.height == 0:
@@ -174,7 +223,7 @@ def analyze_frames(
             f"no per-token data for {victim}: attribution needs per-request / per-token benchmark output "
             "(summaries alone cannot be put on the telemetry grid)"
         )
-    elif tel.accel is None and tel.tenant is None:
+    elif not tel.any_activity():
         notes.append("no telemetry: attribution skipped")
     else:
         v_runs = runs.filter((pl.col("group") == victim) & pl.col("start").is_not_null() & pl.col("end").is_not_null())
@@ -187,22 +236,56 @@ def analyze_frames(
             host=tel.host,
             host_core=tel.host_core,
             tenant=tel.tenant,
+            disk=tel.disk,
+            net=tel.net,
+            rdma=tel.rdma,
             window_s=opt.window_s,
         )
         bases = phases.filter(pl.col("group") == victim)["baseline_phase"].unique().to_list()
         bphase = opt.baseline if isinstance(opt.baseline, str) else (bases[0] if bases else None)
-        attribution = attr.attribute(
-            grid,
-            victim,
-            baseline_phase=bphase,
-            topology=tel.topology,
-            run_events=tel.run_events,
-            q=th.q,
-            n_shifts=opt.n_shifts,
-            seed=opt.seed,
-        )
-        notes.extend(attribution.notes)
-    return AnalysisResult(victim=victim, phases=phases, notes=tuple(notes), attribution=attribution)
+        for metric in ("itl", "ttft"):
+            a = attr.attribute(
+                grid,
+                victim,
+                baseline_phase=bphase,
+                topology=tel.topology,
+                run_events=tel.run_events,
+                q=th.q,
+                n_shifts=opt.n_shifts,
+                seed=opt.seed,
+                metric=metric,
+            )
+            attributions[metric] = a
+            seen = set() if metric == "itl" else set(attributions["itl"].notes)  # type: ignore[union-attr]
+            notes.extend(n if metric == "itl" else f"TTFT: {n}" for n in a.notes if n not in seen)
+        windows = grid.victim
+        knee = _knee(windows, opt.seed)
+        if knee is not None:
+            notes.append(f"TTFT knee: {knee.summary()}")
+    return AnalysisResult(
+        victim=victim,
+        phases=phases,
+        notes=tuple(_dedup(notes)),
+        attribution=attributions.get("itl"),
+        attributions=attributions,
+        knee=knee,
+        windows=windows,
+    )
+
+
+def _dedup(notes: Sequence[str]) -> list[str]:
+    """The notes in order, each once (ITL and TTFT attribution repeat the grid's notes)."""
+    return list(dict.fromkeys(notes))
+
+
+def _knee(windows: pl.DataFrame, seed: int) -> Knee | None:
+    """The TTFT knee of the victim's windows (p99 where the windows have one, else p50); None without TTFT."""
+    col = next(
+        (c for c in ("ttft_ms_p99", "ttft_ms_p50") if c in windows.columns and windows[c].is_not_null().any()), None
+    )
+    if col is None:
+        return None
+    return ttft_knee(with_load(windows), "load", col, seed=seed)
 
 
 def baseline_phases(
@@ -334,6 +417,45 @@ def _lazy_or_eager(
     return frame if frame.height else None
 
 
+TELEMETRY_MEASUREMENTS = ("accel", "host", "host_core", "tenant", "host_disk", "host_net", "rdma")
+"""The measurements `read_telemetry` reads around the victim (co-tenant activity and shared-resource signals)."""
+
+
+def read_telemetry(
+    store: TelemetryStore,
+    start: datetime,
+    end: datetime,
+    *,
+    node: str | None = None,
+    topology: pl.DataFrame | None = None,
+    nodes: Sequence[str] = (),
+) -> TelemetryFrames:
+    """`TelemetryFrames` from ``store`` over [start, end) (lazy scans where the store scans lazily): every
+    measurement of `TELEMETRY_MEASUREMENTS` (of ``node`` when given), the ``run_event`` switch_on / switch_off rows,
+    and the topology (``topology``, else `telemetry.topology.lookup` for ``nodes``)."""
+    ntag = {"node": node} if node else None
+    frames = {m: _lazy_or_eager(store, m, start, end, ntag) for m in TELEMETRY_MEASUREMENTS}
+    ev = (
+        store.query("run_event", start, end, tags={"event": ["switch_on", "switch_off"]})
+        if "run_event" in store.measurements()
+        else None
+    )
+    if topology is None:
+        found = topology_lookup(None, store, list(nodes) or [node or ""])
+        topology = found[0] if found else None
+    return TelemetryFrames(
+        frames["accel"],
+        frames["host"],
+        frames["host_core"],
+        frames["tenant"],
+        ev if ev is not None and ev.height else None,
+        topology,
+        frames["host_disk"],
+        frames["host_net"],
+        frames["rdma"],
+    )
+
+
 def analyze(
     store: Any,
     victim: str | None = None,
@@ -350,12 +472,23 @@ def analyze(
     window_s: float | None = None,
     n_shifts: int = attr.N_SHIFTS,
     seed: int = 0,
+    source: Source = "auto",
 ) -> AnalysisResult:
     """Read the runs (and their requests / tokens artifacts) and the telemetry around them from ``store``, then
     `analyze_frames`. Runs are selected by ``run_ids`` / ``phases`` / ``node`` / time range (a run counts when
-    it starts in [start, end); a run without a wall-clock start counts at its import time). ``topology`` None: the lookup rule of `telemetry.topology.lookup` (the store's
-    ``topology/<node>`` artifact of the runs' node)."""
+    it starts in [start, end); a run without a wall-clock start counts at its import time). ``topology`` None: the
+    lookup rule of `telemetry.topology.lookup` (the store's ``topology/<node>`` artifact of the runs' node).
+
+    ``source``: ``bench`` (the benchmark runs), ``live`` (the victim's ``serving`` rows in [start, end):
+    `analyze_live`) or ``auto``: the victim's benchmark runs when the selection holds any, else its serving rows."""
     from analysis.ingest.model import list_runs, load_requests, load_tokens
+
+    if source not in ("auto", "bench", "live"):
+        raise ConfigError(f"--source {source!r}: expected auto, bench or live")
+    live_kw = dict(start=start, end=end, node=node, topology=topology, thresholds=thresholds, window_s=window_s,
+                   n_shifts=n_shifts, seed=seed)  # fmt: skip
+    if source == "live":
+        return analyze_live(store, victim, **live_kw)  # type: ignore[arg-type]
 
     tags: dict[str, Any] = {}
     if node:
@@ -375,6 +508,18 @@ def analyze(
         runs = [r for r in runs if (t := run_time(r)) is not None and t < end]
     # the last stored summary of a run id wins
     runs = in_import_order(list({r.run_id: r for r in runs}.values()))
+    no_runs = source == "auto" and victim and not run_ids and not any(r.group == victim for r in runs)
+    if no_runs and _has_serving(store, victim, node):  # type: ignore[arg-type]
+        return analyze_live(store, victim, **live_kw)  # type: ignore[arg-type]
+    if no_runs:
+        from analysis.live import describe_groups, serving_groups
+
+        have = serving_groups(store.scan("serving")) if "serving" in store.measurements() else pl.DataFrame()
+        raise ConfigError(
+            f"no benchmark runs of group {victim!r} match and it has no serving data"
+            f"{f' on {node}' if node else ''}; groups with runs: {sorted({r.group for r in runs})}; groups with "
+            f"serving data: {describe_groups(have)}"
+        )
     order_note = None
     if phase_order is None:
         phase_order, order_note = phase_order_of([r for r in runs if r.group == victim] if victim else runs)
@@ -396,29 +541,21 @@ def analyze(
                 tok_frames.append(_tokens_compat(tok))
     requests = pl.concat(req_frames, how="diagonal_relaxed") if req_frames and not broken else None
     tokens = pl.concat(tok_frames, how="diagonal_relaxed") if tok_frames and not broken else None
-    accel = host = host_core = tenant = events = None
+    telemetry = TelemetryFrames()
     v_runs = rf.filter(pl.col("group") == victim) if victim else rf.head(0)
     if victim and v_runs.height and v_runs["start"].null_count() < v_runs.height:
         lo = v_runs["start"].min() - timedelta(seconds=TELEMETRY_PAD_S)
         hi = v_runs["end"].max() + timedelta(seconds=TELEMETRY_PAD_S)
-        ntag = {"node": node} if node else None
-        accel = _lazy_or_eager(store, "accel", lo, hi, ntag)
-        host = _lazy_or_eager(store, "host", lo, hi, ntag)
-        host_core = _lazy_or_eager(store, "host_core", lo, hi, ntag)
-        tenant = _lazy_or_eager(store, "tenant", lo, hi, ntag)
-        ev = (
-            store.query("run_event", lo, hi, tags={"event": ["switch_on", "switch_off"]})
-            if "run_event" in store.measurements()
-            else None
-        )
-        events = ev if ev is not None and ev.height else None
-        if topology is None:
-            found = topology_lookup(None, store, sorted({r.node for r in runs if r.node}) or [node or ""])
-            topology = found[0] if found else None
-    telemetry = TelemetryFrames(accel, host, host_core, tenant, events, topology)
+        nodes = sorted({r.node for r in runs if r.node}) or [node or ""]
+        telemetry = read_telemetry(store, lo, hi, node=node, topology=topology, nodes=nodes)
     options = AnalysisOptions(baseline, phase_order, thresholds, window_s, n_shifts, seed)
     result = analyze_frames(rf, requests, tokens, victim=victim, telemetry=telemetry, options=options)
     notes = [*([order_note] if order_note else []), *result.notes]
+    if source == "auto" and victim and _has_serving(store, victim, node):
+        notes.append(
+            f"analysed from {victim}'s benchmark runs; the store also holds its serving engine's metrics: "
+            "--source live analyses the production traffic instead"
+        )
     if broken:  # one phase per request against another per summary would not compare like with like
         notes.insert(
             0,
@@ -433,6 +570,101 @@ def analyze(
         if not any(path in b for path in listed)
     )
     return replace(result, notes=tuple(notes), unreadable=unreadable)
+
+
+def _has_serving(store: TelemetryStore, victim: str, node: str | None) -> bool:
+    if "serving" not in store.measurements():
+        return False
+    series = store.series("serving")
+    if series.height == 0 or "group" not in series.columns:
+        return False
+    hit = series.filter(pl.col("group") == victim)
+    if node and "node" in hit.columns:
+        hit = hit.filter(pl.col("node") == node)
+    return hit.height > 0
+
+
+def live_range(store: TelemetryStore, start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """[start, end) of a live analysis: as given; a missing end is the newest serving row (the store's clock, not
+    this machine's); a missing start is `LIVE_DEFAULT_SPAN_S` before the end."""
+    if end is None:
+        bounds = store.time_bounds("serving") if "serving" in store.measurements() else None
+        end = (bounds[1] + timedelta(seconds=1)).replace(microsecond=0) if bounds else datetime.now(UTC)
+    if start is None:
+        start = end - timedelta(seconds=LIVE_DEFAULT_SPAN_S)
+    if start >= end:
+        raise ConfigError(
+            f"the range {start.isoformat()} .. {end.isoformat()} is empty (--from must be before --until)"
+        )
+    return start, end
+
+
+def analyze_live(
+    store: TelemetryStore,
+    victim: str | None,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    node: str | None = None,
+    topology: pl.DataFrame | None = None,
+    thresholds: Thresholds | None = None,
+    window_s: float | None = None,
+    n_shifts: int = attr.N_SHIFTS,
+    seed: int = 0,
+) -> AnalysisResult:
+    """The victim's live analysis from the store: its ``serving`` rows in [start, end) (`live_range`), the
+    co-tenants' telemetry of its node around them (`read_telemetry`), then `analysis.live.live_attribution` (ITL
+    and TTFT attribution, the TTFT knee). No phases: live traffic has no baseline phase (the load model is fitted
+    on windows where no suspect was active). A victim without serving rows in the range is a `ConfigError` naming
+    the groups that have serving data and when."""
+    from analysis.live import describe_groups, live_attribution, serving_groups
+
+    have = serving_groups(store.scan("serving") if "serving" in store.measurements() else pl.DataFrame(
+        schema={"time": pl.Datetime("ns", "UTC"), "node": pl.String, "group": pl.String}))  # fmt: skip
+    if not victim:
+        raise ConfigError(f"a live analysis needs --victim GROUP; groups with serving data: {describe_groups(have)}")
+    start, end = live_range(store, start, end)
+    tags: dict[str, Any] = {"group": victim}
+    if node:
+        tags["node"] = node
+    rows = store.query("serving", start, end, tags=tags) if "serving" in store.measurements() else pl.DataFrame()
+    if rows.height == 0:
+        raise ConfigError(
+            f"no serving rows of group {victim!r}{f' on {node}' if node else ''} between {start.isoformat()} and "
+            f"{end.isoformat()}; groups with serving data: {describe_groups(have)}"
+        )
+    nodes = sorted(set(rows["node"].drop_nulls().to_list())) if "node" in rows.columns else []
+    if len(nodes) > 1 and not node:
+        raise ConfigError(f"group {victim!r} is served on several nodes {nodes}: pass --node (co-tenants are per node)")
+    vnode = node or (nodes[0] if nodes else None)
+    th = thresholds or Thresholds(seed=seed)
+    pad = timedelta(seconds=TELEMETRY_PAD_S)
+    tel = read_telemetry(store, start - pad, end + pad, node=vnode, topology=topology, nodes=nodes)
+    live = live_attribution(rows, victim, node=vnode, start=start, end=end, accel=tel.accel, host=tel.host,
+                            host_core=tel.host_core, tenant=tel.tenant, disk=tel.disk, net=tel.net, rdma=tel.rdma,
+                            run_events=tel.run_events, topology=tel.topology, window_s=window_s, q=th.q,
+                            n_shifts=n_shifts, seed=seed)  # fmt: skip
+    notes = [
+        f"live: {victim} on {vnode or '(no node)'} from the serving engine's metrics, {start.isoformat()} .. "
+        f"{end.isoformat()} ({rows.height} scrape intervals); no benchmark runs, no phase table",
+        *live.notes,
+    ]
+    if not tel.any_activity():
+        notes.append("no co-tenant telemetry (accel, tenant, disk, net, rdma) in the range: nothing to attribute")
+    return AnalysisResult(
+        victim=victim,
+        phases=pl.DataFrame(schema=PHASE_COLUMNS),
+        notes=tuple(_dedup(notes)),
+        attribution=live.attributions.get("itl"),
+        unreadable=unreadable_inputs(store),
+        attributions=dict(live.attributions),
+        knee=live.knee,
+        source="live",
+        start=start,
+        end=end,
+        node=vnode,
+        windows=live.windows.get("ttft"),
+    )
 
 
 def unreadable_inputs(store: TelemetryStore) -> tuple[tuple[str, str], ...]:
@@ -534,7 +766,10 @@ __all__ = [
     "analyze",
     "analyze_bench_files",
     "analyze_frames",
+    "analyze_live",
     "bench_runs",
     "empty_result",
+    "live_range",
     "parse_blocks",
+    "read_telemetry",
 ]

@@ -17,9 +17,11 @@ Method (analysis-methods.md §6b):
    the residuals are robustly standardised (median / 1.4826 MAD of the baseline residuals) and combined as
    ``index = (z_itl_p99 - z_tput) / 2`` (positive = slower than the victim's own load explains). At most one
    regressor per 10 baseline windows. With a randomised on/off schedule there is no load model (``load_cols=()``):
-   the index is the victim against its windows with the co-tenants off.
-2. **Suspects** (`suspects`): co-tenants sharing a PCIe switch, CPU socket or cooling / power zone with the
-   victim's devices per the declared topology; without a topology every co-tenant, through every resource.
+   the index is the victim against its windows with the co-tenants off. ``metric="ttft"`` (prefill): the p99
+   TTFT and the request rate instead (``index = (z_ttft_p99 - z_req_rate) / 2``).
+2. **Suspects** (`suspects`): co-tenants sharing a resource's share key with the victim per the declared
+   topology (PCIe switch, socket, NUMA node, NIC, disk, cooling / power zone; memory is host-wide); without a
+   topology every co-tenant, through every resource.
 3. **Activity** (`suspect_activity`): 0..1 per window: the group's summed accelerator power scaled to its
    observed range (every vendor reports power), or its tenant CPU for host-only groups; for a co-tenant switched
    on / off by a randomised schedule (run_event switch_on / switch_off, >= 3 on and >= 3 off blocks) the
@@ -38,12 +40,18 @@ Method (analysis-methods.md §6b):
    (`analysis.resources.RESOURCES`: share keys, mediators, thresholds and evidence words live there) regressed on
    the suspect's activity (Newey–West t): PCIe = drop in the victim's load-adjusted PCIe rate; CPU = saturated
    cores on the victim's socket, host run queue beyond the CPUs, the victim's CPU share on an oversubscribed
-   host (on a busy host every core is saturated anyway); thermal = victim clock drop, temperature; power = at-cap share. Throttle flags
-   (thermal / power) rising with the suspect are hard evidence. The strongest wins; ``evidence`` lists all.
+   host, its CPU pressure and CFS throttling; memory bandwidth = its resctrl MBM falling, its CPU time per token
+   rising; memory = its memory pressure, refaults, major faults; storage = its I/O pressure, its disk's latency;
+   network = its NIC's load and drops, its RDMA ports' credit waits, congestion notifications, ECN marks;
+   thermal = victim clock drop; power = at-cap share. Throttle flags (thermal / power) rising with the suspect
+   are hard evidence. The strongest wins; where two cannot be told apart (Williams' test on their best signals,
+   or a signal that cannot rule the other out and the other unmeasured) both are named (``"memory or
+   storage_io"``) with the reason; ``evidence`` lists all.
 
 Output (`ANTAGONIST_COLUMNS`), best-first: victim, antagonist, resource, effect_pct, ci_low, ci_high,
 itl_p99_effect_pct, itl_ci_low, itl_ci_high, p_value, q_value, share_explained, cpi2_corr, significant, design
-(interventional | correlational), confidence (high | medium | low), evidence (list of str), shares (list of str).
+(interventional | correlational), confidence (high | medium | low), evidence (list of str), shares (list of str),
+metric (itl | ttft), ttft_p99_effect_pct, ttft_ci_low, ttft_ci_high.
 """
 
 from __future__ import annotations
@@ -51,13 +59,25 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import polars as pl
 
 from analysis import stats
 from analysis.align import Grid
-from analysis.resources import BY_NAME, FIELDS, RESOURCE_NAMES, RESOURCES, Mediator, Resource
+from analysis.resources import (
+    BY_NAME,
+    FIELDS,
+    MEASUREMENT_KEYS,
+    RESOURCE_NAMES,
+    RESOURCES,
+    TIE_P,
+    VICTIM_ROWS,
+    Mediator,
+    Resource,
+    fields_of,
+)
 
 LAGS = (0, 1, 2, 3)
 SMOOTH_S = 60.0
@@ -87,6 +107,10 @@ ANTAGONIST_COLUMNS: dict[str, pl.DataType] = {
     "confidence": pl.String(),
     "evidence": pl.List(pl.String()),
     "shares": pl.List(pl.String()),
+    "metric": pl.String(),
+    "ttft_p99_effect_pct": pl.Float64(),
+    "ttft_ci_low": pl.Float64(),
+    "ttft_ci_high": pl.Float64(),
 }
 
 SUSPECT_COLUMNS: dict[str, pl.DataType] = {
@@ -106,8 +130,9 @@ def suspects(
 
     Candidates are the groups seen in the grid (accelerator groups and tenants) other than the victim. With a
     topology, a candidate is a suspect through each resource one of whose share keys (`Resource.share_keys`: same
-    PCIe switch -> pcie, same socket -> cpu, ...) it shares with the victim's devices. Candidates that share
-    nothing are kept with no resources (a control: if one of them turns out significant, the topology misses a
+    PCIe switch -> pcie, same socket -> cpu and memory_bandwidth, ...) it shares with the victim's devices, plus
+    the host-wide resources (no share key: memory) when it is on the victim's node. Candidates that share
+    nothing declared are kept with no resources (a control: if one of them turns out significant, the topology misses a
     path, and its resource is searched among all). Without a topology every candidate is a suspect through every
     resource.
     """
@@ -129,18 +154,27 @@ def suspects(
             )
         return pl.DataFrame(rows, schema=SUSPECT_COLUMNS)
     vict = topology.filter(pl.col("group") == victim)
+    v_nodes = set(vict["node"].drop_nulls().to_list()) if "node" in vict.columns else set()
     for g in cands:
         mine = topology.filter(pl.col("group") == g)
         shares, res = [], []
+        m_nodes = set(mine["node"].drop_nulls().to_list()) if "node" in mine.columns else set()
+        same_host = not v_nodes or not m_nodes or bool(v_nodes & m_nodes)
         for r in RESOURCES:
             shared = False
             for col in r.share_keys:
                 common = sorted(set(vict[col].drop_nulls().to_list()) & set(mine[col].drop_nulls().to_list()))
                 if common:
-                    shares.append(f"{col}={','.join(common)}")
+                    share = f"{col}={','.join(common)}"
+                    if share not in shares:
+                        shares.append(share)
                     shared = True
             if shared:
                 res.append(r.name)
+        if res and same_host:
+            # host-wide resources (no share key: memory) are shared by every co-tenant on the victim's node;
+            # a suspect sharing nothing declared stays a control (searched among all resources if significant)
+            res = [r.name for r in RESOURCES if r.name in res or not r.share_keys]
         if mine.height == 0:
             rows.append(
                 {
@@ -229,35 +263,42 @@ def victim_series(victim: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+Metric = Literal["itl", "ttft"]
+SIGNALS: dict[str, str] = {
+    "tput": "output_tok_s",
+    "itl_p99": "itl_ms_p99",
+    "req_rate": "requests_per_s",
+    "ttft_p99": "ttft_ms_p99",
+}
+"""The victim's performance signals (name -> victim window column) the index and the effects read."""
+METRICS: dict[str, tuple[str, str]] = {"itl": ("tput", "itl_p99"), "ttft": ("req_rate", "ttft_p99")}
+"""Which (rate, latency) signals make the interference index: decode (ITL p99 and output tok/s) or prefill (TTFT
+p99 and the request rate)."""
+
+
 def interference_index(
     victim: pl.DataFrame,
     baseline_phase: str | None = None,
     baseline_mask: np.ndarray | None = None,
     load_cols: Sequence[str] = LOAD_COLS,
+    metric: Metric = "itl",
 ) -> pl.DataFrame:
-    """The victim's windows (`victim_series`) plus ``resid_log_tput``, ``resid_log_itl_p99`` (log residuals),
-    ``z_tput``, ``z_itl_p99`` (robust z of those), ``index``, ``fit_tput`` / ``resid_tput`` and ``fit_itl_p99`` /
-    ``resid_itl_p99`` (the same load model on the linear scale, for effects in %) and ``in_baseline``.
+    """The victim's windows (`victim_series`) plus, for each signal of `SIGNALS` the table has (``tput``,
+    ``itl_p99``, ``req_rate``, ``ttft_p99``): ``fit_<s>`` / ``resid_<s>`` (the load model on the linear scale, for
+    effects in %), ``resid_log_<s>`` (log residual) and ``z_<s>`` (its robust z), then ``index`` and
+    ``in_baseline``. ``metric`` picks the index's signals (`METRICS`): ``itl``: ``index = (z_itl_p99 -
+    z_tput) / 2``; ``ttft``: ``(z_ttft_p99 - z_req_rate) / 2`` (positive = slower than the victim's own load
+    explains; a window without the latency counts through the rate alone, and the other way round).
 
     Baseline windows: ``baseline_mask`` if given, else ``phase == baseline_phase``, else all windows.
     """
+    if metric not in METRICS:
+        raise ValueError(f"interference_index: metric must be one of {sorted(METRICS)}, not {metric!r}")
     v = victim_series(victim)
+    cols = [f"{k}_{s}" for s in SIGNALS for k in ("fit", "resid", "resid_log", "z")]
     if v.height == 0:
         return v.with_columns(
-            [
-                pl.lit(None, dtype=pl.Float64).alias(c)
-                for c in (
-                    "fit_tput",
-                    "resid_tput",
-                    "fit_itl_p99",
-                    "resid_itl_p99",
-                    "resid_log_tput",
-                    "resid_log_itl_p99",
-                    "z_tput",
-                    "z_itl_p99",
-                    "index",
-                )
-            ]
+            [pl.lit(None, dtype=pl.Float64).alias(c) for c in (*cols, "index")]
             + [pl.lit(None, dtype=pl.Boolean).alias("in_baseline")]
         )
     if baseline_mask is not None:
@@ -271,30 +312,33 @@ def interference_index(
         base = np.ones(v.height, dtype=bool)
     x = _load_design(v, load_cols, max_cols=int(base.sum()) // MIN_WINDOWS_PER_REGRESSOR)
     xs = _clip_to(x, base)
-    out = {}
-    for name, col in (("tput", "output_tok_s"), ("itl_p99", "itl_ms_p99")):
+    out = {c: np.full(v.height, np.nan) for c in cols}
+    for name, col in SIGNALS.items():
+        if col not in v.columns:
+            continue
         lv = v[col].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        if name == "req_rate" and "covered_s" in v.columns:
+            # a window that started no request is the slowest, not a missing one: half a request per window at least
+            lv = np.fmax(lv, 0.5 / v["covered_s"].cast(pl.Float64).fill_null(np.nan).to_numpy())
         ok = np.isfinite(lv)
         fit = ok & base
-        out[f"fit_{name}"] = np.full(v.height, np.nan)
-        out[f"resid_{name}"] = np.full(v.height, np.nan)
         if fit.sum() > xs.shape[1]:
             beta, _ = stats.ols(lv[fit], xs[fit])
             out[f"fit_{name}"][ok] = xs[ok] @ beta
             out[f"resid_{name}"][ok] = lv[ok] - out[f"fit_{name}"][ok]
-    for name, col in (("tput", "output_tok_s"), ("itl_p99", "itl_ms_p99")):
-        y = np.log(v[col].cast(pl.Float64).to_numpy())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.log(lv)
         ok = np.isfinite(y)
         fit = ok & base
-        resid = np.full(v.height, np.nan)
+        resid = out[f"resid_log_{name}"]
         if fit.sum() > xs.shape[1]:
             beta, _ = stats.ols(y[fit], xs[fit])
             resid[ok] = y[ok] - xs[ok] @ beta
-        out[f"resid_log_{name}"] = resid
         ref = resid[fit & np.isfinite(resid)]
         out[f"z_{name}"] = stats.robust_z(resid, ref) if len(ref) else resid
-    zt, zi = out["z_tput"], out["z_itl_p99"]
-    index = np.where(np.isfinite(zi), (zi - zt) / 2, -zt)
+    rate, lat = METRICS[metric]
+    zr, zl = out[f"z_{rate}"], out[f"z_{lat}"]
+    index = np.where(np.isfinite(zl) & np.isfinite(zr), (zl - zr) / 2, np.where(np.isfinite(zl), zl, -zr))
     return v.with_columns(
         *[pl.Series(k, val) for k, val in out.items()],
         pl.Series("index", index),
@@ -436,34 +480,77 @@ def _scale_power(power: np.ndarray, limit: float) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ mediators
 
 
+def _agg(name: str, how: str) -> pl.Expr:
+    return {"sum": pl.col(name).sum(), "max": pl.col(name).max()}.get(how, pl.col(name).mean())
+
+
+def _victim_values(topology: pl.DataFrame | None, victim: str, column: str) -> list[str]:
+    if topology is None or topology.height == 0 or column not in topology.columns:
+        return []
+    return topology.filter(pl.col("group") == victim)[column].drop_nulls().unique().to_list()
+
+
+def victim_measurement(grid: Grid, victim: str, measurement: str, topology: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The victim's rows of a window frame (`Grid.measurement`) combined per window, columns renamed
+    ``<measurement>.<column>``: ``tenant``: the victim's group; ``host``: the victim's node(s) per the topology
+    (else every node); ``disk`` / ``net`` / ``rdma``: its disks / NICs per the topology (`VICTIM_ROWS`; else, or
+    when none matches, every row). Rows combine as each field's ``group_agg`` says (base columns: tenant summed,
+    host averaged)."""
+    frame = grid.measurement(measurement)
+    keys = MEASUREMENT_KEYS[measurement]
+    if frame.height == 0:
+        return pl.DataFrame(schema={"window_start": frame.schema.get("window_start", pl.Datetime("ns", "UTC"))})
+    if measurement == "tenant":
+        frame = frame.filter(pl.col("group") == victim)
+    else:
+        nodes = _victim_values(topology, victim, "node")
+        if nodes and "node" in frame.columns and frame.filter(pl.col("node").is_in(nodes)).height:
+            frame = frame.filter(pl.col("node").is_in(nodes))
+        if measurement in VICTIM_ROWS:
+            topo_col, tag = VICTIM_ROWS[measurement]
+            mine = _victim_values(topology, victim, topo_col)
+            if mine and tag in frame.columns and frame.filter(pl.col(tag).is_in(mine)).height:
+                frame = frame.filter(pl.col(tag).is_in(mine))
+    how = {f.name: f.group_agg for f in fields_of(measurement)}
+    default = "sum" if measurement == "tenant" else "mean"
+    values = [c for c in frame.columns if c not in ("window_start", *keys)]
+    return frame.group_by("window_start").agg(_agg(c, how.get(c, default)).alias(f"{measurement}.{c}") for c in values)
+
+
 def mediators(
     grid: Grid, victim: str, topology: pl.DataFrame | None = None, baseline_mask: np.ndarray | None = None
 ) -> pl.DataFrame:
     """Victim-side resource signals per victim window: window_start, then every resource's mediators
     (`analysis.resources.RESOURCES`, in record order; higher = more evidence; missing telemetry gives nulls).
 
-    Today: ``pcie_drop`` (minus the load-adjusted log PCIe rate of the victim's devices), ``cpu_saturation``
-    (saturated core share of the victim's socket(s); all sockets' max without topology), ``run_queue_excess``
-    (host runnable tasks per logical CPU beyond one: threads waiting for a core), ``victim_cpu_drop`` (minus the
-    victim tenant's CPU, in cores; only on an oversubscribed host, i.e. a median run queue above the CPU count,
-    where a victim using less CPU is a victim denied it; else null), ``clock_drop`` (minus log mean SM clock),
-    ``throttle_thermal_share``, ``temp_c``, ``throttle_power_share``, ``at_power_cap_share``.
+    Each is its record's ``derive`` (`_DERIVE`) on the victim's windows: its load columns and output, its
+    accelerator group's fields, and its rows of host / tenant / disk / net / rdma (`victim_measurement`). E.g.
+    ``pcie_drop`` (minus the load-adjusted log PCIe rate of the victim's devices), ``cpu_saturation`` (saturated
+    core share of the victim's socket(s); all sockets' max without topology), ``run_queue_excess`` (host runnable
+    tasks per logical CPU beyond one), ``victim_cpu_drop`` (minus the victim tenant's CPU, in cores; only on an
+    oversubscribed host), ``victim_cpu_pressure`` / ``victim_mem_pressure`` / ``victim_io_pressure`` (the
+    victim's own PSI stall time beyond its load), ``victim_cpu_per_token`` (its CPU time per token, a CPI proxy),
+    ``link_saturation`` (its NIC's load), ``clock_drop`` (minus log mean SM clock), throttle shares.
     """
     v = victim_series(grid.victim)
-    out = v.select("window_start", *WORK_COLS)
+    out = v.select("window_start", *WORK_COLS, "output_tok_s")
     if grid.groups.height:
         g = (
             grid.groups.filter(pl.col("group") == victim)
             .group_by("window_start")
-            .agg(pl.col(f.name).sum() if f.group_agg == "sum" else pl.col(f.name).mean() for f in FIELDS)
+            .agg(_agg(f.name, f.group_agg) for f in FIELDS)
         )
         out = out.join(g, on="window_start", how="left")
     else:
         out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(f.name) for f in FIELDS)
+    for meas in ("host", "tenant", "host_disk", "host_net", "rdma"):
+        vm = victim_measurement(grid, victim, meas, topology)
+        if vm.width > 1:
+            out = out.join(vm, on="window_start", how="left")
     ctx = _MediatorInputs(grid, victim, topology, baseline_mask, out)
     return out.select(
         "window_start",
-        *[_DERIVE[m.derive](ctx, r, m).alias(m.column) for r in RESOURCES for m in r.mediators],
+        *[_DERIVE[m.derive](ctx, r, m).fill_nan(None).alias(m.column) for r in RESOURCES for m in r.mediators],
     )
 
 
@@ -486,36 +573,84 @@ class _MediatorInputs:
         return self._contention
 
 
-def _field(ctx: _MediatorInputs, m: Mediator) -> pl.Series:
-    if m.field is None:
+def _field(ctx: _MediatorInputs, m: Mediator, name: str | None = None) -> pl.Series:
+    """The victim frame's column ``name`` (default the mediator's field); all null where the telemetry lacks it."""
+    name = name or m.field
+    if name is None:
         raise ValueError(f"mediator {m.column}: derivation {m.derive!r} needs a field")
-    return ctx.frame[m.field]
+    if name not in ctx.frame.columns:
+        return pl.Series(name, [None] * ctx.frame.height, dtype=pl.Float64)
+    return ctx.frame[name].cast(pl.Float64)
 
 
-def _load_adjusted_drop(ctx: _MediatorInputs, _r: Resource, m: Mediator) -> pl.Series:
-    """Minus the residual of the log field on the victim's own load, fitted on baseline windows."""
-    out, baseline_mask, raw = ctx.frame, ctx.baseline_mask, _field(ctx, m)
-    pc = np.log(np.maximum(raw.cast(pl.Float64).fill_null(np.nan).to_numpy(), 1.0))
-    ok = np.isfinite(pc) & (raw.is_not_null().to_numpy())
-    drop = np.full(out.height, np.nan)
+def _load_residual(ctx: _MediatorInputs, values: np.ndarray) -> np.ndarray:
+    """``values`` minus their fit on the victim's own load (`_load_design` of `WORK_COLS`), fitted on the
+    baseline windows (all where there are too few); NaN where ``values`` is."""
+    out, baseline_mask = ctx.frame, ctx.baseline_mask
+    ok = np.isfinite(values)
+    res = np.full(out.height, np.nan)
     if ok.sum() > 5:
         base = ok if baseline_mask is None or len(baseline_mask) != out.height else ok & baseline_mask
         if base.sum() < MIN_WINDOWS_PER_REGRESSOR:
             base = ok
         x = _load_design(out, WORK_COLS, max_cols=int(base.sum()) // MIN_WINDOWS_PER_REGRESSOR)
         xs = _clip_to(x, base)
-        beta, _ = stats.ols(pc[base], xs[base])
-        drop[ok] = -(pc[ok] - xs[ok] @ beta)
-    return pl.Series(m.column, drop)
+        beta, _ = stats.ols(values[base], xs[base])
+        res[ok] = values[ok] - xs[ok] @ beta
+    return res
+
+
+def _load_adjusted_drop(ctx: _MediatorInputs, _r: Resource, m: Mediator) -> pl.Series:
+    """Minus the residual of the log field on the victim's own load, fitted on baseline windows."""
+    raw = _field(ctx, m).fill_null(np.nan).to_numpy()
+    return pl.Series(m.column, -_load_residual(ctx, np.log(np.maximum(raw, 1.0))))
+
+
+def _load_adjusted_rise(ctx: _MediatorInputs, _r: Resource, m: Mediator) -> pl.Series:
+    """The residual of the field (a stall time, a fault rate) on the victim's own load: what its load does not
+    explain."""
+    return pl.Series(m.column, _load_residual(ctx, _field(ctx, m).fill_null(np.nan).to_numpy()))
+
+
+def _cpu_per_token_rise(ctx: _MediatorInputs, _r: Resource, m: Mediator) -> pl.Series:
+    """The log of the victim's CPU time per output token (``field``: its CPU %, over ``output_tok_s``), beyond
+    its own load: cycles stalled on memory (or on a core shared with a busy sibling thread) count as busy, so
+    the victim burns more CPU per token while not being denied CPU (a CPI proxy, CPI2's signal)."""
+    cpu = _field(ctx, m).fill_null(np.nan).to_numpy()
+    tput = ctx.frame["output_tok_s"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.log(cpu / tput)
+    y[~np.isfinite(y)] = np.nan
+    return pl.Series(m.column, _load_residual(ctx, y))
+
+
+def _link_saturation(ctx: _MediatorInputs, _r: Resource, m: Mediator) -> pl.Series:
+    """The victim's NIC load: the larger of its rx / tx bytes as a share of the link speed (8 bits per byte,
+    Mbit/s), or of its observed peak (99th percentile) where the driver gives no speed (a veth, a shaped link)."""
+    rx = _field(ctx, m, "host_net.rx_bytes_per_s").fill_null(np.nan).to_numpy()
+    tx = _field(ctx, m, "host_net.tx_bytes_per_s").fill_null(np.nan).to_numpy()
+    speed = _field(ctx, m, "host_net.speed_mbit_per_s").fill_null(np.nan).to_numpy()
+    with np.errstate(invalid="ignore"):
+        load = np.fmax(rx, tx)
+    out = np.full(len(load), np.nan)
+    if not np.isfinite(load).any():
+        return pl.Series(m.column, out)
+    by_speed = np.isfinite(speed) & (speed > 0)
+    out[by_speed] = load[by_speed] * 8 / (speed[by_speed] * 1e6)
+    peak = float(np.nanpercentile(load, 99))
+    rest = ~by_speed & np.isfinite(load)
+    if peak > 0:
+        out[rest] = load[rest] / peak
+    return pl.Series(m.column, out)
 
 
 def _neg_log(ctx: _MediatorInputs, _r: Resource, m: Mediator) -> pl.Series:
     with np.errstate(divide="ignore", invalid="ignore"):
-        return pl.Series(m.column, -np.log(_field(ctx, m).cast(pl.Float64).to_numpy()))
+        return pl.Series(m.column, -np.log(_field(ctx, m).fill_null(np.nan).to_numpy()))
 
 
 def _value(ctx: _MediatorInputs, _r: Resource, m: Mediator) -> pl.Series:
-    return _field(ctx, m).cast(pl.Float64)
+    return _field(ctx, m).alias(m.column)
 
 
 def _socket_max(ctx: _MediatorInputs, r: Resource, m: Mediator) -> pl.Series:
@@ -542,6 +677,9 @@ def _victim_cpu_drop(ctx: _MediatorInputs, _r: Resource, m: Mediator) -> pl.Seri
 
 _DERIVE = {
     "load_adjusted_drop": _load_adjusted_drop,
+    "load_adjusted_rise": _load_adjusted_rise,
+    "cpu_per_token_rise": _cpu_per_token_rise,
+    "link_saturation": _link_saturation,
     "neg_log": _neg_log,
     "value": _value,
     "socket_max": _socket_max,
@@ -603,6 +741,21 @@ def _slope_t(y: np.ndarray, a: np.ndarray, others: np.ndarray | None = None) -> 
     return float(beta[1]), float(beta[1] / se)
 
 
+@dataclass
+class _Found:
+    """What one resource's mediators showed for one suspect."""
+
+    score: float = 0.0  # best t of a primary mediator past the threshold (+10 for hard evidence)
+    hard: bool = False
+    specific: bool = False  # a passing primary mediator that rules out every other resource by itself
+    measured: bool = False  # some primary / hard mediator had data (so "nothing" means nothing)
+    context: bool = False
+    ambiguous: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    signal: np.ndarray | None = None  # the best primary / hard mediator (the one compared with other resources')
+    t: float = math.nan
+
+
 def resource_evidence(
     suspect: str,
     activity: np.ndarray,
@@ -612,41 +765,124 @@ def resource_evidence(
     others: np.ndarray | None = None,
 ) -> tuple[str, list[str], bool]:
     """(resource, evidence lines, hard) for one suspect: the resource whose victim-side mediators move most
-    with the suspect's activity, the other suspects' activity (``others``, windows x k) held fixed (throttle
-    flags are hard evidence and win). ``unknown`` without evidence."""
-    best, best_score, hard_any = "unknown", 0.0, False
+    with the suspect's activity, the other suspects' activity (``others``, windows x k) held fixed.
+
+    Throttle flags are hard evidence and win. Where no signal separates two resources the answer names both
+    (``"memory_bandwidth or cpu"``) with a line saying why they cannot be told apart: their best signals'
+    correlations with the suspect's activity do not differ (Williams' test, p >= `analysis.resources.TIE_P`;
+    `analysis.stats.dependent_corr_test`), or the winner's only evidence is a signal that cannot rule
+    the other out (`Mediator.ambiguous_with`) and the other's own signals were not measured or show evidence too
+    (measured and flat rules it out). With context
+    evidence alone, the resource(s) it points at, said so. ``unknown`` only without any evidence."""
+    found: dict[str, _Found] = {}
     lines: list[str] = []
     for r in resources:
-        score = 0.0
         rec = BY_NAME.get(r)
-        for m in rec.mediators if rec else ():
-            col, kind, label = m.column, m.kind, m.label
-            if col not in med.columns:
+        if rec is None:
+            continue
+        f = found.setdefault(r, _Found())
+        for m in rec.mediators:
+            if m.column not in med.columns:
                 continue
-            y = med[col].cast(pl.Float64).to_numpy()
+            y = med[m.column].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            if m.kind != "context" and np.isfinite(y).sum() >= MIN_WINDOWS:
+                f.measured = True
             slope, t = _slope_t(y, activity, others)
             if not math.isfinite(t):
                 continue
-            if kind == "hard":
+            if m.kind == "hard":
                 if slope >= rec.hard_share and t >= rec.t_evidence:
                     lines.append(
-                        f"{r}: {label} set in {100 * min(slope, 1.0):.0f}% more of the samples with {suspect} "
+                        f"{r}: {m.label} set in {100 * min(slope, 1.0):.0f}% more of the samples with {suspect} "
                         f"at its busiest (t={t:.1f}; hard evidence)"
                     )
-                    score = max(score, t) + 10.0
-                    hard_any = True
+                    if not f.hard or t > f.t:
+                        f.signal, f.t = y, t
+                    f.score = max(f.score, t) + 10.0
+                    f.hard = f.specific = True
                 continue
-            if t >= rec.t_evidence:
-                lines.append(f"{r}: {label} {m.effect(slope)} with {suspect} at its busiest (t={t:.1f})")
-                if kind == "primary":
-                    score = max(score, t)
-        if score > best_score:
-            best, best_score = r, score
-    # the named resource's evidence first, hard evidence (throttle flags) before the rest
-    lines.sort(key=lambda line: (not line.startswith(f"{best}:"), "hard evidence" not in line))
+            if t < rec.t_evidence:
+                continue
+            lines.append(f"{r}: {m.label} {m.effect(slope)} with {suspect} at its busiest (t={t:.1f})")
+            if m.kind == "primary":
+                if not f.hard and not t <= f.t:
+                    f.signal, f.t = y, t
+                f.score = max(f.score, t)
+                f.labels = (*f.labels, m.label)
+                if m.ambiguous_with:
+                    f.ambiguous = tuple(dict.fromkeys((*f.ambiguous, *m.ambiguous_with)))
+                else:
+                    f.specific = True
+            else:
+                f.context = True
+    named, why = _name_resources(found, resources, activity, others)
+    resource = " or ".join(named) if named else "unknown"
+    # the named resources' evidence first, hard evidence (throttle flags) before the rest
+    lines.sort(key=lambda line: (not any(line.startswith(f"{n}:") for n in named), "hard evidence" not in line))
+    if why:
+        lines.insert(0, f"{resource}: {why}")
     if suspect_info:
         lines.append(suspect_info)
-    return best, lines, hard_any
+    return resource, lines, any(f.hard for f in found.values())
+
+
+def _partial(v: np.ndarray, others: np.ndarray | None, ok: np.ndarray) -> np.ndarray:
+    """``v`` on the rows ``ok``, residualised on an intercept and the other suspects' activity."""
+    cols = [np.ones(ok.sum())]
+    if others is not None and others.size:
+        cols.extend(np.asarray(others)[ok].T)
+    return stats.ols(v[ok], np.column_stack(cols))[1]
+
+
+def _name_resources(
+    found: dict[str, _Found], resources: Sequence[str], activity: np.ndarray, others: np.ndarray | None
+) -> tuple[list[str], str]:
+    """The resource(s) to name, best first, and why several are named (empty when one is clear)."""
+    ranked = sorted((r for r, f in found.items() if f.score > 0), key=lambda r: -found[r].score)
+    if not ranked:
+        ctx = [r for r, f in found.items() if f.context]
+        if not ctx:
+            return [], ""
+        why = "context evidence only (signals that the suspect uses it, none that the victim stalls on it)"
+        if len(ctx) > 1:
+            why = "cannot be told apart: " + why
+        return ctx, why
+    best = ranked[0]
+    top = found[best]
+    named = [best]
+    reasons = []
+    # statistically indistinguishable: the runner-up's best signal correlates with the suspect's activity about
+    # as well as the winner's (Williams' test on the two dependent correlations; hard evidence only ties hard)
+    for r in ranked[1:]:
+        f = found[r]
+        if f.hard != top.hard or f.signal is None or top.signal is None:
+            continue
+        ok = np.isfinite(activity) & np.isfinite(top.signal) & np.isfinite(f.signal)
+        if ok.sum() < MIN_WINDOWS:
+            continue
+        a = _partial(activity, others, ok)
+        _, p = stats.dependent_corr_test(a, _partial(top.signal, others, ok), _partial(f.signal, others, ok))
+        if math.isfinite(p) and p >= TIE_P:
+            named.append(r)
+            reasons.append(
+                f"their victim-side signals move with the suspect about as closely ({best} t={top.t:.1f}, "
+                f"{r} t={f.t:.1f}; the correlations do not differ, Williams' test p={p:.2f})"
+            )
+    # the winner rests only on a signal that cannot rule another resource out, whose own signals are missing
+    if not top.specific:
+        for amb in top.ambiguous:
+            if amb in named or amb not in resources:
+                continue
+            other = found.get(amb)
+            if other is not None and other.measured and other.score == 0:
+                continue  # its own signals were measured and show nothing: ruled out
+            named.append(amb)
+            has_own = other is not None and other.score > 0
+            whose = "which has evidence of its own" if has_own else "whose own signals were not measured"
+            reasons.append(f"{best}'s only evidence ({'; '.join(top.labels)}) would also come from {amb}, {whose}")
+    if len(named) == 1:
+        return named, ""
+    return named, "cannot be told apart: " + "; ".join(reasons)
 
 
 # ------------------------------------------------------------------------------------------------ ranking
@@ -709,12 +945,15 @@ def rank_antagonists(
     q: float = 0.05,
     n_shifts: int = N_SHIFTS,
     seed: int = 0,
+    metric: Metric = "itl",
 ) -> tuple[pl.DataFrame, list[str]]:
     """The ranked antagonists of ``victim`` (`ANTAGONIST_COLUMNS`) and notes.
 
     ``index``: `interference_index`; ``activity``: `suspect_activity`; ``mediator_frame``: `mediators`;
     ``suspect_frame``: `suspects`. Ranking: significant (q < ``q`` and harmful) first, by effect on the index,
-    then the rest by p-value.
+    then the rest by p-value. ``metric``: the index's signals (`METRICS`); ``effect_pct`` is the effect on its
+    rate (output tok/s for ``itl``, requests/s for ``ttft``); ``itl_p99_effect_pct`` and ``ttft_p99_effect_pct``
+    are reported whichever the metric (null where the victim table lacks them).
     """
     notes: list[str] = []
     idx = index.filter(pl.col("index").is_finite()).sort("window_start")
@@ -764,9 +1003,13 @@ def rank_antagonists(
     base = idx["in_baseline"].fill_null(False).to_numpy()
     out_rows = []
     effects: dict[str, tuple[float, float, float]] = {}
-    for col in ("resid_tput", "resid_itl_p99"):
+    rate_sig, lat_sig = METRICS[metric]
+    for col in (f"resid_{rate_sig}", "resid_itl_p99", "resid_ttft_p99"):
+        if col not in idx.columns:
+            continue
         yy = idx[col].cast(pl.Float64).to_numpy()
-        level = float(np.nanmean(idx[col.replace("resid_", "fit_")].cast(pl.Float64).to_numpy()[base]))
+        fitted = idx[col.replace("resid_", "fit_")].cast(pl.Float64).to_numpy()[base]
+        level = float(np.nanmean(fitted)) if np.isfinite(fitted).any() else math.nan
         ok = np.isfinite(yy)
         if ok.sum() < MIN_WINDOWS or not math.isfinite(level) or level <= 0:
             continue
@@ -789,9 +1032,10 @@ def rank_antagonists(
             n, acts[j], mediator_frame, res or list(RESOURCE_NAMES), others=others
         )
         if not res and info.height:
-            lines.append(f"{n} shares nothing with {victim} in the declared topology")
-        tp = effects.get(f"resid_tput:{n}", (math.nan,) * 3)
+            lines.append(f"{n} shares nothing with {victim} in the declared topology but the host's memory")
+        tp = effects.get(f"resid_{rate_sig}:{n}", (math.nan,) * 3)
         it = effects.get(f"resid_itl_p99:{n}", (math.nan,) * 3)
+        tt = effects.get(f"resid_ttft_p99:{n}", (math.nan,) * 3)
         sig = bool(math.isfinite(qv[j]) and qv[j] < q and harm > 0)
         if designs[j] == "interventional" and sig:
             conf = "high"
@@ -815,12 +1059,16 @@ def rank_antagonists(
                 "p_value": float(p[j]),
                 "q_value": float(qv[j]),
                 "share_explained": float(stat[j] / tss) if math.isfinite(stat[j]) else None,
-                "cpi2_corr": _cpi2(acts[j], idx["resid_log_itl_p99"].cast(pl.Float64).to_numpy(), base),
+                "cpi2_corr": _cpi2(acts[j], idx[f"resid_log_{lat_sig}"].cast(pl.Float64).to_numpy(), base),
                 "significant": sig,
                 "design": designs[j],
                 "confidence": conf,
                 "evidence": lines,
                 "shares": shares,
+                "metric": metric,
+                "ttft_p99_effect_pct": _num(tt[0]),
+                "ttft_ci_low": _num(tt[1]),
+                "ttft_ci_high": _num(tt[2]),
                 "_harm": harm,
             }
         )
@@ -858,7 +1106,8 @@ class Attribution:
     """What attribution found for one victim: ``index`` (`interference_index`: the victim's windows, its
     itl_ms_p99 / output_tok_s and the interference ``index``), ``activity`` (`suspect_activity`: window_start,
     suspect, activity 0..1, design), ``antagonists`` (`rank_antagonists`, `ANTAGONIST_COLUMNS`), ``suspects``
-    (`SUSPECT_COLUMNS`) and the notes of each step. ``grid`` is the aligned input (for callers that draw it)."""
+    (`SUSPECT_COLUMNS`) and the notes of each step. ``grid`` is the aligned input (for callers that draw it);
+    ``metric`` the victim signal the index rests on (``itl`` | ``ttft``)."""
 
     victim: str
     window_s: float
@@ -868,6 +1117,7 @@ class Attribution:
     suspects: pl.DataFrame
     notes: tuple[str, ...] = ()
     grid: Grid | None = field(default=None, repr=False, compare=False)
+    metric: Metric = "itl"
 
 
 def attribute(
@@ -880,10 +1130,16 @@ def attribute(
     q: float = 0.05,
     n_shifts: int = N_SHIFTS,
     seed: int = 0,
+    metric: Metric = "itl",
 ) -> Attribution:
     """Steps 1-5 of the module docstring on one victim's grid: suspects, their activity, the interference index
     (against ``baseline_phase``, or the windows where no suspect is active when the victim has no baseline
-    phase; with no load model under a randomised schedule), mediators and the ranked antagonists."""
+    phase; with no load model under a randomised schedule), mediators and the ranked antagonists.
+
+    ``metric`` is the victim performance signal the index and the test rest on: ``itl`` (decode: p99 ITL and
+    output tok/s) or ``ttft`` (prefill: p99 TTFT and the request rate of the victim windows)."""
+    if metric not in METRICS:
+        raise ValueError(f"attribute: metric must be one of {sorted(METRICS)}, not {metric!r}")
     notes = list(grid.notes)
     schedule = switch_schedule(run_events, grid.window_s) if run_events is not None else None
     sus = suspects(victim, grid, topology)
@@ -909,19 +1165,25 @@ def attribute(
             "interventional design: the interference index is the victim's slowdown against the windows "
             "with every switched co-tenant off, with no load model"
         )
-    index = interference_index(grid.victim, baseline_phase=baseline_phase, baseline_mask=base_mask, load_cols=load_cols)
-    no_p99 = int(index["itl_ms_p99"].null_count()) if index.height else 0
+    index = interference_index(
+        grid.victim, baseline_phase=baseline_phase, baseline_mask=base_mask, load_cols=load_cols, metric=metric
+    )
+    lat_col = SIGNALS[METRICS[metric][1]]
+    if metric == "ttft":
+        notes.append("victim signal: p99 TTFT and request rate per window (prefill)")
+    no_p99 = int(index[lat_col].null_count()) if index.height and lat_col in index.columns else index.height
     if no_p99:
+        what = "ITLs" if metric == "itl" else "requests"
+        rate = "throughput" if metric == "itl" else "request rate"
         notes.append(
-            f"{no_p99} of {index.height} victim windows have too few ITLs for a p99; the index uses their "
-            "throughput only"
+            f"{no_p99} of {index.height} victim windows have too few {what} for a p99; the index uses their {rate} only"
         )
     med = mediators(grid, victim, topology, index["in_baseline"].to_numpy() if index.height else None)
     med = index.select("window_start").join(med, on="window_start", how="left")
     ranked, more = rank_antagonists(
-        index, act, med, sus, victim=victim, window_s=grid.window_s, q=q, n_shifts=n_shifts, seed=seed
+        index, act, med, sus, victim=victim, window_s=grid.window_s, q=q, n_shifts=n_shifts, seed=seed, metric=metric
     )
     notes.extend(more)
     if ranked.height and not ranked["significant"].any():
         notes.append(f"no co-tenant significantly slows {victim} (q >= {q})")
-    return Attribution(victim, grid.window_s, index, act, ranked, sus, tuple(notes), grid)
+    return Attribution(victim, grid.window_s, index, act, ranked, sus, tuple(notes), grid, metric)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from telemetry.console import output_console
-from telemetry.errors import NeighborscopeError
+from telemetry.errors import ConfigError, NeighborscopeError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -83,43 +84,105 @@ def render(result: AnalysisResult, console: Console | None = None) -> None:
             tab.add_row(*cells)
         con.print(tab)
         con.print(f"[dim]{VERDICTS}[/]", soft_wrap=True)
-    ant = result.antagonists
-    if ant.height:
-        tab = Table(title=f"Who slows {result.victim} (ranked; effect = sustained idle -> its busiest)")
-        for col in (
-            "#",
-            "antagonist",
-            "resource",
-            "tok/s %",
-            "95% CI %",
-            "p99 ITL %",
-            "q",
-            "design",
-            "confidence",
-            "evidence",
-        ):
-            tab.add_column(col, no_wrap=col != "evidence")
-        for i, r in enumerate(ant.iter_rows(named=True), 1):
-            ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
-            name = f"[bold red]{r['antagonist']}[/]" if r["significant"] else r["antagonist"]
-            ev = r["evidence"][0] if r["evidence"] else ""
-            tab.add_row(
-                str(i),
-                name,
-                r["resource"],
-                _fmt(r["effect_pct"], "+.1f"),
-                ci,
-                _fmt(r["itl_p99_effect_pct"], "+.1f"),
-                _q(r["q_value"]),
-                r["design"],
-                r["confidence"],
-                ev,
-            )
-        con.print(tab)
+    if result.source == "live":
+        con.print(
+            f"[bold]live analysis of {result.victim}[/] from its serving metrics, "
+            f"{_when(result.start)} .. {_when(result.end)}"
+        )
+    for metric in ("itl", "ttft"):
+        _antagonist_table(con, result, metric)
+    if result.knee is not None:
+        style = "bold" if result.knee.found else "dim"
+        con.print(f"[{style}]{result.knee.summary()}[/]", soft_wrap=True)
     for n in result.notes:
         con.print(f"[dim]note: {n}[/]", soft_wrap=True)
     for path, reason in result.unreadable:
         con.print(f"[red]unreadable: {path}: {reason}[/]", soft_wrap=True)
+
+
+def _when(t: Any) -> str:
+    return "-" if t is None else t.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+_SIDE = {"itl": ("ITL", "decode", "p99 ITL %"), "ttft": ("TTFT", "prefill", "p99 TTFT %")}
+
+
+def _antagonist_table(con: Console, result: AnalysisResult, metric: str) -> None:
+    """The ranked antagonists on ``metric``'s windows: the metric's p99 effect with its interval, then output
+    throughput's, q, design, confidence and the first evidence line."""
+    from rich.table import Table
+
+    ant = result.antagonists_of(metric)
+    if ant.height == 0:
+        return
+    name, side, head = _SIDE[metric]
+    tab = Table(
+        title=f"Who slows {result.victim}: {name} windows ({side}; ranked; effect = sustained idle -> its busiest)"
+    )
+    for col in ("#", "antagonist", "resource", head, "95% CI %", "tok/s %", "q", "design", "confidence", "evidence"):
+        tab.add_column(col, no_wrap=col != "evidence")
+    for i, r in enumerate(ant.iter_rows(named=True), 1):
+        lo, hi = r.get(f"{metric}_ci_low"), r.get(f"{metric}_ci_high")
+        ci = "-" if lo is None or hi is None else f"[{lo:+.1f}, {hi:+.1f}]"
+        label = f"[bold red]{r['antagonist']}[/]" if r["significant"] else r["antagonist"]
+        tab.add_row(
+            str(i),
+            label,
+            r["resource"],
+            _fmt(r.get(f"{metric}_p99_effect_pct"), "+.1f"),
+            ci,
+            _fmt(r["effect_pct"], "+.1f"),
+            _q(r["q_value"]),
+            r["design"],
+            r["confidence"],
+            r["evidence"][0] if r["evidence"] else "",
+        )
+    con.print(tab)
+
+
+def parse_when(text: str, option: str, now: datetime | None = None) -> datetime:
+    """A point in time for ``--from`` / ``--until``: an ISO 8601 time (UTC when it has no offset), ``now``, or a
+    duration before now (``2h``, ``-2h``, ``now-2h``, ``90m``)."""
+    from telemetry.config import parse_duration
+
+    now = now or datetime.now(UTC)
+    t = text.strip()
+    if t.lower() == "now":
+        return now
+    rel = t.lower().removeprefix("now").lstrip("-").strip()
+    if rel and rel[0].isdigit() and not any(c in rel for c in ":T"):
+        try:
+            return now - timedelta(seconds=parse_duration(rel))
+        except ValueError:
+            pass
+    try:
+        when = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"{option} {text!r}: expected an ISO time (2026-03-02T09:00:00Z), 'now', or a duration ago (2h, now-90m)"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def time_range(
+    since: str | None, start: str | None, end: str | None, now: datetime | None = None
+) -> tuple[datetime | None, datetime | None]:
+    """(start, end) from ``--since`` (a duration back from now) or ``--from`` / ``--until``; None where not given."""
+    from telemetry.config import parse_duration
+
+    now = now or datetime.now(UTC)
+    if since:
+        if start:
+            raise ConfigError("--since and --from both give the start: pass one")
+        try:
+            secs = parse_duration(since)
+        except ValueError:
+            raise ConfigError(f"--since {since!r}: expected a duration such as 90m, 2h, 1d") from None
+        return now - timedelta(seconds=secs), parse_when(end, "--until", now) if end else now
+    return (
+        parse_when(start, "--from", now) if start else None,
+        parse_when(end, "--until", now) if end else None,
+    )
 
 
 def analyze(
@@ -140,8 +203,21 @@ def analyze(
     ),
     phase_order: str | None = typer.Option(None, "--phase-order", help="Phases in order, comma-separated."),
     node: str | None = typer.Option(None, "--node", help="Only runs / telemetry of this node."),
-    start: str | None = typer.Option(None, "--start", help="Runs starting at or after (ISO time)."),
-    end: str | None = typer.Option(None, "--end", help="Runs starting before (ISO time)."),
+    start: str | None = typer.Option(
+        None,
+        "--from",
+        "--start",
+        help="Start of the range (ISO time, or a duration ago: 2h, now-90m): runs starting at or after it; live: "
+        "serving data from it.",
+    ),
+    end: str | None = typer.Option(None, "--until", "--end", help="End of the range (ISO time, 'now', or 30m)."),
+    since: str | None = typer.Option(None, "--since", help="The last DURATION up to now (e.g. 2h): --from now-2h."),
+    source: str = typer.Option(
+        "auto",
+        "--source",
+        help="auto | bench | live: the victim's benchmark runs, or its serving engine's metrics (live "
+        "production traffic); auto: benchmark runs in the range if any, else serving data.",
+    ),
     topology: Path | None = typer.Option(None, "--topology", help="Topology JSON (e.g. the simulator's)."),
     bench: list[Path] = typer.Option([], "--bench", help="Benchmark file(s) to analyse directly, without a store."),
     blocks: str | None = typer.Option(
@@ -170,14 +246,16 @@ def analyze(
     """Do co-tenants slow the victim down, by how much, and who is to blame?
 
     Prints the phase table (each metric of each phase vs the baseline, with an honest interval or none) and
-    the ranked antagonists (effect, interval, q-value, resource, evidence). Schema of --json: docs/analysis.md.
+    the ranked antagonists (effect, interval, q-value, resource, evidence) on ITL windows (decode) and on TTFT
+    windows (prefill), and the TTFT knee. Without benchmark runs of the victim it analyses live traffic from the
+    serving engine's metrics (docs/live.md). Schema of --json: docs/analysis.md.
 
     Examples:
       neighborscope analyze --store neighborscope-data/store --victim hive0 --json result.json
+      neighborscope analyze --victim hive0 --since 2h
+      neighborscope analyze --victim hive0 --from 2026-03-02T09:00Z --until 2026-03-02T11:00Z --source live
       neighborscope analyze --bench seed000.txt --blocks baseline/hive0,dual/hive0,dual/hive1,stress/hive0,stress/hive1
     """
-    from datetime import datetime
-
     from polars.exceptions import PolarsError
 
     from analysis.analyze import analyze as run_analysis
@@ -211,6 +289,7 @@ def analyze(
             from telemetry.store.factory import open_store
 
             topo = topo_file.read_file(topology) if topology else None
+            t_from, t_until = time_range(since, start, end)
             st = open_store(store, create=False)  # reading: a store that does not exist is an error
             try:
                 result = run_analysis(
@@ -219,8 +298,8 @@ def analyze(
                     run_ids=run or None,
                     phases=phase or None,
                     node=node,
-                    start=datetime.fromisoformat(start) if start else None,
-                    end=datetime.fromisoformat(end) if end else None,
+                    start=t_from,
+                    end=t_until,
                     topology=topo,
                     baseline=baseline,
                     phase_order=order,
@@ -228,6 +307,7 @@ def analyze(
                     window_s=window,
                     n_shifts=shifts,
                     seed=seed,
+                    source=source,  # type: ignore[arg-type]
                 )
             finally:
                 st.close()

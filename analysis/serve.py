@@ -7,7 +7,9 @@ Jobs (one instance each, misfires coalesced: a scheduler that was asleep runs a 
   thermal findings), `analysis.alerts.engine.refresh_degradation` (who slows whom: the noisy-neighbour rule's
   input), a rerun (``--rerun-command``) when a regression is suspected, then one alert evaluation so a new
   regression alerts at once;
-- ``alerts`` (every ``--alert-interval``, default 60 s): `analysis.alerts.engine.evaluate_once`;
+- ``alerts`` (every ``--alert-interval``, default 60 s): `analysis.alerts.engine.evaluate_once`, which runs the
+  live analysis of every victim group with serving data over the ``NoisyNeighbour`` rule's rolling window
+  (`analysis.alerts.engine.refresh_live`) before evaluating the rules;
 - the collector (``neighborscope collector``) runs beside them as a child process, restarted if it dies
   (``--no-collector`` when it runs elsewhere).
 

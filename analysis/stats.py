@@ -10,6 +10,8 @@
 - `circular_shift_pvalues`: permutation p-values that keep autocorrelation (shift the regressor in time).
 - `segment_shuffle_pvalue`: randomisation p for a randomised on/off schedule (its segments re-arranged).
 - `robust_z`: median / MAD standardisation.
+- `dependent_corr_test`: Williams' t, is one signal more correlated with x than another (attribution's
+  "cannot be told apart").
 """
 
 from __future__ import annotations
@@ -273,3 +275,33 @@ def segment_shuffle_pvalue(
         null[i] = stat(np.concatenate([segs[k] for k in order]))
     null = null[np.isfinite(null)]
     return float((1 + np.sum(null >= e0 - 1e-12 * abs(e0))) / (1 + len(null)))
+
+
+def _lag1(x: np.ndarray) -> float:
+    x = x - x.mean()
+    den = float(x @ x)
+    return float(x[1:] @ x[:-1]) / den if den > 0 else 0.0
+
+
+def dependent_corr_test(x: np.ndarray, y1: np.ndarray, y2: np.ndarray) -> tuple[float, float]:
+    """Williams' t for two dependent correlations sharing a variable: does ``x`` correlate more with ``y1`` than
+    with ``y2`` (Williams 1959, as recommended by Steiger 1980, Psychological Bulletin 87: 245-251)? Returns
+    ``(t, p)``, two-sided, positive t = stronger with ``y1``. Windows are autocorrelated, so n is the effective
+    sample size ``n (1 - r_x r_d) / (1 + r_x r_d)`` (Bartlett), r_x and r_d the lag-1 autocorrelations of ``x`` and
+    of the difference of the standardised ``y1`` and ``y2``. NaN where fewer than 8 complete rows or a constant."""
+    ok = np.isfinite(x) & np.isfinite(y1) & np.isfinite(y2)
+    x, y1, y2 = x[ok], y1[ok], y2[ok]
+    if len(x) < 8 or min(np.std(x), np.std(y1), np.std(y2)) == 0:
+        return math.nan, math.nan
+    r = np.corrcoef(np.vstack([x, y1, y2]))
+    r12, r13, r23 = float(r[0, 1]), float(r[0, 2]), float(r[1, 2])
+    z1, z2 = (y1 - y1.mean()) / np.std(y1), (y2 - y2.mean()) / np.std(y2)
+    rho = _lag1(x) * _lag1(z1 - z2)
+    n = max(len(x) * (1 - rho) / (1 + rho), 5.0) if rho > -1 else float(len(x))
+    det = 1 - r12**2 - r13**2 - r23**2 + 2 * r12 * r13 * r23
+    rbar = (r12 + r13) / 2
+    den = 2 * (n - 1) / (n - 3) * det + rbar**2 * (1 - r23) ** 3
+    if den <= 0:
+        return math.nan, math.nan
+    t = (r12 - r13) * math.sqrt((n - 1) * (1 + r23) / den)
+    return float(t), float(2 * sps.t.sf(abs(t), n - 3))

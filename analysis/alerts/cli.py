@@ -14,7 +14,8 @@ from telemetry.errors import ConfigError
 
 alerts = typer.Typer(
     name="alerts",
-    help="Alert engine: thermal, noisy-neighbour, regression and stale-telemetry rules; Alertmanager / webhook / log.",
+    help="Alert engine: thermal, noisy-neighbour (nightly and live), regression and stale-telemetry rules; "
+    "Alertmanager / webhook / log.",
     add_completion=False,
     pretty_exceptions_enable=False,
     invoke_without_command=True,
@@ -69,8 +70,9 @@ def main(
     refresh: bool = typer.Option(
         False,
         "--refresh",
-        help="Recompute the nightly findings (regressions, thermal) "
-        "first; the scheduler does this after the nightly report.",
+        help="Recompute the nightly findings (regressions, thermal, and who slows whom in the last day's benchmark "
+        "runs: the NoisyNeighborDegradation rule's input) first; the scheduler does this after the nightly report. "
+        "The live NoisyNeighbour rule analyses the serving data at every evaluation.",
     ),
     now: str | None = typer.Option(None, "--now", help="Evaluate as of this UTC time (ISO 8601; replays)."),
     as_json: bool = typer.Option(False, "--json", help="Print the transitions as JSON lines."),
@@ -82,7 +84,7 @@ def main(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from analysis.alerts.engine import evaluate_once, refresh_nightly
+    from analysis.alerts.engine import evaluate_once, refresh_degradation, refresh_nightly
     from telemetry.store.factory import open_store
 
     cfg, sdir = _setup(config, store, state_dir)
@@ -91,6 +93,7 @@ def main(
     try:
         if refresh:
             counts = refresh_nightly(st, cfg, sdir, t)
+            counts["degradation_rows"] = refresh_degradation(st, sdir, t)
             typer.echo(f"nightly findings refreshed: {counts}", err=True)
         res = evaluate_once(cfg, st, sdir, t)
     finally:

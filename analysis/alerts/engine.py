@@ -3,8 +3,9 @@
 One evaluation (`evaluate_once`)::
 
     config (alerts.toml) + state.json  ->  inputs from the store (recent accel, last seen per node, the nightly
-    findings cache, the degradation table)  ->  analysis.alerts.rules.evaluate  ->  notifiers (Alertmanager,
-    webhook, log)  ->  state.json (atomic rename)
+    findings cache, the degradation table, the live analysis of every victim group with serving data over each
+    live rule's lookback)  ->  analysis.alerts.rules.evaluate  ->  notifiers (Alertmanager, webhook, log)  ->
+    state.json (atomic rename)
 
 The nightly findings (`analysis.history.regression` statuses and `analysis.history.thermal` findings) are recomputed by
 `refresh_nightly` (the scheduler's nightly job, or ``neighborscope alerts --refresh``) and cached as Parquet in the
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from analysis.alerts.alertmanager import NotifyError, post_alertmanager, post_webhook, write_log
 from analysis.alerts.rules import (
+    LIVE_SCHEMA,
     AlertBook,
     AlertInputs,
     Rule,
@@ -359,7 +361,7 @@ def refresh_degradation(
     parts = []
     for node, group in sorted(set(ev.select("node", "group").iter_rows())) if ev.height else []:
         try:
-            res = analyze(store, group, node=node or None, start=start, end=now, n_shifts=n_shifts)
+            res = analyze(store, group, node=node or None, start=start, end=now, n_shifts=n_shifts, source="bench")
         except Exception as exc:
             log.warning("degradation of %s on %s: %s", group, node, exc)
             continue
@@ -369,9 +371,57 @@ def refresh_degradation(
     return frame.height
 
 
+def live_alert_frame(result: Any, rule: str = "", metrics: Sequence[str] = ("itl", "ttft")) -> pl.DataFrame:
+    """An `analysis.analyze.AnalysisResult` of a live analysis as the live noisy-neighbour rule's input
+    (`analysis.alerts.rules.LIVE_SCHEMA`): per metric and antagonist, the effect on the victim's p99 of that metric
+    in % (positive = slower) with its interval, q, design, confidence and evidence."""
+    rows = []
+    for metric in metrics:
+        for r in result.antagonists_of(metric).iter_rows(named=True):
+            rows.append({
+                "rule": rule, "node": result.node or "", "victim": r["victim"], "antagonist": r["antagonist"],
+                "resource": r["resource"], "metric": metric, "effect_pct": r.get(f"{metric}_p99_effect_pct"),
+                "ci_low_pct": r.get(f"{metric}_ci_low"), "ci_high_pct": r.get(f"{metric}_ci_high"),
+                "q": r["q_value"], "design": r["design"], "confidence": r["confidence"],
+                "evidence": "; ".join(r["evidence"] or []), "range_from": result.start, "range_until": result.end,
+            })  # fmt: skip
+    return pl.DataFrame(rows, schema=LIVE_SCHEMA)
+
+
+def refresh_live(store: Any, rules: Sequence[Rule], now: datetime) -> pl.DataFrame:
+    """The live analysis (`analysis.analyze.analyze_live`) of every (node, victim group) with serving rows in each
+    enabled live rule's lookback, as `live_alert_frame` rows. A group that cannot be analysed (too few windows, no
+    co-tenant telemetry) is logged and skipped: it has no candidates, so its alerts clear with hysteresis."""
+    from analysis.analyze import analyze_live
+    from analysis.degradation import Thresholds
+    from telemetry.errors import NeighborscopeError
+
+    live_rules = [r for r in rules if r.kind == "noisy_neighbour_live" and r.enabled]
+    if not live_rules or "serving" not in store.measurements():
+        return pl.DataFrame(schema=LIVE_SCHEMA)
+    parts = []
+    for rule in live_rules:
+        start = now - timedelta(seconds=rule.lookback_s)
+        rows = store.query("serving", start, now, fields=["interval_s"])
+        pairs = sorted(set(rows.select("node", "group").iter_rows())) if rows.height else []
+        # window_s given in the rule: the analysis grid's window (a short lookback needs short windows); else adaptive
+        window_s = rule.window_s if "window_s" in rule.model_fields_set else None
+        for node, group in pairs:
+            try:
+                res = analyze_live(store, group, start=start, end=now, node=node or None,
+                                   thresholds=Thresholds(q=rule.fdr), window_s=window_s,
+                                   n_shifts=rule.shifts)  # fmt: skip
+            except (NeighborscopeError, ValueError) as exc:
+                log.info("live analysis of %s on %s: %s", group, node, exc)
+                continue
+            parts.append(live_alert_frame(res, rule.name, rule.metrics))
+    return pl.concat(parts) if parts else pl.DataFrame(schema=LIVE_SCHEMA)
+
+
 def gather_inputs(store: Any, cfg: AlertsConfig, state_dir: Path, now: datetime, rules: Sequence[Rule]) -> AlertInputs:
-    """The frames the rules read at ``now``: recent accel rows, last-seen per node, the cached nightly findings and
-    the degradation table (``degradation.parquet`` in the state directory, written by the analysis)."""
+    """The frames the rules read at ``now``: recent accel rows, last-seen per node, the cached nightly findings, the
+    degradation table (``degradation.parquet`` in the state directory, written by the analysis) and the live
+    analysis of the serving data (`refresh_live`, every evaluation)."""
     window = max((r.window_s for r in rules if r.kind.startswith("thermal_t")), default=60.0)
     accel = None
     if any(r.kind in ("thermal_temperature", "thermal_throttling") for r in rules):
@@ -387,6 +437,7 @@ def gather_inputs(store: Any, cfg: AlertsConfig, state_dir: Path, now: datetime,
         regressions=_read_cache(state_dir / REGRESSIONS_CACHE),
         thermal=_read_cache(state_dir / THERMAL_CACHE),
         dashboard_url=cfg.alerts.dashboard_url,
+        live=refresh_live(store, rules, now) if any(r.kind == "noisy_neighbour_live" for r in rules) else None,
     )
 
 

@@ -20,8 +20,11 @@ Semantics follow Prometheus alerting rules (analysis-methods.md §5):
 
 Built-in rule kinds (`RuleKind`): ``thermal_temperature`` (temperature above ``threshold_c`` for the whole
 ``window``, ``for`` a duration), ``thermal_throttling`` (thermal-throttled fraction of the window above
-``throttle_fraction``), ``noisy_neighbour`` (degradation CI lower bound above ``enter_pct``; resolve when
-``exit_field`` falls below ``exit_pct``), ``perf_regression`` (`analysis.history.regression` statuses), ``thermal_regression``
+``throttle_fraction``), ``noisy_neighbour`` (the nightly degradation: q below ``fdr`` and its CI lower bound above
+``enter_pct``; resolve when ``exit_field`` falls below ``exit_pct``), ``noisy_neighbour_live`` (the live analysis of
+the serving engines' metrics over a rolling ``lookback``: an antagonist with q below ``fdr`` whose effect on the
+victim's p99 ITL or TTFT has its interval's lower bound above ``enter_pct``; resolves after ``clear_after``
+consecutive evaluations below ``exit_pct``), ``perf_regression`` (`analysis.history.regression` statuses), ``thermal_regression``
 (`analysis.history.thermal` findings), ``stale_telemetry`` (a node silent for ``intervals`` × ``interval``).
 """
 
@@ -41,8 +44,8 @@ from telemetry.config import Duration
 
 AlertStateName = Literal["pending", "firing", "resolved"]
 RuleKind = Literal[
-    "thermal_temperature", "thermal_throttling", "noisy_neighbour", "perf_regression", "thermal_regression",
-    "stale_telemetry",
+    "thermal_temperature", "thermal_throttling", "noisy_neighbour", "noisy_neighbour_live", "perf_regression",
+    "thermal_regression", "stale_telemetry",
 ]  # fmt: skip
 Severity = Literal["critical", "warning", "info"]
 
@@ -64,6 +67,9 @@ class Rule(BaseModel):
     for_s: Duration = Field(0.0, alias="for")
     keep_firing_for_s: Duration = Field(0.0, alias="keep_firing_for")
     enabled: bool = True
+    clear_after: int = Field(
+        1, ge=1, description="a firing alert resolves only after this many consecutive evaluations found it clear"
+    )
     labels: dict[str, str] = Field(default_factory=dict)
     summary: str | None = Field(None, description="summary template: {node}, {victim}, {value}, ... from the labels")
     # thermal
@@ -74,6 +80,11 @@ class Rule(BaseModel):
     enter_pct: float = 10.0
     exit_pct: float = 5.0
     exit_field: Literal["ci_high", "effect"] = "ci_high"
+    fdr: float = Field(0.05, gt=0, le=1, description="q-value gate: an effect alerts only when q < fdr")
+    # live noisy neighbour
+    lookback_s: Duration = Field(1800.0, alias="lookback", description="rolling window of the live analysis")
+    metrics: list[Literal["itl", "ttft"]] = Field(default_factory=lambda: ["itl", "ttft"])
+    shifts: int = Field(999, ge=0, description="circular shifts of the permutation test (0 = every offset)")
     # regressions
     statuses: list[Literal["suspected", "confirmed"]] = Field(default_factory=lambda: ["suspected", "confirmed"])
     severity_suspected: Severity = "warning"
@@ -117,10 +128,12 @@ def builtin_rules() -> list[Rule]:
         Rule(name="GpuThermalThrottling", kind="thermal_throttling", severity="warning", throttle_fraction=0.1,
              window_s=60, **{"for": "5m", "keep_firing_for": "5m"}),
         Rule(name="NoisyNeighborDegradation", kind="noisy_neighbour", severity="warning", enter_pct=10.0,
-             exit_pct=5.0, **{"for": "5m", "keep_firing_for": "10m"}),
+             exit_pct=5.0, fdr=0.05, **{"for": "5m", "keep_firing_for": "10m"}),
         Rule(name="PerfRegression", kind="perf_regression", severity="critical"),
         Rule(name="ThermalRegression", kind="thermal_regression", severity="critical"),
         Rule(name="TelemetryStale", kind="stale_telemetry", severity="warning", interval_s=10, intervals=3),
+        Rule(name="NoisyNeighbour", kind="noisy_neighbour_live", severity="warning", enter_pct=10.0, exit_pct=5.0,
+             exit_field="effect", fdr=0.05, clear_after=3, **{"lookback": "30m", "for": "2m"}),
     ]  # fmt: skip
 
 
@@ -154,6 +167,7 @@ class Alert:
     value: float | None = None
     notified: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # notifier -> {state, at}
     keep_firing_since: datetime | None = None
+    clear_count: int = 0  # consecutive evaluations that found a firing alert clear (hysteresis: `Rule.clear_after`)
 
     @property
     def fingerprint(self) -> str:
@@ -174,7 +188,7 @@ class Alert:
             "active_at": _iso(self.active_at), "last_active_at": _iso(self.last_active_at),
             "fired_at": _iso(self.fired_at), "resolved_at": _iso(self.resolved_at), "silenced": self.silenced,
             "value": self.value, "notified": {k: dict(v) for k, v in self.notified.items()},
-            "keep_firing_since": _iso(self.keep_firing_since),
+            "keep_firing_since": _iso(self.keep_firing_since), "clear_count": self.clear_count,
         }  # fmt: skip
 
     @classmethod
@@ -185,7 +199,7 @@ class Alert:
             fired_at=_dt(d.get("fired_at")), resolved_at=_dt(d.get("resolved_at")),
             silenced=bool(d.get("silenced", False)), value=d.get("value"),
             notified={k: dict(v) for k, v in d.get("notified", {}).items()},
-            keep_firing_since=_dt(d.get("keep_firing_since")),
+            keep_firing_since=_dt(d.get("keep_firing_since")), clear_count=int(d.get("clear_count", 0)),
         )  # fmt: skip
 
 
@@ -243,7 +257,9 @@ class AlertInputs:
     - ``degradation``: node, victim, antagonist, resource, metric, effect_pct, ci_low_pct, ci_high_pct[, q]
       (positive = the victim is slower);
     - ``regressions``: `analysis.history.regression.STATUS_SCHEMA` rows;
-    - ``thermal``: `analysis.history.thermal.FINDING_SCHEMA` rows.
+    - ``thermal``: `analysis.history.thermal.FINDING_SCHEMA` rows;
+    - ``live``: `LIVE_SCHEMA` rows: the live analysis of each victim group with serving data over each live rule's
+      lookback (one row per victim, antagonist and metric; positive effect = the victim is slower).
     """
 
     accel: pl.DataFrame | None = None
@@ -252,6 +268,17 @@ class AlertInputs:
     regressions: pl.DataFrame | None = None
     thermal: pl.DataFrame | None = None
     dashboard_url: str = ""
+    live: pl.DataFrame | None = None
+
+
+LIVE_SCHEMA: dict[str, pl.DataType] = {
+    "rule": pl.String(), "node": pl.String(), "victim": pl.String(), "antagonist": pl.String(),
+    "resource": pl.String(), "metric": pl.String(), "effect_pct": pl.Float64(), "ci_low_pct": pl.Float64(),
+    "ci_high_pct": pl.Float64(), "q": pl.Float64(), "design": pl.String(), "confidence": pl.String(),
+    "evidence": pl.String(), "range_from": pl.Datetime("us", "UTC"), "range_until": pl.Datetime("us", "UTC"),
+}  # fmt: skip
+"""The live noisy-neighbour rule's input (`AlertInputs.live`): ``rule`` names the rule whose lookback it was
+computed for; ``evidence`` is the attribution's evidence lines joined with ``; ``."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -368,10 +395,69 @@ def _noisy_neighbour(rule: Rule, inputs: AlertInputs, now: datetime) -> list[Can
             f"{labels['victim']} on {labels['node']} is {eff:.1f} % slower ({labels.get('metric', '')}) "
             f"while {labels['antagonist']} runs, through {labels['resource']} (95 % CI {lo:.1f} to {_fmt(hi)} %)"
         )
+        qv = r.get("q")
+        significant = qv is not None and math.isfinite(qv) and qv < rule.fdr
         ann = _annotations(rule, labels, summary, _dash(inputs, node=labels["node"], victim=labels["victim"]),
                            effect=_fmt(eff, 2), ci_low=_fmt(lo, 2), ci_high=_fmt(hi, 2),
-                           q_value=_fmt(r.get("q"), 4))  # fmt: skip
-        out.append(Candidate(labels, ann, active=lo > rule.enter_pct, hold=exit_value >= rule.exit_pct, value=eff))
+                           q_value=_fmt(qv, 4))  # fmt: skip
+        out.append(Candidate(labels, ann, active=significant and lo > rule.enter_pct, hold=exit_value >= rule.exit_pct,
+                             value=eff))  # fmt: skip
+    return out
+
+
+_METRIC_WORDS = {"itl": "p99 inter-token latency (decode)", "ttft": "p99 time to first token (prefill)"}
+
+
+def noisy_neighbours_url(base: str, node: str, victim: str, start: datetime | None, end: datetime | None) -> str:
+    """The dashboard's noisy-neighbour page on ``victim`` of ``node`` over [start, end): ``<base>/noisy-neighbours?
+    node=...&victim=...&from=...&until=...`` (``base``: the ``[alerts] dashboard_url``, its query dropped; "" when
+    no dashboard is configured)."""
+    from urllib.parse import urlencode, urlsplit, urlunsplit
+
+    if not base:
+        return ""
+    parts = urlsplit(base)
+    path = parts.path.rstrip("/") + "/noisy-neighbours"
+    params = {"node": node, "victim": victim, "from": _iso_s(start), "until": _iso_s(end)}
+    query = urlencode({k: v for k, v in params.items() if v and v != "none"})
+    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+
+
+def _iso_s(t: datetime | None) -> str:
+    return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _noisy_neighbour_live(rule: Rule, inputs: AlertInputs, now: datetime) -> list[Candidate]:
+    f = inputs.live
+    if f is None or f.height == 0:
+        return []
+    if "rule" in f.columns:
+        f = f.filter(pl.col("rule").is_null() | (pl.col("rule") == rule.name))
+    f = f.filter(pl.col("metric").is_in(list(rule.metrics)))
+    out = []
+    for r in f.iter_rows(named=True):
+        lo, hi, eff, qv = r.get("ci_low_pct"), r.get("ci_high_pct"), r.get("effect_pct"), r.get("q")
+        if eff is None or not math.isfinite(eff):
+            continue
+        significant = qv is not None and math.isfinite(qv) and qv < rule.fdr
+        exit_value = hi if rule.exit_field == "ci_high" and hi is not None else eff
+        labels = _labels(rule, node=r.get("node") or "", victim=r.get("victim") or "",
+                         antagonist=r.get("antagonist") or "", resource=r.get("resource") or "",
+                         metric=r.get("metric") or "")  # fmt: skip
+        words = _METRIC_WORDS.get(labels["metric"], labels["metric"])
+        summary = (
+            f"{labels['antagonist']} slows {labels['victim']} on {labels['node']}: {words} {eff:+.1f} % "
+            f"(95 % CI {_fmt(lo)} to {_fmt(hi)} %, q = {_fmt(qv, 3)}) through {labels['resource']}, "
+            f"{r.get('design') or 'correlational'}, over the last {rule.lookback_s / 60:.0f} min of live traffic"
+        )
+        url = noisy_neighbours_url(inputs.dashboard_url, labels["node"], labels["victim"], r.get("range_from"),
+                                   r.get("range_until"))  # fmt: skip
+        ann = _annotations(rule, labels, summary, url, effect=_fmt(eff, 2), ci_low=_fmt(lo, 2), ci_high=_fmt(hi, 2),
+                           q_value=_fmt(qv, 4), metric=labels["metric"], design=r.get("design") or "",
+                           confidence=r.get("confidence") or "", evidence=r.get("evidence") or "",
+                           range_from=_iso_s(r.get("range_from")), range_until=_iso_s(r.get("range_until")))  # fmt: skip
+        active = significant and lo is not None and lo > rule.enter_pct
+        out.append(Candidate(labels, ann, active=active, hold=exit_value >= rule.exit_pct, value=eff))
     return out
 
 
@@ -458,6 +544,7 @@ _KINDS = {
     "thermal_temperature": _thermal_temperature,
     "thermal_throttling": _thermal_throttling,
     "noisy_neighbour": _noisy_neighbour,
+    "noisy_neighbour_live": _noisy_neighbour_live,
     "perf_regression": _perf_regression,
     "thermal_regression": _thermal_regression,
     "stale_telemetry": _stale,
@@ -518,7 +605,8 @@ def _step(
             fresh = Alert(cand.labels, cand.annotations, "pending", now, now, value=cand.value)
             return replace(fresh, state="firing", fired_at=now) if for_s <= 0 else fresh
         assert old is not None
-        upd = replace(old, annotations=cand.annotations, last_active_at=now, value=cand.value, keep_firing_since=None)
+        upd = replace(old, annotations=cand.annotations, last_active_at=now, value=cand.value, keep_firing_since=None,
+                      clear_count=0)  # fmt: skip
         if old.state == "pending" and (now - old.active_at).total_seconds() >= for_s:
             return replace(upd, state="firing", fired_at=now)
         return upd
@@ -527,11 +615,16 @@ def _step(
     if old.state == "pending":
         return None
     if old.state == "firing":
+        # hysteresis: a firing alert resolves only after `clear_after` consecutive clear evaluations
+        clear_after = rule.clear_after if rule is not None else 1
+        if old.clear_count + 1 < clear_after:
+            upd = replace(old, clear_count=old.clear_count + 1)
+            return replace(upd, annotations=cand.annotations) if cand is not None else upd
         # Prometheus: keep firing for keep_firing_for counted from the first evaluation that found it inactive
         since = old.keep_firing_since or now
         if rule is not None and keep_s > 0 and (now - since).total_seconds() < keep_s:
             return replace(old, keep_firing_since=since)
-        return replace(old, state="resolved", resolved_at=now, keep_firing_since=None)
+        return replace(old, state="resolved", resolved_at=now, keep_firing_since=None, clear_count=0)
     # resolved: keep for a while so the resolution can be (re)sent
     if old.resolved_at is not None and (now - old.resolved_at).total_seconds() > retention_s:
         return None

@@ -249,9 +249,50 @@ def read_analyses(
     for v in victims:
         step(f"attribution for {v} (permutation tests)")
         try:
-            out[v] = analyze(store, v, start=start, end=end, topology=topology, thresholds=thresholds, seed=seed)
+            out[v] = analyze(
+                store, v, start=start, end=end, topology=topology, thresholds=thresholds, seed=seed, source="bench"
+            )
         except Exception as exc:  # one victim failing must not lose the report
             notes.append(f"analysis of {v} failed: {exc}")
+    return out, notes
+
+
+def read_live_analyses(
+    store: Any,
+    skip: list[str],
+    start: datetime,
+    end: datetime,
+    *,
+    victims: list[str] | None = None,
+    thresholds: Any = None,
+    seed: int = 0,
+    step: Step = _no_step,
+) -> tuple[dict[str, Any], list[str]]:
+    """`analysis.analyze.analyze_live` of each group with ``serving`` rows in ``[start, end)`` (production traffic,
+    the serving engine's own metrics) that is not in ``skip`` (groups with benchmark runs: analysed from those);
+    only ``victims`` when given. A group served on several nodes is analysed per node (``group@node``)."""
+    from analysis.analyze import analyze_live
+    from telemetry.errors import NeighborscopeError
+
+    if "serving" not in store.measurements():
+        return {}, []
+    rows = store.query("serving", start, end, fields=["interval_s"])
+    if rows.height == 0:
+        return {}, []
+    pairs = sorted(set(rows.select("node", "group").iter_rows()))
+    out: dict[str, Any] = {}
+    notes: list[str] = []
+    for node, group in pairs:
+        if not group or group in skip or (victims is not None and group not in victims):
+            continue
+        several = sum(1 for _, g in pairs if g == group) > 1
+        key = f"{group}@{node}" if several else group
+        step(f"live attribution for {key} (serving metrics)")
+        try:
+            out[key] = analyze_live(store, group, start=start, end=end, node=node or None, thresholds=thresholds,
+                                    seed=seed)  # fmt: skip
+        except (NeighborscopeError, ValueError) as exc:
+            notes.append(f"live analysis of {key}: {exc}")
     return out, notes
 
 
@@ -306,6 +347,12 @@ def read_report_data(
         if want
         else ({}, [])
     )
+    step("reading serving metrics (live traffic)")
+    live, live_notes = read_live_analyses(
+        store, groups, start, end, victims=victims, thresholds=thresholds, seed=seed, step=step
+    )
+    analyses.update(live)
+    notes = [*notes, *live_notes]
     skipped = unreadable_store_files(store)  # what the store skipped; then what else failed, once per file
     unreadable = list(
         dict.fromkeys(

@@ -173,6 +173,15 @@ def _effect(v: float | None, lo: float | None, hi: float | None) -> str:
     return f"{v:+.1f} %{ci}"
 
 
+def _live(a: dict[str, Any]) -> str:
+    """A mark after the victim's name when the row comes from live traffic (the serving engine's metrics)."""
+    return (
+        ' <span class="chg" title="live traffic: the serving engine\'s own metrics">(live)</span>'
+        if (a.get("source") == "live")
+        else ""
+    )
+
+
 def _antagonists(s: dict[str, Any]) -> str:
     items = s["antagonists"]["items"]
     if not items:
@@ -183,7 +192,7 @@ def _antagonists(s: dict[str, Any]) -> str:
         sig = "yes" if a["significant"] else "no"
         body.append(
             f'<tr data-victim="{_attr(a["victim"])}" data-antagonist="{_attr(a["antagonist"])}" '
-            f'data-significant="{sig}"><td>{a["rank"]}</td><td class="text">{escape(a["victim"])}</td>'
+            f'data-significant="{sig}"><td>{a["rank"]}</td><td class="text">{escape(a["victim"])}{_live(a)}</td>'
             f'<td class="text"><strong>{escape(a["antagonist"])}</strong></td>'
             f'<td class="text">{escape(a.get("resource") or "not identified")}</td>'
             f"<td>{_effect(a['throughput_effect_pct'], a['throughput_ci_low_pct'], a['throughput_ci_high_pct'])}</td>"
@@ -380,6 +389,59 @@ def _attribution(s: dict[str, Any], frames: dict[str, pl.DataFrame]) -> str:
     return "".join(out)
 
 
+def _prefill(s: dict[str, Any], frames: dict[str, pl.DataFrame]) -> str:
+    """Prefill vs decode: the antagonists on TTFT windows (the ITL / decode side is the table above) and the
+    TTFT knee of each victim (a figure, and its verdict in words)."""
+    from analysis.figures.knee import knee_figure
+    from analysis.knee import Knee
+
+    pd = s.get("prefill_decode") or {"ttft_antagonists": [], "knees": [], "note": "not computed"}
+    out = []
+    items = pd["ttft_antagonists"]
+    if items:
+        rows = []
+        for a in items:
+            q = "n/a" if a.get("q") is None else f"{a['q']:.3f}"
+            sig = "yes" if a["significant"] else "no"
+            rows.append(
+                f'<tr data-ttft-victim="{_attr(a["victim"])}" data-ttft-antagonist="{_attr(a["antagonist"])}" '
+                f'data-ttft-significant="{sig}"><td>{a["rank"]}</td><td class="text">{escape(a["victim"])}{_live(a)}</td>'
+                f'<td class="text"><strong>{escape(a["antagonist"])}</strong></td>'
+                f'<td class="text">{escape(a.get("resource") or "not identified")}</td>'
+                f"<td>{_effect(a['ttft_p99_effect_pct'], a['ttft_p99_ci_low_pct'], a['ttft_p99_ci_high_pct'])}</td>"
+                f'<td>{escape(q)}</td><td class="text">{sig}</td>'
+                f'<td class="text">{escape(a["design"])}, {escape(a["confidence"])}</td>'
+                f'<td class="text">{escape("; ".join(a["evidence"]) or "—")}</td></tr>'
+            )
+        out.append(
+            '<table id="ttft-antagonist-table"><thead><tr><th>rank</th><th class="text">victim</th>'
+            '<th class="text">antagonist</th><th class="text">resource</th><th>p99 TTFT effect [95 % CI]</th>'
+            '<th>q</th><th class="text">significant</th><th class="text">design, confidence</th>'
+            f'<th class="text">evidence</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            '<p class="note">Attribution on TTFT windows (prefill): in disaggregated serving the prefill pool\'s '
+            "neighbour shows here, the decode pool's in the ITL table above.</p>"
+        )
+    else:
+        out.append(_empty(f"No attribution on TTFT windows: {pd['note']}"))
+    for i, k in enumerate(pd["knees"]):
+        victim = k["victim"]
+        fields = {f: k[f] for f in Knee.__dataclass_fields__ if f in k}
+        knee = Knee(**fields)
+        win = frames.get(f"knee:{victim}")
+        line = f'<p class="knee" data-victim="{_attr(victim)}">{escape(victim)}: {escape(k["summary"])}</p>'
+        out.append(line)
+        if win is not None:
+            out.append(
+                _fig(
+                    knee_figure(win, knee, f"{victim}: TTFT against load"),
+                    f"fig-knee-{i}",
+                    f"{victim}'s TTFT per window against its load (running requests x mean input tokens); the "
+                    "two-segment fit and the knee's 95 % interval where there is a knee.",
+                )
+            )
+    return "".join(out)
+
+
 def render_html(report: Report) -> str:
     """The whole page as one string (plotly.js inline, no network access needed)."""
     s, fr = report.summary, report.frames
@@ -396,10 +458,11 @@ def render_html(report: Report) -> str:
         f"{escape(s['window']['end'] or '')} · generated {escape(s['generated_at'])} · store "
         f"<code>{escape(s['store'] or '')}</code></p>"
         '<nav><a href="#verdict">Verdict</a><a href="#phases">Phases</a><a href="#attribution">Attribution</a>'
-        '<a href="#thermal">Thermal</a><a href="#history">History</a><a href="#runs">Runs</a></nav></header>'
+        '<a href="#prefill">Prefill vs decode</a><a href="#thermal">Thermal</a><a href="#history">History</a><a href="#runs">Runs</a></nav></header>'
         + _verdict(s)
         + f'<section id="phases"><h2>Phase table</h2>{_phase_table(s)}{phases_figs}</section>'
         + f'<section id="attribution"><h2>Who is to blame</h2>{_attribution(s, fr)}</section>'
+        + f'<section id="prefill"><h2>Prefill vs decode</h2>{_prefill(s, fr)}</section>'
         + f'<section id="thermal"><h2>Thermal and power</h2>{_thermal(s, fr)}</section>'
         + f'<section id="history"><h2>History</h2>{_history(s, fr)}</section>'
         + f'<section id="runs"><h2>Runs and metadata</h2>{_runs(s)}</section>'

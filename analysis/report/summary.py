@@ -17,6 +17,10 @@ hidden behind an estimate). ``summary["sources"]`` names the module of each sect
   Correlational only; co-tenants always on together are flagged as confounded.
 - thermal: `analysis.history.thermal.thermal_profile` / `device_thermal_profile`, worded by `analysis.report.profile`.
 - history: `analysis.history.regression` (nightly history, regression status, change points).
+- prefill vs decode: `analysis.analyze` attributes on TTFT windows as well as ITL (``antagonists`` are the ITL /
+  decode side; ``prefill_decode.ttft_antagonists`` the TTFT / prefill side, reported separately: a prefill pool's
+  neighbour shows in TTFT, a decode pool's in ITL) and `analysis.knee` finds the load (concurrency x input length)
+  beyond which the victim's TTFT rises sharply (``prefill_decode.knees``; the figure: `analysis.figures.knee`).
 
 Sections without data (no runs, no accelerator telemetry, no runs in the history window) say so explicitly.
 """
@@ -360,11 +364,12 @@ def antagonist_ranking(p99: pl.DataFrame, activity: pl.DataFrame, options: Repor
     return out
 
 
-def antagonists_from_analysis(analyses: dict[str, Any]) -> list[dict[str, Any]]:
-    """Ranked antagonists of `analysis.analyze.AnalysisResult` values (``ANTAGONIST_COLUMNS``), per victim."""
+def antagonists_from_analysis(analyses: dict[str, Any], metric: str = "itl") -> list[dict[str, Any]]:
+    """Ranked antagonists of `analysis.analyze.AnalysisResult` values (``ANTAGONIST_COLUMNS``), per victim, on
+    ``metric``'s windows (``itl``: decode; ``ttft``: prefill, with the p99 TTFT effect too)."""
     out: list[dict[str, Any]] = []
     for victim, res in analyses.items():
-        for r in res.antagonists.iter_rows(named=True):
+        for r in res.antagonists_of(metric).iter_rows(named=True):
             members = r["antagonist"].split("+")
             out.append(
                 {
@@ -377,12 +382,22 @@ def antagonists_from_analysis(analyses: dict[str, Any]) -> list[dict[str, Any]]:
                     "itl_p99_effect_pct": _num(r["itl_p99_effect_pct"], 2),
                     "itl_p99_ci_low_pct": _num(r["itl_ci_low"], 2),
                     "itl_p99_ci_high_pct": _num(r["itl_ci_high"], 2),
+                    **(
+                        {
+                            "ttft_p99_effect_pct": _num(r.get("ttft_p99_effect_pct"), 2),
+                            "ttft_p99_ci_low_pct": _num(r.get("ttft_ci_low"), 2),
+                            "ttft_p99_ci_high_pct": _num(r.get("ttft_ci_high"), 2),
+                        }
+                        if metric == "ttft"
+                        else {}
+                    ),
                     "p": _num(r["p_value"], 4),
                     "q": _num(r["q_value"], 4),
                     "share_explained": _num(r["share_explained"], 4),
                     "design": r["design"],
                     "confidence": r["confidence"],
                     "significant": bool(r["significant"]),
+                    "source": getattr(res, "source", "bench"),
                     "confounded_with": members if len(members) > 1 else [],
                     "evidence": list(r["evidence"] or [])
                     + (
@@ -393,6 +408,32 @@ def antagonists_from_analysis(analyses: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def prefill_decode(analyses: dict[str, Any]) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
+    """The prefill side of each victim's analysis: its antagonists on TTFT windows (ranked, significant first) and
+    its TTFT knee (`analysis.knee.Knee.to_dict` plus ``victim``), and per victim the windows the knee was read from
+    (frame ``knee:<victim>``, with the ``load`` column) for `analysis.figures.knee.knee_figure`."""
+    from analysis.knee import with_load
+
+    items = antagonists_from_analysis(analyses, "ttft")
+    items.sort(key=lambda a: (not a["significant"], a["victim"]))
+    for rank, a in enumerate(items, 1):
+        a["rank"] = rank
+    knees, frames = [], {}
+    for victim, res in analyses.items():
+        if res.knee is None:
+            continue
+        knees.append({"victim": victim, **res.knee.to_dict()})
+        if res.windows is not None:
+            frames[f"knee:{victim}"] = with_load(res.windows)
+    if not analyses:
+        note = "no attribution ran in this window"
+    elif not items and not knees:
+        note = "the victims' windows have no TTFT (per-request benchmark output gives it)"
+    else:
+        note = "ok"
+    return {"ttft_antagonists": items, "knees": knees, "note": note}, frames
 
 
 def _antagonists(data: ReportData, o: ReportOptions) -> tuple[list[dict[str, Any]], pl.DataFrame, str]:
@@ -735,14 +776,19 @@ def build_report(
     ants.sort(key=lambda a: (not a["significant"], a["victim"]))
     for rank, a in enumerate(ants, 1):
         a["rank"] = rank
-    if not data.runs:
+    if not data.runs and not ants:
         ant_note = NO_RUNS
-    elif p99.is_empty():
+    elif p99.is_empty() and not ants:
         ant_note = "no per-token or per-request latencies in this window"
     elif act.is_empty():
         ant_note = "no co-tenant activity (accelerator utilisation or tenant CPU) in this window"
     else:
         ant_note = "co-tenants were never both active and idle while a benchmark ran" if not ants else "ok"
+
+    tell("prefill vs decode")
+    pd_section, knee_frames = prefill_decode(data.analyses)
+    frames.update(knee_frames)
+    sources["prefill_decode"] = "analysis.analyze (attribution on TTFT windows), analysis.knee.ttft_knee"
 
     tell("thermal profile")
     nodes = thermal_profile(data.accel, data.host, o.limits)
@@ -800,6 +846,7 @@ def build_report(
             "window_s": o.window_s,
             "method_notes": sorted({n for res in data.analyses.values() for n in res.notes}),
         },
+        "prefill_decode": pd_section,
         "thermal": {
             "limits": o.limits.to_dict(),
             "nodes": nodes.to_dicts(),

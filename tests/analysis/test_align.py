@@ -6,13 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
+import pytest
 
 from analysis.align import (
     MIN_ITL_SAMPLES,
     MIN_P99_SAMPLES,
+    MIN_TTFT_P99_SAMPLES,
     align,
     choose_window_s,
     device_windows,
+    grid_from_victim,
     group_windows,
     socket_windows,
     victim_windows,
@@ -186,3 +189,91 @@ def test_a_bidirectional_pcie_figure_counts_when_rx_and_tx_are_absent() -> None:
         pl.lit(7e8).alias("pcie_bidir_bytes_per_s"),
     )
     assert device_windows(a, 2.0)["pcie_bytes_per_s"].to_list()[0] == 7e8
+
+
+def test_victim_windows_carry_ttft_p99_and_the_request_rate() -> None:
+    many = pl.DataFrame(
+        {
+            "run_id": "r",
+            "request_index": np.arange(10),
+            "time": [T0 + timedelta(milliseconds=100 * i) for i in range(10)],
+            "ttft_ms": [10.0 * (i + 1) for i in range(10)],
+            "e2e_ms": 500.0,
+            "input_tokens": 100,
+            "output_tokens": 10,
+            "error": None,
+        }
+    ).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")), pl.col("error").cast(pl.String))
+    w = victim_windows(
+        pl.concat([many, _requests().with_columns(pl.col("request_index") + 10)], how="vertical_relaxed"),
+        _tokens(600, 6),
+        _runs(6),
+        2.0,
+    )
+    first = w.row(0, named=True)
+    assert first["requests_started"] == 11 and first["requests_per_s"] == 5.5
+    ttfts = np.array([*(10.0 * (i + 1) for i in range(10)), 1000.0])
+    assert first["ttft_ms_p99"] == pytest.approx(np.quantile(ttfts, 0.99))
+    # one request in a window: too few for a p99 (null, not its value), its p50 kept
+    second = w.row(1, named=True)
+    assert second["requests_started"] == 1 and second["ttft_ms_p99"] is None and second["ttft_ms_p50"] == 1000.0
+    assert MIN_TTFT_P99_SAMPLES > 1
+
+
+def _device_samples() -> dict[str, pl.DataFrame]:
+    t = [T0 + timedelta(seconds=s) for s in range(4)]
+    disk = pl.DataFrame(
+        {
+            "time": t * 2,
+            "node": "n",
+            "disk": ["nvme0n1"] * 4 + ["sda"] * 4,
+            "read_await_ms": [1.0, 2.0, 3.0, 4.0] + [9.0] * 4,
+            "write_await_ms": [5.0, 0.0, 0.0, 0.0] + [None] * 4,
+            "busy_pct": [10.0, 20.0, 30.0, 40.0] + [90.0] * 4,
+        }
+    )
+    net = pl.DataFrame(
+        {
+            "time": t,
+            "node": "n",
+            "interface": "eth0",
+            "rx_bytes_per_s": 1e6,
+            "tx_bytes_per_s": 2e6,
+            "rx_dropped_per_s": [1.0, None, 3.0, None],
+            "tx_dropped_per_s": [None, None, 1.0, None],
+        }
+    )
+    rdma = pl.DataFrame({"time": t, "node": "n", "device": "mlx5_0", "port": "1", "xmit_wait_per_s": 7.0})
+    return {
+        k: v.with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))
+        for k, v in (("disk", disk), ("net", net), ("rdma", rdma))
+    }
+
+
+def test_disk_net_and_rdma_windows_come_from_the_resource_records() -> None:
+    s = _device_samples()
+    grid = align(_requests(), _tokens(600, 6), _runs(6), window_s=2.0, disk=s["disk"], net=s["net"], rdma=s["rdma"])
+    d = grid.disks.filter(pl.col("disk") == "nvme0n1").sort("window_start")
+    # await: the larger of read / write per sample, window mean; busy: window mean
+    assert d["await_ms"].to_list() == [3.5, 3.5] and d["busy_pct"].to_list() == [15.0, 35.0]
+    assert "queue_ms_per_s" not in grid.disks.columns  # absent from the samples: absent, not 0
+    n = grid.nets.sort("window_start")
+    # drops: rx + tx where either is reported, null where neither is
+    assert n["dropped_per_s"].to_list() == [1.0, 4.0]
+    assert grid.rdma["xmit_wait_per_s"].to_list() == [7.0, 7.0] and set(grid.rdma["port"]) == {"1"}
+    wide = grid.wide()
+    assert {"host_disk.nvme0n1.await_ms", "host_net.eth0.dropped_per_s", "rdma.mlx5_0/1.xmit_wait_per_s"} <= set(
+        wide.columns
+    )
+
+
+def test_a_victim_table_from_another_source_gets_the_same_telemetry_grid() -> None:
+    # a live source (serving metrics) fills the documented victim table itself; the telemetry half is the same
+    s = _device_samples()
+    victim = victim_windows(_requests(), _tokens(600, 6), _runs(6), 2.0)
+    direct = align(_requests(), _tokens(600, 6), _runs(6), window_s=2.0, accel=_accel(), disk=s["disk"])
+    live = grid_from_victim(victim, 2.0, accel=_accel(), disk=s["disk"], notes=("live serving metrics",))
+    assert live.victim.equals(direct.victim)
+    assert live.groups.sort("window_start", "group").equals(direct.groups.sort("window_start", "group"))
+    assert live.disks.equals(direct.disks)
+    assert live.notes[0] == "live serving metrics"

@@ -119,8 +119,10 @@ def test_store_analysis_ranks_the_simulated_antagonist_first(sim_store: Path) ->
 
 
 def test_docs_describe_every_json_field() -> None:
-    text = (Path(__file__).parents[2] / "docs" / "analysis.md").read_text()
-    for name in [*PHASE_COLUMNS, *ANTAGONIST_COLUMNS, "schema_version", "window_s", "notes"]:
+    docs = Path(__file__).parents[2] / "docs"
+    text = (docs / "analysis.md").read_text() + (docs / "live.md").read_text()
+    live_keys = ["source", "range", "node", "window_s_ttft", "antagonists_ttft", "knee"]
+    for name in [*PHASE_COLUMNS, *ANTAGONIST_COLUMNS, "schema_version", "window_s", "notes", *live_keys]:
         assert name in text, name
 
 

@@ -120,8 +120,10 @@ def test_suspects_follow_the_declared_topology() -> None:
     )
     sus = suspects("hive0", grid, f.topology)
     by = {r["suspect"]: r for r in sus.iter_rows(named=True)}
-    assert by["tt"]["resources"] == ["pcie", "cpu", "thermal"]  # same switches, socket and zones as hive0
-    assert by["cpuhog"]["resources"] == ["cpu"]
+    # same switches, socket, NUMA node, NICs and zones as hive0; memory is host-wide
+    assert by["tt"]["resources"] == ["pcie", "cpu", "memory_bandwidth", "memory", "network", "thermal"]
+    assert by["cpuhog"]["resources"] == ["cpu", "memory_bandwidth", "memory"]
+    assert by["cpuhog"]["shares"] == ["socket=0", "numa_node=0"]
     assert by["hive1"]["resources"] == []  # other switches, socket and zones: a control
     free = suspects("hive0", grid, None)
     assert set(free["suspect"]) == {"tt", "cpuhog", "hive1", "furiosa"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import get_args
 
 import numpy as np
 import polars as pl
@@ -12,14 +13,14 @@ import pytest
 
 from analysis import attribution
 from analysis.align import Grid, device_windows, group_windows, group_windows_direct
-from analysis.resources import FIELDS, RESOURCE_NAMES, RESOURCES, Mediator, Resource
+from analysis.resources import ALL_FIELDS, FIELDS, RESOURCE_NAMES, RESOURCES, Derive, Mediator, Resource
 from telemetry import schema, topology
 from telemetry.sim import scenario
 
 
 def test_every_share_key_is_a_topology_column() -> None:
     for r in RESOURCES:
-        assert r.share_keys, r.name
+        assert r.share_keys or r.name == "memory", r.name  # memory is host-wide: no share key
         for key in r.share_keys:
             assert key in topology.SHARED and key in topology.TOPOLOGY_COLUMNS, (r.name, key)
 
@@ -51,20 +52,24 @@ def _fields_read(expr_of) -> set[str]:
     return read
 
 
-def test_every_window_field_reads_accel_sample_fields() -> None:
-    for f in FIELDS:
+def test_every_window_field_reads_its_measurements_sample_fields() -> None:
+    for f in ALL_FIELDS:
         read = _fields_read(f.expr)
-        assert read and read <= set(schema.ACCEL.field_names), (f.name, read)
+        assert read and read <= set(schema.measurement(f.measurement).field_names), (f.column, read)
+    assert all(f.measurement == "accel" for f in FIELDS)
 
 
 def test_every_mediator_field_is_a_window_field_and_every_kind_is_known() -> None:
-    names = {f.name for f in FIELDS}
+    columns = {f.column for f in ALL_FIELDS} | {"tenant.cpu_pct"}  # a base column of the tenant windows
     for r in RESOURCES:
         for m in r.mediators:
             assert m.kind in ("primary", "hard", "context")
-            if m.derive in ("load_adjusted_drop", "neg_log", "value"):
-                assert m.field in names, (r.name, m.column)
+            assert m.derive in get_args(Derive), (r.name, m.column)
+            if m.field is not None:
+                assert m.field in columns, (r.name, m.column)
+            assert set(m.ambiguous_with) <= set(RESOURCE_NAMES) - {r.name}, (r.name, m.column)
         assert any(m.kind == "primary" for m in r.mediators), f"{r.name} has no signal that can name it"
+    assert set(get_args(Derive)) == set(attribution._DERIVE)
 
 
 def test_align_windows_carry_every_resource_field_summed_or_averaged_as_declared() -> None:
@@ -184,4 +189,4 @@ def test_a_new_record_is_all_attribution_needs(monkeypatch: pytest.MonkeyPatch) 
         grid, groups=pl.concat([grid.groups, grid.groups.with_columns(pl.lit("hog").alias("group"))])
     )
     sus = attribution.suspects("victim", grid, topo)
-    assert sus.row(0, named=True)["resources"] == ["thermal", "coolant"]
+    assert sus.row(0, named=True)["resources"] == ["memory", "thermal", "coolant"]  # memory: host-wide

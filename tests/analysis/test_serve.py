@@ -123,3 +123,26 @@ def test_a_suspected_regression_triggers_the_rerun_command_which_confirms_it(tmp
     assert tput["status"] == "confirmed" and "rerun" in tput["evidence"]
     firing = [a for a in read_state(tmp_path / "alerts").book.alerts.values() if a.state == "firing"]
     assert [(a.labels["alertname"], a.labels["severity"]) for a in firing] == [("PerfRegression", "critical")]
+
+
+def test_alert_job_runs_the_live_noisy_neighbour_rule_on_serving_data(tmp_path: Path) -> None:
+    from tests.analysis.alerts.serving_sim import scenario
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    s = scenario(minutes=30, itl_effect=0.3, seed=1, start=now - timedelta(minutes=30))
+    st = open_store(tmp_path / "store")
+    st.write("serving", s.serving)
+    st.write("tenant", s.tenant)
+    st.close()
+    cfg = tmp_path / "alerts.toml"
+    cfg.write_text(
+        '[alerts]\ndashboard_url = "http://dash.local"\n\n'
+        '[[rule]]\nname = "NoisyNeighbour"\nkind = "noisy_neighbour_live"\nfor = "0s"\nshifts = 199\n'
+    )
+    jobs = Jobs(_opts(tmp_path, alerts_config=cfg))
+    jobs.alerts()
+    live = [a for a in read_state(tmp_path / "alerts").book.alerts.values() if a.name == "NoisyNeighbour"]
+    assert [(a.state, a.labels["victim"], a.labels["antagonist"], a.labels["metric"]) for a in live] == [
+        ("firing", "hive0", "batch1", "itl")
+    ]
+    assert live[0].annotations["dashboard_url"].startswith("http://dash.local/noisy-neighbours?node=n1&victim=hive0")

@@ -79,7 +79,7 @@ def test_a_rule_of_the_same_name_replaces_the_builtin(tmp_path: Path) -> None:
     rules = {r.name: r for r in cfg.rules()}
     assert rules["GpuTemperatureHigh"].threshold_c == 80 and rules["GpuTemperatureHigh"].for_s == 600
     assert rules["Mine"].intervals == 5
-    assert len(rules) == 7
+    assert len(rules) == 8  # 7 built-ins (NoisyNeighbour, the live rule, among them) + Mine
     cfg = load_config(_write(tmp_path, "[alerts]\nbuiltin_rules = false\n"))
     assert cfg.rules() == []
 

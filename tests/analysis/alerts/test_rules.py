@@ -42,6 +42,7 @@ def test_builtin_rules_cover_every_kind_once() -> None:
             "thermal_temperature",
             "thermal_throttling",
             "noisy_neighbour",
+            "noisy_neighbour_live",
             "perf_regression",
             "thermal_regression",
             "stale_telemetry",

@@ -14,6 +14,8 @@ class ReportPage(HTMLParser):
         self.verdict: list[tuple[str, str]] = []
         self.phase_cells: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
         self.antagonists: list[tuple[str, str, str]] = []  # victim, antagonist, significant
+        self.ttft_antagonists: list[tuple[str, str, str]] = []  # the same, on TTFT windows (prefill)
+        self.knee_victims: list[str] = []
         self.thermal_nodes: list[tuple[str, str]] = []  # node, status
         self.script_srcs: list[str] = []
         self.plotly_bundles = 0
@@ -36,6 +38,10 @@ class ReportPage(HTMLParser):
             self.phase_cells[self._row] = {}
         if tag == "tr" and "data-antagonist" in a:
             self.antagonists.append((a["data-victim"], a["data-antagonist"], a["data-significant"]))
+        if tag == "tr" and "data-ttft-antagonist" in a:
+            self.ttft_antagonists.append((a["data-ttft-victim"], a["data-ttft-antagonist"], a["data-ttft-significant"]))
+        if tag == "p" and a.get("class") == "knee":
+            self.knee_victims.append(a["data-victim"])
         if tag == "tr" and "data-node" in a:
             self.thermal_nodes.append((a["data-node"], a["data-status"]))
         if tag == "td" and self._row is not None and "data-metric" in a:

@@ -67,3 +67,17 @@ def test_every_section_is_present(sim_report) -> None:
     for section in ("verdict", "phases", "attribution", "thermal", "history", "runs"):
         assert f'id="{section}"' in html
     assert 'id="thermal-profile"' in html and 'id="runs-table"' in html
+
+
+def test_prefill_vs_decode_on_the_page_matches_summary_json(sim_report) -> None:
+    summary, html = _load(sim_report)
+    page = read_page(html)
+    pd = summary["prefill_decode"]
+    assert 'id="prefill"' in html
+    assert page.ttft_antagonists == [
+        (a["victim"], a["antagonist"], "yes" if a["significant"] else "no") for a in pd["ttft_antagonists"]
+    ]
+    assert page.knee_victims == [k["victim"] for k in pd["knees"]]
+    for i, k in enumerate(pd["knees"]):
+        assert f'id="fig-knee-{i}"' in html
+        assert k["summary"].startswith("TTFT knee at load") == k["found"]

@@ -165,3 +165,48 @@ def test_an_error_in_the_analysis_fails_the_report(monkeypatch) -> None:
     data.run_objects = run_objects(data.runs)
     with pytest.raises(RuntimeError, match="half-landed"):
         build_report(data, generated_at=T0)
+
+
+def test_ttft_attribution_and_the_knee_are_reported_apart_from_itl(sim_report) -> None:
+    s = json.loads(sim_report["summary"].read_text())
+    pd = s["prefill_decode"]
+    assert pd["note"] == "ok"
+    assert pd["ttft_antagonists"], "the simulated victim has per-request TTFTs"
+    for a in pd["ttft_antagonists"]:
+        assert {"ttft_p99_effect_pct", "ttft_p99_ci_low_pct", "ttft_p99_ci_high_pct", "q", "design"} <= set(a)
+    for a in s["antagonists"]["items"]:
+        assert "ttft_p99_effect_pct" not in a  # the ITL (decode) table stays as it was
+    assert [k["victim"] for k in pd["knees"]] == sorted(k["victim"] for k in pd["knees"]) == ["hive0", "hive1"]
+    knee = pd["knees"][0]
+    assert {"found", "load", "load_ci_low", "load_ci_high", "p_value", "reason", "summary", "n_points"} <= set(knee)
+    assert knee["found"] or knee["reason"]
+    assert s["sources"]["prefill_decode"].startswith("analysis.analyze")
+
+
+def test_live_traffic_is_reported_from_serving_metrics_without_benchmark_runs(tmp_path) -> None:
+    from analysis.report import write_report
+    from telemetry.store.factory import open_store
+    from tests.analysis.alerts.serving_sim import scenario
+    from tests.analysis.report.pagetext import read_page
+
+    sc = scenario(minutes=45, itl_effect=0.3, seed=1, knee_load=15_000)
+    store = open_store(tmp_path / "store")
+    try:
+        store.write("serving", sc.serving)
+        store.write("tenant", sc.tenant)
+        paths = write_report(store, sc.start, sc.end, tmp_path / "out", store_name="live")
+    finally:
+        store.close()
+    s = json.loads(paths["summary"].read_text())
+    items = s["antagonists"]["items"]
+    assert [(a["victim"], a["antagonist"], a["source"], a["significant"]) for a in items] == [
+        ("hive0", "batch1", "live", True)
+    ]
+    assert s["antagonists"]["note"] == "ok"
+    assert [a["source"] for a in s["prefill_decode"]["ttft_antagonists"]] == ["live"]
+    (knee,) = s["prefill_decode"]["knees"]
+    assert knee["victim"] == "hive0" and knee["found"]
+    html = paths["html"].read_text(encoding="utf-8")
+    page = read_page(html)
+    assert page.antagonists == [("hive0", "batch1", "yes")] and page.knee_victims == ["hive0"]
+    assert "(live)" in html and 'id="fig-knee-0"' in html
