@@ -32,10 +32,9 @@ Method (analysis-methods.md §6b):
    off, lag 0). Per suspect: the drop in residual sum of squares when its columns join (partial R², reported as
    ``share_explained``), p by circular-shift permutation (999 shifts; keeps autocorrelation) or, for a randomised
    schedule, by re-arranging its on / off segments (`stats.segment_shuffle_pvalue`), q by Benjamini–Hochberg
-   across suspects. The effect = the sum of its
-   coefficients (sustained idle -> its busiest) in the same regression on the throughput residual
-   (``effect_pct``) and on the p99 ITL residual (``itl_p99_effect_pct``), CIs from Newey–West standard
-   errors, in % of the baseline level of the load model's fit. The CPI2 correlation (Zhang et al. 2013, threshold 0.35) is reported beside it (``cpi2_corr``).
+   across suspects. The effect = exp(the sum of its coefficients) - 1 (sustained idle -> its busiest) in the same
+   regression on the log residual of throughput (``effect_pct``) and of p99 ITL (``itl_p99_effect_pct``): the
+   signal's ratio to what the victim's own load predicts, CIs from Newey–West standard errors, in %. The CPI2 correlation (Zhang et al. 2013, threshold 0.35) is reported beside it (``cpi2_corr``).
 5. **Resource** (`resource_evidence`): per suspect and shared resource, the victim-side mediators of its record
    (`analysis.resources.RESOURCES`: share keys, mediators, thresholds and evidence words live there) regressed on
    the suspect's activity (Newey–West t): PCIe = drop in the victim's load-adjusted PCIe rate; CPU = saturated
@@ -1004,14 +1003,16 @@ def rank_antagonists(
     out_rows = []
     effects: dict[str, tuple[float, float, float]] = {}
     rate_sig, lat_sig = METRICS[metric]
+    # effects as ratios: the log residual (the victim's signal over what its own load predicts) regressed on the
+    # activity, exp(slope) - 1 in %; on the log scale a few windows of a backlog (p99 ITL 10x for a minute after
+    # a switch-off) weigh as ratios, not as hundreds of ms that swamp the interval (issue 16's e2e run)
     for col in (f"resid_{rate_sig}", "resid_itl_p99", "resid_ttft_p99"):
-        if col not in idx.columns:
+        log_col = col.replace("resid_", "resid_log_")
+        if log_col not in idx.columns:
             continue
-        yy = idx[col].cast(pl.Float64).to_numpy()
-        fitted = idx[col.replace("resid_", "fit_")].cast(pl.Float64).to_numpy()[base]
-        level = float(np.nanmean(fitted)) if np.isfinite(fitted).any() else math.nan
+        yy = idx[log_col].cast(pl.Float64).to_numpy()
         ok = np.isfinite(yy)
-        if ok.sum() < MIN_WINDOWS or not math.isfinite(level) or level <= 0:
+        if ok.sum() < MIN_WINDOWS:
             continue
         beta, resid = stats.ols(yy[ok], x[ok])
         cov = stats.hac_cov(x[ok], resid)
@@ -1019,7 +1020,7 @@ def rank_antagonists(
             sl = slice(starts[j], starts[j + 1])
             b = float(beta[sl].sum())
             se = math.sqrt(max(float(cov[sl, sl].sum()), 0.0))
-            effects[f"{col}:{n}"] = tuple(100.0 * v / level for v in (b, b - 1.96 * se, b + 1.96 * se))
+            effects[f"{col}:{n}"] = tuple(100.0 * math.expm1(min(v, 50.0)) for v in (b, b - 1.96 * se, b + 1.96 * se))
     for j, n in enumerate(names):
         sl = slice(starts[j], starts[j + 1])
         harm = float(beta_i[sl].sum())
