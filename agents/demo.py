@@ -2,7 +2,8 @@
 
 1. simulate the node of seed 000 (16 MI300X in two hives, 16 Tenstorrent, 2 Furiosa, host CPUs) through
    its three phases, writing the benchmark results in a real tool format (AIPerf ``profile_export.jsonl``);
-2. start a real collector on loopback with the embedded store in ``DIR/store``;
+2. start a real collector on loopback with the embedded store in ``DIR/store`` (or ``--store URL``: InfluxDB,
+   VictoriaMetrics, with the local queue and artifacts in ``DIR``);
 3. push the telemetry through the real HTTP ingest path, batch by batch, as an agent does (gzip JSON,
    bearer token, sequence numbers, retries);
 4. import the benchmark files with ``neighborscope import bench`` (the path a user's files take);
@@ -20,6 +21,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import polars as pl
 import typer
@@ -36,6 +38,20 @@ CLI = NEIGHBORSCOPE
 
 class DemoError(NeighborscopeError):
     """A demo step failed."""
+
+
+def _remote_url(url: str, workdir: Path) -> str:
+    """A server store's URL (``influx://``, ``vm://``, ...) with its local queue and artifacts in the demo's
+    directory unless the URL names them: the demo keeps its files together, and each step (collector, importers,
+    analysis, report) opens the same queue and finds the same token artifacts."""
+    if "://" not in url or url.startswith("file://"):
+        return url
+    parts = urlsplit(url)
+    params = parse_qs(parts.query, keep_blank_values=True)
+    extra = {k: str(workdir / k) for k in ("queue", "artifacts") if k not in params}
+    if not extra:
+        return url
+    return url + ("&" if parts.query else "?" if "?" not in url else "") + urlencode(extra, safe="/")
 
 
 def _run(console: Console, title: str, args: list[str], cwd: Path, show: bool = True) -> str:
@@ -170,7 +186,10 @@ def demo(
     store: str | None = typer.Option(
         None,
         "--store",
-        help="Store URL (e.g. influx://127.0.0.1:8086/neighborscope); default: the embedded store in --dir.",
+        help=(
+            "Store URL (e.g. influx://127.0.0.1:8086/neighborscope or vm://127.0.0.1:8428/demo); default: the "
+            "embedded store in --dir. A server store keeps its queue and artifacts in --dir."
+        ),
     ),
 ) -> None:
     """Run the whole pipeline on a simulated seed-000 node: collector, telemetry over HTTP, benchmark
@@ -182,10 +201,10 @@ def demo(
     started = time.perf_counter()
     workdir = directory.resolve()
     store_dir = workdir / "store"
-    store_url = store or str(store_dir)
+    store_url = _remote_url(store, workdir) if store else str(store_dir)
     sim_dir = workdir / "sim"
     if not keep:
-        for p in (store_dir, sim_dir, workdir / "report"):
+        for p in (store_dir, sim_dir, workdir / "report", workdir / "artifacts"):
             shutil.rmtree(p, ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
 
@@ -232,5 +251,6 @@ def demo(
     console.rule("[bold]6. nightly report")
     _run(console, "report", ["report", *env_store, "--victim", "hive0", "--out", str(workdir / "report")], workdir)
     console.print(f"report: {workdir / 'report' / 'index.html'}")
-    console.print(f"dashboard: neighborscope dashboard --store {store_url}")
+    topology = "" if store_url == str(store_dir) else f" --topology {workdir / 'topology.json'}"
+    console.print(f"dashboard: neighborscope dashboard --store '{store_url}'{topology}")
     console.rule(f"[bold green]demo done in {time.perf_counter() - started:.0f} s")

@@ -1,8 +1,9 @@
 """Open a store from its URL: backends register a factory per URL scheme, `open_store` picks one.
 
 The built-in backends register themselves when their module is imported (``@register_scheme("file")`` in
-`telemetry.store.parquet`, the ``influx*`` schemes in `telemetry.store.influx`); `open_store` imports the one a
-URL names on first use, so a process that only reads Parquet never imports the InfluxDB client. This module
+`telemetry.store.parquet`, the ``influx*`` schemes in `telemetry.store.influx`, ``vm``, ``vms`` and ``vmcluster``
+in `telemetry.store.victoria`); `open_store` imports the one a URL names on first use, so a process that only
+reads Parquet never imports the InfluxDB client. This module
 imports no backend, and no backend imports another: the graph has no loop.
 """
 
@@ -30,6 +31,9 @@ BUILTIN_SCHEMES = {
     "influxs": "telemetry.store.influx",
     "influx2": "telemetry.store.influx",
     "influx2s": "telemetry.store.influx",
+    "vm": "telemetry.store.victoria",
+    "vms": "telemetry.store.victoria",
+    "vmcluster": "telemetry.store.victoria",
 }
 
 
@@ -46,7 +50,8 @@ def register_scheme(*schemes: str) -> Callable[[StoreFactory], StoreFactory]:
 
 def open_store(url: str | Path, *, create: bool = True) -> TelemetryStore:
     """Open a store from a URL: a plain path or ``file://PATH`` is the embedded Parquet store;
-    ``influx://`` / ``influxs://`` / ``influx2://`` is InfluxDB (see `telemetry.store.influx`).
+    ``influx://`` / ``influxs://`` / ``influx2://`` is InfluxDB (see `telemetry.store.influx`); ``vm://`` /
+    ``vms://`` / ``vmcluster://`` is VictoriaMetrics (see `telemetry.store.victoria`).
 
     ``create=False`` (every reading command): a local store that does not exist is a `StoreError` ("store DIR
     does not exist; ...") instead of an empty one created on the spot. A factory that takes a ``create`` keyword
@@ -60,7 +65,8 @@ def open_store(url: str | Path, *, create: bool = True) -> TelemetryStore:
         factory = _FACTORIES[scheme]
     except KeyError:
         raise StoreError(
-            f"unknown store URL scheme {scheme!r} in {text!r}; use a path, file://PATH or influx://HOST:PORT/DB"
+            f"unknown store URL scheme {scheme!r} in {text!r}; use a path, file://PATH, influx://HOST:PORT/DB or "
+            "vm://HOST:PORT"
         ) from None
     if not create and "create" in inspect.signature(factory).parameters:
         return factory(text, create=False)

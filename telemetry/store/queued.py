@@ -1,4 +1,4 @@
-"""A durable local queue in front of a remote store (InfluxDB): nothing acknowledged is lost.
+"""A durable local queue in front of a remote store (InfluxDB, VictoriaMetrics): nothing acknowledged is lost.
 
 ``write_batch`` / ``write`` check the frames against the schema, write them as one queue file (Arrow IPC,
 lz4; temp file, fsync, rename, fsync the directory) and return: that is when the collector acknowledges
@@ -20,9 +20,11 @@ timestamp, goes one body at a time, since only the order of requests tells Influ
 
 Idempotency: a batch key (node, boot_id, seq) is recorded when it is queued; a replay of a key the queue
 holds or has sent is answered False and not queued again. Sent keys are kept as compact seq ranges per
-(node, boot_id) in ``sent.json`` + ``sent.log``, so they survive restarts. InfluxDB's own overwrite of
-identical points (same series, same timestamp) is the second line of defence (e.g. a crash between a
-successful send and the ``sent.log`` append re-sends a batch, which stores nothing twice).
+(node, boot_id) in ``sent.json`` + ``sent.log``, so they survive restarts. The remote's own handling of
+identical points is the second line of defence (e.g. a crash between a successful send and the ``sent.log``
+append re-sends a batch): InfluxDB overwrites a point of the same series and timestamp; VictoriaMetrics keeps one
+sample per series and millisecond when it runs with ``-dedup.minScrapeInterval=1ms``, and its store's raw reads
+deduplicate anyway (`telemetry.store.victoria`).
 
 Layout of the queue directory::
 
@@ -129,9 +131,9 @@ class _Bodies(list[bytes]):
 class QueuedStore:
     """A `TelemetryStore` that queues writes durably on local disk and drains them to ``remote``.
 
-    ``remote`` is an `InfluxStore` (anything with ``prepare``, ``encode``, ``write_lines(body)``,
-    ``config.batch_bytes`` and the read methods). The queue directory is created on the first write;
-    a process that only reads never touches it.
+    ``remote`` is an `InfluxStore` or a `VictoriaStore` (anything with ``prepare``, ``encode``,
+    ``write_lines(body)``, ``config.batch_bytes`` and the read methods; optionally ``sync()``, called by
+    `flush`). The queue directory is created on the first write; a process that only reads never touches it.
     """
 
     def __init__(
@@ -589,7 +591,9 @@ class QueuedStore:
             self._lock.notify_all()
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until everything queued so far is in the remote store; False when ``timeout`` ran out."""
+        """Wait until everything queued so far is in the remote store, and searchable there (a remote with a
+        ``sync()``, VictoriaMetrics, is asked to make recent writes searchable now); False when ``timeout`` ran
+        out."""
         if not self._opened:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -600,6 +604,9 @@ class QueuedStore:
                 if left is not None and left <= 0:
                     return False
                 self._lock.wait(0.5 if left is None else min(left, 0.5))
+        sync = getattr(self.remote, "sync", None)
+        if sync is not None and target:
+            sync()
         return True
 
     def status(self) -> dict[str, Any]:

@@ -42,7 +42,7 @@ CHROMIUM_ARGS = [
 PAGES = {
     "": ("Fleet overview", 1),
     "overview": ("Fleet overview", 1),
-    "node-detail": ("Node detail", 1),
+    "node-detail": ("Node detail", 2),  # the node's series, then its shared resources (pressure stalls, ...)
     "noisy-neighbours": ("Noisy neighbours", 4),  # phases, latency vs activity, index scatter, TTFT knee
     "runs": ("Runs & history", 2),
     "alerts": ("Alerts", 0),

@@ -1,5 +1,5 @@
-"""Real servers for the InfluxDB store tests: Debian's ``influxd`` (1.x, v1 API) and VictoriaMetrics (a real
-``/api/v2/write``), each in a temp dir on free loopback ports.
+"""Real servers for the remote store tests: Debian's ``influxd`` (1.x, v1 API) and VictoriaMetrics (a real
+``/api/v2/write``, and the VictoriaMetrics store's server), each in a temp dir on free loopback ports.
 
 Without the binary a test is skipped, except in CI (``CI=true``), where a missing binary fails it:
 ``.ci/run`` installs both (see docs/influxdb.md).
@@ -168,12 +168,17 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
 @dataclass
 class VictoriaServer:
-    """A real VictoriaMetrics single-node binary: accepts line protocol on ``/api/v2/write``."""
+    """A real VictoriaMetrics single-node binary: line protocol in (``/write``, ``/api/v2/write``), the Prometheus
+    query API and ``/api/v1/export`` out. ``dedup``: ``-dedup.minScrapeInterval`` (the setting docs/victoriametrics.md
+    asks for; empty for none)."""
 
     binary: str
     root: Path
     port: int = 0
     proc: subprocess.Popen | None = None
+    dedup: str = "1ms"
+    retention: str = "100y"
+    extra: tuple[str, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -184,15 +189,7 @@ class VictoriaServer:
         log = self.root / "victoria.log"
         for attempt in range(5):
             self.port = free_port()
-            args = [
-                self.binary,
-                f"-storageDataPath={self.root / 'data'}",
-                f"-httpListenAddr=127.0.0.1:{self.port}",
-                "-retentionPeriod=100y",
-                "-search.latencyOffset=0s",
-                "-search.disableCache",
-                "-loggerLevel=ERROR",
-            ]
+            args = self._args()
             with open(log, "ab") as fh:
                 self.proc = subprocess.Popen(args, stdout=fh, stderr=fh)
             try:
@@ -206,6 +203,19 @@ class VictoriaServer:
                     raise
         raise AssertionError("unreachable")
 
+    def _args(self) -> list[str]:
+        return [
+            self.binary,
+            f"-storageDataPath={self.root / 'data'}",
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            f"-retentionPeriod={self.retention}",
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
+            "-loggerLevel=ERROR",
+            *([f"-dedup.minScrapeInterval={self.dedup}"] if self.dedup else []),
+            *self.extra,
+        ]
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -214,6 +224,13 @@ class VictoriaServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+    def restart_same_port(self) -> None:
+        """Start again on the same port and data (after `stop()`), so clients need no new URL."""
+        log = self.root / "victoria.log"
+        with open(log, "ab") as fh:
+            self.proc = subprocess.Popen(self._args(), stdout=fh, stderr=fh)
+        _wait_http(f"{self.base_url}/health", self.proc, log)
 
     def export(self, match: str) -> list[dict]:
         """Every sample of the series matching ``match`` (``/api/v1/export``, JSON lines)."""
@@ -259,5 +276,26 @@ def own_influxd(tmp_path: Path) -> Iterator[InfluxServer]:
 def victoria(tmp_path_factory) -> Iterator[VictoriaServer]:
     binary = require_binary("victoria-metrics", "NEIGHBORSCOPE_VICTORIA_METRICS", VICTORIA_PATHS)
     server = VictoriaServer(binary, tmp_path_factory.mktemp("victoria")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def vm_db() -> str:
+    """A fresh ``db`` label: an empty VictoriaMetrics store on the session's server."""
+    return f"t_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def vm_url(victoria: VictoriaServer, vm_db: str, tmp_path: Path) -> str:
+    """A store URL for a fresh ``db`` on the session's VictoriaMetrics, with its own local queue and artifacts."""
+    return f"vm://127.0.0.1:{victoria.port}/{vm_db}?queue={tmp_path / 'vm-queue'}&artifacts={tmp_path / 'vm-art'}"
+
+
+@pytest.fixture
+def own_victoria(tmp_path: Path) -> Iterator[VictoriaServer]:
+    """A VictoriaMetrics of this test alone, without deduplication (to stop it, or to see duplicates)."""
+    binary = require_binary("victoria-metrics", "NEIGHBORSCOPE_VICTORIA_METRICS", VICTORIA_PATHS)
+    server = VictoriaServer(binary, tmp_path / "victoria", dedup="").start()
     yield server
     server.stop()
