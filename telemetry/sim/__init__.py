@@ -6,7 +6,8 @@ Public API (everything else lives in `telemetry.sim.*`)::
 
     sc = preset("seed000", phase_s=120, num_prompts=80)   # or Scenario(...) by hand
     res = simulate(sc, seed=1)                             # SimResult
-    res.telemetry()            # {"accel", "host", "host_core", "tenant", "run_event"} -> pl.DataFrame
+    res.telemetry()            # TELEMETRY_MEASUREMENTS (accel, host, host_core, tenant, disk, net, rdma,
+                               # run_event) -> pl.DataFrame
     for t0, frames in res.iter_telemetry(chunk_s=10): ...  # time-ordered chunks (live streaming)
     res.runs                   # [BenchRun]: run_id, group, phase, tool, start, end, result (ServingResult)
     res.bench_requests()       # bench_request frame of every request (time = wall-clock start)
@@ -28,6 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from telemetry.errors import ConfigError
+from telemetry.schema import DISK, NET, RDMA
 from telemetry.sim.engine import BenchRun, SimResult, simulate
 from telemetry.sim.formats import (
     aiperf_records,
@@ -44,6 +46,8 @@ from telemetry.sim.scenario import (
     BenchConfig,
     Coupling,
     Device,
+    HostGroup,
+    LoadDrift,
     Phase,
     Scenario,
     Tenant,
@@ -61,6 +65,8 @@ __all__ = [
     "BenchRun",
     "Coupling",
     "Device",
+    "HostGroup",
+    "LoadDrift",
     "Phase",
     "Scenario",
     "ServingResult",
@@ -82,7 +88,7 @@ __all__ = [
     "write_vllm_detailed",
 ]
 
-TELEMETRY_MEASUREMENTS = ("accel", "host", "host_core", "tenant", "run_event")
+TELEMETRY_MEASUREMENTS = ("accel", "host", "host_core", "tenant", DISK.name, NET.name, RDMA.name, "run_event")
 # format name -> file name inside bench/<run_id>/
 BENCH_FORMATS = {
     "vllm": "vllm_detailed.json",
@@ -109,7 +115,7 @@ def write_output(
     Layout::
 
         out/topology.json  scenario.json  ground_truth.json
-        out/telemetry/{accel,host,host_core,tenant,run_event}.parquet
+        out/telemetry/<measurement>.parquet       every one of TELEMETRY_MEASUREMENTS
         out/bench_request.parquet                 every request (bench_request schema, wall-clock times)
         out/tokens.parquet                        (tokens=True) run_id, request_index, token_index, time, itl_ms
         out/bench/<run_id>/vllm_detailed.json     per run, one file per format in ``formats``

@@ -16,7 +16,9 @@ def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write (created if missing)."),
     scenario: str = typer.Option("seed000", "--scenario", "-s", help="Preset scenario name."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives identical output."),
-    phase_s: int = typer.Option(0, "--phase-s", help="Seconds per phase (randomized: per block); 0 = preset."),
+    phase_s: int = typer.Option(
+        0, "--phase-s", help="Seconds per phase (randomized: per block; drift presets: mean block); 0 = preset."
+    ),
     num_prompts: int = typer.Option(
         -1, "--num-prompts", help="Prompts per run; -1 = preset (640), 0 = until phase end."
     ),
@@ -35,14 +37,17 @@ def simulate(
 ) -> None:
     """Simulate the 34-accelerator node of seed 000 (or another preset) and write its data.
 
-    OUT/telemetry/{accel,host,host_core,tenant,run_event}.parquet: 1 Hz telemetry in the schema.
+    OUT/telemetry/{accel,host,host_core,tenant,host_disk,host_net,rdma,run_event}.parquet: 1 Hz telemetry in the
+    schema (pressure stalls, cgroup CPU / memory / I/O, resctrl memory bandwidth, disks, NICs, RDMA ports included).
 
     OUT/bench/<run_id>/: each benchmark run as vLLM --save-detailed JSON, AIPerf profile_export.jsonl, SGLang summary.
 
     OUT/bench_request.parquet, OUT/ground_truth.json (who hurts whom, through what, by how much), OUT/topology.json.
 
     Presets: seed000 (default), pcie_antagonist, cpu_antagonist, thermal_neighbour, decoy, no_interference, aa,
-    randomized.
+    randomized; memory_bandwidth_antagonist, memory_pressure_antagonist, storage_antagonist, network_antagonist,
+    cpu_quota_antagonist; null_drift, interference_drift (the victim's load drifts while co-tenants switch in long
+    blocks; --seed draws the design, --phase-s sets the mean block).
 
     Example: neighborscope simulate --seed 1 --scenario seed000 --phase-s 120 --num-prompts 80 --out /tmp/sim
     """

@@ -9,7 +9,8 @@ serving-engine step, see `telemetry.sim.serving`):
 
 1. Schedule: per tenant, on/off per second (`Scenario.schedule`).
 2. Pressure on each victim group: sum over couplings of ``strength * antagonist activity``; thermal
-   and power pressure follow the antagonist through a first-order lag (tau 45 s).
+   and power pressure follow the antagonist through a first-order lag (tau 45 s), memory (reclaim) pressure
+   through a shorter one (tau 15 s: the hog's footprint grows as it allocates).
 3. Benchmark runs (`BenchRun`) of every serving tenant, with that pressure; plus counterfactual reruns
    (same requests, same jitter) without one antagonist's couplings, which give the ground truth.
 4. Node state per second: utilisation, power, temperature (lagged, with cooling-zone heat), clocks,
@@ -19,7 +20,8 @@ Ground truth (``SimResult.ground_truth``, written as ``ground_truth.json``)::
 
     {"scenario": "seed000", "seed": 0, "description": "...", "victim": "hive0",
      "culprits": ["furiosa", "hive1", "tt"],        # groups with a coupling to the victim that were on
-     "innocent": [...],                              # other co-tenants that were on (decoys)
+     "innocent": [...],                              # other co-tenants that were on
+     "decoys": [...],                                # innocent twins of a culprit (same tenant, no coupling)
      "effects": [{"victim": "hive0", "antagonist": "tt", "phase": "full_stress",   # "while_on" if continuous
                   "resources": ["cpu", "pcie", "thermal"],
                   "throughput_change_pct": -1.4, "p99_itl_change_pct": 4.5}, ...],  # victim first, worst first
@@ -39,7 +41,7 @@ An effect is the change of the victim's run caused by one antagonist: the observ
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,6 +54,7 @@ from telemetry.sim.scenario import Scenario
 from telemetry.sim.serving import Pressure, Requests, ServingResult, draw_requests, simulate_serving, summary
 
 THERMAL_TAU_S = 45.0
+MEMORY_TAU_S = 15.0  # a memory hog's footprint (and the reclaim it forces) builds up as it allocates
 RUN_LEAD_S = 5
 UPTIME_AT_START_S = 183_245.0  # the host's CLOCK_MONOTONIC at scenario start (for vLLM start_times)
 
@@ -139,10 +142,10 @@ class BenchRun:
                 "run_id": self.run_id,
                 "request_index": req.astype(np.int64),
                 "token_index": tok.astype(np.int64),
-                "time": pl.Series((self.start_ns + np.round(r.step_end_s[steps] * 1e9)).astype(np.int64))
+                "time": pl.Series((self.start_ns + np.round(r.step_end_s * 1e9)).astype(np.int64)[steps])
                 .cast(pl.Datetime("ns"))
                 .dt.replace_time_zone("UTC"),
-                "itl_ms": r.step_s[steps] * 1000.0,
+                "itl_ms": (r.step_s * 1000.0)[steps],
             }
         )
 
@@ -275,6 +278,12 @@ class SimResult:
         return conform(frame, "run_event")
 
 
+def _twin(scenario: Scenario, group: str, culprits: list[str]) -> bool:
+    """Whether ``group`` is a culprit's twin (the same tenant but for its name: a decoy beside it)."""
+    me = scenario.tenant(group)
+    return any(replace(me, group=c) == scenario.tenant(c) for c in culprits)
+
+
 def _phase_index(scenario: Scenario, t: int) -> int:
     acc = 0
     for i, p in enumerate(scenario.phases):
@@ -303,6 +312,8 @@ def pressures(scenario: Scenario, exclude: frozenset[str] = frozenset()) -> dict
         act = sched[c.antagonist].astype(float)
         if c.resource in ("thermal", "power"):
             act = _lag(act, THERMAL_TAU_S)
+        elif c.resource == "memory":
+            act = _lag(act, MEMORY_TAU_S)
         res = out.setdefault(c.victim, {})
         res[c.resource] = res.get(c.resource, np.zeros(scenario.duration_s)) + c.strength * act
     return out
@@ -319,16 +330,45 @@ class _RunPlan:
     window_s: float
     requests: Requests
     jitter_seed: list[int]
+    concurrency: np.ndarray | None = None  # per second of the run (the victim's drifting load)
+    input_scale: np.ndarray | None = None
+    step_scale: np.ndarray | None = None
+
+
+def _drifted(scenario: Scenario, plans: list[_RunPlan]) -> list[_RunPlan]:
+    """The plans with the victim's drifting load (`Scenario.drift`) for the victim's runs."""
+    if scenario.drift is None:
+        return plans
+    n = scenario.duration_s + 3600
+    conc, scale = scenario.drift.factors(n)
+    slow = scenario.drift.slowdown(n) if scenario.drift.speed_amp else None
+    out = []
+    for p in plans:
+        if p.group == scenario.victim:
+            c = conc[p.start_s :] * scenario.bench.max_concurrency
+            p = replace(
+                p,
+                concurrency=c,
+                input_scale=scale[p.start_s :],
+                step_scale=None if slow is None else slow[p.start_s :],
+            )
+        out.append(p)
+    return out
 
 
 def _plans(scenario: Scenario, seed: int) -> list[_RunPlan]:
+    return _drifted(scenario, _plans_fixed(scenario, seed))
+
+
+def _plans_fixed(scenario: Scenario, seed: int) -> list[_RunPlan]:
     b = scenario.bench
     plans: list[_RunPlan] = []
     groups = [t.group for t in scenario.tenants]
+    grow = 1.0 if scenario.drift is None else (1 + scenario.drift.concurrency_amp) / (1 - scenario.drift.input_len_amp)
     if scenario.bench_mode == "continuous":
         g = scenario.victim
         window = scenario.duration_s - RUN_LEAD_S - 30
-        n = b.num_prompts or _max_requests(window, b)
+        n = b.num_prompts or int(_max_requests(window, b) * grow)
         rng = np.random.default_rng([seed, groups.index(g), 0, 1])
         reqs = draw_requests(rng, n, b.input_len, b.output_len, b.range_ratio)
         plans.append(_RunPlan(g, scenario.phases[0].name, RUN_LEAD_S, window, reqs, [seed, groups.index(g), 0, 2]))
@@ -338,7 +378,7 @@ def _plans(scenario: Scenario, seed: int) -> list[_RunPlan]:
             if t.kind != "serving" or t.group not in phase.active:
                 continue
             window = end - a - RUN_LEAD_S - 1
-            n = b.num_prompts or _max_requests(window, b)
+            n = b.num_prompts or int(_max_requests(window, b) * grow)
             rng = np.random.default_rng([seed, groups.index(t.group), pi, 1])
             reqs = draw_requests(rng, n, b.input_len, b.output_len, b.range_ratio)
             plans.append(
@@ -356,7 +396,14 @@ def _run(plan: _RunPlan, press: dict[str, dict[str, np.ndarray]], scenario: Scen
     res = press.get(plan.group, {})
     p = Pressure({k: v[plan.start_s :] for k, v in res.items()})
     return simulate_serving(
-        plan.requests, scenario.bench.max_concurrency, plan.window_s, p, np.random.default_rng(plan.jitter_seed)
+        plan.requests,
+        scenario.bench.max_concurrency,
+        plan.window_s,
+        p,
+        np.random.default_rng(plan.jitter_seed),
+        concurrency=plan.concurrency,
+        input_scale=plan.input_scale,
+        step_scale=plan.step_scale,
     )
 
 
@@ -507,6 +554,7 @@ def _ground_truth(
         "victim": scenario.victim,
         "culprits": culprits,
         "innocent": [g for g in co if g not in culprits and sched[g].any()],
+        "decoys": [g for g in co if g not in culprits and sched[g].any() and _twin(scenario, g, culprits)],
         "effects": effects,
         "couplings": [
             {"antagonist": c.antagonist, "victim": c.victim, "resource": c.resource, "strength": c.strength}

@@ -16,12 +16,20 @@ Vocabulary
   fully on (see `telemetry.sim.serving`).
 - `BenchConfig`: the serving benchmark every ``serving`` tenant runs (SGLang-like, closed loop).
 
+- `LoadDrift`: the victim's own load (client concurrency, input length) drifting slowly: a confounder.
+
 Presets (`preset(name, ...)`): ``seed000`` (default), ``pcie_antagonist``, ``cpu_antagonist``,
-``thermal_neighbour``, ``decoy``, ``no_interference``, ``aa``, ``randomized``. `PRESETS` lists them.
+``thermal_neighbour``, ``decoy``, ``no_interference``, ``aa``, ``randomized``; the antagonists of the new
+resources (`RESOURCE_PRESETS`): ``memory_bandwidth_antagonist``, ``memory_pressure_antagonist``,
+``storage_antagonist``, ``network_antagonist``, ``cpu_quota_antagonist``; for calibrating attribution,
+``null_drift`` (co-tenants switching in long blocks, the victim's load drifting, no coupling: any flag is a false
+alarm) and ``interference_drift`` (the same with one true antagonist, its resource chosen by the seed, and a decoy
+of its kind beside it). `PRESETS` lists them.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -32,8 +40,9 @@ import numpy as np
 
 from telemetry.errors import ConfigError
 
-Resource = Literal["pcie", "cpu", "thermal", "power"]
-RESOURCES: tuple[str, ...] = ("pcie", "cpu", "thermal", "power")
+Resource = Literal["pcie", "cpu", "thermal", "power", "memory_bandwidth", "memory", "storage_io", "network"]
+RESOURCES: tuple[str, ...] = ("pcie", "cpu", "thermal", "power", "memory_bandwidth", "memory", "storage_io", "network")
+"""Kept equal to `analysis.resources.RESOURCE_NAMES` (tests/analysis/test_resources.py checks)."""
 TenantKind = Literal["serving", "batch"]
 BenchMode = Literal["per_phase", "continuous"]
 
@@ -50,6 +59,23 @@ class Device:
     pcie_switch: str
     socket: int
     cooling_zone: str
+    numa_node: int | None = None
+    nic: str | None = None
+    disk: str | None = None
+
+
+@dataclass(frozen=True)
+class HostGroup:
+    """A host-only tenant (no accelerator) and the places it shares (written under ``groups`` in topology.json)."""
+
+    group: str
+    socket: int | None = None
+    numa_node: int | None = None
+    nic: str | None = None
+    disk: str | None = None
+
+    def shares(self) -> dict[str, str | int]:
+        return {k: v for k, v in asdict(self).items() if k != "group" and v is not None}
 
 
 @dataclass(frozen=True)
@@ -61,10 +87,23 @@ class Topology:
     sockets: int = 2
     cores_per_socket: int = 32
     mem_total_bytes: int = 1536 * 2**30
+    host_groups: tuple[HostGroup, ...] = ()
 
     @property
     def cpu_count(self) -> int:
         return self.sockets * self.cores_per_socket
+
+    def places(self, group: str, key: str) -> tuple[str, ...]:
+        """The values of share key ``key`` (``nic``, ``disk``, ``numa_node``, ...) that ``group`` uses: its
+        devices' or, for a host-only group, its own (sorted, as text)."""
+        vals = {getattr(d, key) for d in self.devices if d.group == group}
+        vals |= {getattr(h, key) for h in self.host_groups if h.group == group}
+        return tuple(sorted(str(v) for v in vals if v is not None))
+
+    def all_places(self, key: str) -> tuple[str, ...]:
+        """Every value of share key ``key`` on the node (sorted, as text)."""
+        vals = {getattr(d, key) for d in self.devices} | {getattr(h, key) for h in self.host_groups}
+        return tuple(sorted(str(v) for v in vals if v is not None))
 
     def group_devices(self, group: str) -> tuple[Device, ...]:
         return tuple(d for d in self.devices if d.group == group)
@@ -82,6 +121,7 @@ class Topology:
             "cpu_count": self.cpu_count,
             "mem_total_bytes": self.mem_total_bytes,
             "devices": [asdict(d) for d in self.devices],
+            "groups": {h.group: h.shares() for h in self.host_groups},
         }
 
 
@@ -92,6 +132,15 @@ class Tenant:
     ``util`` is the accelerator busy share (0..1) of a batch tenant; serving tenants derive theirs from the
     simulated server. ``pcie_bytes_per_s`` is per device while on. ``cpu_cores`` is the CPU the group's
     processes keep busy (cores, on ``socket`` or spread over all sockets when None).
+
+    What the group's processes move while on (a serving group: at its nominal load, scaled by its token rate):
+    ``mem_bw_bytes_per_s`` host memory traffic (resctrl MBM), ``llc_bytes`` last-level cache held,
+    ``io_read_bytes_per_s`` / ``io_write_bytes_per_s`` on its disk(s), ``net_bytes_per_s`` sent on its NIC(s)
+    (``net_kind``: ``rdma`` (RoCE: collectives, KV transfers; counted by the ``rdma`` port counters) or ``tcp``
+    (counted by the ``net`` interface counters)).
+    ``cpu_quota_cores``: the CFS quota of its cgroup (``cpu.max``; None: no quota). A host-only group shares the
+    places it names (``socket``, ``numa_node`` (default: the socket), ``nic``, ``disk``); a group with
+    accelerators shares its devices' places.
     """
 
     group: str
@@ -102,6 +151,20 @@ class Tenant:
     socket: int | None = None
     rss_bytes: int = 8 * 2**30
     threads: int = 64
+    mem_bw_bytes_per_s: float = 2.0e9
+    llc_bytes: float = 24 * 2**20
+    io_read_bytes_per_s: float = 0.0
+    io_write_bytes_per_s: float = 0.0
+    net_bytes_per_s: float = 0.0
+    net_kind: Literal["rdma", "tcp"] = "rdma"
+    cpu_quota_cores: float | None = None
+    numa_node: int | None = None
+    nic: str | None = None
+    disk: str | None = None
+
+    def host_group(self) -> HostGroup:
+        numa = self.numa_node if self.numa_node is not None else self.socket
+        return HostGroup(self.group, self.socket, numa, self.nic, self.disk)
 
 
 @dataclass(frozen=True)
@@ -143,6 +206,38 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
+class LoadDrift:
+    """The victim's own load drifting slowly (a confounder, not interference): its client's concurrency and its
+    prompts' input length are scaled by ``1 + amp * s(t)``, ``s`` a smooth random curve in [-1, 1] (three
+    sinusoids with periods in ``[0.6, 1.6] * period_s`` and random phases, drawn from ``seed``). ``speed_amp``
+    adds a drift no load regressor sees: the server's step time scaled by ``1 + speed_amp * s(t)`` (its own
+    clocks, cache and allocator state wandering), which only the test's handling of slow confounders absorbs."""
+
+    concurrency_amp: float = 0.35
+    input_len_amp: float = 0.3
+    period_s: float = 700.0
+    seed: int = 0
+    speed_amp: float = 0.0
+
+    def _curve(self, n: int, k: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, 0xD81F7, k])
+        periods = rng.uniform(0.6, 1.6, 3) * self.period_s
+        phases = rng.uniform(0, 2 * np.pi, 3)
+        weights = rng.uniform(0.5, 1.0, 3)
+        t = np.arange(n, dtype=float)
+        s = sum(w * np.sin(2 * np.pi * t / p + ph) for w, p, ph in zip(weights, periods, phases, strict=True))
+        return s / weights.sum()
+
+    def factors(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(concurrency factor, input-length factor) per second, length ``n``."""
+        return 1 + self.concurrency_amp * self._curve(n, 0), 1 + self.input_len_amp * self._curve(n, 1)
+
+    def slowdown(self, n: int) -> np.ndarray:
+        """The step-time factor per second (``1 + speed_amp * s(t)``), length ``n``."""
+        return 1 + self.speed_amp * self._curve(n, 2)
+
+
+@dataclass(frozen=True)
 class Scenario:
     """Everything the simulator needs; see `preset` for ready-made ones."""
 
@@ -156,12 +251,37 @@ class Scenario:
     bench_mode: BenchMode = "per_phase"
     start: datetime = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
     description: str = ""
+    drift: LoadDrift | None = None
 
     def __post_init__(self) -> None:
         groups = {t.group for t in self.tenants}
         for t in self.tenants:
             if t.kind not in ("serving", "batch"):
                 raise ConfigError(f"scenario {self.name}: tenant {t.group}: unknown kind {t.kind!r}")
+            rates = ("mem_bw_bytes_per_s", "llc_bytes", "io_read_bytes_per_s", "io_write_bytes_per_s")
+            for k in (*rates, "net_bytes_per_s", "pcie_bytes_per_s", "cpu_cores"):
+                if getattr(t, k) < 0:
+                    raise ConfigError(f"scenario {self.name}: tenant {t.group}: {k} must be >= 0")
+            if t.net_kind not in ("rdma", "tcp"):
+                raise ConfigError(f"scenario {self.name}: tenant {t.group}: net_kind must be 'rdma' or 'tcp'")
+            if t.cpu_quota_cores is not None and t.cpu_quota_cores <= 0:
+                raise ConfigError(f"scenario {self.name}: tenant {t.group}: cpu_quota_cores must be > 0")
+        d = self.drift
+        if d is not None:
+            amps = (d.concurrency_amp, d.input_len_amp, d.speed_amp)
+            if not all(0 <= a < 1 for a in amps) or d.period_s <= 0:
+                raise ConfigError(
+                    f"scenario {self.name}: drift: concurrency_amp, input_len_amp and speed_amp must be in [0, 1) "
+                    f"and period_s > 0 (got {amps}, {d.period_s})"
+                )
+        # host-only tenants appear in the topology's groups with the places they share
+        with_devices = {d.group for d in self.topology.devices}
+        declared = {h.group for h in self.topology.host_groups}
+        missing = tuple(t.host_group() for t in self.tenants if t.group not in with_devices | declared)
+        if missing:
+            object.__setattr__(
+                self, "topology", replace(self.topology, host_groups=self.topology.host_groups + missing)
+            )
         for p in self.phases:
             if p.duration_s <= 0:
                 raise ConfigError(f"scenario {self.name}: phase {p.name}: duration_s must be > 0")
@@ -226,6 +346,7 @@ class Scenario:
                     "tenants": [asdict(t) for t in self.tenants],
                     "phases": self.schedule_blocks(),
                     "couplings": [asdict(c) for c in self.couplings],
+                    "drift": asdict(self.drift) if self.drift else None,
                 },
                 default=str,
             )
@@ -241,7 +362,9 @@ def seed000_topology(node: str = "ionx-sixtyfour-01") -> Topology:
     Two sockets. Eight PCIe switches ``sw0..sw7`` (sw0-3 on socket 0, sw4-7 on socket 1); switch *k* holds
     MI300X ``gpu{2k}``, ``gpu{2k+1}`` and Tenstorrent ``tt{2k}``, ``tt{2k+1}``; Furiosa ``rngd0`` sits on sw0
     and ``rngd1`` on sw4. Cooling zones ``zone0..zone3`` = switch pairs (sw0-1, sw2-3, sw4-5, sw6-7).
-    Hive 0 = gpu0-7 (socket 0), hive 1 = gpu8-15 (socket 1).
+    Hive 0 = gpu0-7 (socket 0), hive 1 = gpu8-15 (socket 1). One NUMA node per socket (``numa_node`` = socket).
+    RoCE NICs ``mlx5_0..mlx5_3``, one per switch pair (the netdev carries the RDMA device's name, so a topology
+    ``nic`` matches both the ``net`` interface and the ``rdma`` device). Disks: `GROUP_DISKS`.
     """
     devs: list[Device] = []
     for k in range(8):
@@ -249,16 +372,20 @@ def seed000_topology(node: str = "ionx-sixtyfour-01") -> Topology:
         zone = f"zone{k // 2}"
         for j in range(2):
             i = 2 * k + j
+            group = "hive0" if i < 8 else "hive1"
             devs.append(
                 Device(
                     f"gpu{i}",
                     "amd",
                     "MI300X",
-                    "hive0" if i < 8 else "hive1",
+                    group,
                     f"0000:{0x11 + 0x10 * k + j:02x}:00.0",
                     f"sw{k}",
                     sock,
                     zone,
+                    sock,
+                    f"mlx5_{k // 2}",
+                    GROUP_DISKS[group],
                 )
             )
     for k in range(8):
@@ -276,17 +403,40 @@ def seed000_topology(node: str = "ionx-sixtyfour-01") -> Topology:
                     f"sw{k}",
                     sock,
                     zone,
+                    sock,
+                    f"mlx5_{k // 2}",
+                    GROUP_DISKS["tt"],
                 )
             )
-    devs.append(Device("rngd0", "furiosa", "RNGD", "furiosa", "0000:15:00.0", "sw0", 0, "zone0"))
-    devs.append(Device("rngd1", "furiosa", "RNGD", "furiosa", "0000:55:00.0", "sw4", 1, "zone2"))
+    devs.append(
+        Device("rngd0", "furiosa", "RNGD", "furiosa", "0000:15:00.0", "sw0", 0, "zone0", 0, "mlx5_0", "nvme2n1")
+    )
+    devs.append(
+        Device("rngd1", "furiosa", "RNGD", "furiosa", "0000:55:00.0", "sw4", 1, "zone2", 1, "mlx5_2", "nvme2n1")
+    )
     return Topology(node=node, devices=tuple(devs))
 
 
-def _tenants(extra: tuple[Tenant, ...] = ()) -> tuple[Tenant, ...]:
+GROUP_DISKS = {"hive0": "nvme0n1", "hive1": "nvme1n1", "tt": "nvme2n1", "furiosa": "nvme2n1"}
+"""The local NVMe each accelerator group's processes use (model weights, prompt cache, KV offload, logs)."""
+
+
+_HIVE = {
+    "cpu_cores": 4.0,
+    "rss_bytes": 96 * 2**30,
+    "threads": 180,
+    "mem_bw_bytes_per_s": 9.0e9,
+    "llc_bytes": 96 * 2**20,
+    "io_read_bytes_per_s": 40e6,
+    "io_write_bytes_per_s": 25e6,
+    "net_bytes_per_s": 1.5e9,
+}
+
+
+def _tenants(extra: tuple[Tenant, ...] = (), victim_quota_cores: float | None = None) -> tuple[Tenant, ...]:
     base = (
-        Tenant("hive0", "serving", cpu_cores=4.0, socket=0, rss_bytes=96 * 2**30, threads=180),
-        Tenant("hive1", "serving", cpu_cores=4.0, socket=1, rss_bytes=96 * 2**30, threads=180),
+        Tenant("hive0", "serving", socket=0, cpu_quota_cores=victim_quota_cores, **_HIVE),
+        Tenant("hive1", "serving", socket=1, **_HIVE),
         Tenant(
             "tt",
             "batch",
@@ -296,6 +446,10 @@ def _tenants(extra: tuple[Tenant, ...] = ()) -> tuple[Tenant, ...]:
             socket=None,
             rss_bytes=64 * 2**30,
             threads=256,
+            mem_bw_bytes_per_s=22e9,
+            llc_bytes=64 * 2**20,
+            io_read_bytes_per_s=300e6,
+            net_bytes_per_s=3.0e9,
         ),
         Tenant(
             "furiosa",
@@ -306,6 +460,9 @@ def _tenants(extra: tuple[Tenant, ...] = ()) -> tuple[Tenant, ...]:
             socket=None,
             rss_bytes=24 * 2**30,
             threads=48,
+            mem_bw_bytes_per_s=6e9,
+            io_read_bytes_per_s=80e6,
+            net_bytes_per_s=0.5e9,
         ),
     )
     return base + extra
@@ -361,12 +518,13 @@ def _two_phase(
     num_prompts: int | None,
     description: str,
     extra: tuple[Tenant, ...] = (),
+    victim_quota_cores: float | None = None,
 ) -> Scenario:
     s = phase_s or SEED000_PHASE_S
     return Scenario(
         name=name,
         topology=seed000_topology(),
-        tenants=_tenants(extra),
+        tenants=_tenants(extra, victim_quota_cores),
         phases=(
             Phase("baseline", s, frozenset({"hive0"})),
             Phase("stress", s, frozenset({"hive0", antagonist})),
@@ -406,6 +564,215 @@ def _randomized(
             f"Randomized design: hive0 serves continuously; hive1, tt and furiosa are each on with p={p_on} "
             f"in {blocks} blocks of {b} s, independently (schedule in ground_truth.json)."
         ),
+    )
+
+
+# ------------------------------------------------------------------------------ antagonists of issue 20
+
+
+def _stream(group: str) -> Tenant:
+    """A STREAM-like job (``stress-ng --stream 4``) on socket 0 / NUMA node 0: four threads that keep the memory
+    controllers busy and leave the socket's other cores free (memory bandwidth, not CPU)."""
+    return Tenant(
+        group,
+        "batch",
+        util=0.0,
+        cpu_cores=4.0,
+        socket=0,
+        rss_bytes=16 * 2**30,
+        threads=4,
+        mem_bw_bytes_per_s=110e9,
+        llc_bytes=220 * 2**20,
+    )
+
+
+def _memhog(group: str) -> Tenant:
+    """A memory hog (``stress-ng --vm`` with a huge footprint) on socket 1: the host reclaims everyone's pages."""
+    return Tenant(
+        group,
+        "batch",
+        util=0.0,
+        cpu_cores=2.0,
+        socket=1,
+        rss_bytes=1200 * 2**30,
+        threads=4,
+        mem_bw_bytes_per_s=12e9,
+        llc_bytes=32 * 2**20,
+    )
+
+
+def _fio(group: str) -> Tenant:
+    """A ``fio`` writer with syncs on hive0's disk ``nvme0n1`` (its CPUs on socket 1)."""
+    return Tenant(
+        group,
+        "batch",
+        util=0.0,
+        cpu_cores=3.0,
+        socket=1,
+        rss_bytes=2 * 2**30,
+        threads=8,
+        mem_bw_bytes_per_s=3e9,
+        io_read_bytes_per_s=0.6e9,
+        io_write_bytes_per_s=2.6e9,
+        disk="nvme0n1",
+    )
+
+
+def _iperf(group: str) -> Tenant:
+    """A bulk transfer (``iperf3``) through hive0's NIC ``mlx5_0`` (its CPUs on socket 1)."""
+    return Tenant(
+        group,
+        "batch",
+        util=0.0,
+        cpu_cores=4.0,
+        socket=1,
+        rss_bytes=1 * 2**30,
+        threads=8,
+        mem_bw_bytes_per_s=4e9,
+        net_bytes_per_s=44e9,
+        net_kind="tcp",
+        nic="mlx5_0",
+    )
+
+
+def _quota_job(group: str) -> Tenant:
+    """A CPU job in hive0's parent slice on socket 0: it spends the CFS quota hive0 shares with it (6 cores, far
+    from saturating the socket, so only throttling shows it)."""
+    return Tenant(
+        group,
+        "batch",
+        util=0.0,
+        cpu_cores=6.0,
+        socket=0,
+        rss_bytes=4 * 2**30,
+        threads=12,
+        mem_bw_bytes_per_s=3e9,
+    )
+
+
+VICTIM_QUOTA_CORES = 8.0
+"""hive0's CFS quota (``cpu.max``) in the CPU-quota and drift presets."""
+
+ANTAGONIST_KINDS: dict[str, tuple[str, Callable[[str], Tenant], float]] = {
+    "memory_bandwidth": ("stream", _stream, 0.10),
+    "memory": ("memhog", _memhog, 0.07),
+    "storage_io": ("fio", _fio, 0.06),
+    "network": ("iperf", _iperf, 0.16),
+    "cpu": ("quota", _quota_job, 0.08),
+}
+"""Per resource of issue 20: (co-tenant name, its tenant, the coupling strength of the single-antagonist preset).
+Strengths give similar slowdowns: about +25-35 % p99 ITL while the antagonist is on in ``interference_drift``."""
+
+RESOURCE_PRESETS: dict[str, str] = {
+    "memory_bandwidth_antagonist": "memory_bandwidth",
+    "memory_pressure_antagonist": "memory",
+    "storage_antagonist": "storage_io",
+    "network_antagonist": "network",
+    "cpu_quota_antagonist": "cpu",
+}
+"""The single-antagonist presets of the new resources and the resource each one's antagonist acts through."""
+
+_RESOURCE_WORDS = {
+    "memory_bandwidth": "streams through socket 0's memory controllers; hive0's host threads stall on DRAM.",
+    "memory": "holds 1.2 TB; the host reclaims hive0's pages and hive0 faults them back in.",
+    "storage_io": "writes with syncs to hive0's disk nvme0n1; hive0's prompt-cache reads and logs queue.",
+    "network": "sends bulk data through hive0's NIC mlx5_0; hive0's KV transfers wait for credit.",
+    "cpu": "spends the CFS quota of hive0's parent slice; hive0's threads are throttled.",
+}
+
+
+def _resource_preset(name: str, phase_s: int | None, num_prompts: int | None) -> Scenario:
+    resource = RESOURCE_PRESETS[name]
+    who, make, strength = ANTAGONIST_KINDS[resource]
+    return _two_phase(
+        name,
+        who,
+        (Coupling(who, "hive0", resource, strength),),
+        phase_s,
+        num_prompts,
+        f"A host-only job {who!r} {_RESOURCE_WORDS[resource]}",
+        extra=(make(who),),
+        victim_quota_cores=VICTIM_QUOTA_CORES if resource == "cpu" else None,
+    )
+
+
+DRIFT_BLOCK_S = 90
+DRIFT_BLOCKS = 12
+DRIFT_SPEED_AMP = 0.03  # the victim's unobserved step-time drift, +-3 %
+DRIFT_BENCH = BenchConfig(num_prompts=None, max_concurrency=32, input_len=4096, output_len=512)
+"""The drift presets' benchmark: half seed 000's concurrency and lengths (shorter runs, same mechanics)."""
+
+
+def _blocks(rng: np.random.Generator, total_s: int, block_s: int) -> np.ndarray:
+    """On/off per second: alternating blocks of uniform ``[0.5, 1.5] * block_s`` seconds, random first state."""
+    on = np.zeros(total_s, dtype=bool)
+    t, state = 0, bool(rng.random() < 0.5)
+    while t < total_s:
+        d = int(rng.integers(block_s // 2, block_s * 3 // 2 + 1))
+        on[t : t + d] = state
+        t += d
+        state = not state
+    return on
+
+
+def _phases_from(victim: str, sched: dict[str, np.ndarray]) -> tuple[Phase, ...]:
+    """Phases = the intervals between any co-tenant's switches, each with the co-tenants on in it."""
+    names = list(sched)
+    mat = np.stack([sched[g] for g in names], axis=1)
+    change = np.flatnonzero(np.any(mat[1:] != mat[:-1], axis=1)) + 1
+    edges = [0, *change.tolist(), mat.shape[0]]
+    return tuple(
+        Phase(f"b{i:03d}", b - a, frozenset({victim, *(g for g, o in zip(names, mat[a], strict=True) if o)}))
+        for i, (a, b) in enumerate(itertools.pairwise(edges))
+    )
+
+
+def _drift(name: str, phase_s: int | None, num_prompts: int | None, seed: int, interference: bool) -> Scenario:
+    """hive0 serves continuously with a slowly drifting load; co-tenants sharing a socket, NUMA node, disk, NIC
+    or the host's memory with it switch on and off in long blocks; with ``interference`` one of them is a true
+    antagonist and another of its kind beside it a decoy (no coupling)."""
+    block = phase_s or DRIFT_BLOCK_S
+    total = block * DRIFT_BLOCKS
+    rng = np.random.default_rng([seed, 0xD21F7, int(interference)])
+    kinds = list(ANTAGONIST_KINDS)
+    couplings: tuple[Coupling, ...] = ()
+    if interference:
+        resource = kinds[seed % len(kinds)]
+        who, make, strength = ANTAGONIST_KINDS[resource]
+        pair = [f"{who}_a", f"{who}_b"]
+        antagonist = pair[int(rng.integers(0, 2))]
+        other = kinds[int(rng.choice([i for i in range(len(kinds)) if kinds[i] != resource]))]
+        extra = (make(pair[0]), make(pair[1]), ANTAGONIST_KINDS[other][1](ANTAGONIST_KINDS[other][0]))
+        strength = round(float(strength * rng.uniform(0.7, 1.3)), 4)
+        couplings = (Coupling(antagonist, "hive0", resource, strength),)
+        decoy = pair[1 - pair.index(antagonist)]
+        desc = (
+            f"Interference under drift: hive0's load drifts; {antagonist} slows hive0 through {resource} "
+            f"(strength {strength}); {decoy} beside it (same kind, same places) is a decoy; tt and {extra[2].group} "
+            f"switch too. Blocks of ~{block} s."
+        )
+    else:
+        picked = sorted(rng.choice(len(kinds), 3, replace=False).tolist())
+        extra = tuple(ANTAGONIST_KINDS[kinds[i]][1](ANTAGONIST_KINDS[kinds[i]][0]) for i in picked)
+        desc = (
+            f"Null under drift: hive0's load (concurrency, input length) drifts slowly; tt, "
+            f"{', '.join(t.group for t in extra)} switch on/off in blocks of ~{block} s and slow nobody: "
+            "any co-tenant flagged is a false alarm."
+        )
+    tenants = _tenants(extra, VICTIM_QUOTA_CORES)
+    co = ["tt", *(t.group for t in extra)]
+    sched = {g: _blocks(rng, total, block) for g in co}
+    return Scenario(
+        name=name,
+        topology=seed000_topology(),
+        tenants=tenants,
+        phases=_phases_from("hive0", sched),
+        couplings=couplings,
+        victim="hive0",
+        bench=replace(DRIFT_BENCH, num_prompts=None if num_prompts is None or num_prompts <= 0 else num_prompts),
+        bench_mode="continuous",
+        description=desc,
+        drift=LoadDrift(period_s=5.0 * block, seed=seed, speed_amp=DRIFT_SPEED_AMP),
     )
 
 
@@ -467,6 +834,12 @@ def _builders() -> dict[str, Callable[[int | None, int | None, int], Scenario]]:
             description="A/A: two baseline phases of the same configuration; any difference is noise.",
         ),
         "randomized": _randomized,
+        **{
+            name: (lambda s, n, seed, name=name: _resource_preset(name, s, n))  # type: ignore[misc]
+            for name in RESOURCE_PRESETS
+        },
+        "null_drift": lambda s, n, seed: _drift("null_drift", s, n, seed, interference=False),
+        "interference_drift": lambda s, n, seed: _drift("interference_drift", s, n, seed, interference=True),
     }
 
 
@@ -478,9 +851,12 @@ def preset(
 ) -> Scenario:
     """A ready-made scenario.
 
-    ``phase_s``: every phase (for ``randomized``: every block) this many seconds (default: 780 s, enough for
-    640 prompts; blocks 60 s). ``num_prompts``: prompts per benchmark run (default 640; 0 = keep
-    dispatching until the phase ends). ``seed`` matters only for ``randomized`` (its on/off design).
+    ``phase_s``: every phase (for ``randomized``: every block; for ``null_drift`` / ``interference_drift``: the
+    mean block, twelve of them) this many seconds (default: 780 s, enough for 640 prompts; blocks 60 s, drift
+    blocks 90 s). ``num_prompts``: prompts per benchmark run (default 640; 0 = keep dispatching until the phase
+    ends; the continuous designs dispatch until the end by default). ``seed`` draws ``randomized``'s on/off
+    design and, for the drift presets, the co-tenants, their blocks, the victim's drift and (``interference_drift``)
+    the antagonist: resource ``seed % 5`` in `ANTAGONIST_KINDS` order, strength 0.7-1.3 x nominal.
     """
     try:
         build = _builders()[name]

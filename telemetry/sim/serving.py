@@ -25,6 +25,18 @@ Interference (`Pressure`, per second of the run, dimensionless):
   prefill × (1 + 0.2 p), decode × (1 + 0.05 p), jitter sigma × (1 + 6 p).
 - ``thermal`` / ``power``: clocks drop by a factor 1 / (1 + p); compute-bound prefill slows fully,
   memory-bound decode by 0.25 p.
+- ``memory_bandwidth``: the host threads (scheduler, tokenizer, sampling, KV bookkeeping) stall on DRAM:
+  admission + 500 ms * p, prefill × (1 + 0.25 p), decode × (1 + 0.1 p), jitter sigma × (1 + 2 p).
+- ``memory`` (reclaim): host threads fault their working set back in: admission + 1200 ms * p,
+  prefill × (1 + 0.05 p), decode × (1 + 0.03 p), jitter sigma × (1 + 8 p).
+- ``storage_io``: prompt-cache / KV-offload reads and token logs queue on the disk: admission + 1500 ms * p,
+  decode × (1 + 0.02 p), jitter sigma × (1 + 3 p).
+- ``network``: KV transfers and collectives wait on the shared NIC: admission + 400 ms * p,
+  prefill × (1 + 0.15 p), decode × (1 + 0.1 p), jitter sigma × (1 + 3 p).
+
+The victim's own load may drift (`telemetry.sim.scenario.LoadDrift`): ``concurrency`` caps the requests in
+flight per second (the client adds requests when it rises, lets them drain when it falls), ``input_scale``
+scales each prompt's length at dispatch and ``step_scale`` the decode and prefill time of each step.
 """
 
 from __future__ import annotations
@@ -51,6 +63,10 @@ _WEIGHTS = {
     "cpu": (0.20, 0.05, 900.0, 6.0),
     "thermal": (1.0, 0.25, 0.0, 0.0),
     "power": (1.0, 0.25, 0.0, 0.0),
+    "memory_bandwidth": (0.25, 0.10, 500.0, 2.0),
+    "memory": (0.05, 0.03, 1200.0, 8.0),
+    "storage_io": (0.0, 0.02, 1500.0, 3.0),
+    "network": (0.15, 0.10, 400.0, 3.0),
 }
 
 
@@ -159,16 +175,32 @@ def simulate_serving(
     pressure: Pressure,
     rng: np.random.Generator,
     chunk_tokens: int | None = None,
+    concurrency: np.ndarray | None = None,
+    input_scale: np.ndarray | None = None,
+    step_scale: np.ndarray | None = None,
 ) -> ServingResult:
     """Run the engine until every dispatched request finished (see module docstring).
 
     ``requests`` caps how many can be sent; none is sent after ``dispatch_window_s``. ``rng`` draws the
-    step jitter (pass a generator seeded the same way to compare counterfactuals).
+    step jitter (pass a generator seeded the same way to compare counterfactuals). ``concurrency`` (per second
+    of the run) caps the requests in flight instead of ``max_concurrency``; ``input_scale`` (per second) scales
+    the input length of a request dispatched in that second; ``step_scale`` (per second) multiplies the step time
+    (the server's own slow drift).
     """
     chunk_tokens = chunk_tokens or CHUNK_TOKENS
     horizon = int(min(dispatch_window_s, 3 * 86400)) + 3600
     f_pre, f_dec, admit_ms, f_jit = pressure.factors(horizon)
-    isl, osl = requests.input_tokens, requests.output_tokens
+    cap = (
+        np.full(horizon, max_concurrency, dtype=np.int64)
+        if concurrency is None
+        else np.maximum(np.round(_fit(concurrency, horizon)), 1).astype(np.int64)
+    )
+    osl = requests.output_tokens
+    isl = requests.input_tokens.copy()
+    scale = None if input_scale is None else _fit(input_scale, horizon)
+    if step_scale is not None:
+        f_dec = f_dec * _fit(step_scale, horizon)
+        f_pre = f_pre * _fit(step_scale, horizon)
     total = len(isl)
     jit = rng.standard_normal(200_000)
     start = np.full(total, np.nan)
@@ -177,10 +209,17 @@ def simulate_serving(
     queue: deque[list[int]] = deque()  # [request, remaining prefill tokens]
     finishing: dict[int, int] = {}
     sent = 0
-    for _ in range(min(max_concurrency, total)):
-        start[sent] = 0.0
+
+    def dispatch(at: float) -> None:
+        nonlocal sent
+        if scale is not None:
+            isl[sent] = max(1, round(float(isl[sent]) * scale[min(int(at), horizon - 1)]))
+        start[sent] = at
         queue.append([sent, int(isl[sent])])
         sent += 1
+
+    for _ in range(min(int(cap[0]), total)):
+        dispatch(0.0)
     t = CLIENT_LATENCY_S
     ends: list[float] = []
     durs: list[float] = []
@@ -224,12 +263,11 @@ def simulate_serving(
                 running += 1
         done = finishing.pop(k, 0)
         running -= done
-        n_free = done + sum(1 for r in done_prefill if osl[r] <= 1)
-        for _ in range(n_free):
-            if sent < total and t < dispatch_window_s:
-                start[sent] = t
-                queue.append([sent, int(isl[sent])])
-                sent += 1
+        in_flight = running + len(queue)
+        limit = int(cap[min(int(t), horizon - 1)])
+        while in_flight < limit and sent < total and t < dispatch_window_s:
+            dispatch(t)
+            in_flight += 1
         k += 1
     n = sent
     step_end = np.asarray(ends)

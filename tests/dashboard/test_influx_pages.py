@@ -29,7 +29,7 @@ def test_page_renders_from_influxdb(page: str, influx_demo: str, monkeypatch: py
     at = run_page(page, influx_demo, monkeypatch, NEIGHBORSCOPE_TOPOLOGY=str(tmp_path / "none.json"))
     assert not at.exception, at.exception
     specs = plotly_specs(at)
-    assert len(specs) == 1
+    assert len(specs) == (1 if page == "overview" else 2)  # node detail: its series, then its pressure stalls
     if page == "overview":
         assert len(specs[0]["data"][0]["y"]) == 34
     else:
