@@ -9,6 +9,10 @@ A plan names the victim benchmark, the co-tenant load commands per group, the ph
   independently (probability ``p_on``, seeded) in blocks of ``block_s`` seconds, so the analysis can estimate
   each co-tenant's causal effect (analysis-methods.md §6b.6).
 
+``cgroup = true`` (``[plan]``, or per tenant ``true`` / ``false`` / a path) gives tenants cgroup v2 groups of their
+own (`tenant_cgroups`; made and removed by the runner, `analysis.stress.cgroups`); ``[victim] stop_after_schedule``
+stops a randomized plan's benchmark when its last block ends (docs/stress-plans.md).
+
 Example (see docs/stress-plans.md and examples/plans/)::
 
     [plan]
@@ -42,6 +46,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from analysis.stress.cgroups import check_path
 from telemetry.config import Duration, load_toml_model
 
 NAME = r"^[A-Za-z0-9_.:-]+$"
@@ -66,6 +71,13 @@ class PlanSettings(BaseModel):
     silence_alerts: bool = False
     agent_config: str | None = None
     collector: str | None = None
+    cgroup: bool = False
+    cgroup_parent: str = "neighborscope"
+
+    @field_validator("cgroup_parent")
+    @classmethod
+    def _parent(cls, v: str) -> str:
+        return check_path(v)
 
 
 class Victim(BaseModel):
@@ -80,6 +92,20 @@ class Victim(BaseModel):
     result: str | None = None
     timeout_s: Duration = Field(3600.0, alias="timeout", gt=0)
     env: dict[str, str] = Field(default_factory=dict)
+    cgroup: bool | str | None = None
+    stop_after_schedule: bool = False
+    stop_signal: str = "SIGINT"
+    grace_s: Duration = Field(30.0, alias="grace")
+
+    @field_validator("cgroup")
+    @classmethod
+    def _cgroup(cls, v: bool | str | None) -> bool | str | None:
+        return check_path(v) if isinstance(v, str) else v
+
+    @field_validator("stop_signal")
+    @classmethod
+    def _signal(cls, v: str) -> str:
+        return _signal_name(v)
 
 
 class Cotenant(BaseModel):
@@ -93,14 +119,24 @@ class Cotenant(BaseModel):
     stop_signal: str = "SIGTERM"
     grace_s: Duration = Field(10.0, alias="grace")
     env: dict[str, str] = Field(default_factory=dict)
+    cgroup: bool | str | None = None
+
+    @field_validator("cgroup")
+    @classmethod
+    def _cgroup(cls, v: bool | str | None) -> bool | str | None:
+        return check_path(v) if isinstance(v, str) else v
 
     @field_validator("stop_signal")
     @classmethod
     def _signal(cls, v: str) -> str:
-        name = v.upper() if v.upper().startswith("SIG") else f"SIG{v.upper()}"
-        if not hasattr(signal, name):
-            raise ValueError(f"unknown signal {v!r} (e.g. SIGTERM, SIGINT)")
-        return name
+        return _signal_name(v)
+
+
+def _signal_name(v: str) -> str:
+    name = v.upper() if v.upper().startswith("SIG") else f"SIG{v.upper()}"
+    if not hasattr(signal, name):
+        raise ValueError(f"unknown signal {v!r} (e.g. SIGTERM, SIGINT)")
+    return name
 
 
 class PhaseSpec(BaseModel):
@@ -140,9 +176,29 @@ class Plan(BaseModel):
                 raise ValueError(f"phase[{i}].cotenants: unknown group(s) {unknown}; co-tenants: {groups}")
         if self.plan.design == "phases" and not self.phase:
             raise ValueError("phase: the 'phases' design needs at least one [[phase]]")
+        if self.victim.stop_after_schedule and self.plan.design != "randomized":
+            raise ValueError("victim.stop_after_schedule: only for the 'randomized' design")
         if self.plan.design == "randomized" and not self.cotenant:
             raise ValueError("cotenant: the 'randomized' design needs at least one [[cotenant]]")
+        paths = list(tenant_cgroups(self).values())
+        shared = sorted({p for p in paths if paths.count(p) > 1})
+        if shared:
+            raise ValueError(f"cgroup: {shared} given to two tenants (each tenant needs a group of its own)")
         return self
+
+
+def tenant_cgroups(plan: Plan) -> dict[str, str]:
+    """The cgroup (a path under the v2 mount) of each tenant that gets one: ``cgroup = "path"`` on the victim or a
+    co-tenant, ``cgroup = true`` (or ``[plan] cgroup = true`` and no ``cgroup = false``) gives
+    ``<cgroup_parent>/<group>``. The victim's key is its group."""
+    out: dict[str, str] = {}
+    for t in (plan.victim, *plan.cotenant):
+        want = plan.plan.cgroup if t.cgroup is None else t.cgroup
+        if isinstance(want, str):
+            out[t.group] = want
+        elif want:
+            out[t.group] = f"{plan.plan.cgroup_parent}/{t.group}"
+    return out
 
 
 def load_plan(path: Path | str) -> Plan:

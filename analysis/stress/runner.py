@@ -9,6 +9,10 @@ stop with it (``stop_signal``, then SIGKILL after ``grace_s``). Ctrl-C / SIGTERM
 
 The switch events are written straight into the store (``--store``); the victim's start / end go through the
 wrapper to the collector (or its spool) and the importer writes start / end / summary into the store.
+
+Tenants with a cgroup (`analysis.stress.plan.tenant_cgroups`) run in it from their first instruction (the child
+joins before it execs); the groups are made before the first step and removed after the last, what is left in them
+killed. ``[victim] stop_after_schedule`` stops a randomized plan's benchmark when the last block ends.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from typing import Any
 
 import polars as pl
 
-from analysis.stress.plan import Cotenant, Plan, Step, command_argv, schedule
+from analysis.stress.cgroups import Cgroup, CgroupError, v2_mount
+from analysis.stress.plan import Cotenant, Plan, Step, command_argv, schedule, tenant_cgroups
 from telemetry.schema import conform
 
 NEIGHBORSCOPE = [sys.executable, "-m", "telemetry.cli"]
@@ -100,10 +105,11 @@ class EventWriter:
 class CotenantProcess:
     """One co-tenant's load command, started and stopped in its own process group."""
 
-    def __init__(self, spec: Cotenant, values: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, spec: Cotenant, values: dict[str, str], log_dir: Path, cgroup: Cgroup | None = None) -> None:
         self.spec = spec
         self.values = values
         self.log_dir = log_dir
+        self.cgroup = cgroup
         self.proc: subprocess.Popen[bytes] | None = None
         self.argv: list[str] = []
 
@@ -118,10 +124,14 @@ class CotenantProcess:
         out = (self.log_dir / f"cotenant-{self.spec.group}.log").open("ab")
         try:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True, env={**os.environ, **self.spec.env})  # fmt: skip
+                                         start_new_session=True, env={**os.environ, **self.spec.env},
+                                         preexec_fn=self.cgroup.join_self if self.cgroup else None)  # fmt: skip
         except OSError as exc:
             self.proc = None
             return f"cannot start {self.argv[0]!r}: {exc.strerror}"
+        except subprocess.SubprocessError:
+            self.proc = None
+            return f"cannot start {self.argv[0]!r} in cgroup {self.cgroup.path if self.cgroup else '-'}"
         finally:
             out.close()
         return None
@@ -167,6 +177,7 @@ class PlanRunner:
         echo: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         alert_state_dir: Path | None = None,
+        cgroup_mount: Path | None = None,
     ) -> None:
         import socket
 
@@ -181,6 +192,8 @@ class PlanRunner:
         self.node = plan.plan.node or socket.gethostname().split(".")[0]
         self.stress_id = f"{plan.plan.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
         self.failures = 0
+        self.cgroup_mount = cgroup_mount
+        self.cgroups: dict[str, Cgroup] = {}
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
@@ -272,6 +285,7 @@ class PlanRunner:
                 rep=step.rep,
                 block=block,
                 pid=p.proc.pid if p.proc else None,
+                cgroup=p.cgroup.proc_path if p.cgroup else None,
             )
 
     def _record_exit(
@@ -307,9 +321,17 @@ class PlanRunner:
         self.workdir.mkdir(parents=True, exist_ok=True)
         steps = schedule(self.plan, self.stress_id)
         config = self._agent_config()
-        store = open_store(self.store_url)
+        self._make_cgroups()
+        try:
+            store = open_store(self.store_url)
+        except BaseException:
+            self._remove_cgroups()
+            raise
         events = EventWriter(store, self.node, self.plan)
-        procs = {c.group: CotenantProcess(c, self._values(), self.workdir / "logs") for c in self.plan.cotenant}
+        procs = {
+            c.group: CotenantProcess(c, self._values(), self.workdir / "logs", self.cgroups.get(c.group))
+            for c in self.plan.cotenant
+        }
         silence = self._silence()
         results: list[StepResult] = []
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -339,6 +361,7 @@ class PlanRunner:
                         failed=False,
                     )
             signal.signal(signal.SIGTERM, previous)
+            self._remove_cgroups()
             if silence is not None and self.alert_state_dir is not None:
                 from analysis.alerts.engine import expire_silence
 
@@ -349,6 +372,33 @@ class PlanRunner:
         report.manifest = manifest
         manifest.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         return report
+
+    def _make_cgroups(self) -> None:
+        """Create the tenants' cgroups (`analysis.stress.plan.tenant_cgroups`); CgroupError (one line) when this
+        host cannot: no cgroup v2 mount, or no permission."""
+        wanted = tenant_cgroups(self.plan)
+        if not wanted:
+            return
+        mount = self.cgroup_mount or v2_mount()
+        if mount is None:
+            raise CgroupError(
+                f"the plan gives tenants cgroups ({', '.join(sorted(wanted))}) but this host has no cgroup v2 "
+                "(unified) mount; set [plan] cgroup = false or mount cgroup2"
+            )
+        try:
+            for group, rel in wanted.items():
+                self.cgroups[group] = Cgroup.under(mount, rel).create()
+        except CgroupError:
+            self._remove_cgroups()
+            raise
+        self.echo("cgroups: " + ", ".join(f"{g} -> {cg.path}" for g, cg in self.cgroups.items()))
+
+    def _remove_cgroups(self) -> None:
+        for g, cg in reversed(self.cgroups.items()):  # the first made the shared parents: it goes last
+            problem = cg.remove()
+            if problem:
+                self.echo(f"{g}: {problem}")
+        self.cgroups = {}
 
     def _silence(self) -> str | None:
         if not (self.plan.plan.silence_alerts and self.alert_state_dir):
@@ -376,11 +426,13 @@ class PlanRunner:
         argv, _result = self._victim_argv(step, config)
         t0 = time.time()
         env = {**os.environ, **self.plan.victim.env}
+        cg = self.cgroups.get(self.plan.victim.group)
         try:
-            victim = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
-        except OSError as exc:
+            victim = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, preexec_fn=_victim_preexec(cg))
+        except (OSError, subprocess.SubprocessError) as exc:
             self.failures += 1
-            notes.append(f"victim wrapper: cannot start: {exc.strerror}")
+            why = exc.strerror if isinstance(exc, OSError) else f"cannot join cgroup {cg.path if cg else '-'}"
+            notes.append(f"victim wrapper: cannot start: {why}")
             return StepResult(step.run_id, step.phase, step.rep, 127, _iso(t0), _iso(time.time()), 0.0, notes)
         deadline = time.monotonic() + self.plan.victim.timeout_s
         if step.block_s is not None:
@@ -395,8 +447,40 @@ class PlanRunner:
                     if k < len(step.blocks) - 1:
                         notes.append(f"victim ended during block {k} of {len(step.blocks)}")
                     break
+            stopped = self._stop_with_schedule(victim, notes)
             self._set_on(procs, (), events, step, None, notes)
+            if stopped is not None:
+                return self._finish(step, stopped, t0, argv, events, notes)
         code = self._wait(victim, deadline, procs, events, step, notes)
+        return self._finish(step, code, t0, argv, events, notes)
+
+    def _stop_with_schedule(self, victim: subprocess.Popen[bytes], notes: list[str]) -> int | None:
+        """``[victim] stop_after_schedule``: a victim still running when the last block ends is stopped: the
+        benchmark (the wrapper's child) gets ``stop_signal``, and the wrapper, once it has ended, records the end
+        and imports what it wrote; that exit code is then not a failure. None when it was not stopped here.
+
+        The signal goes to the benchmark, not to the wrapper: a Python process with native threads (polars) may
+        take SIGINT on one of them and then not leave its ``waitpid`` until the child exits anyway."""
+        v = self.plan.victim
+        if not v.stop_after_schedule or victim.poll() is not None:
+            return None
+        for pid in _children(victim.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, getattr(signal, v.stop_signal))
+        try:
+            code = victim.wait(v.grace_s)
+        except subprocess.TimeoutExpired:
+            victim.kill()
+            code = victim.wait()
+            notes.append(f"victim did not stop within {v.grace_s:g} s of {v.stop_signal}: killed")
+            return code
+        notes.append(f"victim stopped at the end of the schedule ({v.stop_signal}; exit code {code})")
+        return 0
+
+    def _finish(
+        self, step: Step, code: int, t0: float, argv: list[str], events: EventWriter, notes: list[str]
+    ) -> StepResult:
+        ps = self.plan.plan
         t1 = time.time()
         if code != 0:
             self.failures += 1
@@ -440,6 +524,35 @@ class PlanRunner:
         return int(victim.returncode)
 
 
+def _children(pid: int, proc: Path = Path("/proc")) -> list[int]:
+    """The child processes of ``pid`` (``/proc/<pid>/task/*/children``, else a scan of ``/proc/*/stat``)."""
+    found: set[int] = set()
+    tasks = list((proc / str(pid) / "task").glob("*/children"))
+    for f in tasks:
+        with contextlib.suppress(OSError, ValueError):
+            found.update(int(x) for x in f.read_text().split())
+    if tasks and found:
+        return sorted(found)
+    for stat in proc.glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(stat.parent.name))
+    return sorted(found)
+
+
+def _victim_preexec(cg: Cgroup | None) -> Callable[[], None]:
+    """In the victim's child before exec: SIGINT back to its default (a runner started in the background by a
+    non-interactive shell inherits it ignored, and the wrapper could then not be stopped with it), then join the
+    victim's cgroup where it has one."""
+
+    def pre() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if cg is not None:
+            cg.join_self()
+
+    return pre
+
+
 class _Missing(dict):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
@@ -458,6 +571,7 @@ def run_plan(
     neighborscope: Sequence[str] = NEIGHBORSCOPE,
     echo: Callable[[str], None] | None = None,
     alert_state_dir: Path | None = None,
+    cgroup_mount: Path | None = None,
 ) -> StressReport:
     """Run ``plan`` (see the module docstring); returns what happened, also written to ``workdir/<id>.json``."""
     return PlanRunner(
@@ -468,4 +582,5 @@ def run_plan(
         neighborscope=neighborscope,
         echo=echo,
         alert_state_dir=alert_state_dir,
+        cgroup_mount=cgroup_mount,
     ).run()

@@ -147,3 +147,39 @@ def test_cotenant_children_stop_with_their_process_group(tmp_path: Path) -> None
             return
         time.sleep(0.1)
     pytest.fail(f"co-tenant child {child} still running after the plan")
+
+
+@pytest.mark.slow
+def test_stop_after_schedule_stops_the_victim_when_the_last_block_ends(tmp_path: Path) -> None:
+    """A randomized plan's victim with ``stop_after_schedule`` runs as long as the schedule, not as long as it
+    would: the benchmark gets SIGINT at the end of the last block, and that stop is not a failure."""
+    import signal
+
+    marker = tmp_path / "stopped"
+    victim = (
+        "import signal, sys, time, pathlib\n"
+        f"stop = lambda n, _: (pathlib.Path({str(marker)!r}).write_text(str(n)), sys.exit(3))\n"
+        "signal.signal(signal.SIGINT, stop)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "time.sleep(120)\n"
+    )
+    plan = _plan(
+        tmp_path,
+        plan={"design": "randomized", "blocks": 4, "block": 2.5, "p_on": 0.5, "seed": 1},
+        victim={"command": [PY, "-c", victim], "stop_after_schedule": True, "grace": 10},
+        phase=[],
+    )
+    t0 = time.monotonic()
+    report = run_plan(plan, store=str(tmp_path / "store"), workdir=tmp_path / "work", echo=lambda m: None)
+    assert time.monotonic() - t0 < 60  # not the 120 s the victim would take
+    (step,) = report.steps
+    assert report.failures == 0 and step.exit_code == 0, step
+    assert any("stopped at the end of the schedule" in n for n in step.notes), step.notes
+    assert int(marker.read_text()) == signal.SIGINT  # the benchmark got it; the wrapper then ended and recorded it
+
+
+def test_stop_after_schedule_needs_the_randomized_design(tmp_path: Path) -> None:
+    from telemetry.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="only for the 'randomized' design"):
+        _plan(tmp_path, victim={"stop_after_schedule": True})
