@@ -517,7 +517,11 @@ def victim_measurement(grid: Grid, victim: str, measurement: str, topology: pl.D
 
 
 def mediators(
-    grid: Grid, victim: str, topology: pl.DataFrame | None = None, baseline_mask: np.ndarray | None = None
+    grid: Grid,
+    victim: str,
+    topology: pl.DataFrame | None = None,
+    baseline_mask: np.ndarray | None = None,
+    load_cols: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """Victim-side resource signals per victim window: window_start, then every resource's mediators
     (`analysis.resources.RESOURCES`, in record order; higher = more evidence; missing telemetry gives nulls).
@@ -530,6 +534,10 @@ def mediators(
     oversubscribed host), ``victim_cpu_pressure`` / ``victim_mem_pressure`` / ``victim_io_pressure`` (the
     victim's own PSI stall time beyond its load), ``victim_cpu_per_token`` (its CPU time per token, a CPI proxy),
     ``link_saturation`` (its NIC's load), ``clock_drop`` (minus log mean SM clock), throttle shares.
+
+    "Beyond its load" is a fit on ``load_cols`` (default `WORK_COLS`) over the baseline windows; ``()`` under a
+    randomised schedule, as for the index: the victim's load reacts to its slowdown (fewer requests in flight
+    while it is starved), so a load model there explains the victim's stall away.
     """
     v = victim_series(grid.victim)
     out = v.select("window_start", *WORK_COLS, "output_tok_s")
@@ -546,7 +554,9 @@ def mediators(
         vm = victim_measurement(grid, victim, meas, topology)
         if vm.width > 1:
             out = out.join(vm, on="window_start", how="left")
-    ctx = _MediatorInputs(grid, victim, topology, baseline_mask, out)
+    ctx = _MediatorInputs(
+        grid, victim, topology, baseline_mask, out, tuple(WORK_COLS if load_cols is None else load_cols)
+    )
     return out.select(
         "window_start",
         *[_DERIVE[m.derive](ctx, r, m).fill_nan(None).alias(m.column) for r in RESOURCES for m in r.mediators],
@@ -563,6 +573,7 @@ class _MediatorInputs:
     topology: pl.DataFrame | None
     baseline_mask: np.ndarray | None
     frame: pl.DataFrame
+    load_cols: tuple[str, ...] = tuple(WORK_COLS)
     _contention: tuple[np.ndarray, np.ndarray] | None = None
 
     def contention(self) -> tuple[np.ndarray, np.ndarray]:
@@ -592,7 +603,7 @@ def _load_residual(ctx: _MediatorInputs, values: np.ndarray) -> np.ndarray:
         base = ok if baseline_mask is None or len(baseline_mask) != out.height else ok & baseline_mask
         if base.sum() < MIN_WINDOWS_PER_REGRESSOR:
             base = ok
-        x = _load_design(out, WORK_COLS, max_cols=int(base.sum()) // MIN_WINDOWS_PER_REGRESSOR)
+        x = _load_design(out, ctx.load_cols, max_cols=int(base.sum()) // MIN_WINDOWS_PER_REGRESSOR)
         xs = _clip_to(x, base)
         beta, _ = stats.ols(values[base], xs[base])
         res[ok] = values[ok] - xs[ok] @ beta
@@ -1179,7 +1190,13 @@ def attribute(
         notes.append(
             f"{no_p99} of {index.height} victim windows have too few {what} for a p99; the index uses their {rate} only"
         )
-    med = mediators(grid, victim, topology, index["in_baseline"].to_numpy() if index.height else None)
+    med = mediators(
+        grid,
+        victim,
+        topology,
+        index["in_baseline"].to_numpy() if index.height else None,
+        load_cols=None if load_cols else (),  # interventional: no load model for the mediators either
+    )
     med = index.select("window_start").join(med, on="window_start", how="left")
     ranked, more = rank_antagonists(
         index, act, med, sus, victim=victim, window_s=grid.window_s, q=q, n_shifts=n_shifts, seed=seed, metric=metric
