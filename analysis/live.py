@@ -175,7 +175,7 @@ def choose_live_window_s(
     n, secs, step, streams = (stats[c][0] for c in ("n", "secs", "step", "streams"))
     secs = (secs or 0.0) / max(streams or 1, 1)
     rate = (n or 0.0) / secs if secs > 0 else 0.0
-    floor = 2 * (step or 0.0)
+    floor = 2 * (step or 0.0) * 0.95  # two scrape intervals, with room for a scraper running a little late
     for w in ladder:
         if w >= floor and rate * w >= MIN_OBS_PER_WINDOW[metric]:
             return float(w)
@@ -394,7 +394,8 @@ def live_attribution(
         d for a in atts.values() if a is not None and a.antagonists.height for d in a.antagonists["design"].to_list()
     }
     design = "interventional" if designs == {"interventional"} else "mixed" if len(designs) > 1 else "correlational"
-    if design == "correlational":
+    switched = run_events is not None and run_events.height > 0
+    if design == "correlational" and not (switched and not designs):  # no ranking at all: say nothing of design
         notes.append(
             "correlational: no randomised on/off schedule (run_event switch_on / switch_off) covers the range, so a "
             "co-tenant is blamed for moving with the victim's slowdown beyond its own load, not proven to cause it"
