@@ -20,6 +20,9 @@ scheduled batches sent), or the store not holding exactly the rows of the acknow
 back after the step with the default embedded store). Each step gets a fresh collector and store and runs for ``--step-s`` seconds;
 the whole run stops after ``--max-total-s``. The 1-minute load average is printed per step: on a shared
 machine other processes take CPU from the collector and the figures are a lower bound. The collector's RSS (psutil) is sampled every 0.5 s.
+Per step it also prints the collector's CPU per stored batch (user + system, every thread) and the mean number of
+batches per group commit (its /metrics counters); ``--commit-pace-s`` sets the collector's ``commit_pace_s``
+(0: no pacing; see docs/collector-performance.md and benchmarks/collector_cpu.py, which compares them).
 All traffic goes to 127.0.0.1.
 
     .venv/bin/python benchmarks/fleet_load.py                          # 50, 100, 200, 300, 400, 600, 800 nodes
@@ -140,8 +143,11 @@ def batch_body(t: NodeTemplate, boot_id: str, seq: int, ts_ns: int, rng: np.rand
 # The collector
 
 
-def write_config(path: Path, nodes: int) -> None:
-    lines = ["[collector]", "max_body_bytes = 16777216", ""]
+def write_config(path: Path, nodes: int, commit_pace_s: float | None = None) -> None:
+    lines = ["[collector]", "max_body_bytes = 16777216"]
+    if commit_pace_s is not None:
+        lines.append(f"commit_pace_s = {commit_pace_s!r}")
+    lines.append("")
     for i in range(nodes):
         lines += [f"[nodes.{_node(i)}]", f'token_sha256 = "{hashlib.sha256(_token(i).encode()).hexdigest()}"']
     path.write_text("\n".join(lines) + "\n")
@@ -205,6 +211,9 @@ class StepResult:
     collector_rss_mib_end: float | None
     collector_rss_mib_peak: float | None
     collector_cpu_pct: float
+    collector_cpu_ms_per_batch: float | None
+    commit_groups: int | None
+    batches_per_group: float | None
     client_cpu_pct: float
     loadavg_1m: float
     build_s: float
@@ -321,6 +330,25 @@ def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
+def commit_counters(url: str) -> tuple[int | None, int]:
+    """The collector's group commits so far and the batches in them (its /metrics); (None, 0) without them."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in (
+            "neighborscope_collector_commit_groups_total",
+            "neighborscope_collector_commit_group_batches_total",
+        ):
+            found[name] = float(value)
+    groups = found.get("neighborscope_collector_commit_groups_total")
+    return (None if groups is None else int(groups)), int(
+        found.get("neighborscope_collector_commit_group_batches_total", 0)
+    )
+
+
 def _stored_rows(store_dir: Path) -> dict[str, int]:
     from telemetry.store.parquet import ParquetStore
 
@@ -364,6 +392,7 @@ def run_step(
             collector_cpu = rss.cpu_s()
             client_cpu = sum(me.cpu_times()[:2]) - me_cpu0
             rss_end = rss.proc.memory_info().rss
+            groups, grouped = commit_counters(url)
         peak = max(rss.samples) if rss.samples else None
     finally:
         collector.stop(15)
@@ -385,7 +414,10 @@ def run_step(
         stored_batches_per_s=ok / wall, body_bytes_mean=body_bytes,
         collector_rss_mib_end=rss_end / MIB,
         collector_rss_mib_peak=None if peak is None else peak / MIB,
-        collector_cpu_pct=100 * collector_cpu / wall, client_cpu_pct=100 * client_cpu / wall,
+        collector_cpu_pct=100 * collector_cpu / wall,
+        collector_cpu_ms_per_batch=1e3 * collector_cpu / ok if ok else None,
+        commit_groups=groups, batches_per_group=grouped / groups if groups else None,
+        client_cpu_pct=100 * client_cpu / wall,
         loadavg_1m=os.getloadavg()[0], build_s=build_s, verdict="ok",
     )  # fmt: skip
     if res.latency_ms_p99 is None or res.latency_ms_p99 > args.target_s * 1000:
@@ -428,6 +460,8 @@ def print_table(results: list[StepResult], args: argparse.Namespace) -> None:
         "body KiB",
         "RSS MiB (peak)",
         "collector CPU %",
+        "CPU ms/batch",
+        "batches/group",
         "client CPU %",
         "load 1m",
         "verdict",
@@ -443,7 +477,8 @@ def print_table(results: list[StepResult], args: argparse.Namespace) -> None:
                     f(r.latency_ms_p50, ".1f"),
                     f(r.latency_ms_p99, ".1f"), f(r.latency_ms_max, ".0f"), f(r.lag_ms_p99, ".1f"),
                     f(r.body_bytes_mean / 1024, ".1f"), f"{f(r.collector_rss_mib_end)} ({f(r.collector_rss_mib_peak)})",
-                    f(r.collector_cpu_pct), f(r.client_cpu_pct), f(r.loadavg_1m, ".1f"), verdict)  # fmt: skip
+                    f(r.collector_cpu_pct), f(r.collector_cpu_ms_per_batch, ".2f"),
+                    f(r.batches_per_group, ".1f"), f(r.client_cpu_pct), f(r.loadavg_1m, ".1f"), verdict)  # fmt: skip
     con.print(tab)
     for r in results:
         if r.reasons:
@@ -472,6 +507,12 @@ def main(argv: list[str] | None = None) -> int:
         help="collector store URL; {dir} = the step's temp dir "
         "(default: {dir}/store, the embedded Parquet store; e.g. 'influx://127.0.0.1:8086/db?queue={dir}/q')",
     )
+    ap.add_argument(
+        "--commit-pace-s",
+        type=float,
+        default=None,
+        help="the collector's commit_pace_s (collector.toml; default: the collector's own default)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
@@ -482,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ns-fleet-") as tmp:
         workdir = Path(tmp)
         config = workdir / "collector.toml"
-        write_config(config, max(steps))
+        write_config(config, max(steps), args.commit_pace_s)
         templates = [node_template(i, args.accels, args.cores, args.seed) for i in range(max(steps))]
         for n in steps:
             if time.monotonic() - t_begin > args.max_total_s:

@@ -14,7 +14,7 @@
     python benchmarks/influx_write.py [--batches 300] [--ticks 10] [--clients 10] [--repeat 3]
 
 Points = lines of line protocol (one per row per measurement). Target (issue 4): the collector within 20 %
-of the direct rate.
+of the direct rate; issue 21: within 5 %.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ ACCEL_FIELDS = [
 ]  # fmt: skip
 DEVICES = 34
 LINES_PER_POST = 5000
+STORE_GZIP_OFF = "store alone: queue + drain, no HTTP (gzip off)"
 
 
 def node_frames(node: str, t0_ns: int, ticks: int, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
@@ -268,7 +269,7 @@ def main() -> None:
         "store alone: queue + drain, no HTTP (gzip on)": lambda: run_store(
             server, server.create_database("store"), work, batches, args.clients, points, True
         ),
-        "store alone: queue + drain, no HTTP (gzip off)": lambda: run_store(
+        STORE_GZIP_OFF: lambda: run_store(
             server, server.create_database("store"), work, batches, args.clients, points, False
         ),
         "influxdb-client DataFrame serializer + POST": client_run,
@@ -301,7 +302,10 @@ def main() -> None:
     collector_s = dict(results)[collector]
     ratio = direct_s / collector_s
     console.print(
-        f"collector at {ratio:.0%} of the direct rate (target >= 80 %): {'OK' if ratio >= 0.8 else 'BELOW TARGET'}"
+        f"collector at {ratio:.0%} of the direct rate (target >= 95 %, issue 21): "
+        f"{'OK' if ratio >= 0.95 else 'BELOW TARGET'}; the store alone (gzip off) at "
+        f"{direct_s / dict(results)[STORE_GZIP_OFF]:.0%}, 1-min load average {os.getloadavg()[0]:.1f} (on a busy machine "
+        "the direct run's time swings by 2x between runs: compare medians of --repeat 3 or more)"
     )
 
 

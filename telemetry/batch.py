@@ -20,6 +20,7 @@ import gzip
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -211,19 +212,28 @@ class Columns:
     already in the column's dtype.
     """
 
-    __slots__ = ("field_values", "height", "measurement", "parts")
+    __slots__ = ("_span", "field_values", "height", "measurement", "parts")
 
-    def __init__(self, measurement: str, parts: list[tuple[int, dict[str, Any]]], field_values: int) -> None:
+    def __init__(
+        self,
+        measurement: str,
+        parts: list[tuple[int, dict[str, Any]]],
+        field_values: int,
+        span: tuple[int, int] | None = None,
+    ) -> None:
         self.measurement = measurement
         self.parts = parts
         self.height = sum(n for n, _ in parts)
         self.field_values = field_values
+        self._span = span  # the time range, when validation already found it
 
     def frame(self) -> pl.DataFrame:
         return build_frame(self.measurement, [self])
 
     def time_range(self) -> tuple[int, int] | None:
         """Smallest and largest epoch-ns time, None when there are no rows."""
+        if self._span is not None:
+            return self._span
         lo = hi = None
         for n, cols in self.parts:
             if not n:
@@ -251,26 +261,14 @@ def validate_columns(
         if TIME not in columns:
             raise SchemaError("missing the 'time' column", f"{where}.columns")
         n = len(columns[TIME])
-        checked: dict[str, Any] = {}
-        field_values = 0
-        for col, values in columns.items():
-            col_where = f"{where}.columns.{col}"
-            kind = kinds.get(col)
-            if kind is None:
-                raise SchemaError(
-                    f"unknown column for measurement {m.name!r} (tags: {list(m.tags)}; fields: {list(m.field_names)})",
-                    col_where,
-                )
-            if len(values) != n:
-                raise SchemaError(f"{len(values)} values but 'time' has {n}", col_where)
-            value = values if _plain(values, kind) else _column(col, values, kind, schema[col], col_where)
-            if kind == "str" and col in m.tags and (bad := tag_values_problem(values)) is not None:
-                raise SchemaError(bad[1], f"{col_where}[{bad[0]}]")
-            checked[col] = value
-            if col in m.field_index:
-                field_values += _present(value, kind, n)
+        fast = _plain_frame(m, kinds, columns, n)
+        if fast is not None:  # every column plainly valid: checked a kind at a time, not a column at a time
+            checked, field_values = fast
+        else:  # something to convert or to refuse: column by column, naming the first bad sample
+            checked, field_values = _checked_columns(m, kinds, schema, columns, n, where)
+        span = None
         if time_window is not None and n:
-            _check_times(columns[TIME], time_window, f"{where}.columns.{TIME}")
+            span = _check_times(columns[TIME], time_window, f"{where}.columns.{TIME}")
         nodes = columns.get("node")
         if nodes is not None:
             if not set(nodes) <= {node, None}:
@@ -285,16 +283,79 @@ def validate_columns(
             checked["node"] = [node] * n
         got = out.get(m.name)
         if got is None:
-            out[m.name] = Columns(m.name, [(n, checked)], field_values)
-        else:
+            out[m.name] = Columns(m.name, [(n, checked)], field_values, span)
+        else:  # the same measurement twice in a batch: the time range is found again when needed
             out[m.name] = Columns(m.name, [*got.parts, (n, checked)], got.field_values + field_values)
     return out
 
 
-def _check_times(times: list[int], window: tuple[int, int], where: str) -> None:
+#: tag values `text_problem` found fine (and None, ""): a tag column of known values is checked by one subset test
+_GOOD_TAGS: set[Any] = {None, ""}
+_GOOD_TAGS_MAX = 200_000
+
+
+def _plain_frame(m: Any, kinds: dict[str, str], columns: Mapping[str, Any], n: int) -> tuple[dict, int] | None:
+    """``(checked columns, field values)`` of a frame whose every column is known, ``n`` long and plainly of its
+    kind (`_plain`), and whose tags are all fine; None when any is not (`_checked_columns` then judges it,
+    column by column, with the errors naming the sample). The columns of one kind are checked together: a
+    frame of 30 columns costs a handful of C-level passes instead of 30 rounds of Python."""
+    groups: dict[tuple[str, bool], list[list[Any]]] = {}
+    tags = m.tags
+    for col, values in columns.items():
+        kind = kinds.get(col)
+        if kind is None or type(values) is not list or len(values) != n:
+            return None
+        groups.setdefault((kind, col in tags), []).append(values)
+    field_values = 0
+    for (kind, is_tag), cols in groups.items():
+        values = cols[0] if len(cols) == 1 else list(chain.from_iterable(cols))
+        if not _plain(values, kind):
+            return None
+        if is_tag:
+            distinct = set(values)
+            if not distinct <= _GOOD_TAGS:
+                if tag_values_problem(values) is not None:
+                    return None
+                if len(_GOOD_TAGS) > _GOOD_TAGS_MAX:
+                    _GOOD_TAGS.intersection_update({None, ""})
+                _GOOD_TAGS.update(distinct)
+        elif kind != "time":
+            field_values += _present(values, kind, len(values))
+    return dict(columns), field_values
+
+
+def _checked_columns(
+    m: Any, kinds: dict[str, str], schema: Any, columns: Mapping[str, Any], n: int, where: str
+) -> tuple[dict[str, Any], int]:
+    """A frame's columns checked one by one: converted where the schema allows (a Series), else refused
+    naming the column and sample."""
+    checked: dict[str, Any] = {}
+    field_values = 0
+    for col, values in columns.items():
+        col_where = f"{where}.columns.{col}"
+        kind = kinds.get(col)
+        if kind is None:
+            raise SchemaError(
+                f"unknown column for measurement {m.name!r} (tags: {list(m.tags)}; fields: {list(m.field_names)})",
+                col_where,
+            )
+        if len(values) != n:
+            raise SchemaError(f"{len(values)} values but 'time' has {n}", col_where)
+        value = values if _plain(values, kind) else _column(col, values, kind, schema[col], col_where)
+        if kind == "str" and col in m.tags and (bad := tag_values_problem(values)) is not None:
+            raise SchemaError(bad[1], f"{col_where}[{bad[0]}]")
+        checked[col] = value
+        if col in m.field_index:
+            field_values += _present(value, kind, n)
+    return checked, field_values
+
+
+def _check_times(times: list[int], window: tuple[int, int], where: str) -> tuple[int, int]:
+    """The smallest and largest time, all within ``window``; else `SchemaError` naming the first outside it."""
     lo, hi = window
-    if lo <= min(times) and max(times) <= hi:
-        return
+    first, last = min(times), max(times)
+    if lo <= first and last <= hi:
+        return first, last
     j, t = next((j, t) for j, t in enumerate(times) if not lo <= t <= hi)
     raise SchemaError(time_problem(t, window) or "time out of range", f"{where}[{j}]")
 
@@ -321,10 +382,11 @@ def build_frame(measurement_name: str, batches: Sequence[Columns]) -> pl.DataFra
     series: list[pl.Series] = []
     for col, dtype in schema.items():
         present = [cols.get(col) for _, cols in parts]
-        if all(v is None for v in present):
+        kinds_present = set(map(type, present))
+        if kinds_present == _ONLY_NONE:
             series.append(_nulls(col, dtype, total))
             continue
-        if not any(isinstance(v, pl.Series) for v in present):
+        if kinds_present <= _LIST_OR_NONE:
             values: list[Any] = []
             for (n, _), v in zip(parts, present, strict=True):
                 values.extend([None] * n if v is None else v)
@@ -376,6 +438,8 @@ def _from_plain(name: str, values: list[Any], kind: str, dtype: pl.DataType) -> 
 
 
 _NONE = type(None)
+_LIST_OR_NONE = frozenset({list, _NONE})
+_ONLY_NONE = frozenset({_NONE})
 _PLAIN_TYPES = {
     "time": frozenset({int}),
     "float": frozenset({float, int, _NONE}),

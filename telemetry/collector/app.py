@@ -67,7 +67,7 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
         store=store,
         settings=lambda: app.state.settings,
         metrics=metrics,
-        committer=GroupCommitter(store, min_interval_s=0.1),
+        committer=GroupCommitter(store, min_interval_s=0.1, pace_s=settings.collector.commit_pace_s),
         limits=RowLimits(metrics),
     )
     metrics.watch_committer(ing.committer)

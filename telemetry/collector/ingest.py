@@ -82,11 +82,12 @@ async def ingest_batch(
     finally:
         ing.metrics.store_seconds.observe(time.perf_counter() - started)
     status = "stored" if new else "duplicate"
-    ing.metrics.batches.labels(status).inc()
+    metrics = ing.metrics
+    metrics.child("batches", status).inc()
     if new:
         for m, c in columns.items():
-            ing.metrics.rows.labels(m).inc(c.height)
-            ing.metrics.values.inc(c.field_values)
+            metrics.child("rows", m).inc(c.height)
+        metrics.values.inc(sum(c.field_values for c in columns.values()))
     return {"status": status, "node": batch_node, "boot_id": boot_id, "seq": seq, "rows": rows}
 
 

@@ -30,6 +30,16 @@ class CollectorMetrics:
             registry=self.registry,
         )
 
+        self._children: dict[tuple[str, str], Any] = {}
+
+    def child(self, metric: str, label: str) -> Any:
+        """``getattr(self, metric).labels(label)``, looked up once (the batch path counts several per request)."""
+        key = (metric, label)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = getattr(self, metric).labels(label)
+        return found
+
     def watch_store(self, store: Any) -> None:
         """A store with a local queue (InfluxDB) reports its depth (gauges) and the lines the store refused
         since the collector started (a counter)."""
@@ -45,6 +55,29 @@ class CollectorMetrics:
             registry=self.registry,
         )
         gauge.set_function(lambda: float(committer.arriving))
+        self.registry.register(_Commits(committer))
+
+
+class _Commits:
+    """The group committer's groups and the batches in them (their ratio: the mean group size)."""
+
+    def __init__(self, committer: Any) -> None:
+        self.committer = committer
+
+    def describe(self) -> list[Metric]:
+        return list(self.collect())
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "neighborscope_collector_commit_groups",
+            "group commits handed to the store",
+            value=float(self.committer.commits),
+        )
+        yield CounterMetricFamily(
+            "neighborscope_collector_commit_group_batches",
+            "agent batches in the group commits",
+            value=float(self.committer.committed),
+        )
 
 
 class _StoreQueue:

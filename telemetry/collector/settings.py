@@ -10,6 +10,7 @@ body_timeout_s = 30              # 408 for a body not received in full by then
 keep_alive_timeout_s = 5         # an idle keep-alive connection is closed after this
 max_connections = 0              # 503 above this many open connections (0: from `ulimit -n`, see below)
 max_future_s = 86400             # 422 for a time further ahead than this (or before 2000-01-01)
+commit_pace_s = 0.05             # when busy, one group commit per this long (larger groups: less CPU per batch)
 
 [nodes.node1]
 token = "s3cret"                 # or, better, the hash:
@@ -70,6 +71,13 @@ class CollectorOptions(BaseModel):
         "a reserve for the store (`connection_limit`)",
     )
     max_future_s: float = Field(default=86_400.0, ge=0, description="422 for a time further ahead than this")
+    commit_pace_s: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="a busy collector commits at most one group of batches per this many seconds (0: as soon as "
+        "the previous one is done); larger groups cost less CPU per batch, at most this much more latency",
+    )
 
 
 #: file descriptors kept for the store (Parquet files, the queue, InfluxDB connections) out of ``ulimit -n``

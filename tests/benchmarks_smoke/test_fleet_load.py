@@ -41,3 +41,28 @@ def test_tiny_fleet_step_reports_latency_and_memory(tmp_path):
     assert step["ok"] + sum(step["errors"].values()) == step["sent"]
     assert step["ok"] > 0
     assert step["latency_ms_p99"] is not None and step["collector_rss_mib_peak"] > 0
+
+
+def test_tiny_step_reports_cpu_per_batch_and_commit_groups(tmp_path):
+    fl = _fleet_load()
+    out = tmp_path / "fleet.json"
+    fl.main(["--steps", "3", "--step-s", "2", "--accels", "4", "--cores", "2", "--commit-pace-s", "0.02",
+             "--json", str(out)])  # fmt: skip
+    (step,) = json.loads(out.read_text())["steps"]
+    assert step["ok"] > 0 and step["collector_cpu_ms_per_batch"] > 0
+    assert step["commit_groups"] >= 1 and step["batches_per_group"] >= 1
+    assert step["commit_groups"] * step["batches_per_group"] == step["ok"]  # every stored batch was in a group
+
+
+def test_collector_cpu_benchmark_compares_paced_and_unpaced_against_baselines(tmp_path):
+    spec = importlib.util.spec_from_file_location("collector_cpu", ROOT / "benchmarks" / "collector_cpu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "cpu.json"
+    assert mod.main(["--nodes", "3", "--step-s", "2", "--accels", "4", "--cores", "2", "--pace", "0,0.02",
+                     "--json", str(out)]) == 0  # fmt: skip
+    got = json.loads(out.read_text())
+    assert [r["commit_pace_s"] for r in got["runs"]] == [0, 0.02]
+    assert all(r["ok"] == r["scheduled"] == 6 and r["cpu_ms_per_batch"] > 0 for r in got["runs"])
+    base = got["baselines_ms"]
+    assert 0 < base["decode"] < base["decode+validate"] and base["store"] > 0
