@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar
-
-import polars as pl
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from agents.samplers.base import Row, Rows, SamplerBase, SamplerContext, config_error, register
+from telemetry.lazy import lazy_module
 from telemetry.schema import ACCEL
 
-Chunk = Mapping[str, pl.DataFrame]
+if TYPE_CHECKING:
+    import polars as pl
+else:  # registering the sampler (every agent loads the registry) must not import polars: only running it does
+    pl = lazy_module("polars")
+
+Chunk = Mapping[str, "pl.DataFrame"]
 SourceFactory = Callable[[], Iterator[Chunk]]
 _DROP = {"node", "time"}
 ACCEL_FIELDS = ACCEL.field_names
