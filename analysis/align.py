@@ -70,7 +70,7 @@ over the window per tag combination; a field absent from the samples is absent f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -209,6 +209,64 @@ def _normalise_tokens(tokens: Frame) -> pl.LazyFrame:
     return lf
 
 
+TOKEN_CHUNK_ROWS = 2_000_000
+"""`token_windows` aggregates the tokens of a few runs at a time, about this many rows: the windowed quantiles
+of a week of tokens (10^8 rows) at once would hold several copies of them (keys, window column, gathered
+values); a chunk of whole runs gives the same (run_id, window) rows with memory bounded by the chunk."""
+
+
+def _run_chunks(tok: pl.LazyFrame, max_rows: int) -> list[list[str]] | None:
+    """The run ids of ``tok`` in consecutive chunks of about ``max_rows`` rows (whole runs); None: one chunk."""
+    counts = tok.group_by("run_id").agg(pl.len().alias("n")).collect().sort("run_id")
+    if counts["n"].sum() <= max_rows or counts.height < 2:
+        return None
+    chunks: list[list[str]] = [[]]
+    rows = 0
+    for rid, n in counts.select(pl.col("run_id").cast(pl.String), "n").iter_rows():
+        if chunks[-1] and rows + n > max_rows:
+            chunks.append([])
+            rows = 0
+        chunks[-1].append(rid)
+        rows += n
+    return chunks
+
+
+def by_run_chunks(
+    tokens: Frame, fn: Callable[[pl.LazyFrame], pl.DataFrame], max_rows: int = TOKEN_CHUNK_ROWS
+) -> pl.DataFrame:
+    """``fn`` applied to ``tokens`` a few whole runs at a time (about ``max_rows`` rows; `TOKEN_CHUNK_ROWS`), the
+    results concatenated: for per-run (or per run and window) aggregations, the same rows as ``fn(tokens)`` with
+    memory bounded by the chunk. A lazy scan of per-run files reads only the chunk's files each time."""
+    lf = _lazy(tokens)
+    chunks = _run_chunks(lf, max_rows)
+    if chunks is None:
+        return fn(lf)
+    return pl.concat([fn(lf.filter(pl.col("run_id").is_in(ids))) for ids in chunks])
+
+
+def token_windows(tokens: Frame, window_s: float, max_rows: int = TOKEN_CHUNK_ROWS) -> pl.DataFrame:
+    """Per (run_id, window_start): ``tokens`` (emitted), ``itl_n``, ``itl_ms_p50``, ``itl_ms_p99`` (unfiltered),
+    ``itl_ms_mean`` of the tokens layout; computed over chunks of whole runs (`TOKEN_CHUNK_ROWS`)."""
+    lf = _normalise_tokens(tokens).select("run_id", "time", "itl_ms", "tokens")
+
+    def agg(part: pl.LazyFrame) -> pl.DataFrame:
+        return (
+            part.with_columns(window_expr(window_s).alias("window_start"))
+            .group_by("run_id", "window_start")
+            .agg(
+                pl.col("tokens").sum().alias("tokens"),
+                pl.col("itl_ms").is_not_null().sum().alias("itl_n"),
+                pl.col("itl_ms").quantile(0.5, "linear").alias("itl_ms_p50"),
+                pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99"),
+                pl.col("itl_ms").mean().alias("itl_ms_mean"),
+            )
+            .with_columns(pl.col("run_id").cast(pl.String))
+            .collect()
+        )
+
+    return by_run_chunks(lf, agg, max_rows)
+
+
 def victim_windows(
     requests: pl.DataFrame,
     tokens: Frame,
@@ -226,20 +284,7 @@ def victim_windows(
     run_lf = runs.lazy().select(
         "run_id", "phase", "group", pl.col("start").cast(TIME_DTYPE), pl.col("end").cast(TIME_DTYPE)
     )
-    tok = (
-        _normalise_tokens(tokens)
-        .select("run_id", "time", "itl_ms", "tokens")
-        .with_columns(window_expr(window_s).alias("window_start"))
-        .group_by("run_id", "window_start")
-        .agg(
-            pl.col("tokens").sum().alias("tokens"),
-            pl.col("itl_ms").is_not_null().sum().alias("itl_n"),
-            pl.col("itl_ms").quantile(0.5, "linear").alias("itl_ms_p50"),
-            pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99"),
-            pl.col("itl_ms").mean().alias("itl_ms_mean"),
-        )
-        .with_columns(pl.col("run_id").cast(pl.String))
-    )
+    tok = token_windows(tokens, window_s).lazy()
     ok = requests.lazy().filter(pl.col("error").is_null() & pl.col("ttft_ms").is_not_null())
     started = (
         ok.with_columns(window_expr(window_s).alias("window_start"))
@@ -481,6 +526,36 @@ def _restrict(frame: Frame | None, windows: pl.Series | None, window_s: float) -
     return lf.filter(window_expr(window_s).is_in(windows.implode()))
 
 
+TIME_CHUNK_S = 12 * 3600.0
+"""`grid_from_victim` aggregates telemetry about this many seconds of the victim's windows at a time: the window
+aggregations group by window, so chunks of whole windows give the same rows, with memory bounded by the chunk
+(a week of 34 accelerators at 1 Hz is 20 M rows; an aggregation the streaming engine cannot stream would hold
+them all) and each chunk's time range pushed down to the Parquet row groups."""
+
+
+def _by_time(
+    frame: Frame, keep: pl.Series | None, window_s: float, fn: Callable[[pl.LazyFrame], pl.DataFrame]
+) -> pl.DataFrame:
+    """``fn`` (an aggregation by window) of the rows of ``frame`` in the windows ``keep`` (None: all rows at once),
+    `TIME_CHUNK_S` of windows at a time, the results concatenated in time order."""
+    if keep is None or keep.len() < 2:
+        return fn(_restrict(frame, keep, window_s))  # type: ignore[arg-type]
+    starts = keep.unique().sort()
+    ns = starts.cast(pl.Int64)
+    chunk = (ns - ns.min()) // round(max(TIME_CHUNK_S, window_s) * 1e9)
+    lf = _lazy(frame)
+    w_ns = round(window_s * 1e9)
+    parts = []
+    for ids in pl.DataFrame({"w": starts, "c": chunk}).partition_by("c", maintain_order=True):
+        wins = ids["w"]
+        lo, hi = wins.min(), wins.cast(pl.Int64).max() + w_ns  # type: ignore[operator]
+        hi_t = pl.lit(hi).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
+        part = lf.filter((pl.col("time") >= pl.lit(lo)) & (pl.col("time").cast(TIME_DTYPE) < hi_t))
+        parts.append(fn(part.filter(window_expr(window_s).is_in(wins.implode()))))
+    parts = [p for p in parts if p.height] or parts[:1]
+    return pl.concat(parts, how="diagonal_relaxed")
+
+
 def group_windows_direct(accel: Frame, window_s: float) -> pl.DataFrame:
     """`group_windows` straight from samples (one pass, no per-device frame): per (window, group) the mean
     per-sample sum of power / power limit / PCIe over the group's devices (mean x devices reporting), the mean
@@ -542,21 +617,24 @@ def grid_from_victim(
     out_notes = list(notes)
     keep = victim["window_start"].unique() if victim_windows_only and victim.height else None
     empty = _empty()
-    acc = _restrict(accel, keep, window_s)
-    if acc is None:
+    if accel is None:
         devices, groups = empty, empty
     elif per_device:
-        devices = device_windows(acc, window_s)
+        devices = _by_time(accel, keep, window_s, lambda lf: device_windows(lf, window_s))
         groups = group_windows(devices)
     else:
-        devices, groups = empty, group_windows_direct(acc, window_s)
+        devices, groups = empty, _by_time(accel, keep, window_s, lambda lf: group_windows_direct(lf, window_s))
     if accel is None or groups.height == 0:
         out_notes.append("no accelerator telemetry in the analysed span")
 
     def windows(frame: Frame | None, measurement: str) -> pl.DataFrame:
-        return empty if frame is None else measurement_windows(_restrict(frame, keep, window_s), window_s, measurement)
+        if frame is None:
+            return empty
+        return _by_time(frame, keep, window_s, lambda lf: measurement_windows(lf, window_s, measurement))
 
-    sw = socket_windows(_restrict(host_core, keep, window_s), window_s) if host_core is not None else empty
+    sw = (
+        _by_time(host_core, keep, window_s, lambda lf: socket_windows(lf, window_s)) if host_core is not None else empty
+    )
     return Grid(
         window_s=window_s,
         victim=victim,

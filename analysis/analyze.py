@@ -44,8 +44,9 @@ import polars as pl
 
 from analysis import attribution as attr
 from analysis.align import align
-from analysis.degradation import PHASE_COLUMNS, Thresholds, phase_degradation, runs_frame
+from analysis.degradation import PHASE_COLUMNS, Thresholds, has_rows, phase_degradation, runs_frame
 from analysis.knee import Knee, ttft_knee, with_load
+from analysis.stats import blas_threads
 from telemetry.errors import ConfigError, StoreError
 from telemetry.store.base import TelemetryStore
 from telemetry.topology import lookup as topology_lookup
@@ -190,7 +191,21 @@ def analyze_frames(
     options: AnalysisOptions | None = None,
 ) -> AnalysisResult:
     """Phase table for the victim's group (every group when ``victim`` is None) and, when the victim has
-    per-token data and telemetry, its `Attribution`. ``runs``: `analysis.degradation.runs_frame`."""
+    per-token data and telemetry, its `Attribution`. ``runs``: `analysis.degradation.runs_frame`. BLAS runs on one
+    thread meanwhile (`analysis.stats.blas_threads`: the matrices are small, more threads only burn CPU)."""
+    with blas_threads(1):
+        return _analyze_frames(runs, requests, tokens, victim=victim, telemetry=telemetry, options=options)
+
+
+def _analyze_frames(
+    runs: pl.DataFrame,
+    requests: pl.DataFrame | None,
+    tokens: Frame | None,
+    *,
+    victim: str | None,
+    telemetry: TelemetryFrames | None,
+    options: AnalysisOptions | None,
+) -> AnalysisResult:
     tel = telemetry or TelemetryFrames()
     opt = options or AnalysisOptions()
     th = opt.thresholds or Thresholds(seed=opt.seed)
@@ -199,7 +214,8 @@ def analyze_frames(
     if victim and victim not in runs["group"].to_list():
         known = sorted(set(runs["group"].to_list()))
         raise ConfigError(f"no benchmark runs of group {victim!r}; groups with runs: {known}")
-    tok_df = tokens.collect() if isinstance(tokens, pl.LazyFrame) else tokens
+    # lazy tokens stay lazy (a scan of per-run files): every consumer reads a few runs at a time
+    tok_df = tokens
     baselines = baseline_phases(
         runs.filter(pl.col("group") == victim) if victim else runs, opt.baseline, opt.phase_order
     )
@@ -218,7 +234,7 @@ def analyze_frames(
     windows = None
     if victim is None:
         notes.append("no --victim: phase table for every group, no attribution")
-    elif tok_df is None or tok_df.height == 0 or requests is None or requests.height == 0:
+    elif tok_df is None or not has_rows(tok_df) or requests is None or requests.height == 0:
         notes.append(
             f"no per-token data for {victim}: attribution needs per-request / per-token benchmark output "
             "(summaries alone cannot be put on the telemetry grid)"
@@ -230,7 +246,7 @@ def analyze_frames(
         ids = v_runs["run_id"].to_list()
         grid = align(
             requests.filter(pl.col("run_id").is_in(ids)),
-            tok_df.filter(pl.col("run_id").is_in(ids)),
+            _of_runs(tok_df, ids),
             v_runs,
             accel=tel.accel,
             host=tel.host,
@@ -271,6 +287,17 @@ def analyze_frames(
         knee=knee,
         windows=windows,
     )
+
+
+def _of_runs(frame: Frame, ids: Sequence[str]) -> Frame:
+    """The rows of ``frame`` whose run_id is one of ``ids``; ``frame`` itself (no copy: a week of tokens is 10^8
+    rows) when every row already is; a lazy frame filtered lazily."""
+    if isinstance(frame, pl.LazyFrame):
+        return frame.filter(pl.col("run_id").is_in(list(ids)))
+    have = frame.select(pl.col("run_id").unique().cast(pl.String))["run_id"].to_list()
+    if set(have) <= set(ids):
+        return frame
+    return frame.filter(pl.col("run_id").is_in(list(ids)))
 
 
 def _dedup(notes: Sequence[str]) -> list[str]:
@@ -481,7 +508,7 @@ def analyze(
 
     ``source``: ``bench`` (the benchmark runs), ``live`` (the victim's ``serving`` rows in [start, end):
     `analyze_live`) or ``auto``: the victim's benchmark runs when the selection holds any, else its serving rows."""
-    from analysis.ingest.model import list_runs, load_requests, load_tokens
+    from analysis.ingest.model import list_runs, load_requests
 
     if source not in ("auto", "bench", "live"):
         raise ConfigError(f"--source {source!r}: expected auto, bench or live")
@@ -531,16 +558,21 @@ def analyze(
     for r in analysed:
         try:
             req = load_requests(store, r.run_id)
-            tok = load_tokens(store, r.run_id) if req is not None and req.height else None
+            tok = _scan_tokens(store, r.run_id) if req is not None and req.height else None
         except StoreError as exc:  # an unreadable artifact: the store lists its file among unreadable_files
             broken.append(f"{r.run_id} ({exc})")
             continue
-        if req is not None and req.height:
+        if req is not None and req.height and tok is not None:
             req_frames.append(req)
-            if tok is not None and tok.height:
-                tok_frames.append(_tokens_compat(tok))
+            tok_frames.append(tok)
+        elif req is not None and req.height:
+            req_frames.append(req)
     requests = pl.concat(req_frames, how="diagonal_relaxed") if req_frames and not broken else None
+    # one lazy frame over the runs' token files: its consumers read a few runs at a time, never all of them; up to
+    # EAGER_TOKEN_ROWS they are read once instead (each consumer re-reading the files costs more CPU than it saves)
     tokens = pl.concat(tok_frames, how="diagonal_relaxed") if tok_frames and not broken else None
+    if tokens is not None and tokens.select(pl.len()).collect().item() <= EAGER_TOKEN_ROWS:
+        tokens = tokens.collect().with_columns(pl.col("run_id").cast(pl.Categorical))
     telemetry = TelemetryFrames()
     v_runs = rf.filter(pl.col("group") == victim) if victim else rf.head(0)
     if victim and v_runs.height and v_runs["start"].null_count() < v_runs.height:
@@ -640,10 +672,11 @@ def analyze_live(
     th = thresholds or Thresholds(seed=seed)
     pad = timedelta(seconds=TELEMETRY_PAD_S)
     tel = read_telemetry(store, start - pad, end + pad, node=vnode, topology=topology, nodes=nodes)
-    live = live_attribution(rows, victim, node=vnode, start=start, end=end, accel=tel.accel, host=tel.host,
-                            host_core=tel.host_core, tenant=tel.tenant, disk=tel.disk, net=tel.net, rdma=tel.rdma,
-                            run_events=tel.run_events, topology=tel.topology, window_s=window_s, q=th.q,
-                            n_shifts=n_shifts, seed=seed)  # fmt: skip
+    with blas_threads(1):
+        live = live_attribution(rows, victim, node=vnode, start=start, end=end, accel=tel.accel, host=tel.host,
+                                host_core=tel.host_core, tenant=tel.tenant, disk=tel.disk, net=tel.net,
+                                rdma=tel.rdma, run_events=tel.run_events, topology=tel.topology, window_s=window_s,
+                                q=th.q, n_shifts=n_shifts, seed=seed)  # fmt: skip
     notes = [
         f"live: {victim} on {vnode or '(no node)'} from the serving engine's metrics, {start.isoformat()} .. "
         f"{end.isoformat()} ({rows.height} scrape intervals); no benchmark runs, no phase table",
@@ -670,6 +703,35 @@ def analyze_live(
 def unreadable_inputs(store: TelemetryStore) -> tuple[tuple[str, str], ...]:
     """(path, reason) of the store files its reads so far skipped because they could not be read."""
     return tuple((str(path), str(reason)) for path, reason in store.unreadable_files())
+
+
+EAGER_TOKEN_ROWS = 20_000_000
+"""Up to this many tokens (about a day of a busy victim, ~560 MB as analysis keeps them) `analyze` reads them into
+memory once; beyond, they stay a lazy scan of the runs' files (a week: 10^8 tokens, 2.8 GB) that each consumer
+reads a few runs at a time."""
+
+TOKEN_COLUMNS = ("run_id", "request_index", "time", "itl_ms", "tokens")
+"""The tokens layout's columns analysis reads."""
+
+
+def _scan_tokens(store: TelemetryStore, run_id: str) -> pl.LazyFrame | None:
+    """A run's tokens as a lazy frame (None: none): a scan of its artifact file where the store keeps artifacts as
+    Parquet files (the embedded store; only its footer is read here, so an unreadable file is a `StoreError` now),
+    else the rows read (`analysis.ingest.model.load_tokens`: the artifact, or the requests' ITL lists)."""
+    from analysis.ingest.model import artifact_key, load_tokens
+
+    path_of = getattr(store, "_artifact_path", None)
+    if path_of is not None:
+        path = path_of(artifact_key(run_id, "tokens"))
+        if Path(path).is_file():
+            try:
+                names = pl.read_parquet_schema(path).keys()
+            except (OSError, pl.exceptions.PolarsError) as exc:
+                raise StoreError(f"artifact {artifact_key(run_id, 'tokens')!r} ({path}) is unreadable: {exc}") from None
+            keep = [c for c in TOKEN_COLUMNS if c in names]
+            return pl.scan_parquet(path).select(keep).with_columns(pl.col("run_id").cast(pl.String))
+    tok = load_tokens(store, run_id)
+    return _tokens_compat(tok).with_columns(pl.col("run_id").cast(pl.String)).lazy() if tok.height else None
 
 
 def _tokens_compat(tok: pl.DataFrame) -> pl.DataFrame:

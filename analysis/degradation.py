@@ -46,6 +46,7 @@ import numpy as np
 import polars as pl
 
 from analysis import stats
+from analysis.align import by_run_chunks
 from telemetry.errors import ConfigError
 
 TIME_DTYPE = pl.Datetime("ns", "UTC")
@@ -195,8 +196,18 @@ def _good(slo_ttft: float | None, slo_tpot: float | None) -> pl.Expr:
     return good
 
 
+def has_rows(frame: pl.DataFrame | pl.LazyFrame) -> bool:
+    """Whether ``frame`` (eager, or lazy such as a scan of per-run token files: counted, not read) has a row."""
+    if isinstance(frame, pl.LazyFrame):
+        return bool(frame.select(pl.len()).collect().item())
+    return frame.height > 0
+
+
 def _per_run_from_requests(
-    requests: pl.DataFrame, slo_ttft: float | None, slo_tpot: float | None, tokens: pl.DataFrame | None = None
+    requests: pl.DataFrame,
+    slo_ttft: float | None,
+    slo_tpot: float | None,
+    tokens: pl.DataFrame | pl.LazyFrame | None = None,
 ) -> pl.DataFrame:
     """Per-run metrics recomputed from per-request data (numpy-linear percentiles, as the tools do); ITL from
     ``tokens`` when given, else from the requests' ``itl_ms`` lists."""
@@ -222,18 +233,21 @@ def _per_run_from_requests(
         pl.len().cast(pl.Int64).alias("n_samples"),
     )
     if tokens is not None:
-        itl = (
-            tokens.lazy()
-            .filter(pl.col("itl_ms").is_not_null())
-            .group_by("run_id")
-            .agg(
-                pl.col("itl_ms").quantile(0.5, "linear").alias("itl_ms_p50"),
-                pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99"),
+
+        def run_itl(part: pl.LazyFrame) -> pl.DataFrame:
+            return (
+                part.filter(pl.col("itl_ms").is_not_null())
+                .group_by("run_id")
+                .agg(
+                    pl.col("itl_ms").quantile(0.5, "linear").alias("itl_ms_p50"),
+                    pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99"),
+                )
+                .with_columns(pl.col("run_id").cast(pl.String))
+                .collect()
             )
-            .with_columns(pl.col("run_id").cast(pl.String))
-            .collect()
-        )
-        agg = agg.join(itl, on="run_id", how="left")
+
+        # a few whole runs at a time: a week of tokens (10^8) never sits in memory at once
+        agg = agg.join(by_run_chunks(tokens.select("run_id", "itl_ms"), run_itl), on="run_id", how="left")
     tot = requests.group_by("run_id").agg(pl.len().cast(pl.Int64).alias("_all"))
     return (
         agg.join(tot, on="run_id", how="left")
@@ -248,7 +262,7 @@ def run_metrics(
     *,
     slo_ttft_ms: float | None = None,
     slo_tpot_ms: float | None = None,
-    tokens: pl.DataFrame | None = None,
+    tokens: pl.DataFrame | pl.LazyFrame | None = None,
 ) -> pl.DataFrame:
     """Per-run values of every metric in `METRICS` (columns run_id, group, phase, <metrics>, n_samples,
     per_request). Runs with per-request data are recomputed from it (output_tok_s = output tokens / run
@@ -366,7 +380,7 @@ def _itl_hist(ok: pl.DataFrame, tokens: pl.DataFrame | None, n: int) -> tuple[np
 
 def _side(
     requests: pl.DataFrame,
-    tokens: pl.DataFrame | None,
+    tokens: pl.DataFrame | pl.LazyFrame | None,
     runs: pl.DataFrame,
     window_s: float,
     slo_ttft: float | None,
@@ -382,8 +396,9 @@ def _side(
         .with_columns(_window_of(window_s).alias("_win"))
     )
     ok = req.filter(pl.col("error").is_null() & pl.col("ttft_ms").is_not_null()).with_columns(_TPOT.alias("_tpot"))
-    if tokens is not None and tokens.height:
+    if tokens is not None and has_rows(tokens):
         tokens = tokens.filter(pl.col("run_id").is_in(run_ids)).with_columns(pl.col("run_id").cast(pl.String))
+        tokens = tokens.collect() if isinstance(tokens, pl.LazyFrame) else tokens
     else:
         tokens = None
     win_ok = ok["_win"].to_numpy()
@@ -415,7 +430,7 @@ class WindowSides:
     phase, start, end; ``requests`` / ``tokens``: their per-request / per-token data (tokens optional)."""
 
     requests: pl.DataFrame
-    tokens: pl.DataFrame | None
+    tokens: pl.DataFrame | pl.LazyFrame | None
     runs: pl.DataFrame
     window_s: float
     slo_ttft_ms: float | None
@@ -694,7 +709,7 @@ PHASE_VALUE_COLUMNS: dict[str, pl.DataType] = {
 
 
 def phase_values(
-    runs: pl.DataFrame, requests: pl.DataFrame | None = None, tokens: pl.DataFrame | None = None
+    runs: pl.DataFrame, requests: pl.DataFrame | None = None, tokens: pl.DataFrame | pl.LazyFrame | None = None
 ) -> pl.DataFrame:
     """Per (group, phase, metric) of every phase, the baseline included and a group with one phase only: the
     value `phase_degradation` compares (`central_value` of the runs' positive `run_metrics`, recomputed from
@@ -703,7 +718,7 @@ def phase_values(
     if runs.height == 0:
         return pl.DataFrame(schema=PHASE_VALUE_COLUMNS)
     has_req = requests is not None and requests.height > 0
-    tok = tokens if has_req and tokens is not None and tokens.height else None
+    tok = tokens if has_req and tokens is not None and has_rows(tokens) else None
     metrics = run_metrics(runs, requests if has_req else None, tokens=tok)
     rows = []
     for (group, phase), part in metrics.group_by("group", "phase", maintain_order=True):
@@ -764,17 +779,21 @@ class _Group:
     baseline: str
     runs: pl.DataFrame
     requests: pl.DataFrame | None
-    tokens: pl.DataFrame | None  # the group's tokens, for `run_metrics`
-    all_tokens: pl.DataFrame | None  # every group's, for the bootstrap sides (which filter them by run)
+    tokens: pl.DataFrame | pl.LazyFrame | None  # the group's tokens, for `run_metrics`
+    all_tokens: pl.DataFrame | pl.LazyFrame | None  # every group's, for the bootstrap sides (which filter them by run)
 
 
 def _group(
-    name: str, baseline: str, runs: pl.DataFrame, requests: pl.DataFrame | None, tokens: pl.DataFrame | None
+    name: str,
+    baseline: str,
+    runs: pl.DataFrame,
+    requests: pl.DataFrame | None,
+    tokens: pl.DataFrame | pl.LazyFrame | None,
 ) -> _Group:
     g_runs = runs.filter(pl.col("group") == name)
     ids = g_runs["run_id"].to_list()
     g_req = requests.filter(pl.col("run_id").is_in(ids)) if requests is not None else None
-    with_tokens = g_req is not None and tokens is not None and tokens.height > 0
+    with_tokens = g_req is not None and tokens is not None and has_rows(tokens)
     g_tok = tokens.filter(pl.col("run_id").is_in(ids)) if with_tokens else None
     return _Group(name, baseline, g_runs, g_req, g_tok, tokens)
 
@@ -818,7 +837,7 @@ def _row(pair: PhasePair, c: Comparison) -> dict[str, object]:
 def phase_degradation(
     runs: pl.DataFrame,
     requests: pl.DataFrame | None = None,
-    tokens: pl.DataFrame | None = None,
+    tokens: pl.DataFrame | pl.LazyFrame | None = None,
     *,
     baseline: str | Mapping[str, str] | None = None,
     phase_order: Sequence[str] | None = None,

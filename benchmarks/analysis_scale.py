@@ -4,7 +4,7 @@ Builds (not timed) an embedded Parquet store with, per node: 1 Hz telemetry of t
 days (accel 34 devices, host, host_core 64 cores, tenant) and the victim's 640-request benchmark runs spread over
 the span (phases baseline / dual_hive / full_stress repeated ``--cycles`` times per day, one run at the start of
 each phase, so each phase has K >= 2 runs and the Welch path is used). Then, for each node, runs
-`analysis.analyze.analyze` in a fresh subprocess and reports its wall time and peak RSS (``ru_maxrss``): the
+`analysis.analyze.analyze` in a fresh subprocess and reports its wall time and peak RSS (``VmHWM``): the
 analysis reads the victim's runs and scans the telemetry of the whole span (first run start to last run end)
 lazily. Wall time includes imports; CPU time (user + sys, all threads) is reported beside it because a shared
 machine's wall time says more about the neighbours than about us.
@@ -12,12 +12,18 @@ machine's wall time says more about the neighbours than about us.
     .venv/bin/python benchmarks/analysis_scale.py                      # 1 node x 24 h (the target: < 10 s, << 4 GiB)
     .venv/bin/python benchmarks/analysis_scale.py --days 7 --nodes 10  # a week of 10 nodes (long to build)
     .venv/bin/python benchmarks/analysis_scale.py --store /tmp/s --keep   # keep / reuse the store
+    .venv/bin/python benchmarks/analysis_scale.py --days 7 --store /tmp/w --keep --baseline-tree /tmp/base
+
+``--baseline-tree DIR`` also analyses each node with the code of another checkout (e.g. the previous commit's
+``analysis/`` and ``telemetry/``) on the same store, alternating with this tree, and prints the ratios. The last
+line is the figure: ``a week of one node: ...`` (or ``a day``), against the target (< 5 s wall, < 1 GiB).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -29,7 +35,8 @@ from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# NS_CODE_TREE: the checkout whose analysis code the child runs (--baseline-tree), else this one
+sys.path.insert(0, os.environ.get("NS_CODE_TREE") or str(ROOT))
 
 
 def build(store_dir: Path, node: str, days: float, cycles_per_day: int, seed: int, num_prompts: int) -> dict:
@@ -111,7 +118,10 @@ def analyse_child(store_dir: str, node: str, victim: str) -> None:
     wall = time.perf_counter() - t
     st.close()
     use = resource.getrusage(resource.RUSAGE_SELF)
-    rss = use.ru_maxrss * 1024  # Linux: KiB
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec (a child of the builder would report
+    # the builder's peak)
+    hwm = [ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmHWM:")]
+    rss = int(hwm[0].split()[1]) * 1024 if hwm else use.ru_maxrss * 1024
     top = res.antagonists.row(0, named=True) if res.antagonists.height else None
     print(
         json.dumps(
@@ -138,6 +148,7 @@ def main() -> None:
     ap.add_argument("--num-prompts", type=int, default=640)
     ap.add_argument("--store", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the store (and reuse it when it exists)")
+    ap.add_argument("--baseline-tree", type=Path, default=None, help="also analyse with this checkout's code")
     ap.add_argument("--child", nargs=3, metavar=("STORE", "NODE", "VICTIM"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -151,21 +162,26 @@ def main() -> None:
             info = build(store, node, args.days, args.cycles, seed=i, num_prompts=args.num_prompts)
             print(f"built {node}: {info} in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     results = []
+    base_results = []
+    trees = ([("baseline", args.baseline_tree)] if args.baseline_tree else []) + [("this tree", ROOT)]
     for node in nodes:
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", str(store), node, "hive0"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=ROOT,
-        )
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        results.append(r)
-        print(
-            f"{node}: {r['wall_s']} s wall ({r['cpu_s']} s CPU, all threads), peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB, window {r['window_s']} s, "
-            f"{r['victim_windows']} victim windows, methods {r['methods']}, top {r['top']}",
-            flush=True,
-        )
+        for label, tree in trees:
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(store), node, "hive0"],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=tree,
+                env={**os.environ, "NS_CODE_TREE": str(tree)},
+            )
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            (results if tree == ROOT else base_results).append(r)
+            print(
+                f"{label} {node}: {r['wall_s']} s wall ({r['cpu_s']} s CPU, all threads), peak RSS "
+                f"{r['peak_rss_bytes'] / 2**20:.0f} MiB, window {r['window_s']} s, {r['victim_windows']} victim "
+                f"windows, methods {r['methods']}, top {r['top']}",
+                flush=True,
+            )
     total = sum(r["wall_s"] for r in results)
     cpu = sum(r["cpu_s"] for r in results)
     peak = max(r["peak_rss_bytes"] for r in results)
@@ -183,6 +199,22 @@ def main() -> None:
             }
         )
     )
+    span = "a week" if args.days == 7 else ("a day" if args.days == 1 else f"{args.days:g} days")
+    mean_wall = total / len(results)
+    for label, rs in (("baseline", base_results), ("this tree", results)):
+        if rs:
+            w = sum(r["wall_s"] for r in rs) / len(rs)
+            c = sum(r["cpu_s"] for r in rs) / len(rs)
+            m = max(r["peak_rss_bytes"] for r in rs)
+            print(
+                f"{span} of one node ({label}): {w:.1f} s wall, {c:.1f} s CPU, peak RSS {m / 2**30:.2f} GiB "
+                f"(target < 5 s wall, < 1 GiB: {w / 5:.2f}x, {m / 2**30:.2f}x); load average "
+                f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            )
+    if base_results:
+        bc = sum(r["cpu_s"] for r in base_results)
+        bm = max(r["peak_rss_bytes"] for r in base_results)
+        print(f"this tree vs baseline: CPU {cpu / bc:.2f}x, peak RSS {peak / bm:.2f}x (wall {mean_wall:.1f} s)")
     if not args.keep and args.store is None:
         shutil.rmtree(store, ignore_errors=True)
 

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from analysis import stats
 from analysis.stats import dependent_corr_test
 
 
@@ -52,3 +53,22 @@ def test_too_few_or_constant_series_give_no_answer() -> None:
     assert all(math.isnan(v) for v in dependent_corr_test(x, x, x))
     x = np.arange(30.0)
     assert all(math.isnan(v) for v in dependent_corr_test(x, np.ones(30), x))
+
+
+def test_blas_threads_pins_every_openblas_and_restores_it() -> None:
+    """Analysis runs small matrices on one BLAS thread (more only burn CPU): inside the block every loaded OpenBLAS
+    (numpy's and scipy's wheels each bundle one) runs on 1 thread, after it on as many as before; results are
+    the same."""
+    import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS too)
+
+    libs = stats._openblas_libraries()
+    assert libs, "numpy's wheel bundles OpenBLAS: it must be found in /proc/self/maps"
+    before = [int(getattr(lib, pat % "get")()) for lib, pat in libs]
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(500, 6)), rng.normal(size=500)
+    beta_default, _ = stats.ols(y, x)
+    with stats.blas_threads(1):
+        assert [int(getattr(lib, pat % "get")()) for lib, pat in libs] == [1] * len(libs)
+        beta_one, _ = stats.ols(y, x)
+    assert [int(getattr(lib, pat % "get")()) for lib, pat in libs] == before
+    np.testing.assert_allclose(beta_one, beta_default, rtol=1e-10)
