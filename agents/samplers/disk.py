@@ -124,6 +124,7 @@ class DiskSampler(SamplerBase):
             if row.get("read_ops_per_s") is not None:  # await is absent while no I/O completes, yet supported
                 self.mark(name, "read_await_ms", True)
                 self.mark(name, "write_await_ms", True)
-            rows.append(row)
+            if any(v is not None for k, v in row.items() if k not in ("disk",)):
+                rows.append(row)  # a row with no value (a first tick's rates, no link speed) carries nothing
         self._prev, self._prev_at = stats, now
         return {DISK.name: rows}

@@ -120,6 +120,7 @@ class NetSampler(SamplerBase):
                 for c in COUNTERS:
                     row[f"{c}_per_s"] = rate(prev[1][c], cur[c], now - prev[0])
             self.mark_row(name, self.fields[NET.name], row)
-            rows.append(row)
+            if any(v is not None for k, v in row.items() if k not in ("interface",)):
+                rows.append(row)  # a row with no value (a first tick's rates, no link speed) carries nothing
         self._prev = seen
         return {NET.name: rows}

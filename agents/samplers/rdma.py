@@ -134,6 +134,15 @@ class RdmaSampler(SamplerBase):
                 for name, (_, factor) in FIELDS.items():
                     row[name] = rate(prev[1][name], cur[name], now - prev[0], factor)
             self.mark_row(f"{dev}/{port}", self.fields["rdma"], row)
-            rows.append(row)
+            if any(
+                v is not None
+                for k, v in row.items()
+                if k
+                not in (
+                    "device",
+                    "port",
+                )
+            ):
+                rows.append(row)  # a row with no value (a first tick's rates, no link speed) carries nothing
         self._prev = seen
         return {"rdma": rows}

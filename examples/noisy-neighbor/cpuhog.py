@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 
@@ -23,6 +24,11 @@ def burn() -> None:
     while True:
         for i in range(100_000):
             x = (x * 31 + i) & 0xFFFFFFFF
+
+
+def idle() -> None:
+    while True:
+        time.sleep(3600)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,6 +44,9 @@ def main(argv: list[str] | None = None) -> None:
         "with kernel.sched_autogroup_enabled every session is one scheduling group, so this is the "
         "co-tenant's CPU weight against the other sessions (like a container's cpu.weight)",
     )
+    ap.add_argument(
+        "--sleep", action="store_true", help="the processes sleep instead of burning (an A/A co-tenant: takes nothing)"
+    )
     args = ap.parse_args(argv)
     if args.autogroup_nice is not None:
         try:
@@ -45,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         except OSError as exc:
             print(f"cpuhog: cannot set the autogroup nice value: {exc}", file=sys.stderr)
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=burn, daemon=True) for _ in range(max(1, args.procs))]
+    procs = [ctx.Process(target=idle if args.sleep else burn, daemon=True) for _ in range(max(1, args.procs))]
     for p in procs:
         p.start()
 

@@ -307,14 +307,14 @@ def test_changing_the_node_metric_redraws_the_chart(chromium, dashboard_url: str
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         page.goto(f"{dashboard_url}/node-detail", wait_until="domcontentloaded")
-        wait_rendered(page, 1)
+        wait_rendered(page, 2)  # the node's series, then its shared-resource panels
         panel_title = "(document.querySelector('.annotation-text')?.textContent ?? '')"
         assert page.evaluate(panel_title).startswith("util_pct of ")
         page.locator("[data-testid='stSelectbox']").filter(has_text="Accelerator metric").click()
         page.get_by_role("option", name="temp_c (°C)").click()
         page.wait_for_function(f"() => {panel_title}.startsWith('temp_c of ')", timeout=60_000)
-        wait_rendered(page, 1)
-        assert page.locator(CHARTS).count() == 1
+        wait_rendered(page, 2)
+        assert page.locator(CHARTS).count() == 2
         assert page.locator("[data-testid='stPlotlyChart']").count() == 0
         assert not errors, errors
     finally:
@@ -497,9 +497,9 @@ def test_noisy_neighbours_shows_the_runs_and_a_progress_line_before_the_analysis
         page.wait_for_selector("[data-testid='stProgress']", timeout=60_000)
         assert page.locator("[data-testid='stExpander']").filter(has_text="chosen run(s) of hive0").count() == 1
         assert page.locator(CHARTS).count() == 0
-        wait_rendered(page, 3)
+        wait_rendered(page, 4)  # phases, latency vs activity, index scatter, TTFT knee
         page.wait_for_selector("[data-testid='stProgress']", state="detached", timeout=60_000)
-        assert page.locator(CHARTS).count() == 3
+        assert page.locator(CHARTS).count() == 4
         assert not errors, errors
     finally:
         context.close()
