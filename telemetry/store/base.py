@@ -178,6 +178,24 @@ def parse_agg(agg: str) -> tuple[str, float | None]:
     raise SchemaError(f"unknown aggregate {agg!r}; use one of {', '.join(AGGREGATES)}, p50, p95, p99")
 
 
+def reduce_expr(col: pl.Expr, name: str, pct: float | None) -> pl.Expr:
+    """One field's ``downsample`` aggregate over its present values (null when there are none), for a store that
+    reduces raw samples itself (embedded, or VictoriaMetrics without server-side dedup): ``first`` / ``last`` by
+    time (file order is not time order after compaction), percentiles by nearest rank, as InfluxQL's
+    ``percentile()``."""
+    if name in ("first", "last"):
+        col = col.sort_by("time", maintain_order=True)
+    values = col.cast(pl.Float64).drop_nulls()
+    if name == "count":
+        return values.count()
+    if name == "percentile":
+        rank = (values.len() * (pct or 0.0) / 100 + 0.5).floor().cast(pl.Int64) - 1
+        out = values.sort().get(rank, null_on_oob=True)
+    else:
+        out = getattr(values, name)()
+    return pl.when(values.len() > 0).then(out)
+
+
 __all__ = [
     "AGGREGATES",
     "BatchKey",
@@ -186,6 +204,7 @@ __all__ = [
     "every_ns",
     "parse_agg",
     "parse_every",
+    "reduce_expr",
 ]
 
 

@@ -54,7 +54,7 @@ import polars as pl
 from telemetry.batch import Columns
 from telemetry.errors import SchemaError, StoreError
 from telemetry.schema import MEASUREMENTS, TIME, as_time, conform, measurement_name_problem
-from telemetry.store.base import BatchKey, TagFilter, every_ns, parse_agg
+from telemetry.store.base import BatchKey, TagFilter, every_ns, parse_agg, reduce_expr
 from telemetry.store.factory import register_scheme
 from telemetry.store.parquet_writer import (
     ARTIFACTS_DIR,
@@ -463,7 +463,7 @@ class ParquetStore:
                 lf.with_columns(missing)
                 .filter(pl.any_horizontal([pl.col(f).is_not_null() for f in fields]) if fields else pl.lit(False))
                 .group_by(bin_start.alias(TIME), *by)
-                .agg([_reduce(pl.col(f), name, pct).cast(dtype).alias(f) for f in fields])
+                .agg([reduce_expr(pl.col(f), name, pct).cast(dtype).alias(f) for f in fields])
                 .select(TIME, *by, *fields)
                 .sort([TIME, *by])
                 .collect()
@@ -682,23 +682,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
-
-
-def _reduce(col: pl.Expr, name: str, pct: float | None) -> pl.Expr:
-    """One field's ``downsample`` aggregate over its present values (null when there are none)."""
-    if name in ("first", "last"):  # the earliest / latest sample: file order is not time order (compaction)
-        col = col.sort_by(TIME, maintain_order=True)
-    values = col.cast(pl.Float64).drop_nulls()
-    if name == "count":
-        return values.count()
-    if name in ("first", "last"):
-        out = getattr(values, name)()
-    elif name == "percentile":  # nearest rank, as InfluxQL's percentile()
-        rank = (values.len() * (pct or 0.0) / 100 + 0.5).floor().cast(pl.Int64) - 1
-        out = values.sort().get(rank, null_on_oob=True)
-    else:
-        out = getattr(values, name)()
-    return pl.when(values.len() > 0).then(out)
 
 
 def _tag_names(measurement: str, schema: Mapping[str, pl.DataType]) -> list[str]:

@@ -83,7 +83,7 @@ from telemetry.schema import (
     tag_values_problem,
     text_problem,
 )
-from telemetry.store.base import BatchKey, TagFilter, every_ns, parse_agg
+from telemetry.store.base import BatchKey, TagFilter, every_ns, parse_agg, reduce_expr
 from telemetry.store.factory import register_scheme
 from telemetry.store.queued import QueuedStore
 
@@ -736,7 +736,7 @@ class VictoriaStore:
         return (
             rows.lazy()
             .group_by(bin_start.alias(TIME), *by)
-            .agg([_reduce(pl.col(f), name, pct).alias(f) for f in fields])
+            .agg([reduce_expr(pl.col(f), name, pct).alias(f) for f in fields])
             .collect()
         )
 
@@ -932,22 +932,6 @@ def _matrix(result: list[dict], by: list[str], shift_ms: int) -> pl.DataFrame:
             rows["_value"].append(float(value))
     schema = {"__name__": pl.String, **dict.fromkeys(by, pl.String), "_ts_ms": pl.Int64, "_value": pl.Float64}
     return pl.DataFrame(rows, schema=schema)
-
-
-def _reduce(col: pl.Expr, name: str, pct: float | None) -> pl.Expr:
-    """One field's ``downsample`` aggregate over its present values (null when there are none): the embedded
-    store's semantics (percentiles by nearest rank, as InfluxQL's ``percentile()``)."""
-    if name in ("first", "last"):
-        col = col.sort_by(TIME, maintain_order=True)
-    values = col.cast(pl.Float64).drop_nulls()
-    if name == "count":
-        return values.count()
-    if name == "percentile":
-        rank = (values.len() * (pct or 0.0) / 100 + 0.5).floor().cast(pl.Int64) - 1
-        out = values.sort().get(rank, null_on_oob=True)
-    else:
-        out = getattr(values, name)()
-    return pl.when(values.len() > 0).then(out)
 
 
 def _typed(frame: pl.DataFrame, measurement: str) -> pl.DataFrame:
