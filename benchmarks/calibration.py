@@ -56,42 +56,12 @@ NEW_RESOURCE_PRESETS = (
 
 def analysis_inputs(res: Any) -> dict[str, Any]:
     """A simulation as the frames `analysis.analyze.analyze_frames` takes (runs, requests, tokens, telemetry)."""
-    import polars as pl
-
     from analysis.analyze import TelemetryFrames
-    from analysis.degradation import RUNS_SCHEMA
     from telemetry.schema import DISK, NET, RDMA
     from telemetry.topology import topology_frame
+    from tests.analysis.simdata import run_frames
 
-    runs = pl.DataFrame(
-        [
-            {
-                "run_id": r.run_id,
-                "group": r.group,
-                "phase": r.phase,
-                "node": r.node,
-                "start": r.start,
-                "end": r.end,
-                "timing": "wall_clock",
-            }
-            for r in res.runs
-        ],
-        schema_overrides={"start": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC")},
-    ).with_columns(pl.col("start").cast(pl.Datetime("ns", "UTC")), pl.col("end").cast(pl.Datetime("ns", "UTC")))
-    runs = runs.with_columns(pl.lit(None, dtype=dt).alias(c) for c, dt in RUNS_SCHEMA.items() if c not in runs.columns)
-    requests = pl.concat([r.requests_frame() for r in res.runs]).select(
-        "run_id",
-        "request_index",
-        "time",
-        "ttft_ms",
-        "e2e_ms",
-        "tpot_ms",
-        "input_tokens",
-        "output_tokens",
-        "error",
-        "timing",
-    )
-    tokens = pl.concat([r.tokens_frame() for r in res.runs])
+    runs, requests, tokens = run_frames(res)
     tel = res.telemetry()
     # every measurement the analysis takes: TelemetryFrames' fields by their name or their measurement's
     # (``disk`` takes the ``host_disk`` measurement, ``net`` ``host_net``)

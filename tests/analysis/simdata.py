@@ -23,12 +23,11 @@ class SimFrames:
     truth: dict[str, Any]
 
 
-def sim_frames(
-    scenario: str, seed: int = 0, phase_s: int = 240, num_prompts: int = 0, telemetry: bool = True
-) -> SimFrames:
-    """Run a preset with short phases and return the frames `analysis.analyze.analyze_frames` takes."""
-    sc = preset(scenario, phase_s=phase_s, num_prompts=num_prompts, seed=seed)
-    res = simulate(sc, seed)
+def run_frames(res: SimResult) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """A simulation's benchmark runs as `analysis.analyze.analyze_frames` takes them: runs (`RUNS_SCHEMA`),
+    requests, tokens (also used by benchmarks/calibration.py)."""
+    from analysis.degradation import RUNS_SCHEMA
+
     runs = pl.DataFrame(
         [
             {
@@ -44,8 +43,6 @@ def sim_frames(
         ],
         schema_overrides={"start": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC")},
     ).with_columns(pl.col("start").cast(pl.Datetime("ns", "UTC")), pl.col("end").cast(pl.Datetime("ns", "UTC")))
-    from analysis.degradation import RUNS_SCHEMA
-
     runs = runs.with_columns(pl.lit(None, dtype=dt).alias(c) for c, dt in RUNS_SCHEMA.items() if c not in runs.columns)
     req = pl.concat([r.requests_frame() for r in res.runs]).select(
         "run_id",
@@ -60,6 +57,16 @@ def sim_frames(
         pl.col("timing"),
     )
     tok = pl.concat([r.tokens_frame() for r in res.runs])
+    return runs, req, tok
+
+
+def sim_frames(
+    scenario: str, seed: int = 0, phase_s: int = 240, num_prompts: int = 0, telemetry: bool = True
+) -> SimFrames:
+    """Run a preset with short phases and return the frames `analysis.analyze.analyze_frames` takes."""
+    sc = preset(scenario, phase_s=phase_s, num_prompts=num_prompts, seed=seed)
+    res = simulate(sc, seed)
+    runs, req, tok = run_frames(res)
     topo = topology_frame(json.loads(json.dumps(sc.topology.to_dict())))
     extra = [t for t in sc.tenants if t.group not in topo["group"].to_list() and t.socket is not None]
     if extra:
