@@ -70,6 +70,7 @@ from telemetry.schema import (
 )
 from telemetry.store.base import BatchKey, TagFilter, parse_agg, parse_every
 from telemetry.store.factory import register_scheme
+from telemetry.store.local_artifacts import LocalArtifacts
 from telemetry.store.queued import QueuedStore
 
 log = logging.getLogger("neighborscope.influx")
@@ -317,7 +318,7 @@ def _unique_times(frame: pl.DataFrame, measurement: str) -> pl.DataFrame:
     return frame.with_columns(shifted.alias(TIME))
 
 
-class InfluxStore:
+class InfluxStore(LocalArtifacts):
     """A synchronous `TelemetryStore` on InfluxDB (no local queue: see `QueuedStore`)."""
 
     lazy_scan = False  # scan() fetches the rows first: reduce on the server with downsample()
@@ -759,22 +760,8 @@ class InfluxStore:
 
     # ---- artifacts: kept on local disk ---------------------------------------------------------
 
-    def _artifact_store(self) -> Any:
-        if self._artifacts is None:
-            from telemetry.store.parquet import ParquetStore
-
-            root = self.config.artifacts_dir or default_state_dir(self.config) / "artifacts"
-            self._artifacts = ParquetStore(root)
-        return self._artifacts
-
-    def write_artifact(self, key: str, frame: pl.DataFrame) -> Path:
-        return self._artifact_store().write_artifact(key, frame)
-
-    def read_artifact(self, key: str) -> pl.DataFrame | None:
-        return self._artifact_store().read_artifact(key)
-
-    def list_artifacts(self, prefix: str = "") -> list[str]:
-        return self._artifact_store().list_artifacts(prefix)
+    def _artifacts_root(self) -> Path:
+        return self.config.artifacts_dir or default_state_dir(self.config) / "artifacts"
 
     def unreadable_files(self) -> list[tuple[str, str]]:
         """Store files that could not be read: none (InfluxDB keeps its own files)."""

@@ -85,6 +85,7 @@ from telemetry.schema import (
 )
 from telemetry.store.base import BatchKey, TagFilter, every_ns, parse_agg, reduce_expr
 from telemetry.store.factory import register_scheme
+from telemetry.store.local_artifacts import LocalArtifacts
 from telemetry.store.queued import QueuedStore
 
 log = logging.getLogger("neighborscope.victoria")
@@ -293,7 +294,7 @@ def _text_label(i: int) -> str:
 # ---- the store -----------------------------------------------------------------------------------
 
 
-class VictoriaStore:
+class VictoriaStore(LocalArtifacts):
     """A synchronous `TelemetryStore` on VictoriaMetrics (no local queue: see `QueuedStore`)."""
 
     lazy_scan = False  # scan() fetches the rows first: reduce on the server with downsample()
@@ -861,22 +862,8 @@ class VictoriaStore:
 
     # ---- artifacts: kept on local disk ---------------------------------------------------------
 
-    def _artifact_store(self) -> Any:
-        if self._artifacts is None:
-            from telemetry.store.parquet import ParquetStore
-
-            root = self.config.artifacts_dir or default_state_dir(self.config) / "artifacts"
-            self._artifacts = ParquetStore(root)
-        return self._artifacts
-
-    def write_artifact(self, key: str, frame: pl.DataFrame) -> Path:
-        return self._artifact_store().write_artifact(key, frame)
-
-    def read_artifact(self, key: str) -> pl.DataFrame | None:
-        return self._artifact_store().read_artifact(key)
-
-    def list_artifacts(self, prefix: str = "") -> list[str]:
-        return self._artifact_store().list_artifacts(prefix)
+    def _artifacts_root(self) -> Path:
+        return self.config.artifacts_dir or default_state_dir(self.config) / "artifacts"
 
     def unreadable_files(self) -> list[tuple[str, str]]:
         """Store files that could not be read: none (VictoriaMetrics keeps its own files)."""
@@ -884,9 +871,7 @@ class VictoriaStore:
 
     def close(self) -> None:
         self._http.close()
-        if self._artifacts is not None:
-            self._artifacts.close()
-            self._artifacts = None
+        self._close_artifacts()
 
 
 # ---- helpers -------------------------------------------------------------------------------------
