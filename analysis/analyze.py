@@ -500,6 +500,7 @@ def analyze(
     n_shifts: int = attr.N_SHIFTS,
     seed: int = 0,
     source: Source = "auto",
+    runs: Sequence[Any] | None = None,
 ) -> AnalysisResult:
     """Read the runs (and their requests / tokens artifacts) and the telemetry around them from ``store``, then
     `analyze_frames`. Runs are selected by ``run_ids`` / ``phases`` / ``node`` / time range (a run counts when
@@ -520,7 +521,10 @@ def analyze(
     tags: dict[str, Any] = {}
     if node:
         tags["node"] = node
-    runs = list_runs(store, tags or None)
+    if runs is None:
+        runs = list_runs(store, tags or None)
+    elif node:
+        runs = [r for r in runs if r.node == node]
     if run_ids:
         want = set(run_ids)
         runs = [r for r in runs if r.run_id in want]
@@ -715,21 +719,17 @@ TOKEN_COLUMNS = ("run_id", "request_index", "time", "itl_ms", "tokens")
 
 
 def _scan_tokens(store: TelemetryStore, run_id: str) -> pl.LazyFrame | None:
-    """A run's tokens as a lazy frame (None: none): a scan of its artifact file where the store keeps artifacts as
-    Parquet files (the embedded store; only its footer is read here, so an unreadable file is a `StoreError` now),
-    else the rows read (`analysis.ingest.model.load_tokens`: the artifact, or the requests' ITL lists)."""
+    """A run's tokens as a lazy frame (None: none): the store's lazy scan of its artifact where it has one
+    (`scan_artifact`: only the file's footer is read here, so an unreadable file is a `StoreError` now), else the
+    rows read (`analysis.ingest.model.load_tokens`: the artifact, or the requests' ITL lists)."""
     from analysis.ingest.model import artifact_key, load_tokens
 
-    path_of = getattr(store, "_artifact_path", None)
-    if path_of is not None:
-        path = path_of(artifact_key(run_id, "tokens"))
-        if Path(path).is_file():
-            try:
-                names = pl.read_parquet_schema(path).keys()
-            except (OSError, pl.exceptions.PolarsError) as exc:
-                raise StoreError(f"artifact {artifact_key(run_id, 'tokens')!r} ({path}) is unreadable: {exc}") from None
-            keep = [c for c in TOKEN_COLUMNS if c in names]
-            return pl.scan_parquet(path).select(keep).with_columns(pl.col("run_id").cast(pl.String))
+    scan = getattr(store, "scan_artifact", None)
+    lf = scan(artifact_key(run_id, "tokens")) if scan is not None else None
+    if lf is not None:
+        names = lf.collect_schema().names()
+        keep = [c for c in TOKEN_COLUMNS if c in names]
+        return lf.select(keep).with_columns(pl.col("run_id").cast(pl.String))
     tok = load_tokens(store, run_id)
     return _tokens_compat(tok).with_columns(pl.col("run_id").cast(pl.String)).lazy() if tok.height else None
 

@@ -13,7 +13,7 @@ import polars as pl
 
 
 class LocalArtifacts:
-    """``write_artifact`` / ``read_artifact`` / ``list_artifacts`` through an embedded store at `_artifacts_root`."""
+    """``write_artifact`` / ``read_artifact`` / ``scan_artifact`` / ``list_artifacts`` through an embedded store at `_artifacts_root`."""
 
     _artifacts: Any = None
 
@@ -32,6 +32,9 @@ class LocalArtifacts:
 
     def read_artifact(self, key: str) -> pl.DataFrame | None:
         return self._artifact_store().read_artifact(key)
+
+    def scan_artifact(self, key: str) -> pl.LazyFrame | None:
+        return self._artifact_store().scan_artifact(key)
 
     def list_artifacts(self, prefix: str = "") -> list[str]:
         return self._artifact_store().list_artifacts(prefix)

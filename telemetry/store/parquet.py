@@ -544,6 +544,21 @@ class ParquetStore:
             self._unreadable[str(path)] = unreadable_reason(exc, path.stat().st_size if path.exists() else None)
             raise StoreError(f"artifact {key!r} ({path}) is unreadable: {self._unreadable[str(path)]}") from None
 
+    def scan_artifact(self, key: str) -> pl.LazyFrame | None:
+        """The artifact as a lazy scan of its file (only the footer is read now), None when there is none;
+        `StoreError` naming the file when its footer cannot be read."""
+        path = self._artifact_path(key)
+        if not path.is_file():
+            return None
+        try:
+            pl.read_parquet_schema(path)
+        except READ_ERRORS as exc:
+            if vanished(exc):
+                return None
+            self._unreadable[str(path)] = unreadable_reason(exc, path.stat().st_size if path.exists() else None)
+            raise StoreError(f"artifact {key!r} ({path}) is unreadable: {self._unreadable[str(path)]}") from None
+        return pl.scan_parquet(path)
+
     def list_artifacts(self, prefix: str = "") -> list[str]:
         base = self.root / ARTIFACTS_DIR
         if not base.is_dir():

@@ -689,6 +689,9 @@ class QueuedStore:
     def read_artifact(self, key: str) -> pl.DataFrame | None:
         return self.remote.read_artifact(key)
 
+    def scan_artifact(self, key: str) -> pl.LazyFrame | None:
+        return self.remote.scan_artifact(key)
+
     def list_artifacts(self, prefix: str = "") -> list[str]:
         return self.remote.list_artifacts(prefix)
 

@@ -180,6 +180,15 @@ def test_artifacts_round_trip(store):
     assert store.list_artifacts("tokens/") == ["tokens/run-1"]
 
 
+def test_an_artifact_can_be_scanned_lazily_a_few_columns_at_a_time(store):
+    tokens = pl.DataFrame({"run_id": ["r"] * 3, "itl_ms": [1.0, 2.0, 3.0], "tokens": [1, 1, 2]})
+    store.write_artifact("tokens/run-2", tokens)
+    lf = store.scan_artifact("tokens/run-2")
+    assert isinstance(lf, pl.LazyFrame)
+    assert lf.select("itl_ms").collect()["itl_ms"].to_list() == [1.0, 2.0, 3.0]
+    assert store.scan_artifact("tokens/none") is None
+
+
 def test_a_store_that_read_every_file_reports_none_unreadable(store):
     store.write("accel", frame())
     assert store.query("accel").height == 6
