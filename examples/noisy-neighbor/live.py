@@ -34,8 +34,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,11 +42,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from stack import NEIGHBORSCOPE, VICTIM, Stack, free_port, start_agent, start_collector, start_server, wait_http
 
 HERE = Path(__file__).resolve().parent
-NEIGHBORSCOPE = [sys.executable, "-m", "telemetry.cli"]
 NODE = "live-neighbor"
-VICTIM = "victim"
 RULE = "NoisyNeighbour"
 DASHBOARD = "http://127.0.0.1:8501"
 PHASES = {
@@ -72,48 +69,6 @@ T0 = time.monotonic()
 
 def say(msg: str) -> None:
     print(f"live-neighbor [{time.monotonic() - T0:5.1f} s]: {msg}", file=sys.stderr, flush=True)
-
-
-class Stack(contextlib.ExitStack):
-    """Started processes, stopped (SIGTERM, then SIGKILL) in reverse order on exit."""
-
-    def start(self, name: str, argv: list[str], log: Path, **kw: Any) -> subprocess.Popen:
-        with log.open("wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kw)
-        self.callback(stop, proc, name)
-        return proc
-
-
-def stop(proc: subprocess.Popen, name: str = "", timeout_s: float = 20.0) -> int | None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            say(f"{name} did not stop in {timeout_s:g} s: killed")
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
-def wait_http(proc: subprocess.Popen, url_of: Any, path: str, name: str, log: Path, timeout_s: float = 90) -> str:
-    """Wait until ``url_of()`` (None while unknown) answers 200 on ``path``; exit with the log's tail if not."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{name} exited with code {proc.returncode}:\n{log.read_text()[-3000:]}")
-        if (url := url_of()) is not None:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + path, timeout=2).status_code == 200:
-                    return url
-        time.sleep(0.2)
-    raise SystemExit(f"{name} did not come up in {timeout_s:g} s:\n{log.read_text()[-3000:]}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def victim_cgroup(stack: Stack, wanted: bool) -> tuple[Any, str]:
@@ -352,11 +307,14 @@ def run_phase(
     store: str,
     env: dict[str, str],
     am_url: str | None,
-    lookback_s: float,
+    duration_s: float,
     cgroups: bool,
 ) -> dict[str, Any]:
     spec = PHASES[name]
-    blocks = max(6, round(args.duration_s / args.block_s))
+    blocks = max(6, round(duration_s / args.block_s))
+    lookback_s = (blocks - 1) * args.block_s  # blocks 1..N-1 (see below)
+    (wd / "alerts.toml").write_text(alerts_toml(wd / "alerts", am_url, lookback_s, args.fdr, args.enter_pct,
+                                                args.window_s))  # fmt: skip
     plan = (HERE / spec["plan"]).read_text()
     plan = re.sub(r"(?m)^blocks = .*$", f"blocks = {blocks}", plan)
     plan = re.sub(r"(?m)^block = .*$", f"block = {args.block_s}", plan)
@@ -395,6 +353,7 @@ def run_phase(
         "cotenant": spec["cotenant"],
         "blocks": blocks,
         "block_s": args.block_s,
+        "lookback_s": lookback_s,
         "since": since.isoformat(),
         "until": until.isoformat(),
         "schedule_start": None if start is None else start.isoformat(),
@@ -429,6 +388,8 @@ def check(result: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration-s", type=float, default=50.0, help="length of each phase's on/off schedule")
+    ap.add_argument("--aa-duration-s", type=float, default=None,
+                    help="length of the aa phase's schedule (default: --duration-s)")  # fmt: skip
     ap.add_argument("--block-s", type=float, default=5.0, help="seconds per on/off block")
     ap.add_argument("--phases", default="aa,ab", help="which phases, in order: aa (idle co-tenant), ab (CPU hog)")
     ap.add_argument("--workdir", type=Path, default=Path("neighborscope-demo/live-neighbor"),
@@ -456,11 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     if not phases or any(p not in PHASES for p in phases):
         ap.error(f"--phases: a comma-separated list of {', '.join(PHASES)}, got {args.phases!r}")
-    if args.duration_s < 6 * args.block_s:
-        ap.error(f"--duration-s {args.duration_s:g} holds fewer than 6 blocks of {args.block_s:g} s")
+    phase_s = {"aa": args.duration_s if args.aa_duration_s is None else args.aa_duration_s, "ab": args.duration_s}
+    for opt, value in (("--duration-s", args.duration_s), ("--aa-duration-s", phase_s["aa"])):
+        if value < 6 * args.block_s:
+            ap.error(f"{opt} {value:g} holds fewer than 6 blocks of {args.block_s:g} s")
     import importlib.util
-
-    from telemetry.collector.process import CollectorStartError, running_collector
 
     if importlib.util.find_spec("llama_benchy") is None:
         raise SystemExit("live-neighbor: llama-benchy is not installed in this Python: pip install llama-benchy")
@@ -478,37 +439,22 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result: dict[str, Any] = {"phases": {}}
 
-    with Stack() as stack:
+    with Stack(say) as stack:
         say("starting the collector, the server, the agent" + (" and Alertmanager" if am_mode == "start" else ""))
         am_url = None if am_mode == "none" else (start_alertmanager(stack, wd / "alertmanager")
                                                  if am_mode == "start" else am_mode.rstrip("/"))  # fmt: skip
         sport = wd / "server.port"
-        slog = wd / "logs" / "server.log"
         cg, cg_note = victim_cgroup(stack, args.cgroups)
         result["victim_cgroup"] = cg_note
-        server = stack.start("server", [sys.executable, str(HERE / "server.py"), "--port", "0", "--port-file",
-                                        str(sport), "--token-ms", str(args.token_ms), "--max-num-seqs",
-                                        str(args.max_num_seqs)], slog,
-                             preexec_fn=None if cg is None else cg.join_self)  # fmt: skip
-        try:
-            coll = stack.enter_context(
-                running_collector(store, wd, tokens={NODE: token}, timeout_s=90, log=wd / "logs" / "collector.log")
-            )
-        except CollectorStartError as exc:
-            raise SystemExit(str(exc)) from None
-
-        def server_url() -> str | None:
-            return f"http://127.0.0.1:{sport.read_text().strip()}" if sport.exists() else None
-
-        surl = wait_http(server, server_url, "/health", "server", slog)
+        server, server_up = start_server(stack, wd, ["--token-ms", str(args.token_ms), "--max-num-seqs",
+                                                     str(args.max_num_seqs)],
+                                         preexec_fn=None if cg is None else cg.join_self)  # fmt: skip
+        coll = start_collector(stack, wd, NODE, token)
+        surl = server_up()
         (wd / "tokenizer.json").write_bytes(httpx.get(surl + "/tokenizer.json", timeout=10).content)
         (wd / "agent.toml").write_text(agent_toml(coll.url, token, wd / "spool", surl, sport))
-        lookback_s = (round(args.duration_s / args.block_s) - 1) * args.block_s  # blocks 1..N-1 (see run_phase)
-        (wd / "alerts.toml").write_text(alerts_toml(wd / "alerts", am_url, lookback_s, args.fdr, args.enter_pct,
-                                                        args.window_s))  # fmt: skip
         alog = wd / "logs" / "agent.log"
-        agent = stack.start("agent", [*NEIGHBORSCOPE, "agent", "--config", str(wd / "agent.toml"), "--log-level",
-                                      "warning"], alog)  # fmt: skip
+        agent = start_agent(stack, wd / "agent.toml", alog)
         time.sleep(2.0)
         if agent.poll() is not None:
             raise SystemExit(f"the agent exited with code {agent.returncode}:\n{alog.read_text()[-3000:]}")
@@ -520,23 +466,26 @@ def main(argv: list[str] | None = None) -> int:
         hog_args = "" if args.cotenant_nice is None else f"--autogroup-nice {args.cotenant_nice}"
         penv = {**env, "NS_LIVE_DIR": str(HERE), "NS_LIVE_HOG_ARGS": hog_args}
         for name in phases:
-            result["phases"][name] = run_phase(name, args, wd, store, penv, am_url, lookback_s, cg is not None)
+            result["phases"][name] = run_phase(name, args, wd, store, penv, am_url, phase_s[name], cg is not None)
             if agent.poll() is not None:
                 raise SystemExit(f"the agent died (exit {agent.returncode}):\n{alog.read_text()[-3000:]}")
             if traffic.poll() is not None:
                 raise SystemExit(f"the traffic stopped (exit {traffic.returncode}):\n{tlog.read_text()[-3000:]}")
-        stop(traffic, "traffic")
+        stack.stop(traffic, "traffic")
         result["server_health"] = httpx.get(surl + "/health", timeout=10).json()
-        stop(agent, "agent")
-        stop(server, "server")
+        stack.stop(agent, "agent")
+        stack.stop(server, "server")
         coll.stop()
 
     say("the live analysis of each phase's lookback (what the rule saw)")
     for phase in result["phases"].values():
         phase["analysis"] = phase_analysis(store, phase["rule_from"], phase["until"], args.fdr, args.window_s)
-    result["setup"] = {"duration_s": args.duration_s, "block_s": args.block_s, "token_ms": args.token_ms,
+    result["setup"] = {"duration_s": args.duration_s, "aa_duration_s": phase_s["aa"], "block_s": args.block_s,
+                       "token_ms": args.token_ms,
                        "concurrency": args.concurrency, "max_num_seqs": args.max_num_seqs, "fdr": args.fdr,
-                       "enter_pct": args.enter_pct, "lookback_s": lookback_s, "window_s": args.window_s,
+                       "enter_pct": args.enter_pct,
+                       "lookback_s": (round(args.duration_s / args.block_s) - 1) * args.block_s,
+                       "window_s": args.window_s,
                        "alertmanager": am_url,
                        "cotenant_nice": args.cotenant_nice, "cpus": os.cpu_count(), "loadavg_end": os.getloadavg(),
                        "wall_s": time.monotonic() - t_begin, "workdir": str(wd)}  # fmt: skip

@@ -4,8 +4,7 @@ port) and a real Alertmanager (Debian ``prometheus-alertmanager``) with a config
 from __future__ import annotations
 
 import contextlib
-import shutil
-import socket
+import importlib.util
 import subprocess
 import sys
 import time
@@ -20,7 +19,21 @@ from tests.conftest import in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "noisy-neighbor"
-ALERTMANAGER_NAMES = ("prometheus-alertmanager", "alertmanager")
+
+
+def example_module(name: str):
+    """``examples/noisy-neighbor/NAME.py`` as a module, loaded as the script runs (its directory first on
+    ``sys.path`` while it imports, so its sibling ``stack`` imports)."""
+    spec = importlib.util.spec_from_file_location(f"noisy_neighbor_{name}", EXAMPLE / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(EXAMPLE))
+        del sys.modules[spec.name]
+    return mod
 
 
 @dataclass
@@ -80,19 +93,6 @@ def server_factory(tmp_path: Path) -> Iterator:
         stop_process(srv.proc)
 
 
-def alertmanager_binary() -> str | None:
-    for name in ALERTMANAGER_NAMES:
-        if found := shutil.which(name):
-            return found
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Alertmanager:
     url: str
@@ -106,22 +106,13 @@ class Alertmanager:
         return r.json()
 
 
-ALERTMANAGER_CONFIG = """route:
-  receiver: "null"
-  group_by: ["alertname", "victim"]
-  group_wait: 1s
-  group_interval: 5s
-  repeat_interval: 1h
-receivers:
-  - name: "null"
-"""
-
-
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
     """A real Alertmanager on a free loopback port (tmp config, ``--storage.path``, no clustering); skips when the
-    binary is missing, except in CI where it fails."""
-    binary = alertmanager_binary()
+    binary is missing, except in CI where it fails. Its config and port: live.py's own (`ALERTMANAGER_YML`) and the
+    examples' `stack.free_port`."""
+    live = example_module("live")
+    binary = live.alertmanager_binary()
     if binary is None:
         msg = "prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)"
         if in_ci():
@@ -129,8 +120,8 @@ def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
         pytest.skip(msg)
     home = tmp_path / "alertmanager"
     (home / "data").mkdir(parents=True)
-    (home / "alertmanager.yml").write_text(ALERTMANAGER_CONFIG)
-    port = free_port()
+    (home / "alertmanager.yml").write_text(live.ALERTMANAGER_YML)
+    port = example_module("stack").free_port()
     log = home / "alertmanager.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
