@@ -9,10 +9,10 @@ infinite fields are left out (absent, never 0); a row with no field left is drop
 at least one field. Floats are written as decimals, integers with the ``i`` suffix, booleans as
 ``true``/``false``, timestamps in nanoseconds.
 
-Decoding parses plain lines (no escapes, no string fields) with polars string kernels
-(`telemetry.line_protocol_fast`, about 10x the per-line parser) and every other line, or every line of a body the
-fast path is not sure of, with the maintained `line-protocol-parser` package, one line at a time, which reports
-the line number and text of a bad line.
+Decoding parses plain lines (no string fields) with polars string kernels (`telemetry.line_protocol_fast`: the
+body cut once into token and signature views, lines grouped by shape, values typed column by column) and every line
+that path declines (a string field, a value or shape it is not sure of, a bad line) with the maintained
+`line-protocol-parser` package, one line at a time, which reports the line number and text of a bad line.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import line_protocol_parser
 import polars as pl
 
 from telemetry.errors import LineProtocolError, SchemaError
-from telemetry.line_protocol_fast import decode_plain, plain_mask
+from telemetry.line_protocol_fast import Lines, decode_plain, mixed_kinds, split_text
 from telemetry.schema import (
     INFLUX_MAX_NS,
     INFLUX_MIN_NS,
@@ -203,41 +203,45 @@ def decode(
     outside InfluxDB's range once ``precision_factor`` is applied, a boolean for a number (or a number for a
     boolean) of a schema field; with ``time_window`` (epoch ns), a time outside it.
     """
+    data = None
     if isinstance(text, bytes):
+        data = text
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise LineProtocolError(f"not UTF-8 at byte {exc.start}", 0) from None
-    lines = pl.Series("l", [text]).str.split("\n").explode().str.strip_chars()
-    kept = lines.str.len_bytes().gt(0) & ~lines.str.starts_with("#")
-    plain = kept & plain_mask(lines)
-    numbers = pl.int_range(1, lines.len() + 1, eager=True).alias("_line")
-    fast = decode_plain(
-        lines.filter(plain), numbers.filter(plain), default_time_ns, strict_schema, precision_factor, time_window
-    )
-    if fast is None:  # the reference parser judges every line, and names the first bad one
-        pairs = zip(numbers.filter(kept).to_list(), lines.filter(kept).to_list(), strict=True)
-        return {
-            m: _rows_to_frame(m, r, strict_schema)
-            for m, r in _parse_lines(pairs, default_time_ns, precision_factor, time_window).items()
-        }
-    rest = kept & ~plain
-    slow = _parse_lines(
-        zip(numbers.filter(rest).to_list(), lines.filter(rest).to_list(), strict=True),
-        default_time_ns,
-        precision_factor,
-        time_window,
-    )
-    out: dict[str, pl.DataFrame] = {}
-    for m in dict.fromkeys([*fast, *slow]):
-        parts = [
-            f
-            for f in (fast.get(m), _rows_to_frame(m, slow[m], strict_schema, keep_lines=True) if m in slow else None)
-            if f is not None
-        ]
-        frame = pl.concat(parts, how="diagonal_relaxed").sort("_line") if len(parts) > 1 else parts[0]
-        out[m] = _finish(m, frame)
-    return out
+    lines = split_text(text, data)
+    fast = None if lines is None else decode_plain(lines, default_time_ns, strict_schema, precision_factor, time_window)
+    if fast is not None:
+        frames, done = fast
+        slow: dict[str, list[tuple[int, dict, dict, int]]] = {}
+        if not done.all():
+            numbers, texts = lines.stripped(lines.number.filter(~done))
+            slow = _parse_lines(
+                zip(numbers.to_list(), texts.to_list(), strict=True), default_time_ns, precision_factor, time_window
+            )
+        merged: dict[str, list[pl.DataFrame]] = {}
+        for m in dict.fromkeys([*frames, *slow]):
+            merged[m] = [
+                f
+                for f in (
+                    frames.get(m),
+                    _rows_to_frame(m, slow[m], strict_schema, keep_lines=True) if m in slow else None,
+                )
+                if f is not None
+            ]
+        if not any(len(parts) > 1 and mixed_kinds(parts) for parts in merged.values()):
+            return {
+                m: _finish(m, pl.concat(parts, how="diagonal_relaxed").sort("_line") if len(parts) > 1 else parts[0])
+                for m, parts in merged.items()
+            }
+    # the reference parser judges every line, and names the first bad one
+    numbers, texts = lines.stripped() if lines is not None else Lines(text, *[pl.Series()] * 4).stripped()
+    pairs = zip(numbers.to_list(), texts.to_list(), strict=True)
+    return {
+        m: _rows_to_frame(m, r, strict_schema)
+        for m, r in _parse_lines(pairs, default_time_ns, precision_factor, time_window).items()
+    }
 
 
 def _parse_lines(

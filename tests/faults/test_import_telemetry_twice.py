@@ -74,6 +74,8 @@ def test_an_import_cut_short_by_a_bad_line_stores_only_the_rest_when_run_again(t
         assert f"big.lp:{3000 + 1500 + 1}:" in message and "not stored twice" in message
         stored_before = st.query("host").height
         assert 0 < stored_before < 4500
+        # the lines the message says are stored are those stored (chunks are parsed ahead of the one stored)
+        assert f"the rows of lines 1-{stored_before} are stored" in message
         lp.write_text(good + bad)  # fixed
         result = import_telemetry_file(st, lp, chunk_bytes=16 * 1024)
         assert result.chunks_replayed > 0

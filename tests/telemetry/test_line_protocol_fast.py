@@ -3,13 +3,21 @@ is not sure of (and every error) to the reference parser."""
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from telemetry.errors import LineProtocolError, NeighborscopeError, SchemaError
 from telemetry.line_protocol import _parse_lines, _rows_to_frame, decode
-from telemetry.line_protocol_fast import decode_plain, parse_skeleton, plain_mask
+from telemetry.line_protocol_fast import (
+    FLOAT_GRAMMAR,
+    INT_GRAMMAR,
+    decode_plain,
+    plain_mask,
+    signature_shape,
+    split_text,
+)
 from telemetry.schema import MEASUREMENTS
 
 T0 = 1_764_000_000_000_000_000
@@ -97,20 +105,93 @@ def test_a_bad_plain_line_is_named_by_the_reference_parser(line: str, error: typ
     assert words in str(exc.value)
 
 
-def test_the_vectorised_path_declines_what_it_is_not_sure_of():
-    import polars as pl
+def _declined(line: str) -> bool:
+    fast = decode_plain(split_text(line), None, True, 1, None)
+    return fast is None or not fast[1].any()
 
-    nos = pl.Series([1])
+
+def test_the_vectorised_path_declines_what_it_is_not_sure_of():
     for line in (
         f"cpu,host=a v=1 {T0} extra",  # a fourth part
         f"cpu,host=a=b v=1 {T0}",  # '=' inside a tag value, unescaped
         f"cpu,host=a v=nan {T0}",  # not a number of line protocol
         f"cpu,host=a v=1,v=2 {T0}",  # a field twice
+        f"cpu,host=a v=+1 {T0}",  # polars reads '+1', the reference parser refuses it
+        f"cpu,host=a v=1 +{T0}",
+        f"cpu,host=a v=1e-400 {T0}",  # underflows: refused by the reference parser (ERANGE)
+        f"cpu,host=a v=5u {T0}",  # unsigned: left to the reference parser
+        f"cpu,host=a  v=1 {T0}",  # two spaces
+        f"cpu,host=a _line=1 {T0}",  # the vectorised path's own column
     ):
-        assert decode_plain(pl.Series([line]), nos, None, True, 1, None) is None, line
+        assert _declined(line), line
+    assert not _declined(f"cpu,host=a v=1 {T0}")
     assert not plain_mask(pl.Series(['m,t=a v="x" 1', "m,t=a\\\\b v=1 1"])).any()
-    assert parse_skeleton("accel,node=,device= temp_c= T") is not None
-    assert parse_skeleton("accel,node=,device= temp_c=") is not None
+    assert signature_shape(",=,= = ") == (2, 1, True)
+    assert signature_shape(",=,= =") == (2, 1, False)
+    assert signature_shape(",=, = ") is None
+
+
+def test_lines_the_vectorised_path_declines_go_one_by_one_to_the_reference_parser_and_the_rest_stay_fast():
+    good = [f"host,node=n{i % 3} cpu_util_pct={i}.5,cpu_count=64i {T0 + i}" for i in range(200)]
+    odd = [
+        f"  host,node=n1 cpu_util_pct=1 {T0 + 1000}  ",  # spaces around the line
+        f"host,node=n1 cpu_util_pct=12u {T0 + 1002}",  # unsigned
+        f"host,node=n1 cpu_util_pct=0e5 {T0 + 1003}",  # a 0 with an exponent
+        f"foo,host=a v=1i,w=2u {T0}",
+        f"foo,host=a v=1.5,w=3i {T0 + 1}",
+        "   ",
+        "  # an indented comment",
+        f"host,node=n1 cpu_util_pct=2 {T0 + 1004}\t",  # a tab at the end
+    ]
+    lines = good[:100] + odd + good[100:]
+    text = "\n".join(lines)
+    fast = decode_plain(split_text(text), None, True, 1, None)
+    assert fast is not None
+    assert int(fast[1].sum()) >= 200  # the plain lines
+    same(text)
+    same(text.replace("\n", "\r\n"))
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["+1", "+.5", "1e999", "-1e999", "1e-400", "1e-310", "2e-308", "0e-400", "0.0", "-0", "5.", ".5", "00012", "1E+05",
+     "+5i", "9223372036854775807i", "9223372036854775808i", "-9223372036854775808i", "5u", "-5u", "inf", "NaN", "tRUE",
+     "T", "False"],
+)  # fmt: skip
+def test_numbers_at_the_edges_of_the_grammar_decode_or_fail_as_the_reference_does(value: str):
+    text = "\n".join(f"m,t=a v={v} {T0 + i}" for i, v in enumerate([value, "1.5" if value[-1] != "i" else "2i"]))
+    try:
+        ref = reference(text)
+    except NeighborscopeError as exc:
+        with pytest.raises(type(exc)):
+            decode(text)
+        return
+    equal(decode(text), ref)
+
+
+def test_polars_reads_numbers_as_the_line_protocol_grammar_says():
+    """The vectorised path types tokens with polars' casts and refuses only what is not finite or starts with '+'
+    (see `telemetry.line_protocol_fast`): this holds polars to the grammar over many random tokens."""
+    import random
+
+    rnd = random.Random(7)
+    alphabet = "0123456789" * 3 + ".eE+-infaNIxd_ "
+    tokens = ["".join(rnd.choices(alphabet, k=rnd.randint(1, 12))) for _ in range(100_000)]
+    frame = pl.DataFrame({"t": tokens}).with_columns(
+        f=pl.col("t").cast(pl.Float64, strict=False),
+        i=pl.col("t").cast(pl.Int64, strict=False),
+        fg=pl.col("t").str.contains(FLOAT_GRAMMAR),
+        ig=pl.col("t").str.contains(INT_GRAMMAR),
+        plus=pl.col("t").str.starts_with("+"),
+    )
+    assert frame["fg"].sum() > 1000 and frame["ig"].sum() > 1000
+    # what polars reads (finite, no '+') is in the grammar, and what is in the grammar polars reads (overflow: inf)
+    float_read = frame["f"].is_not_null() & frame["f"].is_finite() & ~frame["plus"]
+    assert frame.filter(float_read & ~frame["fg"]).is_empty()
+    assert frame.filter(frame["fg"] & frame["f"].is_null()).is_empty()
+    int_read = frame["i"].is_not_null() & ~frame["plus"]
+    assert frame.filter(int_read & ~frame["ig"]).is_empty()
+    assert frame.filter(frame["ig"] & frame["i"].is_null() & frame["t"].str.len_bytes().lt(19)).is_empty()
 
 
 tag_text = st.text(alphabet=st.sampled_from(list("ab9 ,=\\_-.")), min_size=1, max_size=6).filter(
@@ -140,3 +221,21 @@ def test_random_lines_decode_the_same_or_fail_the_same(rows):
             decode(text)
         return
     equal(decode(text), ref)
+
+
+raw_line = st.text(alphabet=st.sampled_from(list("m,=  t1i.e-+\\#\tu")), min_size=1, max_size=24)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(raw_line, min_size=1, max_size=8))
+def test_random_bytes_of_line_protocol_decode_the_same_or_fail_the_same(lines):
+    """Lines of separators, escapes, numbers and suffixes in any order (most of them bad): the vectorised path
+    takes only what the reference parser takes, into the same frames, and leaves every error to it."""
+    text = "\n".join(f"{line} {T0 + i}" if i % 2 else line for i, line in enumerate(lines))
+    try:
+        ref = reference(text, T0, strict_schema=False)
+    except NeighborscopeError as exc:
+        with pytest.raises(type(exc)):
+            decode(text, default_time_ns=T0, strict_schema=False)
+        return
+    equal(decode(text, default_time_ns=T0, strict_schema=False), ref)

@@ -6,9 +6,9 @@ exports; Telegraf's ``nvidia_smi`` / ``cpu`` / ``mem`` / ``system`` measurements
 (``nvidia-smi --query-gpu=... --format=csv``, InferenceX's ``gpu_metrics.csv``), ``amd_smi``
 (``amd-smi metric --csv``).
 
-An import streams: line protocol is read in chunks of whole lines (`base.CHUNK_BYTES`), each parsed and stored
-before the next is read, so memory stays bounded whatever the file's size. Importing is idempotent, the way the
-collector's batches are:
+An import streams: line protocol is read in chunks of whole lines (`base.CHUNK_BYTES`), each stored while the next
+one is parsed on a second thread (`line_protocol.PARSE_AHEAD`), so memory stays bounded whatever the file's size.
+Importing is idempotent, the way the collector's batches are:
 
 - every chunk is written with `TelemetryStore.write_batch` under a key that is a hash of its rows (`rows_key`),
   so rows stored before are recognised as a replay: an import cut short (a bad line, a store error) and run

@@ -10,7 +10,9 @@ Lines without a timestamp are refused (a file has no receive time).
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import polars as pl
 
@@ -21,6 +23,10 @@ from telemetry.line_protocol import decode
 from telemetry.schema import MEASUREMENTS, conform
 
 _LINE = re.compile(rb"^[A-Za-z_][^\s,]*(?:,[^\s]+)?\s+[^\s=]+=[^\s]+.*?(?:\s+-?\d+)?\s*$")
+
+PARSE_AHEAD = 1
+"""Chunks parsed ahead of the one being stored, each on its own thread (one: the import has two cores, the other
+stores)."""
 
 TELEGRAF_NVIDIA = {
     "power_draw": ("power_w", 1.0),
@@ -74,8 +80,7 @@ class LineProtocolFormat:
         skipped: set[str] = set()
         found = False
         held: pl.DataFrame | None = None  # Telegraf host rows of a chunk's last time, merged with the next chunk
-        for first_line, data in chunks:
-            frames, telegraf_host = self._parse_chunk(data, source, node, first_line, skipped)
+        for frames, telegraf_host in self._parsed(chunks, source, node, skipped):
             if held is not None:
                 frames["host"] = _merge_host(pl.concat([held, *frames.get("host", [])], how="diagonal_relaxed"))
                 held = None
@@ -107,6 +112,30 @@ class LineProtocolFormat:
                 f"{', '.join(sorted(skipped)) or 'none'})",
                 source,
             )
+
+    def _parsed(
+        self, chunks: Iterable[tuple[int, bytes]], source: str, node: str | None, skipped: set[str]
+    ) -> Iterator[tuple[dict[str, list[pl.DataFrame]], bool]]:
+        """`_parse_chunk` of each chunk, in order, the next ones parsed on other threads while the caller stores
+        this one (the parse is mostly polars and numpy, which run without the GIL). An error in a chunk is raised
+        when its turn comes, after every chunk before it was handed over; at most `PARSE_AHEAD` chunks are parsed
+        ahead, so memory stays bounded."""
+        it = iter(chunks)
+        with ThreadPoolExecutor(max_workers=PARSE_AHEAD, thread_name_prefix="lp-parse") as pool:
+            pending: deque[Future] = deque()
+
+            def fill() -> None:
+                while len(pending) < PARSE_AHEAD:
+                    nxt = next(it, None)
+                    if nxt is None:
+                        return
+                    pending.append(pool.submit(self._parse_chunk, nxt[1], source, node, nxt[0], skipped))
+
+            fill()
+            while pending:
+                parsed = pending.popleft().result()
+                fill()
+                yield parsed
 
     def _parse_chunk(
         self, data: bytes, source: str, node: str | None, first_line: int, skipped: set[str]
