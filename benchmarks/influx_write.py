@@ -22,12 +22,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -45,6 +48,7 @@ from telemetry.line_protocol import encode_lines
 from telemetry.schema import MEASUREMENTS, conform
 from tests.telemetry.store.conftest import InfluxServer, find_binary
 
+ROOT = Path(__file__).resolve().parent.parent  # the tree benchmarked (its collector runs from it)
 ACCEL_FIELDS = [
     "temp_c", "temp_mem_c", "power_w", "energy_j", "pcie_tx_bytes_per_s", "pcie_rx_bytes_per_s", "pcie_link_gen",
     "pcie_link_width", "util_pct", "mem_used_bytes", "mem_total_bytes", "sm_clock_mhz", "mem_clock_mhz",
@@ -53,6 +57,10 @@ ACCEL_FIELDS = [
 DEVICES = 34
 LINES_PER_POST = 5000
 STORE_GZIP_OFF = "store alone: queue + drain, no HTTP (gzip off)"
+DIRECT = "direct line-protocol POSTs (influx -import style)"
+COLLECTOR = "collector (HTTP, queue, drain)"
+BASELINE = "collector, baseline tree"
+MODES = ("direct", "collector", "store-gzip", "store", "client")  # in the order of the runs in main()
 
 
 def node_frames(node: str, t0_ns: int, ticks: int, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
@@ -140,15 +148,66 @@ def _run_agents(host: str, port: int, bodies: list[tuple[str, bytes]], clients: 
     asyncio.run(main())
 
 
-def run_collector(server: InfluxServer, db: str, work: Path, batches, nodes, clients: int, points: int) -> float:
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (every thread)."""
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+@contextmanager
+def code_tree(tree: Path | None) -> Iterator[None]:
+    """Child processes started meanwhile (the collector) import neighborscope from ``tree`` (None: the tree this
+    benchmark is in, whichever one the environment has installed)."""
+    tree = tree or ROOT
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(tree) + (os.pathsep + old if old else "")
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def run_collector(
+    server: InfluxServer,
+    db: str,
+    work: Path,
+    batches,
+    nodes,
+    clients: int,
+    points: int,
+    tree: Path | None = None,
+    py_spy: Path | None = None,
+    commit_pace_s: float | None = None,
+) -> float:
     bodies = [(node, encode_batch(node, "bench", b, frames, compresslevel=1)) for node, b, frames in batches]
     url = f"influx://127.0.0.1:{server.http_port}/{db}?queue={work / f'queue-{db}'}&retry_max_s=1"
     tokens = {n: f"token-{n}-xxxx" for n in nodes}
-    with running_collector(url, work, tokens=tokens, timeout_s=120, log=work / f"collector-{db}.log") as collector:
+    log = work / f"collector-{db}.log"
+    extra: list[str] = []
+    if commit_pace_s is not None:
+        conf = work / f"collector-{db}.toml"
+        conf.write_text(f"[collector]\ncommit_pace_s = {commit_pace_s}\n")
+        extra = ["--config", str(conf)]
+    with (
+        code_tree(tree),
+        running_collector(url, work, tokens=tokens, extra_args=extra, timeout_s=120, log=log) as collector,
+    ):
         base = collector.url
         proc = collector.proc
         assert proc is not None
-        cpu0 = psutil.Process(proc.pid).cpu_times()
+        spy = None
+        if py_spy is not None:  # sampled from the first batch on: --threads --idle, collapsed stacks
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(proc.pid), "--threads",
+                 "--idle", "--nonblocking", "--rate", "250", "--format", "raw", "--output", str(py_spy)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(1.0)
+        cpu0 = cpu_s(proc.pid)
+        influx0 = cpu_s(server.proc.pid)
         host, port = base.split("://", 1)[1].rsplit(":", 1)
         start = time.perf_counter()
         _run_agents(host, int(port), bodies, clients)
@@ -157,15 +216,19 @@ def run_collector(server: InfluxServer, db: str, work: Path, batches, nodes, cli
             while queue_depth(client) > 0:
                 time.sleep(0.01)
         total_s = time.perf_counter() - start
+        collector_cpu = cpu_s(proc.pid) - cpu0
+        influx_cpu = cpu_s(server.proc.pid) - influx0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         stored = count_points(server, db)  # checked after the clock stopped: a count costs InfluxDB ~0.1 s
         if stored != points:
             raise RuntimeError(f"collector: InfluxDB holds {stored:,} points, {points:,} were acknowledged")
-        cpu1 = psutil.Process(proc.pid).cpu_times()
-        cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
         print(
-            f"  collector: all acknowledged after {acked_s:.2f} s, all in InfluxDB after {total_s:.2f} s; "
-            f"collector CPU {cpu_s:.2f} s ({cpu_s / len(bodies) * 1000:.1f} ms per batch of "
-            f"{points // len(bodies)} points, drain included)"
+            f"  collector{' (' + str(tree) + ')' if tree else ''}: all acknowledged after {acked_s:.2f} s, all in "
+            f"InfluxDB after {total_s:.2f} s; CPU: collector {collector_cpu:.2f} s "
+            f"({collector_cpu / len(bodies) * 1000:.1f} ms per batch of {points // len(bodies)} points, drain "
+            f"included), influxd {influx_cpu:.2f} s"
         )
         return total_s
 
@@ -177,13 +240,18 @@ def run_store(server: InfluxServer, db: str, work: Path, batches, clients: int, 
 
     url = f"influx://127.0.0.1:{server.http_port}/{db}?queue={work / f'queue-{db}'}&gzip={int(gzip_on)}"
     store = open_store(url)
+    cpu0, influx0 = time.process_time(), cpu_s(server.proc.pid)
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(lambda b: store.write_batch(BatchKey(b[0], "bench", b[1]), b[2]), batches))
     store.flush(None)
     secs = time.perf_counter() - start
+    cpu, influx_cpu = time.process_time() - cpu0, cpu_s(server.proc.pid) - influx0
     store.close()
     assert count_points(server, db) == points
+    print(
+        f"  store alone (gzip {'on' if gzip_on else 'off'}): CPU: this process {cpu:.2f} s, influxd {influx_cpu:.2f} s"
+    )
     return secs
 
 
@@ -224,7 +292,34 @@ def main() -> None:
         help="concurrent agents posting to the collector (default: one per node of the 10, as in a fleet)",
     )
     ap.add_argument("--repeat", type=int, default=3, help="runs of every mode (median reported, order rotated)")
+    ap.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"comma-separated modes to run, of {','.join(MODES)} (direct is always run: the ratios need it)",
+    )
+    ap.add_argument(
+        "--baseline-tree",
+        type=Path,
+        default=None,
+        help="also run the collector from this source tree (e.g. `git archive HEAD | tar -x -C DIR`), in the same "
+        "run and rotation: old and new against the same influxd and load",
+    )
+    ap.add_argument(
+        "--commit-pace-s",
+        type=float,
+        default=None,
+        help="the collectors' commit_pace_s (collector.toml; default: the collector's own default)",
+    )
+    ap.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        help="record the collector (this tree's) with py-spy into DIR (collapsed stacks, --threads --idle)",
+    )
     args = ap.parse_args()
+    modes = {m.strip() for m in args.modes.split(",") if m.strip()} | {"direct"}
+    if unknown := modes - set(MODES):
+        ap.error(f"unknown mode(s) {sorted(unknown)}; known: {', '.join(MODES)}")
     binary = find_binary("influxd", "NEIGHBORSCOPE_INFLUXD")
     if binary is None:
         sys.exit("influxd not found: apt-get install influxdb (or set $NEIGHBORSCOPE_INFLUXD)")
@@ -242,15 +337,16 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="ns-influx-bench-"))
     server = InfluxServer(binary, work / "influxd").start()
-    direct = "direct line-protocol POSTs (influx -import style)"
-    collector = "collector (HTTP, queue, drain)"
     timings: dict[str, list[float]] = {}
+    spied = 0
 
     def direct_run() -> float:
         db = server.create_database("direct")
+        influx0 = cpu_s(server.proc.pid)
         start = time.perf_counter()
         post_lines(server.base_url, db, direct_bodies)
         secs = time.perf_counter() - start
+        print(f"  direct: CPU: influxd {cpu_s(server.proc.pid) - influx0:.2f} s")
         assert count_points(server, db) == points
         return secs
 
@@ -261,11 +357,19 @@ def main() -> None:
             assert count_points(server, db) == points
         return secs
 
+    def collector_run(tree: Path | None = None) -> float:
+        nonlocal spied
+        spy = None
+        if args.py_spy is not None and tree is None:
+            args.py_spy.mkdir(parents=True, exist_ok=True)
+            spied += 1
+            spy = args.py_spy / f"collector-{spied}.txt"
+        db = server.create_database("collector")
+        return run_collector(server, db, work, batches, nodes, args.clients, points, tree, spy, args.commit_pace_s)
+
     runs = {
-        direct: direct_run,
-        collector: lambda: run_collector(
-            server, server.create_database("collector"), work, batches, nodes, args.clients, points
-        ),
+        DIRECT: direct_run,
+        COLLECTOR: collector_run,
         "store alone: queue + drain, no HTTP (gzip on)": lambda: run_store(
             server, server.create_database("store"), work, batches, args.clients, points, True
         ),
@@ -274,6 +378,9 @@ def main() -> None:
         ),
         "influxdb-client DataFrame serializer + POST": client_run,
     }
+    runs = {name: fn for (name, fn), mode in zip(runs.items(), MODES, strict=True) if mode in modes}
+    if args.baseline_tree is not None:
+        runs[BASELINE] = lambda: collector_run(args.baseline_tree.resolve())
     try:
         for rep in range(args.repeat):
             order = list(runs)
@@ -288,7 +395,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     results = [(name, statistics.median(timings[name])) for name in runs if name in timings]
 
-    direct_s = dict(results)[direct]
+    direct_s = dict(results)[DIRECT]
     table = Table(
         title=f"InfluxDB {subprocess.run([binary, 'version'], capture_output=True, text=True).stdout.strip()}: "
         f"{points:,} points ({args.batches} batches x {args.ticks} ticks x {DEVICES} accelerators + host), "
@@ -299,13 +406,19 @@ def main() -> None:
     for name, secs in results:
         table.add_row(name, f"{secs:.2f}", f"{points / secs:,.0f}", f"{direct_s / secs:.0%}")
     console.print(table)
-    collector_s = dict(results)[collector]
-    ratio = direct_s / collector_s
+    results_d = dict(results)
+    summary = []
+    for name, label in ((COLLECTOR, "collector"), (BASELINE, "baseline collector"), (STORE_GZIP_OFF, "store alone")):
+        if name in results_d:
+            summary.append(f"{label} at {direct_s / results_d[name]:.0%}")
+    if COLLECTOR in results_d:
+        ok = direct_s / results_d[COLLECTOR] >= 0.95
+        summary.append(f"target >= 95 % (issue 21): {'OK' if ok else 'BELOW TARGET'}")
+    if COLLECTOR in results_d and BASELINE in results_d:
+        summary.append(f"baseline / this collector time: {results_d[BASELINE] / results_d[COLLECTOR]:.2f}x")
     console.print(
-        f"collector at {ratio:.0%} of the direct rate (target >= 95 %, issue 21): "
-        f"{'OK' if ratio >= 0.95 else 'BELOW TARGET'}; the store alone (gzip off) at "
-        f"{direct_s / dict(results)[STORE_GZIP_OFF]:.0%}, 1-min load average {os.getloadavg()[0]:.1f} (on a busy machine "
-        "the direct run's time swings by 2x between runs: compare medians of --repeat 3 or more)"
+        "; ".join(summary) + f"; 1-min load average {os.getloadavg()[0]:.1f} (on a busy machine the direct run's "
+        "time swings by 2x between runs: compare medians of --repeat 3 or more)"
     )
 
 

@@ -54,7 +54,7 @@ from telemetry.errors import (
     SchemaError,
     StoreError,
 )
-from telemetry.line_protocol import encode_lines, lines_bytes, split_lines
+from telemetry.line_protocol import split_lines
 from telemetry.retry import parse_retry_after
 from telemetry.schema import (
     INFLUX_MAX_NS,
@@ -68,6 +68,7 @@ from telemetry.schema import (
     tag_values_problem,
     text_problem,
 )
+from telemetry.store import lp_encode
 from telemetry.store.base import BatchKey, TagFilter, parse_agg, parse_every
 from telemetry.store.factory import register_scheme
 from telemetry.store.local_artifacts import LocalArtifacts
@@ -360,7 +361,7 @@ class InfluxStore(LocalArtifacts):
             return b""
         if measurement in EVENT_MEASUREMENTS:
             frame = _unique_times(frame, measurement)
-        return lines_bytes(encode_lines(frame, measurement))
+        return lp_encode.encode(frame, measurement)
 
     def write(self, measurement: str, frame: pl.DataFrame) -> int:
         """Write a frame now (cut into ``batch_bytes`` bodies); returns its row count."""

@@ -83,9 +83,9 @@ def status(
     finally:
         store.close()
     queue = config.queue_dir or default_state_dir(config) / "queue"
-    files = sorted(queue.glob("q-*.arrow")) if queue.is_dir() else []
-    size = sum(f.stat().st_size for f in files)
-    typer.echo(f"queue {queue}: {len(files)} batch(es) waiting, {size} bytes")
+    sizes = [f.stat().st_size for f in queue.glob("q-*.arrow")] if queue.is_dir() else []
+    sizes = [s for s in sizes if s]  # empty files are spares made ahead for the next writes
+    typer.echo(f"queue {queue}: {len(sizes)} batch(es) waiting, {sum(sizes)} bytes")
     rejected = queue / "rejected.lp"
     if rejected.exists():
         n = sum(1 for line in rejected.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#"))

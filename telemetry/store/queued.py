@@ -1,15 +1,19 @@
 """A durable local queue in front of a remote store (InfluxDB, VictoriaMetrics): nothing acknowledged is lost.
 
 ``write_batch`` / ``write`` check the frames against the schema, write them as one queue file (Arrow IPC,
-lz4; temp file, fsync, rename, fsync the directory) and return: that is when the collector acknowledges
-the agent. ``write_batches`` does the same for the batches of concurrent requests together: one frame per
-measurement and one queue file (one fsync) for the whole group. A drainer thread sends the queue to the
-remote store in order: it takes the next run of queue files (up to ``drain_rows`` rows), concatenates each
-measurement's frames, encodes them to line protocol in one vectorised call (the encoder's cost is mostly
-per call, so this is where batching pays: encoding when queued would pay it per group) and POSTs bodies of
-at most ``batch_bytes``, in order (the bodies of one run go ``post_parallel`` at a time, 2 by default, so the
-remote parses one while it commits the other; a run that writes some point twice, same series and
-timestamp, goes one body at a time, since only the order of requests tells InfluxDB which value wins):
+lz4) and return once it is durable: that is when the collector acknowledges the agent. The file is a
+*spare*, an empty ``q-<n>.arrow`` made ahead whose name is already durable (`SPARES` at a time, one directory
+fsync for all), filled and fdatasynced: one flush per write; without a spare left, a temp file is fsynced,
+renamed and the directory fsynced (two). ``write_batches`` does the same for the batches of concurrent
+requests together: one frame per measurement and one queue file (one flush) for the whole group. A drainer
+thread sends the queue to the remote store in order: it takes the next run of queue files (up to
+``drain_rows`` rows; while a write is being queued, or the run has fewer than ``linger_rows`` rows, it waits up
+to ``linger_s`` for more), concatenates each measurement's frames, encodes them to line protocol in one
+vectorised call (the encoder's cost is mostly per call, so this is where batching pays: encoding when queued
+would pay it per group) and POSTs bodies of at most ``batch_bytes``, in order (``post_parallel`` requests of
+a run in flight, 2 by default, the next starting as soon as one ends, so the remote parses one while it
+commits the other; a run that writes some point twice, same series and timestamp, goes one body at a time,
+since only the order of requests tells InfluxDB which value wins):
 
 - the remote is down, slow, or answers 429 / 503: wait (``Retry-After`` when given, else exponential
   backoff up to ``retry_max_s``, 30 s by default) and send what is missing again; never drop, and never
@@ -29,7 +33,9 @@ deduplicate anyway (`telemetry.store.victoria`).
 Layout of the queue directory::
 
     q-<n:020d>.arrow one queued write or group of batches: a JSON header line (keys, rows, parts), then
-                     one Arrow IPC stream (lz4) per measurement
+                     one Arrow IPC stream (lz4) per measurement; empty: a spare made ahead (removed on
+                     close and on open); shorter than its header says: cut short by a crash while written,
+                     never acknowledged (removed on open, with a warning)
     sent.json        sent keys: {"node\\tboot_id": [[lo, hi], ...]} (rewritten at start)
     sent.log         sent keys appended since (one JSON [node, boot_id, seq] per line)
     rejected.lp      lines the remote refused, each after a "# reason" comment
@@ -53,7 +59,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -71,6 +77,8 @@ from telemetry.store.base import BatchKey, TagFilter, fsync_dir
 log = logging.getLogger("neighborscope.queue")
 
 MAX_BACKOFF_S = 30.0
+#: empty queue files made ahead (their directory entries already durable), so that a write needs one fdatasync
+SPARES = 64
 
 
 class SeqSet:
@@ -144,6 +152,7 @@ class QueuedStore:
         max_queue_bytes: int = 8 * 2**30,
         drain_rows: int = 50_000,
         linger_s: float = 0.05,
+        linger_rows: int = 1_000,
         post_parallel: int = 2,
     ) -> None:
         self.remote = remote
@@ -151,6 +160,7 @@ class QueuedStore:
         self.max_queue_bytes = max_queue_bytes
         self.drain_rows = drain_rows
         self.linger_s = linger_s
+        self.linger_rows = linger_rows
         self.post_parallel = max(1, post_parallel)
         self.compact_sent_after = 100_000
         self._pending_keys: set[BatchKey] = set()
@@ -168,6 +178,8 @@ class QueuedStore:
         self._opened = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._spares_upto = 0  # q-<n> files below this n and at or above _next_n exist, empty, durably named
+        self._spares_thread: threading.Thread | None = None
         # status
         self.sent_lines = 0
         self.sent_requests = 0
@@ -208,6 +220,7 @@ class QueuedStore:
             self._opened = True
             self._thread = threading.Thread(target=self._drain_loop, name="influx-drainer", daemon=True)
             self._thread.start()
+        self._top_up_spares()
         return self
 
     start = open
@@ -230,6 +243,11 @@ class QueuedStore:
         for path in sorted(self.queue_dir.glob("q-*.arrow")):
             try:
                 header = _read_header(path)
+            except _InterruptedWriteError as exc:  # acknowledged only once complete and synced: drop, say so
+                if exc.size:
+                    log.warning("queue file %s was cut short by a crash while written (never acknowledged)", path)
+                path.unlink()  # (size 0: a spare made ahead, never used)
+                continue
             except (OSError, ValueError) as exc:
                 # a file is renamed in only after fsync, so this is disk damage: keep it aside, say so
                 log.error("queue file %s is unreadable (%s); moved to %s.bad", path, exc, path.name)
@@ -354,9 +372,10 @@ class QueuedStore:
         return seqs is not None and key.seq in seqs
 
     def _enqueue(self, keys: list[BatchKey], frames: Mapping[str, list[pl.DataFrame]], rows: int) -> None:
-        """Make ``frames`` one durable queue entry: one Arrow IPC stream per measurement (temp file, fsync,
-        rename, fsync the directory). ``keys`` are already recorded and pending; they stop being pending
-        here, on success (the caller forgets them on failure)."""
+        """Make ``frames`` one durable queue entry: one Arrow IPC stream per measurement, written into a spare
+        file made ahead and fdatasynced (one flush: the file's name is already durable), or, when none is left,
+        through a temp file (fsync, rename, fsync the directory). ``keys`` are already recorded and pending;
+        they stop being pending here, on success (the caller forgets them on failure)."""
         self.open()
         chunks: list[bytes] = []
         parts: list[list[Any]] = []
@@ -380,22 +399,20 @@ class QueuedStore:
             n = self._next_n
             self._next_n += 1
             self._inflight.add(n)
+            spare = n < self._spares_upto
         path = self.queue_dir / f"q-{n:020d}.arrow"
-        tmp = self.queue_dir / f".tmp-{n}-{uuid.uuid4().hex}"
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(head + payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            fsync_dir(self.queue_dir)
+            if spare:
+                _fill_spare(path, head + payload)
+            else:
+                _write_renamed(path, head + payload)
         except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             with self._lock:
                 self._inflight.discard(n)
                 self._lock.notify_all()
             raise
+        finally:
+            self._top_up_spares()
         entry = _Entry(n, path, list(keys), rows, parts)
         with self._lock:
             # keep the deque ordered by n (writers may finish out of order)
@@ -410,6 +427,52 @@ class QueuedStore:
                 self._pending_keys.discard(key)
             self._queued_bytes += len(head) + len(payload)
             self._lock.notify_all()
+
+    def _top_up_spares(self) -> None:
+        """Start making more spare queue files (on a thread of its own, off the acknowledgement's path) when
+        fewer than half of `SPARES` are left."""
+        with self._lock:
+            if not self._opened or self._stop.is_set() or self._spares_upto - self._next_n > SPARES // 2:
+                return
+            if self._spares_thread is not None and self._spares_thread.is_alive():
+                return
+            self._spares_thread = threading.Thread(target=self._make_spares, name="queue-spares", daemon=True)
+            self._spares_thread.start()
+
+    def _make_spares(self) -> None:
+        """Create empty q-<n> files for the next `SPARES` entry numbers and fsync the directory once; only then
+        may a write fill one with a single fdatasync. A write that took one of these numbers meanwhile went
+        through a temp file and replaces the spare (or finds it already there: skipped)."""
+        with self._lock:
+            start = max(self._spares_upto, self._next_n)
+        made = start
+        try:
+            for n in range(start, start + SPARES):
+                if n < self._next_n:  # taken meanwhile by a write that went through a temp file
+                    made = n + 1
+                    continue
+                path = self.queue_dir / f"q-{n:020d}.arrow"
+                with contextlib.suppress(FileExistsError):  # written meanwhile
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                made = n + 1
+            fsync_dir(self.queue_dir)
+        except OSError as exc:  # a full disk: writes go through temp files meanwhile (and fail alike)
+            log.debug("queue %s: cannot make spare files now (%s)", self.queue_dir, exc)
+            return
+        with self._lock:
+            self._spares_upto = max(self._spares_upto, made)
+
+    def _remove_spares(self) -> None:
+        if self._spares_thread is not None:
+            self._spares_thread.join()
+        with self._lock:
+            numbers = range(self._next_n, self._spares_upto)
+            self._spares_upto = 0
+        for n in numbers:
+            with contextlib.suppress(OSError):
+                path = self.queue_dir / f"q-{n:020d}.arrow"
+                if path.stat().st_size == 0:
+                    path.unlink()
 
     def _forget(self, key: BatchKey) -> None:
         # only used right after adding the key, before anyone saw it acknowledged
@@ -443,9 +506,17 @@ class QueuedStore:
                 self._lock.wait(1.0)
             if self._stop.is_set():
                 return None
-            if ahead is None and self.linger_s and sum(e.rows for e in self._take()) < self.drain_rows:
-                # let a few more batches arrive: one large request costs InfluxDB (and the encoder) far
-                # less than many small ones
+            rows = sum(e.rows for e in self._take())
+            if (
+                ahead is None
+                and self.linger_s
+                and rows < self.drain_rows
+                and (self._inflight or rows < self.linger_rows)
+            ):
+                # a write being queued right now, or a run of a few rows: let more arrive (the wait ends when a
+                # write lands), since one large request costs InfluxDB (and the encoder) far less than many
+                # small ones; a run of a group or more with nothing on its way goes at once (no idle wait
+                # at the end of a burst)
                 self._lock.wait(self.linger_s)
             batch = self._take()
         if ahead is not None and ahead[0][0].n == batch[0].n:
@@ -466,10 +537,11 @@ class QueuedStore:
         return _Bodies(bodies, in_order)
 
     def _send(self, bodies: _Bodies, stored: set[int], pool: ThreadPoolExecutor) -> None:
-        """POST the run's bodies not yet in ``stored``, ``post_parallel`` at a time (one at a time for a run that
-        must stay in order; the drainer's own thread takes the first of each step, ``pool`` the others), adding
-        each stored one (refused lines set aside in rejected.lp count as stored) to ``stored``. Raises the first
-        failure once every request of its step has ended: the retry sends only what is missing."""
+        """POST the run's bodies not yet in ``stored``, keeping ``post_parallel`` requests in flight (the next
+        starts as soon as one ends, so the remote always has one to parse while it commits another; one at a
+        time for a run that must stay in order), adding each stored one (refused lines set aside in
+        rejected.lp count as stored) to ``stored``. After a failure no new request starts; the first failure is
+        raised once the requests in flight have ended: the retry sends only what is missing."""
 
         def post(i: int) -> Exception | None:
             try:
@@ -478,23 +550,29 @@ class QueuedStore:
                 return exc
             return None
 
-        step = 1 if bodies.in_order else self.post_parallel
-        todo = [i for i in range(len(bodies)) if i not in stored]
-        for at in range(0, len(todo), step):
-            first, *rest = todo[at : at + step]
-            others = [(i, pool.submit(post, i)) for i in rest]
-            outcomes = [(first, post(first)), *((i, f.result()) for i, f in others)]
-            self.sent_requests += len(outcomes)
-            failure: Exception | None = None
-            for i, outcome in outcomes:
+        width = 1 if bodies.in_order else self.post_parallel
+        todo = deque(i for i in range(len(bodies)) if i not in stored)
+        running: dict[Future, int] = {}
+        failure: Exception | None = None
+        while todo or running:
+            while todo and failure is None and len(running) < width:
+                i = todo.popleft()
+                running[pool.submit(post, i)] = i
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                i = running.pop(future)
+                outcome = future.result()
+                self.sent_requests += 1
                 if isinstance(outcome, InfluxWriteRejectedError):
                     self._reject(outcome)
                 elif outcome is not None:
                     failure = failure or outcome
                     continue
                 stored.add(i)
-            if failure is not None:
-                raise failure
+        if failure is not None:
+            raise failure
 
     def _drain_loop(self) -> None:
         """Send runs of entries in order. A run's bodies are fixed once encoded: a retry sends only the bodies
@@ -506,7 +584,7 @@ class QueuedStore:
         ahead: tuple[list[_Entry], Future] | None = None
         stored: set[int] = set()  # bodies of the current run already in the remote
         encoder = ThreadPoolExecutor(1, thread_name_prefix="queue-encoder")
-        posters = ThreadPoolExecutor(max(1, self.post_parallel - 1), thread_name_prefix="queue-post")
+        posters = ThreadPoolExecutor(self.post_parallel, thread_name_prefix="queue-post")
         try:
             while not self._stop.is_set():
                 try:
@@ -631,6 +709,7 @@ class QueuedStore:
                 self._lock.notify_all()
             if self._thread is not None:
                 self._thread.join(timeout=self.remote.config.timeout_s + 5)
+            self._remove_spares()
             if self._sent_log is not None:
                 self._sent_log.close()
             if self._lock_fd is not None:
@@ -699,12 +778,65 @@ class QueuedStore:
         return self.remote.unreadable_files()
 
 
+class _InterruptedWriteError(Exception):
+    """A queue file that is a spare never filled (``size`` 0) or was cut short while written (never
+    acknowledged: a write is acknowledged once the whole file is synced)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
 def _read_header(path: Path) -> dict[str, Any]:
     with open(path, "rb") as fh:
-        header = json.loads(fh.readline())
+        line = fh.readline()
+        size = os.fstat(fh.fileno()).st_size
+    if not line.endswith(b"\n"):  # one write puts the header and the frames in: a prefix of it
+        raise _InterruptedWriteError(size)
+    header = json.loads(line)
     if not isinstance(header, dict) or "parts" not in header:
         raise ValueError("no header")
+    if size < len(line) + sum(int(part[1]) for part in header["parts"]):
+        raise _InterruptedWriteError(size)
     return header
+
+
+def _fill_spare(path: Path, data: bytes) -> None:
+    """Write a queue entry into a spare file made ahead, and fdatasync it (its name is durable already). On
+    failure the file is emptied again, a spare nobody reads (or, if even that fails, cut short: dropped when
+    the queue is next opened, never acknowledged)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    except FileNotFoundError:  # removed by hand: make the entry the slow way
+        _write_renamed(path, data)
+        return
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fdatasync(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _write_renamed(path: Path, data: bytes) -> None:
+    """Write a queue entry under a temp name, fsync, rename it into place, fsync the directory."""
+    tmp = path.with_name(f".tmp-{path.stem}-{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def _read_frames(entry: _Entry) -> list[tuple[str, pl.DataFrame]]:

@@ -71,7 +71,7 @@ import polars as pl
 
 from telemetry.errors import ConfigError, RejectedLine, SchemaError, StoreError, StoreUnavailableError
 from telemetry.errors import InfluxWriteRejectedError as WriteRejectedError
-from telemetry.line_protocol import encode_lines, lines_bytes, split_lines
+from telemetry.line_protocol import split_lines
 from telemetry.retry import parse_retry_after
 from telemetry.schema import (
     MEASUREMENTS,
@@ -83,6 +83,7 @@ from telemetry.schema import (
     tag_values_problem,
     text_problem,
 )
+from telemetry.store import lp_encode
 from telemetry.store.base import BatchKey, TagFilter, every_ns, parse_agg, reduce_expr
 from telemetry.store.factory import register_scheme
 from telemetry.store.local_artifacts import LocalArtifacts
@@ -359,7 +360,7 @@ class VictoriaStore(LocalArtifacts):
         texts = [f.name for f in known.fields if f.kind == "str" and f.name in frame.columns] if known else []
         label = pl.lit(measurement).alias(MEASUREMENT_LABEL)
         numbers = frame.drop(texts).with_columns(label)
-        body = [lines_bytes(encode_lines(numbers, measurement, [*tags, MEASUREMENT_LABEL]))]
+        body = [lp_encode.encode(numbers, measurement, [*tags, MEASUREMENT_LABEL])]
         for name in texts:
             present = frame.select(TIME, *tags, name).filter(pl.col(name).is_not_null())
             if present.height == 0:
@@ -374,7 +375,7 @@ class VictoriaStore(LocalArtifacts):
                 label, *labels, pl.when(pl.col(name) == "").then(0).otherwise(1).cast(pl.Int64).alias(name)
             )
             tag_cols = [*tags, MEASUREMENT_LABEL, *(s.name for s in labels)]
-            body.append(lines_bytes(encode_lines(companion, measurement, tag_cols)))
+            body.append(lp_encode.encode(companion, measurement, tag_cols))
         return b"".join(body)
 
     def write(self, measurement: str, frame: pl.DataFrame) -> int:

@@ -25,6 +25,7 @@ def test_status_reports_a_down_server_and_the_queue(tmp_path):
     url = f"influx://127.0.0.1:9/db?queue={tmp_path / 'q'}&timeout=1"
     (tmp_path / "q").mkdir()
     (tmp_path / "q" / "q-00000000000000000000.arrow").write_bytes(b'{"rows": 1, "parts": []}\n')
+    (tmp_path / "q" / "q-00000000000000000001.arrow").touch()  # a spare made ahead: no batch
     result = CliRunner().invoke(app, ["status", url], catch_exceptions=False)
     assert result.exit_code == 0
     assert "DOWN" in result.output and "1 batch(es) waiting" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import threading
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from telemetry.errors import RejectedLine as Rejected
 from telemetry.schema import conform
 from telemetry.store.base import BatchKey
 from telemetry.store.influx import InfluxConfig, InfluxStore
-from telemetry.store.queued import QueuedStore, SeqSet
+from telemetry.store.queued import SPARES, QueuedStore, SeqSet
 
 T0 = 1_763_600_000_000_000_000
 
@@ -415,3 +416,63 @@ def test_a_bad_batch_in_a_group_fails_alone(tmp_path):
     # the refused batch was not recorded: it can be sent again once fixed
     assert q.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)}) is True
     q.close()
+
+
+def _queue_files(q: QueuedStore) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in q.queue_dir.glob("q-*.arrow")}
+
+
+def test_a_write_fills_a_spare_file_made_ahead_and_close_removes_the_unused_ones(tmp_path):
+    remote = FakeRemote()
+    remote.down.set()  # keep what is queued in place
+    q = make(tmp_path, remote)
+    q.open()
+    for _ in range(200):  # made on a thread of their own
+        if q._spares_upto:
+            break
+        time.sleep(0.01)
+    spares = _queue_files(q)
+    assert len(spares) == SPARES and set(spares.values()) == {0}
+    first = min(spares)
+    inode = (q.queue_dir / first).stat().st_ino
+    assert q.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)}) is True
+    assert (q.queue_dir / first).stat().st_ino == inode  # written in place: no temp file, no rename
+    assert (q.queue_dir / first).stat().st_size > 0
+    q.close(drain_timeout=0)
+    assert _queue_files(q) == {first: (q.queue_dir / first).stat().st_size}  # the queued batch stays
+
+
+def test_a_queue_file_cut_short_by_a_crash_is_dropped_and_its_batch_taken_again(tmp_path):
+    remote = FakeRemote()
+    remote.down.set()
+    q = make(tmp_path, remote)
+    for i in range(3):
+        assert q.write_batch(BatchKey("n1", "b", i), {"accel": frame(i)}) is True
+    q.close(drain_timeout=0)
+    files = sorted(p for p in (tmp_path / "queue").glob("q-*.arrow"))
+    assert len(files) == 3
+    os.truncate(files[1], files[1].stat().st_size - 10)  # a write interrupted by a crash: never acknowledged
+    (tmp_path / "queue" / "q-00000000000000000099.arrow").touch()  # a spare left by a crash
+    remote.down.clear()
+    again = make(tmp_path, remote)
+    again.open()
+    assert not files[1].exists() and not (tmp_path / "queue" / "q-00000000000000000099.arrow").exists()
+    assert again.write_batch(BatchKey("n1", "b", 1), {"accel": frame(1)}) is True  # the agent's retry is taken
+    assert again.write_batch(BatchKey("n1", "b", 2), {"accel": frame(2)}) is False  # this one was kept
+    assert again.flush(10)
+    assert sorted(temps(remote)) == [float(i) for i in range(3) for _ in range(3)]
+    again.close()
+
+
+def test_a_damaged_queue_file_is_moved_aside_not_dropped(tmp_path):
+    remote = FakeRemote()
+    remote.down.set()
+    q = make(tmp_path, remote)
+    assert q.write_batch(BatchKey("n1", "b", 0), {"accel": frame(0)}) is True
+    q.close(drain_timeout=0)
+    (path,) = (tmp_path / "queue").glob("q-*.arrow")
+    path.write_bytes(b"{not json\n" + path.read_bytes())
+    again = make(tmp_path, remote)
+    again.open()
+    assert path.with_suffix(".bad").exists()
+    again.close(drain_timeout=0)
