@@ -11,7 +11,9 @@ absent value. Columnar frames keep the collector's hot path vectorised (no per-s
 
 Both ends live here: `make_batch` / `encode_batch` build a batch from schema frames or samplers' rows (the
 agent, the demo and the benchmarks all send through them); `BatchIn`, `validate_columns` and
-`batch_frames` check one and turn it back into schema frames (the collector).
+`batch_frames` check one and turn it back into schema frames (the collector). The collector's first try is
+`decode_batch` + `validate_typed`: the JSON body decoded straight into typed columns by a decoder built from
+the schema (msgspec), for a plainly valid batch; what it leaves goes the generic way, which names the sample.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,13 +34,16 @@ from telemetry.lazy import lazy_module, loaded
 from telemetry.schema import MEASUREMENTS, TIME, measurement, tag_values_problem, time_problem
 
 if TYPE_CHECKING:
+    import msgspec
     import numpy as np
     import polars as pl
-else:  # the agent's path (rows -> JSON) needs neither; the collector's imports them on first use
+else:  # the agent's path (rows -> JSON) needs none; the collector's imports them on first use
+    msgspec = lazy_module("msgspec")
     np = lazy_module("numpy")
     pl = lazy_module("polars")
 
 NODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+_NODE_RE = re.compile(NODE_PATTERN)
 
 
 class FrameIn(BaseModel):
@@ -209,23 +215,39 @@ class Columns:
     call, not per value, so building per group instead of per request is where the CPU goes down.
     ``parts`` holds ``(rows, {column: list of plain JSON values | pl.Series})``; a list is already
     checked to hold only values of the column's type, a Series (for values that needed a conversion) is
-    already in the column's dtype.
+    already in the column's dtype. ``finite``: every float is finite and a float (`validate_typed`'s columns),
+    so a float column is built without the NaN / infinity pass. ``field_values`` (the non-null field values)
+    may be left None: `build_frame` then finds it from the built columns' null counts (free in Arrow), and
+    reading it before that counts the values here.
     """
 
-    __slots__ = ("_span", "field_values", "height", "measurement", "parts")
+    __slots__ = ("_field_values", "_span", "finite", "height", "measurement", "parts")
 
     def __init__(
         self,
         measurement: str,
         parts: list[tuple[int, dict[str, Any]]],
-        field_values: int,
+        field_values: int | None,
         span: tuple[int, int] | None = None,
+        finite: bool = False,
     ) -> None:
         self.measurement = measurement
         self.parts = parts
         self.height = sum(n for n, _ in parts)
-        self.field_values = field_values
+        self._field_values = field_values
         self._span = span  # the time range, when validation already found it
+        self.finite = finite
+
+    @property
+    def field_values(self) -> int:
+        """Field values the rows hold: not null (and for floats finite: NaN / infinities are stored as null)."""
+        if self._field_values is None:
+            m = measurement(self.measurement)
+            kinds = _kinds(m)
+            self._field_values = sum(
+                _present(v, kinds[c], n) for n, cols in self.parts for c, v in cols.items() if c in m.field_index
+            )
+        return self._field_values
 
     def frame(self) -> pl.DataFrame:
         return build_frame(self.measurement, [self])
@@ -360,6 +382,137 @@ def _check_times(times: list[int], window: tuple[int, int], where: str) -> tuple
     raise SchemaError(time_problem(t, window) or "time out of range", f"{where}[{j}]")
 
 
+# ---- the collector's typed decoder: JSON body -> typed columns, checked in C ------------------------------------
+
+
+class TypedBatch(NamedTuple):
+    """A batch `decode_batch` read straight into typed columns: ``frames`` are ``(measurement, columns)`` pairs
+    whose every column is known to its measurement and a list of its kind (time: 64-bit integers; tags: text or
+    null; fields: numbers as floats, 64-bit integers, booleans or text, or null)."""
+
+    node: str
+    boot_id: str
+    seq: int
+    frames: list[tuple[str, dict[str, list[Any]]]]
+
+
+def decode_batch(data: bytes) -> TypedBatch | None:
+    """The batch in the JSON body ``data``, decoded by a decoder built from the schema (msgspec): every value
+    lands in a list of its column's type, so the types, the 64-bit integer range, unknown columns or members,
+    the node pattern, ``boot_id``, ``seq`` and the 64-frame limit are all checked in C while parsing, and no
+    value is first a generic JSON object. None when the body is not plainly such a batch (bad JSON, NaN
+    literals, a value of another type, an unknown measurement or column, ...): `validate_columns` on the
+    generic JSON then judges it and names the column and sample. Never looser than that path."""
+    decoder, frame_types = _typed_decoder()
+    try:
+        doc = decoder.decode(data)
+    except (msgspec.MsgspecError, ValueError, RecursionError):  # ValueError: UnicodeDecodeError (not UTF-8)
+        return None
+    if _NODE_RE.fullmatch(doc.node) is None:  # fullmatch: a "$" pattern would let a trailing newline through
+        return None
+    frames = []
+    for fr in doc.frames:
+        name, fields = frame_types[type(fr)]
+        cols = fr.columns
+        frames.append((name, {c: v for c in fields if (v := getattr(cols, c)) is not _UNSET}))
+    return TypedBatch(doc.node, doc.boot_id, doc.seq, frames)
+
+
+def validate_typed(
+    node: str, frames: Sequence[tuple[str, dict[str, list[Any]]]], time_window: tuple[int, int] | None = None
+) -> dict[str, Columns] | None:
+    """`validate_columns` for the frames of a `TypedBatch`, where what is left to check is cheap and done a
+    frame at a time by C-level passes (no Python step per value): every column as long as ``time``, the tag
+    values' text (one subset test against those already found fine), the time window (one min and max), the
+    node tag. None when anything is amiss (nothing is refused here: the caller then runs `validate_columns`
+    on the generic JSON, whose errors name the column and sample), else the validated columns
+    `validate_columns` gives for the same batch. The decoder's floats are all finite (it refuses numbers past
+    the float range, and JSON has no NaN): every non-null field value counts."""
+    out: dict[str, Columns] = {}
+    for name, columns in frames:
+        tags = _TAGS.get(name) or _tags(name)
+        times = columns[TIME]
+        n = len(times)
+        lists = list(columns.values())
+        if len(set(map(len, lists))) != 1:
+            return None
+        tag_lists = [v for t in tags if (v := columns.get(t)) is not None]
+        if tag_lists:
+            distinct = set(chain.from_iterable(tag_lists))
+            if not distinct <= _GOOD_TAGS:
+                if tag_values_problem(list(distinct)) is not None:
+                    return None
+                if len(_GOOD_TAGS) > _GOOD_TAGS_MAX:
+                    _GOOD_TAGS.intersection_update({None, ""})
+                _GOOD_TAGS.update(distinct)
+        span = None
+        if n:
+            span = lo, hi = min(times), max(times)
+            if time_window is not None and not (time_window[0] <= lo and hi <= time_window[1]):
+                return None
+        checked = dict(columns)
+        nodes = columns.get("node")
+        if nodes is not None and not set(nodes) <= {node}:
+            if not set(nodes) <= {node, None}:
+                return None  # a row of another node: the 403 is said by the column-by-column path
+            nodes = None
+        if nodes is None:
+            checked["node"] = [node] * n
+        got = out.get(name)
+        if got is None:
+            out[name] = Columns(name, [(n, checked)], None, span, finite=True)  # values counted when built
+        else:  # the same measurement twice in a batch: the time range is found again when needed
+            out[name] = Columns(name, [*got.parts, (n, checked)], None, finite=True)
+    return out
+
+
+_TAGS: dict[str, frozenset[str]] = {}
+_UNSET: Any = None  # msgspec.UNSET, once the decoder is built
+_DECODER: tuple[Any, dict[type, tuple[str, tuple[str, ...]]]] | None = None
+
+
+def _tags(name: str) -> frozenset[str]:
+    tags = _TAGS[name] = frozenset(measurement(name).tags)
+    return tags
+
+
+def _typed_decoder() -> tuple[Any, dict[type, tuple[str, tuple[str, ...]]]]:
+    """The msgspec decoder of a batch (one tagged struct per schema measurement, ``measurement`` the tag) and
+    struct type -> (measurement, column names); built once."""
+    global _DECODER, _UNSET
+    if _DECODER is not None:
+        return _DECODER
+    from typing import Annotated, Union
+
+    i64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+    kinds: dict[str, Any] = {"float": float, "int": i64, "bool": bool, "str": str}
+    unset = msgspec.UnsetType
+    frame_types: dict[type, tuple[str, tuple[str, ...]]] = {}
+    for name, m in MEASUREMENTS.items():
+        fields: list[Any] = [(TIME, list[i64])]
+        fields += [(t, Union[list[str | None], unset], msgspec.UNSET) for t in m.tags]  # noqa: UP007
+        fields += [(f.name, Union[list[kinds[f.kind] | None], unset], msgspec.UNSET) for f in m.fields]  # noqa: UP007
+        cols = msgspec.defstruct(f"{name}_columns", fields, forbid_unknown_fields=True)
+        frame = msgspec.defstruct(
+            f"{name}_frame", [("columns", cols)], tag_field="measurement", tag=name, forbid_unknown_fields=True
+        )
+        frame_types[frame] = (name, m.columns)
+    batch = msgspec.defstruct(
+        "TypedBatchDoc",
+        [
+            ("node", str),
+            ("boot_id", Annotated[str, msgspec.Meta(min_length=1, max_length=64)]),
+            ("seq", Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]),
+            ("frames", Annotated[list[Union[tuple(frame_types)]], msgspec.Meta(max_length=64)]),  # noqa: UP007
+            ("sent_at_ns", Union[i64, None], None),  # noqa: UP007
+        ],
+        forbid_unknown_fields=True,
+    )
+    _UNSET = msgspec.UNSET
+    _DECODER = (msgspec.json.Decoder(batch), frame_types)
+    return _DECODER
+
+
 def group_frame(measurement_name: str, parts: Sequence[pl.DataFrame | Columns]) -> pl.DataFrame:
     """One frame of a commit group's rows of one measurement: validated columns are built together
     (`build_frame`), frames concatenated (a plain write of a non-schema measurement may differ in columns)."""
@@ -379,6 +532,7 @@ def build_frame(measurement_name: str, batches: Sequence[Columns]) -> pl.DataFra
     kinds = _kinds(m)
     parts = [p for b in batches for p in b.parts]
     total = sum(n for n, _ in parts)
+    finite = all(b.finite for b in batches)
     series: list[pl.Series] = []
     for col, dtype in schema.items():
         present = [cols.get(col) for _, cols in parts]
@@ -390,7 +544,10 @@ def build_frame(measurement_name: str, batches: Sequence[Columns]) -> pl.DataFra
             values: list[Any] = []
             for (n, _), v in zip(parts, present, strict=True):
                 values.extend([None] * n if v is None else v)
-            series.append(_from_plain(col, values, kinds[col], dtype))
+            if finite and kinds[col] == "float":  # floats and nulls only: straight in, no NaN to turn null
+                series.append(pl.Series(col, values, dtype=dtype))
+            else:
+                series.append(_from_plain(col, values, kinds[col], dtype))
             continue
         pieces = []
         for (n, _), v in zip(parts, present, strict=True):
@@ -401,7 +558,40 @@ def build_frame(measurement_name: str, batches: Sequence[Columns]) -> pl.DataFra
             else:
                 pieces.append(_from_plain(col, v, kinds[col], dtype))
         series.append(pl.concat(pieces) if len(pieces) > 1 else pieces[0])
-    return pl.DataFrame(series)
+    frame = pl.DataFrame(series)
+    if any(b._field_values is None for b in batches):
+        _count_field_values(m, frame, batches)
+    return frame
+
+
+def _count_field_values(m: Any, frame: pl.DataFrame, batches: Sequence[Columns]) -> None:
+    """Each batch's non-null field values, from the built frame (its rows in order) instead of a count per
+    value per request: a column's null count is free in Arrow, so a column without nulls, or all null, costs
+    one call; only a column with some nulls has its null mask summed per batch. The built floats are finite
+    or null."""
+    heights = [b.height for b in batches]
+    fields = [f.name for f in m.fields]
+    all_null = 0
+    partial: list[pl.Series] = []
+    for name in fields:
+        s = frame[name]
+        k = s.null_count()
+        if k == frame.height:
+            all_null += 1
+        elif k:
+            partial.append(s)
+    nulls = [h * all_null for h in heights]
+    if partial:
+        mask = np.zeros(frame.height, dtype=np.int64)
+        for s in partial:
+            mask += s.is_null().to_numpy()
+        sums = np.concatenate(([0], np.cumsum(mask)))
+        ends = np.cumsum(heights)
+        for i, end in enumerate(ends):
+            nulls[i] += int(sums[end] - sums[end - heights[i]])
+    for b, h, k in zip(batches, heights, nulls, strict=True):
+        if b._field_values is None:
+            b._field_values = h * len(fields) - k
 
 
 def _plain(values: list[Any], kind: str) -> bool:

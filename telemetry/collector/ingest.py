@@ -1,5 +1,6 @@
 """What a write does, whichever route it came by: `ingest_batch` (an agent batch: the fast lane and the
-FastAPI route both call it) and `ingest_lines` (InfluxDB line protocol). Each checks the node against the
+FastAPI route both call it; `typed_batch` + `ingest_columns` for a plainly valid one, the fast lane's first
+try) and `ingest_lines` (InfluxDB line protocol). Each checks the node against the
 token's, validates the whole write against the schema and the rules every store shares (tag text, the time
 window: `telemetry.schema`), applies the row limits, then stores, and counts. Nothing is stored of a write
 that is refused."""
@@ -14,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from telemetry.batch import NODE_PATTERN, ForeignNodeError, validate_columns
+from telemetry.batch import NODE_PATTERN, Columns, ForeignNodeError, decode_batch, validate_columns, validate_typed
 from telemetry.collector.auth import node_for
 from telemetry.collector.commit import Arrival, GroupCommitter, call_store, os_error, store_error
 from telemetry.collector.errors import ApiError
@@ -68,8 +69,38 @@ async def ingest_batch(
 ) -> dict[str, Any]:
     """Store one agent batch sent with ``node``'s token; its acknowledgement (``status`` stored | duplicate,
     node, boot_id, seq, rows). ``frames`` are ``(measurement, columns)`` pairs. 403 for another node's data,
-    422 naming the field and sample for invalid data, 413 / 429 over the limits, 503 when the store fails."""
+    422 naming the field and sample for invalid data (or with the store's message when the store refuses
+    it), 413 / 429 over the limits, 503 when the store fails."""
     columns = _validated(ing.metrics, node, batch_node, frames, ing.time_window())
+    return await ingest_columns(ing, node, batch_node, boot_id, seq, columns, arrival)
+
+
+def typed_batch(ing: Ingest, node: str, data: bytes) -> tuple[str, str, int, dict[str, Columns]] | None:
+    """``(node, boot_id, seq, validated columns)`` of the JSON batch body ``data`` sent with ``node``'s token,
+    decoded straight into typed columns and checked without a Python step per value
+    (`telemetry.batch.decode_batch`, `validate_typed`); None when it is not plainly a valid batch of this
+    node (anything to refuse, convert or name): the caller then judges the body the generic way
+    (`ingest_batch`, or pydantic), whose answers and errors are the collector's. Refuses and counts nothing."""
+    typed = decode_batch(data)
+    if typed is None or typed.node != node:
+        return None
+    columns = validate_typed(node, typed.frames, ing.time_window())
+    if columns is None:
+        return None
+    return typed.node, typed.boot_id, typed.seq, columns
+
+
+async def ingest_columns(
+    ing: Ingest,
+    node: str,
+    batch_node: str,
+    boot_id: str,
+    seq: int,
+    columns: dict[str, Columns],
+    arrival: Arrival | None = None,
+) -> dict[str, Any]:
+    """`ingest_batch` for a batch already validated (``columns``: `validate_columns` or `typed_batch`): the
+    row limits, the store write, the counters and the acknowledgement."""
     rows = sum(c.height for c in columns.values())
     ing.limits.check(ing.settings().collector, node, rows)
     started = time.perf_counter()
@@ -77,6 +108,8 @@ async def ingest_batch(
         new = await ing.committer.write(BatchKey(batch_node, boot_id, seq), columns, arrival)
     except StoreError as exc:  # StoreUnavailableError is a StoreError
         raise store_error(exc, ing.metrics) from None
+    except SchemaError as exc:  # the store refuses a value the collector's own rules let through
+        raise _store_refused(exc, ing.metrics) from None
     except OSError as exc:
         raise os_error(exc, ing.metrics) from None
     finally:
@@ -89,6 +122,13 @@ async def ingest_batch(
             metrics.child("rows", m).inc(c.height)
         metrics.values.inc(sum(c.field_values for c in columns.values()))
     return {"status": status, "node": batch_node, "boot_id": boot_id, "seq": seq, "rows": rows}
+
+
+def _store_refused(exc: SchemaError, metrics: CollectorMetrics) -> ApiError:
+    """A `SchemaError` of the store (a value it cannot keep: text too long for VictoriaMetrics, ...): the 422
+    the sender must not retry as it is, with the store's message; nothing of the write was stored."""
+    metrics.rejects.labels("invalid").inc()
+    return ApiError(422, "invalid", str(exc), exc.where)
 
 
 def _validated(
@@ -140,7 +180,10 @@ async def ingest_lines(ing: Ingest, node: str, body: bytes, precision: str) -> N
     ing.limits.check(ing.settings().collector, node, sum(f.height for f in frames.values()))
     lines = 0
     for m, f in frames.items():
-        await call_store(metrics, ing.store.write, m, f)
+        try:
+            await call_store(metrics, ing.store.write, m, f)
+        except SchemaError as exc:
+            raise _store_refused(exc, metrics) from None
         lines += f.height
         metrics.rows.labels(m).inc(f.height)
     metrics.lines.inc(lines)

@@ -18,7 +18,7 @@ from telemetry.batch import BatchAck, BatchIn
 from telemetry.collector.auth import scope_tokens
 from telemetry.collector.body import BODY_READ, ASGIApp, read_body, replay
 from telemetry.collector.errors import ERRORS, ApiError, internal_error
-from telemetry.collector.ingest import Ingest, ingest_batch, ingest_lines, plain_batch
+from telemetry.collector.ingest import Ingest, ingest_batch, ingest_columns, ingest_lines, plain_batch, typed_batch
 from telemetry.collector.metrics import CollectorMetrics
 from telemetry.store.base import TelemetryStore
 
@@ -124,9 +124,11 @@ def ops_router(store: TelemetryStore, metrics: CollectorMetrics) -> APIRouter:
 
 class BatchLane:
     """``POST /v1/batches`` as a plain ASGI handler: no dependency injection, no pydantic model per batch,
-    no response model. It reads the body (limits, inflation), and hands a batch that is not plainly valid
-    JSON of the agents' types (NaN literals, another content type, ...) to ``fallback``, the FastAPI app,
-    whose route validates it with pydantic and answers its way."""
+    no response model. It reads the body (limits, inflation) and decodes a plainly valid batch straight into
+    typed columns (`ingest.typed_batch`: no generic JSON objects, no Python step per value); anything else
+    is judged on the generic JSON, column by column, naming the sample (`ingest.ingest_batch`), and a batch
+    that is not plainly JSON of the agents' types (NaN literals, another content type, ...) goes to
+    ``fallback``, the FastAPI app, whose route validates it with pydantic and answers its way."""
 
     def __init__(
         self, ing: Ingest, max_body_bytes: int, fallback: ASGIApp, body_timeout_s: float | None = None
@@ -161,18 +163,23 @@ class BatchLane:
     ) -> None:
         headers = dict(scope["headers"])
         ctype = headers.get(b"content-type", b"application/json").split(b";", 1)[0].strip().lower()
-        doc = None
+        doc = typed = None
         if ctype == b"application/json" or ctype.endswith(b"+json"):
-            try:
-                doc = plain_batch(orjson.loads(data))
-            except orjson.JSONDecodeError:
-                doc = None
-        if doc is None:
+            typed = typed_batch(self.ing, node, data)  # plainly valid: typed columns, checked in C
+            if typed is None:  # something to refuse or convert: the generic JSON, judged column by column
+                try:
+                    doc = plain_batch(orjson.loads(data))
+                except orjson.JSONDecodeError:
+                    doc = None
+        if doc is None and typed is None:
             arrival.done()
             await self.fallback({**scope, BODY_READ: True}, replay(data, receive), send)
             return
         try:
-            ack = await ingest_batch(self.ing, node, *doc, arrival=arrival)
+            if typed is not None:
+                ack = await ingest_columns(self.ing, node, typed[0], typed[1], typed[2], typed[3], arrival)
+            else:
+                ack = await ingest_batch(self.ing, node, *doc, arrival=arrival)  # type: ignore[misc]
             response: Response = Response(orjson.dumps(ack), media_type="application/json")
         except ApiError as exc:
             response = exc.response()

@@ -176,3 +176,51 @@ def test_tune_gc_freezes_the_start_heap_and_raises_the_threshold():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+# ---- one write per response ---------------------------------------------------------------------------------
+
+
+def test_a_responses_head_waits_for_its_body_and_goes_out_in_one_write():
+    """`_OneWriteResponses` over a real socket pair: the head is held until the body (one send), an answer
+    without a body is still sent on the loop's next turn, and order is kept with any other write and a close."""
+    import socket
+
+    from telemetry.collector.protocol import _OneWriteResponses
+
+    async def scenario() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        ours, peer = socket.socketpair()
+        peer.setblocking(False)
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+        t = _OneWriteResponses(transport, loop)
+        seen = []
+
+        def readable() -> bytes:
+            try:
+                return peer.recv(65536)
+            except BlockingIOError:
+                return b""
+
+        t.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        seen.append(readable())  # held: nothing on the wire yet
+        t.write(b"{}")
+        await asyncio.sleep(0.01)
+        seen.append(readable())  # head and body together
+        t.write(b"HTTP/1.1 204 No Content\r\n\r\n")  # no body follows
+        await asyncio.sleep(0.01)
+        seen.append(readable())
+        t.write(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+        t.write(b"raw")  # another write: after the held head
+        t.close()
+        await asyncio.sleep(0.01)
+        seen.append(readable())
+        peer.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [
+        b"",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}",
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 408 Request Timeout\r\n\r\nraw",
+    ]

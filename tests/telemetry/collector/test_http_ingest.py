@@ -250,3 +250,59 @@ def test_nan_and_infinity_literals_are_accepted_as_absent(collector):
     )
     assert r.status_code == 200, r.text
     assert ParquetStore(collector.store).query("accel")["temp_c"].to_list() == [None, None]
+
+
+# ---- a value the store refuses: 422 with the store's message (issue 21) -----------------------------------------
+
+
+@pytest.fixture
+def app_server():
+    """Serve a collector app (`create_app`) over real HTTP on a loopback port from a thread: for a store the
+    collector's command line cannot open (a `VictoriaStore` without its queue, whose own checks refuse a
+    value before any request to the server)."""
+    import socket
+
+    import uvicorn
+
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app) -> str:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.started
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_a_value_the_store_refuses_is_422_with_the_stores_message(app_server):
+    from telemetry.collector.app import create_app
+    from telemetry.collector.settings import CollectorSettings, NodeAuth
+    from telemetry.store.victoria import MAX_TEXT_CHARS, VictoriaConfig, VictoriaStore
+
+    store = VictoriaStore(VictoriaConfig.from_url("vm://127.0.0.1:9"))  # nothing listens: the refusal comes first
+    url = app_server(create_app(store, CollectorSettings(nodes={"node1": NodeAuth(token="token-node1")})))
+    pids = "1" * (MAX_TEXT_CHARS + 1)  # valid for the collector's rules, too long for VictoriaMetrics' labels
+    now = time.time_ns()
+    auth = {"Authorization": "Bearer token-node1"}
+    doc = make_batch("node1", "boot", 0, {"tenant": [{"time": now, "group": "t1", "pids": pids, "cpu_pct": 1.0}]})
+    r = httpx.post(f"{url}/v1/batches", json=doc, headers=auth, timeout=10)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["where"] == "tenant.pids[0]"
+    assert "VictoriaMetrics store keeps at most" in err["message"]
+    r = httpx.post(f"{url}/api/v2/write", content=f'tenant,group=t1 pids="{pids}" {now}', headers=auth, timeout=10)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["where"] == "tenant.pids[0]"
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    assert 'neighborscope_collector_rejects_total{reason="invalid"} 2.0' in metrics
