@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +27,8 @@ from agents.samplers.base import Row, Rows, Sampler
 log = logging.getLogger(__name__)
 
 Sink = Callable[[Rows], None]
+BEHIND_LOG_S = 60.0
+"""At most one "fell behind" log line per this many seconds."""
 
 
 class TickClock:
@@ -74,28 +77,29 @@ class SamplerRunner:
         self.ok: bool | None = None
         self.last_ok_ns: int | None = None
         self.latency_ms: float | None = None
-        self._pending: tuple[int, float] | None = None
+        # one trigger at a time: ``_busy`` is set by `trigger` and cleared when the read is done; the tick is
+        # handed over through a SimpleQueue (a C-level blocking get: the cheapest thread handoff in CPython,
+        # ten times a second per sampler)
         self._busy = False
-        self._cv = threading.Condition()
-        self._stop = False
+        self._lock = threading.Lock()
+        self._ticks: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._last_error = ""
         self._thread = threading.Thread(target=self._loop, name=f"sampler-{self.name}", daemon=True)
         self._thread.start()
 
     def trigger(self, ts_ns: int) -> bool:
         """Ask for a read stamped ``ts_ns``; False (and a skipped tick) if the last one still runs."""
-        with self._cv:
-            if self._busy or self._pending is not None:
+        with self._lock:
+            busy = self._busy
+            if busy:
                 self.skipped_total += 1
                 stale = None if self.last_ok_ns is None else (ts_ns - self.last_ok_ns) / 1e9
-                busy = True
             else:
-                self._pending = (ts_ns, ts_ns / 1e9)
-                self._cv.notify()
-                busy = False
+                self._busy = True
         if busy:
             self.sink({"agent": [self.health(ts_ns, staleness_s=stale)]})
             return False
+        self._ticks.put(ts_ns)
         return True
 
     def health(self, ts_ns: int, staleness_s: float | None) -> Row:
@@ -111,14 +115,10 @@ class SamplerRunner:
 
     def _loop(self) -> None:
         while True:
-            with self._cv:
-                while self._pending is None and not self._stop:
-                    self._cv.wait()
-                if self._stop:
-                    return
-                ts_ns, ts = self._pending  # type: ignore[misc]
-                self._pending = None
-                self._busy = True
+            ts_ns = self._ticks.get()
+            if ts_ns is None:
+                return
+            ts = ts_ns / 1e9
             t0 = self.mono()
             rows: Rows = {}
             try:
@@ -143,24 +143,19 @@ class SamplerRunner:
                 self.health(ts_ns, staleness_s=bg if bg is not None else (0.0 if ok else None))
             )
             self.sink(out)
-            with self._cv:
+            with self._lock:
                 self._busy = False
-                self._cv.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        with self._cv:
-            while self._busy or self._pending is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cv.wait(left)
+        while self._busy:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
         return True
 
     def stop(self, timeout: float = 2.0) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
+        self._ticks.put(None)
         self._thread.join(timeout)
         try:
             self.sampler.close()
@@ -179,6 +174,23 @@ class Ticker:
         self.align = align
         self.ticks_total = 0
         self.missed_total = 0
+        self._logged_at = -math.inf
+        self._unlogged = 0
+
+    def _behind(self, late: float, missed: int, now: float) -> None:
+        """Log a fall behind: the first, then at most one line per `BEHIND_LOG_S` summing the ones between (a
+        loaded host that misses ticks all the time must not spend its CPU on log lines; `missed_total` and the
+        health rows count every one)."""
+        self._unlogged += missed
+        if now - self._logged_at < BEHIND_LOG_S:
+            return
+        log.warning(
+            "agent fell %.3f s behind; skipping %d tick(s)%s",
+            late,
+            missed,
+            "" if self._unlogged == missed else f" ({self._unlogged} since the last such line)",
+        )
+        self._logged_at, self._unlogged = now, 0
 
     def run(self, on_tick: Callable[[int, int], None], stop: threading.Event, max_ticks: int | None = None) -> None:
         """Call ``on_tick(k, ts_ns)`` for k = 0, 1, ... until ``stop`` is set (or ``max_ticks``)."""
@@ -197,7 +209,7 @@ class Ticker:
             if late > self.period_s:
                 missed = int(late // self.period_s)
                 self.missed_total += missed
-                log.warning("agent fell %.3f s behind; skipping %d tick(s)", late, missed)
+                self._behind(late, missed, mono())
                 k += missed
                 target = start + k * self.period_s
             ts_ns = round(self.clock.wall_at(target) * 1e9 / 1e3) * 1000  # µs resolution: stable, exact

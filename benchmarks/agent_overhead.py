@@ -12,6 +12,12 @@ cadence. Targets: < 1 % of one core at 1 s and at 100 ms, < 64 MiB RSS.
 
     .venv/bin/python benchmarks/agent_overhead.py                 # both cadences, 60 s windows
     .venv/bin/python benchmarks/agent_overhead.py --window 20 --json out.json
+    git archive HEAD | tar -x -C /tmp/base                          # the code before a change, then:
+    .venv/bin/python benchmarks/agent_overhead.py --source nvml --cadence 0.1 --baseline-tree /tmp/base --repeat 2
+
+``--baseline-tree DIR`` also measures the agent of another source tree (nvml source only), in the same run and
+alternating with this tree's (``--repeat`` rounds), over this tree's fake NVML library: the rows ``base`` and
+``this`` differ in the agent's code only, and the ratio is printed.
 """
 
 from __future__ import annotations
@@ -83,9 +89,11 @@ def measure(
     window_s: float,
     source: str,
     host_s: float | None = None,
+    agent_root: Path | None = None,
 ) -> dict:
-    log = workdir / f"agent-{source}-{cadence_s}-{host_s}.log"
+    log = workdir / f"agent-{source}-{cadence_s}-{host_s}-{agent_root is not None}.log"
     config = str(agent_config(workdir, url, cadence_s, source, host_s))
+    other = [] if agent_root is None else ["--agent-root", str(agent_root)]
     cmd = (
         [*NEIGHBORSCOPE, "agent", "--config", config]
         if source == "simulated"
@@ -94,11 +102,13 @@ def measure(
             str(Path(__file__).with_name("fake_nvml_agent.py")),
             "--gpus",
             "34",
+            *other,
             "--",
             "--config",
             config,
         ]
     )
+    started = time.monotonic()
     agent = subprocess.Popen(
         cmd,
         stdout=subprocess.DEVNULL,
@@ -119,6 +129,7 @@ def measure(
         c1, w1 = p.cpu_times(), time.monotonic()
         rss = p.memory_info().rss
     finally:
+        lifetime_s = time.monotonic() - started
         agent.send_signal(signal.SIGTERM)
         agent.wait(60)
     cpu_s = (c1.user - c0.user) + (c1.system - c0.system)
@@ -133,12 +144,20 @@ def measure(
         {},
     )
     return {
+        "tree": "this" if agent_root is None else "base",
         "source": source if host_s is None else f"{source}+host@{host_s:g}s",
         "cadence_s": cadence_s,
         "window_s": round(wall_s, 1),
         "cpu_s": round(cpu_s, 3),
         "cpu_pct_of_one_core": round(100 * cpu_s / wall_s, 2),
         "cpu_ms_per_tick": round(1e3 * cpu_s / ticks, 3),
+        # rows sent over the agent's life, scaled to the window: a loaded machine skips ticks, and a skipped tick
+        # costs nothing, so CPU per row compares runs that skipped differently
+        "cpu_us_per_row": (
+            round(1e6 * cpu_s / (rows * wall_s / lifetime_s), 2)
+            if (rows := sum(summary.get("rows", {}).values()))
+            else None
+        ),
         "target_pct": TARGET_PCT.get(cadence_s),
         "rss_mib": round(rss / 2**20, 1),
         "rows_sent": sum(summary.get("rows", {}).values()),
@@ -154,30 +173,51 @@ def main() -> None:
     ap.add_argument("--cadence", type=float, action="append", help="cadences to measure (default 1.0 and 0.1)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--source", choices=["nvml", "simulated"], action="append", help="default: both")
+    ap.add_argument("--host-cadence", type=float, action="append", help="also: the host side at this cadence")
+    ap.add_argument("--baseline-tree", type=Path, help="also measure this source tree's agent (nvml source)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds (alternating base and this tree)")
     args = ap.parse_args()
     cadences = args.cadence or [1.0, 0.1]
     sources = args.source or ["nvml", "simulated"]
+    host_cadences = args.host_cadence if args.host_cadence is not None else [1.0]
+    runs: list[tuple[str, float, float | None]] = [(src, c, None) for src in sources for c in cadences]
+    if "nvml" in sources and 0.1 in cadences:  # accelerators at 10 Hz, the host side at 1 Hz
+        runs += [("nvml", 0.1, h) for h in host_cadences]
+    trees: list[Path | None] = [None] if args.baseline_tree is None else [args.baseline_tree.resolve(), None]
     with tempfile.TemporaryDirectory(prefix="agent-overhead-") as tmp:
         workdir = Path(tmp)
         with running_collector(workdir / "store", workdir, tokens={"bench": "bench-token"}) as collector:
             results = [
-                measure(collector.url, workdir, c, args.warmup, args.window, src) for src in sources for c in cadences
+                measure(collector.url, workdir, c, args.warmup, args.window, src, h, tree)
+                for _ in range(args.repeat)
+                for src, c, h in runs
+                for tree in (trees if src == "nvml" else [None])
             ]
-            if "nvml" in sources and 0.1 in cadences:  # accelerators at 10 Hz, the host side at 1 Hz
-                results.append(measure(collector.url, workdir, 0.1, args.warmup, args.window, "nvml", host_s=1.0))
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     print(f"agent overhead: 34 accelerators + host + tenants ({machine}, load {os.getloadavg()[0]:.1f})")
     print(
-        f"{'source':>18} {'cadence':>8} {'CPU % of 1 core':>16} {'CPU ms/tick':>12} {'target':>7} {'RSS MiB':>8} "
-        f"{'<64 MiB':>8} {'rows':>8}"
+        f"{'tree':>5} {'source':>18} {'cadence':>8} {'CPU % of 1 core':>16} {'CPU ms/tick':>12} {'target':>7} {'RSS MiB':>8} "
+        f"{'<64 MiB':>8} {'rows':>8} {'CPU us/row':>10}"
     )
     for r in results:
         ok = "ok" if r["target_pct"] is None or r["cpu_pct_of_one_core"] < r["target_pct"] else "OVER"
         print(
-            f"{r['source']:>18} {r['cadence_s']:>7}s {r['cpu_pct_of_one_core']:>15.2f}% {r['cpu_ms_per_tick']:>12.3f} "
+            f"{r['tree']:>5} {r['source']:>18} {r['cadence_s']:>7}s {r['cpu_pct_of_one_core']:>15.2f}% {r['cpu_ms_per_tick']:>12.3f} "
             f"{'<' + str(r['target_pct']) + '%':>7} {r['rss_mib']:>8} {'ok' if r['rss_mib'] < 64 else 'OVER':>8} "
-            f"{r['rows_sent']:>8}  {ok}"
+            f"{r['rows_sent']:>8} {r['cpu_us_per_row'] or 0:>10.2f}  {ok}"
         )
+    base = [r for r in results if r["tree"] == "base"]
+    for b in base:  # this tree / base, per configuration, over the rounds
+        key = (b["source"], b["cadence_s"])
+        mine = [
+            r["cpu_pct_of_one_core"] for r in results if r["tree"] == "this" and (r["source"], r["cadence_s"]) == key
+        ]
+        theirs = [r["cpu_pct_of_one_core"] for r in base if (r["source"], r["cadence_s"]) == key]
+        if b is next(r for r in base if (r["source"], r["cadence_s"]) == key) and mine and sum(theirs):
+            print(
+                f"{key[0]} at {key[1]:g} s: this tree {sum(mine) / len(mine):.2f} % vs base "
+                f"{sum(theirs) / len(theirs):.2f} % of a core (x{sum(mine) / len(mine) / (sum(theirs) / len(theirs)):.2f})"
+            )
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
 

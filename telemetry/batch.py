@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from telemetry import schema
@@ -149,7 +150,11 @@ def encode_batch(
     """`make_batch` as the body of ``POST /v1/batches``: compact JSON, gzip-compressed
     (``Content-Type: application/json``, ``Content-Encoding: gzip``)."""
     doc = make_batch(node, boot_id, seq, data, sent_at_ns=sent_at_ns)
-    return gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), compresslevel=compresslevel)
+    try:  # orjson: a third of the agent's encoding CPU; the same document once decoded
+        body = orjson.dumps(doc)
+    except TypeError:  # what orjson does not write (an integer beyond 64 bits): the collector names it
+        body = json.dumps(doc, separators=(",", ":")).encode()
+    return gzip.compress(body, compresslevel=compresslevel)
 
 
 def _to_columns(name: str, items: pl.DataFrame | Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:

@@ -17,9 +17,12 @@ class HwmonSampler(SamplerBase):
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -272,6 +275,109 @@ def read_int(path: Path) -> int | None:
         return int(text.split()[0], 0)
     except (ValueError, IndexError):
         return None
+
+
+class KeptFile:
+    """A procfs / sysfs / cgroupfs file kept open and read again from offset 0 (``os.pread``): one system call per
+    read instead of open, read and close (the kernel makes such a file's text at each read from offset 0).
+
+    Only a file the kernel generates is kept open: one with no disk blocks (``st_blocks == 0``: procfs, sysfs,
+    cgroupfs, resctrl). A regular file (a test's fake tree, where a file may be replaced under the same name) is
+    opened at each read, as `read_text` does. `read` raises `OSError` as ``open`` would (``FileNotFoundError``
+    for a file that is not there); a kept file whose read fails (a device or process gone: ENODEV, ESRCH) is
+    closed, and the next read opens the path again."""
+
+    __slots__ = ("_fd", "_size", "path")
+
+    MAX_KEPT = 512
+    """Files kept open at most, process-wide (a host with thousands of tenant processes must not run the agent
+    out of file descriptors: past this, a file is opened at each read, as before)."""
+    kept_total = 0
+    _count_lock = threading.Lock()
+
+    def __init__(self, path: str | Path, size: int = 4096) -> None:
+        self.path = str(path)
+        self._fd: int | None = None
+        self._size = size
+
+    def read(self) -> bytes:
+        fd = self._fd
+        if fd is None:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                kept = os.fstat(fd).st_blocks == 0
+                data = self._pread(fd)
+            except OSError:
+                os.close(fd)
+                raise
+            if kept:
+                with KeptFile._count_lock:
+                    kept = KeptFile.kept_total < KeptFile.MAX_KEPT
+                    KeptFile.kept_total += kept
+            if kept:
+                self._fd = fd
+            else:
+                os.close(fd)
+            return data
+        try:
+            return self._pread(fd)
+        except OSError:
+            self.close()
+            raise
+
+    def _pread(self, fd: int) -> bytes:
+        while True:
+            data = os.pread(fd, self._size, 0)
+            if len(data) < self._size:
+                return data
+            self._size *= 4  # larger than the buffer (a /proc/stat of hundreds of cores): read it whole
+
+    def text(self) -> str | None:
+        """The file's text, None when absent or unreadable (like `read_text`, not stripped)."""
+        try:
+            return self.read().decode()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with KeptFile._count_lock:
+                KeptFile.kept_total -= 1
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class FileCache:
+    """`KeptFile`s by path: the files a sampler reads at every tick, each opened once."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, KeptFile] = {}
+
+    def file(self, path: str | Path) -> KeptFile:
+        key = path if isinstance(path, str) else str(path)
+        f = self._files.get(key)
+        if f is None:
+            f = self._files[key] = KeptFile(key)
+        return f
+
+    def text(self, path: str | Path) -> str | None:
+        """The file's text; None when absent or unreadable (as `read_text`, not stripped)."""
+        return self.file(path).text()
+
+    def keep_only(self, dirs: Iterable[str]) -> None:
+        """Close the files that are not directly in one of ``dirs`` (what the sampler no longer reads)."""
+        keep = set(dirs)
+        for key in [k for k in self._files if os.path.dirname(k) not in keep]:
+            self._files.pop(key).close()
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
 
 
 def scaled(value: int | float | None, factor: float) -> float | None:

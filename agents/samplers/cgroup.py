@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agents.samplers.base import FileCache
 from agents.samplers.procfs import PSI_RESOURCES, parse_flat, parse_pressure, summed
 
 V1_CONTROLLERS = ("cpu", "memory", "blkio")
@@ -149,7 +150,9 @@ def cgroup_dir(mount: Path, path: str) -> Path:
     return mount / path.lstrip("/")
 
 
-def _read(path: Path) -> str | None:
+def _read(path: Path, files: FileCache | None = None) -> str | None:
+    if files is not None:
+        return files.text(path)
     try:
         return path.read_text()
     except (OSError, UnicodeDecodeError):
@@ -197,25 +200,25 @@ def _put(out: dict[str, float], name: str, value: float | None) -> None:
         out[name] = value
 
 
-def read_v2(d: Path) -> dict[str, float]:
+def read_v2(d: Path, files: FileCache | None = None) -> dict[str, float]:
     """A cgroup v2 directory's counters (and ``mem_cgroup_bytes``) by tenant field; absent files leave their
-    fields out."""
+    fields out. ``files``: keep the files open between reads (the tenants sampler's per-tick path)."""
     out: dict[str, float] = {}
     for res, fname in PSI_RESOURCES.items():
-        text = _read(d / f"{fname}.pressure")
+        text = _read(d / f"{fname}.pressure", files)
         if text is not None:
             for kind, total in parse_pressure(text).items():
                 out[f"{res}_pressure_{kind}_us_per_s"] = total
-    text = _read(d / "cpu.stat")
+    text = _read(d / "cpu.stat", files)
     if text is not None:
         _cpu_stat(out, parse_flat(text), 1.0, "throttled_usec")
-    text = _read(d / "memory.current")
+    text = _read(d / "memory.current", files)
     if text is not None and text.strip().isdigit():
         out["mem_cgroup_bytes"] = int(text)
-    text = _read(d / "memory.stat")
+    text = _read(d / "memory.stat", files)
     if text is not None:
         _memory_stat(out, parse_flat(text), "")
-    text = _read(d / "io.stat")
+    text = _read(d / "io.stat", files)
     if text is not None:
         io = parse_io_stat(text)
         for name, key in IO_STAT_FIELDS.items():
@@ -242,23 +245,23 @@ def _memory_stat(out: dict[str, float], stat: Mapping[str, int], prefix: str) ->
         _put(out, "pgsteal_per_s", stat.get("pgsteal"))
 
 
-def read_v1(controller: str, d: Path) -> dict[str, float]:
+def read_v1(controller: str, d: Path, files: FileCache | None = None) -> dict[str, float]:
     """A cgroup v1 controller directory's counters by tenant field (see the module docstring)."""
     out: dict[str, float] = {}
     if controller == "cpu":
-        text = _read(d / "cpu.stat")
+        text = _read(d / "cpu.stat", files)
         if text is not None:
             _cpu_stat(out, parse_flat(text), 1e-3, "throttled_time")  # ns -> µs
     elif controller == "memory":
-        text = _read(d / "memory.usage_in_bytes")
+        text = _read(d / "memory.usage_in_bytes", files)
         if text is not None and text.strip().isdigit():
             out["mem_cgroup_bytes"] = int(text)
-        text = _read(d / "memory.stat")
+        text = _read(d / "memory.stat", files)
         if text is not None:
             _memory_stat(out, parse_flat(text), "total_")
     elif controller == "blkio":
         for fname, kind in (("io_service_bytes", "bytes"), ("io_serviced", "ops")):
-            text = _read(d / f"blkio.throttle.{fname}_recursive")
+            text = _read(d / f"blkio.throttle.{fname}_recursive", files)
             io = parse_blkio(text) if text is not None else {}
             if io:  # no device line: blk-throttle is not accounting (no rule on any device), not "no I/O"
                 out[f"io_read_{kind}_per_s"] = io.get("Read", 0)

@@ -29,7 +29,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agents.samplers.base import Rows, SamplerBase, SamplerContext, config_error, name_filter, register, selected
+from agents.samplers.base import (
+    KeptFile,
+    Rows,
+    SamplerBase,
+    SamplerContext,
+    config_error,
+    name_filter,
+    register,
+    selected,
+)
 from agents.samplers.procfs import SECTOR_BYTES, DiskStat, parse_diskstats, rate, whole_disk
 from telemetry.schema import DISK
 
@@ -90,6 +99,7 @@ class DiskSampler(SamplerBase):
         self.include, self.exclude, self.dm = include, exclude, dm
         self.clock = clock
         self._whole: dict[str, bool] = {}
+        self._file = KeptFile(self.path)  # kept open, read again from offset 0
         self._prev: dict[str, DiskStat] = {}
         self._prev_at: float | None = None
 
@@ -115,7 +125,7 @@ class DiskSampler(SamplerBase):
 
     def read(self, ts: float) -> Rows:
         now = self.clock()
-        stats = {n: s for n, s in parse_diskstats(self.path.read_text()).items() if self._wanted(n)}
+        stats = {n: s for n, s in parse_diskstats(self._file.read().decode()).items() if self._wanted(n)}
         dt = None if self._prev_at is None else now - self._prev_at
         rows = []
         for name, cur in stats.items():
@@ -128,3 +138,6 @@ class DiskSampler(SamplerBase):
                 rows.append(row)  # a row with no value (a first tick's rates, no link speed) carries nothing
         self._prev, self._prev_at = stats, now
         return {DISK.name: rows}
+
+    def close(self) -> None:
+        self._file.close()

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import psutil
 
-from agents.samplers.base import Rows, SamplerBase, SamplerContext, config_error, read_int, register
+from agents.samplers.base import FileCache, Rows, SamplerBase, SamplerContext, config_error, read_int, register
 from agents.samplers.procfs import PSI_RESOURCES, parse_flat, parse_pressure, rate, vmstat_counters
 from agents.samplers.resctrl import read_mbm, resctrl_root
 from telemetry.schema import MBM_FIELDS, PRESSURE_FIELDS
@@ -59,6 +59,24 @@ def parse_proc_stat(text: str) -> tuple[dict[str, list[int]], dict[str, int]]:
         elif key in ("ctxt", "intr", "procs_running", "procs_blocked"):
             counters[key] = int(parts[1])
     return cpus, counters
+
+
+MEMINFO_KEYS = (b"MemTotal:", b"MemAvailable:", b"SwapTotal:", b"SwapFree:")
+
+
+def parse_meminfo(data: bytes) -> dict[bytes, int] | None:
+    """``/proc/meminfo`` -> {b"MemTotal:": bytes, b"MemAvailable:": ..., b"SwapTotal:": ..., b"SwapFree:": ...}
+    (kB -> bytes, as psutil reads them); None when one is missing (a kernel before 3.14 has no MemAvailable:
+    psutil estimates it then)."""
+    out: dict[bytes, int] = {}
+    for line in data.split(b"\n"):
+        key, _, rest = line.partition(b" ")
+        if key in MEMINFO_KEYS:
+            try:
+                out[key] = int(rest.split()[0]) * 1024
+            except (ValueError, IndexError):
+                return None
+    return out if len(out) == len(MEMINFO_KEYS) else None
 
 
 def cpu_shares(prev: list[int], cur: list[int]) -> dict[str, float] | None:
@@ -140,6 +158,7 @@ class HostSampler(SamplerBase):
         self._freq: list[float | None] = []
         self._freq_at = -1e18
         self._cpu_temp_files: list[Path] | None = None
+        self._files = FileCache()  # /proc/stat, meminfo, vmstat, pressure: kept open, read from offset 0
 
     @classmethod
     def from_context(cls, ctx: SamplerContext) -> HostSampler:
@@ -180,15 +199,28 @@ class HostSampler(SamplerBase):
     def _text(self, path: Path) -> str | None:
         """A procfs file's text; None when absent (quietly: an old kernel) or unreadable (counted once)."""
         try:
-            return path.read_text()
+            return self._files.file(path).read().decode()
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             if path not in self._unreadable:
                 self._unreadable.add(path)
                 self.errors += 1
                 log.warning("host sampler: %s exists but cannot be read (%s); its fields stay absent", path, exc)
             return None
+
+    def _memory(self) -> tuple[int, int, int]:
+        """(total, available, swap used) bytes: what psutil's ``virtual_memory`` and ``swap_memory`` give, from one
+        read of ``<proc_root>/meminfo`` (kept open); psutil itself where that file lacks a line (an old kernel's
+        missing MemAvailable, which psutil estimates) or is not there."""
+        try:
+            mem = parse_meminfo(self._files.file(self.proc_root / "meminfo").read())
+        except OSError:
+            mem = None
+        if mem is None:
+            vm, swap = psutil.virtual_memory(), psutil.swap_memory()
+            return vm.total, vm.available, swap.used
+        return mem[b"MemTotal:"], mem[b"MemAvailable:"], mem[b"SwapTotal:"] - mem[b"SwapFree:"]
 
     def _pressure_vmstat_mbm(self) -> tuple[dict[str, float | None], dict[str, float | None]]:
         """(cumulative counters by field: PSI µs, vmstat events, MBM bytes; gauges: LLC occupancy)."""
@@ -214,20 +246,19 @@ class HostSampler(SamplerBase):
         mono = self.clock()
         cumulative, gauges = self._pressure_vmstat_mbm()
         prev_cumulative, self._counters = self._counters, cumulative
-        cpus, counters = parse_proc_stat((self.proc_root / "stat").read_text())
+        cpus, counters = parse_proc_stat(self._files.file(self.proc_root / "stat").read().decode())
         prev, self._prev = self._prev, (mono, cpus, counters)
-        vm = psutil.virtual_memory()
-        swap = psutil.swap_memory()
+        total, available, swap_used = self._memory()
         load1, load5, load15 = os.getloadavg()
         row: dict[str, Any] = {
             "cpu_count": len(cpus) - 1 if "cpu" in cpus else psutil.cpu_count(),
             "load1": load1,
             "load5": load5,
             "load15": load15,
-            "mem_total_bytes": float(vm.total),
-            "mem_used_bytes": float(vm.total - vm.available),
-            "mem_available_bytes": float(vm.available),
-            "swap_used_bytes": float(swap.used),
+            "mem_total_bytes": float(total),
+            "mem_used_bytes": float(total - available),
+            "mem_available_bytes": float(available),
+            "swap_used_bytes": float(swap_used),
             "procs_running": counters.get("procs_running"),
             "cpu_temp_c": self._cpu_temp_c(),
             **gauges,
@@ -266,3 +297,6 @@ class HostSampler(SamplerBase):
         if cores:
             self.mark_row("core", self.fields["host_core"], cores[0])
         return {"host": [row], "host_core": cores}
+
+    def close(self) -> None:
+        self._files.close()

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from agents.samplers.base import (
+    KeptFile,
     Rows,
     SamplerBase,
     SamplerContext,
     config_error,
     name_filter,
-    read_int,
     register,
     selected,
 )
@@ -39,19 +39,17 @@ from agents.samplers.procfs import rate
 from telemetry.schema import NET
 
 
-def counter(path: str) -> int | None:
-    """One statistics file as an integer (None: missing, unreadable, not a number), read with one open and one
-    read: the per-tick path (8 files per interface)."""
+def _int(f: KeptFile, speed: bool = False) -> int | None:
+    """One kept statistics or speed file as an integer (None: missing, unreadable, not a number), as `read_int`
+    reads it by path (speed's EINVAL on a link that is down is absent)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+        try:
+            data = f.read()
+        except OSError:  # kept open on an interface re-created since: the path again
+            data = f.read()
+        return int(data.split()[0], 0) if speed else int(data)
+    except (OSError, ValueError, IndexError):
         return None
-    try:
-        return int(os.read(fd, 64))
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
 
 
 COUNTERS = tuple(f"{d}_{k}" for d in ("rx", "tx") for k in ("bytes", "packets", "dropped", "errors"))
@@ -78,6 +76,8 @@ class NetSampler(SamplerBase):
         self.include, self.exclude = include, exclude
         self.clock = clock
         self._prev: dict[str, tuple[float, dict[str, int | None]]] = {}
+        self._kept: dict[str, list[KeptFile]] = {}
+        self._listed: dict[str, bool] = {}  # name -> reported (selected, has statistics), cached while listed
 
     @classmethod
     def from_context(cls, ctx: SamplerContext) -> NetSampler:
@@ -96,22 +96,41 @@ class NetSampler(SamplerBase):
             names = sorted(os.listdir(self.base))
         except OSError:
             return []
-        return [
-            n
-            for n in names
-            if n != "lo" and selected(n, self.include, self.exclude) and (self.base / n / "statistics").is_dir()
-        ]
+        listed = self._listed
+        out = []
+        for n in names:
+            ok = listed.get(n)
+            if ok is None:
+                ok = n != "lo" and selected(n, self.include, self.exclude) and (self.base / n / "statistics").is_dir()
+                if ok or n == "lo" or not selected(n, self.include, self.exclude):  # a decision that cannot change
+                    listed[n] = ok
+            if ok:
+                out.append(n)
+        for n in [n for n in listed if n not in names]:
+            del listed[n]
+        return out
+
+    def _files(self, name: str) -> list[KeptFile]:
+        """The interface's statistics files (`COUNTERS`) and its ``speed``, kept open while it is there."""
+        files = self._kept.get(name)
+        if files is None:
+            stats = f"{self.base}/{name}/statistics/"
+            files = self._kept[name] = [
+                *(KeptFile(stats + c, 64) for c in COUNTERS),
+                KeptFile(f"{self.base}/{name}/speed", 64),
+            ]
+        return files
 
     def read(self, ts: float) -> Rows:
         now = self.clock()
         rows = []
         seen: dict[str, tuple[float, dict[str, int | None]]] = {}
         for name in self.interfaces():
-            stats = f"{self.base}/{name}/statistics/"
-            cur = {c: counter(stats + c) for c in COUNTERS}
+            files = self._files(name)
+            cur = {c: _int(f) for c, f in zip(COUNTERS, files, strict=False)}
             seen[name] = (now, cur)
             prev = self._prev.get(name)
-            speed = read_int(self.base / name / "speed")
+            speed = _int(files[-1], speed=True)
             row: dict[str, object] = {
                 "interface": name,
                 "speed_mbit_per_s": float(speed) if speed and speed > 0 else None,
@@ -123,4 +142,13 @@ class NetSampler(SamplerBase):
             if any(v is not None for k, v in row.items() if k not in ("interface",)):
                 rows.append(row)  # a row with no value (a first tick's rates, no link speed) carries nothing
         self._prev = seen
+        for name in [n for n in self._kept if n not in seen]:  # an interface gone: its files closed
+            for f in self._kept.pop(name):
+                f.close()
         return {NET.name: rows}
+
+    def close(self) -> None:
+        for files in self._kept.values():
+            for f in files:
+                f.close()
+        self._kept.clear()

@@ -17,6 +17,15 @@ What is read, per device per tick (units converted here, names carry the unit):
 - clocks (SM, memory), utilisation, memory, fan, clock-event (throttle) reasons, volatile ECC totals;
 - XID errors through the NVML event set on a thread, reported as `accel_event` rows (kind ``xid``);
 - running compute and graphics processes: host PID -> memory, for the tenants sampler.
+
+Per read and device the sampler makes one ``nvmlDeviceGetFieldValues`` (power instant and average, PCIe byte
+counters, memory temperature, and the fields that give what a function gives: energy
+``NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION``, replays ``NVML_FI_DEV_PCIE_REPLAY_COUNTER``, the enforced limit
+``NVML_FI_DEV_POWER_CURRENT_LIMIT``, volatile ECC totals ``NVML_FI_DEV_ECC_{SBE,DBE}_VOL_TOTAL``: `FIELD_FALLBACK`)
+and the calls of `CALLS`, each resolved once per device; ``nvmlDeviceGetPowerUsage`` only where the instant
+field is unsupported. A field the driver answers NotSupported for is not asked again and its function is asked
+instead (an old driver without field values gets every value from the functions), so the values are the same
+either way.
 """
 
 from __future__ import annotations
@@ -35,17 +44,38 @@ from agents.samplers.base import Row, Rows, SamplerBase, SamplerContext, config_
 log = logging.getLogger(__name__)
 
 # NVML constants, copied so the module imports (and FakeNvml works) without the library.
+FI_ECC_SBE_VOL = 3  # NVML_FI_DEV_ECC_SBE_VOL_TOTAL
+FI_ECC_DBE_VOL = 4  # NVML_FI_DEV_ECC_DBE_VOL_TOTAL
 FI_MEMORY_TEMP = 82
+FI_TOTAL_ENERGY = 83  # NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION
+FI_PCIE_REPLAY = 94  # NVML_FI_DEV_PCIE_REPLAY_COUNTER
 FI_POWER_AVERAGE = 185
 FI_POWER_INSTANT = 186
+FI_POWER_CURRENT_LIMIT = 190
 FI_PCIE_COUNT_TX_BYTES = 197
 FI_PCIE_COUNT_RX_BYTES = 198
-FIELD_IDS = (FI_POWER_INSTANT, FI_POWER_AVERAGE, FI_PCIE_COUNT_TX_BYTES, FI_PCIE_COUNT_RX_BYTES, FI_MEMORY_TEMP)
+MEMORY_ERROR_CORRECTED, MEMORY_ERROR_UNCORRECTED = 0, 1
+VOLATILE_ECC = 0
+FIELD_FALLBACK: dict[int, tuple[str, str, tuple[int, ...]]] = {
+    FI_TOTAL_ENERGY: ("energy", "nvmlDeviceGetTotalEnergyConsumption", ()),
+    FI_PCIE_REPLAY: ("replay", "nvmlDeviceGetPcieReplayCounter", ()),
+    FI_POWER_CURRENT_LIMIT: ("power_limit", "nvmlDeviceGetEnforcedPowerLimit", ()),
+    FI_ECC_SBE_VOL: ("ecc_c", "nvmlDeviceGetTotalEccErrors", (MEMORY_ERROR_CORRECTED, VOLATILE_ECC)),
+    FI_ECC_DBE_VOL: ("ecc_u", "nvmlDeviceGetTotalEccErrors", (MEMORY_ERROR_UNCORRECTED, VOLATILE_ECC)),
+}
+"""Fields that give what a function gives (the same counter, the same unit: nvml.h), read in the one field-values
+call; where the driver answers NotSupported for the field (or has no field-values call), the function is asked."""
+FIELD_IDS = (
+    FI_POWER_INSTANT,
+    FI_POWER_AVERAGE,
+    FI_PCIE_COUNT_TX_BYTES,
+    FI_PCIE_COUNT_RX_BYTES,
+    FI_MEMORY_TEMP,
+    *FIELD_FALLBACK,
+)
 TEMPERATURE_GPU = 0
 CLOCK_SM, CLOCK_MEM = 1, 2
 PCIE_UTIL_TX_BYTES, PCIE_UTIL_RX_BYTES = 0, 1
-MEMORY_ERROR_CORRECTED, MEMORY_ERROR_UNCORRECTED = 0, 1
-VOLATILE_ECC = 0
 EVENT_XID = 0x8
 ERROR_NOT_SUPPORTED = 3
 ERROR_TIMEOUT = 10
@@ -60,6 +90,24 @@ REASON_POWER = 0x4 | 0x80  # SW power cap, HW power brake slowdown
 
 # valueType of nvmlFieldValue_t -> member of its value union
 _VALUE_MEMBER = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
+
+
+_UNRESOLVED = object()
+
+CALLS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
+    ("util", "nvmlDeviceGetUtilizationRates", ()),
+    ("mem", "nvmlDeviceGetMemoryInfo", ()),
+    ("throttle", "nvmlDeviceGetCurrentClocksEventReasons", ()),
+    ("temp", "nvmlDeviceGetTemperatureV", (TEMPERATURE_GPU,)),
+    ("sm_clock", "nvmlDeviceGetClockInfo", (CLOCK_SM,)),
+    ("mem_clock", "nvmlDeviceGetClockInfo", (CLOCK_MEM,)),
+    ("fan", "nvmlDeviceGetFanSpeed", ()),
+    ("link_gen", "nvmlDeviceGetCurrPcieLinkGeneration", ()),
+    ("link_width", "nvmlDeviceGetCurrPcieLinkWidth", ()),
+    ("compute_procs", "nvmlDeviceGetComputeRunningProcesses", ()),
+    ("graphics_procs", "nvmlDeviceGetGraphicsRunningProcesses", ()),
+)
+"""What a read asks of every device besides the field values: (key, NVML function, arguments after the handle)."""
 
 
 class DeviceLostError(Exception):
@@ -92,6 +140,9 @@ class _Device:
     lost: bool = False
     lost_at: float = 0.0
     unsupported: set[str] = field(default_factory=set)
+    field_ids: list[int] = field(default_factory=lambda: list(FIELD_IDS))  # less those answering NotSupported
+    field_slots: list[int] = field(default_factory=lambda: list(range(len(FIELD_IDS))))  # their FIELD_IDS index
+    plan: tuple[tuple[int, Callable[..., Any], tuple[int, ...]], ...] | None = None  # see NvmlSampler._plan
     prev_counters: tuple[float, int | None, int | None] | None = None
     throughput: tuple[float, float | None, float | None] | None = None  # (monotonic at, tx B/s, rx B/s)
     thread: threading.Thread | None = None
@@ -156,6 +207,7 @@ class NvmlSampler(SamplerBase):
         self._events: queue.SimpleQueue[Row] = queue.SimpleQueue()
         self._proc_mem: dict[int, int] = {}
         self._warned: set[str] = set()
+        self._funcs: dict[str, Any] = {}
         nvml.nvmlInit()
         self._devices: list[_Device] = []
         for i in range(nvml.nvmlDeviceGetCount()):
@@ -187,7 +239,9 @@ class NvmlSampler(SamplerBase):
         """Call ``nvml.<func_name>(handle, *args)``; None when unsupported or failing."""
         if key in dev.unsupported:
             return None
-        func = getattr(self.nvml, func_name, None)
+        func = self._funcs.get(func_name, _UNRESOLVED)
+        if func is _UNRESOLVED:  # looked up once: the per-read path is a dict hit and the call
+            func = self._funcs[func_name] = getattr(self.nvml, func_name, None)
         if func is None:
             dev.unsupported.add(key)
             return None
@@ -206,15 +260,31 @@ class NvmlSampler(SamplerBase):
             self.errors += 1
             return None
 
-    def _field_values(self, dev: _Device) -> dict[int, float | int]:
-        raw = self._query(dev, "field_values", "nvmlDeviceGetFieldValues", list(FIELD_IDS))
-        out: dict[int, float | int] = {}
+    def _field_values(self, dev: _Device) -> list[Any]:
+        """The value of each of `FIELD_IDS` (in that order; None where it did not answer), from one
+        ``nvmlDeviceGetFieldValues``; a field answering NotSupported is not asked again (its `FIELD_FALLBACK`
+        function, if any, is asked instead)."""
+        out: list[Any] = [None] * len(FIELD_IDS)
+        ids = dev.field_ids
+        raw = self._query(dev, "field_values", "nvmlDeviceGetFieldValues", ids) if ids else None
         if raw is None:
             return out
-        for v in raw:
-            if v.nvmlReturn == 0:
-                out[int(v.fieldId)] = getattr(v.value, _VALUE_MEMBER.get(int(v.valueType), "ullVal"))
+        dropped = None
+        for slot, v in zip(dev.field_slots, raw, strict=False):
+            ret = v.nvmlReturn
+            if ret == 0:
+                out[slot] = getattr(v.value, _VALUE_MEMBER.get(v.valueType, "ullVal"))
+            elif ret == ERROR_NOT_SUPPORTED:
+                dropped = [v.fieldId] if dropped is None else [*dropped, v.fieldId]
+        if dropped:
+            dev.field_ids = [f for f in ids if f not in dropped]
+            dev.field_slots = [FIELD_IDS.index(f) for f in dev.field_ids]
         return out
+
+    def _fallback(self, dev: _Device, field_id: int) -> Any:
+        """The function standing for a field that did not answer (`FIELD_FALLBACK`)."""
+        key, func_name, args = FIELD_FALLBACK[field_id]
+        return self._query(dev, key, func_name, *args)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -243,11 +313,9 @@ class NvmlSampler(SamplerBase):
                 events.append(self._event(dev, "device_lost", ERROR_GPU_IS_LOST, f"GPU lost: {exc}"))
                 log.warning("%s (%s) is lost: %s", dev.name, dev.pci_bus, exc)
         self._proc_mem = proc_mem
-        while True:
-            try:
-                events.append(self._events.get_nowait())
-            except queue.Empty:
-                break
+        pending = self._events
+        while not pending.empty():  # the XID thread only adds: no exception raised per read to find it empty
+            events.append(pending.get_nowait())
         return {"accel": rows, "accel_event": events}
 
     def _event(self, dev: _Device, kind: str, code: int, message: str) -> Row:
@@ -270,59 +338,108 @@ class NvmlSampler(SamplerBase):
         dev.handle, dev.lost = handle, False
         events.append(self._event(dev, "device_back", 0, "GPU answers again"))
 
+    def _plan(self, dev: _Device) -> tuple[tuple[int, Callable[..., Any], tuple[int, ...]], ...]:
+        """The device's per-read calls (`CALLS`) as (slot, bound function, arguments), resolved once; a function
+        the library lacks is left out (its field absent), one answering NotSupported is dropped by `_failed`."""
+        if dev.plan is None:
+            plan = []
+            for i, (key, func_name, args) in enumerate(CALLS):
+                func = getattr(self.nvml, func_name, None)
+                if func is None or key in dev.unsupported:
+                    dev.unsupported.add(key)
+                    continue
+                plan.append((i, func, args))
+            dev.plan = tuple(plan)
+        return dev.plan
+
+    def _failed(self, dev: _Device, slot: int, exc: Exception) -> None:
+        """A planned call raised an NVML error: the device is lost (raises `DeviceLostError`), the call is not
+        supported (not made again) or failed this time (counted)."""
+        key, func_name, _ = CALLS[slot]
+        code = getattr(exc, "value", None)
+        if code == ERROR_GPU_IS_LOST:
+            raise DeviceLostError(str(exc)) from None
+        if code in (ERROR_NOT_SUPPORTED, ERROR_FUNCTION_NOT_FOUND):
+            dev.unsupported.add(key)
+            dev.plan = tuple(p for p in dev.plan or () if p[0] != slot)
+            if code == ERROR_FUNCTION_NOT_FOUND and func_name not in self._warned:
+                self._warned.add(func_name)
+                log.info("NVML has no %s (old driver); %s is absent", func_name, key)
+            return
+        self.errors += 1
+
     def _read_device(self, dev: _Device, now: float, proc_mem: dict[int, int]) -> Row:
-        q = self._query
-        fv = self._field_values(dev)
-        power_usage = q(dev, "power_usage", "nvmlDeviceGetPowerUsage")
-        instant = fv.get(FI_POWER_INSTANT)
-        energy = q(dev, "energy", "nvmlDeviceGetTotalEnergyConsumption")
-        util = q(dev, "util", "nvmlDeviceGetUtilizationRates")
-        mem = q(dev, "mem", "nvmlDeviceGetMemoryInfo")
-        ecc_c = q(dev, "ecc_c", "nvmlDeviceGetTotalEccErrors", MEMORY_ERROR_CORRECTED, VOLATILE_ECC)
-        ecc_u = q(dev, "ecc_u", "nvmlDeviceGetTotalEccErrors", MEMORY_ERROR_UNCORRECTED, VOLATILE_ECC)
+        instant, avg, tx, rx, mem_temp, energy, replay, limit, ecc_c, ecc_u = self._field_values(dev)
+        vals: list[Any] = [None] * len(CALLS)
+        handle, error = dev.handle, self.nvml.NVMLError
+        for slot, func, args in dev.plan or self._plan(dev):
+            try:
+                vals[slot] = func(handle, *args)
+            except error as exc:
+                self._failed(dev, slot, exc)
+        util, mem, mask, temp, sm_clock, mem_clock, fan, link_gen, link_width, compute, graphics = vals
+        # the 1 s average is only the fallback of the instant field: not asked while the field answers
+        power = instant if instant is not None else self._query(dev, "power_usage", "nvmlDeviceGetPowerUsage")
+        if limit is None:
+            limit = self._fallback(dev, FI_POWER_CURRENT_LIMIT)
+        if energy is None:
+            energy = self._fallback(dev, FI_TOTAL_ENERGY)
+        if replay is None:
+            replay = self._fallback(dev, FI_PCIE_REPLAY)
+        if ecc_c is None:
+            ecc_c = self._fallback(dev, FI_ECC_SBE_VOL)
+        if ecc_u is None:
+            ecc_u = self._fallback(dev, FI_ECC_DBE_VOL)
         row: Row = {
             "device": dev.name,
             "vendor": self.vendor,
             "model": dev.model,
             "pci_bus": dev.pci_bus,
-            "temp_c": scaled(q(dev, "temp", "nvmlDeviceGetTemperatureV", TEMPERATURE_GPU), 1.0),
-            "temp_mem_c": scaled(fv.get(FI_MEMORY_TEMP), 1.0),
-            "power_w": scaled(instant if instant is not None else power_usage, 1e-3),
-            "power_avg_w": scaled(fv.get(FI_POWER_AVERAGE), 1e-3),
-            "power_limit_w": scaled(q(dev, "power_limit", "nvmlDeviceGetEnforcedPowerLimit"), 1e-3),
-            "energy_j": scaled(energy, 1e-3),
-            "pcie_link_gen": q(dev, "link_gen", "nvmlDeviceGetCurrPcieLinkGeneration"),
-            "pcie_link_width": q(dev, "link_width", "nvmlDeviceGetCurrPcieLinkWidth"),
-            "pcie_replay_count": q(dev, "replay", "nvmlDeviceGetPcieReplayCounter"),
+            "temp_c": None if temp is None else temp * 1.0,
+            "temp_mem_c": None if mem_temp is None else mem_temp * 1.0,
+            "power_w": None if power is None else power * 1e-3,
+            "power_avg_w": None if avg is None else avg * 1e-3,
+            "power_limit_w": None if limit is None else limit * 1e-3,
+            "energy_j": None if energy is None else energy * 1e-3,
+            "pcie_link_gen": link_gen,
+            "pcie_link_width": link_width,
+            "pcie_replay_count": replay,
             "util_pct": None if util is None else float(util.gpu),
             "mem_util_pct": None if util is None else float(util.memory),
             "mem_used_bytes": None if mem is None else float(mem.used),
             "mem_total_bytes": None if mem is None else float(mem.total),
-            "sm_clock_mhz": scaled(q(dev, "sm_clock", "nvmlDeviceGetClockInfo", CLOCK_SM), 1.0),
-            "mem_clock_mhz": scaled(q(dev, "mem_clock", "nvmlDeviceGetClockInfo", CLOCK_MEM), 1.0),
-            "fan_pct": scaled(q(dev, "fan", "nvmlDeviceGetFanSpeed"), 1.0),
+            "sm_clock_mhz": None if sm_clock is None else sm_clock * 1.0,
+            "mem_clock_mhz": None if mem_clock is None else mem_clock * 1.0,
+            "fan_pct": None if fan is None else fan * 1.0,
             "ecc_corrected_count": ecc_c,
             "ecc_uncorrected_count": ecc_u,
         }
-        row.update(throttle_flags(q(dev, "throttle", "nvmlDeviceGetCurrentClocksEventReasons")))
-        row.update(self._pcie_rates(dev, now, fv))
-        for fn in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
-            for p in q(dev, fn, fn) or ():
+        if mask is None:
+            row["throttle_thermal"] = row["throttle_power"] = row["throttle_other"] = row["throttle_reasons"] = None
+        else:
+            row["throttle_thermal"] = bool(mask & REASON_THERMAL)
+            row["throttle_power"] = bool(mask & REASON_POWER)
+            row["throttle_other"] = bool(mask & ~(REASON_IDLE | REASON_THERMAL | REASON_POWER))
+            row["throttle_reasons"] = int(mask)
+        if tx is not None or rx is not None:
+            prev, dev.prev_counters = dev.prev_counters, (now, tx, rx)
+            if prev is not None and now > prev[0]:
+                dt = now - prev[0]
+                d_tx, d_rx = counter_delta(prev[1], tx, bits=None), counter_delta(prev[2], rx, bits=None)
+                row["pcie_tx_bytes_per_s"] = None if d_tx is None else d_tx * (1 / dt)
+                row["pcie_rx_bytes_per_s"] = None if d_rx is None else d_rx * (1 / dt)
+        else:
+            row.update(self._pcie_throughput(dev))
+        for procs in (compute, graphics):
+            for p in procs or ():
                 used = getattr(p, "usedGpuMemory", None)
                 if used is not None:
                     proc_mem[int(p.pid)] = proc_mem.get(int(p.pid), 0) + int(used)
         self.mark_row(dev.name, self.fields["accel"], row)
         return row
 
-    def _pcie_rates(self, dev: _Device, now: float, fv: dict[int, float | int]) -> Row:
-        tx, rx = fv.get(FI_PCIE_COUNT_TX_BYTES), fv.get(FI_PCIE_COUNT_RX_BYTES)
-        if tx is not None or rx is not None:
-            prev, dev.prev_counters = dev.prev_counters, (now, tx, rx)
-            if prev is None or now <= prev[0]:
-                return {}
-            dt = now - prev[0]
-            d_tx, d_rx = counter_delta(prev[1], tx, bits=None), counter_delta(prev[2], rx, bits=None)
-            return {"pcie_tx_bytes_per_s": scaled(d_tx, 1 / dt), "pcie_rx_bytes_per_s": scaled(d_rx, 1 / dt)}
+    def _pcie_throughput(self, dev: _Device) -> Row:
+        """PCIe rates where the byte counters are unsupported: the latest of the reader thread."""
         if "throughput" in dev.unsupported:
             return {}
         if dev.thread is None:

@@ -57,7 +57,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agents.samplers.base import Rows, SamplerBase, SamplerContext, config_error, read_text, register
+from agents.samplers.base import (
+    FileCache,
+    KeptFile,
+    Rows,
+    SamplerBase,
+    SamplerContext,
+    config_error,
+    read_text,
+    register,
+)
 from agents.samplers.cgroup import (
     GAUGES,
     ProcCgroups,
@@ -184,19 +193,24 @@ def container_id(cgroup: str) -> str | None:
     return found[-1] if found else None
 
 
-def _stat_fast(path: str) -> tuple[int, int, int, int] | None:
-    """(utime + stime, threads, start time, rss pages) of one ``/proc/<pid>/stat``: the per-tick read,
-    kept lean (one open, one read, one split)."""
+def _reread(f: KeptFile) -> bytes | None:
+    """A kept ``/proc/<pid>/...`` file's content; a kept file whose process is gone is opened again by its path
+    once, so a PID reused since reads as the new process. None when the process is not there."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return f.read()
     except OSError:
+        try:
+            return f.read()
+        except OSError:
+            return None
+
+
+def _stat_fast(stat: KeptFile) -> tuple[int, int, int, int] | None:
+    """(utime + stime, threads, start time, rss pages) of one ``/proc/<pid>/stat``: the per-tick read, kept lean
+    (the file kept open: one ``pread``, one split; a reused PID tells by its start time)."""
+    data = _reread(stat)
+    if data is None:
         return None
-    try:
-        data = os.read(fd, 4096)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     try:
         f = data[data.rindex(b")") + 2 :].split()
         return int(f[11]) + int(f[12]), int(f[17]), int(f[19]), int(f[21])
@@ -309,6 +323,11 @@ class TenantsSampler(SamplerBase):
         self.groups = list(dict.fromkeys([r.group for r in self.rules] + ([other_group] if other_group else [])))
         self._known: dict[int, tuple[int, str | None]] = {}  # pid -> (start time, group or None)
         self._cpu: dict[int, tuple[int, int]] = {}  # pid -> (start, utime + stime ticks)
+        self._members: list[tuple[int, int, str]] | None = None  # (pid, start, group) of the known PIDs of a group
+        self._stat: dict[int, KeptFile] = {}  # pid of a group -> its /proc/<pid>/stat, kept open
+        self._files = FileCache()  # the cgroup files read per tick, kept open
+        self._cgroup_files: dict[int, KeptFile] = {}  # pid of a group -> its /proc/<pid>/cgroup, kept open
+        self._cgroup_texts: dict[bytes, tuple[ProcCgroups, list[Source]]] = {}  # /proc/<pid>/cgroup -> parsed
         self._prev_at: float | None = None
         self._scanned_at = -1e18
         self._users: dict[int, str] = {}
@@ -392,6 +411,15 @@ class TenantsSampler(SamplerBase):
             user=self._user(d),
         )
 
+    def _forget(self, pid: int) -> None:
+        if self._known.pop(pid, None) is not None:
+            self._members = None
+        self._cpu.pop(pid, None)
+        for files in (self._stat, self._cgroup_files):
+            f = files.pop(pid, None)
+            if f is not None:
+                f.close()
+
     def _rescan(self) -> None:
         try:
             pids = sorted(int(p) for p in os.listdir(self.proc_root) if p.isdigit())
@@ -399,8 +427,7 @@ class TenantsSampler(SamplerBase):
             return
         live = set(pids)
         for pid in [p for p in self._known if p not in live]:
-            del self._known[pid]
-            self._cpu.pop(pid, None)
+            self._forget(pid)
         infos: dict[int, ProcInfo] = {}
         for pid in pids:  # parents mostly have lower PIDs, so they are classified first
             if pid in self._known:
@@ -416,6 +443,7 @@ class TenantsSampler(SamplerBase):
                 if rule is not None and rule.children:
                     group = parent_group
             self._known[pid] = (info.start, group or self.other_group)
+            self._members = None
         if self.cgroups:
             self._rescan_cgroups()
 
@@ -435,17 +463,21 @@ class TenantsSampler(SamplerBase):
             self.resctrl = resctrl_root(self.sysfs_root)
         for group in self.groups:
             found: list[Source] = []
+            proc = str(self.proc_root)
             for pid in sorted(members.get(group, ())) if group != self.other_group else ():
-                text = read_text(self.proc_root / str(pid) / "cgroup")
-                if text is None:
+                f = self._cgroup_files.get(pid)
+                if f is None:
+                    f = self._cgroup_files[pid] = KeptFile(f"{proc}/{pid}/cgroup")
+                data = _reread(f)
+                if data is None:
                     continue
-                cg = self._proc_cgroups[pid] = parse_proc_cgroup(text)
-                if self.cgroup2 is not None and not is_root(cg.v2):
-                    found.append(("v2", cgroup_dir(self.cgroup2, cg.v2 or "")))
-                for controller, mount in self.cgroup1.items():
-                    path = cg.v1.get(controller)
-                    if not is_root(path):
-                        found.append((controller, cgroup_dir(mount, path or "")))
+                known = self._cgroup_texts.get(data)
+                if known is None:  # processes share their cgroups: each distinct text is parsed once
+                    if len(self._cgroup_texts) > 4096:
+                        self._cgroup_texts.clear()
+                    known = self._cgroup_texts[data] = self._cgroup_sources(data)
+                self._proc_cgroups[pid] = known[0]
+                found.extend(known[1])
             found = list(dict.fromkeys(found))
             own = [s for s in found if self._exclusive(s[1], members.get(group, set()), procs_cache)]
             kept = [s for s in own if not any(o[0] == s[0] and _ancestor(o[1], s[1]) for o in own)]
@@ -456,6 +488,19 @@ class TenantsSampler(SamplerBase):
                     kept.append(("resctrl", rd))
             sources[group] = kept
         self._sources = sources
+        self._files.keep_only(str(d) for srcs in sources.values() for _, d in srcs)
+
+    def _cgroup_sources(self, data: bytes) -> tuple[ProcCgroups, list[Source]]:
+        """A ``/proc/<pid>/cgroup`` text -> (its cgroups, the directories to read for them: not the roots)."""
+        cg = parse_proc_cgroup(data.decode(errors="replace"))
+        found: list[Source] = []
+        if self.cgroup2 is not None and not is_root(cg.v2):
+            found.append(("v2", cgroup_dir(self.cgroup2, cg.v2 or "")))
+        for controller, mount in self.cgroup1.items():
+            path = cg.v1.get(controller)
+            if not is_root(path):
+                found.append((controller, cgroup_dir(mount, path or "")))
+        return cg, found
 
     @staticmethod
     def _exclusive(d: Path, pids: set[int], cache: dict[Path, set[int] | None]) -> bool:
@@ -475,7 +520,7 @@ class TenantsSampler(SamplerBase):
                     continue
                 kind, d = src
                 if kind == "v2":
-                    values: dict[str, float | None] = dict(read_v2(d))
+                    values: dict[str, float | None] = dict(read_v2(d, self._files))
                 elif kind == "resctrl":
                     mbm = read_mbm(d)
                     values = {
@@ -484,7 +529,7 @@ class TenantsSampler(SamplerBase):
                         "llc_occupancy_bytes": mbm["llc_occupancy"],
                     }
                 else:
-                    values = dict(read_v1(kind, d))
+                    values = dict(read_v1(kind, d, self._files))
                 reads[src] = (now, values)
         out = {}
         for group in self.groups:
@@ -504,18 +549,20 @@ class TenantsSampler(SamplerBase):
         self._prev_at = now
         acc = {g: {"cpu_ticks": 0, "rss": 0, "threads": 0, "pids": [], "cpu_known": True} for g in self.groups}
         proc = str(self.proc_root)
-        for pid, (start, group) in list(self._known.items()):
-            if group is None:
-                continue
-            st = _stat_fast(f"{proc}/{pid}/stat")
+        stat_files = self._stat
+        if self._members is None:  # the known PIDs of a group, in the order found (rebuilt when they change)
+            self._members = [(pid, start, group) for pid, (start, group) in self._known.items() if group is not None]
+        for pid, start, group in self._members:
+            f = stat_files.get(pid)
+            if f is None:
+                f = stat_files[pid] = KeptFile(f"{proc}/{pid}/stat", 1024)
+            st = _stat_fast(f)
             if st is None:
-                self._known.pop(pid, None)
-                self._cpu.pop(pid, None)
+                self._forget(pid)
                 continue
             ticks, threads, st_start, rss_pages = st
             if st_start != start:  # PID reused: classify it again at the next rescan
-                self._known.pop(pid, None)
-                self._cpu.pop(pid, None)
+                self._forget(pid)
                 self._scanned_at = -1e18
                 continue
             a = acc[group]

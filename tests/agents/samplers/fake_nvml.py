@@ -44,12 +44,24 @@ class FakeGpu:
     mem: tuple[int, int] = (40 * 2**30, 80 * 2**30)
     clocks: dict[int, int] = field(default_factory=lambda: {1: 1980, 2: 2619})
     throttle: int = 0x1
-    ecc: tuple[int, int] = (2, 0)
+    ecc: tuple[int, int] = (2, 0)  # volatile (corrected, uncorrected) totals
+    replay: int = 0  # PCIe replay counter
     fan_pct: int | None = None  # data-centre GPUs have no fan: NotSupported
     throughput_kb: tuple[int, int] = (2048, 4096)  # nvmlDeviceGetPcieThroughput, KB/s
     processes: list[tuple[int, int | None]] = field(default_factory=list)  # (pid, used bytes)
     unsupported: set[str] = field(default_factory=set)  # function names answering NotSupported
+    unsupported_fields: set[int] = field(default_factory=set)  # field ids answering NotSupported
     lost: bool = False
+
+
+DERIVED_FIELDS: dict[int, tuple[str, Any]] = {
+    3: ("nvmlDeviceGetTotalEccErrors", lambda g: g.ecc[0]),  # NVML_FI_DEV_ECC_SBE_VOL_TOTAL
+    4: ("nvmlDeviceGetTotalEccErrors", lambda g: g.ecc[1]),  # NVML_FI_DEV_ECC_DBE_VOL_TOTAL
+    83: ("nvmlDeviceGetTotalEnergyConsumption", lambda g: g.energy_mj),  # NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION
+    94: ("nvmlDeviceGetPcieReplayCounter", lambda g: g.replay),  # NVML_FI_DEV_PCIE_REPLAY_COUNTER
+    190: ("nvmlDeviceGetEnforcedPowerLimit", lambda g: g.limit_mw),  # NVML_FI_DEV_POWER_CURRENT_LIMIT
+}
+"""Field id -> (the function giving the same value, its value from a `FakeGpu`); nvml.h documents each pair."""
 
 
 class FakeNvml:
@@ -61,6 +73,7 @@ class FakeNvml:
         self.gpus = gpus
         self.events: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()  # (gpu index, xid)
         self.calls: dict[str, int] = {}
+        self._answers: dict[tuple[int, Any, type], Any] = {}  # (field id, value, type) -> its nvmlFieldValue_t
         self.initialised = False
         for name in missing:  # functions an old driver lacks: getattr fails like a missing symbol
             setattr(self, name, None)
@@ -107,26 +120,35 @@ class FakeNvml:
         return self._gpu(h, "nvmlDeviceGetPowerUsage").power_mw
 
     def nvmlDeviceGetFieldValues(self, h: int, ids: list[int]) -> list[Any]:
+        """One `nvmlFieldValue_t` per id, each with its own ``nvmlReturn``. The fields that stand for a function
+        (energy, replay counter, enforced power limit, volatile ECC totals: `DERIVED_FIELDS`) give that function's
+        value, and NotSupported where the GPU does not support the function or the driver lacks it."""
         gpu = self._gpu(h, "nvmlDeviceGetFieldValues")
         out = []
         for fid in ids:
-            v = gpu.fields.get(fid)
-            if v is None:
-                out.append(
-                    SimpleNamespace(
-                        fieldId=fid,
-                        nvmlReturn=NOT_SUPPORTED,
-                        valueType=VALUE_TYPE_ULL,
-                        value=SimpleNamespace(ullVal=0, dVal=0.0),
-                    )
-                )
+            derived = DERIVED_FIELDS.get(fid)
+            if fid in gpu.unsupported_fields:
+                v = None
+            elif derived is None:
+                v = gpu.fields.get(fid)
+            elif getattr(self, derived[0], None) is None or derived[0] in gpu.unsupported:
+                v = None
             else:
-                vt = VALUE_TYPE_DOUBLE if isinstance(v, float) else VALUE_TYPE_ULL
-                out.append(
-                    SimpleNamespace(
-                        fieldId=fid, nvmlReturn=0, valueType=vt, value=SimpleNamespace(ullVal=int(v), dVal=float(v))
+                v = derived[1](gpu)
+            key = (fid, v, type(v))
+            answer = self._answers.get(key)
+            if answer is None:  # one object per distinct answer: the fake's own cost stays out of the measurements
+                if v is None:
+                    value = SimpleNamespace(ullVal=0, dVal=0.0)
+                    answer = SimpleNamespace(
+                        fieldId=fid, nvmlReturn=NOT_SUPPORTED, valueType=VALUE_TYPE_ULL, value=value
                     )
-                )
+                else:
+                    vt = VALUE_TYPE_DOUBLE if isinstance(v, float) else VALUE_TYPE_ULL
+                    value = SimpleNamespace(ullVal=int(v), dVal=float(v))
+                    answer = SimpleNamespace(fieldId=fid, nvmlReturn=0, valueType=vt, value=value)
+                self._answers[key] = answer
+            out.append(answer)
         return out
 
     def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> int:
@@ -144,8 +166,7 @@ class FakeNvml:
         return 16
 
     def nvmlDeviceGetPcieReplayCounter(self, h: int) -> int:
-        self._gpu(h, "nvmlDeviceGetPcieReplayCounter")
-        return 0
+        return self._gpu(h, "nvmlDeviceGetPcieReplayCounter").replay
 
     def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
         gpu = self._gpu(h, "nvmlDeviceGetUtilizationRates")
@@ -192,7 +213,7 @@ class FakeNvml:
 
     def nvmlEventSetWait_v2(self, event_set: str, timeout_ms: int) -> Any:
         try:
-            h, xid = self.events.get(timeout=min(timeout_ms, 50) / 1000)
+            h, xid = self.events.get(timeout=timeout_ms / 1000)  # blocks like the real call: no polling
         except queue.Empty:
             raise NVMLError(TIMEOUT) from None
         return SimpleNamespace(device=h, eventType=0x8, eventData=xid)

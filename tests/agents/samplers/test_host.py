@@ -248,3 +248,29 @@ def test_the_agent_health_row_counts_an_unreadable_psi_file_once_fake_procfs(tmp
         runner.stop()
     health = [row for rows in got for row in rows["agent"]]
     assert [(h["ok"], h["errors_total"]) for h in health] == [(True, 1), (True, 1), (True, 1)]
+
+
+def test_memory_from_one_meminfo_read_equals_psutils():
+    from agents.samplers.host import parse_meminfo
+
+    s = HostSampler(per_core=False)
+    total, available, swap_used = s._memory()
+    vm, swap = psutil.virtual_memory(), psutil.swap_memory()
+    assert total == vm.total and swap_used == swap.used
+    assert abs(available - vm.available) < 256 * 2**20  # read a moment apart on a busy host
+    text = b"MemTotal:       1000 kB\nMemFree:  10 kB\nMemAvailable:    600 kB\nSwapTotal: 50 kB\nSwapFree: 20 kB\n"
+    assert parse_meminfo(text) == {b"MemTotal:": 1024000, b"MemAvailable:": 614400, b"SwapTotal:": 51200,
+                                   b"SwapFree:": 20480}  # fmt: skip
+    assert parse_meminfo(text.replace(b"MemAvailable", b"Cached")) is None  # before Linux 3.14: psutil estimates
+
+
+def test_memory_of_a_fake_procfs_meminfo_and_psutil_where_it_has_no_meminfo(tmp_path):
+    proc = tmp_path / "proc"
+    write_fake_procfs(proc, cpu_some=1, mem_full=1, io_some=1, refault_file=1, pgscan_direct=1)
+    assert (
+        HostSampler(proc_root=proc, per_core=False).read(0.0)["host"][0]["mem_total_bytes"]
+        == psutil.virtual_memory().total
+    )
+    (proc / "meminfo").write_text("MemTotal: 1000 kB\nMemAvailable: 600 kB\nSwapTotal: 50 kB\nSwapFree: 20 kB\n")
+    row = HostSampler(proc_root=proc, per_core=False).read(0.0)["host"][0]
+    assert (row["mem_total_bytes"], row["mem_used_bytes"], row["swap_used_bytes"]) == (1024000.0, 409600.0, 30720.0)

@@ -164,3 +164,26 @@ def test_devices_can_be_restricted_by_name_or_pci_bus():
     gpus = [FakeGpu(), FakeGpu(bus_id="00000000:18:00.0"), FakeGpu(bus_id="00000000:19:00.0")]
     s = sampler(gpus, devices=["gpu0", "00000000:19:00.0"])
     assert s.devices() == ["gpu0", "gpu2"]
+
+
+FUNCTION_FIELDS = ("energy_j", "pcie_replay_count", "power_limit_w", "ecc_corrected_count", "ecc_uncorrected_count")
+
+
+def test_fields_read_in_one_call_equal_what_their_functions_give():
+    gpu = FakeGpu(ecc=(7, 1), replay=3, energy_mj=9_876_543, limit_mw=650_000)
+    batched = accel(sampler([gpu]))["gpu0"]
+    old_driver = accel(sampler([gpu], fake={"missing": ("nvmlDeviceGetFieldValues",)}))["gpu0"]
+    assert {k: batched[k] for k in FUNCTION_FIELDS} == {k: old_driver[k] for k in FUNCTION_FIELDS}
+    assert batched["energy_j"] == pytest.approx(9876.543) and batched["ecc_corrected_count"] == 7
+    assert old_driver["temp_mem_c"] is None and old_driver["power_w"] == pytest.approx(301.5)  # no fields at all
+
+
+def test_a_field_the_driver_does_not_support_is_asked_of_its_function_and_never_again():
+    gpu = FakeGpu(unsupported_fields={83, 94})
+    s = sampler([gpu])
+    accel(s)
+    row = accel(s)["gpu0"]
+    assert row["energy_j"] == pytest.approx(123456.789) and row["pcie_replay_count"] == 0
+    assert s.nvml.calls["nvmlDeviceGetTotalEnergyConsumption"] == 2
+    assert "nvmlDeviceGetEnforcedPowerLimit" not in s.nvml.calls  # its field answers
+    assert "nvmlDeviceGetPowerUsage" not in s.nvml.calls  # the instant field answers: no 1 s average asked
