@@ -314,10 +314,12 @@ class QueuedStore:
         self.open()
         results: list[bool | BaseException] = [False] * len(items)
         checked: list[tuple[int, BatchKey, dict[str, Any]]] = []
+        unchecked: set[int] = set()  # conformed batches the server's own rules have not seen yet
         for i, (key, frames) in enumerate(items):
             try:
                 if conformed and all(isinstance(f, Columns) or m in MEASUREMENTS for m, f in frames.items()):
                     ready = {m: f for m, f in frames.items() if f.height}
+                    unchecked.add(i)
                 else:
                     ready = {
                         m: self.remote.prepare(m, f.frame() if isinstance(f, Columns) else f) for m, f in frames.items()
@@ -327,6 +329,9 @@ class QueuedStore:
                 results[i] = exc
                 continue
             checked.append((i, key, ready))
+        prebuilt: dict[str, pl.DataFrame] | None = None
+        if unchecked:
+            checked, prebuilt = self._server_rules(checked, unchecked, results)
         fresh: list[tuple[int, BatchKey, dict[str, Any]]] = []
         mine: set[BatchKey] = set()
         with self._lock:
@@ -349,7 +354,10 @@ class QueuedStore:
             for m, f in ready.items():
                 by_measurement.setdefault(m, []).append(f)
         try:
-            frames_by_m = {m: [group_frame(m, parts)] for m, parts in by_measurement.items()}
+            if prebuilt is not None and len(fresh) == len(checked):  # the frames checked are the frames to write
+                frames_by_m = {m: [f] for m, f in prebuilt.items()}
+            else:
+                frames_by_m = {m: [group_frame(m, parts)] for m, parts in by_measurement.items()}
             rows = sum(f.height for fs in frames_by_m.values() for f in fs)
             self._enqueue(keys, frames_by_m, rows)
         except BaseException as exc:
@@ -366,6 +374,42 @@ class QueuedStore:
         for i, _, _ in fresh:
             results[i] = True
         return results
+
+    def _server_rules(
+        self,
+        checked: list[tuple[int, BatchKey, dict[str, Any]]],
+        unchecked: set[int],
+        results: list[bool | BaseException],
+    ) -> tuple[list[tuple[int, BatchKey, dict[str, Any]]], dict[str, pl.DataFrame] | None]:
+        """What the server would refuse or drop (`remote.prepare`: retention, far future, text too long...), checked
+        before the ack on batches the collector validated against the schema only: one vectorised check per
+        measurement over the whole group; only when that fails is each batch checked alone, so a bad batch gets
+        its own error and the others are still written. Returns the batches to write, and the group's frames
+        when every batch in ``checked`` was checked together and passed (to be written as they are)."""
+        by_measurement: dict[str, list[Any]] = {}
+        for i, _, ready in checked:
+            if i in unchecked:
+                for m, f in ready.items():
+                    by_measurement.setdefault(m, []).append(f)
+        built: dict[str, pl.DataFrame] = {}
+        try:
+            for m, parts in by_measurement.items():
+                built[m] = self.remote.prepare(m, group_frame(m, parts))
+        except Exception:
+            built = {}
+        else:
+            return checked, (built if len(unchecked) == len(checked) else None)
+        kept = []
+        for i, key, ready in checked:
+            if i in unchecked:
+                try:
+                    for m, f in ready.items():
+                        self.remote.prepare(m, group_frame(m, [f]))
+                except Exception as exc:
+                    results[i] = exc
+                    continue
+            kept.append((i, key, ready))
+        return kept, None
 
     def _known(self, key: BatchKey) -> bool:
         seqs = self._keys.get((key.node, key.boot_id))

@@ -405,6 +405,37 @@ def test_a_group_of_batches_is_queued_once_per_key(tmp_path):
     again.close()
 
 
+class PickyRemote(FakeRemote):
+    """FakeRemote whose server refuses a temperature over 1000 C: a rule the collector's schema check does not know."""
+
+    def prepare(self, measurement: str, frame: pl.DataFrame) -> pl.DataFrame:
+        frame = super().prepare(measurement, frame)
+        if "temp_c" in frame.columns and (frame["temp_c"].max() or 0) > 1000:
+            raise SchemaError("the server refuses a temperature over 1000 C", f"{measurement}.temp_c")
+        return frame
+
+
+def test_validated_batches_meet_the_servers_own_rules_before_the_ack_and_a_bad_one_fails_alone(tmp_path):
+    from telemetry.batch import make_batch, validate_columns
+
+    remote = PickyRemote()
+    q = make(tmp_path, remote)
+
+    def cols(i: int, temp: float) -> dict:
+        doc = make_batch("n1", "b", i, {"accel": frame(i).with_columns(pl.lit(temp).alias("temp_c"))})
+        return validate_columns("n1", [(f["measurement"], f["columns"]) for f in doc["frames"]])
+
+    items = [(BatchKey("n1", "b", i), cols(i, t)) for i, t in ((0, 40.0), (1, 5000.0), (2, 41.0))]
+    results = q.write_batches(items, conformed=True)
+    assert results[0] is True and results[2] is True
+    assert isinstance(results[1], SchemaError) and "accel.temp_c" in str(results[1])
+    assert q.flush(10)
+    assert temps(remote) == [40.0] * 3 + [41.0] * 3
+    # the refused batch was not recorded: it can be sent again once fixed
+    assert q.write_batches([(BatchKey("n1", "b", 1), cols(1, 42.0))], conformed=True) == [True]
+    q.close()
+
+
 def test_a_bad_batch_in_a_group_fails_alone(tmp_path):
     remote = FakeRemote()
     q = make(tmp_path, remote)
