@@ -49,11 +49,19 @@ class CollectorApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
+def create_app(
+    store: TelemetryStore,
+    settings: CollectorSettings,
+    *,
+    metrics: CollectorMetrics | None = None,
+    committer: GroupCommitter | None = None,
+) -> FastAPI:
     """The collector app. ``app.state.settings`` may be replaced at run time (SIGHUP reload): tokens,
     limits and rate budgets are read from it on every request (the body size limit and timeout are fixed at
-    start)."""
-    metrics = CollectorMetrics()
+    start). A worker of a collector with several (`telemetry.collector.workers`) passes its ``metrics`` (summed
+    over the processes) and its ``committer`` (`telemetry.collector.writer.RemoteCommitter`: the store writer
+    process groups the batches of every worker); by default a `GroupCommitter` paced by ``commit_pace_s``."""
+    metrics = metrics or CollectorMetrics()
     metrics.watch_store(store)
     app = CollectorApp(
         title="neighborscope collector",
@@ -67,7 +75,7 @@ def create_app(store: TelemetryStore, settings: CollectorSettings) -> FastAPI:
         store=store,
         settings=lambda: app.state.settings,
         metrics=metrics,
-        committer=GroupCommitter(store, min_interval_s=0.1, pace_s=settings.collector.commit_pace_s),
+        committer=committer or GroupCommitter(store, min_interval_s=0.1, pace_s=settings.collector.commit_pace_s),
         limits=RowLimits(metrics),
     )
     metrics.watch_committer(ing.committer)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import gc
 import ipaddress
-import resource
 import signal
-import socket
 from pathlib import Path
 
 import typer
 
+from telemetry.collector.server import GC_GEN0_THRESHOLD, bind, raise_nofile_limit, tune_gc, uvicorn_server
 from telemetry.errors import ConfigError
+
+__all__ = ["GC_GEN0_THRESHOLD", "bind", "collector", "raise_nofile_limit", "tune_gc"]
 
 
 def _is_loopback(host: str) -> bool:
@@ -33,49 +33,6 @@ def _parse_tokens(values: list[str]) -> dict[str, str]:
     return out
 
 
-def raise_nofile_limit() -> int:
-    """Raise the soft file-descriptor limit to the hard one (as Go programs do at start) and return it: a
-    collector holds a descriptor per client connection and per store file it writes."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if soft != resource.RLIM_INFINITY and soft < want:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-            soft = want
-        except (ValueError, OSError):
-            pass
-    return soft if soft != resource.RLIM_INFINITY else 1 << 20
-
-
-#: young-generation threshold of the cyclic garbage collector in a collector process (Python's default: 700)
-GC_GEN0_THRESHOLD = 20_000
-
-
-def tune_gc() -> None:
-    """Take what the process holds at start (~100k objects of its imports, the app, the store's index) out of
-    the cyclic garbage collector's view (`gc.freeze`) and let it run less often. A batch is a few hundred lists
-    and dicts that reference counting frees; with the defaults the collector's full collections, each walking
-    every object, took a third of decoding's CPU (docs/collector-performance.md). Cycles are still collected."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket (port 0 picks a free port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
 def collector(
     store: str = typer.Option(
         "neighborscope-data/store",
@@ -94,12 +51,21 @@ def collector(
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
     tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate (chain): serve HTTPS."),
     tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        max=64,
+        help="HTTP worker processes on the one port, plus one store writer process (default: `workers` in "
+        "--config, else 1: one process does everything).",
+    ),
 ) -> None:
     """Run the collector: agents POST batches to /v1/batches; Telegraf / influx clients write line
     protocol to /api/v2/write or /write; /healthz and /metrics for operations.
 
     Send SIGHUP to reload --config (tokens, limits) without a restart. With --tls-cert/--tls-key the
-    collector speaks HTTPS only.
+    collector speaks HTTPS only. With --workers N (N > 1) N processes serve HTTP on the port and one more owns
+    the store (docs/fleet.md); SIGTERM and SIGHUP go to the first process, which passes them on.
 
     Example: neighborscope collector --store ./data --config collector.toml --port 8428
     """
@@ -121,11 +87,14 @@ def collector(
             raise ConfigError(f"refusing to listen on {host} without node tokens (--config or --node-token)")
         typer.echo("warning: no node tokens configured: every write will be refused with 401", err=True)
 
-    import uvicorn
+    n_workers = workers if workers is not None else settings.collector.workers
+    if n_workers > 1:
+        from telemetry.collector.workers import Supervisor
+
+        Supervisor(n_workers, store, config, extra, settings, host, port, port_file, log_level, tls_cert, tls_key).run()
+        return
 
     from telemetry.collector.app import create_app
-    from telemetry.collector.protocol import guarded_protocol
-    from telemetry.collector.settings import FD_RESERVE, connection_limit
     from telemetry.store.factory import open_store
 
     db = open_store(store)
@@ -150,22 +119,7 @@ def collector(
 
     signal.signal(signal.SIGHUP, reload)
     scheme = "https" if tls_cert else "http"
-    opts = settings.collector
-    limit = connection_limit(opts, raise_nofile_limit())
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            http=guarded_protocol(opts.header_timeout_s, hard_limit=limit + FD_RESERVE // 2),
-            limit_concurrency=limit,  # uvicorn answers 503 to a request while this many connections are open
-            timeout_keep_alive=opts.keep_alive_timeout_s,  # type: ignore[arg-type] - a float works
-            h11_max_incomplete_event_size=64 * 1024,  # request line and headers (h11; httptools has its own)
-            log_level=log_level,
-            access_log=False,
-            timeout_graceful_shutdown=10,
-            ssl_certfile=str(tls_cert) if tls_cert else None,
-            ssl_keyfile=str(tls_key) if tls_key else None,
-        )
-    )
+    server = uvicorn_server(app, settings, log_level, tls_cert, tls_key)
     typer.echo(f"neighborscope collector listening on {scheme}://{host}:{bound} (store: {db!r})", err=True)
     try:
         tune_gc()

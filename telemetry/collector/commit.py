@@ -92,13 +92,24 @@ class GroupCommitter:
     after. A Parquet commit costs ~4 ms of CPU whatever its size (a file and fsyncs per measurement), a batch
     ~0.15 ms, so at 1,000 batches/s groups of ~50 instead of ~5 take the collector's CPU per batch down about
     twofold, for at most ``pace_s`` more latency (docs/collector-performance.md); a fast store (a queue
-    append) is paced less. A lone client sending back to back (groups of one) is never paced. Every caller
+    append) is paced less, and a store whose ``commit_pace_s`` is smaller caps ``pace_s`` at it. A lone client sending back to back (groups of one) is never paced. Every caller
     gets its own batch's answer once the group is durable."""
 
-    def __init__(self, store: Any, min_interval_s: float = 0.05, pace_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        store: Any,
+        min_interval_s: float = 0.05,
+        pace_s: float = 0.05,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        """``on_commit(batches)`` is called as each group is handed to the store (the store writer process of a
+        collector with workers counts its groups with it)."""
         self.store = store
+        self.on_commit = on_commit
+        self.on_arriving: Callable[[int], None] | None = None  # called with `arriving` on every change
         self.min_interval_s = min_interval_s
-        self.pace_s = pace_s
+        # a store may pace less than the default: its commit costs less CPU than the wait would save
+        self.pace_s = min(pace_s, getattr(store, "commit_pace_s", pace_s))
         self.commits = 0  # groups handed to the store
         self.committed = 0  # batches in them
         write_many = getattr(store, "write_batches", None)
@@ -120,10 +131,35 @@ class GroupCommitter:
         self._last_start = 0.0
         self._last_size = 0
         self._last_duration = 0.0
-        self.arriving = 0  # requests received and not yet handed to write()
+        self._arriving = 0
+
+    @property
+    def arriving(self) -> int:
+        """Requests received and not yet handed to `write`."""
+        return self._arriving
+
+    @arriving.setter
+    def arriving(self, n: int) -> None:
+        self._arriving = n
+        if self.on_arriving is not None:
+            self.on_arriving(n)
 
     def arrival(self) -> Arrival:
         return Arrival(self)
+
+    async def write_group(self, items: list[tuple[BatchKey, dict[str, Columns]]]) -> list[bool | BaseException]:
+        """`write` for several batches handed over together (a worker process's group, in the store writer):
+        per batch True (new), False (a replay) or the exception it raised, once every one is durable."""
+        if self._write_many is None:
+            out: list[bool | BaseException] = []
+            for key, frames in items:
+                try:
+                    out.append(await self.write(key, frames))
+                except Exception as exc:
+                    out.append(exc)
+            return out
+        futures = [self.submit(key, frames) for key, frames in items]
+        return list(await asyncio.gather(*futures, return_exceptions=True))
 
     async def write(self, key: BatchKey, frames: dict[str, Columns], arrival: Arrival | None = None) -> bool:
         """Store one batch (validated columns); True when new, False for a replay. ``arrival``, the request's,
@@ -133,12 +169,22 @@ class GroupCommitter:
         if self._write_many is None:
             built = await run_in_threadpool(lambda: {m: c.frame() for m, c in frames.items()})
             return await run_in_threadpool(self.store.write_batch, key, built)
+        return await self.submit(key, frames)
+
+    @property
+    def groups(self) -> bool:
+        """Whether the store takes groups (`submit` works); else `write` stores each batch on its own."""
+        return self._write_many is not None
+
+    def submit(self, key: BatchKey, frames: dict[str, Columns]) -> asyncio.Future:
+        """Queue one batch for the next group (a store that takes groups: `groups`); the future's result is what
+        `write` returns (or its exception). For a caller that answers from a callback (the store writer)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._pending.append((key, frames, fut))
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run())
-        return await fut
+        return fut
 
     async def _run(self) -> None:
         while self._pending:
@@ -155,6 +201,8 @@ class GroupCommitter:
             self._last_size = len(group)
             self.commits += 1
             self.committed += len(group)
+            if self.on_commit is not None:
+                self.on_commit(len(group))
             try:
                 results = await run_in_threadpool(self._write_many, [(k, f) for k, f, _ in group])
                 self._last_duration = time.monotonic() - self._last_start

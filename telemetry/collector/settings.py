@@ -11,6 +11,7 @@ keep_alive_timeout_s = 5         # an idle keep-alive connection is closed after
 max_connections = 0              # 503 above this many open connections (0: from `ulimit -n`, see below)
 max_future_s = 86400             # 422 for a time further ahead than this (or before 2000-01-01)
 commit_pace_s = 0.05             # when busy, one group commit per this long (larger groups: less CPU per batch)
+workers = 1                      # HTTP worker processes sharing the port, and one store writer (read at start)
 
 [nodes.node1]
 token = "s3cret"                 # or, better, the hash:
@@ -77,6 +78,13 @@ class CollectorOptions(BaseModel):
         le=1,
         description="a busy collector commits at most one group of batches per this many seconds (0: as soon as "
         "the previous one is done); larger groups cost less CPU per batch, at most this much more latency",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="processes serving HTTP on the one port (auth, decoding, validation); above 1 they hand the "
+        "validated batches to one more process that owns the store (docs/fleet.md). Read at start only",
     )
 
 

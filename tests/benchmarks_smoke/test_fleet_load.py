@@ -65,4 +65,5 @@ def test_collector_cpu_benchmark_compares_paced_and_unpaced_against_baselines(tm
     assert [r["commit_pace_s"] for r in got["runs"]] == [0, 0.02]
     assert all(r["ok"] == r["scheduled"] == 6 and r["cpu_ms_per_batch"] > 0 for r in got["runs"])
     base = got["baselines_ms"]
-    assert 0 < base["decode"] < base["decode+validate"] and base["store"] > 0
+    assert 0 < base["decode"] < base["decode+validate generic"] and base["store"] > 0
+    assert base["decode+validate typed"] > 0

@@ -224,3 +224,14 @@ def test_a_responses_head_waits_for_its_body_and_goes_out_in_one_write():
         b"HTTP/1.1 204 No Content\r\n\r\n",
         b"HTTP/1.1 408 Request Timeout\r\n\r\nraw",
     ]
+
+
+def test_a_store_whose_commit_is_cheap_caps_the_pace_and_the_queue_is_such_a_store(tmp_path):
+    from telemetry.collector.commit import GroupCommitter
+    from telemetry.store.influx import InfluxConfig, InfluxStore
+    from telemetry.store.queued import QueuedStore
+
+    queue = QueuedStore(InfluxStore(InfluxConfig(url="http://127.0.0.1:9")), tmp_path / "queue")
+    assert GroupCommitter(queue, pace_s=0.05).pace_s == queue.commit_pace_s < 0.05
+    assert GroupCommitter(queue, pace_s=0.001).pace_s == 0.001  # a smaller configured pace stays
+    assert GroupCommitter(object(), pace_s=0.05).pace_s == 0.05  # a store without one: the configured pace
