@@ -72,6 +72,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import polars as pl
 
@@ -194,11 +195,26 @@ def choose_window_s(
     """Smallest ladder step whose average window holds ``min_itl_samples`` ITLs (``run_seconds``: total
     seconds the runs cover). Falls back to the largest step."""
     n = _lazy(tokens).select(pl.col("itl_ms").is_not_null().sum()).collect().item() or 0
-    rate = n / run_seconds if run_seconds > 0 else 0.0
+    return window_for_itl_count(n, run_seconds, min_itl_samples, ladder)
+
+
+def window_for_itl_count(
+    itl_n: int,
+    run_seconds: float,
+    min_itl_samples: int = MIN_ITL_SAMPLES,
+    ladder: Sequence[float] = WINDOW_LADDER_S,
+) -> float:
+    """`choose_window_s` from the number of ITL samples (``itl_n``, e.g. summed from `TokenAggregates.runs`)."""
+    rate = itl_n / run_seconds if run_seconds > 0 else 0.0
     for w in ladder:
         if rate * w >= min_itl_samples:
             return float(w)
     return float(ladder[-1])
+
+
+def run_seconds(runs: pl.DataFrame) -> float:
+    """Seconds the runs cover (``end - start`` summed): what `choose_window_s` divides the ITL count by."""
+    return float((runs["end"].cast(pl.Int64) - runs["start"].cast(pl.Int64)).sum() / 1e9) if runs.height else 0.0
 
 
 def _normalise_tokens(tokens: Frame) -> pl.LazyFrame:
@@ -244,27 +260,112 @@ def by_run_chunks(
     return pl.concat([fn(lf.filter(pl.col("run_id").is_in(ids))) for ids in chunks])
 
 
+def _window_aggs() -> list[pl.Expr]:
+    """`token_windows`' aggregations of one (run_id, window_start) group."""
+    return [
+        pl.col("tokens").sum().alias("tokens"),
+        pl.col("itl_ms").is_not_null().sum().alias("itl_n"),
+        pl.col("itl_ms").quantile(0.5, "linear").alias("itl_ms_p50"),
+        pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99"),
+        pl.col("itl_ms").mean().alias("itl_ms_mean"),
+    ]
+
+
+def _windowed(part: pl.LazyFrame, window_s: float) -> pl.LazyFrame:
+    return (
+        part.with_columns(window_expr(window_s).alias("window_start"))
+        .group_by("run_id", "window_start")
+        .agg(*_window_aggs())
+        .with_columns(pl.col("run_id").cast(pl.String))
+    )
+
+
 def token_windows(tokens: Frame, window_s: float, max_rows: int = TOKEN_CHUNK_ROWS) -> pl.DataFrame:
     """Per (run_id, window_start): ``tokens`` (emitted), ``itl_n``, ``itl_ms_p50``, ``itl_ms_p99`` (unfiltered),
     ``itl_ms_mean`` of the tokens layout; computed over chunks of whole runs (`TOKEN_CHUNK_ROWS`)."""
     lf = _normalise_tokens(tokens).select("run_id", "time", "itl_ms", "tokens")
+    return by_run_chunks(lf, lambda part: _windowed(part, window_s).collect(), max_rows)
 
-    def agg(part: pl.LazyFrame) -> pl.DataFrame:
-        return (
-            part.with_columns(window_expr(window_s).alias("window_start"))
-            .group_by("run_id", "window_start")
-            .agg(
-                pl.col("tokens").sum().alias("tokens"),
-                pl.col("itl_ms").is_not_null().sum().alias("itl_n"),
-                pl.col("itl_ms").quantile(0.5, "linear").alias("itl_ms_p50"),
-                pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99"),
-                pl.col("itl_ms").mean().alias("itl_ms_mean"),
-            )
-            .with_columns(pl.col("run_id").cast(pl.String))
-            .collect()
+
+RUN_TOKEN_COLUMNS: dict[str, pl.DataType] = {
+    "run_id": pl.String(), "rows": pl.Int64(), "itl_n": pl.Int64(), "itl_ms_p50": pl.Float64(),
+    "itl_ms_p99": pl.Float64(),
+}  # fmt: skip
+"""`TokenAggregates.runs`: per run its token rows, ITL samples and ITL quantiles over all its tokens (numpy-linear,
+as `analysis.degradation.run_metrics` compares runs; null without an ITL)."""
+
+
+def _run_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
+    counts = lf.group_by("run_id").agg(
+        pl.len().cast(pl.Int64).alias("rows"), pl.col("itl_ms").is_not_null().sum().cast(pl.Int64).alias("itl_n")
+    )
+    quantiles = (
+        lf.filter(pl.col("itl_ms").is_not_null())
+        .group_by("run_id")
+        .agg(
+            pl.col("itl_ms").quantile(0.5, "linear").alias("itl_ms_p50"),
+            pl.col("itl_ms").quantile(0.99, "linear").alias("itl_ms_p99"),
+        )
+    )
+    return (
+        counts.join(quantiles, on="run_id", how="left")
+        .with_columns(pl.col("run_id").cast(pl.String))
+        .select(list(RUN_TOKEN_COLUMNS))
+    )
+
+
+@dataclass(frozen=True)
+class TokenAggregates:
+    """Everything analysis reads from the tokens of a set of runs, reduced once: per run (`RUN_TOKEN_COLUMNS`: the
+    ITL count that chooses the window, the per-run ITL quantiles the phase comparison uses) and per (run_id,
+    window_start) at ``window_s`` (`token_windows`' columns). `token_aggregates` computes both in one read of the
+    tokens; `analysis.analyze` also keeps them in the store (per run, a derived artifact of the write-once tokens
+    artifact) so a second analysis of the same runs reads no token at all."""
+
+    window_s: float
+    runs: pl.DataFrame
+    windows: pl.DataFrame
+
+    @property
+    def itl_n(self) -> int:
+        """ITL samples of every run (what `align` chooses the window from)."""
+        return int(self.runs["itl_n"].sum() or 0)
+
+    def of_runs(self, run_ids: Sequence[str]) -> TokenAggregates:
+        """The aggregates of ``run_ids`` only."""
+        ids = list(run_ids)
+        return TokenAggregates(
+            self.window_s,
+            self.runs.filter(pl.col("run_id").is_in(ids)),
+            self.windows.filter(pl.col("run_id").is_in(ids)),
         )
 
-    return by_run_chunks(lf, agg, max_rows)
+
+def token_aggregates(
+    tokens: Frame | Sequence[pl.LazyFrame], window_s: float, max_rows: int = TOKEN_CHUNK_ROWS
+) -> TokenAggregates:
+    """`TokenAggregates` of ``tokens`` at ``window_s``, each token read once: a chunk of whole runs is read into
+    memory, then aggregated per window and per run. ``tokens``: one frame (split into chunks of about ``max_rows``
+    rows here, `by_run_chunks`), or the chunks themselves, each holding whole runs (e.g. a few runs' files: then no
+    run_id column is read to split them)."""
+    if isinstance(tokens, pl.DataFrame | pl.LazyFrame):
+        lf = _normalise_tokens(tokens).select("run_id", "time", "itl_ms", "tokens")
+        ids = _run_chunks(lf, max_rows)
+        parts = [lf] if ids is None else [lf.filter(pl.col("run_id").is_in(c)) for c in ids]
+    else:
+        parts = [_normalise_tokens(p).select("run_id", "time", "itl_ms", "tokens") for p in tokens]
+    wins, runs = [], []
+    for part in parts:
+        df = part.collect()
+        w, r = pl.collect_all([_windowed(df.lazy(), window_s), _run_stats(df.lazy())])
+        wins.append(w)
+        runs.append(r)
+    windows = pl.concat(wins) if wins else _windowed(pl.LazyFrame(schema=_TOKEN_SCHEMA), window_s).collect()
+    stats = pl.concat(runs) if runs else pl.DataFrame(schema=RUN_TOKEN_COLUMNS)
+    return TokenAggregates(float(window_s), stats, windows)
+
+
+_TOKEN_SCHEMA = {"run_id": pl.String, "time": TIME_DTYPE, "itl_ms": pl.Float64, "tokens": pl.Int64}
 
 
 def victim_windows(
@@ -273,18 +374,21 @@ def victim_windows(
     runs: pl.DataFrame,
     window_s: float,
     min_itl_samples: int = MIN_ITL_SAMPLES,
+    *,
+    windows_of_tokens: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The victim's windows (layout in the module docstring).
 
     ``requests``: the requests layout (`analysis.ingest.model`) of the runs (run_id, time, ttft_ms, e2e_ms,
     input_tokens, error); ``tokens``: the tokens layout (``tokens`` column optional, 1 per row); ``runs``: one
-    row per run with run_id, phase, group, start, end (Datetime UTC).
+    row per run with run_id, phase, group, start, end (Datetime UTC). ``windows_of_tokens``: `token_windows` of
+    ``tokens`` at ``window_s`` already computed (`TokenAggregates.windows`): the tokens are then not read.
     """
     w_ns = round(window_s * 1e9)
     run_lf = runs.lazy().select(
         "run_id", "phase", "group", pl.col("start").cast(TIME_DTYPE), pl.col("end").cast(TIME_DTYPE)
     )
-    tok = token_windows(tokens, window_s).lazy()
+    tok = (token_windows(tokens, window_s) if windows_of_tokens is None else windows_of_tokens).lazy()
     ok = requests.lazy().filter(pl.col("error").is_null() & pl.col("ttft_ms").is_not_null())
     started = (
         ok.with_columns(window_expr(window_s).alias("window_start"))
@@ -595,6 +699,18 @@ def group_windows_direct(accel: Frame, window_s: float) -> pl.DataFrame:
     )
 
 
+class WindowCache(Protocol):
+    """Where `grid_from_victim` keeps the telemetry window frames it computed, to give them back when asked again
+    for the same ones: ``name`` is the measurement (``accel`` with a suffix: ``accel.groups`` or ``accel.devices``),
+    ``keep`` the victim's windows (None: every window). Exactness is the implementation's: a frame may come back
+    only while the telemetry it was computed from is unchanged (`analysis.analyze` keys it by the store files
+    read; telemetry is not write-once, a late batch adds a file)."""
+
+    def get(self, name: str, window_s: float, keep: pl.Series | None) -> pl.DataFrame | None: ...
+
+    def put(self, name: str, window_s: float, keep: pl.Series | None, frame: pl.DataFrame) -> None: ...
+
+
 def grid_from_victim(
     victim: pl.DataFrame,
     window_s: float,
@@ -609,32 +725,41 @@ def grid_from_victim(
     per_device: bool = False,
     victim_windows_only: bool = True,
     notes: Sequence[str] = (),
+    cache: WindowCache | None = None,
 ) -> Grid:
     """The telemetry half of `align`: a victim window table (layout and contract in the module docstring: from
     `victim_windows`, or from another source such as live serving metrics on the same ``window_s`` grid) put
     next to the telemetry frames, each aggregated to windows (`measurement_windows` and friends; only the
-    victim's windows when ``victim_windows_only``). ``notes`` are carried into `Grid.notes`."""
+    victim's windows when ``victim_windows_only``). ``notes`` are carried into `Grid.notes`. ``cache``: each
+    measurement's window frame is taken from it where it has one, else computed and given to it."""
     out_notes = list(notes)
     keep = victim["window_start"].unique() if victim_windows_only and victim.height else None
     empty = _empty()
+
+    def cached(name: str, frame: Frame, fn: Callable[[pl.LazyFrame], pl.DataFrame]) -> pl.DataFrame:
+        got = cache.get(name, window_s, keep) if cache is not None else None
+        if got is None:
+            got = _by_time(frame, keep, window_s, fn)
+            if cache is not None:
+                cache.put(name, window_s, keep, got)
+        return got
+
     if accel is None:
         devices, groups = empty, empty
     elif per_device:
-        devices = _by_time(accel, keep, window_s, lambda lf: device_windows(lf, window_s))
+        devices = cached("accel.devices", accel, lambda lf: device_windows(lf, window_s))
         groups = group_windows(devices)
     else:
-        devices, groups = empty, _by_time(accel, keep, window_s, lambda lf: group_windows_direct(lf, window_s))
+        devices, groups = empty, cached("accel.groups", accel, lambda lf: group_windows_direct(lf, window_s))
     if accel is None or groups.height == 0:
         out_notes.append("no accelerator telemetry in the analysed span")
 
     def windows(frame: Frame | None, measurement: str) -> pl.DataFrame:
         if frame is None:
             return empty
-        return _by_time(frame, keep, window_s, lambda lf: measurement_windows(lf, window_s, measurement))
+        return cached(measurement, frame, lambda lf: measurement_windows(lf, window_s, measurement))
 
-    sw = (
-        _by_time(host_core, keep, window_s, lambda lf: socket_windows(lf, window_s)) if host_core is not None else empty
-    )
+    sw = cached("host_core", host_core, lambda lf: socket_windows(lf, window_s)) if host_core is not None else empty
     return Grid(
         window_s=window_s,
         victim=victim,
@@ -666,6 +791,8 @@ def align(
     min_itl_samples: int = MIN_ITL_SAMPLES,
     per_device: bool = False,
     victim_windows_only: bool = True,
+    aggregated: TokenAggregates | None = None,
+    cache: WindowCache | None = None,
 ) -> Grid:
     """Put the victim's runs and the telemetry on one grid (``window_s`` None: `choose_window_s`):
     `victim_windows`, then `grid_from_victim`.
@@ -673,18 +800,24 @@ def align(
     Telemetry frames may be lazy (`ParquetStore.scan`); they are filtered and aggregated to windows before
     collecting. ``victim_windows_only``: aggregate telemetry only over the windows the victim's runs cover (what
     attribution uses; a day with a few runs reads everything but aggregates little). ``per_device``: also fill
-    `Grid.devices` (else empty; groups are computed from the samples directly).
+    `Grid.devices` (else empty; groups are computed from the samples directly). ``aggregated``: the
+    `TokenAggregates` of ``tokens`` (the window is chosen from its ITL count and, where it is its window, its
+    windows are used: the tokens are not read). ``cache``: `grid_from_victim`'s telemetry window cache.
     """
     notes: list[str] = []
     if window_s is None:
-        secs = float((runs["end"].cast(pl.Int64) - runs["start"].cast(pl.Int64)).sum() / 1e9) if runs.height else 0.0
-        window_s = choose_window_s(tokens, secs, min_itl_samples)
+        secs = run_seconds(runs)
+        if aggregated is not None:
+            window_s = window_for_itl_count(aggregated.itl_n, secs, min_itl_samples)
+        else:
+            window_s = choose_window_s(tokens, secs, min_itl_samples)
         notes.append(
             f"window {window_s:g} s: the smallest of {list(WINDOW_LADDER_S)} s at which a window holds "
             f">= {min_itl_samples} ITL samples on average (windowed p99 rests on ~1k samples; one length for the "
             f"whole run, windows under {min(MIN_P99_SAMPLES, min_itl_samples)} ITLs get no p99)"
         )
-    victim = victim_windows(requests, tokens, runs, window_s, min_itl_samples)
+    windows_of_tokens = aggregated.windows if aggregated is not None and aggregated.window_s == window_s else None
+    victim = victim_windows(requests, tokens, runs, window_s, min_itl_samples, windows_of_tokens=windows_of_tokens)
     return grid_from_victim(
         victim,
         window_s,
@@ -698,4 +831,5 @@ def align(
         per_device=per_device,
         victim_windows_only=victim_windows_only,
         notes=notes,
+        cache=cache,
     )

@@ -27,7 +27,10 @@ Benchmarks and live serving data are two sources of the same victim window table
 `analysis.live.live_windows`); `analyze` chooses the source (``source="auto"``: the victim's benchmark runs in
 the range when there are any, else its serving rows) and everything after the table is shared.
 
-The JSON schema is documented in docs/analysis.md. Store reading is the only I/O here; the rest is pure.
+The JSON schema is documented in docs/analysis.md. Store reading is the only I/O here; the rest is pure. What
+`analyze` derives from the store it keeps there (`analysis.derived`: per run its token aggregates, per analysis the
+telemetry windows, keyed by the files read), so a second analysis of the same runs reads those instead of every
+token and sample (docs/analysis-performance.md).
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ from typing import Any, Literal
 import polars as pl
 
 from analysis import attribution as attr
-from analysis.align import align
+from analysis.align import TokenAggregates, WindowCache, align, run_seconds
 from analysis.degradation import PHASE_COLUMNS, Thresholds, has_rows, phase_degradation, runs_frame
+from analysis.derived import TelemetryWindowCache, files_identity, is_derived, stored_token_aggregates
 from analysis.knee import Knee, ttft_knee, with_load
 from analysis.stats import blas_threads
 from telemetry.errors import ConfigError, StoreError
@@ -75,6 +79,8 @@ class TelemetryFrames:
     disk: Frame | None = None
     net: Frame | None = None
     rdma: Frame | None = None
+    cache: WindowCache | None = None
+    """Where the window aggregates of these frames are kept between analyses (`analysis.derived`); None: none."""
 
     def any_activity(self) -> bool:
         """Whether any co-tenant activity was collected (accelerators, tenants, disks, NICs, RDMA)."""
@@ -189,12 +195,18 @@ def analyze_frames(
     victim: str | None = None,
     telemetry: TelemetryFrames | None = None,
     options: AnalysisOptions | None = None,
+    aggregated: TokenAggregates | None = None,
 ) -> AnalysisResult:
     """Phase table for the victim's group (every group when ``victim`` is None) and, when the victim has
     per-token data and telemetry, its `Attribution`. ``runs``: `analysis.degradation.runs_frame`. BLAS runs on one
-    thread meanwhile (`analysis.stats.blas_threads`: the matrices are small, more threads only burn CPU)."""
+    thread meanwhile (`analysis.stats.blas_threads`: the matrices are small, more threads only burn CPU).
+    ``aggregated``: the `analysis.align.TokenAggregates` of the victim's tokens, computed already (e.g. kept in the
+    store, `analysis.derived`): the per-run ITL quantiles and the windows are then taken from it, not from
+    ``tokens`` (still needed for a window bootstrap, which reads one phase's runs)."""
     with blas_threads(1):
-        return _analyze_frames(runs, requests, tokens, victim=victim, telemetry=telemetry, options=options)
+        return _analyze_frames(
+            runs, requests, tokens, victim=victim, telemetry=telemetry, options=options, aggregated=aggregated
+        )
 
 
 def _analyze_frames(
@@ -205,6 +217,7 @@ def _analyze_frames(
     victim: str | None,
     telemetry: TelemetryFrames | None,
     options: AnalysisOptions | None,
+    aggregated: TokenAggregates | None = None,
 ) -> AnalysisResult:
     tel = telemetry or TelemetryFrames()
     opt = options or AnalysisOptions()
@@ -227,6 +240,7 @@ def _analyze_frames(
         phase_order=opt.phase_order,
         groups=[victim] if victim else None,
         thresholds=th,
+        run_itl=aggregated.runs if aggregated is not None and victim else None,
     )
     notes = _phase_notes(runs, phases, victim, th)
     attributions: dict[str, attr.Attribution | None] = {}
@@ -256,6 +270,8 @@ def _analyze_frames(
             net=tel.net,
             rdma=tel.rdma,
             window_s=opt.window_s,
+            aggregated=None if aggregated is None else aggregated.of_runs(ids),
+            cache=tel.cache,
         )
         bases = phases.filter(pl.col("group") == victim)["baseline_phase"].unique().to_list()
         bphase = opt.baseline if isinstance(opt.baseline, str) else (bases[0] if bases else None)
@@ -557,7 +573,8 @@ def analyze(
     rf = runs_frame(runs)
     if rf.height == 0:
         raise ConfigError("no benchmark runs in the store match (import some with `neighborscope import bench`)")
-    req_frames, tok_frames, broken = [], [], []
+    req_frames, broken = [], []
+    tok_scans: dict[str, pl.LazyFrame] = {}
     analysed = [r for r in runs if r.group == victim] if victim else runs
     for r in analysed:
         try:
@@ -568,24 +585,37 @@ def analyze(
             continue
         if req is not None and req.height and tok is not None:
             req_frames.append(req)
-            tok_frames.append(tok)
+            tok_scans[r.run_id] = tok
         elif req is not None and req.height:
             req_frames.append(req)
     requests = pl.concat(req_frames, how="diagonal_relaxed") if req_frames and not broken else None
-    # one lazy frame over the runs' token files: its consumers read a few runs at a time, never all of them; up to
-    # EAGER_TOKEN_ROWS they are read once instead (each consumer re-reading the files costs more CPU than it saves)
-    tokens = pl.concat(tok_frames, how="diagonal_relaxed") if tok_frames and not broken else None
-    if tokens is not None and tokens.select(pl.len()).collect().item() <= EAGER_TOKEN_ROWS:
+    # one lazy frame over the runs' token files: its consumers read a few runs at a time, never all of them
+    tokens = pl.concat(list(tok_scans.values()), how="diagonal_relaxed") if tok_scans and not broken else None
+    v_runs = rf.filter(pl.col("group") == victim) if victim else rf.head(0)
+    aggregated = None
+    if victim and tokens is not None:
+        # what the analysis reads of the victim's tokens, kept in the store per run (`analysis.derived`): the
+        # first analysis of a run reads its tokens once, later ones read its aggregates only
+        spans = v_runs.filter(pl.col("start").is_not_null() & pl.col("end").is_not_null())
+        aggregated = stored_token_aggregates(store, tok_scans, run_seconds(spans), window_s)
+    elif tokens is not None and tokens.select(pl.len()).collect().item() <= EAGER_TOKEN_ROWS:
+        # no victim (every group's phase table): up to EAGER_TOKEN_ROWS the tokens are read once, not per consumer
         tokens = tokens.collect().with_columns(pl.col("run_id").cast(pl.Categorical))
     telemetry = TelemetryFrames()
-    v_runs = rf.filter(pl.col("group") == victim) if victim else rf.head(0)
     if victim and v_runs.height and v_runs["start"].null_count() < v_runs.height:
         lo = v_runs["start"].min() - timedelta(seconds=TELEMETRY_PAD_S)
         hi = v_runs["end"].max() + timedelta(seconds=TELEMETRY_PAD_S)
         nodes = sorted({r.node for r in runs if r.node}) or [node or ""]
         telemetry = read_telemetry(store, lo, hi, node=node, topology=topology, nodes=nodes)
+        idents = {m: files_identity(store, m, lo, hi) for m in TELEMETRY_MEASUREMENTS if m in store.measurements()}
+        telemetry = replace(
+            telemetry,
+            cache=TelemetryWindowCache(store, {m: f"node={node}|{i}" for m, i in idents.items() if i is not None}),
+        )
     options = AnalysisOptions(baseline, phase_order, thresholds, window_s, n_shifts, seed)
-    result = analyze_frames(rf, requests, tokens, victim=victim, telemetry=telemetry, options=options)
+    result = analyze_frames(
+        rf, requests, tokens, victim=victim, telemetry=telemetry, options=options, aggregated=aggregated
+    )
     notes = [*([order_note] if order_note else []), *result.notes]
     if source == "auto" and victim and _has_serving(store, victim, node):
         notes.append(
@@ -598,7 +628,7 @@ def analyze(
             f"per-request data of {len(broken)} run(s) could not be read ({'; '.join(broken[:2])}): every "
             "phase is compared from the runs' summaries only, and there is no attribution",
         )
-    unreadable = unreadable_inputs(store)
+    unreadable = tuple(u for u in unreadable_inputs(store) if not is_derived(u[0]))  # derived: recomputed
     listed = {path for path, _ in unreadable}
     unreadable += tuple(
         (f"artifact of run {b.split(' ', 1)[0]}", b.split(" ", 1)[1].strip("()"))
@@ -710,9 +740,10 @@ def unreadable_inputs(store: TelemetryStore) -> tuple[tuple[str, str], ...]:
 
 
 EAGER_TOKEN_ROWS = 20_000_000
-"""Up to this many tokens (about a day of a busy victim, ~560 MB as analysis keeps them) `analyze` reads them into
-memory once; beyond, they stay a lazy scan of the runs' files (a week: 10^8 tokens, 2.8 GB) that each consumer
-reads a few runs at a time."""
+"""Without a victim (every group's phase table, no token aggregates kept), up to this many tokens (about a day of a
+busy victim, ~560 MB as analysis keeps them) `analyze` reads them into memory once; beyond, they stay a lazy scan of
+the runs' files (a week: 10^8 tokens, 2.8 GB) that each consumer reads a few runs at a time. With a victim the
+tokens are read once, by `analysis.derived.stored_token_aggregates`, and only where their aggregates are not kept."""
 
 TOKEN_COLUMNS = ("run_id", "request_index", "time", "itl_ms", "tokens")
 """The tokens layout's columns analysis reads."""

@@ -208,9 +208,11 @@ def _per_run_from_requests(
     slo_ttft: float | None,
     slo_tpot: float | None,
     tokens: pl.DataFrame | pl.LazyFrame | None = None,
+    run_itl: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per-run metrics recomputed from per-request data (numpy-linear percentiles, as the tools do); ITL from
-    ``tokens`` when given, else from the requests' ``itl_ms`` lists."""
+    ``run_itl`` when given (run_id, itl_ms_p50, itl_ms_p99 of the runs' tokens: `analysis.align.TokenAggregates`),
+    else from ``tokens`` when given, else from the requests' ``itl_ms`` lists."""
     ok = requests.filter(pl.col("error").is_null() & pl.col("ttft_ms").is_not_null()).with_columns(_TPOT.alias("_tpot"))
     good = _good(slo_ttft, slo_tpot)
     agg = ok.group_by("run_id").agg(
@@ -222,7 +224,7 @@ def _per_run_from_requests(
         pl.col("e2e_ms").quantile(0.99, "linear").alias("e2e_ms_p99"),
         *(
             []
-            if tokens is not None or "itl_ms" not in ok.columns
+            if tokens is not None or run_itl is not None or "itl_ms" not in ok.columns
             else [
                 pl.col("itl_ms").explode().quantile(0.5, "linear").alias("itl_ms_p50"),
                 pl.col("itl_ms").explode().quantile(0.99, "linear").alias("itl_ms_p99"),
@@ -232,9 +234,12 @@ def _per_run_from_requests(
         (good.cast(pl.Float64).mean() * 100.0).alias("goodput_pct"),
         pl.len().cast(pl.Int64).alias("n_samples"),
     )
-    if tokens is not None:
+    if run_itl is not None:
+        itl = run_itl.select(pl.col("run_id").cast(pl.String), "itl_ms_p50", "itl_ms_p99")
+        agg = agg.join(itl, on="run_id", how="left")
+    elif tokens is not None:
 
-        def run_itl(part: pl.LazyFrame) -> pl.DataFrame:
+        def itl_of_runs(part: pl.LazyFrame) -> pl.DataFrame:
             return (
                 part.filter(pl.col("itl_ms").is_not_null())
                 .group_by("run_id")
@@ -247,7 +252,7 @@ def _per_run_from_requests(
             )
 
         # a few whole runs at a time: a week of tokens (10^8) never sits in memory at once
-        agg = agg.join(by_run_chunks(tokens.select("run_id", "itl_ms"), run_itl), on="run_id", how="left")
+        agg = agg.join(by_run_chunks(tokens.select("run_id", "itl_ms"), itl_of_runs), on="run_id", how="left")
     tot = requests.group_by("run_id").agg(pl.len().cast(pl.Int64).alias("_all"))
     return (
         agg.join(tot, on="run_id", how="left")
@@ -263,10 +268,12 @@ def run_metrics(
     slo_ttft_ms: float | None = None,
     slo_tpot_ms: float | None = None,
     tokens: pl.DataFrame | pl.LazyFrame | None = None,
+    run_itl: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per-run values of every metric in `METRICS` (columns run_id, group, phase, <metrics>, n_samples,
     per_request). Runs with per-request data are recomputed from it (output_tok_s = output tokens / run
-    duration); summary-only runs keep their printed numbers (goodput null)."""
+    duration); summary-only runs keep their printed numbers (goodput null). ``run_itl``: the runs' ITL quantiles
+    already computed from ``tokens`` (`analysis.align.TokenAggregates.runs`): the tokens are then not read."""
     base = runs.select(
         "run_id",
         "group",
@@ -283,7 +290,7 @@ def run_metrics(
             pl.lit(None, dtype=pl.Int64).alias("n_samples"),
             pl.lit(False).alias("per_request"),
         )
-    per = _per_run_from_requests(requests, slo_ttft_ms, slo_tpot_ms, tokens)
+    per = _per_run_from_requests(requests, slo_ttft_ms, slo_tpot_ms, tokens, run_itl)
     dur = pl.coalesce(pl.col("duration_s"), (pl.col("end") - pl.col("start")).dt.total_nanoseconds() / 1e9)
     joined = base.join(per, on="run_id", how="left", suffix="_req")
     cols = []
@@ -781,6 +788,7 @@ class _Group:
     requests: pl.DataFrame | None
     tokens: pl.DataFrame | pl.LazyFrame | None  # the group's tokens, for `run_metrics`
     all_tokens: pl.DataFrame | pl.LazyFrame | None  # every group's, for the bootstrap sides (which filter them by run)
+    run_itl: pl.DataFrame | None = None  # the group's runs' ITL quantiles from its tokens, when computed already
 
 
 def _group(
@@ -789,20 +797,24 @@ def _group(
     runs: pl.DataFrame,
     requests: pl.DataFrame | None,
     tokens: pl.DataFrame | pl.LazyFrame | None,
+    run_itl: pl.DataFrame | None = None,
 ) -> _Group:
     g_runs = runs.filter(pl.col("group") == name)
     ids = g_runs["run_id"].to_list()
     g_req = requests.filter(pl.col("run_id").is_in(ids)) if requests is not None else None
     with_tokens = g_req is not None and tokens is not None and has_rows(tokens)
     g_tok = tokens.filter(pl.col("run_id").is_in(ids)) if with_tokens else None
-    return _Group(name, baseline, g_runs, g_req, g_tok, tokens)
+    g_itl = run_itl.filter(pl.col("run_id").is_in(ids)) if with_tokens and run_itl is not None else None
+    return _Group(name, baseline, g_runs, g_req, g_tok, tokens, g_itl)
 
 
 def _group_comparisons(
     g: _Group, slos: _Slos, th: Thresholds, rng: np.random.Generator, phase_order: Sequence[str] | None
 ) -> list[tuple[PhasePair, Comparison]]:
     """Every non-baseline phase of group ``g`` against its baseline, phases in order."""
-    metrics = run_metrics(g.runs, g.requests, slo_ttft_ms=slos.ttft_ms, slo_tpot_ms=slos.tpot_ms, tokens=g.tokens)
+    metrics = run_metrics(
+        g.runs, g.requests, slo_ttft_ms=slos.ttft_ms, slo_tpot_ms=slos.tpot_ms, tokens=g.tokens, run_itl=g.run_itl
+    )
     b_met = metrics.filter(pl.col("phase") == g.baseline)
     sides = None
     if g.requests is not None:
@@ -843,13 +855,16 @@ def phase_degradation(
     phase_order: Sequence[str] | None = None,
     groups: Sequence[str] | None = None,
     thresholds: Thresholds | None = None,
+    run_itl: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The phase table: every metric of every non-baseline phase against the group's baseline.
 
     ``runs``: `runs_frame` (one row per run: run_id, group, phase, start, end, summary metrics).
     ``requests`` / ``tokens``: the requests / tokens layouts of those runs (optional; enable per-request metrics,
     goodput and the window bootstrap). ``baseline``: the baseline phase name (or per group); default: the
-    group's first phase (``phase_order``, else by start time). Returns `PHASE_COLUMNS`, phases in order.
+    group's first phase (``phase_order``, else by start time). ``run_itl``: per run of ``tokens`` its ITL
+    quantiles already computed (run_id, itl_ms_p50, itl_ms_p99: `analysis.align.TokenAggregates.runs`), so the
+    per-run ITL reads no token. Returns `PHASE_COLUMNS`, phases in order.
     """
     th = thresholds or Thresholds()
     if runs.height == 0:
@@ -864,7 +879,7 @@ def phase_degradation(
     rng = np.random.default_rng(th.seed)
     rows: list[tuple[PhasePair, Comparison]] = []
     for name, bphase in _baselines(runs, baseline, phase_order).items():
-        g = _group(name, bphase, runs, requests, tokens)
+        g = _group(name, bphase, runs, requests, tokens, run_itl)
         slos = configured
         if g.requests is not None:
             base_ids = g.runs.filter(pl.col("phase") == bphase)["run_id"].to_list()

@@ -14,9 +14,13 @@ machine's wall time says more about the neighbours than about us.
     .venv/bin/python benchmarks/analysis_scale.py --store /tmp/s --keep   # keep / reuse the store
     .venv/bin/python benchmarks/analysis_scale.py --days 7 --store /tmp/w --keep --baseline-tree /tmp/base
 
-``--baseline-tree DIR`` also analyses each node with the code of another checkout (e.g. the previous commit's
-``analysis/`` and ``telemetry/``) on the same store, alternating with this tree, and prints the ratios. The last
-line is the figure: ``a week of one node: ...`` (or ``a day``), against the target (< 5 s wall, < 1 GiB).
+Each node is analysed with this tree three times (`CASES`): **cold** (the store's derived artifacts removed:
+`analysis.derived`), **tokens kept** (only the runs' token aggregates kept) and **warm** (everything kept: the same
+analysis again), each reported apart. ``--baseline-tree DIR`` first analyses each node with the code of another
+checkout (e.g. the previous commit's ``analysis/`` and ``telemetry/``) on the same store and prints the ratios.
+Every result is compared with the first one (the whole `AnalysisResult` as JSON and the victim windows, floats to
+1e-9). The figure lines: ``a week of one node (warm): ...`` (or ``a day``, and per case), against the target
+(< 5 s wall, < 1 GiB).
 """
 
 from __future__ import annotations
@@ -107,8 +111,9 @@ def build(store_dir: Path, node: str, days: float, cycles_per_day: int, seed: in
     return {"node": node, "telemetry_rows": rows, "runs": len(res.runs), "tokens": tokens, "sim_s": round(sim_s, 1)}
 
 
-def analyse_child(store_dir: str, node: str, victim: str) -> None:
-    """Run in a subprocess: analyse one node and print time and peak RSS as JSON."""
+def analyse_child(store_dir: str, node: str, victim: str, out_dir: str | None = None) -> None:
+    """Run in a subprocess: analyse one node and print time and peak RSS as JSON (and, with ``out_dir``, write the
+    result there: ``result.json`` and the victim windows ``windows.parquet``, for the comparison)."""
     t = time.perf_counter()
     from analysis.analyze import analyze
     from telemetry.store.factory import open_store
@@ -123,6 +128,10 @@ def analyse_child(store_dir: str, node: str, victim: str) -> None:
     hwm = [ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmHWM:")]
     rss = int(hwm[0].split()[1]) * 1024 if hwm else use.ru_maxrss * 1024
     top = res.antagonists.row(0, named=True) if res.antagonists.height else None
+    if out_dir:
+        Path(out_dir, "result.json").write_text(res.to_json())
+        if res.attribution is not None:
+            res.attribution.grid.victim.write_parquet(Path(out_dir, "windows.parquet"))
     print(
         json.dumps(
             {
@@ -140,6 +149,52 @@ def analyse_child(store_dir: str, node: str, victim: str) -> None:
     )
 
 
+def _differences(a: object, b: object, path: str = "", rel: float = 1e-9) -> list[str]:
+    """Where two results (JSON values) differ beyond float rounding (relative ``rel``)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return [f"{path}: keys {sorted(a.keys() ^ b.keys())}"]
+        return [d for k in a for d in _differences(a[k], b[k], f"{path}.{k}", rel)]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: {len(a)} vs {len(b)} items"]
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _differences(x, y, f"{path}[{i}]", rel)]
+    if isinstance(a, float) and isinstance(b, float):
+        return [] if abs(a - b) <= rel * max(abs(a), abs(b), 1e-300) else [f"{path}: {a!r} vs {b!r}"]
+    return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
+
+
+def _same_result(a: Path, b: Path) -> list[str]:
+    """The differences between two children's results (`analyse_child` ``out_dir``): the whole `AnalysisResult` as
+    JSON (phases, antagonists of ITL and TTFT with their statistics, knee, notes) and the victim windows."""
+    import polars as pl
+    from polars.testing import assert_frame_equal
+
+    diffs = _differences(json.loads((a / "result.json").read_text()), json.loads((b / "result.json").read_text()))
+    if (a / "windows.parquet").exists() != (b / "windows.parquet").exists():
+        return [*diffs, "victim windows: one result has none"]
+    if (a / "windows.parquet").exists():
+        try:
+            assert_frame_equal(
+                pl.read_parquet(a / "windows.parquet"), pl.read_parquet(b / "windows.parquet"), rel_tol=1e-9
+            )
+        except AssertionError as exc:
+            diffs.append(f"victim windows: {str(exc).splitlines()[0]}")
+    return diffs
+
+
+CASES = (
+    ("cold", ("derived",)),
+    ("tokens kept", (f"derived{os.sep}telemetry_windows",)),
+    ("warm", ()),
+)
+"""This tree's analyses of each node, in order, and the derived artifacts (`analysis.derived`, under the store's
+``artifacts/``) removed before each: ``cold`` nothing kept (the first analysis of these runs ever); ``tokens
+kept`` the runs' token aggregates kept, the telemetry windows not (an analysis of runs analysed before, after a
+late telemetry batch, or of a range analysed before in parts); ``warm`` everything kept (the same analysis again:
+the page reloaded, the CLI rerun)."""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--days", type=float, default=1.0)
@@ -149,7 +204,7 @@ def main() -> None:
     ap.add_argument("--store", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the store (and reuse it when it exists)")
     ap.add_argument("--baseline-tree", type=Path, default=None, help="also analyse with this checkout's code")
-    ap.add_argument("--child", nargs=3, metavar=("STORE", "NODE", "VICTIM"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs="+", metavar="STORE NODE VICTIM [OUT]", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         analyse_child(*args.child)
@@ -161,13 +216,21 @@ def main() -> None:
             t = time.perf_counter()
             info = build(store, node, args.days, args.cycles, seed=i, num_prompts=args.num_prompts)
             print(f"built {node}: {info} in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
-    results = []
-    base_results = []
-    trees = ([("baseline", args.baseline_tree)] if args.baseline_tree else []) + [("this tree", ROOT)]
+    results: dict[str, list[dict]] = {}
+    runs = ([("baseline", args.baseline_tree, ())] if args.baseline_tree else []) + [
+        (label, ROOT, drop) for label, drop in CASES
+    ]
+    outs = Path(tempfile.mkdtemp(prefix="ns-analysis-scale-out-"))
+    same = True
     for node in nodes:
-        for label, tree in trees:
+        first = None
+        for label, tree, drop in runs:
+            for d in drop:
+                shutil.rmtree(store / "artifacts" / d, ignore_errors=True)
+            out_dir = outs / f"{node}-{label.replace(' ', '-')}"
+            out_dir.mkdir()
             out = subprocess.run(
-                [sys.executable, __file__, "--child", str(store), node, "hive0"],
+                [sys.executable, __file__, "--child", str(store), node, "hive0", str(out_dir)],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -175,46 +238,44 @@ def main() -> None:
                 env={**os.environ, "NS_CODE_TREE": str(tree)},
             )
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            (results if tree == ROOT else base_results).append(r)
+            results.setdefault(label, []).append(r)
+            diffs = [] if first is None else _same_result(first, out_dir)
+            same = same and not diffs
+            first = first or out_dir
             print(
                 f"{label} {node}: {r['wall_s']} s wall ({r['cpu_s']} s CPU, all threads), peak RSS "
                 f"{r['peak_rss_bytes'] / 2**20:.0f} MiB, window {r['window_s']} s, {r['victim_windows']} victim "
-                f"windows, methods {r['methods']}, top {r['top']}",
+                f"windows, methods {r['methods']}, top {r['top']}; load average {os.getloadavg()[0]:.1f}"
+                + ("" if first == out_dir else (" (same result)" if not diffs else f" DIFFERENT: {diffs[:5]}")),
                 flush=True,
             )
-    total = sum(r["wall_s"] for r in results)
-    cpu = sum(r["cpu_s"] for r in results)
-    peak = max(r["peak_rss_bytes"] for r in results)
+    shutil.rmtree(outs, ignore_errors=True)
     size = sum(p.stat().st_size for p in store.rglob("*.parquet"))
-    print(
-        json.dumps(
-            {
-                "days": args.days,
-                "nodes": args.nodes,
-                "store_bytes": size,
-                "total_wall_s": round(total, 2),
-                "total_cpu_s": round(cpu, 2),
-                "max_wall_s": max(r["wall_s"] for r in results),
-                "peak_rss_bytes": peak,
-            }
-        )
-    )
     span = "a week" if args.days == 7 else ("a day" if args.days == 1 else f"{args.days:g} days")
-    mean_wall = total / len(results)
-    for label, rs in (("baseline", base_results), ("this tree", results)):
-        if rs:
-            w = sum(r["wall_s"] for r in rs) / len(rs)
-            c = sum(r["cpu_s"] for r in rs) / len(rs)
-            m = max(r["peak_rss_bytes"] for r in rs)
+    summary: dict[str, object] = {"days": args.days, "nodes": args.nodes, "store_bytes": size, "same_result": same}
+    for label, rs in results.items():
+        w = sum(r["wall_s"] for r in rs) / len(rs)
+        c = sum(r["cpu_s"] for r in rs) / len(rs)
+        m = max(r["peak_rss_bytes"] for r in rs)
+        summary[label] = {"wall_s": round(w, 2), "cpu_s": round(c, 2), "peak_rss_bytes": m}
+        print(
+            f"{span} of one node ({label}): {w:.1f} s wall, {c:.1f} s CPU, peak RSS {m / 2**30:.2f} GiB "
+            f"(target < 5 s wall, < 1 GiB: {w / 5:.2f}x, {m / 2**30:.2f}x); load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
+    if "baseline" in results:
+        b = summary["baseline"]
+        for label, _ in CASES:
+            t = summary[label]
             print(
-                f"{span} of one node ({label}): {w:.1f} s wall, {c:.1f} s CPU, peak RSS {m / 2**30:.2f} GiB "
-                f"(target < 5 s wall, < 1 GiB: {w / 5:.2f}x, {m / 2**30:.2f}x); load average "
-                f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+                f"{label} vs baseline: CPU {t['cpu_s'] / b['cpu_s']:.2f}x, wall {t['wall_s'] / b['wall_s']:.2f}x, "  # type: ignore[index]
+                f"peak RSS {t['peak_rss_bytes'] / b['peak_rss_bytes']:.2f}x"  # type: ignore[index]
             )
-    if base_results:
-        bc = sum(r["cpu_s"] for r in base_results)
-        bm = max(r["peak_rss_bytes"] for r in base_results)
-        print(f"this tree vs baseline: CPU {cpu / bc:.2f}x, peak RSS {peak / bm:.2f}x (wall {mean_wall:.1f} s)")
+    print(json.dumps(summary))
+    print(
+        "same result in every case" if same else "RESULTS DIFFER (see above)",
+        "| the figure as used: 'warm' for an analysis seen before (page reload, rerun), 'cold' for the first one",
+    )
     if not args.keep and args.store is None:
         shutil.rmtree(store, ignore_errors=True)
 
