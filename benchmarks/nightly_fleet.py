@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -60,7 +61,8 @@ def build_template(cache: Path) -> Path:
 
 def replicate(tpl: Path, store_dir: Path, nodes: list[str], progress: object, count_file: Path, have: int) -> None:
     """Write the template's data into ``store_dir`` once per node (node renamed, run ids ``<node>.<run id>``),
-    counting the nodes written in ``count_file`` as each one is complete."""
+    counting the nodes written in ``count_file`` as each one is complete. The slow, reference path (the store's
+    own ``write``, 20-30 s a node): used for the fleet's first node; `copy_nodes` copies that one's files."""
     import polars as pl
 
     from analysis.ingest.model import Run, artifact_key, run_event_frame
@@ -101,7 +103,93 @@ def replicate(tpl: Path, store_dir: Path, nodes: list[str], progress: object, co
     st.close()
 
 
-def build_fleet(cache: Path, n_nodes: int, progress: object) -> tuple[Path, datetime, datetime]:
+def files_by_node(store_dir: Path) -> dict[str, list[Path]]:
+    """node -> its data files (every measurement/day file `replicate` and `copy_node` write holds one node, so its
+    first row says whose it is)."""
+    import polars as pl
+
+    out: dict[str, list[Path]] = {}
+    for mdir in sorted(p for p in store_dir.iterdir() if p.is_dir()):
+        if mdir.name.startswith(("_", ".")) or mdir.name in ("artifacts", "quarantine"):
+            continue
+        for f in sorted(mdir.glob("*/*.parquet")):
+            if f.name.startswith(".") or "node" not in pl.read_parquet_schema(f):
+                continue
+            node = pl.scan_parquet(f).select(pl.col("node").first()).collect().item()
+            out.setdefault(node, []).append(f)
+    return out
+
+
+def copy_node(store_dir: str, files: list[str], runs_json: list[str], src_node: str, node: str) -> str:
+    """Worker: ``src_node``'s files copied for ``node``, file by file, with the node column (and the run ids of
+    per-request rows and artifacts, ``<node>.<run id>``) replaced; the same layout and encoding as `replicate`."""
+    import uuid
+
+    import polars as pl
+
+    from analysis.ingest.model import Run, artifact_key, run_event_frame
+    from telemetry.store.parquet import ParquetStore
+
+    st = ParquetStore(store_dir)
+    prefix = f"{src_node}."
+
+    def renamed(col: str = "run_id") -> pl.Expr:
+        return (pl.lit(f"{node}.") + pl.col(col).str.strip_prefix(prefix)).alias(col)
+
+    for f in map(Path, files):
+        frame = pl.read_parquet(f).with_columns(pl.lit(node).alias("node"))
+        if "run_id" in frame.columns:
+            frame = frame.with_columns(renamed())
+        # atomic_write's encoding (zstd, statistics, polars' row groups), without its fsyncs: a benchmark's cache
+        tmp = f.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex}.parquet"
+        frame.write_parquet(tmp, compression="zstd", statistics=True)
+        os.replace(tmp, f.parent / f"w-{uuid.uuid4().hex}.parquet")
+    for text in runs_json:
+        r = Run.from_json(text)
+        rid = f"{node}.{r.run_id.removeprefix(prefix)}"
+        st.write("run_event", run_event_frame(replace(r, run_id=rid, node=node)))
+        for what in ("requests", "tokens"):
+            art = st.read_artifact(artifact_key(r.run_id, what))
+            if art is not None:
+                st.write_artifact(artifact_key(rid, what), art.with_columns(pl.lit(rid).alias("run_id")))
+    st.close()
+    return node
+
+
+def copy_nodes(store_dir: Path, nodes: list[str], progress: object, count_file: Path, have: int, jobs: int) -> None:
+    """The fleet's first node copied to ``nodes`` (file by file, in ``jobs`` processes: 2-4 s of CPU a node instead
+    of 20-30 s through the store's ``write``); ``count_file`` counts the nodes complete in order."""
+    import multiprocessing
+    import shutil
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from analysis.ingest.model import list_runs
+    from telemetry.store.parquet import ParquetStore
+
+    src_node = node_name(0)
+    by_node = files_by_node(store_dir)
+    for node in nodes:  # what an interrupted build left of a node it did not finish
+        for f in by_node.get(node, []):
+            f.unlink()
+        for d in (store_dir / "artifacts" / "bench").glob(f"{node}.*"):
+            shutil.rmtree(d)
+    files = [str(f) for f in by_node[src_node] if f.parts[-3] != "run_event"]
+    st = ParquetStore(store_dir, create=False)
+    runs_json = [r.to_json() for r in list_runs(st, {"node": src_node})]
+    st.close()
+    task = progress.add_task(f"copying {src_node} to {len(nodes)} nodes ({jobs} processes)", total=len(nodes))  # type: ignore[attr-defined]
+    done: set[str] = set()
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futs = [pool.submit(copy_node, str(store_dir), files, runs_json, src_node, n) for n in nodes]
+        for fut in as_completed(futs):
+            done.add(fut.result())
+            progress.advance(task)  # type: ignore[attr-defined]
+            while node_name(have) in done:
+                have += 1
+                count_file.write_text(f"{have}\n")
+
+
+def build_fleet(cache: Path, n_nodes: int, progress: object, jobs: int = 2) -> tuple[Path, datetime, datetime]:
     """The fleet store under ``cache/fleet``, grown to at least ``n_nodes`` nodes (built once, grown on demand:
     ``cache/fleet.nodes`` says how many it holds), and the nightly window [start, end) of its runs."""
     import polars as pl
@@ -114,10 +202,13 @@ def build_fleet(cache: Path, n_nodes: int, progress: object) -> tuple[Path, date
 
         shutil.rmtree(store)  # a build that was interrupted before its first node was recorded
     if have < n_nodes:
-        t = progress.add_task("simulating 24 h of the template node (once)", total=None)  # type: ignore[attr-defined]
-        tpl = build_template(cache)
-        progress.update(t, total=1, completed=1)  # type: ignore[attr-defined]
-        replicate(tpl, store, [node_name(i) for i in range(have, n_nodes)], progress, count_file, have)
+        if have == 0:
+            t = progress.add_task("simulating 24 h of the template node (once)", total=None)  # type: ignore[attr-defined]
+            tpl = build_template(cache)
+            progress.update(t, total=1, completed=1)  # type: ignore[attr-defined]
+            replicate(tpl, store, [node_name(0)], progress, count_file, have)
+            have = 1
+        copy_nodes(store, [node_name(i) for i in range(have, n_nodes)], progress, count_file, have, jobs)
     ev = pl.scan_parquet(str(store / "run_event" / "*" / "*.parquet")).select(
         pl.col("time").min().alias("lo"), pl.col("time").max().alias("hi")
     )
@@ -144,8 +235,48 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def result_line(node: str, res: object, wall: float, cpu: float, rss: int) -> str:
+    """One node's result as the JSON line the parent reads: cost, and what the nodes must agree on."""
+    top = res.antagonists.row(0, named=True) if res.antagonists.height else None  # type: ignore[attr-defined]
+    phases = res.phases  # type: ignore[attr-defined]
+    return json.dumps(
+        {
+            "node": node,
+            "wall_s": round(wall, 3),
+            "cpu_s": round(cpu, 3),
+            "rss_bytes": rss,
+            "window_s": res.window_s,  # type: ignore[attr-defined]
+            "phases": phases.height,
+            "top": None if top is None else [top["antagonist"], top["resource"], bool(top["significant"])],
+            "verdicts": sorted(str(v) for v in phases["verdict"].to_list()) if "verdict" in phases.columns else [],
+            "digest": digest(res),
+        }
+    )
+
+
+def digest(res: object) -> str:
+    """A hash of the whole result (phase table, every ranked antagonist with its figures, notes; numbers to 8
+    significant digits), with the node's own name and run ids taken out: identical nodes must give identical
+    digests, and old and new code too."""
+    import hashlib
+
+    def rounded(v: object) -> object:  # polars sums in parallel: the last bits of a mean vary from run to run
+        if isinstance(v, float):
+            return float(f"{v:.8g}")
+        if isinstance(v, dict):
+            return {k: rounded(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [rounded(x) for x in v]
+        return v
+
+    text = json.dumps(rounded(res.to_dict()), sort_keys=True, default=str)  # type: ignore[attr-defined]
+    text = re.sub(r"node-\d{3}", "NODE", text)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def analyse_nodes(store: str, nodes: list[str], start: str, end: str) -> None:
-    """Worker process: analyse each node in turn; one JSON line per node (wall, CPU delta, RSS so far)."""
+    """Worker process (the old shape: `analyze` per node against the whole store, which lists every node's runs
+    each time): one JSON line per node (wall, CPU delta, RSS so far)."""
     from analysis.analyze import analyze
     from telemetry.store.factory import open_store
 
@@ -158,31 +289,50 @@ def analyse_nodes(store: str, nodes: list[str], start: str, end: str) -> None:
         wall = time.perf_counter() - t
         u1 = resource.getrusage(resource.RUSAGE_SELF)
         st.close()
-        top = res.antagonists.row(0, named=True) if res.antagonists.height else None
-        print(
-            json.dumps(
-                {
-                    "node": node,
-                    "wall_s": round(wall, 3),
-                    "cpu_s": round(u1.ru_utime + u1.ru_stime - u0.ru_utime - u0.ru_stime, 3),
-                    "rss_bytes": peak_rss_bytes(),
-                    "window_s": res.window_s,
-                    "phases": res.phases.height,
-                    "top": None if top is None else [top["antagonist"], top["resource"], bool(top["significant"])],
-                    "verdicts": sorted(str(v) for v in res.phases["verdict"].to_list())
-                    if "verdict" in res.phases.columns
-                    else [],
-                }
-            ),
-            flush=True,
-        )
+        cpu = u1.ru_utime + u1.ru_stime - u0.ru_utime - u0.ru_stime
+        print(result_line(node, res, wall, cpu, peak_rss_bytes()), flush=True)
+
+
+def analyse_night(store: str, nodes: list[str], start: str, end: str, jobs: int) -> None:
+    """The product's nightly job (`analysis.nightly`): the night's runs listed once, then every node's victim
+    analysed in ``jobs`` worker processes; one JSON line per node, as `analyse_nodes` prints."""
+    from analysis.nightly import NodeJob, plan_night, run_night
+    from telemetry.store.factory import open_store
+
+    t0, t1 = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    st = open_store(store, create=False)
+    want = set(nodes)
+    plan = [j for j in plan_night(st, t0, t1, victims=[VICTIM]) if j.node in want]
+    st.close()
+    plan = [NodeJob(j.node, j.victims, j.runs) for j in plan]
+    for done in run_night(store, plan, start=t0, end=t1, workers=jobs):
+        if done.error or isinstance(done.value.get(VICTIM), str):
+            raise SystemExit(f"{done.node}: {done.error or done.value[VICTIM]}")
+        print(result_line(done.node, done.value[VICTIM], done.wall_s, done.cpu_s, done.peak_rss_bytes), flush=True)
 
 
 def run_fleet(
-    tree: Path, store: Path, nodes: list[str], start: datetime, end: datetime, jobs: int, progress: object, label: str
+    tree: Path,
+    store: Path,
+    nodes: list[str],
+    start: datetime,
+    end: datetime,
+    jobs: int,
+    progress: object,
+    label: str,
+    nightly: bool = False,
+    warm: bool = False,
 ) -> dict:
-    """Analyse ``nodes`` with the code in ``tree``, in ``jobs`` worker processes; wall, CPU, peak RSS, results."""
+    """Analyse ``nodes`` with the code in ``tree``, in ``jobs`` worker processes; wall, CPU, peak RSS, results.
+    ``nightly``: through `analysis.nightly` (one process that lists the runs once and starts the workers), else
+    the old shape (``jobs`` processes, each running `analyze` per node against the whole store)."""
     shares = [nodes[i::jobs] for i in range(jobs) if nodes[i::jobs]]
+    if nightly:
+        shares = [nodes]
+    if not warm:  # a night analyses new runs: no derived artifacts (analysis.derived) of an earlier run
+        import shutil
+
+        shutil.rmtree(store / "artifacts" / "derived", ignore_errors=True)
     task = progress.add_task(f"nightly analysis ({label}, {jobs} processes)", total=len(nodes))  # type: ignore[attr-defined]
     env = {**os.environ, "NS_CODE_TREE": str(tree)}
     t = time.perf_counter()
@@ -197,6 +347,8 @@ def run_fleet(
             end.isoformat(),
             ",".join(share),
         ]
+        if nightly:
+            cmd[2:3] = ["--nightly-child", str(jobs)]
         p = subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(p)
     results: list[dict] = []
@@ -229,7 +381,7 @@ def run_fleet(
     return {
         "label": label,
         "nodes": len(results),
-        "jobs": len(shares),
+        "jobs": jobs if nightly else len(shares),
         "wall_s": round(wall, 2),
         "cpu_s": round(sum(u[0] for u in usage), 2),
         "peak_rss_bytes": max(r["rss_bytes"] for r in results),
@@ -249,7 +401,7 @@ def _wait(p: subprocess.Popen) -> tuple[int, tuple[float, int]]:
 
 def _consistent(res: dict) -> str:
     """Every node holds the same data: they must agree on window, phases and the top antagonist."""
-    keys = {json.dumps([r["window_s"], r["phases"], r["top"], r["verdicts"]]) for r in res["results"]}
+    keys = {r["digest"] for r in res["results"]}
     return "all nodes agree" if len(keys) == 1 else f"NODES DISAGREE ({len(keys)} distinct results)"
 
 
@@ -260,8 +412,18 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/ns-nightly-fleet"), help="where the store is built")
     ap.add_argument("--baseline-tree", type=Path, default=None, help="also run with this checkout's code")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
+    ap.add_argument("--build-only", action="store_true", help="build (grow) the store, analyse nothing")
+    ap.add_argument("--warm", action="store_true", help="keep the derived artifacts of an earlier run (default: cold)")
+    ap.add_argument("--analyse", type=int, default=None, help="analyse only the first N nodes (default: all)")
     ap.add_argument("--child", nargs=4, metavar=("STORE", "START", "END", "NODES"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--nightly-child", nargs=5, metavar=("JOBS", "STORE", "START", "END", "NODES"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
+    if args.nightly_child:
+        jobs, store, start, end, nodes = args.nightly_child
+        analyse_night(store, nodes.split(","), start, end, int(jobs))
+        return
     if args.child:
         store, start, end, nodes = args.child
         analyse_nodes(store, nodes.split(","), start, end)
@@ -274,17 +436,23 @@ def main() -> None:
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as progress:
-        store, start, end = build_fleet(args.cache, args.nodes, progress)
-        nodes = [node_name(i) for i in range(args.nodes)]
+        store, start, end = build_fleet(args.cache, args.nodes, progress, args.jobs)
+        if args.build_only:
+            return
+        nodes = [node_name(i) for i in range(min(args.analyse or args.nodes, args.nodes))]
         runs = []
         if args.baseline_tree is not None:
-            runs.append(run_fleet(args.baseline_tree, store, nodes, start, end, args.jobs, progress, "baseline"))
-        runs.append(run_fleet(ROOT, store, nodes, start, end, args.jobs, progress, "this tree"))
+            runs.append(
+                run_fleet(args.baseline_tree, store, nodes, start, end, args.jobs, progress, "baseline", warm=args.warm)
+            )
+        runs.append(
+            run_fleet(ROOT, store, nodes, start, end, args.jobs, progress, "this tree", nightly=True, warm=args.warm)
+        )
     load = os.getloadavg()
     out = Console()
     size = sum(p.stat().st_size for p in store.rglob("*.parquet"))
     held = int((args.cache / "fleet.nodes").read_text())
-    out.print(f"store: {held} nodes x 24 h ({size / 2**30:.2f} GiB; {args.nodes} analysed), window {start} .. {end}")
+    out.print(f"store: {held} nodes x 24 h ({size / 2**30:.2f} GiB; {len(nodes)} analysed), window {start} .. {end}")
     for r in runs:
         out.print(
             f"{r['label']}: {r['nodes']} nodes in {r['wall_s']:.1f} s wall ({r['wall_s'] / TARGET_S:.2f} x the "
@@ -297,6 +465,13 @@ def main() -> None:
             f"this tree vs baseline: wall {n['wall_s'] / b['wall_s']:.2f}x, CPU {n['cpu_s'] / b['cpu_s']:.2f}x, "
             f"peak RSS {n['peak_rss_bytes'] / b['peak_rss_bytes']:.2f}x"
         )
+        old_d = {r["node"]: r["digest"] for r in b["results"]}
+        differ = sorted(r["node"] for r in n["results"] if old_d.get(r["node"]) != r["digest"])
+        out.print(
+            "old and new code give identical results on every node"
+            if not differ and len(old_d) == len(n["results"])
+            else f"OLD AND NEW DIFFER on {len(differ)} node(s): {differ[:5]}"
+        )
     out.print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
     if args.json:
         args.json.write_text(
@@ -306,7 +481,15 @@ def main() -> None:
                     "store_bytes": size,
                     "load": load,
                     "target_s": TARGET_S,
-                    "runs": [{k: v for k, v in r.items() if k != "results"} for r in runs],
+                    "runs": [
+                        {
+                            **{k: v for k, v in r.items() if k != "results"},
+                            "per_node": [
+                                {k: x[k] for k in ("node", "wall_s", "cpu_s", "digest")} for x in r["results"]
+                            ],
+                        }
+                        for r in runs
+                    ],
                 },
                 indent=2,
             )

@@ -93,7 +93,15 @@ def report(
         help="Window end (ISO time or 'now'). Default: now, or the "
         "store's newest data when nothing is newer than --since.",
     ),
-    nightly: bool = typer.Option(False, "--nightly", help="Write under OUT/<end date>/ so nightly reports pile up."),
+    nightly: bool = typer.Option(
+        False,
+        "--nightly",
+        help="Write under OUT/<end date>/ so nightly reports pile up. When the window's runs are on several nodes: "
+        "one report per node (OUT/<end date>/<node>/) in --jobs processes, and an index page over them.",
+    ),
+    jobs: int = typer.Option(
+        0, "--jobs", "-j", min=0, help="Worker processes of a fleet's nightly report (0: one per core)."
+    ),
     victim: list[str] = typer.Option(
         [],
         "--victim",
@@ -127,7 +135,9 @@ def report(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from analysis.history.thermal import ThermalLimits
+    from analysis.nightly import plan_night
     from analysis.report import write_report
+    from analysis.report.fleet import several_nodes, write_fleet_report
     from analysis.report.summary import ReportOptions
     from telemetry.store.factory import open_store
 
@@ -164,7 +174,20 @@ def report(
                 def step(what: str) -> None:
                     progress.update(task, description=f"report: {what}")
 
-                paths = write_report(st, t0, t1, target, options=options, step=step, store_name=store, notes=notes)
+                fleet = plan_night(st, t0, t1, options.victims) if nightly else []
+                if several_nodes(fleet):
+                    progress.update(task, description=f"report: {len(fleet)} nodes", total=len(fleet))
+
+                    finished = [0]
+
+                    def node_done(done: Any, total: int) -> None:
+                        finished[0] += 1
+                        progress.update(task, advance=1, description=f"report: {finished[0]}/{total} nodes")
+
+                    paths = write_fleet_report(store, st, t0, t1, target, options=options, workers=jobs or None,
+                                               jobs=fleet, on_node=node_done, store_name=store, notes=notes)  # fmt: skip
+                else:
+                    paths = write_report(st, t0, t1, target, options=options, step=step, store_name=store, notes=notes)
                 progress.update(task, description="report: done")
         finally:
             st.close()
@@ -174,6 +197,15 @@ def report(
     for n in notes:
         err.print(f"[yellow]note:[/] {n}", soft_wrap=True)
     typer.echo(str(paths["html"]))
+    if "nodes" in paths:  # a fleet: exit 1 when a node's report failed or is incomplete
+        failed = [r["node"] for r in paths["nodes"] if r["status"] == "FAILED"]
+        partial = [r["node"] for r in paths["nodes"] if r.get("unreadable_inputs")]
+        for what, nodes in (("failed", failed), ("is incomplete (inputs could not be read)", partial)):
+            if nodes:
+                typer.echo(f"error: the report of {len(nodes)} node(s) {what}: {', '.join(nodes[:10])}", err=True)
+        if failed or partial:
+            raise typer.Exit(1)
+        return
     summary = json.loads(paths["summary"].read_text())
     bad = summary.get("unreadable_inputs") or []
     if bad:  # written, but incomplete: exit 1 so that cron and CI notice (docs/architecture.md "Exit codes")

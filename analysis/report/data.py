@@ -69,31 +69,24 @@ def _query(
     end: datetime | None,
     fields: tuple[str, ...] | None = None,
     unreadable: _Unreadable | None = None,
+    node: str | None = None,
 ) -> pl.DataFrame:
-    """The rows of ``name`` in [start, end); a measurement the store does not hold is empty. A read that fails is
-    recorded in ``unreadable`` (and the rows are empty: the report says so and is incomplete, never silent), or
-    raised without one."""
+    """The rows of ``name`` in [start, end) (of ``node`` only, when given); a measurement the store does not hold is
+    empty. A read that fails is recorded in ``unreadable`` (and the rows are empty: the report says so and is
+    incomplete, never silent), or raised without one."""
     if name not in store.measurements():
         return empty_frame(name)
+    tags = {"node": node} if node else None
     try:
-        return store.query(name, start=start, end=end, fields=list(fields) if fields else None)
+        return store.query(name, start=start, end=end, tags=tags, fields=list(fields) if fields else None)
     except Exception:
         try:
-            return store.query(name, start=start, end=end)
+            return store.query(name, start=start, end=end, tags=tags)
         except Exception as exc:
             if unreadable is None:
                 raise
             unreadable.add(f"measurement {name}", exc)
             return empty_frame(name)
-
-
-def _runs(
-    store: Any, start: datetime | None, end: datetime, unreadable: _Unreadable | None = None
-) -> list[dict[str, Any]]:
-    ev = _query(store, "run_event", start, end, unreadable=unreadable)
-    if ev.is_empty() or "event" not in ev.columns:
-        return []
-    return runs_from_events(ev)
 
 
 def runs_from_events(ev: pl.DataFrame) -> list[dict[str, Any]]:
@@ -170,9 +163,11 @@ def read_latency(
     end: datetime,
     tokens: dict[str, pl.DataFrame] | None = None,
     unreadable: _Unreadable | None = None,
+    node: str | None = None,
 ) -> pl.DataFrame:
     """Per-token ITL of the runs (artifact ``bench/<run_id>/tokens``) or, without tokens, the per-request
-    ``itl_ms_mean`` of `bench_request` rows. Columns: time, run_id, group, phase, itl_ms, source."""
+    ``itl_ms_mean`` of `bench_request` rows (``node``'s only, when given). Columns: time, run_id, group, phase,
+    itl_ms, source."""
     frames = []
     tags = {r["run_id"]: (r.get("group") or "", r.get("phase") or "") for r in runs}
     toks = tokens if tokens is not None else _tokens(store, runs, unreadable)
@@ -192,7 +187,7 @@ def read_latency(
     have = {f["run_id"][0] for f in frames if f.height}
     missing = [r for r in tags if r not in have]
     if missing:
-        br = _query(store, "bench_request", start, end, unreadable=unreadable)
+        br = _query(store, "bench_request", start, end, unreadable=unreadable, node=node)
         if br.height:
             br = br.filter(pl.col("run_id").is_in(missing) & pl.col("itl_ms_mean").is_not_null())
             frames.append(
@@ -239,9 +234,12 @@ def read_analyses(
     topology: pl.DataFrame | None = None,
     seed: int = 0,
     step: Step = _no_step,
+    node: str | None = None,
+    runs: Any = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """`analysis.analyze.analyze` per victim over the runs that started in ``[start, end)`` (phase table and
-    ranked antagonists). Returns (victim -> AnalysisResult, notes)."""
+    ranked antagonists); ``node``: that node's runs and telemetry only; ``runs``: the runs already listed
+    (`analysis.ingest.model.Run`; a fleet's night lists them once). Returns (victim -> AnalysisResult, notes)."""
     from analysis.analyze import analyze
 
     out: dict[str, Any] = {}
@@ -249,9 +247,8 @@ def read_analyses(
     for v in victims:
         step(f"attribution for {v} (permutation tests)")
         try:
-            out[v] = analyze(
-                store, v, start=start, end=end, topology=topology, thresholds=thresholds, seed=seed, source="bench"
-            )
+            out[v] = analyze(store, v, start=start, end=end, topology=topology, thresholds=thresholds, seed=seed,
+                             source="bench", node=node, runs=runs)  # fmt: skip
         except Exception as exc:  # one victim failing must not lose the report
             notes.append(f"analysis of {v} failed: {exc}")
     return out, notes
@@ -267,16 +264,18 @@ def read_live_analyses(
     thresholds: Any = None,
     seed: int = 0,
     step: Step = _no_step,
+    node: str | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """`analysis.analyze.analyze_live` of each group with ``serving`` rows in ``[start, end)`` (production traffic,
     the serving engine's own metrics) that is not in ``skip`` (groups with benchmark runs: analysed from those);
-    only ``victims`` when given. A group served on several nodes is analysed per node (``group@node``)."""
+    only ``victims`` when given, only ``node``'s when given. A group served on several nodes is analysed per node
+    (``group@node``)."""
     from analysis.analyze import analyze_live
     from telemetry.errors import NeighborscopeError
 
     if "serving" not in store.measurements():
         return {}, []
-    rows = store.query("serving", start, end, fields=["interval_s"])
+    rows = store.query("serving", start, end, tags={"node": node} if node else None, fields=["interval_s"])
     if rows.height == 0:
         return {}, []
     pairs = sorted(set(rows.select("node", "group").iter_rows()))
@@ -307,28 +306,33 @@ def read_report_data(
     victims: list[str] | None = None,
     thresholds: Any = None,
     seed: int = 0,
+    node: str | None = None,
+    run_list: Any = None,
 ) -> ReportData:
     """Read everything the report needs for ``[start, end)``; ``step`` is told what is being read.
 
-    ``victims``: groups to attribute (default: every group with a benchmark run in the window)."""
+    ``victims``: groups to attribute (default: every group with a benchmark run in the window). ``node``: that
+    node's telemetry, runs and analyses only (a fleet's nightly report draws one node at a time:
+    `analysis.report.fleet`); ``run_list``: the runs already listed (`analysis.ingest.model.Run`), handed to the
+    analysis so that it does not list the store's runs again."""
     bad = _Unreadable()
     step("reading accelerator telemetry")
     accel, accel_notes = with_device_labels(
-        _query(store, "accel", start, end, ("node", "device", "group", "model", *ACCEL_FIELDS), bad)
+        _query(store, "accel", start, end, ("node", "device", "group", "model", *ACCEL_FIELDS), bad, node)
     )
     step("reading host and tenant telemetry")
-    host = _query(store, "host", start, end, unreadable=bad)
-    tenant = _query(store, "tenant", start, end, ("cpu_pct",), bad)
+    host = _query(store, "host", start, end, unreadable=bad, node=node)
+    tenant = _query(store, "tenant", start, end, ("cpu_pct",), bad, node)
     step("reading benchmark runs")
-    run_event = _query(store, "run_event", start, end, unreadable=bad)
-    runs = _runs(store, start, end, bad)
+    run_event = _query(store, "run_event", start, end, unreadable=bad, node=node)
+    runs = runs_from_events(run_event) if "event" in run_event.columns else []
     step("reading per-request and per-token latencies")
     tokens = _tokens(store, runs, bad)
     requests = _artifacts(store, runs, "requests", bad)
-    latency = read_latency(store, runs, start, end, tokens, bad)
+    latency = read_latency(store, runs, start, end, tokens, bad, node)
     step("reading run history")
     h0 = end - timedelta(days=history_days)
-    events = _query(store, "run_event", h0, end, unreadable=bad)
+    events = _query(store, "run_event", h0, end, unreadable=bad, node=node)
     events = events.filter(pl.col("event") == "summary") if events.height else events
     history = runs_from_events(events)
     groups = list(dict.fromkeys(r.get("group") or "" for r in runs if r.get("group")))
@@ -343,13 +347,15 @@ def read_report_data(
             topology=read_topology(store, store_name, runs),
             seed=seed,
             step=step,
+            node=node,
+            runs=run_list,
         )
         if want
         else ({}, [])
     )
     step("reading serving metrics (live traffic)")
     live, live_notes = read_live_analyses(
-        store, groups, start, end, victims=victims, thresholds=thresholds, seed=seed, step=step
+        store, groups, start, end, victims=victims, thresholds=thresholds, seed=seed, step=step, node=node
     )
     analyses.update(live)
     notes = [*notes, *live_notes]

@@ -312,8 +312,16 @@ class ParquetStore:
         quarantined ones of the days it read. Empty when every file it needed was read."""
         return sorted(self._unreadable.items())
 
+    def _record_unreadable(self, path: Path, reason: str) -> None:
+        """A file a kept listing left out as unreadable: recorded for this handle too."""
+        if str(path) not in self._unreadable:
+            self._unreadable[str(path)] = reason
+
     def _skip(self, path: Path, reason: str) -> None:
-        """A file that cannot be read: left out of the result, recorded, and quarantined by the writer."""
+        """A file that cannot be read: left out of the result, recorded, and quarantined by the writer. Its
+        directory's kept listing (`files_in_dir`) is dropped: the file may have been in it."""
+        with _LISTINGS_LOCK:
+            _LISTINGS.pop(str(path.parent), None)
         if str(path) not in self._unreadable:
             log.warning("skipping unreadable file %s (%s)", path, reason)
         self._unreadable[str(path)] = reason
@@ -370,6 +378,8 @@ class ParquetStore:
     ) -> pl.LazyFrame:
         """A lazy scan of one measurement with the filters applied (for analysis on large ranges)."""
         files = self.files(measurement, start, end)
+        if tags and len(files) > 1:
+            files = _may_match(files, tags)
         if not files:
             if measurement in MEASUREMENTS:
                 return pl.LazyFrame(schema=MEASUREMENTS[measurement].polars_schema())
@@ -631,7 +641,40 @@ class ParquetStore:
 
     def files_in_dir(self, d: Path) -> list[Path]:
         """The live files of one measurement/day directory: files a compacted file covers are left out, and
-        so are files whose footer cannot be read (recorded in `unreadable_files`)."""
+        so are files whose footer cannot be read (recorded in `unreadable_files`).
+
+        A directory that has not changed for `QUIET_NS` is listed once per process (a past day of a fleet: every
+        node's scan would otherwise stat and sort all nodes' files): the listing is kept with the directory's
+        mtime and inode, and used while both are the same. Every way a live file comes or goes (a rename in, a
+        compaction, a deletion, a quarantine) changes the directory's mtime; a directory changed less than
+        `QUIET_NS` ago is always listed (its mtime may not have ticked since: a coarse clock), and a file found
+        unreadable drops its directory's listing (`_skip`)."""
+        try:
+            dst = os.stat(d)
+        except OSError:
+            dst = None
+        if dst is not None:
+            with _LISTINGS_LOCK:
+                hit = _LISTINGS.get(str(d))
+            # the writer quarantines what it cannot read: it lists a directory holding such a file itself
+            if (
+                hit is not None
+                and hit[0] == (dst.st_mtime_ns, dst.st_ino)
+                and not (hit[2] and self._writer is not None)
+            ):
+                for path, reason in hit[2]:
+                    self._record_unreadable(path, reason)
+                return list(hit[1])
+        skipped: list[tuple[Path, str]] = []
+        live = self._list_dir(d, skipped)
+        if dst is not None and time.time_ns() - dst.st_mtime_ns > QUIET_NS:
+            with _LISTINGS_LOCK:
+                if len(_LISTINGS) > 100_000:
+                    _LISTINGS.clear()
+                _LISTINGS[str(d)] = ((dst.st_mtime_ns, dst.st_ino), tuple(live), tuple(skipped))
+        return live
+
+    def _list_dir(self, d: Path, skipped: list[tuple[Path, str]]) -> list[Path]:
         names = parquet_files(d)
         footers: dict[Path, Footer | str | None] = {p: read_footer(p) for p in names if p.name.startswith("c-")}
         covered: set[str] = set()
@@ -645,6 +688,7 @@ class ParquetStore:
             found = footers[p] if p in footers else read_footer(p)
             if isinstance(found, str):
                 self._skip(p, found)
+                skipped.append((p, found))
             elif found is not None:
                 live.append(p)
         return live
@@ -674,6 +718,85 @@ class ParquetStore:
             self._thread.join(timeout=30)
             self._thread = None
         self._release_writer()
+
+
+QUIET_NS = 2 * 10**9
+"""A directory whose mtime is older than this is listed once per process (`ParquetStore.files_in_dir`)."""
+_LISTINGS: dict[str, tuple[tuple[int, int], tuple[Path, ...], tuple[tuple[Path, str], ...]]] = {}
+_LISTINGS_LOCK = threading.Lock()
+
+
+def _may_match(files: list[Path], tags: TagFilter) -> list[Path]:
+    """``files`` less those whose statistics show that no row matches ``tags`` (a tag's value outside the file's
+    min..max: e.g. another node's file of a fleet's day). At least one file stays, so that the scan's schema and its
+    errors (an unknown tag or field) are those of the unpruned scan; files without statistics always stay."""
+    wanted = {t: [v] if isinstance(v, str) else list(v) for t, v in tags.items()}
+    keep = []
+    for f in files:
+        ranges = tag_ranges(f)
+        if ranges is None or all(
+            t not in ranges or any(not isinstance(v, str) or ranges[t][0] <= v <= ranges[t][1] for v in vals)
+            for t, vals in wanted.items()
+        ):
+            keep.append(f)
+    return keep or files[:1]
+
+
+_RANGES: dict[tuple[str, int, int], dict[str, tuple[str, str]] | None] = {}
+_RANGES_LOCK = threading.Lock()
+
+
+def tag_ranges(path: Path) -> dict[str, tuple[str, str]] | None:
+    """(min, max) of each string column of a Parquet file over all its row groups, from the footer's statistics;
+    a column left out where a row group has no statistics for it or holds only nulls (nothing can be said of it).
+    None when the footer cannot be read here (the reader finds out and reports it). Cached by path, size and
+    mtime: a file is written once, and a rewritten file is a new key."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _RANGES_LOCK:
+        if key in _RANGES:
+            return _RANGES[key]
+    found = _read_ranges(path)
+    with _RANGES_LOCK:
+        if len(_RANGES) > 200_000:
+            _RANGES.clear()
+        _RANGES[key] = found
+    return found
+
+
+def _read_ranges(path: Path) -> dict[str, tuple[str, str]] | None:
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(path)
+    except Exception:
+        return None
+    schema = meta.schema
+    cols = [i for i in range(len(schema)) if schema.column(i).logical_type.type == "STRING"]
+    out: dict[str, tuple[str, str]] = {}
+    for i in cols:
+        lo: str | None = None
+        hi: str | None = None
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(i).statistics
+            if stats is None or not stats.has_min_max:
+                if stats is not None and stats.has_null_count and stats.null_count == meta.row_group(g).num_rows:
+                    continue  # only nulls: matches no tag value
+                lo = hi = None
+                break
+            a, b = stats.min, stats.max
+            if not isinstance(a, str) or not isinstance(b, str):
+                lo = hi = None
+                break
+            lo = a if lo is None or a < lo else lo
+            hi = b if hi is None or b > hi else hi
+        else:
+            if lo is not None and hi is not None:
+                out[schema.column(i).name] = (lo, hi)
+    return out
 
 
 def compacted_order(measurement: str, frame: pl.DataFrame) -> pl.DataFrame:
