@@ -28,6 +28,7 @@ import itertools
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cache
@@ -209,8 +210,20 @@ def _matches(frame: pl.DataFrame, run_id: str, rows: int) -> bool:
     return frame[f"{_RUN_PREFIX}rows"][0] == rows and frame["run_id"][0] == run_id
 
 
+KEEP_TELEMETRY_WINDOWS_BYTES = 512 * 2**20
+"""At most this much of telemetry windows is kept (every distinct analysis range on a store still being written
+leaves a few MB); the oldest go first."""
+KEEP_DERIVED_BYTES = 4 * 2**30
+"""At most this much of derived artifacts in all (token windows of every run analysed, older code versions' too);
+the oldest go first."""
+PRUNE_EVERY_S = 60.0
+
+_last_prune: dict[int, float] = {}
+
+
 def _keep(store: Any, key: str, frame: pl.DataFrame) -> None:
-    """Write a derived artifact; a store that cannot keep it (read-only, full) just does not."""
+    """Write a derived artifact; a store that cannot keep it (read-only, full) just does not. Then, at most once a
+    minute per store, the derived artifacts are pruned to their caps (oldest first)."""
     write = getattr(store, "write_artifact", None)
     if write is None:
         return
@@ -218,6 +231,26 @@ def _keep(store: Any, key: str, frame: pl.DataFrame) -> None:
         write(key, frame)
     except (StoreError, OSError, PermissionError) as exc:
         log.debug("derived artifact %s not kept: %s", key, exc)
+        return
+    prune(store)
+
+
+def prune(store: Any, *, force: bool = False) -> int:
+    """Bound what analysis keeps in ``store``: telemetry windows to `KEEP_TELEMETRY_WINDOWS_BYTES`, all derived
+    artifacts to `KEEP_DERIVED_BYTES`, the oldest removed first; returns the bytes removed. Rate-limited per store
+    (`PRUNE_EVERY_S`) unless ``force``; a store without ``prune_artifacts`` keeps everything."""
+    prune_artifacts = getattr(store, "prune_artifacts", None)
+    now = time.monotonic()
+    if prune_artifacts is None or (not force and now - _last_prune.get(id(store), -PRUNE_EVERY_S) < PRUNE_EVERY_S):
+        return 0
+    _last_prune[id(store)] = now
+    try:
+        return prune_artifacts(TELEMETRY_WINDOWS, KEEP_TELEMETRY_WINDOWS_BYTES) + prune_artifacts(
+            DERIVED_PREFIX, KEEP_DERIVED_BYTES
+        )
+    except (StoreError, OSError) as exc:
+        log.debug("derived artifacts not pruned: %s", exc)
+        return 0
 
 
 # ------------------------------------------------------------------------------------------------ telemetry

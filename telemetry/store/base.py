@@ -139,6 +139,11 @@ class TelemetryStore(Protocol):
 
     def list_artifacts(self, prefix: str = "") -> list[str]: ...
 
+    def prune_artifacts(self, prefix: str, keep_bytes: int) -> int:
+        """Remove the oldest artifacts under ``prefix`` until at most ``keep_bytes`` are left (a cache kept as
+        artifacts stays bounded); returns the bytes removed."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -36,6 +36,9 @@ class LocalArtifacts:
     def scan_artifact(self, key: str) -> pl.LazyFrame | None:
         return self._artifact_store().scan_artifact(key)
 
+    def prune_artifacts(self, prefix: str, keep_bytes: int) -> int:
+        return self._artifact_store().prune_artifacts(prefix, keep_bytes)
+
     def list_artifacts(self, prefix: str = "") -> list[str]:
         return self._artifact_store().list_artifacts(prefix)
 

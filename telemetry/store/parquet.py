@@ -38,6 +38,7 @@ Readers skip a file they cannot read and list it in `ParquetStore.unreadable_fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -568,6 +569,33 @@ class ParquetStore:
             self._unreadable[str(path)] = unreadable_reason(exc, path.stat().st_size if path.exists() else None)
             raise StoreError(f"artifact {key!r} ({path}) is unreadable: {self._unreadable[str(path)]}") from None
         return pl.scan_parquet(path)
+
+    def prune_artifacts(self, prefix: str, keep_bytes: int) -> int:
+        """Remove the oldest artifacts (by modification time) under ``prefix`` until those left take at most
+        ``keep_bytes``; returns the bytes removed. For caches kept as artifacts (analysis' derived results), never
+        for a run's own artifacts."""
+        parts = [p for p in prefix.split("/") if p]
+        if not parts or any(p in (".", "..") or p.startswith(".") for p in parts):
+            raise StoreError(f"invalid artifact prefix {prefix!r}")
+        base = self.root.joinpath(ARTIFACTS_DIR, *parts)
+        if not base.is_dir():
+            return 0
+        found = []
+        for path in base.rglob("*.parquet"):
+            try:
+                st = path.stat()
+            except OSError:  # removed meanwhile
+                continue
+            found.append((st.st_mtime_ns, st.st_size, path))
+        total = sum(size for _, size, _ in found)
+        removed = 0
+        for _, size, path in sorted(found):
+            if total - removed <= keep_bytes:
+                break
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            removed += size
+        return removed
 
     def list_artifacts(self, prefix: str = "") -> list[str]:
         base = self.root / ARTIFACTS_DIR

@@ -819,6 +819,9 @@ class QueuedStore:
     def scan_artifact(self, key: str) -> pl.LazyFrame | None:
         return self.remote.scan_artifact(key)
 
+    def prune_artifacts(self, prefix: str, keep_bytes: int) -> int:
+        return self.remote.prune_artifacts(prefix, keep_bytes)
+
     def list_artifacts(self, prefix: str = "") -> list[str]:
         return self.remote.list_artifacts(prefix)
 

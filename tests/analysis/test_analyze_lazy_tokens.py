@@ -169,3 +169,23 @@ def test_a_broken_or_stale_derived_artifact_is_recomputed(store: Path) -> None:
     _same(again, first)
     assert pl.read_parquet(files[0]).height  # rewritten
     assert pl.read_parquet(files[1])["run_rows"].equals(stale["run_rows"])  # rewritten from the run's tokens
+
+
+def test_what_analysis_keeps_stays_under_its_caps_oldest_first(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import analysis.derived as derived
+
+    _analyze(store)
+    windows = sorted((store / "artifacts" / TELEMETRY_WINDOWS).rglob("*.parquet"))
+    kept_bytes = sum(f.stat().st_size for f in windows)
+    assert len(windows) > 1 and _keys(store, TOKEN_WINDOWS)
+    monkeypatch.setattr(derived, "KEEP_TELEMETRY_WINDOWS_BYTES", kept_bytes - 1)
+    st = open_store(store)
+    try:
+        assert 0 < derived.prune(st, force=True) < kept_bytes  # the oldest telemetry windows only
+        assert derived.prune(st) == 0  # at most once a minute without force
+    finally:
+        st.close()
+    left = sorted((store / "artifacts" / TELEMETRY_WINDOWS).rglob("*.parquet"))
+    assert 0 < len(left) < len(windows) and sum(f.stat().st_size for f in left) < kept_bytes
+    assert _keys(store, TOKEN_WINDOWS)  # under their own cap: kept
+    _same(_analyze(store), _analyze(store))  # a pruned cache is recomputed, same result

@@ -180,6 +180,27 @@ def test_artifacts_round_trip(store):
     assert store.list_artifacts("tokens/") == ["tokens/run-1"]
 
 
+def test_artifacts_under_a_prefix_are_pruned_oldest_first_to_a_byte_cap(store):
+    import time
+
+    frame = pl.DataFrame({"x": list(range(1000))})
+
+    def write_three() -> None:
+        for i in range(3):
+            store.write_artifact(f"cache/k{i}", frame)
+            time.sleep(0.02)  # distinct modification times, k0 the oldest
+
+    write_three()
+    store.write_artifact("tokens/run-9", frame)
+    assert store.prune_artifacts("cache", 10**9) == 0  # under the cap: nothing goes
+    size = store.prune_artifacts("cache", 0) // 3  # a cap of 0: all of them, three files of one size
+    assert size > 0 and store.list_artifacts("cache/") == []
+    write_three()
+    assert store.prune_artifacts("cache", 2 * size) == size  # the oldest goes, the two newest fit
+    assert store.list_artifacts("cache/") == ["cache/k1", "cache/k2"]
+    assert store.list_artifacts("tokens/") == ["tokens/run-9"]  # outside the prefix: untouched
+
+
 def test_an_artifact_can_be_scanned_lazily_a_few_columns_at_a_time(store):
     tokens = pl.DataFrame({"run_id": ["r"] * 3, "itl_ms": [1.0, 2.0, 3.0], "tokens": [1, 1, 2]})
     store.write_artifact("tokens/run-2", tokens)
