@@ -374,8 +374,16 @@ def run_store(kind: str, args: argparse.Namespace, work: Path, influx_binary: st
 
 def wait_for_queue(queue: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while queue.is_dir() and any(queue.glob("q-*.arrow")) and time.monotonic() < deadline:
+    # the queue keeps empty spare files made ahead of writes: only a file with data is still waiting
+    while queue.is_dir() and any(_size(p) for p in queue.glob("q-*.arrow")) and time.monotonic() < deadline:
         time.sleep(0.5)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # sent and removed meanwhile
+        return 0
 
 
 def open_reader(kind: str, url: str) -> object:
