@@ -97,7 +97,7 @@ def build_store(path: Path, hours: int = 24, seed: int = 0) -> None:
             store.write(name, frame)
             rows += frame.height if name == "accel" else 0
     store.compact(min_files=2)
-    store._delete_due(force=True)
+    store._lease().delete_due(force=True)  # the merged files now, not after the readers' grace period
     (path.parent / "topology.json").write_text(json.dumps(sc.topology.to_dict(), indent=2))
     print(f"built {path}: {rows:,} accel rows in {time.perf_counter() - t:.1f} s", flush=True)
 
