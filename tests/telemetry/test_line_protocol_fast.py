@@ -34,6 +34,17 @@ def reference(text: str, default_time_ns: int | None = None, strict_schema: bool
     return {m: _rows_to_frame(m, r, strict_schema) for m, r in rows.items()}
 
 
+def same_as_reference(text: str, default_time_ns: int | None = None, strict_schema: bool = True) -> None:
+    """`decode` gives the reference parser's frames, or fails with the same kind of error where it fails."""
+    try:
+        ref = reference(text, default_time_ns, strict_schema)
+    except NeighborscopeError as exc:
+        with pytest.raises(type(exc)):
+            decode(text, default_time_ns=default_time_ns, strict_schema=strict_schema)
+        return
+    equal(decode(text, default_time_ns=default_time_ns, strict_schema=strict_schema), ref)
+
+
 def equal(fast: dict, ref: dict) -> None:
     """Same measurements, rows, values and dtypes; a measurement outside the schema has no column order (the
     reference parser gives its keys in reverse), so its columns are compared by name."""
@@ -160,13 +171,7 @@ def test_lines_the_vectorised_path_declines_go_one_by_one_to_the_reference_parse
 )  # fmt: skip
 def test_numbers_at_the_edges_of_the_grammar_decode_or_fail_as_the_reference_does(value: str):
     text = "\n".join(f"m,t=a v={v} {T0 + i}" for i, v in enumerate([value, "1.5" if value[-1] != "i" else "2i"]))
-    try:
-        ref = reference(text)
-    except NeighborscopeError as exc:
-        with pytest.raises(type(exc)):
-            decode(text)
-        return
-    equal(decode(text), ref)
+    same_as_reference(text)
 
 
 def test_polars_reads_numbers_as_the_line_protocol_grammar_says():
@@ -214,13 +219,7 @@ def test_random_lines_decode_the_same_or_fail_the_same(rows):
     text = "\n".join(
         f"m,t={_escape(t)} a={a}" + (f",b={b}" if both else "") + f" {T0 + i}" for i, (t, a, b, both) in enumerate(rows)
     )
-    try:
-        ref = reference(text)
-    except NeighborscopeError as exc:
-        with pytest.raises(type(exc)):
-            decode(text)
-        return
-    equal(decode(text), ref)
+    same_as_reference(text)
 
 
 raw_line = st.text(alphabet=st.sampled_from(list("m,=  t1i.e-+\\#\tu")), min_size=1, max_size=24)
@@ -232,10 +231,4 @@ def test_random_bytes_of_line_protocol_decode_the_same_or_fail_the_same(lines):
     """Lines of separators, escapes, numbers and suffixes in any order (most of them bad): the vectorised path
     takes only what the reference parser takes, into the same frames, and leaves every error to it."""
     text = "\n".join(f"{line} {T0 + i}" if i % 2 else line for i, line in enumerate(lines))
-    try:
-        ref = reference(text, T0, strict_schema=False)
-    except NeighborscopeError as exc:
-        with pytest.raises(type(exc)):
-            decode(text, default_time_ns=T0, strict_schema=False)
-        return
-    equal(decode(text, default_time_ns=T0, strict_schema=False), ref)
+    same_as_reference(text, T0, strict_schema=False)
