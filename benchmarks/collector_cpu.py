@@ -92,8 +92,8 @@ def decode_validate(bodies: list[bytes], old: ModuleType | None, repeat: int = 3
 
     from telemetry.batch import decode_batch, validate_columns, validate_typed
     from telemetry.collector.body import _inflate
-    from telemetry.collector.cli import tune_gc
     from telemetry.collector.ingest import plain_batch
+    from telemetry.collector.server import tune_gc
     from telemetry.schema import time_window_ns
 
     window = time_window_ns(time.time_ns(), 86_400)

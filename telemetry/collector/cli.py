@@ -8,10 +8,8 @@ from pathlib import Path
 
 import typer
 
-from telemetry.collector.server import GC_GEN0_THRESHOLD, bind, raise_nofile_limit, tune_gc, uvicorn_server
+from telemetry.collector.server import bind, tune_gc, uvicorn_server
 from telemetry.errors import ConfigError
-
-__all__ = ["GC_GEN0_THRESHOLD", "bind", "collector", "raise_nofile_limit", "tune_gc"]
 
 
 def _is_loopback(host: str) -> bool:

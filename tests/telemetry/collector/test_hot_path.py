@@ -15,8 +15,8 @@ import pytest
 
 from telemetry import batch as batch_mod
 from telemetry.batch import make_batch, validate_columns
-from telemetry.collector.cli import GC_GEN0_THRESHOLD, tune_gc
 from telemetry.collector.commit import GroupCommitter
+from telemetry.collector.server import GC_GEN0_THRESHOLD, tune_gc
 from telemetry.errors import SchemaError
 from telemetry.schema import measurement
 from telemetry.store.base import BatchKey
