@@ -17,12 +17,7 @@ class SchemaError(NeighborscopeError, ValueError):
 
     def __init__(self, message: str, where: str = "") -> None:
         self.where = where
-        self.message = message
         super().__init__(f"{where}: {message}" if where else message)
-
-    def __reduce__(self) -> tuple[type[SchemaError], tuple[str, str]]:
-        # pickled across a process boundary (the collector's store writer) it keeps `where`
-        return (type(self), (self.message, self.where))
 
 
 class LineProtocolError(NeighborscopeError, ValueError):
@@ -31,12 +26,8 @@ class LineProtocolError(NeighborscopeError, ValueError):
     def __init__(self, message: str, line_no: int, line: str = "") -> None:
         self.line_no = line_no
         self.line = line
-        self.message = message
         shown = line if len(line) <= 200 else line[:200] + "..."
         super().__init__(f"line {line_no}: {message}: {shown!r}" if line else f"line {line_no}: {message}")
-
-    def __reduce__(self) -> tuple[type[LineProtocolError], tuple[str, int, str]]:
-        return (type(self), (self.message, self.line_no, self.line))
 
 
 class StoreError(NeighborscopeError):
